@@ -1,0 +1,445 @@
+"""The wire contract: MQTT topics and payloads (ARCHITECTURE.md, "The wire").
+
+Every part builds and parses topics and SenML packs here; none re-implements them.
+
+Telemetry is a SenML pack (RFC 8428, JSON). The first record carries the base name
+``urn:dev:suitcase:{device}:`` and base time; each record is one reading named
+``{sensor}/{quantity}`` with the registry unit of its quantity. A pack that uses an RFC 8798
+secondary unit declares ``"bver": 26`` (RFC 9100 feature 4) in its first record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kits.errors import (
+    BadTopic,
+    BadValue,
+    DeviceMismatch,
+    MissingField,
+    PayloadNotJson,
+    PayloadShapeError,
+    PayloadTooLarge,
+    TimeOutOfRange,
+    UnitMismatch,
+    UnknownQuantity,
+    UnknownUnit,
+)
+from kits.quantities import QUANTITIES, SECONDARY_UNITS
+
+__all__ = [
+    "BASE_NAME_PREFIX",
+    "BVER_SECONDARY_UNITS",
+    "MAX_FUTURE_SKEW_S",
+    "MAX_PACK_BYTES",
+    "MAX_PACK_RECORDS",
+    "MIN_VALID_TIME",
+    "TOPIC_ROOT",
+    "CommandReply",
+    "CommandRequest",
+    "Record",
+    "Status",
+    "Topic",
+    "build_topic",
+    "decode_pack",
+    "encode_pack",
+    "parse_topic",
+    "records_of",
+    "subscription",
+]
+
+TOPIC_ROOT = "suitcase/v1"
+BASE_NAME_PREFIX = "urn:dev:suitcase:"
+BVER_SECONDARY_UNITS = 26
+MAX_PACK_BYTES = 64 * 1024
+MAX_PACK_RECORDS = 1000
+MAX_FUTURE_SKEW_S = 300.0
+# 2020-01-01T00:00:00Z. Anything older is a Pi whose clock has not synced since boot.
+MIN_VALID_TIME = 1_577_836_800.0
+
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+_SENSOR = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")
+_KINDS = ("telemetry", "status", "meta", "cmd")
+TopicKind = Literal["telemetry", "status", "meta", "cmd"]
+
+
+# --------------------------------------------------------------------------- topics
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed topic: ``suitcase/v1/{org}/{device}/{kind}[/{command}[/reply]]``."""
+
+    org: str
+    device: str
+    kind: TopicKind
+    command: str | None = None
+    reply: bool = False
+
+    def __str__(self) -> str:
+        return build_topic(self.org, self.device, self.kind, self.command, reply=self.reply)
+
+
+def _check_slug(what: str, value: str) -> None:
+    if not _SLUG.match(value):
+        raise BadTopic(
+            f"{what} {value!r} is not a valid id: use 1-64 lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+
+
+def build_topic(
+    org: str,
+    device: str,
+    kind: TopicKind,
+    command: str | None = None,
+    *,
+    reply: bool = False,
+) -> str:
+    """Build the MQTT topic of a device's ``kind`` of message.
+
+    Raises:
+        BadTopic: an id is not a valid slug, or ``command`` is missing or given where not allowed.
+    """
+    _check_slug("organisation", org)
+    _check_slug("device", device)
+    if kind not in _KINDS:
+        raise BadTopic(f"topic kind {kind!r} is unknown: use one of {', '.join(_KINDS)}")
+    topic = f"{TOPIC_ROOT}/{org}/{device}/{kind}"
+    if kind == "cmd":
+        if command is None:
+            raise BadTopic("a cmd topic needs a command name, e.g. 'config'")
+        _check_slug("command", command)
+        topic += f"/{command}" + ("/reply" if reply else "")
+    elif command is not None or reply:
+        raise BadTopic(f"only cmd topics take a command name, not {kind}")
+    return topic
+
+
+def parse_topic(topic: str) -> Topic:
+    """Parse a topic published under ``suitcase/v1``.
+
+    Raises:
+        BadTopic: the topic is not one of the shapes in ARCHITECTURE.md.
+    """
+    parts = topic.split("/")
+    if len(parts) < 5 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise BadTopic(
+            f"topic {topic!r} is not of the form {TOPIC_ROOT}/{{org}}/{{device}}/{{kind}}"
+        )
+    org, device, kind = parts[2], parts[3], parts[4]
+    _check_slug("organisation", org)
+    _check_slug("device", device)
+    if kind == "cmd":
+        if len(parts) == 6:
+            _check_slug("command", parts[5])
+            return Topic(org, device, "cmd", parts[5])
+        if len(parts) == 7 and parts[6] == "reply":
+            _check_slug("command", parts[5])
+            return Topic(org, device, "cmd", parts[5], reply=True)
+        raise BadTopic(f"topic {topic!r}: cmd topics are .../cmd/{{command}}[/reply]")
+    if len(parts) != 5 or kind not in _KINDS:
+        raise BadTopic(f"topic {topic!r}: kind must be one of {', '.join(_KINDS)}")
+    return Topic(org, device, kind)  # type: ignore[arg-type]
+
+
+def subscription(kind: TopicKind, *, org: str = "+", device: str = "+", group: str | None = None) -> str:
+    """Return the subscription filter for every device's ``kind`` messages.
+
+    With ``group``, an MQTT 5 shared subscription ``$share/{group}/...`` so gateways share load.
+    """
+    tail = "#" if kind == "cmd" else ""
+    topic = f"{TOPIC_ROOT}/{org}/{device}/{kind}" + (f"/{tail}" if tail else "")
+    return f"$share/{group}/{topic}" if group else topic
+
+
+# --------------------------------------------------------------------------- telemetry
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One reading: one SenML record, identified by (org, device, sensor, quantity, time).
+
+    ``time`` is UTC epoch seconds. The org is not in the pack: it comes from the topic.
+    """
+
+    org: str
+    device: str
+    sensor: str
+    quantity: str
+    value: float
+    time: float
+
+    @property
+    def unit(self) -> str | None:
+        return QUANTITIES[self.quantity].unit
+
+
+def encode_pack(records: Sequence[Record]) -> bytes:
+    """Encode ``records`` of one device as a SenML JSON pack.
+
+    The base time is the earliest record time; record times are offsets from it.
+
+    Raises:
+        BadTopic: ``device`` is not a valid id.
+        PayloadShapeError: no records, or a record of another device.
+        UnknownQuantity / BadValue / TimeOutOfRange: a record the gateway would reject.
+    """
+    if not records:
+        raise PayloadShapeError("a telemetry pack needs at least one record")
+    org, device = records[0].org, records[0].device
+    _check_slug("device", device)
+    base_time = min(r.time for r in records)
+    secondary = any(QUANTITIES[r.quantity].unit in SECONDARY_UNITS for r in records if r.quantity in QUANTITIES)
+    pack: list[dict[str, Any]] = []
+    for index, rec in enumerate(records):
+        if (rec.org, rec.device) != (org, device):
+            raise PayloadShapeError(
+                f"record of {rec.org}/{rec.device} in a pack of {org}/{device}: one pack, one device"
+            )
+        _check_record(rec)
+        entry: dict[str, Any] = {}
+        if index == 0:
+            entry["bn"] = f"{BASE_NAME_PREFIX}{device}:"
+            entry["bt"] = base_time
+            if secondary:
+                entry["bver"] = BVER_SECONDARY_UNITS
+        entry["n"] = f"{rec.sensor}/{rec.quantity}"
+        unit = QUANTITIES[rec.quantity].unit
+        if unit is not None:
+            entry["u"] = unit
+        entry["v"] = rec.value
+        offset = rec.time - base_time
+        if offset:
+            entry["t"] = offset
+        pack.append(entry)
+    return json.dumps(pack, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _check_record(rec: Record) -> None:
+    if not _SENSOR.match(rec.sensor):
+        raise PayloadShapeError(
+            f"sensor name {rec.sensor!r} is invalid: use 1-32 lower-case letters, digits and '_'"
+        )
+    if rec.quantity not in QUANTITIES:
+        raise UnknownQuantity(
+            f"quantity {rec.quantity!r} is not in the registry (kits/quantities.py): "
+            "add it there before a driver emits it"
+        )
+    if isinstance(rec.value, bool) or not isinstance(rec.value, (int, float)):
+        raise BadValue(f"{rec.sensor}/{rec.quantity}: value must be a number, got {rec.value!r}")
+    if not math.isfinite(rec.value):
+        raise BadValue(f"{rec.sensor}/{rec.quantity}: value {rec.value} is not a finite number")
+    if not math.isfinite(rec.time) or rec.time < MIN_VALID_TIME:
+        raise TimeOutOfRange(
+            f"{rec.sensor}/{rec.quantity}: time {rec.time} is before 2020: the clock has not synced; "
+            "keep the reading in the outbox until it has"
+        )
+
+
+def _reject_constant(name: str) -> float:
+    raise BadValue(f"payload contains {name}, which is not a number: send only finite values")
+
+
+def decode_pack(
+    payload: bytes | str,
+    *,
+    org: str,
+    device: str,
+    now: float,
+    max_bytes: int = MAX_PACK_BYTES,
+) -> list[Record]:
+    """Decode and validate a telemetry pack received on ``device``'s topic.
+
+    Args:
+        payload: the MQTT payload.
+        org: the organisation from the topic.
+        device: the device id from the topic; the pack's base name must name the same device.
+        now: the receiver's current UTC epoch time, to reject readings from the future.
+        max_bytes: the largest payload accepted.
+
+    Raises:
+        PayloadTooLarge, PayloadNotJson, PayloadShapeError, MissingField, BadValue,
+        UnknownQuantity, UnknownUnit, UnitMismatch, TimeOutOfRange, DeviceMismatch: the
+        pack breaks the contract; the message says which record and what to do.
+    """
+    size = len(payload)
+    if size > max_bytes:
+        raise PayloadTooLarge(
+            f"payload of {size} bytes is over the {max_bytes}-byte limit: send fewer records per pack"
+        )
+    try:
+        data = json.loads(payload, parse_constant=_reject_constant)
+    except BadValue:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadNotJson(f"payload is not JSON ({exc}): send a SenML JSON array") from exc
+    if not isinstance(data, list):
+        raise PayloadShapeError(
+            f"payload is a JSON {type(data).__name__}, not an array: a SenML pack is an array of records"
+        )
+    if not data:
+        raise PayloadShapeError("the SenML pack is empty: send at least one record")
+    if len(data) > MAX_PACK_RECORDS:
+        raise PayloadTooLarge(
+            f"pack has {len(data)} records, over the limit of {MAX_PACK_RECORDS}: split it"
+        )
+
+    base_name: str | None = None
+    base_time = 0.0
+    base_unit: str | None = None
+    bver = 10
+    records: list[Record] = []
+    for index, entry in enumerate(data):
+        where = f"record {index}"
+        if not isinstance(entry, dict):
+            raise PayloadShapeError(f"{where} is a JSON {type(entry).__name__}, not an object")
+        if "bver" in entry:
+            if index != 0:
+                raise PayloadShapeError(f"{where}: bver may only appear in the first record")
+            bver = _number(entry["bver"], where, "bver")  # type: ignore[assignment]
+        if "bn" in entry:
+            if not isinstance(entry["bn"], str):
+                raise PayloadShapeError(f"{where}: bn must be a string")
+            base_name = entry["bn"]
+        if "bt" in entry:
+            base_time = _number(entry["bt"], where, "bt")
+        if "bu" in entry:
+            if not isinstance(entry["bu"], str):
+                raise PayloadShapeError(f"{where}: bu must be a string")
+            base_unit = entry["bu"]
+        if base_name is None:
+            raise MissingField(
+                f"{where}: no base name: the first record needs "
+                f'"bn": "{BASE_NAME_PREFIX}{device}:"'
+            )
+        if not base_name.startswith(BASE_NAME_PREFIX) or not base_name.endswith(":"):
+            raise PayloadShapeError(
+                f"{where}: base name {base_name!r} is not of the form {BASE_NAME_PREFIX}{{device}}:"
+            )
+        named = base_name[len(BASE_NAME_PREFIX) : -1]
+        if named != device:
+            raise DeviceMismatch(
+                f"pack names device {named!r} but arrived on the topic of device {device!r}: "
+                "a device may only publish its own readings"
+            )
+        if "n" not in entry:
+            raise MissingField(f'{where}: no name: every record needs "n": "{{sensor}}/{{quantity}}"')
+        name = entry["n"]
+        if not isinstance(name, str):
+            raise PayloadShapeError(f"{where}: n must be a string")
+        if "v" not in entry:
+            extra = [k for k in ("vs", "vb", "vd", "s") if k in entry]
+            hint = f" ({extra[0]} is not accepted: send a number in v)" if extra else ""
+            raise MissingField(f"{where} ({name}): no numeric value v{hint}")
+        sensor, sep, qty = name.partition("/")
+        if not sep or not _SENSOR.match(sensor):
+            raise PayloadShapeError(
+                f"{where}: name {name!r} is not of the form {{sensor}}/{{quantity}} "
+                "with a sensor name of lower-case letters, digits and '_'"
+            )
+        spec = QUANTITIES.get(qty)
+        if spec is None:
+            raise UnknownQuantity(
+                f"{where}: quantity {qty!r} is not in the registry (kits/quantities.py)"
+            )
+        unit = entry.get("u", base_unit)
+        if unit is not None and not isinstance(unit, str):
+            raise PayloadShapeError(f"{where} ({name}): u must be a string")
+        _check_unit(where, name, unit, spec.unit, bver)
+        value = entry["v"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadValue(f"{where} ({name}): v must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise BadValue(f"{where} ({name}): v is not finite")
+        offset = _number(entry["t"], where, "t") if "t" in entry else 0.0
+        time = base_time + offset
+        if not math.isfinite(time) or time < MIN_VALID_TIME:
+            raise TimeOutOfRange(
+                f"{where} ({name}): time {time} is before 2020 or relative: "
+                "stamp readings with UTC epoch seconds once the clock has synced"
+            )
+        if time > now + MAX_FUTURE_SKEW_S:
+            raise TimeOutOfRange(
+                f"{where} ({name}): time {time:.0f} is {time - now:.0f} s in the future: "
+                "check the device's clock (NTP)"
+            )
+        records.append(Record(org, device, sensor, qty, float(value), float(time)))
+    return records
+
+
+def _number(value: object, where: str, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PayloadShapeError(f"{where}: {field} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise BadValue(f"{where}: {field} is not finite")
+    return float(value)
+
+
+def _check_unit(where: str, name: str, unit: str | None, expected: str | None, bver: float) -> None:
+    if unit == expected:
+        if unit in SECONDARY_UNITS and not int(bver) & 16:
+            raise UnknownUnit(
+                f"{where} ({name}): {unit!r} is an RFC 8798 secondary unit: "
+                f'declare "bver": {BVER_SECONDARY_UNITS} in the first record'
+            )
+        return
+    known = {q.unit for q in QUANTITIES.values()}
+    if unit is not None and unit not in known:
+        raise UnknownUnit(
+            f"{where} ({name}): unit {unit!r} is unknown: use {expected!r}"
+            if expected
+            else f"{where} ({name}): unit {unit!r} is unknown: omit u, the quantity is dimensionless"
+        )
+    raise UnitMismatch(
+        f"{where} ({name}): unit {unit!r} does not match the registry: use "
+        + (f"{expected!r}" if expected else "no unit (omit u)")
+    )
+
+
+# --------------------------------------------------------------------------- status, commands
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Status(_Message):
+    """The retained ``status`` message; ``offline`` is the Last Will."""
+
+    state: Literal["online", "offline"]
+    since: float
+    agent: str
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class CommandRequest(_Message):
+    """A command to a device on ``cmd/{name}``."""
+
+    id: str = Field(min_length=1, max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommandReply(_Message):
+    """A device's reply on ``cmd/{name}/reply``."""
+
+    id: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
+
+
+def records_of(
+    org: str, device: str, sensor: str, values: Iterable[tuple[str, float]], time: float
+) -> list[Record]:
+    """Return one record per (quantity, value) read from ``sensor`` at ``time``."""
+    return [Record(org, device, sensor, qty, value, time) for qty, value in values]
