@@ -1,0 +1,56 @@
+# IoT Suitcase: two commands.
+#   make demo   create .venv, install the project, run `suitcase demo` (no hardware, no services)
+#   make test   install test dependencies and the services, run ruff, mypy and pytest
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck pytest services bench dist clean lock
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "IoT Suitcase needs Python 3.11 or newer: install it, or run make PYTHON=python3.12"; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml requirements-dev.lock | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.lock
+	$(BIN)/pip install -q --no-deps -e ".[all,dev]"
+	touch $@ $(VENV)/.demo-installed
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/suitcase demo $(DEMO_ARGS)
+
+services:
+	bash tests/services/install.sh
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy
+
+pytest: $(VENV)/.dev-installed
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: services lint typecheck pytest
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m benchmarks
+
+dist: $(VENV)/.dev-installed
+	$(BIN)/pip wheel --no-deps -w dist .
+
+# Refresh the pinned test environment after changing pyproject.toml's dependencies.
+lock: | $(BIN)/python
+	$(BIN)/pip install -q -e ".[all,dev]"
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .suitcase dist build *.egg-info

@@ -1,0 +1,142 @@
+"""An emulated I2C bus: what ``busio.I2C`` offers the Adafruit drivers, backed by chip emulators.
+
+It stands in for Raspberry Pi I2C hardware only (STYLE.md, "Tests"): the real Adafruit drivers
+run unchanged on top of it. A transfer to an address with no chip fails like Linux i2c-dev does,
+with ``OSError(121, "Remote I/O error")`` (the chip did not acknowledge its address).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from types import TracebackType
+from typing import Any, Protocol
+
+__all__ = ["Chip", "EmulatedI2C"]
+
+
+class Chip(Protocol):
+    """A register-level chip emulator on the bus.
+
+    ``write`` receives the bytes of one write transfer (register pointer first); ``read`` returns
+    ``length`` bytes of one read transfer.
+    """
+
+    def write(self, data: bytes) -> None: ...
+    def read(self, length: int) -> bytes: ...
+
+
+def _nack(address: int) -> OSError:
+    return OSError(errno.EREMOTEIO, f"{os.strerror(errno.EREMOTEIO)} (no ACK from {address:#04x})")
+
+
+class EmulatedI2C:
+    """An I2C bus of emulated chips, by 7-bit address.
+
+    Thread-safe: ``try_lock``/``unlock`` guard a transaction as on a real bus, and each
+    transfer is atomic.
+    """
+
+    def __init__(self, chips: dict[int, Chip] | None = None) -> None:
+        self._chips: dict[int, Chip] = dict(chips or {})
+        self._bus_lock = threading.Lock()
+        self._transfer_lock = threading.RLock()
+        self._closed = False
+
+    # --- wiring, for scenarios and tests
+
+    def attach(self, address: int, chip: Chip) -> None:
+        """Plug ``chip`` in at ``address``."""
+        with self._transfer_lock:
+            self._chips[address] = chip
+
+    def detach(self, address: int) -> Chip | None:
+        """Unplug the chip at ``address`` (as a loose cable would) and return it."""
+        with self._transfer_lock:
+            return self._chips.pop(address, None)
+
+    # --- busio.I2C
+
+    def try_lock(self) -> bool:
+        """Take the bus for a transaction; False if another holder has it."""
+        return self._bus_lock.acquire(blocking=False)
+
+    def unlock(self) -> None:
+        """Release the bus."""
+        self._bus_lock.release()
+
+    def scan(self) -> list[int]:
+        """Return the addresses that acknowledge, in ascending order."""
+        self._check_open()
+        with self._transfer_lock:
+            return sorted(self._chips)
+
+    def writeto(self, address: int, buffer: Any, *, start: int = 0, end: int | None = None) -> None:
+        """Write ``buffer[start:end]`` to the chip at ``address``.
+
+        Raises:
+            OSError: errno 121 (EREMOTEIO), no chip at ``address``.
+        """
+        data = bytes(memoryview(buffer)[start:end])
+        with self._transfer_lock:
+            self._chip(address).write(data)
+
+    def readfrom_into(
+        self, address: int, buffer: Any, *, start: int = 0, end: int | None = None
+    ) -> None:
+        """Read ``len(buffer[start:end])`` bytes from the chip at ``address`` into that slice.
+
+        Raises:
+            OSError: errno 121 (EREMOTEIO), no chip at ``address``.
+        """
+        view = memoryview(buffer)[start:end]
+        with self._transfer_lock:
+            view[:] = self._chip(address).read(len(view))
+
+    def writeto_then_readfrom(
+        self,
+        address: int,
+        buffer_out: Any,
+        buffer_in: Any,
+        *,
+        out_start: int = 0,
+        out_end: int | None = None,
+        in_start: int = 0,
+        in_end: int | None = None,
+        stop: bool = False,
+    ) -> None:
+        """Write then read with a repeated start, as one atomic transfer.
+
+        Raises:
+            OSError: errno 121 (EREMOTEIO), no chip at ``address``.
+        """
+        data = bytes(memoryview(buffer_out)[out_start:out_end])
+        view = memoryview(buffer_in)[in_start:in_end]
+        with self._transfer_lock:
+            chip = self._chip(address)
+            chip.write(data)
+            view[:] = chip.read(len(view))
+
+    def deinit(self) -> None:
+        """Release the bus; further transfers fail."""
+        self._closed = True
+
+    def __enter__(self) -> EmulatedI2C:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.deinit()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("the emulated I2C bus was deinitialised: create a new one")
+
+    def _chip(self, address: int) -> Chip:
+        self._check_open()
+        chip = self._chips.get(address)
+        if chip is None:
+            raise _nack(address)
+        return chip

@@ -1,0 +1,47 @@
+"""The time-series store: where the gateway writes readings and dead letters, and the server reads.
+
+Backends are picked by URL scheme through a registry of name -> ``"module:attr"`` factories,
+imported lazily so a gateway never imports a backend it does not use. A factory takes the URL
+(or plain path) and returns the opened store.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+from gateway.store.base import DeadLetter, DeviceSeen, Store, StoreError
+from gateway.store.sqlite import SqliteStore
+
+__all__ = ["BACKENDS", "DeadLetter", "DeviceSeen", "SqliteStore", "Store", "StoreError", "open_store"]
+
+# URL scheme -> "module:factory". A new backend is one module in gateway/store/ plus one line here.
+BACKENDS: dict[str, str] = {
+    "sqlite": "gateway.store.sqlite:from_url",
+}
+
+
+def open_store(url_or_path: str | Path) -> SqliteStore:
+    """Open the store at ``url_or_path``.
+
+    ``sqlite:///relative/file.db``, ``sqlite:////absolute/file.db`` (SQLAlchemy's convention) or
+    a plain path open the embedded SQLite store.
+
+    Raises:
+        StoreError: the scheme is unknown, or the store cannot be opened.
+    """
+    text = str(url_or_path)
+    scheme, sep, _ = text.partition("://")
+    if not sep or isinstance(url_or_path, Path):
+        scheme = "sqlite"
+    target = BACKENDS.get(scheme)
+    if target is None:
+        raise StoreError(
+            f"store URL {text!r} has an unknown scheme {scheme!r}: use "
+            f"{' or '.join(s + '://...' for s in sorted(BACKENDS))}, or a plain file path"
+        )
+    module_name, _, attr = target.partition(":")
+    factory = cast(Callable[[str], SqliteStore], getattr(importlib.import_module(module_name), attr))
+    return factory(text)

@@ -1,0 +1,43 @@
+"""Response models shared by the device and reading routes, and the 422 helper."""
+
+from __future__ import annotations
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+
+from kits.quantities import QUANTITIES
+from kits.wire import Record
+from server.timeutil import iso
+
+__all__ = ["ReadingPublic", "invalid"]
+
+
+class ReadingPublic(BaseModel):
+    """One reading: ``time`` in UTC epoch seconds (as on the wire) and ``time_iso`` in ISO 8601."""
+
+    sensor: str
+    quantity: str
+    unit: str | None
+    time: float
+    time_iso: str
+    value: float
+
+    @classmethod
+    def of(cls, record: Record) -> ReadingPublic:
+        """Return the public form of ``record``."""
+        spec = QUANTITIES.get(record.quantity)
+        return cls(
+            sensor=record.sensor,
+            quantity=record.quantity,
+            unit=spec.unit if spec else None,
+            time=record.time,
+            time_iso=iso(record.time),
+            value=record.value,
+        )
+
+
+def invalid(field: str, message: str, value: object, *, where: str = "query") -> RequestValidationError:
+    """Return a 422 error shaped like FastAPI's own validation errors, for one parameter."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": (where, field), "msg": message, "input": value}]
+    )

@@ -1,0 +1,56 @@
+"""What a running server holds open: settings, registry engine, catalogue, store and clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from gateway.store import SqliteStore, open_store
+from kits.catalog import Catalog, load_catalog
+from kits.errors import ConfigError, SuitcaseError
+from server.db import create_registry_engine, init_registry
+from server.settings import ServerSettings
+
+__all__ = ["Clock", "Resources", "open_resources"]
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """The open resources of one app instance (kept on ``app.state.resources``)."""
+
+    settings: ServerSettings
+    engine: Engine
+    catalog: Catalog
+    store: SqliteStore
+    clock: Clock = time.time
+
+    def close(self) -> None:
+        """Close the store and the registry engine."""
+        self.store.close()
+        self.engine.dispose()
+
+
+def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resources:
+    """Load the catalogue, create and fill the registry tables, and open the store.
+
+    Raises:
+        ConfigError: the catalogue, the registry database or the store is not usable; the message
+            says which and how to fix it.
+    """
+    catalog = load_catalog(settings.catalog_dir)
+    engine = create_registry_engine(settings.registry_url)
+    try:
+        init_registry(engine, catalog)
+        try:
+            store = open_store(settings.store)
+        except SuitcaseError as exc:
+            raise ConfigError(f"{exc} (store set by --store or SUITCASE_SERVER_STORE)") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    return Resources(settings=settings, engine=engine, catalog=catalog, store=store, clock=clock)

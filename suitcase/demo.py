@@ -1,0 +1,197 @@
+"""``suitcase demo``: the whole path on one laptop, no hardware.
+
+Starts a broker, the gateway, the server and N edge agents on emulated I2C buses (the real
+Adafruit drivers reading emulated chips), prints the page's URL and runs until Ctrl-C or
+``--duration``; then shuts everything down in reverse order and reports what landed.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from edge.agent import Agent
+from edge.emulated import build_bus
+from gateway.consumer import Gateway
+from gateway.store import SqliteStore
+from kits.errors import SuitcaseError
+from kits.models import DeviceConfig, DeviceSensor, MqttSettings
+from server.app import create_app
+from server.runner import ServerThread
+from server.settings import ServerSettings
+from suitcase.broker import BrokerKind, default_broker_kind, free_port, start_broker
+
+__all__ = ["DemoResult", "demo", "run_demo"]
+
+DEMO_ORG = "open-lab"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    url: str
+    devices: int
+    readings: int
+    dead_letters: int
+    seconds: float
+
+
+def _agent_config(index: int, host: str, port: int, interval: float) -> DeviceConfig:
+    return DeviceConfig(
+        device=f"demo-pi-{index + 1}",
+        org=DEMO_ORG,
+        kit_profile="starter",
+        mqtt=MqttSettings(host=host, port=port),
+        sensors=[DeviceSensor(name="bme280", part="bme280", address=0x77, interval_s=interval)],
+        bus="emulated",
+        scenario="office-day",
+        publish_interval_s=interval,
+    )
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _status(result: DemoResult, broker: str, elapsed: float) -> Panel:
+    table = Table.grid(padding=(0, 2))
+    table.add_row("page", f"[bold link={result.url}]{result.url}[/]")
+    table.add_row("broker", broker)
+    table.add_row("devices", str(result.devices))
+    table.add_row("readings landed", f"[green]{result.readings}[/]")
+    table.add_row("dead letters", str(result.dead_letters))
+    table.add_row("running", f"{elapsed:.0f} s  (Ctrl-C to stop)")
+    return Panel(table, title="IoT Suitcase demo", border_style="cyan")
+
+
+def run_demo(
+    *,
+    broker_kind: BrokerKind,
+    devices: int,
+    duration: float | None,
+    workdir: Path,
+    port: int | None = None,
+    interval: float = 2.0,
+    console: Console | None = None,
+    stop: threading.Event | None = None,
+) -> DemoResult:
+    """Run the demo until ``duration`` seconds pass or ``stop`` is set; return what landed."""
+    console = console or Console()
+    stop = stop or threading.Event()
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with ExitStack() as stack:
+        broker = start_broker(broker_kind, workdir)
+        stack.callback(broker.stop)
+        broker_text = f"{broker_kind} on {broker.host}:{broker.port}"
+
+        store = SqliteStore(workdir / "store.sqlite")
+        stack.callback(store.close)
+        gateway = Gateway(store, host=broker.host, port=broker.port, client_id="suitcase-demo-gateway")
+        gateway.start()
+        stack.callback(gateway.stop)
+
+        settings = ServerSettings(
+            store=str(workdir / "store.sqlite"),
+            registry_url=f"sqlite:///{workdir / 'registry.sqlite'}",
+        )
+        server_port = port or free_port()
+        server = ServerThread(create_app(settings), "127.0.0.1", server_port)
+        server.start()
+        stack.callback(server.stop)
+        url = f"http://127.0.0.1:{server_port}/"
+
+        for index in range(devices):
+            config = _agent_config(index, broker.host, broker.port, interval)
+            bus = build_bus(config.sensors, config.scenario, clock=time.time, seed=index)
+            agent = Agent(config, bus)
+            agent.start()
+            stack.callback(agent.stop)
+
+        def snapshot() -> DemoResult:
+            return DemoResult(
+                url=url,
+                devices=devices,
+                readings=store.count_readings(),
+                dead_letters=len(store.dead_letters(limit=10_000)),
+                seconds=time.monotonic() - started,
+            )
+
+        with _stop_on_signals(stop), Live(
+            _status(snapshot(), broker_text, 0), console=console, refresh_per_second=2, transient=False
+        ) as live:
+            while not stop.wait(0.5):
+                elapsed = time.monotonic() - started
+                live.update(_status(snapshot(), broker_text, elapsed))
+                if duration is not None and elapsed >= duration:
+                    break
+        console.print("[cyan]stopping: agents, gateway, server, broker...[/]")
+        result = snapshot()
+    return result
+
+
+def demo(
+    devices: Annotated[int, typer.Option("--devices", "-n", min=1, max=50, help="Emulated Pis to run.")] = 3,
+    broker: Annotated[
+        str | None,
+        typer.Option(help="embedded (amqtt, pure Python) or mosquitto; default: mosquitto if installed."),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(min=1, help="Stop after this many seconds (default: run until Ctrl-C).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port of the web page (default: a free one).")] = None,
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its store and registry.")] = Path(
+        ".suitcase/demo"
+    ),
+    interval: Annotated[float, typer.Option(min=0.5, max=3600, help="Seconds between readings.")] = 2.0,
+) -> None:
+    """Run broker, gateway, server and emulated Pis; open the printed URL in a browser."""
+    console = Console()
+    kind = broker or default_broker_kind()
+    if kind not in ("embedded", "mosquitto"):
+        console.print(f"[red]--broker {kind!r} is not a broker kind: use embedded or mosquitto[/]")
+        raise typer.Exit(2)
+    try:
+        result = run_demo(
+            broker_kind=kind,  # type: ignore[arg-type]
+            devices=devices,
+            duration=duration,
+            workdir=workdir,
+            port=port,
+            interval=interval,
+            console=console,
+        )
+    except SuitcaseError as exc:
+        console.print(f"[red]demo failed: {exc}[/]")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"[bold]{result.readings} readings landed[/] from {result.devices} devices "
+        f"in {result.seconds:.0f} s ({result.dead_letters} dead letters)."
+    )
+    if result.readings == 0:
+        console.print("[red]no readings landed: see the log above (run with -v for details)[/]")
+        raise typer.Exit(1)

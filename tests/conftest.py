@@ -1,0 +1,3 @@
+"""Shared fixtures: every service has one module in tests/services/, loaded here."""
+
+pytest_plugins = ["tests.services.mosquitto", "tests.services.chromium"]

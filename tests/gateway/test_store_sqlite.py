@@ -1,0 +1,226 @@
+"""Tests of gateway/store/sqlite.py: the embedded SQLite time-series store."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.store import DeadLetter, DeviceSeen, SqliteStore, StoreError
+from kits.errors import SuitcaseError
+from kits.wire import Record
+
+T0 = 1_700_000_000.0
+
+
+def rec(device: str = "dev-a", sensor: str = "bme280", quantity: str = "temperature", value: float = 21.5,
+        time: float = T0, org: str = "aarhus") -> Record:
+    return Record(org, device, sensor, quantity, value, time)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    s = SqliteStore(tmp_path / "store.db")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def test_round_trip_is_exact(store: SqliteStore) -> None:
+    """Test that readings come back exactly as written, times bit for bit, ordered by time."""
+    records = [rec(time=T0 + 0.1 * i, value=i / 3) for i in range(50)][::-1]
+    store.write(records)
+    got = store.readings("dev-a", T0, T0 + 100)
+    assert got == sorted(records, key=lambda r: r.time)
+    assert store.count_readings() == 50
+
+
+def test_rewrite_overwrites_and_never_duplicates(store: SqliteStore) -> None:
+    """Test that a redelivered reading with a new value overwrites the stored one."""
+    store.write([rec(value=1.0)])
+    store.write([rec(value=2.0)])
+    assert store.readings("dev-a", T0, T0 + 1) == [rec(value=2.0)]
+    assert store.count_readings() == 1
+    assert store.latest() == [rec(value=2.0)]
+
+
+def test_last_record_of_a_key_within_a_batch_wins(store: SqliteStore) -> None:
+    """Test that when one batch repeats a key, the last record of it is stored."""
+    store.write([rec(value=1.0), rec(value=2.0), rec(value=3.0)])
+    assert store.readings("dev-a", T0, T0 + 1) == [rec(value=3.0)]
+    assert store.latest() == [rec(value=3.0)]
+    assert store.devices()[0].readings == 1
+
+
+def test_range_is_half_open(store: SqliteStore) -> None:
+    """Test that readings() returns start <= time < end."""
+    store.write([rec(time=T0 + i) for i in range(10)])
+    got = store.readings("dev-a", T0 + 2, T0 + 5)
+    assert [r.time for r in got] == [T0 + 2, T0 + 3, T0 + 4]
+    assert store.readings("dev-a", T0 + 10, T0 + 20) == []
+
+
+def test_range_filters_device_sensor_quantity_and_limit(store: SqliteStore) -> None:
+    """Test that readings() keeps only the asked device, sensor and quantity, up to limit."""
+    store.write(
+        [rec(time=T0 + i) for i in range(5)]
+        + [rec(quantity="humidity", value=40.0, time=T0 + i) for i in range(5)]
+        + [rec(sensor="scd41", quantity="co2", value=600.0, time=T0 + i) for i in range(5)]
+        + [rec(device="dev-b", time=T0 + i) for i in range(5)]
+    )
+    assert len(store.readings("dev-a", T0, T0 + 10)) == 15
+    assert {r.quantity for r in store.readings("dev-a", T0, T0 + 10, sensor="bme280")} == {
+        "temperature",
+        "humidity",
+    }
+    assert {r.quantity for r in store.readings("dev-a", T0, T0 + 10, quantity="co2")} == {"co2"}
+    assert all(r.device == "dev-b" for r in store.readings("dev-b", T0, T0 + 10))
+    limited = store.readings("dev-a", T0, T0 + 10, limit=4)
+    assert [r.time for r in limited] == [T0, T0, T0, T0 + 1]
+
+
+def test_latest_is_newest_per_series_even_when_written_out_of_order(store: SqliteStore) -> None:
+    """Test that latest() holds the newest reading per series, whatever the write order."""
+    store.write([rec(time=T0 + 10, value=10.0), rec(quantity="humidity", time=T0, value=50.0)])
+    store.write([rec(time=T0 + 5, value=5.0)])  # an old backlog arriving late
+    store.write([rec(device="dev-b", time=T0 + 1, value=1.0)])
+    assert store.latest() == [
+        rec(quantity="humidity", time=T0, value=50.0),
+        rec(time=T0 + 10, value=10.0),
+        rec(device="dev-b", time=T0 + 1, value=1.0),
+    ]
+    assert store.latest("dev-b") == [rec(device="dev-b", time=T0 + 1, value=1.0)]
+    assert store.latest("nobody") == []
+
+
+def test_devices_summarise_first_last_and_distinct_count(store: SqliteStore) -> None:
+    """Test that devices() lists each device with its oldest/newest reading time and distinct count."""
+    store.write([rec(time=T0 + 5), rec(time=T0 + 6)])
+    store.write([rec(time=T0 + 1), rec(time=T0 + 6, value=0.0)])
+    store.write([rec(device="dev-b", org="odense", time=T0)])
+    assert store.devices() == [
+        DeviceSeen("aarhus", "dev-a", T0 + 1, T0 + 6, 3),
+        DeviceSeen("odense", "dev-b", T0, T0, 1),
+    ]
+    assert store.count_readings() == 4
+
+
+def test_dead_letters_are_kept_newest_first(store: SqliteStore) -> None:
+    """Test that dead letters keep topic, raw payload, code and reason, newest first, up to limit."""
+    letters = [DeadLetter(T0 + i, f"suitcase/v1/o/d/telemetry{i}", b"\xff\x00" * i, "not_json", f"r{i}")
+               for i in range(5)]
+    store.write_dead_letters(letters)
+    assert store.dead_letters() == letters[::-1]
+    assert store.dead_letters(limit=2) == letters[:2:-1][:2] == [letters[4], letters[3]]
+
+
+def test_empty_writes_are_no_ops(store: SqliteStore) -> None:
+    """Test that writing nothing writes nothing and does not fail."""
+    store.write([])
+    store.write_dead_letters([])
+    assert store.count_readings() == 0
+    assert store.devices() == [] and store.latest() == [] and store.dead_letters() == []
+
+
+def test_data_survives_reopening(tmp_path: Path) -> None:
+    """Test that what was written is there after the store is closed and opened again."""
+    with SqliteStore(tmp_path / "s.db") as s:
+        s.write([rec()])
+    with SqliteStore(tmp_path / "s.db") as s:
+        assert s.readings("dev-a", T0, T0 + 1) == [rec()]
+        assert s.devices()[0].readings == 1
+
+
+def test_file_is_wal(tmp_path: Path) -> None:
+    """Test that the store file is in WAL mode (readers never block the writer)."""
+    SqliteStore(tmp_path / "s.db").close()
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_failed_write_raises_store_error_and_writes_nothing(store: SqliteStore) -> None:
+    """Test that a failing write raises a SuitcaseError and rolls the whole batch back."""
+    store.write([rec(time=T0)])
+    with pytest.raises(StoreError) as info:
+        store.write([rec(time=T0 + 1), rec(time=T0 + 2, value=float("nan"))])  # NaN is NULL in SQLite
+    assert isinstance(info.value, SuitcaseError)
+    assert store.readings("dev-a", T0, T0 + 10) == [rec(time=T0)]
+    assert store.devices()[0].readings == 1
+    store.write([rec(time=T0 + 1)])  # and the store still works
+    assert store.count_readings() == 2
+
+
+def test_other_schema_version_is_refused(tmp_path: Path) -> None:
+    """Test that a file of another schema version is refused with a StoreError, not misread."""
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="schema version 99"):
+        SqliteStore(tmp_path / "s.db")
+
+
+def test_closed_store_raises(tmp_path: Path) -> None:
+    """Test that using a closed store raises a StoreError."""
+    s = SqliteStore(tmp_path / "s.db")
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.count_readings()
+
+
+def test_concurrent_writers_and_readers(store: SqliteStore) -> None:
+    """Test that several threads may write and read at once and every reading lands once."""
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(20):
+                store.write([rec(device=f"dev-{n}", time=T0 + i)])
+                store.readings(f"dev-{n}", T0, T0 + 100)
+                store.devices()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.count_readings() == 120
+
+
+_records = st.lists(
+    st.builds(
+        Record,
+        org=st.sampled_from(["aarhus", "odense"]),
+        device=st.sampled_from(["dev-a", "dev-b"]),
+        sensor=st.sampled_from(["bme280", "scd41"]),
+        quantity=st.sampled_from(["temperature", "humidity"]),
+        value=st.floats(allow_nan=False, allow_infinity=False),
+        time=st.floats(min_value=T0, max_value=T0 + 50).map(lambda t: round(t, 3)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=_records)
+def test_writing_twice_equals_writing_once(tmp_path_factory: pytest.TempPathFactory, records: list[Record]) -> None:
+    """Property: writing any list of records twice leaves the store as writing it once."""
+    once = SqliteStore(tmp_path_factory.mktemp("once") / "s.db")
+    twice = SqliteStore(tmp_path_factory.mktemp("twice") / "s.db")
+    try:
+        once.write(records)
+        twice.write(records)
+        twice.write(records)
+        for device in ("dev-a", "dev-b"):
+            assert once.readings(device, 0, 2e9) == twice.readings(device, 0, 2e9)
+        assert once.latest() == twice.latest()
+        assert once.devices() == twice.devices()
+        distinct = {(r.org, r.device, r.sensor, r.quantity, r.time) for r in records}
+        assert once.count_readings() == twice.count_readings() == len(distinct)
+    finally:
+        once.close()
+        twice.close()
