@@ -33,9 +33,7 @@ def load_yaml_model(path: Path, model: type[M], *, error: type[ConfigError] = Co
     return parse_yaml_model(text, model, source=str(path), error=error)
 
 
-def parse_yaml_model(
-    text: str, model: type[M], *, source: str, error: type[ConfigError] = ConfigError
-) -> M:
+def parse_yaml_model(text: str, model: type[M], *, source: str, error: type[ConfigError] = ConfigError) -> M:
     """Validate YAML ``text`` (from ``source``, for messages) as ``model``."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -44,9 +42,7 @@ def parse_yaml_model(
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise error(
-            f"{source}{line}: not valid YAML ({problem}): check indentation and quoting"
-        ) from exc
+        raise error(f"{source}{line}: not valid YAML ({problem}): check indentation and quoting") from exc
     if not isinstance(data, dict):
         raise error(
             f"{source}: expected a mapping of fields at the top level, got "

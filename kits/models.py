@@ -26,9 +26,7 @@ __all__ = [
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")]
 SensorName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,31}$")]
 I2CAddress = Annotated[int, Field(ge=0x03, le=0x77)]
-DashboardTemplate = Literal[
-    "indoor-climate", "air-quality", "bin-fill", "counting", "energy", "vibration"
-]
+DashboardTemplate = Literal["indoor-climate", "air-quality", "bin-fill", "counting", "energy", "vibration"]
 
 
 class _Model(BaseModel):

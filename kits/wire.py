@@ -131,9 +131,7 @@ def parse_topic(topic: str) -> Topic:
     """
     parts = topic.split("/")
     if len(parts) < 5 or "/".join(parts[:2]) != TOPIC_ROOT:
-        raise BadTopic(
-            f"topic {topic!r} is not of the form {TOPIC_ROOT}/{{org}}/{{device}}/{{kind}}"
-        )
+        raise BadTopic(f"topic {topic!r} is not of the form {TOPIC_ROOT}/{{org}}/{{device}}/{{kind}}")
     org, device, kind = parts[2], parts[3], parts[4]
     _check_slug("organisation", org)
     _check_slug("device", device)
@@ -197,7 +195,9 @@ def encode_pack(records: Sequence[Record]) -> bytes:
     org, device = records[0].org, records[0].device
     _check_slug("device", device)
     base_time = min(r.time for r in records)
-    secondary = any(QUANTITIES[r.quantity].unit in SECONDARY_UNITS for r in records if r.quantity in QUANTITIES)
+    secondary = any(
+        QUANTITIES[r.quantity].unit in SECONDARY_UNITS for r in records if r.quantity in QUANTITIES
+    )
     pack: list[dict[str, Any]] = []
     for index, rec in enumerate(records):
         if (rec.org, rec.device) != (org, device):
@@ -288,9 +288,7 @@ def decode_pack(
     if not data:
         raise PayloadShapeError("the SenML pack is empty: send at least one record")
     if len(data) > MAX_PACK_RECORDS:
-        raise PayloadTooLarge(
-            f"pack has {len(data)} records, over the limit of {MAX_PACK_RECORDS}: split it"
-        )
+        raise PayloadTooLarge(f"pack has {len(data)} records, over the limit of {MAX_PACK_RECORDS}: split it")
 
     base_name: str | None = None
     base_time = 0.0
@@ -317,8 +315,7 @@ def decode_pack(
             base_unit = entry["bu"]
         if base_name is None:
             raise MissingField(
-                f"{where}: no base name: the first record needs "
-                f'"bn": "{BASE_NAME_PREFIX}{device}:"'
+                f'{where}: no base name: the first record needs "bn": "{BASE_NAME_PREFIX}{device}:"'
             )
         if not base_name.startswith(BASE_NAME_PREFIX) or not base_name.endswith(":"):
             raise PayloadShapeError(
@@ -347,9 +344,7 @@ def decode_pack(
             )
         spec = QUANTITIES.get(qty)
         if spec is None:
-            raise UnknownQuantity(
-                f"{where}: quantity {qty!r} is not in the registry (kits/quantities.py)"
-            )
+            raise UnknownQuantity(f"{where}: quantity {qty!r} is not in the registry (kits/quantities.py)")
         unit = entry.get("u", base_unit)
         if unit is not None and not isinstance(unit, str):
             raise PayloadShapeError(f"{where} ({name}): u must be a string")

@@ -53,7 +53,9 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
     @root.callback()
     def _root(
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
-        version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Show the version."
+        ),
     ) -> None:
         logging.basicConfig(
             level=logging.DEBUG if verbose else logging.WARNING,

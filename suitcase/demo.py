@@ -18,19 +18,19 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from edge.agent import Agent
+from gateway.consumer import Gateway
 from rich.console import Console
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
+from server.app import create_app
+from server.runner import ServerThread
 
-from edge.agent import Agent
 from edge.emulated import build_bus
-from gateway.consumer import Gateway
 from gateway.store import SqliteStore
 from kits.errors import SuitcaseError
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings
-from server.app import create_app
-from server.runner import ServerThread
 from server.settings import ServerSettings
 from suitcase.broker import BrokerKind, default_broker_kind, free_port, start_broker
 
@@ -141,9 +141,12 @@ def run_demo(
                 seconds=time.monotonic() - started,
             )
 
-        with _stop_on_signals(stop), Live(
-            _status(snapshot(), broker_text, 0), console=console, refresh_per_second=2, transient=False
-        ) as live:
+        with (
+            _stop_on_signals(stop),
+            Live(
+                _status(snapshot(), broker_text, 0), console=console, refresh_per_second=2, transient=False
+            ) as live,
+        ):
             while not stop.wait(0.5):
                 elapsed = time.monotonic() - started
                 live.update(_status(snapshot(), broker_text, elapsed))
@@ -163,7 +166,9 @@ def demo(
     duration: Annotated[
         float | None, typer.Option(min=1, help="Stop after this many seconds (default: run until Ctrl-C).")
     ] = None,
-    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port of the web page (default: a free one).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port of the web page (default: a free one).")
+    ] = None,
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its store and registry.")] = Path(
         ".suitcase/demo"
     ),

@@ -19,6 +19,7 @@ idempotency key is that exact time.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -171,10 +172,22 @@ class SqliteStore:
         record of a key wins.
 
         Raises:
-            StoreError: nothing of ``records`` was written (the transaction rolled back).
+            StoreError: a value or time is not finite, or the write failed; either way nothing
+                of ``records`` was written (the transaction rolled back).
         """
         if not records:
             return
+        for rec in records:
+            # INSERT OR IGNORE would also ignore the NOT NULL that NaN becomes: refuse it here.
+            try:
+                finite = math.isfinite(rec.value) and math.isfinite(rec.time)
+            except TypeError:
+                finite = False
+            if not finite:
+                raise StoreError(
+                    f"reading {rec.device} {rec.sensor}/{rec.quantity} at {rec.time} has value "
+                    f"{rec.value}: only finite numbers are stored (decode payloads with kits.wire)"
+                )
         groups: dict[_SeriesKey, list[Record]] = {}
         for rec in records:
             groups.setdefault((rec.org, rec.device, rec.sensor, rec.quantity), []).append(rec)

@@ -7,8 +7,8 @@ its registry, ``hardware/`` is generated from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from kits.config_file import load_yaml_model
 from kits.errors import CatalogError

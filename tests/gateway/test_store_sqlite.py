@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -144,13 +145,29 @@ def test_file_is_wal(tmp_path: Path) -> None:
 def test_failed_write_raises_store_error_and_writes_nothing(store: SqliteStore) -> None:
     """Test that a failing write raises a SuitcaseError and rolls the whole batch back."""
     store.write([rec(time=T0)])
-    with pytest.raises(StoreError) as info:
-        store.write([rec(time=T0 + 1), rec(time=T0 + 2, value=float("nan"))])  # NaN is NULL in SQLite
+    with sqlite3.connect(store.path) as side:  # SQLite itself fails the third record
+        side.execute(
+            "CREATE TRIGGER fail BEFORE INSERT ON readings WHEN NEW.value = 666 "
+            "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+    batch = [rec(time=T0 + 1), rec(quantity="humidity", time=T0 + 2), rec(time=T0 + 3, value=666)]
+    with pytest.raises(StoreError, match="disk on fire") as info:
+        store.write(batch)
     assert isinstance(info.value, SuitcaseError)
     assert store.readings("dev-a", T0, T0 + 10) == [rec(time=T0)]
     assert store.devices()[0].readings == 1
-    store.write([rec(time=T0 + 1)])  # and the store still works
-    assert store.count_readings() == 2
+    assert store.latest() == [rec(time=T0)]
+    store.write(batch[:2])  # the store still works, and the rolled-back series is usable
+    assert store.count_readings() == 3
+    assert len(store.latest()) == 2
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), cast(float, "21.5")])
+def test_non_finite_or_non_numeric_values_are_refused(store: SqliteStore, value: float) -> None:
+    """Test that a value that is not a finite number raises StoreError (never silently dropped)."""
+    with pytest.raises(StoreError, match="finite"):
+        store.write([rec(time=T0), rec(time=T0 + 1, value=value)])
+    assert store.count_readings() == 0
 
 
 def test_other_schema_version_is_refused(tmp_path: Path) -> None:

@@ -28,7 +28,9 @@ def test_every_use_case_cites_existing_seed_lines() -> None:
     repo = Path(__file__).resolve().parents[2]
     seed = next((repo.parent / "shared" / "seed").glob("*.txt"), None)
     if seed is None:
-        pytest.fail(f"{repo.parent / 'shared' / 'seed'} is missing: the seed report sits beside the repository")
+        pytest.fail(
+            f"{repo.parent / 'shared' / 'seed'} is missing: the seed report sits beside the repository"
+        )
     lines = seed.read_text().count("\n")
     for case in load_catalog().use_cases.values():
         for span in case.seed_lines:
@@ -72,7 +74,7 @@ def test_bad_value_names_the_field(catalog_copy: Path) -> None:
 def test_unknown_quantity_lists_known_ones(catalog_copy: Path) -> None:
     """Test that a quantity not in the registry says where the registry is."""
     _break(catalog_copy / "kits" / "starter.yaml", "[temperature, humidity, pressure]", "[temprature]")
-    with pytest.raises(CatalogError, match="kits/quantities.py"):
+    with pytest.raises(CatalogError, match=r"kits/quantities\.py"):
         load_catalog(catalog_copy)
 
 
@@ -86,7 +88,9 @@ def test_broken_yaml_names_the_line(catalog_copy: Path) -> None:
 
 def test_use_case_naming_missing_kit_is_rejected(catalog_copy: Path) -> None:
     """Test the cross-reference from a use-case to its kit profile."""
-    _break(catalog_copy / "usecases" / "indoor-climate.yaml", "kit_profile: starter", "kit_profile: nosuchkit")
+    _break(
+        catalog_copy / "usecases" / "indoor-climate.yaml", "kit_profile: starter", "kit_profile: nosuchkit"
+    )
     with pytest.raises(CatalogError, match="nosuchkit"):
         load_catalog(catalog_copy)
 
@@ -117,8 +121,15 @@ def test_duplicate_addresses_suggest_multiplexer(tmp_path: Path) -> None:
         ("- a\n- b\n", "expected a mapping"),
         ("device: pi\norg: aarhus\n", "required field 'sensors' is missing"),
         ("device: Pi!\norg: aarhus\nsensors: [{name: b, part: bme280, address: 0x77}]\n", "field device"),
-        ("device: pi\norg: aarhus\nsensors: [{name: b, part: bme280, address: 0x77, interval_s: -1}]\n", "interval_s"),
-        ("device: pi\norg: aarhus\nmqtt: {port: 99999}\nsensors: [{name: b, part: bme280, address: 0x77}]\n", "mqtt.port"),
+        (
+            "device: pi\norg: aarhus\nsensors: [{name: b, part: bme280, address: 0x77, interval_s: -1}]\n",
+            "interval_s",
+        ),
+        (
+            "device: pi\norg: aarhus\nmqtt: {port: 99999}\n"
+            "sensors: [{name: b, part: bme280, address: 0x77}]\n",
+            "mqtt.port",
+        ),
     ],
 )
 def test_device_config_errors(tmp_path: Path, text: str, words: str) -> None:

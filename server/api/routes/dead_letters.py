@@ -1,0 +1,62 @@
+"""Messages the gateway rejected, with the reason (never dropped silently)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from gateway.store import DeadLetter
+from server.api.deps import StoreDep
+from server.timeutil import iso
+
+__all__ = ["PAYLOAD_PREVIEW_CHARS", "DeadLetterPublic", "DeadLettersPublic", "router"]
+
+router = APIRouter(tags=["dead letters"])
+
+PAYLOAD_PREVIEW_CHARS = 2000
+
+
+class DeadLetterPublic(BaseModel):
+    """A rejected message; ``payload`` is its text (invalid UTF-8 replaced), cut to a preview."""
+
+    received_at: float
+    received_at_iso: str
+    topic: str
+    code: str
+    reason: str
+    payload: str
+    payload_bytes: int
+    payload_truncated: bool
+
+    @classmethod
+    def of(cls, letter: DeadLetter) -> DeadLetterPublic:
+        """Return the public form of ``letter``."""
+        text = letter.payload.decode("utf-8", errors="replace")
+        return cls(
+            received_at=letter.received_at,
+            received_at_iso=iso(letter.received_at),
+            topic=letter.topic,
+            code=letter.code,
+            reason=letter.reason,
+            payload=text[:PAYLOAD_PREVIEW_CHARS],
+            payload_bytes=len(letter.payload),
+            payload_truncated=len(text) > PAYLOAD_PREVIEW_CHARS,
+        )
+
+
+class DeadLettersPublic(BaseModel):
+    """Dead letters, newest first."""
+
+    data: list[DeadLetterPublic]
+    count: int
+
+
+@router.get("/dead-letters")
+def dead_letters(
+    store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000, description="newest first")] = 100
+) -> DeadLettersPublic:
+    """Return the newest ``limit`` dead letters."""
+    data = [DeadLetterPublic.of(letter) for letter in store.dead_letters(limit)]
+    return DeadLettersPublic(data=data, count=len(data))

@@ -1,0 +1,248 @@
+// IoT Suitcase live readings: polls the JSON API and updates the device cards and uPlot charts.
+(() => {
+  "use strict";
+
+  const cfg = JSON.parse(document.getElementById("page-config").textContent);
+  const cards = document.getElementById("cards");
+  const empty = document.getElementById("empty");
+  const count = document.getElementById("device-count");
+  const lastUpdate = document.getElementById("last-update");
+  const connection = document.getElementById("connection");
+  // Colour-blind-safe palette (Okabe-Ito), dark enough for lines on white.
+  const COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"];
+  const CHARTED = new Set(["temperature", "humidity", "pressure"]);
+  const devices = new Map(); // device id -> { card, charts: Map(quantity -> chart) }
+  let window_ = [0, 0]; // the chart's x range [start, end], server time
+
+  const quantity = (name) => cfg.quantities[name] || { label: name, unit: "", order: 999 };
+  const byQuantity = (a, b) =>
+    quantity(a.quantity).order - quantity(b.quantity).order || a.sensor.localeCompare(b.sensor);
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (key === "class") node.className = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  function ago(seconds) {
+    if (seconds < 1) return "just now";
+    if (seconds < 90) return `${Math.round(seconds)} s ago`;
+    if (seconds < 90 * 60) return `${Math.round(seconds / 60)} min ago`;
+    if (seconds < 36 * 3600) return `${Math.round(seconds / 3600)} h ago`;
+    return `${Math.round(seconds / 86400)} days ago`;
+  }
+
+  function number(value) {
+    const digits = Math.abs(value) >= 10 ? 1 : 2;
+    return value.toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
+
+  async function getJSON(url) {
+    const response = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`${url} answered HTTP ${response.status}`);
+    return response.json();
+  }
+
+  function cardFor(id) {
+    let entry = devices.get(id);
+    if (entry) return entry;
+    let card = cards.querySelector(`article[data-device="${CSS.escape(id)}"]`);
+    if (!card) {
+      card = el(
+        "article",
+        { class: "card", "data-device": id, "aria-labelledby": `device-${id}` },
+        el("header", { class: "card-head" }, el("h2", { id: `device-${id}` }, id), el("span", { class: "badge" })),
+        el("p", { class: "meta" }),
+        el("dl", { class: "latest" }),
+        el("div", { class: "charts" }),
+      );
+      cards.append(card);
+    }
+    entry = { card, charts: new Map() };
+    devices.set(id, entry);
+    return entry;
+  }
+
+  function renderSummary(entry, device, now) {
+    const badge = entry.card.querySelector(".badge");
+    badge.className = `badge ${device.stale ? "stale" : "live"}`;
+    badge.textContent = device.stale ? "Stale" : "Reporting";
+    badge.title = device.stale ? `no reading for over ${Math.round(cfg.stale_after_s || 0)} s` : "";
+    const meta = entry.card.querySelector(".meta");
+    meta.replaceChildren(
+      "organisation ",
+      el("strong", {}, device.org),
+      ` · ${device.readings.toLocaleString("en")} readings · last reading `,
+      el("time", { datetime: device.last_seen_iso }, ago(now - device.last_seen)),
+    );
+  }
+
+  function renderLatest(entry, latest, now) {
+    const items = latest.readings.slice().sort(byQuantity).map((r) => {
+      const q = quantity(r.quantity);
+      return el(
+        "div",
+        { class: "metric", "data-quantity": r.quantity, "data-sensor": r.sensor },
+        el("dt", {}, `${q.label} `, el("span", { class: "sensor" }, r.sensor)),
+        el(
+          "dd",
+          {},
+          el("span", { class: "value" }, number(r.value)),
+          " ",
+          el("span", { class: "unit" }, q.unit),
+          el("time", { class: "ago", datetime: r.time_iso }, ago(now - r.time)),
+        ),
+      );
+    });
+    entry.card.querySelector(".latest").replaceChildren(...items);
+  }
+
+  function chartFor(entry, name, sensors) {
+    let chart = entry.charts.get(name);
+    const key = sensors.join(",");
+    if (chart && chart.key === key) return chart;
+    const q = quantity(name);
+    const unit = q.unit ? ` (${q.unit})` : "";
+    let figure = chart ? chart.figure : null;
+    if (chart) chart.plot.destroy();
+    if (!figure) {
+      const plotBox = el("div", {
+        class: "plot",
+        role: "img",
+        "aria-label": `Line chart of ${q.label.toLowerCase()}${unit} over the last ${cfg.window_s / 60} minutes`,
+      });
+      figure = el(
+        "figure",
+        { class: "chart", "data-quantity": name },
+        el("figcaption", {}, `${q.label}${unit}, last ${cfg.window_s / 60} min`),
+        plotBox,
+      );
+      const box = entry.card.querySelector(".charts");
+      const after = [...box.children].find((f) => quantity(f.dataset.quantity).order > q.order);
+      box.insertBefore(figure, after || null);
+    }
+    const plotBox = figure.querySelector(".plot");
+    plotBox.replaceChildren();
+    const width = Math.max(plotBox.clientWidth, 240);
+    const opts = {
+      width,
+      height: 170,
+      legend: { show: sensors.length > 1 },
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true, range: () => window_ } },
+      axes: [
+        { stroke: "#4a5360", grid: { stroke: "#e3e7eb" }, ticks: { stroke: "#c4cad1" } },
+        {
+          stroke: "#4a5360",
+          grid: { stroke: "#e3e7eb" },
+          ticks: { stroke: "#c4cad1" },
+          size: 56,
+          values: (u, ticks) => ticks.map((v) => number(v)),
+        },
+      ],
+      series: [
+        {},
+        ...sensors.map((sensor, i) => ({
+          label: sensor,
+          stroke: COLOURS[i % COLOURS.length],
+          width: 2,
+          spanGaps: true,
+          points: { show: false },
+          value: (u, v) => (v == null ? "–" : `${number(v)} ${q.unit}`),
+        })),
+      ],
+    };
+    const plot = new uPlot(opts, [[], ...sensors.map(() => [])], plotBox);
+    chart = { figure, plot, key };
+    entry.charts.set(name, chart);
+    return chart;
+  }
+
+  function renderCharts(entry, readings) {
+    const groups = new Map(); // quantity -> sensor -> Map(time -> value)
+    for (const r of readings.readings) {
+      if (!CHARTED.has(r.quantity)) continue;
+      if (!groups.has(r.quantity)) groups.set(r.quantity, new Map());
+      const series = groups.get(r.quantity);
+      if (!series.has(r.sensor)) series.set(r.sensor, new Map());
+      series.get(r.sensor).set(r.time, r.value);
+    }
+    for (const [name, series] of groups) {
+      const sensors = [...series.keys()].sort();
+      const chart = chartFor(entry, name, sensors);
+      const times = [...new Set(sensors.flatMap((s) => [...series.get(s).keys()]))].sort((a, b) => a - b);
+      const data = [times, ...sensors.map((s) => times.map((t) => series.get(s).get(t) ?? null))];
+      chart.plot.setData(data);
+    }
+    for (const [name, chart] of entry.charts) {
+      if (!groups.has(name)) chart.plot.setData([[], ...chart.key.split(",").map(() => [])]);
+    }
+  }
+
+  async function refresh() {
+    const list = await getJSON(`${cfg.api}/devices`);
+    const now = list.now;
+    cfg.stale_after_s = list.stale_after_s;
+    window_ = [now - cfg.window_s, now];
+    const start = encodeURIComponent(now - cfg.window_s);
+    const results = await Promise.all(
+      list.data.map((d) => {
+        const base = `${cfg.api}/devices/${encodeURIComponent(d.device)}`;
+        return Promise.all([getJSON(`${base}/latest`), getJSON(`${base}/readings?start=${start}`)]);
+      }),
+    );
+    const seen = new Set();
+    list.data.forEach((device, i) => {
+      const [latest, readings] = results[i];
+      const entry = cardFor(device.device);
+      seen.add(device.device);
+      cards.append(entry.card); // keeps the API's order (org, device); a no-op when already in place
+      renderSummary(entry, device, now);
+      renderLatest(entry, latest, now);
+      renderCharts(entry, readings);
+    });
+    for (const [id, entry] of devices) {
+      if (!seen.has(id)) {
+        entry.card.remove();
+        devices.delete(id);
+      }
+    }
+    for (const stray of cards.querySelectorAll("article[data-device]")) {
+      if (!seen.has(stray.dataset.device)) stray.remove();
+    }
+    const n = list.count;
+    count.textContent = `${n} device${n === 1 ? "" : "s"}`;
+    empty.hidden = n > 0;
+    const stamp = new Date();
+    lastUpdate.dateTime = stamp.toISOString();
+    lastUpdate.textContent = stamp.toLocaleTimeString();
+  }
+
+  async function poll() {
+    try {
+      await refresh();
+      connection.hidden = true;
+    } catch (error) {
+      connection.textContent = `Cannot update (${error.message}): retrying every ${cfg.poll_ms / 1000} s.`;
+      connection.hidden = false;
+    } finally {
+      setTimeout(poll, cfg.poll_ms);
+    }
+  }
+
+  const resize = new ResizeObserver(() => {
+    for (const entry of devices.values()) {
+      for (const chart of entry.charts.values()) {
+        const width = Math.max(chart.figure.querySelector(".plot").clientWidth, 240);
+        if (Math.abs(chart.plot.width - width) > 1) chart.plot.setSize({ width, height: 170 });
+      }
+    }
+  });
+  resize.observe(cards);
+
+  poll();
+})();

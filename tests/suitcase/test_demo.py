@@ -1,0 +1,76 @@
+"""``suitcase demo`` as a person runs it: a subprocess that exits 0 and reports readings landed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suitcase.broker import find_mosquitto
+from tests.services import require_service
+
+
+def _run_demo(broker: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "suitcase",
+            "demo",
+            "--devices",
+            "2",
+            "--duration",
+            "15",
+            "--broker",
+            broker,
+            "--workdir",
+            str(tmp_path / "demo"),
+            "--interval",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("broker", ["embedded", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
+def test_demo_runs_and_reports_readings_landed(broker: str, tmp_path: Path) -> None:
+    """Test that `suitcase demo --devices 2 --duration 15` exits 0 having stored readings."""
+    if broker == "mosquitto" and find_mosquitto() is None:
+        require_service("mosquitto", "apt-get install mosquitto")
+    result = _run_demo(broker, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    landed = re.search(r"(\d+) readings landed from 2 devices", result.stdout)
+    assert landed, result.stdout
+    # 2 devices x 3 quantities, about once a second for 15 s
+    assert int(landed.group(1)) >= 2 * 3 * 5
+    assert "http://127.0.0.1:" in result.stdout
+
+
+def test_demo_rejects_an_unknown_broker(tmp_path: Path) -> None:
+    """Test that a misspelt --broker fails with exit 2 and names the choices."""
+    result = subprocess.run(
+        [sys.executable, "-m", "suitcase", "demo", "--broker", "mosquito", "--duration", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "embedded or mosquitto" in result.stdout + result.stderr
+
+
+def test_help_lists_every_part() -> None:
+    """Test that `suitcase --help` lists the parts registered in suitcase/cli.py."""
+    result = subprocess.run(
+        [sys.executable, "-m", "suitcase", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    for part in ("edge", "gateway", "server", "demo"):
+        assert part in result.stdout
