@@ -120,8 +120,10 @@ def sync_catalog(session: Session, catalog: Catalog) -> CatalogSync:
         else:
             unchanged += 1
 
-    for stale in [*profiles.values(), *cases.values()]:
-        session.delete(stale)
-        kind = "kit-profile" if isinstance(stale, KitProfileRow) else "use-case"
-        removed.append(f"{kind}:{stale.id}")
+    for stale_profile in profiles.values():
+        session.delete(stale_profile)
+        removed.append(f"kit-profile:{stale_profile.id}")
+    for stale_case in cases.values():
+        session.delete(stale_case)
+        removed.append(f"use-case:{stale_case.id}")
     return CatalogSync(tuple(added), tuple(updated), tuple(removed), unchanged)

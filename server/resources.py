@@ -48,8 +48,11 @@ def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resour
         init_registry(engine, catalog)
         try:
             store = open_store(settings.store)
-        except SuitcaseError as exc:
-            raise ConfigError(f"{exc} (store set by --store or SUITCASE_SERVER_STORE)") from exc
+        except (SuitcaseError, OSError) as exc:
+            raise ConfigError(
+                f"store {settings.store!r} cannot be opened ({exc}): check the path, or set it with "
+                "--store or SUITCASE_SERVER_STORE"
+            ) from exc
     except BaseException:
         engine.dispose()
         raise

@@ -272,8 +272,6 @@ class Bme280Emulator:
         self._regs[register + 2] = (raw20 & 0x0F) << 4
 
 
-def create(
-    values: Callable[[float], Mapping[str, float]], *, clock: Callable[[], float]
-) -> Bme280Emulator:
+def create(values: Callable[[float], Mapping[str, float]], *, clock: Callable[[], float]) -> Bme280Emulator:
     """Return a BME280 emulator driven by ``values``; the factory of the emulator registry."""
     return Bme280Emulator(values, clock=clock)

@@ -82,9 +82,7 @@ class EmulatedI2C:
         with self._transfer_lock:
             self._chip(address).write(data)
 
-    def readfrom_into(
-        self, address: int, buffer: Any, *, start: int = 0, end: int | None = None
-    ) -> None:
+    def readfrom_into(self, address: int, buffer: Any, *, start: int = 0, end: int | None = None) -> None:
         """Read ``len(buffer[start:end])`` bytes from the chip at ``address`` into that slice.
 
         Raises:

@@ -61,7 +61,7 @@ def _ago(seconds: float) -> str:
 
 
 def _number(value: float) -> str:
-    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
 def _page_config() -> dict[str, Any]:
@@ -102,7 +102,9 @@ def index(request: Request, store: StoreDep, settings: SettingsDep, clock: Clock
                         "quantity": r.quantity,
                         "label": QUANTITIES[r.quantity].label if r.quantity in QUANTITIES else r.quantity,
                         "value": _number(r.value),
-                        "unit": _unit_label(QUANTITIES[r.quantity].unit if r.quantity in QUANTITIES else None),
+                        "unit": _unit_label(
+                            QUANTITIES[r.quantity].unit if r.quantity in QUANTITIES else None
+                        ),
                         "time_iso": iso(r.time),
                         "ago": _ago(now - r.time),
                     }

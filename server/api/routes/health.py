@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from fastapi import APIRouter
 from server.api.deps import StoreDep
 
 __all__ = ["Health", "router"]

@@ -38,7 +38,11 @@
 
   function number(value) {
     const digits = Math.abs(value) >= 10 ? 1 : 2;
-    return value.toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    return value.toLocaleString("en", {
+      minimumFractionDigits: digits,
+      maximumFractionDigits: digits,
+      useGrouping: false,
+    });
   }
 
   async function getJSON(url) {
@@ -101,6 +105,14 @@
     entry.card.querySelector(".latest").replaceChildren(...items);
   }
 
+  // Pad the data's range; a flat line gets a small band around it instead of uPlot's 0..2x.
+  function yRange(u, min, max) {
+    if (min == null || max == null) return [0, 1];
+    const span = max - min;
+    const pad = span > 0 ? span * 0.1 : Math.max(Math.abs(min) * 0.005, 0.5);
+    return [min - pad, max + pad];
+  }
+
   function chartFor(entry, name, sensors) {
     let chart = entry.charts.get(name);
     const key = sensors.join(",");
@@ -133,15 +145,14 @@
       height: 170,
       legend: { show: sensors.length > 1 },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true, range: () => window_ } },
+      scales: { x: { time: true, range: () => window_ }, y: { range: yRange } },
       axes: [
         { stroke: "#4a5360", grid: { stroke: "#e3e7eb" }, ticks: { stroke: "#c4cad1" } },
         {
           stroke: "#4a5360",
           grid: { stroke: "#e3e7eb" },
           ticks: { stroke: "#c4cad1" },
-          size: 56,
-          values: (u, ticks) => ticks.map((v) => number(v)),
+          size: 60,
         },
       ],
       series: [
