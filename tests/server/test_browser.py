@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from gateway.store import SqliteStore
 from server.app import create_app
@@ -17,16 +17,6 @@ from server.settings import ServerSettings
 from tests.server.data import climate
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -41,85 +31,53 @@ def live_server(settings: ServerSettings, store: SqliteStore) -> Iterator[Server
         yield server
 
 
-def _playwright() -> Any:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("SUITCASE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{CHROMIUM} is missing: install the chromium package")
-        pytest.skip(f"{CHROMIUM} is missing")
-    return sync_api
-
-
-def _screenshots(tmp_path: Path) -> Path:
-    shots = Path(os.environ.get("SUITCASE_SCREENSHOT_DIR") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
-    return shots
-
-
-def test_page_draws_charts_and_updates(live_server: ServerThread, store: SqliteStore, tmp_path: Path) -> None:
+def test_page_draws_charts_and_updates(
+    live_server: ServerThread, store: SqliteStore, page: Any, screenshot_dir: Path
+) -> None:
     """Test that the page shows each device's values and charts, and a new reading appears by polling."""
-    sync_api = _playwright()
-    shots = _screenshots(tmp_path)
+    shots = screenshot_dir
+    page.set_viewport_size({"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(live_server.url)
+    expect(page).to_have_title("IoT Suitcase — live readings")
+    card = page.locator('article[data-device="school7-k3f9"]')
+    expect(card.locator('figure[data-quantity="temperature"] canvas')).to_have_count(1)
+    expect(card.locator('figure[data-quantity="pressure"] canvas')).to_have_count(1)
+    expect(page.locator("article.card")).to_have_count(2)
+    expect(page.locator("#device-count")).to_have_text("2 devices")
+    expect(page.locator("#empty")).to_be_hidden()
+    temperature = card.locator('.metric[data-quantity="temperature"] .value')
+    expect(temperature).not_to_have_text("")
 
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(live_server.url)
-            expect = sync_api.expect
-            expect(page).to_have_title("IoT Suitcase — live readings")
-            card = page.locator('article[data-device="school7-k3f9"]')
-            expect(card.locator('figure[data-quantity="temperature"] canvas')).to_have_count(1)
-            expect(card.locator('figure[data-quantity="pressure"] canvas')).to_have_count(1)
-            expect(page.locator("article.card")).to_have_count(2)
-            expect(page.locator("#device-count")).to_have_text("2 devices")
-            expect(page.locator("#empty")).to_be_hidden()
-            temperature = card.locator('.metric[data-quantity="temperature"] .value')
-            expect(temperature).not_to_have_text("")
+    store.write(climate("school7-k3f9", time.time(), temperature=27.5))
+    expect(temperature).to_have_text("27.5", timeout=8000)
+    expect(card.locator('.metric[data-quantity="temperature"] .unit')).to_have_text("°C")
+    page.wait_for_timeout(300)  # let uPlot redraw before the picture
+    page.screenshot(path=str(shots / "server-live-readings.png"), full_page=True)
 
-            store.write(climate("school7-k3f9", time.time(), temperature=27.5))
-            expect(temperature).to_have_text("27.5", timeout=8000)
-            expect(card.locator('.metric[data-quantity="temperature"] .unit')).to_have_text("°C")
-            page.wait_for_timeout(300)  # let uPlot redraw before the picture
-            page.screenshot(path=str(shots / "server-live-readings.png"), full_page=True)
-
-            page.set_viewport_size({"width": 390, "height": 844})
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(shots / "server-live-readings-phone.png"), full_page=True)
-            assert errors == []
-        finally:
-            browser.close()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "server-live-readings-phone.png"), full_page=True)
+    assert errors == []
 
 
 def test_empty_page_then_first_device_appears(
-    settings: ServerSettings, store: SqliteStore, tmp_path: Path
+    settings: ServerSettings, store: SqliteStore, page: Any, screenshot_dir: Path
 ) -> None:
     """Test that the empty state shows until a first device reports, then its card and chart appear."""
-    sync_api = _playwright()
-    shots = _screenshots(tmp_path)
-    expect = sync_api.expect
-    with (
-        ServerThread(create_app(settings), "127.0.0.1", 0) as server,
-        sync_api.sync_playwright() as playwright,
-    ):
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1024, "height": 600})
-            page.goto(server.url)
-            expect(page.locator("#empty")).to_be_visible()
-            expect(page.locator("#empty")).to_contain_text("suitcase demo")
-            expect(page.locator("#device-count")).to_have_text("0 devices")
-            page.screenshot(path=str(shots / "server-live-readings-empty.png"))
+    shots = screenshot_dir
+    with ServerThread(create_app(settings), "127.0.0.1", 0) as server:
+        page.set_viewport_size({"width": 1024, "height": 600})
+        page.goto(server.url)
+        expect(page.locator("#empty")).to_be_visible()
+        expect(page.locator("#empty")).to_contain_text("suitcase demo")
+        expect(page.locator("#device-count")).to_have_text("0 devices")
+        page.screenshot(path=str(shots / "server-live-readings-empty.png"))
 
-            store.write(climate("first-a1b2", time.time(), temperature=18.25))
-            card = page.locator('article[data-device="first-a1b2"]')
-            expect(card.locator('.metric[data-quantity="temperature"] .value')).to_have_text(
-                "18.3", timeout=8000
-            )
-            expect(card.locator('figure[data-quantity="temperature"] canvas')).to_have_count(1)
-            expect(page.locator("#empty")).to_be_hidden()
-            expect(page.locator("#device-count")).to_have_text("1 device")
-        finally:
-            browser.close()
+        store.write(climate("first-a1b2", time.time(), temperature=18.25))
+        card = page.locator('article[data-device="first-a1b2"]')
+        expect(card.locator('.metric[data-quantity="temperature"] .value')).to_have_text("18.3", timeout=8000)
+        expect(card.locator('figure[data-quantity="temperature"] canvas')).to_have_count(1)
+        expect(page.locator("#empty")).to_be_hidden()
+        expect(page.locator("#device-count")).to_have_text("1 device")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.services import require_service
 
-__all__ = ["CHROMIUM_ARGS", "browser", "chromium_path", "screenshot_dir"]
+__all__ = ["CHROMIUM_ARGS", "browser", "chromium_path", "page", "screenshot_dir"]
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -52,3 +52,12 @@ def screenshot_dir(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("SUITCASE_SCREENSHOT_DIR", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page (playwright ``Page``) in its own browser context, closed after the test."""
+    context = browser.new_context()
+    opened = context.new_page()
+    yield opened
+    context.close()
