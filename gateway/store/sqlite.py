@@ -19,11 +19,11 @@ idempotency key is that exact time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 from gateway.store.base import DeadLetter, DeviceSeen, StoreError
@@ -91,7 +91,8 @@ class SqliteStore:
         self.path = Path(path)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()  # guards _connections, _series and every write
+        self._lock = threading.Lock()  # serialises writes; guards _series
+        self._conn_lock = threading.Lock()  # guards _connections and _closed
         self._series: dict[_SeriesKey, int] = {}
         self._closed = False
         with self._translate("open"):
@@ -125,11 +126,11 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn = conn
-            with self._lock:
+            with self._conn_lock:
                 self._connections.append(conn)
         return conn
 
-    @contextmanager
+    @contextlib.contextmanager
     def _translate(self, action: str) -> Iterator[None]:
         try:
             yield
@@ -140,7 +141,7 @@ class SqliteStore:
             ) from exc
 
     @staticmethod
-    @contextmanager
+    @contextlib.contextmanager
     def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -323,7 +324,9 @@ class SqliteStore:
                 )
                 .fetchall()
             )
-        return [DeadLetter(t, topic, bytes(payload), code, reason) for t, topic, payload, code, reason in rows]
+        return [
+            DeadLetter(t, topic, bytes(payload), code, reason) for t, topic, payload, code, reason in rows
+        ]
 
     def count_readings(self) -> int:
         """Return the number of distinct readings stored."""
@@ -333,14 +336,13 @@ class SqliteStore:
 
     def close(self) -> None:
         """Close every connection of every thread. Further calls raise :class:`StoreError`."""
-        with self._lock:
+        with self._conn_lock:
             self._closed = True
             connections, self._connections = self._connections, []
         for conn in connections:
-            try:
+            # A connection still in use by another thread fails to close; it dies with that thread.
+            with contextlib.suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:  # a connection still in use by another thread; it dies with it
-                pass
         self._local = threading.local()
 
     def __enter__(self) -> SqliteStore:

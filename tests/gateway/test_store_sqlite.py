@@ -18,8 +18,14 @@ from kits.wire import Record
 T0 = 1_700_000_000.0
 
 
-def rec(device: str = "dev-a", sensor: str = "bme280", quantity: str = "temperature", value: float = 21.5,
-        time: float = T0, org: str = "aarhus") -> Record:
+def rec(
+    device: str = "dev-a",
+    sensor: str = "bme280",
+    quantity: str = "temperature",
+    value: float = 21.5,
+    time: float = T0,
+    org: str = "aarhus",
+) -> Record:
     return Record(org, device, sensor, quantity, value, time)
 
 
@@ -111,8 +117,10 @@ def test_devices_summarise_first_last_and_distinct_count(store: SqliteStore) -> 
 
 def test_dead_letters_are_kept_newest_first(store: SqliteStore) -> None:
     """Test that dead letters keep topic, raw payload, code and reason, newest first, up to limit."""
-    letters = [DeadLetter(T0 + i, f"suitcase/v1/o/d/telemetry{i}", b"\xff\x00" * i, "not_json", f"r{i}")
-               for i in range(5)]
+    letters = [
+        DeadLetter(T0 + i, f"suitcase/v1/o/d/telemetry{i}", b"\xff\x00" * i, "not_json", f"r{i}")
+        for i in range(5)
+    ]
     store.write_dead_letters(letters)
     assert store.dead_letters() == letters[::-1]
     assert store.dead_letters(limit=2) == letters[:2:-1][:2] == [letters[4], letters[3]]
@@ -224,7 +232,9 @@ _records = st.lists(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(records=_records)
-def test_writing_twice_equals_writing_once(tmp_path_factory: pytest.TempPathFactory, records: list[Record]) -> None:
+def test_writing_twice_equals_writing_once(
+    tmp_path_factory: pytest.TempPathFactory, records: list[Record]
+) -> None:
     """Property: writing any list of records twice leaves the store as writing it once."""
     once = SqliteStore(tmp_path_factory.mktemp("once") / "s.db")
     twice = SqliteStore(tmp_path_factory.mktemp("twice") / "s.db")

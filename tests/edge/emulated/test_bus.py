@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from adafruit_bus_device.i2c_device import I2CDevice
+from adafruit_bus_device.i2c_device import I2CDevice  # type: ignore[import-untyped]
 
 from edge.emulated.bus import EmulatedI2C
 
