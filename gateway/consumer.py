@@ -29,6 +29,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.store import DeadLetter, SqliteStore
@@ -186,7 +187,9 @@ class Gateway:
         self._worker = threading.Thread(target=self._work, name=f"gateway-{self.client_id}", daemon=True)
         self._worker.start()
         self._client.loop_start()
-        log.info("gateway %s consuming %s from %s:%s", self.client_id, self.topic_filter, self.host, self.port)
+        log.info(
+            "gateway %s consuming %s from %s:%s", self.client_id, self.topic_filter, self.host, self.port
+        )
 
     def wait_subscribed(self, timeout: float = 10.0) -> None:
         """Block until the subscription is acknowledged by the broker.
@@ -212,7 +215,9 @@ class Gateway:
         self._stopping.set()
         worker.join(timeout)
         if worker.is_alive():
-            log.warning("gateway %s: worker still writing after %.0f s; disconnecting", self.client_id, timeout)
+            log.warning(
+                "gateway %s: worker still writing after %.0f s; disconnecting", self.client_id, timeout
+            )
         self._client.disconnect()
         self._client.loop_stop()
         self._subscribed.clear()
@@ -238,17 +243,17 @@ class Gateway:
         userdata: Any,
         flags: mqtt.ConnectFlags,
         reason_code: ReasonCode,
-        properties: mqtt.Properties | None,
+        properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            log.error("broker %s:%s refused gateway %s: %s", self.host, self.port, self.client_id, reason_code)
+            log.error(
+                "broker %s:%s refused gateway %s: %s", self.host, self.port, self.client_id, reason_code
+            )
             return
         self._generation += 1
         with self._stats_lock:
             self._stats.connects += 1
-        log.info(
-            "gateway %s connected (session present: %s)", self.client_id, flags.session_present
-        )
+        log.info("gateway %s connected (session present: %s)", self.client_id, flags.session_present)
         result, _ = client.subscribe(self.topic_filter, qos=1)
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
             log.error("gateway %s could not subscribe to %s: %s", self.client_id, self.topic_filter, result)
@@ -259,7 +264,7 @@ class Gateway:
         userdata: Any,
         mid: int,
         reason_codes: list[ReasonCode],
-        properties: mqtt.Properties | None,
+        properties: Properties | None,
     ) -> None:
         if any(code.is_failure for code in reason_codes):
             log.error("broker refused the subscription to %s: %s", self.topic_filter, reason_codes)
@@ -272,7 +277,7 @@ class Gateway:
         userdata: Any,
         flags: mqtt.DisconnectFlags,
         reason_code: ReasonCode,
-        properties: mqtt.Properties | None,
+        properties: Properties | None,
     ) -> None:
         self._subscribed.clear()
         if not self._stopping.is_set():
@@ -296,29 +301,26 @@ class Gateway:
 
     def _work(self) -> None:
         batch = _Batch()
-        while True:
-            if batch.messages:
-                wait = batch.opened + self.batch_age_s - time.monotonic()
-            else:
-                wait = 0.05 if self._stopping.is_set() else 0.2
+        while not self._stopping.is_set():
+            wait = batch.opened + self.batch_age_s - time.monotonic() if batch.messages else 0.2
             try:
-                message = self._queue.get(timeout=max(wait, 0.0)) if wait > 0 else self._queue.get_nowait()
+                message: _Message | None = self._queue.get(timeout=max(wait, 0.001))
             except queue.Empty:
                 message = None
             if message is not None:
                 if not batch.messages:
                     batch.opened = time.monotonic()
                 self._add(batch, message)
-            stopping = self._stopping.is_set()
-            due = len(batch.messages) >= self.batch_messages or (
-                batch.messages and (time.monotonic() - batch.opened >= self.batch_age_s or stopping)
-            )
-            if due and self._flush(batch):
+            if batch.messages and (
+                len(batch.messages) >= self.batch_messages
+                or time.monotonic() - batch.opened >= self.batch_age_s
+            ):
+                if not self._flush(batch):
+                    return
                 batch = _Batch()
-            elif due:  # stopping and the store still fails: leave it unacked for redelivery
-                return
-            if stopping and message is None and not batch.messages:
-                return
+        # Stopping: one attempt at what is batched; what is still queued is left to redelivery.
+        if batch.messages:
+            self._flush(batch)
 
     def _add(self, batch: _Batch, message: _Message) -> None:
         batch.messages.append(message)
@@ -337,7 +339,9 @@ class Gateway:
                 exc,
                 extra={"topic": message.topic, "code": exc.code},
             )
-            batch.letters.append(DeadLetter(message.received_at, message.topic, message.payload, exc.code, str(exc)))
+            batch.letters.append(
+                DeadLetter(message.received_at, message.topic, message.payload, exc.code, str(exc))
+            )
 
     def _flush(self, batch: _Batch) -> bool:
         """Write ``batch`` then ack it, retrying the write; False if stopped before it was written."""

@@ -69,9 +69,9 @@ def _agent(device: str, broker: Any, seed: int) -> Agent:
         org=ORG,
         kit_profile="starter",
         mqtt=MqttSettings(host=broker.host, port=broker.port),
-        sensors=[DeviceSensor(name="bme280", part="bme280", address=0x77, interval_s=0.5)],
+        sensors=[DeviceSensor(name="bme280", part="bme280", address=0x77, interval_s=1.0)],
         bus="emulated",
-        publish_interval_s=0.5,
+        publish_interval_s=1.0,
     )
     return Agent(config, build_bus(config.sensors, "office-day", clock=time.time, seed=seed))
 
@@ -107,7 +107,7 @@ def test_readings_of_two_devices_reach_the_api_and_bad_payloads_are_dead_lettere
                 if reading["quantity"] == "temperature":
                     assert 10 < reading["value"] < 35
 
-            seen = {d["device"] for d in api.get("/devices").json()}
+            seen = {d["device"] for d in api.get("/devices").json()["data"]}
             assert set(devices) <= seen
 
             publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bad-{suffix}")
@@ -122,7 +122,7 @@ def test_readings_of_two_devices_reach_the_api_and_bad_payloads_are_dead_lettere
             publisher.disconnect()
 
             def dead_letters() -> list[dict[str, Any]]:
-                letters: list[dict[str, Any]] = api.get("/dead-letters").json()
+                letters: list[dict[str, Any]] = api.get("/dead-letters").json()["data"]
                 mine = [d for d in letters if d["topic"] == topic]
                 return mine if len(mine) >= 2 else []
 

@@ -1,0 +1,63 @@
+"""Helpers of the gateway tests: a publisher, a store that fails on demand, polling."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.store import SqliteStore, StoreError
+from kits.wire import Record
+
+NOW = 1_750_000_000.0
+
+
+class FlakyStore(SqliteStore):
+    """A real SQLite store whose write fails while ``failing`` is set and blocks while ``gate`` is clear."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.failing = False
+        self.gate = threading.Event()
+        self.gate.set()
+        self.writes_done = 0
+
+    def write(self, records: Sequence[Record]) -> None:
+        self.gate.wait()
+        if self.failing:
+            raise StoreError("store is down (test)")
+        super().write(records)
+        self.writes_done += 1
+
+
+class Publisher:
+    """A plain paho client publishing at QoS 1 and waiting for each PUBACK."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+        self.client.connect(host, port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(10)
+        assert info.is_published(), f"no PUBACK for {topic}"
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)

@@ -1,0 +1,219 @@
+"""Tests of gateway/consumer.py against real brokers: the embedded one (amqtt) and Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from gwtools import NOW, FlakyStore, Publisher, wait_until
+
+from gateway.consumer import Gateway, GatewayError
+from kits.wire import Record, build_topic, encode_pack
+from suitcase.broker import EmbeddedBroker, MosquittoBroker, free_port
+
+ORG = "aarhus"
+
+
+def pack(device: str, index: int) -> tuple[str, bytes]:
+    """Return the topic and payload of a valid two-reading pack, distinct per ``index``."""
+    t = NOW - 10_000 + index
+    records = [
+        Record(ORG, device, "bme280", "temperature", 20.0 + index / 100, t),
+        Record(ORG, device, "bme280", "humidity", 40.0 + index / 100, t),
+    ]
+    return build_topic(ORG, device, "telemetry"), encode_pack(records)
+
+
+def gateway(
+    store: FlakyStore, broker: EmbeddedBroker | MosquittoBroker, client_id: str, **kw: object
+) -> Gateway:
+    options: dict[str, object] = {"batch_messages": 10, "batch_age_s": 0.05, "clock": lambda: NOW}
+    options.update(kw)
+    return Gateway(store, host=broker.host, port=broker.port, client_id=client_id, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def publisher(embedded_broker: EmbeddedBroker) -> Iterator[Publisher]:
+    pub = Publisher(embedded_broker.host, embedded_broker.port)
+    yield pub
+    pub.close()
+
+
+def test_valid_packs_land_and_are_acked(
+    embedded_broker: EmbeddedBroker, publisher: Publisher, store: FlakyStore, client_id: str
+) -> None:
+    """Test that every reading of valid packs from several devices lands once and each message is acked."""
+    with gateway(store, embedded_broker, client_id) as gw:
+        gw.wait_subscribed()
+        for i in range(30):
+            publisher.publish(*pack(f"dev-{i % 3}", i))
+        wait_until(lambda: gw.stats.acked == 30, what="30 acks")
+        stats = gw.stats
+    assert store.count_readings() == 60
+    assert (stats.received, stats.written, stats.dead_lettered) == (30, 60, 0)
+    assert stats.batches >= 3
+    got = store.readings("dev-1", 0, 2e9, quantity="temperature")
+    assert [r.value for r in got] == [20.0 + i / 100 for i in range(1, 30, 3)]
+    assert {d.device: d.readings for d in store.devices()} == {"dev-0": 20, "dev-1": 20, "dev-2": 20}
+
+
+def test_a_batch_is_acked_only_after_its_write_returns(
+    embedded_broker: EmbeddedBroker, publisher: Publisher, store: FlakyStore, client_id: str
+) -> None:
+    """Test that while the store's write is blocked, nothing is acked; once it returns, all is."""
+    store.gate.clear()
+    with gateway(store, embedded_broker, client_id) as gw:
+        gw.wait_subscribed()
+        for i in range(5):
+            publisher.publish(*pack("dev-a", i))
+        wait_until(lambda: gw.stats.received == 5, what="5 messages received")
+        time.sleep(0.3)  # several batch ages: the worker is stuck inside write()
+        assert gw.stats.acked == 0
+        assert store.count_readings() == 0
+        store.gate.set()
+        wait_until(lambda: gw.stats.acked == 5, what="5 acks")
+        assert store.count_readings() == 10
+
+
+BAD = {
+    "not_json": (build_topic(ORG, "dev-a", "telemetry"), b"{not json"),
+    "device_mismatch": (pack("dev-b", 0)[0].replace("dev-b", "dev-a"), pack("dev-b", 0)[1]),
+    "unknown_unit": (
+        build_topic(ORG, "dev-a", "telemetry"),
+        json.dumps(
+            [{"bn": "urn:dev:suitcase:dev-a:", "bt": NOW, "n": "bme280/temperature", "u": "degF", "v": 70}]
+        ).encode(),
+    ),
+    "bad_value": (
+        build_topic(ORG, "dev-a", "telemetry"),
+        b'[{"bn": "urn:dev:suitcase:dev-a:", "bt": 1749999000, "n": "bme280/temperature", "u": "Cel", "v": NaN}]',
+    ),
+    "bad_time": (
+        build_topic(ORG, "dev-a", "telemetry"),
+        json.dumps(
+            [
+                {
+                    "bn": "urn:dev:suitcase:dev-a:",
+                    "bt": NOW + 3600,
+                    "n": "bme280/temperature",
+                    "u": "Cel",
+                    "v": 20,
+                }
+            ]
+        ).encode(),
+    ),
+    "oversize": (build_topic(ORG, "dev-a", "telemetry"), b"[" + b" " * 70_000 + b"]"),
+    "bad_topic": ("suitcase/v1/Not_A_Slug/dev-a/telemetry", pack("dev-a", 0)[1]),
+}
+
+
+def test_each_bad_payload_kind_is_dead_lettered_with_its_code(
+    embedded_broker: EmbeddedBroker, publisher: Publisher, store: FlakyStore, client_id: str
+) -> None:
+    """Test that each kind of bad message lands in the dead letters with its code, raw, and is acked.
+
+    Valid packs around them still land: one bad message never blocks the others.
+    """
+    with gateway(store, embedded_broker, client_id) as gw:
+        gw.wait_subscribed()
+        publisher.publish(*pack("dev-a", 1))
+        for topic, payload in BAD.values():
+            publisher.publish(topic, payload)
+        publisher.publish(*pack("dev-a", 2))
+        wait_until(lambda: gw.stats.acked == len(BAD) + 2, what="every message acked")
+        stats = gw.stats
+    letters = store.dead_letters()
+    assert {(d.topic, d.payload): d.code for d in letters} == {v: k for k, v in BAD.items()}
+    assert all(d.received_at == NOW and d.reason for d in letters)
+    assert stats.dead_lettered == len(BAD)
+    assert store.count_readings() == 4
+
+
+def test_store_failure_then_recovery_loses_nothing(
+    embedded_broker: EmbeddedBroker, publisher: Publisher, store: FlakyStore, client_id: str
+) -> None:
+    """Test that while the store fails nothing is acked or dropped, and once it returns everything lands."""
+    with gateway(store, embedded_broker, client_id) as gw:
+        gw.wait_subscribed()
+        publisher.publish(*pack("dev-a", 0))
+        wait_until(lambda: gw.stats.acked == 1, what="first ack")
+        store.failing = True
+        for i in range(1, 41):
+            publisher.publish(*pack("dev-a", i))
+        wait_until(lambda: gw.stats.store_failures >= 3, what="retries of the failing store")
+        assert gw.stats.acked == 1
+        store.failing = False
+        wait_until(lambda: gw.stats.acked == 41, timeout=15, what="all 41 acked after recovery")
+    assert store.count_readings() == 82
+    times = [r.time for r in store.readings("dev-a", 0, 2e9, quantity="humidity")]
+    assert times == [NOW - 10_000 + i for i in range(41)]
+
+
+def test_gateway_refuses_bad_options_and_unreachable_broker(store: FlakyStore) -> None:
+    """Test that bad batch options and an unreachable broker raise GatewayError with a clear message."""
+    with pytest.raises(GatewayError, match="batch_messages"):
+        Gateway(store, host="127.0.0.1", port=1, batch_messages=0)
+    with pytest.raises(GatewayError, match="batch_age_s"):
+        Gateway(store, host="127.0.0.1", port=1, batch_age_s=0)
+    gw = Gateway(store, host="127.0.0.1", port=free_port())
+    with pytest.raises(GatewayError, match="cannot reach the MQTT broker"):
+        gw.start()
+    gw.stop()  # stopping a gateway that never started is harmless
+
+
+def _crash_and_resume(broker: EmbeddedBroker | MosquittoBroker, store: FlakyStore, client_id: str) -> None:
+    """Publish through a gateway that stops mid-stream unacked, then resume with the same client id."""
+    pub = Publisher(broker.host, broker.port)
+    try:
+        first = gateway(store, broker, client_id)
+        first.start()
+        first.wait_subscribed()
+        for i in range(20):
+            pub.publish(*pack("dev-a", i))
+        wait_until(lambda: store.count_readings() == 40, what="first 20 packs written")
+        store.failing = True
+        for i in range(20, 50):
+            pub.publish(*pack("dev-a", i))
+        wait_until(lambda: first.stats.received == 50 and first.stats.store_failures >= 1, what="failures")
+        first.stop()  # the crash: 30 messages received, none of them acked
+        assert first.stats.acked == 20
+        for i in range(50, 80):  # published while no gateway runs: queued in the session
+            pub.publish(*pack("dev-a", i))
+        store.failing = False
+        with gateway(store, broker, client_id) as second:
+            wait_until(lambda: store.count_readings() == 160, timeout=20, what="all 80 packs written")
+            wait_until(lambda: second.stats.acked >= 60, what="the 60 redelivered/queued acked")
+        readings = store.readings("dev-a", 0, 2e9)
+        assert len(readings) == 160
+        assert len({(r.sensor, r.quantity, r.time) for r in readings}) == 160
+        assert [r.value for r in readings if r.quantity == "temperature"] == [
+            20.0 + i / 100 for i in range(80)
+        ]
+        # Everything was acked: a third session with the same id gets nothing more.
+        with gateway(store, broker, client_id) as third:
+            third.wait_subscribed()
+            time.sleep(0.5)
+            assert third.stats.received == 0
+    finally:
+        pub.close()
+
+
+@pytest.mark.mosquitto
+def test_crash_mid_stream_every_reading_lands_exactly_once_mosquitto(
+    mosquitto_broker: MosquittoBroker, store: FlakyStore, client_id: str
+) -> None:
+    """Test that with a real Mosquitto, a gateway stopped with unacked messages loses and doubles nothing.
+
+    The broker redelivers the unacked messages and the queued ones to the next gateway with the
+    same client id; the store holds every reading exactly once.
+    """
+    _crash_and_resume(mosquitto_broker, store, client_id)
+
+
+def test_crash_mid_stream_every_reading_lands_exactly_once_embedded(
+    embedded_broker: EmbeddedBroker, store: FlakyStore, client_id: str
+) -> None:
+    """Test the same crash and resume against the embedded broker used by `suitcase demo`."""
+    _crash_and_resume(embedded_broker, store, client_id)
