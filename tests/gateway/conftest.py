@@ -1,32 +1,14 @@
-"""Fixtures of the gateway tests: brokers and stores (a real embedded broker, a real Mosquitto)."""
+"""Fixtures of the gateway tests; the brokers come from tests/services/mosquitto.py."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gwtools import FlakyStore
 
-from suitcase.broker import EmbeddedBroker, MosquittoBroker, find_mosquitto
-
-
-@pytest.fixture(scope="module")
-def embedded_broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker() as broker:
-        yield broker  # type: ignore[misc]
-
-
-@pytest.fixture
-def mosquitto_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    if find_mosquitto() is None:
-        if os.environ.get("SUITCASE_REQUIRE_SERVICES") == "1":
-            pytest.fail("mosquitto is not installed and SUITCASE_REQUIRE_SERVICES=1")
-        pytest.skip("mosquitto is not installed")
-    with MosquittoBroker(tmp_path / "mosquitto") as broker:
-        yield broker  # type: ignore[misc]
+from tests.gateway.gwtools import FlakyStore
 
 
 @pytest.fixture
@@ -37,6 +19,7 @@ def client_id() -> str:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[FlakyStore]:
+    """A real SQLite store that fails or blocks on demand."""
     s = FlakyStore(tmp_path / "store.db")
     yield s
     s.gate.set()

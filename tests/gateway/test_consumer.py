@@ -7,11 +7,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from gwtools import NOW, FlakyStore, Publisher, wait_until
 
 from gateway.consumer import Gateway, GatewayError
 from kits.wire import Record, build_topic, encode_pack
 from suitcase.broker import EmbeddedBroker, MosquittoBroker, free_port
+from tests.gateway.gwtools import NOW, FlakyStore, Publisher, wait_until
 
 ORG = "aarhus"
 
@@ -88,7 +88,8 @@ BAD = {
     ),
     "bad_value": (
         build_topic(ORG, "dev-a", "telemetry"),
-        b'[{"bn": "urn:dev:suitcase:dev-a:", "bt": 1749999000, "n": "bme280/temperature", "u": "Cel", "v": NaN}]',
+        b'[{"bn": "urn:dev:suitcase:dev-a:", "bt": 1749999000, '
+        b'"n": "bme280/temperature", "u": "Cel", "v": NaN}]',
     ),
     "bad_time": (
         build_topic(ORG, "dev-a", "telemetry"),
@@ -202,18 +203,11 @@ def _crash_and_resume(broker: EmbeddedBroker | MosquittoBroker, store: FlakyStor
 
 @pytest.mark.mosquitto
 def test_crash_mid_stream_every_reading_lands_exactly_once_mosquitto(
-    mosquitto_broker: MosquittoBroker, store: FlakyStore, client_id: str
+    mosquitto: MosquittoBroker, store: FlakyStore, client_id: str
 ) -> None:
     """Test that with a real Mosquitto, a gateway stopped with unacked messages loses and doubles nothing.
 
     The broker redelivers the unacked messages and the queued ones to the next gateway with the
     same client id; the store holds every reading exactly once.
     """
-    _crash_and_resume(mosquitto_broker, store, client_id)
-
-
-def test_crash_mid_stream_every_reading_lands_exactly_once_embedded(
-    embedded_broker: EmbeddedBroker, store: FlakyStore, client_id: str
-) -> None:
-    """Test the same crash and resume against the embedded broker used by `suitcase demo`."""
-    _crash_and_resume(embedded_broker, store, client_id)
+    _crash_and_resume(mosquitto, store, client_id)

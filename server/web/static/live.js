@@ -18,6 +18,19 @@
   const byQuantity = (a, b) =>
     quantity(a.quantity).order - quantity(b.quantity).order || a.sensor.localeCompare(b.sensor);
 
+  // Size the y axis to its longest tick label (uPlot's fixed default clips "1,013.25").
+  function axisWidth(u, values, axisIdx, cycleNum) {
+    const axis = u.axes[axisIdx];
+    if (cycleNum > 1) return axis._size;
+    let size = axis.ticks.size + axis.gap;
+    const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), "");
+    if (longest !== "") {
+      u.ctx.font = axis.font[0];
+      size += u.ctx.measureText(longest).width / devicePixelRatio;
+    }
+    return Math.ceil(size) + 4;
+  }
+
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs)) {
@@ -152,7 +165,7 @@
           stroke: "#4a5360",
           grid: { stroke: "#e3e7eb" },
           ticks: { stroke: "#c4cad1" },
-          size: 60,
+          size: axisWidth,
         },
       ],
       series: [

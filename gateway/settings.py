@@ -1,0 +1,61 @@
+"""Gateway settings, from arguments or ``SUITCASE_GATEWAY_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kits.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "GatewaySettings", "load_settings"]
+
+ENV_PREFIX = "SUITCASE_GATEWAY_"
+
+
+class GatewaySettings(BaseSettings):
+    """Where the gateway reads from and writes to.
+
+    Every field can be set by an environment variable ``SUITCASE_GATEWAY_<FIELD>``, e.g.
+    ``SUITCASE_GATEWAY_MQTT_PORT=1883``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    store: str = Field(default="suitcase-store.db", description="store to write: a path or sqlite:///path")
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = Field(
+        default="suitcase-gateway",
+        min_length=1,
+        max_length=64,
+        description="fixed id of the persistent session; one per gateway instance",
+    )
+    group: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9-]{0,31}$",
+        description="shared-subscription group, to share the load between gateways",
+    )
+    batch_messages: int = Field(default=1000, ge=1, le=100_000)
+    batch_age_s: float = Field(default=0.2, gt=0, le=60)
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+def load_settings(**overrides: Any) -> GatewaySettings:
+    """Build the settings from ``overrides`` (those not None) and the environment.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the setting, its variable and the fix.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return GatewaySettings(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            where = f"{field} ({ENV_PREFIX}{field.upper()})" if field else "settings"
+            problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("invalid gateway settings: " + "; ".join(problems)) from exc

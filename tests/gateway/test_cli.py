@@ -1,0 +1,67 @@
+"""Tests of gateway/cli.py: ``suitcase gateway run``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.store import SqliteStore
+from suitcase.broker import EmbeddedBroker, free_port
+from tests.gateway.gwtools import Publisher, wait_until
+from tests.gateway.test_consumer import pack
+
+
+def test_bad_arguments_exit_2_with_a_message(tmp_path: Path) -> None:
+    """Test that a bad store URL, a bad group or an unreachable broker exit with code 2 and say why."""
+    runner = CliRunner()
+    cases = [
+        (["run", "--store", "mysql://x"], "unknown scheme"),
+        (["run", "--store", str(tmp_path / "s.db"), "--group", "Not A Group"], "SUITCASE_GATEWAY_GROUP"),
+        (
+            ["run", "--store", str(tmp_path / "s.db"), "--mqtt-port", str(free_port())],
+            "cannot reach the MQTT broker",
+        ),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+
+
+def test_run_writes_readings_and_stops_on_sigterm(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
+    """Test that `gateway run` (configured by environment) writes readings and exits 0 on SIGTERM."""
+    store_path = tmp_path / "store.db"
+    env = dict(
+        os.environ,
+        SUITCASE_GATEWAY_STORE=f"sqlite:///{store_path}",
+        SUITCASE_GATEWAY_MQTT_PORT=str(embedded_broker.port),
+        SUITCASE_GATEWAY_CLIENT_ID=f"gw-cli-{tmp_path.name}"[:60],
+    )
+    code = "from gateway.cli import app; app(['run'])"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    pub = Publisher(embedded_broker.host, embedded_broker.port)
+    try:
+        wait_until(store_path.exists, what="the store file")
+        reader = SqliteStore(store_path)
+        i = 0
+
+        def landed() -> bool:
+            nonlocal i
+            i += 1
+            pub.publish(*pack("dev-cli", i))  # keep publishing until the gateway is subscribed
+            return reader.count_readings() > 0
+
+        wait_until(landed, timeout=15, what="a reading written by the CLI gateway")
+        reader.close()
+    finally:
+        pub.close()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "stopping the gateway" in err
