@@ -22,6 +22,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "edge": ("edge.cli:app", "Edge agent on a Raspberry Pi: read sensors, publish over MQTT."),
     "gateway": ("gateway.cli:app", "Gateway: write every reading from MQTT to the store."),
     "server": ("server.cli:app", "Server: registry API and web pages."),
+    "dashboards": ("dashboards.cli:app", "Grafana dashboards as code: build and push."),
 }
 # name -> (module:function of a single top-level command, help)
 COMMANDS: dict[str, tuple[str, str]] = {
