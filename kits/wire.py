@@ -37,6 +37,7 @@ from kits.quantities import QUANTITIES, SECONDARY_UNITS
 __all__ = [
     "BASE_NAME_PREFIX",
     "BVER_SECONDARY_UNITS",
+    "COMMANDS",
     "MAX_FUTURE_SKEW_S",
     "MAX_PACK_BYTES",
     "MAX_PACK_RECORDS",
@@ -44,7 +45,10 @@ __all__ = [
     "TOPIC_ROOT",
     "CommandReply",
     "CommandRequest",
+    "Meta",
+    "OutboxMeta",
     "Record",
+    "SensorMeta",
     "Status",
     "Topic",
     "build_topic",
@@ -431,6 +435,60 @@ class CommandReply(_Message):
     ok: bool
     result: Any = None
     error: str | None = None
+
+
+# The commands an edge agent answers on cmd/{name} (ARCHITECTURE.md, "Commands"):
+# ping -> {"pong": t, "agent": version, "uptime_s": s}; identify {"seconds": n} -> blinks the ACT
+# LED; config {<DeviceConfig fields but device, org, mqtt, bus>} -> applied and persisted, result
+# {"applied": [fields], "calibration_version": v}; resend {"from": t0, "to": t1} -> re-publishes
+# the outbox's readings stamped in [t0, t1], result {"readings": n}.
+COMMANDS = ("ping", "identify", "config", "resend")
+
+SensorState = Literal["ok", "missing", "failing", "stuck", "out_of_range"]
+
+
+class SensorMeta(_Message):
+    """One sensor's health in ``meta``."""
+
+    part: str
+    address: int
+    state: SensorState
+    consecutive_failures: int = 0
+    failures: int = 0
+    readings: int = 0
+    out_of_range: int = 0
+    last_error: str | None = None
+    calibration_version: int | None = None
+    retry_in_s: float | None = None
+
+
+class OutboxMeta(_Message):
+    """The outbox in ``meta``: backlog and losses (ARCHITECTURE.md, "Delivery guarantees" 1)."""
+
+    pending: int
+    oldest_pending: float | None = None
+    unstamped: int = 0
+    dropped: int = 0
+    write_errors: int = 0
+    sync: str = "full"
+
+
+class Meta(_Message):
+    """The retained ``meta`` message of a device: published on change and every 5 minutes."""
+
+    agent: str
+    kit_profile: str | None = None
+    time: float
+    uptime_s: float
+    clock_synced: bool
+    publish_interval_s: float
+    calibration_version: int | None = None
+    cpu_temperature: float | None = None
+    outbox: OutboxMeta | None = None
+    sensors: dict[str, SensorMeta]
+    missing: list[str] = Field(default_factory=list)
+    unexpected: list[dict[str, Any]] = Field(default_factory=list)
+    counters: dict[str, int] = Field(default_factory=dict)
 
 
 def records_of(

@@ -18,19 +18,19 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from edge.agent import Agent
-from gateway.consumer import Gateway
 from rich.console import Console
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
-from server.app import create_app
-from server.runner import ServerThread
 
+from edge.agent import Agent
 from edge.emulated import build_bus
+from gateway.consumer import Gateway
 from gateway.store import SqliteStore
 from kits.errors import SuitcaseError
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings
+from server.app import create_app
+from server.runner import ServerThread
 from server.settings import ServerSettings
 from suitcase.broker import BrokerKind, default_broker_kind, free_port, start_broker
 

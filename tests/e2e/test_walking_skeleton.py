@@ -10,15 +10,15 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from edge.agent import Agent
-from gateway.consumer import Gateway
-from server.app import create_app
-from server.runner import ServerThread
 
+from edge.agent import Agent
 from edge.emulated import build_bus
+from gateway.consumer import Gateway
 from gateway.store import SqliteStore
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings
 from kits.wire import build_topic
+from server.app import create_app
+from server.runner import ServerThread
 from server.settings import ServerSettings
 from suitcase.broker import free_port
 

@@ -1,0 +1,191 @@
+"""A real InfluxDB 1.x (``influxd``) for tests marked ``influxdb``: loopback, free ports, tmp dirs.
+
+The session fixture ``influxd`` is shared; ``influxd_factory`` starts private ones for tests that
+stop, kill or restart the server. No system service, no usage reporting.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suitcase.broker import free_port, wait_for_port
+from tests.services import require_service
+
+__all__ = ["InfluxD", "influxd", "influxd_factory"]
+
+_CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+[meta]
+  dir = "{root}/meta"
+  logging-enabled = false
+[data]
+  dir = "{root}/data"
+  wal-dir = "{root}/wal"
+  query-log-enabled = false
+  wal-fsync-delay = "0s"
+[coordinator]
+  log-queries-after = "0s"
+[retention]
+  enabled = true
+[monitor]
+  store-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{port}"
+  log-enabled = false
+  write-tracing = false
+  max-body-size = 0
+[subscriber]
+  enabled = false
+[continuous_queries]
+  enabled = true
+  log-enabled = false
+[logging]
+  level = "warn"
+"""
+
+
+def find_influxd() -> str | None:
+    """Return the influxd binary, or None."""
+    return shutil.which("influxd") or shutil.which("influxd", path="/usr/bin:/usr/sbin")
+
+
+class InfluxD:
+    """One influxd process with its own config, data directories and ports; restartable."""
+
+    def __init__(self, root: Path) -> None:
+        binary = find_influxd()
+        assert binary is not None
+        self.binary = binary
+        self.root = root
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.rpc_port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def sink_url(self) -> str:
+        """The ``influxdb1://`` sink URL of this server."""
+        return f"influxdb1://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "influxdb.conf"
+        config.write_text(_CONFIG.format(root=self.root, port=self.port, rpc_port=self.rpc_port))
+        log = (self.root / "influxd.log").open("ab")
+        self._process = subprocess.Popen(
+            [self.binary, "-config", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        wait_for_port(self.host, self.port, timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the port opens a moment before /ping answers
+            try:
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as r:
+                    if r.status == 204:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"influxd did not answer /ping; see {self.root / 'influxd.log'}")
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5)
+        self._process = None
+
+    def kill(self) -> None:
+        """Kill -9: what a crash looks like."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(5)
+        self._process = None
+
+    def suspend(self) -> None:
+        """SIGSTOP: the port stays open but nothing answers (a hung server)."""
+        assert self._process is not None
+        self._process.send_signal(19)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(18)
+
+    def query(self, q: str, db: str = "") -> list[dict[str, Any]]:
+        """Run InfluxQL ``q``; return the result's series (empty list when none)."""
+        params = {"q": q, "epoch": "ns"}
+        if db:
+            params["db"] = db
+        data = urllib.parse.urlencode(params).encode()
+        with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=30) as r:
+            body = json.loads(r.read())
+        result = body["results"][0]
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        series: list[dict[str, Any]] = result.get("series", [])
+        return series
+
+    def count(self, db: str) -> int:
+        """Return the number of points in every measurement of ``db`` (0 if it does not exist)."""
+        try:
+            series = self.query('SELECT count("value") FROM /.*/', db)
+        except (RuntimeError, urllib.error.HTTPError):
+            return 0
+        return sum(int(s["values"][0][1]) for s in series)
+
+    def drop_all(self) -> None:
+        """Drop every database, so a shared server starts each test empty."""
+        for series in self.query("SHOW DATABASES"):
+            for (name,) in series.get("values", []):
+                if name != "_internal":
+                    self.query(f'DROP DATABASE "{name}"')
+
+
+@pytest.fixture(scope="session")
+def influxd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], InfluxD]]:
+    """Start private InfluxD servers on demand; all are stopped at the end of the session."""
+    if find_influxd() is None:
+        require_service("influxdb", "apt-get install influxdb")
+    started: list[InfluxD] = []
+
+    def make() -> InfluxD:
+        server = InfluxD(tmp_path_factory.mktemp("influxd"))
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def influxd_session(influxd_factory: Callable[[], InfluxD]) -> InfluxD:
+    """The shared InfluxDB 1.x of the session."""
+    return influxd_factory()
+
+
+@pytest.fixture()
+def influxd(influxd_session: InfluxD) -> InfluxD:
+    """The shared InfluxDB 1.x, emptied for this test."""
+    influxd_session.drop_all()
+    return influxd_session
