@@ -1,37 +1,47 @@
-"""The MQTT consumer: every telemetry message into the store, acknowledged only once written.
+"""The MQTT consumer: every telemetry message into the sinks, acknowledged only once written.
 
-The gateway holds a persistent session (fixed client id, clean session off) with a QoS 1
-subscription and acknowledges by hand (ARCHITECTURE.md, "Delivery guarantees" 2 and 3):
+The gateway holds a persistent session (fixed client id, clean session off, or with MQTT 5 clean
+start off and a session that never expires) with a QoS 1 subscription and acknowledges by hand
+(ARCHITECTURE.md, "Delivery guarantees" 2 and 3):
 
 - paho's network thread only queues each message (so it keeps pinging the broker whatever the
-  store does);
+  sinks do);
 - a worker thread decodes messages with ``kits.wire``, batches them (``batch_messages`` messages
-  or ``batch_age_s`` seconds, whichever comes first), writes the readings and the dead letters
-  and only then PUBACKs every message of the batch;
-- if the store fails, the batch is kept and retried with bounded exponential backoff, nothing is
-  acked, and no further message is taken from the queue, so the broker's inflight window bounds
-  what is held; when the store returns, everything lands;
+  or ``batch_age_s`` seconds, whichever comes first), writes the readings to every sink and the
+  dead letters to the store, and only then PUBACKs every message of the batch;
+- each sink has its own retry state: a sink that failed is retried with bounded exponential
+  backoff without rewriting the sinks that already have the batch; a message is acked once every
+  *required* sink has it; an optional sink (``required=False``) never holds the ack, keeps a
+  bounded backlog of what it missed and counts what it drops;
+- while a required sink fails nothing is acked and no further message is taken from the queue,
+  so the broker's inflight window (MQTT 5: the Receive Maximum the gateway declares) bounds what
+  is held in memory; when the sink returns, everything lands;
 - a message acked on an older connection than the one it arrived on is not acked: the broker
-  redelivers it on the new connection and the idempotent store absorbs the duplicate.
+  redelivers it on the new connection and the idempotent sinks absorb the duplicate.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway.metrics import Metrics
+from gateway.sinks import Sink
+from gateway.sinks.sqlite import SqliteSink
 from gateway.store import DeadLetter, SqliteStore
 from kits.errors import BadTopic, SuitcaseError, WireError
 from kits.wire import Record, decode_pack, parse_topic, subscription
@@ -43,6 +53,11 @@ log = logging.getLogger(__name__)
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 5.0
 _KEEPALIVE_S = 30
+_SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+_TOPIC_CACHE = 100_000
+_OPTIONAL_BACKLOG_POINTS = 1_000_000
+
+MqttVersion = Literal["3.1.1", "5"]
 
 
 class GatewayError(SuitcaseError):
@@ -55,11 +70,11 @@ class GatewayStats:
 
     Attributes:
         received: messages received from the broker (redeliveries included).
-        written: readings written to the store (a rewritten reading counts again).
+        written: readings written to every required sink (a rewritten reading counts again).
         dead_lettered: messages written to the dead-letter table.
         batches: batches written.
         acked: messages acknowledged to the broker.
-        store_failures: failed store writes (each retry that fails counts).
+        store_failures: failed writes to a required sink or the dead letters (each retry counts).
         connects: successful connections to the broker.
     """
 
@@ -90,11 +105,33 @@ class _Batch:
     opened: float = 0.0
 
 
+@dataclass(slots=True)
+class _SinkState:
+    """One sink's retry state, kept across batches."""
+
+    sink: Sink
+    delay: float = _RETRY_FIRST_S
+    retry_at: float = 0.0
+    up: bool = True
+    backlog: collections.deque[list[Record]] = dataclasses.field(default_factory=collections.deque)
+    backlog_points: int = 0
+
+    def failed(self, now: float) -> None:
+        self.up = False
+        self.retry_at = now + self.delay
+        self.delay = min(self.delay * 2, _RETRY_MAX_S)
+
+    def succeeded(self) -> None:
+        self.up = True
+        self.delay = _RETRY_FIRST_S
+        self.retry_at = 0.0
+
+
 class Gateway:
-    """Consumes telemetry from an MQTT broker into a store, acking each message after its write.
+    """Consumes telemetry from an MQTT broker into sinks, acking each message after its write.
 
     Args:
-        store: where readings and dead letters go.
+        store: where dead letters go, and readings too unless ``sinks`` is given.
         host: the broker's host.
         port: the broker's port.
         client_id: the fixed client id of the persistent session; one per gateway instance.
@@ -105,6 +142,12 @@ class Gateway:
         clock: UTC epoch seconds now, to stamp dead letters and reject readings from the future.
         username: the broker user, if the broker requires one.
         password: its password.
+        sinks: where readings go (default: ``store`` itself); the gateway opens and closes them.
+        metrics: the Prometheus metrics to update (default: a registry of its own).
+        mqtt_version: ``"3.1.1"`` (any broker, the embedded one included) or ``"5"`` (Mosquitto),
+            which declares ``receive_maximum`` to the broker.
+        receive_maximum: with MQTT 5, the most unacknowledged messages the broker may send;
+            default twice ``batch_messages`` (so one batch is written while the next fills).
     """
 
     def __init__(
@@ -120,11 +163,23 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         username: str | None = None,
         password: str | None = None,
+        sinks: Sequence[Sink] | None = None,
+        metrics: Metrics | None = None,
+        mqtt_version: MqttVersion = "3.1.1",
+        receive_maximum: int | None = None,
     ) -> None:
         if batch_messages < 1:
             raise GatewayError(f"batch_messages is {batch_messages}: use 1 or more")
         if batch_age_s <= 0:
             raise GatewayError(f"batch_age_s is {batch_age_s}: use a positive number of seconds")
+        if mqtt_version not in ("3.1.1", "5"):
+            raise GatewayError(f"mqtt_version {mqtt_version!r} is unknown: use '3.1.1' or '5'")
+        self.receive_maximum = min(receive_maximum or 2 * batch_messages, 65_535)
+        if self.receive_maximum < batch_messages:
+            raise GatewayError(
+                f"receive_maximum {self.receive_maximum} is below batch_messages {batch_messages}: "
+                "the broker would stall before a batch fills; raise it or lower batch_messages"
+            )
         self.store = store
         self.host = host
         self.port = port
@@ -132,21 +187,36 @@ class Gateway:
         self.topic_filter = subscription("telemetry", group=group)
         self.batch_messages = batch_messages
         self.batch_age_s = batch_age_s
+        self.mqtt_version = mqtt_version
+        self.metrics = metrics or Metrics()
+        self.sinks: list[Sink] = list(sinks) if sinks is not None else [SqliteSink(store)]
+        if not any(s.required for s in self.sinks):
+            raise GatewayError("no sink is required: mark at least one sink required, or nothing is durable")
+        self._states = [_SinkState(s) for s in self.sinks]
+        self._letters_state = _SinkState(SqliteSink(store))  # retry state of the dead-letter writes
         self._clock = clock
         self._stats = GatewayStats()
+        self._received = 0  # written by the network thread only
         self._stats_lock = threading.Lock()
-        self._queue: queue.Queue[_Message] = queue.Queue()
+        self._queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
+        self._topics: dict[str, tuple[str, str] | WireError] = {}
         self._generation = 0  # bumped on each connection: acks of older connections are void
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
-        )
+        self._opened = False
+        if mqtt_version == "5":
+            self._client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+            )
+        else:
+            self._client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                clean_session=False,
+                protocol=mqtt.MQTTv311,
+                manual_ack=True,
+            )
         if username is not None:
             self._client.username_pw_set(username, password)
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
@@ -154,6 +224,8 @@ class Gateway:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        for sink in self.sinks:
+            self.metrics.sink_up.labels(sink.name).set(1)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -161,24 +233,44 @@ class Gateway:
     def stats(self) -> GatewayStats:
         """A snapshot of the counters."""
         with self._stats_lock:
-            return dataclasses.replace(self._stats)
+            snapshot = dataclasses.replace(self._stats)
+        snapshot.received = self._received
+        return snapshot
 
     @property
     def subscribed(self) -> bool:
         """Whether the current connection's subscription is in place."""
         return self._subscribed.is_set()
 
+    @property
+    def sinks_up(self) -> dict[str, bool]:
+        """Each sink's name and whether its last write succeeded."""
+        return {st.sink.name: st.up for st in self._states}
+
     def start(self) -> None:
-        """Connect, subscribe and start consuming in background threads.
+        """Open the sinks, connect, subscribe and start consuming in background threads.
 
         Raises:
             GatewayError: already started, or the broker cannot be reached.
+            SinkError: a sink cannot be opened.
         """
         if self._worker is not None:
             raise GatewayError(f"gateway {self.client_id} is already running: stop() it first")
         self._stopping.clear()
+        if not self._opened:
+            for sink in self.sinks:
+                sink.open()
+            self._opened = True
         try:
-            self._client.connect(self.host, self.port, keepalive=_KEEPALIVE_S)
+            if self.mqtt_version == "5":
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = _SESSION_NEVER_EXPIRES
+                props.ReceiveMaximum = self.receive_maximum
+                self._client.connect(
+                    self.host, self.port, keepalive=_KEEPALIVE_S, clean_start=False, properties=props
+                )
+            else:
+                self._client.connect(self.host, self.port, keepalive=_KEEPALIVE_S)
         except OSError as exc:
             raise GatewayError(
                 f"cannot reach the MQTT broker at {self.host}:{self.port} ({exc}): "
@@ -188,7 +280,13 @@ class Gateway:
         self._worker.start()
         self._client.loop_start()
         log.info(
-            "gateway %s consuming %s from %s:%s", self.client_id, self.topic_filter, self.host, self.port
+            "gateway %s consuming %s from %s:%s (MQTT %s) into %s",
+            self.client_id,
+            self.topic_filter,
+            self.host,
+            self.port,
+            self.mqtt_version,
+            ", ".join(s.name for s in self.sinks),
         )
 
     def wait_subscribed(self, timeout: float = 10.0) -> None:
@@ -204,7 +302,7 @@ class Gateway:
             )
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Write and ack what is queued if the store takes it, then disconnect.
+        """Write and ack what is batched if the sinks take it, then disconnect and close the sinks.
 
         Messages not written by then stay unacknowledged: the broker redelivers them to the
         next session with this client id.
@@ -221,9 +319,17 @@ class Gateway:
         self._client.disconnect()
         self._client.loop_stop()
         self._subscribed.clear()
+        self.metrics.connected.set(0)
         # What is still queued was never acked; drop our copy, the broker holds the original.
         while not self._queue.empty():
             self._queue.get_nowait()
+        if not worker.is_alive():
+            for sink in self.sinks:
+                try:
+                    sink.close()
+                except Exception as exc:  # closing must not hide the stop
+                    log.warning("closing sink %s failed: %s", sink.name, exc)
+            self._opened = False
         log.info("gateway %s stopped: %s", self.client_id, self.stats)
 
     def __enter__(self) -> Gateway:
@@ -270,6 +376,7 @@ class Gateway:
             log.error("broker refused the subscription to %s: %s", self.topic_filter, reason_codes)
             return
         self._subscribed.set()
+        self.metrics.connected.set(1)
 
     def _on_disconnect(
         self,
@@ -280,12 +387,12 @@ class Gateway:
         properties: Properties | None,
     ) -> None:
         self._subscribed.clear()
+        self.metrics.connected.set(0)
         if not self._stopping.is_set():
             log.warning("gateway %s lost the broker (%s); reconnecting", self.client_id, reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        with self._stats_lock:
-            self._stats.received += 1
+        self._received += 1
         self._queue.put(
             _Message(
                 message.topic,
@@ -301,16 +408,23 @@ class Gateway:
 
     def _work(self) -> None:
         batch = _Batch()
+        get = self._queue.get
         while not self._stopping.is_set():
             wait = batch.opened + self.batch_age_s - time.monotonic() if batch.messages else 0.2
             try:
-                message: _Message | None = self._queue.get(timeout=max(wait, 0.001))
+                message: _Message | None = get(timeout=max(wait, 0.001))
             except queue.Empty:
                 message = None
             if message is not None:
                 if not batch.messages:
                     batch.opened = time.monotonic()
                 self._add(batch, message)
+                # Drain what is already queued without a timed wait per message.
+                while len(batch.messages) < self.batch_messages:
+                    try:
+                        self._add(batch, self._queue.get_nowait())
+                    except queue.Empty:
+                        break
             if batch.messages and (
                 len(batch.messages) >= self.batch_messages
                 or time.monotonic() - batch.opened >= self.batch_age_s
@@ -322,15 +436,28 @@ class Gateway:
         if batch.messages:
             self._flush(batch)
 
+    def _device_of(self, topic: str) -> tuple[str, str]:
+        known = self._topics.get(topic)
+        if known is None:
+            try:
+                parsed = parse_topic(topic)
+                if parsed.kind != "telemetry":
+                    raise BadTopic(f"topic {topic!r} is not a telemetry topic")
+                known = (parsed.org, parsed.device)
+            except WireError as exc:
+                known = exc
+            if len(self._topics) >= _TOPIC_CACHE:
+                self._topics.clear()
+            self._topics[topic] = known
+        if isinstance(known, WireError):
+            raise known
+        return known
+
     def _add(self, batch: _Batch, message: _Message) -> None:
         batch.messages.append(message)
         try:
-            topic = parse_topic(message.topic)
-            if topic.kind != "telemetry":
-                raise BadTopic(f"topic {message.topic!r} is not a telemetry topic")
-            batch.records.extend(
-                decode_pack(message.payload, org=topic.org, device=topic.device, now=self._clock())
-            )
+            org, device = self._device_of(message.topic)
+            batch.records.extend(decode_pack(message.payload, org=org, device=device, now=self._clock()))
         except WireError as exc:
             log.warning(
                 "dead letter on %s: %s: %s",
@@ -343,34 +470,98 @@ class Gateway:
                 DeadLetter(message.received_at, message.topic, message.payload, exc.code, str(exc))
             )
 
+    def _write(self, state: _SinkState, records: list[Record]) -> bool:
+        """One attempt to write ``records`` to one sink; update its retry state and metrics."""
+        name = state.sink.name
+        started = time.perf_counter()
+        try:
+            state.sink.write(records)
+        except Exception as exc:  # any failure of a sink: keep the batch, retry later
+            state.failed(time.monotonic())
+            self.metrics.failures.labels(name).inc()
+            self.metrics.sink_up.labels(name).set(0)
+            log.error(
+                "sink %s: write of %d readings failed (%s); retrying in %.2f s",
+                name,
+                len(records),
+                exc,
+                state.retry_at - time.monotonic(),
+            )
+            return False
+        self.metrics.latency.labels(name).observe(time.perf_counter() - started)
+        self.metrics.points.labels(name).inc(len(records))
+        self.metrics.batches.labels(name).inc()
+        if not state.up:
+            log.info("sink %s is back", name)
+        state.succeeded()
+        self.metrics.sink_up.labels(name).set(1)
+        return True
+
+    def _write_optional(self, state: _SinkState, records: list[Record]) -> None:
+        """Best effort: drain the optional sink's backlog then ``records``; keep what fails, bounded."""
+        if records:
+            state.backlog.append(records)
+            state.backlog_points += len(records)
+        if time.monotonic() >= state.retry_at:
+            while state.backlog and self._write(state, state.backlog[0]):
+                state.backlog_points -= len(state.backlog.popleft())
+        while state.backlog_points > _OPTIONAL_BACKLOG_POINTS:
+            dropped = state.backlog.popleft()
+            state.backlog_points -= len(dropped)
+            self.metrics.dropped.labels(state.sink.name).inc(len(dropped))
+            log.error("optional sink %s is behind: dropped %d readings", state.sink.name, len(dropped))
+
+    def _write_letters(self, letters: list[DeadLetter]) -> bool:
+        try:
+            self.store.write_dead_letters(letters)
+        except Exception as exc:
+            self._letters_state.failed(time.monotonic())
+            log.error("dead-letter write of %d messages failed (%s); retrying", len(letters), exc)
+            return False
+        self._letters_state.succeeded()
+        return True
+
     def _flush(self, batch: _Batch) -> bool:
-        """Write ``batch`` then ack it, retrying the write; False if stopped before it was written."""
-        delay = _RETRY_FIRST_S
+        """Write ``batch`` to every sink then ack it; False if stopped before it was written."""
+        self.metrics.messages.inc(len(batch.messages))
+        self.metrics.inflight.set(len(batch.messages) + self._queue.qsize())
+        for state in self._states:
+            if not state.sink.required:
+                self._write_optional(state, batch.records)
+        pending = [st for st in self._states if st.sink.required and batch.records]
+        letters_pending = bool(batch.letters)
         while True:
-            try:
-                self.store.write(batch.records)
-                self.store.write_dead_letters(batch.letters)
-                break
-            except Exception as exc:  # any failure of the store: keep the batch, retry
+            stopping = self._stopping.is_set()
+            now = time.monotonic()
+            failures = 0
+            for state in list(pending):
+                if stopping or now >= state.retry_at:
+                    if self._write(state, batch.records):
+                        pending.remove(state)
+                    else:
+                        failures += 1
+            if letters_pending and (stopping or now >= self._letters_state.retry_at):
+                if self._write_letters(batch.letters):
+                    letters_pending = False
+                else:
+                    failures += 1
+            if failures:
                 with self._stats_lock:
-                    self._stats.store_failures += 1
-                if self._stopping.is_set():
-                    log.warning(
-                        "gateway %s stopping with %d messages unwritten (%s): the broker redelivers them",
-                        self.client_id,
-                        len(batch.messages),
-                        exc,
-                    )
-                    return False
-                log.error(
-                    "store write of %d readings failed (%s); retrying in %.2f s, nothing acked",
-                    len(batch.records),
-                    exc,
-                    delay,
+                    self._stats.store_failures += failures
+            if not pending and not letters_pending:
+                break
+            if stopping:
+                log.warning(
+                    "gateway %s stopping with %d messages unwritten: the broker redelivers them",
+                    self.client_id,
+                    len(batch.messages),
                 )
-                if self._stopping.wait(delay):
-                    continue  # one last attempt before giving up
-                delay = min(delay * 2, _RETRY_MAX_S)
+                return False
+            retry_at = [st.retry_at for st in pending]
+            if letters_pending:
+                retry_at.append(self._letters_state.retry_at)
+            # Woken early by stop(): the loop makes one last attempt before giving up.
+            self._stopping.wait(max(min(retry_at) - time.monotonic(), 0.001))
         generation = self._generation
         acked = 0
         for message in batch.messages:
@@ -379,6 +570,10 @@ class Gateway:
             result = self._client.ack(message.mid, message.qos)
             if result == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 acked += 1
+        for letter in batch.letters:
+            self.metrics.dead_letters.labels(letter.code).inc()
+        self.metrics.acked.inc(acked)
+        self.metrics.inflight.set(self._queue.qsize())
         with self._stats_lock:
             self._stats.written += len(batch.records)
             self._stats.dead_lettered += len(batch.letters)

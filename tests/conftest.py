@@ -1,3 +1,8 @@
 """Shared fixtures: every service has one module in tests/services/, loaded here."""
 
-pytest_plugins = ["tests.services.mosquitto", "tests.services.chromium"]
+pytest_plugins = [
+    "tests.services.mosquitto",
+    "tests.services.chromium",
+    "tests.services.influxdb",
+    "tests.services.victoriametrics",
+]

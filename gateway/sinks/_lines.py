@@ -1,0 +1,72 @@
+"""InfluxDB line protocol of readings, in the fixed schema of gateway/sinks/README.md.
+
+One measurement per quantity, tags ``device``, ``org``, ``sensor`` (sorted by key, as InfluxDB
+prefers), one float field ``value``, the reading's time as the timestamp.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from kits.wire import Record
+
+__all__ = ["DEFAULT_DATABASE", "database_name", "encode_lines", "group_by_org", "timestamp"]
+
+# The per-org database (1.x) / bucket (2.x); '{org}' is replaced by the org slug with '-' -> '_'.
+DEFAULT_DATABASE = "suitcase_{org}"
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_.\-/]+$")
+_PRECISION = {"ns": 1_000_000_000, "us": 1_000_000, "ms": 1_000, "s": 1}
+
+
+def database_name(template: str, org: str) -> str:
+    """Return the database or bucket of ``org``: ``template`` with ``{org}`` filled in."""
+    return template.replace("{org}", org.replace("-", "_"))
+
+
+def _escape(text: str) -> str:
+    # Slugs never need it; anything else is escaped rather than trusted.
+    if _PLAIN.match(text):
+        return text
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def timestamp(time: float, precision: str) -> int:
+    """Return ``time`` (epoch seconds) as an integer timestamp of ``precision``.
+
+    Readings are rounded to the microsecond first, the resolution a float epoch time holds, so
+    the same reading always gets the same key (a redelivery overwrites its twin).
+    """
+    micros = round(time * 1_000_000)
+    if precision == "ns":
+        return micros * 1000
+    if precision == "us":
+        return micros
+    return round(micros / (1_000_000 // _PRECISION[precision]))
+
+
+def encode_lines(records: Iterable[Record], precision: str = "ns") -> bytes:
+    """Encode ``records`` as line protocol, one point per reading."""
+    prefixes: dict[tuple[str, str, str, str], str] = {}
+    out: list[str] = []
+    append = out.append
+    for rec in records:
+        key = (rec.quantity, rec.device, rec.org, rec.sensor)
+        prefix = prefixes.get(key)
+        if prefix is None:
+            prefix = (
+                f"{_escape(rec.quantity)},device={_escape(rec.device)},org={_escape(rec.org)},"
+                f"sensor={_escape(rec.sensor)} value="
+            )
+            prefixes[key] = prefix
+        append(f"{prefix}{rec.value!r} {timestamp(rec.time, precision)}")
+    return "\n".join(out).encode()
+
+
+def group_by_org(records: Sequence[Record]) -> dict[str, list[Record]]:
+    """Split ``records`` by organisation (each goes to its own database or bucket)."""
+    groups: dict[str, list[Record]] = {}
+    for rec in records:
+        groups.setdefault(rec.org, []).append(rec)
+    return groups
