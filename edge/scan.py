@@ -51,7 +51,18 @@ def identify(i2c: I2CBus, address: int, infos: list[DriverInfo] | None = None) -
     """Identify the chip at ``address`` by the chip-id registers of the known drivers."""
     seen: list[str] = []
     for info in infos if infos is not None else _infos():
-        if address not in info.addresses or info.chip_id_register is None:
+        if address not in info.addresses:
+            continue
+        if info.probe is not None:
+            try:
+                detail = info.probe(i2c, address)
+            except OSError:
+                detail = None
+            if detail is not None:
+                return Found(address, info.part, detail)
+            seen.append(f"not a {info.part}")
+            continue
+        if info.chip_id_register is None:
             continue
         chip_id = _chip_id(i2c, address, info.chip_id_register)
         if chip_id is None:

@@ -37,6 +37,14 @@ __all__ = [
 # part name -> module path; the module defines INFO and create().
 DRIVERS: dict[str, str] = {
     "bme280": "edge.drivers.bme280",
+    "sht4x": "edge.drivers.sht4x",
+    "scd4x": "edge.drivers.scd4x",
+    "sgp40": "edge.drivers.sgp40",
+    "pmsa003i": "edge.drivers.pmsa003i",
+    "veml7700": "edge.drivers.veml7700",
+    "vl53l1x": "edge.drivers.vl53l1x",
+    "lis3dh": "edge.drivers.lis3dh",
+    "ads1x15": "edge.drivers.ads1x15",
 }
 
 

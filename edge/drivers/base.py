@@ -8,7 +8,7 @@ or :class:`NotReady`, and a failure raises :class:`kits.errors.SensorError`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -62,6 +62,11 @@ class DriverInfo:
             (a BMP280 answers at the BME280's address with 0x58).
         min_interval_s: the shortest interval between reads the part supports well.
         warmup_s: how long after power-up or creation readings are not yet valid.
+        probe: for parts without a one-byte chip-id register (Sensirion command sets, 16-bit
+            register maps): ``probe(i2c, address)`` returns what identifies the part (e.g.
+            ``serial 0x1234abcd``) or None when the chip at ``address`` is not this part.
+        burst: for parts sampled in a burst inside one read, the rate and count, e.g.
+            ``64 samples at 400 Hz``.
     """
 
     part: str
@@ -73,6 +78,8 @@ class DriverInfo:
     look_alikes: Mapping[int, str] = field(default_factory=dict)
     min_interval_s: float = 1.0
     warmup_s: float = 0.0
+    probe: Callable[[I2CBus, int], str | None] | None = None
+    burst: str | None = None
 
     @property
     def quantity_names(self) -> tuple[str, ...]:

@@ -19,6 +19,14 @@ __all__ = ["EMULATORS", "SCENARIOS", "Chip", "EmulatedI2C", "Scenario", "build_b
 # part name -> module path; the module defines create(values, *, clock) -> Chip.
 EMULATORS: dict[str, str] = {
     "bme280": "edge.emulated.bme280",
+    "sht4x": "edge.emulated.sht4x",
+    "scd4x": "edge.emulated.scd4x",
+    "sgp40": "edge.emulated.sgp40",
+    "pmsa003i": "edge.emulated.pmsa003i",
+    "veml7700": "edge.emulated.veml7700",
+    "vl53l1x": "edge.emulated.vl53l1x",
+    "lis3dh": "edge.emulated.lis3dh",
+    "ads1x15": "edge.emulated.ads1x15",
 }
 
 

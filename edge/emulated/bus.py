@@ -43,8 +43,36 @@ class EmulatedI2C:
         self._bus_lock = threading.Lock()
         self._transfer_lock = threading.RLock()
         self._closed = False
+        self._failing: dict[int, int] = {}
+        self._corrupting: dict[int, int] = {}
 
-    # --- wiring, for scenarios and tests
+    # --- wiring and faults, for scenarios and tests
+
+    def fail(self, address: int, transfers: int = 1) -> None:
+        """Make the next ``transfers`` transfers to ``address`` fail with EIO (a glitch on the bus)."""
+        with self._transfer_lock:
+            self._failing[address] = transfers
+
+    def corrupt(self, address: int, reads: int = 1) -> None:
+        """Flip the lowest bit of the last byte of the next ``reads`` reads from ``address``.
+
+        On a Sensirion part this breaks the last word's CRC; on a PMSA003I the frame checksum.
+        """
+        with self._transfer_lock:
+            self._corrupting[address] = reads
+
+    def _glitch(self, address: int) -> None:
+        left = self._failing.get(address, 0)
+        if left > 0:
+            self._failing[address] = left - 1
+            raise OSError(errno.EIO, f"{os.strerror(errno.EIO)} (emulated glitch at {address:#04x})")
+
+    def _mangle(self, address: int, data: bytes) -> bytes:
+        left = self._corrupting.get(address, 0)
+        if left <= 0 or not data:
+            return data
+        self._corrupting[address] = left - 1
+        return data[:-1] + bytes([data[-1] ^ 0x01])
 
     def attach(self, address: int, chip: Chip) -> None:
         """Plug ``chip`` in at ``address``."""
@@ -80,7 +108,9 @@ class EmulatedI2C:
         """
         data = bytes(memoryview(buffer)[start:end])
         with self._transfer_lock:
-            self._chip(address).write(data)
+            chip = self._chip(address)
+            self._glitch(address)
+            chip.write(data)
 
     def readfrom_into(self, address: int, buffer: Any, *, start: int = 0, end: int | None = None) -> None:
         """Read ``len(buffer[start:end])`` bytes from the chip at ``address`` into that slice.
@@ -90,7 +120,9 @@ class EmulatedI2C:
         """
         view = memoryview(buffer)[start:end]
         with self._transfer_lock:
-            view[:] = self._chip(address).read(len(view))
+            chip = self._chip(address)
+            self._glitch(address)
+            view[:] = self._mangle(address, chip.read(len(view)))
 
     def writeto_then_readfrom(
         self,
@@ -113,8 +145,9 @@ class EmulatedI2C:
         view = memoryview(buffer_in)[in_start:in_end]
         with self._transfer_lock:
             chip = self._chip(address)
+            self._glitch(address)
             chip.write(data)
-            view[:] = chip.read(len(view))
+            view[:] = self._mangle(address, chip.read(len(view)))
 
     def deinit(self) -> None:
         """Release the bus; further transfers fail."""
