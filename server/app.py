@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kits import __version__
 from server.api import API_PREFIX, build_api_router
-from server.resources import Clock, open_resources
+from server.resources import Clock, Resources, open_resources
 from server.settings import ServerSettings
 from server.web import mount_web
 
@@ -35,11 +42,40 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = open_resources(settings, clock)
-        app.state.resources = resources
-        log.info("server started", extra={"store": settings.store, "registry": settings.registry_url})
+        listener = None
+        alerts_task = None
         try:
+            if settings.mqtt_host and settings.mqtt_dynsec:
+                from server.broker_admin import DynSecAdmin
+
+                resources = dataclasses.replace(
+                    resources,
+                    broker=DynSecAdmin(
+                        settings.mqtt_host,
+                        settings.mqtt_port,
+                        settings.mqtt_username or "",
+                        settings.mqtt_password.get_secret_value() if settings.mqtt_password else "",
+                        tls=settings.mqtt_tls,
+                    ),
+                )
+            if settings.mqtt_host:
+                from server.listener import StatusListener
+
+                listener = StatusListener(settings, resources.engine, clock)
+                listener.start()
+            if settings.alert_interval_s > 0:
+                alerts_task = asyncio.create_task(_alert_loop(resources))
+            app.state.resources = resources
+            app.state.listener = listener
+            log.info("server started", extra={"store": settings.store, "registry": settings.registry_url})
             yield
         finally:
+            if alerts_task is not None:
+                alerts_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await alerts_task
+            if listener is not None:
+                listener.stop()
             resources.close()
 
     app = FastAPI(
@@ -50,5 +86,44 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.include_router(build_api_router(), prefix=API_PREFIX)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     mount_web(app)
     return app
+
+
+def _slug(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Every error body: ``{"detail": ..., "error": slug, "status": code}``."""
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        {"detail": exc.detail, "error": _slug(exc.status_code), "status": exc.status_code},
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    from fastapi.encoders import jsonable_encoder
+
+    return JSONResponse(
+        {"detail": jsonable_encoder(exc.errors()), "error": "validation_error", "status": 422}, status_code=422
+    )
+
+
+async def _alert_loop(resources: Resources) -> None:
+    from server.alerts import evaluate
+
+    while True:
+        await asyncio.sleep(resources.settings.alert_interval_s)
+        try:
+            await asyncio.to_thread(evaluate, resources)
+        except Exception:  # one failed round must not stop alerting
+            log.exception("alert evaluation failed")

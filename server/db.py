@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine, select
 
+import server.tables  # noqa: F401  (registers the registry tables on SQLModel.metadata)
 from kits.catalog import Catalog
 from kits.errors import ConfigError
 from server.models import KitProfileRow, UseCaseRow
 
-__all__ = ["CatalogSync", "create_registry_engine", "init_registry", "sync_catalog"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "CatalogSync",
+    "create_registry_engine",
+    "current_revision",
+    "ensure_schema",
+    "head_revision",
+    "init_registry",
+    "migrate",
+    "sync_catalog",
+]
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Tables whose rows are only a copy of the YAML catalogue: safe to rebuild from it.
+_DERIVED_TABLES = ("kit_profiles", "use_cases")
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +46,18 @@ def create_registry_engine(url: str) -> Engine:
         # FastAPI runs sync routes in a thread pool; each Session still stays on one thread.
         connect_args["check_same_thread"] = False
     try:
-        return create_engine(url, connect_args=connect_args)
+        engine = create_engine(url, connect_args=connect_args)
+        if url.startswith("sqlite"):
+            from sqlalchemy import event
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+
+        return engine
     except (ArgumentError, ImportError) as exc:
         raise ConfigError(
             f"registry URL {url!r} is not usable ({exc}): use e.g. sqlite:///suitcase-registry.db "
@@ -48,14 +75,101 @@ class CatalogSync:
     unchanged: int = 0
 
 
-def init_registry(engine: Engine, catalog: Catalog) -> CatalogSync:
-    """Create the registry tables if missing and load ``catalog`` into them.
+def _alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option(
+        "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    )
+    return config
+
+
+def head_revision() -> str:
+    """Return the newest migration's revision id."""
+    from alembic.script import ScriptDirectory
+
+    config = _alembic_config(create_engine("sqlite://"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:
+        raise ConfigError(f"no migrations in {MIGRATIONS_DIR}: the installation is broken, reinstall")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the registry's migration revision, or None when it was never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade the registry to ``revision``; return (before, after).
+
+    A registry made by the foundation (catalogue tables only, no revision) has its catalogue copy
+    rebuilt first: those rows come from the YAML and are loaded again at start.
+    """
+    from alembic import command
+
+    before = current_revision(engine)
+    if before is None:
+        _drop_legacy(engine)
+    config = _alembic_config(engine)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+    return before, current_revision(engine)
+
+
+def _drop_legacy(engine: Engine) -> None:
+    existing = set(inspect(engine).get_table_names())
+    if existing and existing <= set(_DERIVED_TABLES):
+        SQLModel.metadata.drop_all(engine, tables=[SQLModel.metadata.tables[t] for t in existing])
+
+
+def ensure_schema(engine: Engine, *, upgrade: bool) -> None:
+    """Make the registry's schema current.
+
+    An empty database gets every table at once and is stamped at the newest migration (fast,
+    for tests and the demo). A migrated database behind the newest migration is upgraded when
+    ``upgrade`` (development), else refused with the command to run.
 
     Raises:
-        ConfigError: the database cannot be reached or written.
+        ConfigError: the registry is behind and ``upgrade`` is false.
+    """
+    from alembic import command
+
+    head = head_revision()
+    current = current_revision(engine)
+    if current == head:
+        return
+    existing = set(inspect(engine).get_table_names()) - set(_DERIVED_TABLES)
+    if current is None and not existing:
+        _drop_legacy(engine)
+        SQLModel.metadata.create_all(engine)
+        config = _alembic_config(engine)
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.stamp(config, head)
+        return
+    if not upgrade:
+        raise ConfigError(
+            f"the registry database is at migration {current or 'none'}, this server needs {head}: "
+            "run `suitcase server migrate` (back up the database first)"
+        )
+    migrate(engine)
+
+
+def init_registry(engine: Engine, catalog: Catalog, *, upgrade: bool = True) -> CatalogSync:
+    """Bring the registry schema up to date and load ``catalog`` into it.
+
+    Raises:
+        ConfigError: the database cannot be reached or written, or needs a migration.
     """
     try:
-        SQLModel.metadata.create_all(engine)
+        ensure_schema(engine, upgrade=upgrade)
         with Session(engine) as session:
             result = sync_catalog(session, catalog)
             session.commit()
@@ -83,7 +197,7 @@ def sync_catalog(session: Session, catalog: Catalog) -> CatalogSync:
     removed: list[str] = []
     unchanged = 0
 
-    profiles = {row.id: row for row in session.exec(select(KitProfileRow))}
+    profiles = {row.id: row for row in session.exec(select(KitProfileRow)) if row.org_id is None}
     for profile in catalog.kit_profiles.values():
         spec = profile.model_dump(mode="json")
         row = profiles.pop(profile.id, None)
@@ -97,7 +211,7 @@ def sync_catalog(session: Session, catalog: Catalog) -> CatalogSync:
         else:
             unchanged += 1
 
-    cases = {row.id: row for row in session.exec(select(UseCaseRow))}
+    cases = {row.id: row for row in session.exec(select(UseCaseRow)) if row.org_id is None}
     for case in catalog.use_cases.values():
         spec = case.model_dump(mode="json")
         case_row = cases.pop(case.id, None)

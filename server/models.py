@@ -37,9 +37,12 @@ class KitProfileBase(SQLModel):
 
 
 class KitProfileRow(KitProfileBase, table=True):
-    """A kit profile loaded from the catalogue (``kits/catalog/kits/{id}.yaml``)."""
+    """A kit profile: from the catalogue (``kits/catalog/kits/{id}.yaml``, ``org_id`` None,
+    read-only, updated by a re-import) or an organisation's own (editable)."""
 
     __tablename__ = "kit_profiles"
+
+    org_id: int | None = Field(default=None, foreign_key="organisations.id", index=True)
 
     spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
 
@@ -91,9 +94,12 @@ class UseCaseBase(SQLModel):
 
 
 class UseCaseRow(UseCaseBase, table=True):
-    """A use-case loaded from the catalogue (``kits/catalog/usecases/{id}.yaml``)."""
+    """A use-case: from the catalogue (``kits/catalog/usecases/{id}.yaml``, ``org_id`` None,
+    read-only, updated by a re-import) or an organisation's own (editable)."""
 
     __tablename__ = "use_cases"
+
+    org_id: int | None = Field(default=None, foreign_key="organisations.id", index=True)
 
     spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
 

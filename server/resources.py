@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from gateway.store import SqliteStore, open_store
 from kits.catalog import Catalog, load_catalog
 from kits.errors import ConfigError, SuitcaseError
+from server.broker_admin import BrokerAdmin
 from server.db import create_registry_engine, init_registry
+from server.security import GuessLimiter
 from server.settings import ServerSettings
 
 __all__ = ["Clock", "Resources", "open_resources"]
@@ -28,9 +30,13 @@ class Resources:
     catalog: Catalog
     store: SqliteStore
     clock: Clock = time.time
+    guesses: GuessLimiter = field(default_factory=lambda: GuessLimiter(10, time.time))
+    broker: BrokerAdmin | None = None
 
     def close(self) -> None:
-        """Close the store and the registry engine."""
+        """Close the broker admin client, the store and the registry engine."""
+        if self.broker is not None:
+            self.broker.close()
         self.store.close()
         self.engine.dispose()
 
@@ -45,7 +51,7 @@ def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resour
     catalog = load_catalog(settings.catalog_dir)
     engine = create_registry_engine(settings.registry_url)
     try:
-        init_registry(engine, catalog)
+        init_registry(engine, catalog, upgrade=settings.environment == "development")
         try:
             store = open_store(settings.store)
         except (SuitcaseError, OSError) as exc:
@@ -56,4 +62,11 @@ def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resour
     except BaseException:
         engine.dispose()
         raise
-    return Resources(settings=settings, engine=engine, catalog=catalog, store=store, clock=clock)
+    return Resources(
+        settings=settings,
+        engine=engine,
+        catalog=catalog,
+        store=store,
+        clock=clock,
+        guesses=GuessLimiter(settings.guess_limit_per_min, clock),
+    )

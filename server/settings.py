@@ -42,6 +42,46 @@ class ServerSettings(BaseSettings):
     stale_after_s: float = Field(
         default=120.0, gt=0, description="a device with no reading for this long is shown as stale"
     )
+    open_reads: bool | None = Field(
+        default=None,
+        description="let requests without credentials read devices, readings and dead letters (the "
+        "demo's live page); default: on in development, off in production",
+    )
+    session_max_age_s: int = Field(default=12 * 3600, gt=0)
+    # The broker the server listens to for status/meta and manages device clients in.
+    mqtt_host: str | None = Field(default=None, description="broker host; unset: no listener")
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_tls: bool = False
+    mqtt_username: str | None = Field(
+        default=None, description="the server's broker account (a dynamic-security admin)"
+    )
+    mqtt_password: SecretStr | None = None
+    mqtt_dynsec: bool = Field(
+        default=False, description="create device clients in Mosquitto's dynamic-security plugin"
+    )
+    device_mqtt_host: str | None = Field(
+        default=None, description="broker host given to devices (default: mqtt_host)"
+    )
+    device_mqtt_port: int | None = Field(default=None, ge=1, le=65535)
+    public_url: str = Field(default="http://127.0.0.1:8000", description="base URL on QR labels")
+    enrollment_code_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    guess_limit_per_min: int = Field(
+        default=10, ge=1, description="failed code or login attempts per client address per minute"
+    )
+    alert_interval_s: float = Field(
+        default=60.0, ge=0, description="how often alert rules are evaluated; 0: only on request"
+    )
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_sender: str = "suitcase@localhost"
+    open_data_licence: str = "CC-BY-4.0"
+    open_data_licence_url: str = "https://creativecommons.org/licenses/by/4.0/"
+    blur_m: float = Field(default=500.0, ge=0, description="location blur of private addresses")
+
+    @property
+    def reads_open(self) -> bool:
+        """Whether requests without credentials may read the demo's live data."""
+        return self.open_reads if self.open_reads is not None else self.environment == "development"
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> ServerSettings:

@@ -17,6 +17,12 @@ ROUTES: tuple[str, ...] = (
     "devices",
     "readings",
     "dead_letters",
+    "auth",
+    "orgs",
+    "tokens",
+    "kits",
+    "deployments",
+    "enrollment",
 )
 
 

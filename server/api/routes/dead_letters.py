@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from gateway.store import DeadLetter
+from server.api.auth import PrincipalDep
 from server.api.deps import StoreDep
 from server.timeutil import iso
 
@@ -55,8 +56,15 @@ class DeadLettersPublic(BaseModel):
 
 @router.get("/dead-letters")
 def dead_letters(
-    store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000, description="newest first")] = 100
+    principal: PrincipalDep,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="newest first")] = 100,
 ) -> DeadLettersPublic:
-    """Return the newest ``limit`` dead letters."""
-    data = [DeadLetterPublic.of(letter) for letter in store.dead_letters(limit)]
+    """Return the newest ``limit`` dead letters (of the caller's organisations' topics)."""
+    letters = store.dead_letters(limit if principal.sees_all() else 1000)
+    if not principal.sees_all():
+        principal.require_user()
+        mine = {slug for org, slug in principal.slugs.items() if principal.can(org, "operator")}
+        letters = [x for x in letters if x.topic.split("/")[2:3] and x.topic.split("/")[2] in mine][:limit]
+    data = [DeadLetterPublic.of(letter) for letter in letters]
     return DeadLettersPublic(data=data, count=len(data))

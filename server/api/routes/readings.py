@@ -9,8 +9,9 @@ from pydantic import BaseModel
 
 from kits.quantities import QUANTITIES
 from kits.wire import MAX_FUTURE_SKEW_S
+from server.api.auth import PrincipalDep
 from server.api.deps import ClockDep, StoreDep
-from server.api.routes.devices import DEVICE_ID, require_device
+from server.api.routes.devices import DEVICE_ID, check_device_access, require_device
 from server.api.schemas import ReadingPublic, invalid
 from server.timeutil import iso, parse_time
 
@@ -52,6 +53,7 @@ def _time(name: str, text: str | None) -> float | None:
 @router.get("/devices/{device}/readings")
 def readings(
     device: DEVICE_ID,
+    principal: PrincipalDep,
     store: StoreDep,
     clock: ClockDep,
     start: Annotated[str | None, Query(description=f"from (inclusive); {_TIME_HELP}")] = None,
@@ -93,7 +95,10 @@ def readings(
             f"quantity {quantity!r} is unknown: use one of {', '.join(QUANTITIES)}",
             quantity,
         )
-    require_device(store, device)
+    if not principal.sees_all():
+        principal.require_user()
+    seen = require_device(store, device, reveal=principal.sees_all())
+    check_device_access(principal, seen.org, device)
     records = store.readings(device, start_t, end_t, sensor=sensor, quantity=quantity, limit=limit)
     return ReadingsPublic(
         device=device,

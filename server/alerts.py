@@ -1,0 +1,260 @@
+"""Alert rules, evaluated on a timer: each alert fires once and resolves once, with notifications.
+
+An alert is one (rule, subject) occurrence: a device offline, a sensor stuck, a series over a
+threshold for a window, a calibration due, a loan overdue. While the condition holds nothing is
+resent (unlike alert managers that repeat every minute); when it clears, one "resolved" goes out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from server.export import iter_readings
+from server.fleet import current_calibrations
+from server.resources import Resources
+from server.settings import ServerSettings
+from server.tables import (
+    AlertRow,
+    AlertRuleRow,
+    DeploymentDeviceRow,
+    DeviceRow,
+    KitRow,
+    LoanRow,
+    OrganisationRow,
+)
+
+__all__ = ["KINDS", "Evaluation", "Violation", "evaluate", "notify"]
+
+log = logging.getLogger(__name__)
+
+KINDS = ("offline", "sensor_unhealthy", "stuck", "threshold", "calibration_due", "loan_overdue")
+
+
+@dataclass(frozen=True)
+class Violation:
+    subject: str
+    message: str
+    value: float | None = None
+
+
+@dataclass
+class Evaluation:
+    """What one evaluation round changed."""
+
+    fired: list[int] = field(default_factory=list)
+    resolved: list[int] = field(default_factory=list)
+
+
+def _devices(session: Session, rule: AlertRuleRow) -> list[DeviceRow]:
+    query = select(DeviceRow).where(DeviceRow.org_id == rule.org_id, col(DeviceRow.revoked_at).is_(None))
+    if rule.deployment_id is not None:
+        current = select(DeploymentDeviceRow.device_id).where(
+            DeploymentDeviceRow.deployment_id == rule.deployment_id, col(DeploymentDeviceRow.to_t).is_(None)
+        )
+        query = query.where(col(DeviceRow.id).in_(current))
+    return list(session.exec(query.order_by(col(DeviceRow.id))).all())
+
+
+def _offline(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
+    interval = float(rule.params.get("interval_s", 60.0))
+    limit = interval * float(rule.params.get("intervals", 3))
+    seen = {s.device: s.last_seen for s in res.store.devices()}
+    for device in _devices(session, rule):
+        last = max((t for t in (seen.get(device.id), device.last_seen) if t is not None), default=None)
+        if last is None or now - last > limit:
+            age = "never" if last is None else f"{now - last:.0f} s ago"
+            yield Violation(device.id, f"device {device.id} sent no data for over {limit:.0f} s (last: {age})",
+                            None if last is None else now - last)
+        elif device.status_since is not None and not device.online and (now - device.status_since) > limit:
+            yield Violation(device.id, f"device {device.id} is offline since {now - device.status_since:.0f} s")
+
+
+def _unhealthy(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
+    for device in _devices(session, rule):
+        for name in device.missing:
+            yield Violation(f"{device.id}:{name}", f"sensor {name} on {device.id} is missing: check its cable")
+        for sensor in device.sensors:
+            state = sensor.get("state", "ok")
+            if state not in ("ok", "stuck"):
+                name = sensor.get("name") or sensor.get("part", "?")
+                yield Violation(
+                    f"{device.id}:{name}",
+                    f"sensor {name} on {device.id} is {state}: {sensor.get('last_error') or 'see its meta'}",
+                )
+
+
+def _stuck(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
+    window = float(rule.params.get("window_s", 1800.0))
+    quantity = rule.params.get("quantity")
+    for device in _devices(session, rule):
+        flagged = {s.get("name") or s.get("part") for s in device.sensors if s.get("state") == "stuck"}
+        values: dict[tuple[str, str], list[float]] = {}
+        for record in iter_readings(res.store, device.id, now - window, now + 1, quantity=quantity):
+            values.setdefault((record.sensor, record.quantity), []).append(record.value)
+        for (sensor, qty), series in values.items():
+            if len(series) >= 3 and max(series) == min(series):
+                flagged.discard(sensor)
+                yield Violation(f"{device.id}:{sensor}/{qty}",
+                                f"{sensor}/{qty} on {device.id} read {series[0]} for {window:.0f} s: stuck?",
+                                series[0])
+        for sensor in sorted(n for n in flagged if n):
+            yield Violation(f"{device.id}:{sensor}", f"the agent reports sensor {sensor} on {device.id} as stuck")
+
+
+def _threshold(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
+    p = rule.params
+    quantity, op, limit = p["quantity"], p.get("op", ">"), float(p["value"])
+    window = float(p.get("window_s", 600.0))
+    aggregate = p.get("aggregate", "min" if op == ">" else "max")
+    for device in _devices(session, rule):
+        series: dict[str, list[float]] = {}
+        first: dict[str, float] = {}
+        for record in iter_readings(res.store, device.id, now - window, now + 1, quantity=quantity):
+            series.setdefault(record.sensor, []).append(record.value)
+            first.setdefault(record.sensor, record.time)
+        for sensor, values in series.items():
+            # "for 10 min" needs data covering most of the window, not one reading.
+            if first[sensor] > now - window * 0.9 and aggregate != "mean":
+                continue
+            value = {"mean": sum(values) / len(values), "min": min(values), "max": max(values)}[aggregate]
+            if (value > limit) if op == ">" else (value < limit):
+                yield Violation(
+                    f"{device.id}:{sensor}/{quantity}",
+                    f"{quantity} {aggregate} over {window / 60:.0f} min on {device.id} is {value:.1f} "
+                    f"({op} {limit:g})",
+                    value,
+                )
+
+
+def _calibration_due(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
+    horizon = now + float(rule.params.get("within_days", 0)) * 86400
+    for kit in session.exec(select(KitRow).where(KitRow.org_id == rule.org_id)).all():
+        assert kit.id is not None
+        for cal in current_calibrations(session, kit.id):
+            if cal.due_at is not None and cal.due_at <= horizon:
+                yield Violation(
+                    f"kit:{kit.inventory_code}:pi{cal.pi_index}:{cal.sensor}/{cal.quantity}",
+                    f"calibration of {cal.sensor}/{cal.quantity} on Pi {cal.pi_index} of kit "
+                    f"{kit.inventory_code} is due",
+                    cal.due_at,
+                )
+
+
+def _loan_overdue(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
+    loans = session.exec(
+        select(LoanRow).where(
+            (col(LoanRow.owner_org_id) == rule.org_id) | (col(LoanRow.org_id) == rule.org_id),
+            col(LoanRow.returned_at).is_(None),
+            col(LoanRow.due_at) < now,
+        )
+    ).all()
+    for loan in loans:
+        kit = session.get(KitRow, loan.kit_id)
+        code = kit.inventory_code if kit else loan.kit_id
+        yield Violation(f"loan:{loan.id}", f"kit {code} lent to {loan.borrower} was due back "
+                        f"{(now - loan.due_at) / 86400:.1f} days ago", now - loan.due_at)
+
+
+_CHECKS = {
+    "offline": _offline,
+    "sensor_unhealthy": _unhealthy,
+    "stuck": _stuck,
+    "threshold": _threshold,
+    "calibration_due": _calibration_due,
+    "loan_overdue": _loan_overdue,
+}
+
+
+def notify(settings: ServerSettings, rule: AlertRuleRow, alert: AlertRow, event: str) -> list[dict[str, Any]]:
+    """Send ``event`` (firing/resolved) of ``alert`` to the rule's webhooks and e-mail addresses.
+
+    Returns one outcome per target; a failed target is logged and recorded, never retried forever.
+    """
+    body = {
+        "event": event,
+        "alert": {"id": alert.id, "subject": alert.subject, "message": alert.message, "value": alert.value,
+                  "fired_at": alert.fired_at, "resolved_at": alert.resolved_at},
+        "rule": {"id": rule.id, "name": rule.name, "kind": rule.kind, "org_id": rule.org_id},
+    }
+    outcomes: list[dict[str, Any]] = []
+    for url in rule.webhooks:
+        try:
+            request = urllib.request.Request(
+                url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (operator-given URL)
+                outcomes.append({"event": event, "target": url, "ok": 200 <= response.status < 300})
+        except Exception as exc:
+            log.warning("webhook failed", extra={"url": url, "error": str(exc)})
+            outcomes.append({"event": event, "target": url, "ok": False, "error": str(exc)[:200]})
+    if rule.emails:
+        if settings.smtp_host is None:
+            outcomes.append({"event": event, "target": "smtp", "ok": False,
+                             "error": "no SMTP server: set SUITCASE_SERVER_SMTP_HOST"})
+        else:
+            message = EmailMessage()
+            message["From"] = settings.smtp_sender
+            message["To"] = ", ".join(rule.emails)
+            state = "FIRING" if event == "firing" else "RESOLVED"
+            message["Subject"] = f"[{state}] {rule.name}: {alert.subject}"
+            message.set_content(f"{alert.message}\n\n{json.dumps(body, indent=2)}\n")
+            try:
+                with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10) as smtp:
+                    smtp.send_message(message)
+                outcomes.append({"event": event, "target": "smtp", "ok": True})
+            except (OSError, smtplib.SMTPException) as exc:
+                log.warning("alert e-mail failed", extra={"error": str(exc)})
+                outcomes.append({"event": event, "target": "smtp", "ok": False, "error": str(exc)[:200]})
+    return outcomes
+
+
+def evaluate(res: Resources, org_ids: set[int] | None = None) -> Evaluation:
+    """Evaluate every enabled rule (of ``org_ids``, or all), firing and resolving alerts."""
+    now = res.clock()
+    result = Evaluation()
+    with Session(res.engine) as session:
+        query = select(AlertRuleRow).where(AlertRuleRow.enabled == True)  # noqa: E712
+        if org_ids is not None:
+            query = query.where(col(AlertRuleRow.org_id).in_(sorted(org_ids)))
+        for rule in session.exec(query.order_by(col(AlertRuleRow.id))).all():
+            if session.get(OrganisationRow, rule.org_id) is None:
+                continue
+            try:
+                violations = {v.subject: v for v in _CHECKS[rule.kind](session, res, rule, now)}
+            except Exception:
+                log.exception("alert rule failed", extra={"rule": rule.id})
+                continue
+            open_alerts = {
+                a.subject: a
+                for a in session.exec(
+                    select(AlertRow).where(AlertRow.rule_id == rule.id, AlertRow.state == "firing")
+                ).all()
+            }
+            for subject, violation in violations.items():
+                if subject in open_alerts:
+                    continue
+                alert = AlertRow(rule_id=rule.id or 0, org_id=rule.org_id, subject=subject,
+                                 message=violation.message, value=violation.value, fired_at=now)
+                session.add(alert)
+                session.flush()
+                alert.notifications = notify(res.settings, rule, alert, "firing")
+                session.add(alert)
+                result.fired.append(alert.id or 0)
+            for subject, alert in open_alerts.items():
+                if subject in violations:
+                    continue
+                alert.state, alert.resolved_at = "resolved", now
+                alert.notifications = [*alert.notifications, *notify(res.settings, rule, alert, "resolved")]
+                session.add(alert)
+                result.resolved.append(alert.id or 0)
+            session.commit()
+    return result

@@ -1,0 +1,227 @@
+"""Who is asking: API tokens (``Authorization: Bearer``), browser sessions (cookie + CSRF header).
+
+Every route scopes what it reads and writes through :class:`Principal`: a caller with no role in
+an organisation gets 404 for that organisation's things (their existence is not revealed), a
+caller with a weaker role than needed gets 403.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from fastapi import Depends, HTTPException, Request
+from sqlmodel import Session, col, select
+
+from server.api.deps import ClockDep, ResourcesDep, SessionDep
+from server.security import hash_secret, secrets_equal
+from server.tables import ROLES, ApiTokenRow, MembershipRow, OrganisationRow, SessionRow, UserRow
+
+__all__ = [
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "AuthDep",
+    "Principal",
+    "PrincipalDep",
+    "Role",
+    "client_key",
+    "get_principal",
+    "not_found",
+]
+
+SESSION_COOKIE = "suitcase_session"
+CSRF_HEADER = "X-CSRF-Token"
+Role = Literal["viewer", "operator", "admin"]
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+# Writing last_used_at on every request would serialise reads on SQLite; a minute is precise enough.
+_LAST_USED_RESOLUTION_S = 60.0
+
+
+def _rank(role: str | None) -> int:
+    return ROLES.index(role) if role in ROLES else -1
+
+
+def not_found(kind: str, ident: object, hint: str = "") -> HTTPException:
+    """Return the 404 for a thing that does not exist or that the caller may not see."""
+    return HTTPException(
+        status_code=404,
+        detail=f"{kind} {ident!r} does not exist or is not in your organisations"
+        + (f": {hint}" if hint else ""),
+    )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a user (session or API token), a kiosk or device token, or anonymous."""
+
+    kind: Literal["user", "token", "anonymous"]
+    label: str
+    user_id: int | None = None
+    global_admin: bool = False
+    roles: dict[int, str] = field(default_factory=dict)
+    slugs: dict[int, str] = field(default_factory=dict)
+    token_kind: str | None = None
+    token_id: int | None = None
+    kiosk_deployments: frozenset[int] | None = None
+    device_id: str | None = None
+    open_reads: bool = False
+
+    @property
+    def authenticated(self) -> bool:
+        return self.kind != "anonymous"
+
+    def role_in(self, org_id: int) -> str | None:
+        """Return the caller's role in ``org_id`` (``admin`` for a global admin), or None."""
+        if self.global_admin:
+            return "admin"
+        return self.roles.get(org_id)
+
+    def can(self, org_id: int, role: str = "viewer") -> bool:
+        return _rank(self.role_in(org_id)) >= _rank(role)
+
+    def sees_all(self) -> bool:
+        """Global admins, and anonymous readers of a demo server, see every organisation."""
+        return self.global_admin or (self.kind == "anonymous" and self.open_reads)
+
+    def org_ids(self, role: str = "viewer") -> set[int] | None:
+        """The organisations where the caller has at least ``role``; None means all."""
+        if self.global_admin:
+            return None
+        return {org for org, have in self.roles.items() if _rank(have) >= _rank(role)}
+
+    def require_user(self) -> None:
+        """Raise 401 unless the caller is authenticated."""
+        if not self.authenticated:
+            raise HTTPException(
+                status_code=401,
+                detail="log in (POST /api/v1/auth/login) or send an API token as "
+                "'Authorization: Bearer sct_...' (create one with POST /api/v1/tokens)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    def require(self, org_id: int, role: str, kind: str, ident: object) -> None:
+        """Raise 404 when the caller has no role in ``org_id``, 403 when the role is too weak."""
+        self.require_user()
+        have = self.role_in(org_id)
+        if have is None or (self.kiosk_deployments is not None and role != "viewer"):
+            raise not_found(kind, ident)
+        if _rank(have) < _rank(role):
+            raise HTTPException(
+                status_code=403,
+                detail=f"your role in this organisation is {have}; this needs {role}: ask an admin "
+                "of the organisation to change your role",
+            )
+
+    def require_reader(self, org_id: int, kind: str, ident: object) -> None:
+        """Allow a member of ``org_id``, a global admin, or an anonymous reader of a demo server."""
+        if self.kind == "anonymous" and self.open_reads:
+            return
+        self.require(org_id, "viewer", kind, ident)
+
+    def require_global_admin(self) -> None:
+        self.require_user()
+        if not self.global_admin:
+            raise HTTPException(status_code=403, detail="only a global admin may do this")
+
+
+def client_key(request: Request) -> str:
+    """The address of the client, for guess limits."""
+    return request.client.host if request.client else "unknown"
+
+
+def _memberships(session: Session, user_id: int) -> tuple[dict[int, str], dict[int, str]]:
+    rows = session.exec(
+        select(MembershipRow.org_id, MembershipRow.role, OrganisationRow.slug).join(
+            OrganisationRow, col(OrganisationRow.id) == MembershipRow.org_id
+        ).where(MembershipRow.user_id == user_id)
+    ).all()
+    return {org: role for org, role, _ in rows}, {org: slug for org, _, slug in rows}
+
+
+def _unauthorised(message: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _from_token(session: Session, raw: str, now: float) -> Principal:
+    row = session.exec(select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_secret(raw))).first()
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        state = "unknown" if row is None else "revoked" if row.revoked_at is not None else "expired"
+        raise _unauthorised(f"the API token is {state}: create a new one with POST /api/v1/tokens")
+    assert row.id is not None
+    if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION_S:
+        row.last_used_at = now
+        session.add(row)
+        session.commit()
+    org = session.get(OrganisationRow, row.org_id)
+    global_admin = False
+    if row.user_id is not None:
+        user = session.get(UserRow, row.user_id)
+        if user is None or not user.active:
+            raise _unauthorised("the API token's user is deactivated or deleted")
+    return Principal(
+        kind="token",
+        label=f"token:{row.prefix}",
+        user_id=row.user_id,
+        global_admin=global_admin,
+        roles={row.org_id: row.role},
+        slugs={row.org_id: org.slug if org else ""},
+        token_kind=row.kind,
+        token_id=row.id,
+        kiosk_deployments=frozenset(row.deployment_ids) if row.kind == "kiosk" else None,
+        device_id=row.device_id,
+    )
+
+
+def _from_session(session: Session, request: Request, raw: str, now: float) -> Principal | None:
+    row = session.get(SessionRow, hash_secret(raw))
+    if row is None or row.expires_at <= now:
+        return None
+    if request.method in _UNSAFE:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not secrets_equal(sent, row.csrf):
+            raise HTTPException(
+                status_code=403,
+                detail=f"missing or wrong {CSRF_HEADER} header: send the csrf value from "
+                "POST /api/v1/auth/login or GET /api/v1/auth/me with every change",
+            )
+    user = session.get(UserRow, row.user_id)
+    if user is None or not user.active or user.id is None:
+        return None
+    roles, slugs = _memberships(session, user.id)
+    return Principal(
+        kind="user", label=user.email, user_id=user.id, global_admin=user.is_global_admin,
+        roles=roles, slugs=slugs,
+    )
+
+
+def get_principal(request: Request, session: SessionDep, resources: ResourcesDep, clock: ClockDep) -> Principal:
+    """Resolve the caller from the bearer token or the session cookie.
+
+    Raises:
+        HTTPException: 401 for a bad token, 403 for a cookie request without its CSRF header.
+    """
+    now = clock()
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, raw = header.partition(" ")
+        if scheme.lower() != "bearer" or not raw.strip():
+            raise _unauthorised("the Authorization header must be 'Bearer <token>'")
+        return _from_token(session, raw.strip(), now)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        principal = _from_session(session, request, cookie, now)
+        if principal is not None:
+            return principal
+    return Principal(kind="anonymous", label="anonymous", open_reads=resources.settings.reads_open)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_authenticated(principal: PrincipalDep) -> Principal:
+    """Like :func:`get_principal`, but 401 for anonymous callers."""
+    principal.require_user()
+    return principal
+
+
+AuthDep = Annotated[Principal, Depends(get_authenticated)]

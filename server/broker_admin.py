@@ -1,0 +1,147 @@
+"""Device accounts in Mosquitto's dynamic-security plugin, over ``$CONTROL/dynamic-security/v1``.
+
+Each device gets a client (username = device id) with one role that allows it to publish only
+its own telemetry/status/meta/command-reply topics and to subscribe only to its own commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from typing import Any, Protocol
+
+from kits.errors import SuitcaseError
+from kits.wire import TOPIC_ROOT
+
+__all__ = ["BrokerAdmin", "BrokerAdminError", "DynSecAdmin", "device_acls"]
+
+log = logging.getLogger(__name__)
+
+_CONTROL = "$CONTROL/dynamic-security/v1"
+
+
+class BrokerAdminError(SuitcaseError):
+    """The broker refused or did not answer a dynamic-security command."""
+
+
+class BrokerAdmin(Protocol):
+    def create_device(self, org: str, device: str, username: str, password: str) -> None: ...
+    def delete_device(self, username: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def device_acls(org: str, device: str) -> list[dict[str, Any]]:
+    """The ACL of a device's role: its own topics only (everything else is denied by default)."""
+    base = f"{TOPIC_ROOT}/{org}/{device}"
+    allow = [
+        ("publishClientSend", f"{base}/telemetry"),
+        ("publishClientSend", f"{base}/status"),
+        ("publishClientSend", f"{base}/meta"),
+        ("publishClientSend", f"{base}/cmd/+/reply"),
+        ("subscribePattern", f"{base}/cmd/+"),
+        ("publishClientReceive", f"{base}/cmd/+"),
+    ]
+    return [{"acltype": kind, "topic": topic, "priority": 0, "allow": True} for kind, topic in allow]
+
+
+class DynSecAdmin:
+    """Sends dynamic-security commands as the server's admin client and waits for each reply.
+
+    Args:
+        host, port, username, password, tls: the broker and the server's admin account.
+        timeout: seconds to wait for a reply.
+    """
+
+    def __init__(
+        self, host: str, port: int, username: str, password: str, *, tls: bool = False, timeout: float = 10.0
+    ) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.timeout = timeout
+        self._replies: dict[str, Any] = {}
+        self._cond = threading.Condition()
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-dynsec-{secrets.token_hex(4)}"
+        )
+        self._client.username_pw_set(username, password)
+        if tls:
+            self._client.tls_set()
+        self._client.on_message = self._on_message
+        self._connected = threading.Event()
+        self._client.on_connect = lambda *_: self._connected.set()
+        try:
+            self._client.connect(host, port, keepalive=30)
+        except OSError as exc:
+            raise BrokerAdminError(f"cannot reach the broker at {host}:{port} for device accounts: {exc}") from exc
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            self.close()
+            raise BrokerAdminError(f"the broker at {host}:{port} did not accept the server's admin login")
+        self._client.subscribe(f"{_CONTROL}/response", qos=1)
+
+    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        try:
+            body = json.loads(message.payload)
+        except ValueError:
+            return
+        with self._cond:
+            for response in body.get("responses", []):
+                self._replies[response.get("correlationData", "")] = response
+            self._cond.notify_all()
+
+    def _call(self, commands: list[dict[str, Any]], *, ok_errors: tuple[str, ...] = ()) -> None:
+        ids = []
+        for command in commands:
+            command["correlationData"] = secrets.token_hex(8)
+            ids.append(command["correlationData"])
+        self._client.publish(_CONTROL, json.dumps({"commands": commands}), qos=1)
+        with self._cond:
+            done = self._cond.wait_for(lambda: all(i in self._replies for i in ids), self.timeout)
+            replies = [self._replies.pop(i, None) for i in ids]
+        if not done:
+            raise BrokerAdminError(
+                "the broker did not answer dynamic-security commands: is the dynamic-security plugin "
+                "loaded and the server's account an admin of it?"
+            )
+        for command, reply in zip(commands, replies, strict=True):
+            error = (reply or {}).get("error")
+            if error and not any(ok in error for ok in ok_errors):
+                raise BrokerAdminError(f"the broker refused {command['command']}: {error}")
+
+    def create_device(self, org: str, device: str, username: str, password: str) -> None:
+        """Create (or replace) the device's role and client."""
+        role = f"device-{device}"
+        self._call(
+            [{"command": "deleteClient", "username": username}, {"command": "deleteRole", "rolename": role}],
+            ok_errors=("not found",),
+        )
+        self._call(
+            [
+                {"command": "createRole", "rolename": role, "acls": device_acls(org, device)},
+                {
+                    "command": "createClient",
+                    "username": username,
+                    "password": password,
+                    "roles": [{"rolename": role}],
+                },
+            ]
+        )
+        log.info("broker client created", extra={"device": device, "org": org})
+
+    def delete_device(self, username: str) -> None:
+        """Delete the device's client and role (nothing to do when already gone)."""
+        self._call(
+            [
+                {"command": "deleteClient", "username": username},
+                {"command": "deleteRole", "rolename": f"device-{username}"},
+            ],
+            ok_errors=("not found",),
+        )
+        # Disconnect a session still using the old credentials.
+        log.info("broker client deleted", extra={"device": username})
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()

@@ -1,0 +1,144 @@
+"""The server's own MQTT subscriber: devices' retained ``status`` and ``meta`` into the registry.
+
+Only enrolled devices are updated, and only from their own organisation's topics: a message on
+``suitcase/v1/{org}/{device}/...`` for a device registered under another organisation is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from kits.errors import WireError
+from kits.wire import Status, parse_topic, subscription
+from server.resources import Clock
+from server.settings import ServerSettings
+from server.tables import DeviceRow, OrganisationRow
+
+__all__ = ["StatusListener", "apply_message"]
+
+log = logging.getLogger(__name__)
+
+
+def apply_message(session: Session, topic: str, payload: bytes, now: float) -> bool:
+    """Apply one status or meta message to the registry; return whether a device changed."""
+    try:
+        parsed = parse_topic(topic)
+        body = json.loads(payload) if payload else None
+    except (WireError, ValueError):
+        return False
+    if parsed.kind not in ("status", "meta") or not isinstance(body, dict):
+        return False
+    device = session.get(DeviceRow, parsed.device)
+    if device is None or device.revoked_at is not None:
+        return False
+    org = session.get(OrganisationRow, device.org_id)
+    if org is None or org.slug != parsed.org:
+        log.warning("status/meta of a device under another organisation", extra={"topic": topic})
+        return False
+    if parsed.kind == "status":
+        try:
+            status = Status.model_validate(body)
+        except ValueError:
+            return False
+        device.online = status.state == "online"
+        device.status_since = status.since
+        device.agent_version = status.agent
+        if device.online:
+            device.last_seen = max(device.last_seen or 0.0, now)
+    else:
+        _apply_meta(device, body, now)
+    session.add(device)
+    session.commit()
+    return True
+
+
+def _apply_meta(device: DeviceRow, meta: dict[str, Any], now: float) -> None:
+    def pick(*names: str) -> Any:
+        for name in names:
+            if name in meta:
+                return meta[name]
+        return None
+
+    device.agent_version = pick("agent", "agent_version") or device.agent_version
+    device.kit_profile = pick("kit_profile", "profile") or device.kit_profile
+    synced = pick("clock_synced")
+    device.clock_synced = bool(synced) if synced is not None else device.clock_synced
+    uptime, backlog, oldest = pick("uptime_s", "uptime"), pick("backlog", "outbox_backlog"), pick(
+        "oldest_pending", "outbox_oldest"
+    )
+    device.uptime_s = float(uptime) if isinstance(uptime, int | float) else device.uptime_s
+    device.backlog = int(backlog) if isinstance(backlog, int | float) else device.backlog
+    device.oldest_pending = float(oldest) if isinstance(oldest, int | float) else None
+    sensors = meta.get("sensors")
+    if isinstance(sensors, dict):
+        sensors = [{"name": name, **value} for name, value in sensors.items() if isinstance(value, dict)]
+    if isinstance(sensors, list):
+        device.sensors = [s for s in sensors if isinstance(s, dict)][:64]
+    for key, target in (("missing", "missing"), ("unexpected", "unexpected")):
+        value = meta.get(key)
+        if isinstance(value, list):
+            setattr(device, target, [str(v) for v in value][:64])
+    device.meta_at = now
+    device.last_seen = max(device.last_seen or 0.0, now)
+
+
+class StatusListener:
+    """Subscribes to every device's status and meta and keeps the registry's device rows current."""
+
+    def __init__(self, settings: ServerSettings, engine: Engine, clock: Clock) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.applied = 0
+        self._changed = threading.Condition()
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-{secrets.token_hex(4)}"
+        )
+        if settings.mqtt_username:
+            password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+            self._client.username_pw_set(settings.mqtt_username, password)
+        if settings.mqtt_tls:
+            self._client.tls_set()
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+
+    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("the status listener could not log in to the broker", extra={"reason": str(reason)})
+            return
+        client.subscribe([(subscription("status"), 1), (subscription("meta"), 1)])
+
+    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        try:
+            with Session(self.engine) as session:
+                changed = apply_message(session, message.topic, message.payload, self.clock())
+        except Exception:  # a bad message or a busy registry must not kill the listener thread
+            log.exception("status/meta not applied", extra={"topic": message.topic})
+            return
+        if changed:
+            with self._changed:
+                self.applied += 1
+                self._changed.notify_all()
+
+    def wait_applied(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` messages have changed devices (for tests)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.applied >= count, timeout)
+
+    def start(self) -> None:
+        """Connect in the background; reconnects by itself."""
+        self._client.connect_async(self.settings.mqtt_host or "127.0.0.1", self.settings.mqtt_port, keepalive=30)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
