@@ -170,7 +170,7 @@ class _Grafana:
     def __init__(
         self, url: str, auth: str | tuple[str, str], timeout: float, org_id: int | None = None
     ) -> None:
-        from grafana_client.api import GrafanaApi
+        from grafana_client.api import GrafanaApi  # type: ignore[import-untyped]
 
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -189,7 +189,7 @@ class _Grafana:
     @contextlib.contextmanager
     def doing(self, action: str, conflict_hint: str = "") -> Iterator[None]:
         """Translate Grafana and network errors raised while doing ``action``."""
-        from grafana_client.client import GrafanaException
+        from grafana_client.client import GrafanaException  # type: ignore[import-untyped]
 
         try:
             yield
