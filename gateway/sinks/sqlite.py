@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
 
 from gateway.sinks import SinkError, parse_sink_url
 from gateway.store import SqliteStore, StoreError
@@ -10,6 +12,8 @@ from gateway.store.sqlite import from_url as store_from_url
 from kits.wire import Record
 
 __all__ = ["SqliteSink", "from_url"]
+
+log = logging.getLogger(__name__)
 
 
 class SqliteSink:
@@ -19,9 +23,21 @@ class SqliteSink:
         store: an open store (the sink does not close it), or None to open ``url`` on :meth:`open`.
         url: ``sqlite:///path`` or a plain path, used when ``store`` is None.
         required: whether the gateway waits for this sink before acking.
+        rollup_every_s: refresh the 1-minute / 1-hour rollups at most this often.
+        retention_every_s: apply each org's retention at most this often.
+        clock: UTC epoch seconds now (retention cut-off) ; monotonic time is used for the periods.
     """
 
-    def __init__(self, store: SqliteStore | None = None, *, url: str = "", required: bool = True) -> None:
+    def __init__(
+        self,
+        store: SqliteStore | None = None,
+        *,
+        url: str = "",
+        required: bool = True,
+        rollup_every_s: float = 5.0,
+        retention_every_s: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if store is None and not url:
             raise SinkError("the sqlite sink needs a store or a URL such as sqlite:///readings.db")
         self.store = store
@@ -29,6 +45,11 @@ class SqliteSink:
         self.required = required
         self.name = f"sqlite:{store.path if store is not None else url}"
         self._owned = store is None
+        self.rollup_every_s = rollup_every_s
+        self.retention_every_s = retention_every_s
+        self._clock = clock
+        self._next_rollup = time.monotonic() + rollup_every_s
+        self._next_retention = time.monotonic() + retention_every_s
 
     def open(self) -> None:
         """Open the store file (creating it) if the sink was given a URL."""
@@ -50,6 +71,21 @@ class SqliteSink:
             self.store.write(batch)
         except StoreError as exc:
             raise SinkError(str(exc)) from exc
+        self._maintain()
+
+    def _maintain(self) -> None:
+        # The batch is durable already: a failed refresh is logged and retried next period.
+        assert self.store is not None
+        now = time.monotonic()
+        try:
+            if now >= self._next_retention:
+                self._next_retention = now + self.retention_every_s
+                self.store.apply_retention(self._clock())
+            if now >= self._next_rollup:
+                self._next_rollup = now + self.rollup_every_s
+                self.store.refresh_rollups()
+        except StoreError as exc:
+            log.warning("sink %s: rollup/retention maintenance failed: %s", self.name, exc)
 
     def close(self) -> None:
         """Close the store if this sink opened it."""

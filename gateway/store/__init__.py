@@ -12,14 +12,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from gateway.store.base import DeadLetter, DeviceSeen, Store, StoreError
+from gateway.store.base import DeadLetter, DeviceSeen, Reader, Store, StoreError, Window
 from gateway.store.sqlite import SqliteStore
 
-__all__ = ["BACKENDS", "DeadLetter", "DeviceSeen", "SqliteStore", "Store", "StoreError", "open_store"]
+__all__ = [
+    "BACKENDS",
+    "READERS",
+    "DeadLetter",
+    "DeviceSeen",
+    "Reader",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "Window",
+    "open_reader",
+    "open_store",
+]
 
 # URL scheme -> "module:factory". A new backend is one module in gateway/store/ plus one line here.
 BACKENDS: dict[str, str] = {
     "sqlite": "gateway.store.sqlite:from_url",
+}
+
+# URL scheme -> "module:factory" of the read side (range, latest, windows) of each backend.
+READERS: dict[str, str] = {
+    "sqlite": "gateway.store.sqlite:from_url",
+    "influxdb1": "gateway.store.influxdb1:from_url",
+    "influxdb": "gateway.store.influxdb2:from_url",
 }
 
 
@@ -44,4 +63,28 @@ def open_store(url_or_path: str | Path) -> SqliteStore:
         )
     module_name, _, attr = target.partition(":")
     factory = cast(Callable[[str], SqliteStore], getattr(importlib.import_module(module_name), attr))
+    return factory(text)
+
+
+def open_reader(url_or_path: str | Path) -> Reader:
+    """Open the read side of the store at ``url_or_path``, whichever backend a city runs.
+
+    ``sqlite:///...`` or a path (the embedded store), ``influxdb1://host:port?...`` (InfluxQL) or
+    ``influxdb://host:port?org=...&token=...`` (Flux); the options are the sinks' (same URL).
+
+    Raises:
+        StoreError: the scheme is unknown, or the store cannot be opened.
+    """
+    text = str(url_or_path)
+    scheme, sep, _ = text.partition("://")
+    if not sep or isinstance(url_or_path, Path):
+        scheme = "sqlite"
+    target = READERS.get(scheme)
+    if target is None:
+        raise StoreError(
+            f"store URL {text.split('?', 1)[0]!r} has an unknown scheme {scheme!r}: use "
+            f"{' or '.join(s + '://...' for s in sorted(READERS))}, or a plain file path"
+        )
+    module_name, _, attr = target.partition(":")
+    factory = cast(Callable[[str], Reader], getattr(importlib.import_module(module_name), attr))
     return factory(text)

@@ -9,7 +9,7 @@ from typing import Protocol
 from kits.errors import SuitcaseError
 from kits.wire import Record
 
-__all__ = ["DeadLetter", "DeviceSeen", "Store", "StoreError"]
+__all__ = ["DeadLetter", "DeviceSeen", "Reader", "Store", "StoreError", "Window"]
 
 
 class StoreError(SuitcaseError):
@@ -43,6 +43,48 @@ class DeviceSeen:
     first_seen: float
     last_seen: float
     readings: int
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One downsampled window of one series: readings with ``start <= time < start + every``."""
+
+    org: str
+    device: str
+    sensor: str
+    quantity: str
+    start: float
+    count: int
+    mean: float
+    min: float
+    max: float
+
+
+class Reader(Protocol):
+    """The read side every backend answers (SQL on SQLite, InfluxQL on 1.x, Flux on 2.x)."""
+
+    def readings(
+        self,
+        device: str,
+        start: float,
+        end: float,
+        *,
+        sensor: str | None = None,
+        quantity: str | None = None,
+        limit: int = 100_000,
+    ) -> list[Record]: ...
+    def latest(self, device: str | None = None) -> list[Record]: ...
+    def windows(
+        self,
+        device: str,
+        start: float,
+        end: float,
+        every: float,
+        *,
+        sensor: str | None = None,
+        quantity: str | None = None,
+    ) -> list[Window]: ...
+    def close(self) -> None: ...
 
 
 class Store(Protocol):

@@ -11,6 +11,15 @@ Schema (``PRAGMA user_version`` 1):
   readings, maintained on write so :meth:`SqliteStore.devices` and
   :meth:`SqliteStore.count_readings` never scan the readings.
 - ``dead_letters``: messages that broke the wire contract, with their code and reason.
+- ``rollups``: per series, 1-minute (``width`` 60) and 1-hour (``width`` 3600) windows with
+  count, sum, min and max, so a year-long chart reads ~8,800 rows per series, not millions.
+  A write marks the minutes it touched in ``rollup_dirty``; :meth:`SqliteStore.refresh_rollups`
+  recomputes exactly those minutes from the readings (so a redelivery never counts twice) and
+  their hours from the minutes. The ``sqlite`` sink refreshes every few seconds, and
+  :meth:`SqliteStore.windows` refreshes before it reads.
+- ``retention``: per org, how many days of readings, minute and hour rollups to keep
+  (:meth:`SqliteStore.set_retention`; :meth:`SqliteStore.apply_retention` deletes the rest).
+  An org without a row keeps everything.
 
 Times are stored as SQLite REAL, i.e. the very IEEE-754 double of ``Record.time`` (UTC epoch
 seconds): what :meth:`SqliteStore.readings` returns is bit-for-bit what was written, and the
@@ -26,10 +35,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from gateway.store.base import DeadLetter, DeviceSeen, StoreError
+from gateway.store.base import DeadLetter, DeviceSeen, StoreError, Window
 from kits.wire import Record
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore", "from_url"]
+__all__ = ["ROLLUP_WIDTHS", "SCHEMA_VERSION", "SqliteStore", "from_url"]
 
 SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_MS = 30_000
@@ -69,6 +78,46 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_time ON dead_letters (received_at);
+CREATE TABLE IF NOT EXISTS rollup_dirty (
+    series_id INTEGER NOT NULL,
+    minute REAL NOT NULL,
+    PRIMARY KEY (series_id, minute)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollups (
+    series_id INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    start REAL NOT NULL,
+    count INTEGER NOT NULL,
+    sum REAL NOT NULL,
+    min REAL NOT NULL,
+    max REAL NOT NULL,
+    PRIMARY KEY (series_id, width, start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS retention (
+    org TEXT PRIMARY KEY,
+    raw_days REAL,
+    minute_days REAL,
+    hour_days REAL
+) WITHOUT ROWID;
+"""
+
+ROLLUP_WIDTHS = (60, 3600)
+
+_REFRESH_MINUTES = """
+INSERT OR REPLACE INTO rollups (series_id, width, start, count, sum, min, max)
+SELECT d.series_id, 60, d.minute, count(r.value), coalesce(sum(r.value), 0),
+       coalesce(min(r.value), 0), coalesce(max(r.value), 0)
+FROM rollup_dirty AS d
+LEFT JOIN readings AS r ON r.series_id = d.series_id AND r.time >= d.minute AND r.time < d.minute + 60
+GROUP BY d.series_id, d.minute
+"""
+_REFRESH_HOURS = """
+INSERT OR REPLACE INTO rollups (series_id, width, start, count, sum, min, max)
+SELECT h.series_id, 3600, h.hour, sum(m.count), sum(m.sum), min(m.min), max(m.max)
+FROM (SELECT DISTINCT series_id, CAST(minute / 3600 AS INTEGER) * 3600.0 AS hour FROM rollup_dirty) AS h
+JOIN rollups AS m ON m.series_id = h.series_id AND m.width = 60
+     AND m.start >= h.hour AND m.start < h.hour + 3600 AND m.count > 0
+GROUP BY h.series_id, h.hour
 """
 
 _SeriesKey = tuple[str, str, str, str]
@@ -221,6 +270,10 @@ class SqliteStore:
                         "WHERE id = ?1 AND (last_time IS NULL OR last_time <= ?2)",
                         (sid, newest.time, newest.value),
                     )
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO rollup_dirty (series_id, minute) VALUES (?, ?)",
+                        [(sid, m) for m in {r.time - r.time % 60 for r in recs}],
+                    )
                     oldest = min(r.time for r in recs)
                     lo, hi, count = per_device.get((key[0], key[1]), (oldest, newest.time, 0))
                     per_device[key[0], key[1]] = (min(lo, oldest), max(hi, newest.time), count + added)
@@ -327,6 +380,142 @@ class SqliteStore:
         return [
             DeadLetter(t, topic, bytes(payload), code, reason) for t, topic, payload, code, reason in rows
         ]
+
+    def refresh_rollups(self) -> int:
+        """Recompute the rollups of the minutes written since the last refresh; return how many.
+
+        Raises:
+            StoreError: the refresh failed (it rolled back; the minutes stay marked).
+        """
+        with self._translate("refresh the rollups"), self._lock:
+            conn = self._conn()
+            if conn.execute("SELECT 1 FROM rollup_dirty LIMIT 1").fetchone() is None:
+                return 0
+            with self._transaction(conn):
+                before = conn.total_changes
+                conn.execute(_REFRESH_MINUTES)
+                refreshed = conn.total_changes - before
+                conn.execute(_REFRESH_HOURS)
+                conn.execute("DELETE FROM rollups WHERE width = 60 AND count = 0")
+                conn.execute("DELETE FROM rollup_dirty")
+        return refreshed
+
+    def windows(
+        self,
+        device: str,
+        start: float,
+        end: float,
+        every: float,
+        *,
+        sensor: str | None = None,
+        quantity: str | None = None,
+    ) -> list[Window]:
+        """Return ``device``'s readings downsampled to windows of ``every`` seconds.
+
+        Windows are aligned to the epoch (a window starts at a multiple of ``every``); one per
+        series and window that has readings, oldest first. Whole minutes read the 1-minute
+        rollups, whole hours the 1-hour rollups, anything else the readings: a year of hourly
+        windows reads one row per hour. With rollups, a window includes the whole minute or
+        hour its ``start`` falls in.
+        """
+        if every <= 0:
+            raise StoreError(f"window width {every} s is not positive: use e.g. 60, 3600 or 86400")
+        width = next((w for w in reversed(ROLLUP_WIDTHS) if every >= w and every % w == 0), None)
+        if width is not None:
+            self.refresh_rollups()
+            sql = (
+                "SELECT s.org, s.device, s.sensor, s.quantity, "
+                "CAST(r.start / :every AS INTEGER) * :every AS w, sum(r.count), sum(r.sum) / sum(r.count), "
+                "min(r.min), max(r.max) "
+                "FROM series AS s JOIN rollups AS r ON r.series_id = s.id AND r.width = :width "
+                "WHERE s.device = :device AND r.start >= :lo AND r.start < :end"
+            )
+        else:
+            sql = (
+                "SELECT s.org, s.device, s.sensor, s.quantity, "
+                "CAST(r.time / :every AS INTEGER) * :every AS w, count(*), avg(r.value), "
+                "min(r.value), max(r.value) "
+                "FROM series AS s JOIN readings AS r ON r.series_id = s.id "
+                "WHERE s.device = :device AND r.time >= :start AND r.time < :end"
+            )
+        params: dict[str, object] = {
+            "every": every,
+            "width": width,
+            "device": device,
+            "start": start,
+            "lo": start - start % (width or 1),
+            "end": end,
+        }
+        if sensor is not None:
+            sql += " AND s.sensor = :sensor"
+            params["sensor"] = sensor
+        if quantity is not None:
+            sql += " AND s.quantity = :quantity"
+            params["quantity"] = quantity
+        sql += " GROUP BY s.id, w ORDER BY w, s.sensor, s.quantity"
+        with self._translate(f"read windows of {device}"):
+            rows = self._conn().execute(sql, params).fetchall()
+        return [Window(*row) for row in rows]
+
+    def set_retention(
+        self,
+        org: str,
+        raw_days: float | None,
+        minute_days: float | None = None,
+        hour_days: float | None = None,
+    ) -> None:
+        """Keep ``org``'s readings ``raw_days``, its minute rollups ``minute_days`` and hour
+        rollups ``hour_days`` (None: forever). Applied by :meth:`apply_retention`.
+        """
+        for what, days in (("raw_days", raw_days), ("minute_days", minute_days), ("hour_days", hour_days)):
+            if days is not None and days <= 0:
+                raise StoreError(f"retention {what}={days} for {org}: use a positive number of days or None")
+        with self._translate(f"set the retention of {org}"), self._lock:
+            conn = self._conn()
+            with self._transaction(conn):
+                conn.execute(
+                    "INSERT OR REPLACE INTO retention (org, raw_days, minute_days, hour_days) "
+                    "VALUES (?, ?, ?, ?)",
+                    (org, raw_days, minute_days, hour_days),
+                )
+
+    def apply_retention(self, now: float) -> int:
+        """Delete what each org's retention no longer keeps; return the readings deleted.
+
+        Rollups are refreshed first, so a minute's rollup outlives its readings.
+        """
+        self.refresh_rollups()
+        deleted = 0
+        with self._translate("apply the retention"), self._lock:
+            conn = self._conn()
+            policies = conn.execute("SELECT org, raw_days, minute_days, hour_days FROM retention").fetchall()
+            with self._transaction(conn):
+                for org, raw_days, minute_days, hour_days in policies:
+                    if raw_days is not None:
+                        cutoff = now - raw_days * 86_400
+                        counts = conn.execute(
+                            "SELECT s.device, count(*) FROM series AS s JOIN readings AS r "
+                            "ON r.series_id = s.id WHERE s.org = ? AND r.time < ? GROUP BY s.device",
+                            (org, cutoff),
+                        ).fetchall()
+                        conn.execute(
+                            "DELETE FROM readings WHERE time < ? AND series_id IN "
+                            "(SELECT id FROM series WHERE org = ?)",
+                            (cutoff, org),
+                        )
+                        conn.executemany(
+                            "UPDATE devices SET readings = readings - ? WHERE org = ? AND device = ?",
+                            [(n, org, dev) for dev, n in counts],
+                        )
+                        deleted += sum(n for _, n in counts)
+                    for width, days in ((60, minute_days), (3600, hour_days)):
+                        if days is not None:
+                            conn.execute(
+                                "DELETE FROM rollups WHERE width = ? AND start < ? AND series_id IN "
+                                "(SELECT id FROM series WHERE org = ?)",
+                                (width, now - days * 86_400, org),
+                            )
+        return deleted
 
     def count_readings(self) -> int:
         """Return the number of distinct readings stored."""
