@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +41,16 @@ class GatewaySettings(BaseSettings):
     batch_age_s: float = Field(default=0.2, gt=0, le=60)
     username: str | None = None
     password: SecretStr | None = None
+    sinks: list[str] = Field(
+        default_factory=list,
+        description="where readings go (sink URLs, gateway/sinks/README.md); default: the store",
+    )
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve /metrics here")
+    metrics_host: str = "127.0.0.1"
+    mqtt_version: Literal["3.1.1", "5"] = Field(
+        default="3.1.1", description="5 declares the Receive Maximum (Mosquitto); 3.1.1 suits any broker"
+    )
+    workers: int = Field(default=1, ge=1, le=64, description="gateway processes sharing the subscription")
 
 
 def load_settings(**overrides: Any) -> GatewaySettings:
