@@ -23,6 +23,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "gateway": ("gateway.cli:app", "Gateway: write every reading from MQTT to the store."),
     "server": ("server.cli:app", "Server: registry API and web pages."),
     "dashboards": ("dashboards.cli:app", "Grafana dashboards as code: build and push."),
+    "kit": ("suitcase.kit_cli:app", "Kits: bill of materials, quick-start card, verification."),
 }
 # name -> (module:function of a single top-level command, help)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,120 @@
+"""``suitcase kit``: the hardware guide, a kit's bill of materials and its quick-start card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kits.catalog import load_catalog
+from kits.errors import ConfigError
+from kits.models import KitProfile
+from suitcase.hardware_docs import (
+    PARTS_FILE,
+    build_docs,
+    load_claim_codes,
+    load_part_facts,
+    render_card,
+    stale_docs,
+    write_docs,
+)
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="kit",
+    help="Kits: bill of materials, quick-start card, verification.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code=2)
+
+
+def _profile(kit: str) -> KitProfile:
+    profiles = load_catalog().kit_profiles
+    if kit not in profiles:
+        raise ConfigError(f"no kit profile {kit!r}: use one of {', '.join(sorted(profiles))}")
+    return profiles[kit]
+
+
+@app.command()
+def docs(
+    out: Annotated[Path, typer.Option("--out", help="the hardware folder to write")] = Path("hardware"),
+    parts: Annotated[
+        Path, typer.Option("--parts", help="the part facts (accuracy, placement, ...)")
+    ] = PARTS_FILE,
+    check: Annotated[
+        bool, typer.Option("--check", help="write nothing; exit 1 if a generated file is out of date")
+    ] = False,
+) -> None:
+    """(Re)generate hardware/README.md and a page and wiring picture per part."""
+    try:
+        files = build_docs(load_catalog(), load_part_facts(parts))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    console = Console()
+    if check:
+        stale = stale_docs(out, files)
+        for name in stale:
+            console.print(f"out of date: {out / name}", highlight=False)
+        if stale:
+            console.print("run `suitcase kit docs` and commit the result", highlight=False)
+            raise typer.Exit(code=1)
+        console.print(f"{out}: up to date ({len(files)} files)", highlight=False)
+        return
+    changed = write_docs(out, files)
+    for name in changed:
+        console.print(f"wrote {out / name}" if name in files else f"removed {out / name}", highlight=False)
+    console.print(f"{out}: {len(changed)} of {len(files)} files changed", highlight=False)
+
+
+@app.command()
+def bom(kit: Annotated[str, typer.Argument(help="kit profile id, e.g. starter")]) -> None:
+    """Print a kit's bill of materials."""
+    try:
+        profile = _profile(kit)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(title=f"{profile.name}: bill of materials")
+    for column in ("item", "part number", "qty", "each EUR", "where to buy"):
+        table.add_column(column)
+    for line in profile.bill_of_materials:
+        price = "-" if line.price_eur is None else f"{line.price_eur:g}"
+        table.add_row(line.item, line.part_number or "-", str(line.quantity), price, line.where_to_buy or "-")
+    Console().print(table)
+
+
+@app.command()
+def card(
+    kit: Annotated[str, typer.Argument(help="kit profile id, e.g. starter")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write")],
+    codes: Annotated[
+        Path | None,
+        typer.Option("--codes", help="claim codes: CSV with header pi,claim_code,url, or YAML"),
+    ] = None,
+) -> None:
+    """Write a kit's printable quick-start card (one A4 page) with its Pis' claim QR codes."""
+    try:
+        profile = _profile(kit)
+        claim_codes = load_claim_codes(codes) if codes is not None else []
+        try:
+            facts = load_part_facts()
+        except ConfigError:
+            facts = {}  # an installed wheel has no hardware/parts.yaml: the card goes without cable tags
+        text = render_card(profile, claim_codes, facts)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    Console().print(
+        f"wrote {out}: {profile.name}, {len(claim_codes)} of {profile.pis} claim codes. "
+        "Print it on A4 at 100 % scale.",
+        highlight=False,
+    )
