@@ -173,12 +173,23 @@ def test_impossible_values_are_counted_not_published(
     assert "pressure" in indoor["last_error"]
 
 
-def test_nothing_is_published_before_the_clock_syncs(bme280_bus: EmulatedI2C) -> None:
-    """Test that readings stamped before 2020 (no NTP yet) are dropped and counted."""
-    agent = Agent(_config(INDOOR), bme280_bus, clock=FakeClock(1000.0))
+def test_readings_before_the_clock_syncs_are_held_then_stamped(bme280_bus: EmulatedI2C) -> None:
+    """Test that readings taken before NTP are held with their monotonic time, not published, and
+    stamped with the right UTC time once the clock syncs (ARCHITECTURE.md, "Clock")."""
+    wall = FakeClock(1000.0)  # 1970: no NTP yet
+    mono = FakeClock(50.0)
+    agent = Agent(_config(INDOOR), bme280_bus, clock=wall, monotonic=mono)
     assert agent.sample_once() == []
-    assert agent.counters["dropped_unsynced"] == 3
+    assert agent.counters["held_unsynced"] == 3
     assert agent.meta()["clock_synced"] is False
+    assert agent.outbox.unstamped() == 3
+    assert agent.outbox.take(10) == []
+    mono.advance(120.0)
+    wall.now = 1_772_618_400.0  # NTP answered
+    assert agent.outbox.stamp(wall.now, mono.now) == 3
+    rows = agent.outbox.take(10)
+    assert {r.time for r in rows} == {wall.now - 120.0}
+    assert agent.meta()["outbox"]["unstamped"] == 0
 
 
 def test_a_device_on_the_bus_but_not_in_the_config_is_reported(targets: Targets, clock: FakeClock) -> None:
