@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -69,3 +70,123 @@ def run(
         raise typer.Exit(2) from exc
     typer.echo(f"serving on http://{settings.host}:{settings.port} (store {settings.store})", err=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+def add_global_admin(session: Any, email: str, password: str, *, now: float, name: str = "") -> Any:
+    """Add a global admin, or make an existing user one with this password (the caller commits)."""
+    from sqlmodel import select
+
+    from server.security import hash_password
+    from server.tables import UserRow
+
+    email = email.strip().lower()
+    user = session.exec(select(UserRow).where(UserRow.email == email)).first()
+    if user is None:
+        user = UserRow(email=email, name=name, password_hash=hash_password(password), created_at=now)
+    user.is_global_admin, user.active = True, True
+    user.password_hash = hash_password(password)
+    session.add(user)
+    return user
+
+
+_REGISTRY_HELP = "registry database URL [env SUITCASE_SERVER_REGISTRY_URL]"
+
+
+@app.command()
+def migrate(
+    registry_url: Annotated[str | None, typer.Option(help=_REGISTRY_HELP)] = None,
+) -> None:
+    """Upgrade the registry database to the newest schema (Alembic); back it up first."""
+    from server.db import create_registry_engine, migrate as run_migrations
+    from server.settings import load_settings
+
+    try:
+        settings = load_settings(registry_url=registry_url)
+        engine = create_registry_engine(settings.registry_url)
+        before, after = run_migrations(engine)
+        engine.dispose()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"registry migrated: {before or 'empty'} -> {after}")
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="the admin's e-mail (login)")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, envvar="SUITCASE_ADMIN_PASSWORD")
+    ],
+    registry_url: Annotated[str | None, typer.Option(help=_REGISTRY_HELP)] = None,
+) -> None:
+    """Create a global admin (or reset an existing user to one with this password)."""
+    import time
+
+    from sqlmodel import Session
+
+    from kits.catalog import load_catalog
+    from server.db import create_registry_engine, init_registry
+    from server.settings import load_settings
+
+    if len(password) < 12:
+        typer.echo("error: the password must have at least 12 characters", err=True)
+        raise typer.Exit(2)
+    try:
+        settings = load_settings(registry_url=registry_url)
+        engine = create_registry_engine(settings.registry_url)
+        init_registry(engine, load_catalog(settings.catalog_dir), upgrade=True)
+        with Session(engine) as session:
+            add_global_admin(session, email, password, now=time.time())
+            session.commit()
+        engine.dispose()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"global admin {email.strip().lower()} is ready: log in at /api/v1/auth/login")
+
+
+@app.command("import-catalog")
+def import_catalog(
+    registry_url: Annotated[str | None, typer.Option(help=_REGISTRY_HELP)] = None,
+    catalog_dir: Annotated[Path | None, typer.Option(help="catalogue folder (kits/, usecases/)")] = None,
+) -> None:
+    """Load the YAML catalogue (kit profiles, use-cases) into the registry; read-only entries are
+    replaced, organisations' own are kept."""
+    from kits.catalog import load_catalog
+    from server.db import create_registry_engine, init_registry
+    from server.settings import load_settings
+
+    try:
+        settings = load_settings(registry_url=registry_url, catalog_dir=catalog_dir)
+        engine = create_registry_engine(settings.registry_url)
+        result = init_registry(engine, load_catalog(settings.catalog_dir), upgrade=True)
+        engine.dispose()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"catalogue imported: {len(result.added)} added, {len(result.updated)} updated, "
+        f"{len(result.removed)} removed, {result.unchanged} unchanged"
+    )
+
+
+@app.command("check-alerts")
+def check_alerts(
+    registry_url: Annotated[str | None, typer.Option(help=_REGISTRY_HELP)] = None,
+    store: Annotated[str | None, typer.Option(help="embedded store file")] = None,
+) -> None:
+    """Evaluate every alert rule once (fire/resolve, notify), e.g. from cron."""
+    from server.alerts import evaluate
+    from server.resources import open_resources
+    from server.settings import load_settings
+
+    try:
+        resources = open_resources(load_settings(registry_url=registry_url, store=store))
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        result = evaluate(resources)
+    finally:
+        resources.close()
+    typer.echo(f"alerts: {len(result.fired)} fired, {len(result.resolved)} resolved")

@@ -148,7 +148,10 @@ def bind_device(
     )
     session.add(device)
     session.flush()
-    session.add(DeploymentDeviceRow(deployment_id=deployment.id, device_id=device_id, from_t=now))
+    # A new device id has no earlier readings; what its outbox held from before the claim (stamped
+    # once its clock synced) belongs to this deployment too.
+    session.add(DeploymentDeviceRow(deployment_id=deployment.id, device_id=device_id,
+                                    from_t=min(now, deployment.starts_at)))
     raw_token = new_token()
     session.add(
         ApiTokenRow(

@@ -118,12 +118,22 @@ class UseCasePublic(UseCaseBase):
     best_practices: list[str]
     thresholds: list[Threshold]
     seed_lines: list[str]
+    themes: list[str] = []
+    problem: str = ""
+    who_asked: str = ""
+    sampling_interval_s: float | None = None
+    privacy: list[str] = []
+    pitfalls: list[str] = []
+    examples: list[str] = []
+    sources: list[str] = []
+    org_id: int | None = None
+    read_only: bool = True
 
     @classmethod
     def from_row(cls, row: UseCaseRow) -> UseCasePublic:
         """Build the public model of ``row``."""
         case = row.use_case()
-        return cls.model_validate(case.model_dump())
+        return cls.model_validate({**case.model_dump(), "org_id": row.org_id, "read_only": row.org_id is None})
 
 
 class UseCasesPublic(SQLModel):

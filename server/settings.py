@@ -77,11 +77,32 @@ class ServerSettings(BaseSettings):
     open_data_licence: str = "CC-BY-4.0"
     open_data_licence_url: str = "https://creativecommons.org/licenses/by/4.0/"
     blur_m: float = Field(default=500.0, ge=0, description="location blur of private addresses")
+    # Pages show times in the organisation's time zone: ``timezone`` unless the org is listed in
+    # ``org_timezones`` (slug -> IANA name, e.g. {"tromso": "Europe/Oslo"}).
+    timezone: str = Field(default="Europe/Copenhagen", description="IANA time zone of the organisations")
+    org_timezones: dict[str, str] = Field(default_factory=dict)
+    map_tiles_url: str = Field(
+        default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="map tiles of the pages (OpenStreetMap); empty: no tiles, an offline outline map",
+    )
 
     @property
     def reads_open(self) -> bool:
         """Whether requests without credentials may read the demo's live data."""
         return self.open_reads if self.open_reads is not None else self.environment == "development"
+
+    @model_validator(mode="after")
+    def _known_timezones(self) -> ServerSettings:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        for where, name in [("timezone", self.timezone), *self.org_timezones.items()]:
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"time zone {name!r} ({where}) is unknown: use an IANA name such as Europe/Copenhagen"
+                ) from None
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> ServerSettings:

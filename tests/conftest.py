@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.services.chromium",
     "tests.services.influxdb",
     "tests.services.victoriametrics",
+    "tests.services.postgres",
 ]

@@ -35,7 +35,8 @@ ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 def get_session(resources: ResourcesDep) -> Iterator[Session]:
     """Yield a registry session for one request."""
-    with Session(resources.engine) as session:
+    # Not expiring on commit: routes return what they just wrote without reloading it.
+    with Session(resources.engine, expire_on_commit=False) as session:
         yield session
 
 

@@ -12,6 +12,7 @@ from gateway.store import SqliteStore
 from server.app import create_app
 from server.settings import ServerSettings
 from tests.server.data import NOW
+from tests.server.world import World
 
 
 @pytest.fixture(autouse=True)
@@ -24,11 +25,36 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The registry database: an SQLite file, and a fresh database on a real PostgreSQL."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_db")
+        return url
+    return f"sqlite:///{tmp_path / 'registry.db'}"
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> ServerSettings:
-    return ServerSettings(
-        registry_url=f"sqlite:///{tmp_path / 'registry.db'}", store=str(tmp_path / "store.db")
-    )
+def settings(tmp_path: Path, registry_url: str) -> ServerSettings:
+    return ServerSettings(registry_url=registry_url, store=str(tmp_path / "store.db"), alert_interval_s=0)
+
+
+@pytest.fixture
+def closed_settings(settings: ServerSettings) -> ServerSettings:
+    """Settings of a server that lets no anonymous reader in (as in production)."""
+    return settings.model_copy(update={"open_reads": False})
+
+
+@pytest.fixture
+def closed_client(closed_settings: ServerSettings, store: SqliteStore) -> Iterator[TestClient]:
+    with TestClient(create_app(closed_settings, clock=lambda: NOW)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def world(closed_client: TestClient) -> World:
+    """Two organisations with an admin, an operator and a viewer each, and a global admin."""
+    return World.build(closed_client)
 
 
 @pytest.fixture

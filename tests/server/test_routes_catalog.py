@@ -30,6 +30,7 @@ def test_use_cases_list_and_get(client: TestClient) -> None:
     listing = client.get("/api/v1/use-cases").json()
     assert [u["id"] for u in listing["data"]] == sorted(load_catalog().use_cases)
     body = client.get("/api/v1/use-cases/indoor-climate").json()
+    assert body.pop("read_only") is True and body.pop("org_id") is None
     assert UseCase.model_validate(body) == load_catalog().use_cases["indoor-climate"]
 
 

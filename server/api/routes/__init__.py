@@ -23,6 +23,9 @@ ROUTES: tuple[str, ...] = (
     "kits",
     "deployments",
     "enrollment",
+    "alerts",
+    "export",
+    "reports",
 )
 
 
