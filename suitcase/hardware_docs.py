@@ -845,6 +845,7 @@ ol.steps b { font-size: 10.5pt; }
 .swatch { display: inline-block; width: 5mm; height: 2.6mm; margin-right: 1mm; vertical-align: middle; }
 .side h2, .codes h2 { font-size: 11pt; margin: 0 0 1.5mm; }
 .side ul { margin: 0 0 3mm; padding-left: 4mm; }
+.side ul.many { font-size: 8.5pt; line-height: 1.2; }
 .help { border: 0.4mm solid #b00020; padding: 2mm 3mm; border-radius: 2mm; }
 .help p { margin: 0 0 1mm; }
 .wiring svg { width: 88mm; height: auto; display: block; margin: 1mm 0 0 6mm; }
@@ -899,7 +900,7 @@ def render_card(
     facts = parts or {}
     sensor_items = "".join(
         f"<li>{esc(s.label or s.sensor_name)}"
-        + (f", cable tag <b>{esc(facts[s.part].cable_label)}</b>" if s.part in facts else "")
+        + (f": tag <b>{esc(facts[s.part].cable_label)}</b>" if s.part in facts else "")
         + "</li>"
         for s in profile.sensors
     )
@@ -932,6 +933,7 @@ def render_card(
     ).replace("<svg ", '<svg aria-label="wiring of a sensor to the Pi" ', 1)
     codes_class = "codes many" if profile.pis > 5 else "codes"
     n_sensors = len(profile.sensors)
+    list_class = "many" if n_sensors > 4 else "few"
     sensor_word = "sensor" if n_sensors == 1 else "sensors"
     return f"""<!doctype html>
 <html lang="en">
@@ -971,7 +973,7 @@ Within a few minutes, charts fill in. A red line on that page says what to do.</
 <table class="pins">{pin_rows}</table>
 <p>Pins 2 and 4 carry 5 volts: keep the black wire off them.</p>
 <h2>On each Pi</h2>
-<ul>{sensor_items}</ul>
+<ul class="{list_class}">{sensor_items}</ul>
 <div class="help">
 <p><b>Something wrong?</b></p>
 <p>No light: check the power supply.</p>

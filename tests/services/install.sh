@@ -11,6 +11,8 @@ have influxd          || need+=(influxdb)
 have victoria-metrics || need+=(victoria-metrics)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 have chromium         || need+=(chromium chromium-driver)
+have shellcheck       || need+=(shellcheck)        # hardware/pi-setup.sh is linted by the tests
+have pdftoppm         || need+=(poppler-utils)     # the quick-start card's PDF is rendered to look at
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "services: all installed"
