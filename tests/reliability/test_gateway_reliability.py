@@ -1,0 +1,326 @@
+"""Reliability of the gateway against real Mosquitto and real influxd: nothing lost, nothing doubled.
+
+Each test has its own broker (and influxd where it stops one), so a restart disturbs no other test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from gateway.consumer import Gateway
+from gateway.sinks import open_sink
+from gateway.sinks.influxdb1 import InfluxDB1Sink
+from gateway.store import SqliteStore
+from suitcase.broker import MosquittoBroker, find_mosquitto
+from tests.gateway.gwtools import NOW, publish_all, six_pack, wait_until
+from tests.services import require_service
+from tests.services.influxdb import InfluxD
+
+pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
+
+ORG = "rel-city"
+DB = "suitcase_rel_city"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A private Mosquitto with the project's config (tests restart it).
+
+    Run as root, Mosquitto drops to user ``mosquitto``, which cannot write the persistence file in
+    pytest's private tmp dir: the session would silently not survive a restart. ``user root``
+    keeps it writing where the test can restart it.
+    """
+    if find_mosquitto() is None:
+        require_service("mosquitto", "apt-get install mosquitto mosquitto-clients")
+    b = MosquittoBroker(tmp_path / "mosquitto", extra_config="user root" if os.geteuid() == 0 else "")
+    b.start()
+    yield b
+    b.stop()
+
+
+def packs(n: int, devices: int = 10, org: str = ORG) -> list[tuple[str, bytes]]:
+    return [six_pack(org, f"dev-{i % devices}", i // devices) for i in range(n)]
+
+
+def assert_exactly_once(store: SqliteStore, n_packs: int, devices: int = 10) -> None:
+    assert store.count_readings() == 6 * n_packs
+    for d in range(devices):
+        got = store.readings(f"dev-{d}", 0, 2e9, limit=10**7)
+        assert (
+            len(got)
+            == len({(r.sensor, r.quantity, r.time) for r in got})
+            == 6 * len(range(d, n_packs, devices))
+        )
+
+
+def gateway(store: SqliteStore, broker: MosquittoBroker, **kw: object) -> Gateway:
+    options: dict[str, object] = {
+        "client_id": f"gw-{uuid.uuid4().hex[:8]}",
+        "batch_messages": 200,
+        "batch_age_s": 0.05,
+        "clock": lambda: NOW,
+        "mqtt_version": "5",
+    }
+    options.update(kw)
+    return Gateway(store, host=broker.host, port=broker.port, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.influxdb
+def test_kill_9_mid_stream_of_100k_readings_loses_and_doubles_nothing(
+    broker: MosquittoBroker, influxd: InfluxD, tmp_path: Path
+) -> None:
+    """Test that kill -9 of a gateway process mid-stream, then a restart, lands 100,002 readings once.
+
+    The gateway process writes to the embedded store and to a real influxd; each ends up with every
+    reading exactly once (the broker redelivers the unacked; the sinks overwrite twins).
+    """
+    n = 16_667  # packs of 6 readings: 100,002 readings
+    store_path = tmp_path / "store.db"
+    cid = f"gw-kill-{uuid.uuid4().hex[:6]}"
+    cmd = [
+        sys.executable, "-m", "suitcase", "gateway", "run", "--quiet",
+        "--store", str(store_path),
+        "--sink", f"sqlite:///{store_path}",
+        "--sink", influxd.sink_url,
+        "--mqtt-port", str(broker.port), "--client-id", cid, "--mqtt-version", "5",
+        "--batch-messages", "500",
+    ]  # fmt: skip
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    proc = start()
+    feed = threading.Thread(target=publish_all, args=(broker.host, broker.port, packs(n)))
+    wait_until(store_path.exists, what="the store file")
+    time.sleep(1.0)  # the gateway's session and subscription are in place
+    feed.start()
+    reader = SqliteStore(store_path)
+    wait_until(lambda: reader.count_readings() > 30_000, timeout=60, what="a third landed")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    killed_at = reader.count_readings()
+    assert killed_at < 6 * n, "the kill came too late to test anything"
+    proc = start()
+    try:
+        feed.join(120)
+        wait_until(lambda: reader.count_readings() >= 6 * n, timeout=120, what="all 100,002 readings")
+        time.sleep(0.5)
+        assert_exactly_once(reader, n)
+        wait_until(lambda: influxd.count(DB) >= 6 * n, timeout=30, what="all readings in influxd")
+        assert influxd.count(DB) == 6 * n
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        reader.close()
+
+
+def test_influxdb_stopped_then_restarted_loses_nothing_and_holds_bounded_memory(
+    broker: MosquittoBroker, influxd_factory: Callable[[], InfluxD], tmp_path: Path
+) -> None:
+    """Test that while influxd is down nothing is acked, the held window stays bounded, and all lands after.
+
+    Compressed: a 4 s outage under a steady feed; the broker queues what the gateway does not take.
+    """
+    server = influxd_factory()
+    store = SqliteStore(tmp_path / "dead.db")
+    sink = InfluxDB1Sink(server.host, server.port, timeout=2)
+    gw = gateway(store, broker, sinks=[sink], batch_messages=100)
+    n = 3000
+    with gw:
+        gw.wait_subscribed()
+        publish_all(broker.host, broker.port, packs(1000))
+        wait_until(lambda: gw.stats.acked == 1000, timeout=30, what="first 1000 acked")
+        server.stop()
+        feed = threading.Thread(target=publish_all, args=(broker.host, broker.port, packs(n)[1000:]))
+        feed.start()
+        wait_until(lambda: gw.stats.store_failures >= 3, timeout=20, what="failing writes")
+        acked = gw.stats.acked
+        held = []
+        for _ in range(20):
+            time.sleep(0.2)
+            held.append(gw.stats.received - gw.stats.acked)
+        assert gw.stats.acked == acked, "acked while the sink was down"
+        assert max(held) <= gw.receive_maximum + 2 * gw.batch_messages, held
+        assert not gw.sinks_up[sink.name]
+        server.start()
+        feed.join(60)
+        wait_until(lambda: gw.stats.acked >= n, timeout=60, what="everything acked after the restart")
+    assert server.count(DB) == 6 * n
+    store.close()
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Forwards to a real influxd, or answers 500, or stalls, as ``mode`` says."""
+
+    mode = "ok"
+    target = ""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.mode == "stall":
+            time.sleep(1.5)
+        if self.mode in ("500", "stall"):
+            self.send_response(500)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
+        request = urllib.request.Request(self.target + self.path, data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                status, answer = r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            status, answer = exc.code, exc.read()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.influxdb
+def test_sink_answering_500_timing_out_refusing_loses_nothing(
+    broker: MosquittoBroker, influxd: InfluxD, tmp_path: Path
+) -> None:
+    """Test that a sink answering HTTP 500, then timing out, then refusing connections loses nothing.
+
+    Each phase: messages arrive, writes fail with a clear reason, nothing is acked; once the sink
+    is healthy again every reading lands once.
+    """
+    handler = type("Handler", (_Flaky,), {"target": influxd.url})
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    port = proxy.server_address[1]
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    store = SqliteStore(tmp_path / "dead.db")
+    sink = open_sink(f"influxdb1://127.0.0.1:{port}?timeout=0.5")
+    gw = gateway(store, broker, sinks=[sink], batch_messages=50)
+    batches = iter([packs(300)[i : i + 75] for i in range(0, 300, 75)])
+    with gw:
+        gw.wait_subscribed()
+        publish_all(broker.host, broker.port, next(batches))
+        wait_until(lambda: gw.stats.acked == 75, what="healthy phase acked")
+        sent = 75
+        for mode in ("500", "stall", "refused"):
+            if mode == "refused":
+                proxy.shutdown()
+                proxy.server_close()
+            handler.mode = mode
+            failures = gw.metrics.failures.labels(sink.name)._value.get()
+            acked = gw.stats.acked
+            publish_all(broker.host, broker.port, next(batches))
+            sent += 75
+            wait_until(
+                lambda f=failures: gw.metrics.failures.labels(sink.name)._value.get() >= f + 2,
+                timeout=20,
+                what=f"failing writes ({mode})",
+            )
+            assert gw.stats.acked == acked, f"acked during {mode}"
+            if mode == "refused":
+                proxy = ThreadingHTTPServer(("127.0.0.1", port), handler)
+                threading.Thread(target=proxy.serve_forever, daemon=True).start()
+            handler.mode = "ok"
+            wait_until(lambda s=sent: gw.stats.acked >= s, timeout=30, what=f"recovery after {mode}")
+    proxy.shutdown()
+    proxy.server_close()
+    assert influxd.count(DB) == 6 * 300
+    store.close()
+
+
+def test_broker_restart_loses_nothing(broker: MosquittoBroker, tmp_path: Path) -> None:
+    """Test that a graceful Mosquitto restart mid-stream loses nothing: the gateway reconnects, resumes."""
+    store = SqliteStore(tmp_path / "s.db")
+    all_packs = packs(4000)
+    with gateway(store, broker) as gw:
+        gw.wait_subscribed()
+        publish_all(broker.host, broker.port, all_packs[:2000])
+        broker.stop()
+        broker.start()  # same port, same persistence file
+        publish_all(broker.host, broker.port, all_packs[2000:])
+        wait_until(lambda: store.count_readings() >= 6 * 4000, timeout=60, what="every reading")
+        assert gw.stats.connects >= 2
+    assert_exactly_once(store, 4000)
+    store.close()
+
+
+def test_two_gateways_share_the_load_each_message_once(broker: MosquittoBroker, tmp_path: Path) -> None:
+    """Test that two gateways in one $share group each take part of the load, each message exactly once."""
+    store_a, store_b = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
+    n = 6000
+    with gateway(store_a, broker, group="pool") as a, gateway(store_b, broker, group="pool") as b:
+        a.wait_subscribed()
+        b.wait_subscribed()
+        publish_all(broker.host, broker.port, packs(n))
+        wait_until(lambda: a.stats.acked + b.stats.acked >= n, timeout=60, what="every message acked")
+        time.sleep(0.3)
+        assert a.stats.received + b.stats.received == n  # once each: no message went to both
+        assert min(a.stats.received, b.stats.received) > n // 10
+    assert_exactly_once(store_a, n)
+    store_a.close()
+    store_b.close()
+
+
+def test_one_of_two_gateways_absent_under_load_loses_nothing(broker: MosquittoBroker, tmp_path: Path) -> None:
+    """Test that with one gateway of a $share group down for a while under load, nothing is lost.
+
+    Mosquitto keeps routing part of the stream to the absent member's session (queued); when it
+    returns with its fixed client id, it drains its queue.
+    """
+    store = SqliteStore(tmp_path / "s.db")
+    n = 6000
+    all_packs = packs(n)
+    b_id = f"gw-b-{uuid.uuid4().hex[:6]}"
+    with gateway(store, broker, group="pool") as a:
+        b = gateway(store, broker, group="pool", client_id=b_id)
+        b.start()
+        b.wait_subscribed()
+        a.wait_subscribed()
+        publish_all(broker.host, broker.port, all_packs[:2000])
+        b.stop()  # absent: its persistent session stays in the group
+        publish_all(broker.host, broker.port, all_packs[2000:5000])
+        time.sleep(1.0)
+        assert store.count_readings() < 6 * 5000, "the absent member's share should be waiting"
+        b = gateway(store, broker, group="pool", client_id=b_id)
+        with b:
+            publish_all(broker.host, broker.port, all_packs[5000:])
+            wait_until(lambda: store.count_readings() >= 6 * n, timeout=60, what="every reading")
+    assert_exactly_once(store, n)
+    store.close()
+
+
+def test_supervised_workers_share_the_load(broker: MosquittoBroker, tmp_path: Path) -> None:
+    """Test that `gateway run --workers 2` runs two processes that together land every reading once."""
+    store_path = tmp_path / "s.db"
+    env = dict(
+        os.environ,
+        SUITCASE_GATEWAY_STORE=str(store_path),
+        SUITCASE_GATEWAY_MQTT_PORT=str(broker.port),
+        SUITCASE_GATEWAY_CLIENT_ID=f"gw-w-{uuid.uuid4().hex[:6]}",
+        SUITCASE_GATEWAY_MQTT_VERSION="5",
+    )
+    cmd = [sys.executable, "-m", "suitcase", "gateway", "run", "--workers", "2", "--group", "pool"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(store_path.exists, timeout=20, what="the store file")
+        time.sleep(1.5)
+        publish_all(broker.host, broker.port, packs(3000))
+        reader = SqliteStore(store_path)
+        wait_until(lambda: reader.count_readings() >= 18_000, timeout=60, what="every reading")
+        assert_exactly_once(reader, 3000)
+        reader.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
