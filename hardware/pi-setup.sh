@@ -156,8 +156,8 @@ create_user() {
   else
     run useradd --system --home-dir "$STATE" --shell /usr/sbin/nologin --groups i2c "$AGENT_USER"
   fi
-  mkdir -p "$ROOT$STATE"
-  run chown "$AGENT_USER:$AGENT_USER" "$STATE"
+  mkdir -p "$ROOT$STATE/edge"
+  run chown -R "$AGENT_USER:$AGENT_USER" "$STATE"
 }
 
 install_agent() {
@@ -190,13 +190,15 @@ write_config() {
     fail "give both --claim-code and --server-url"
   fi
   put "$CONFIG" 640 <<EOF
-# IoT Suitcase edge agent, written by pi-setup.sh. Keep it secret: the claim code lets anyone
-# who has it link this Pi to an organisation.
-# The agent polls server_url with claim_code until a staff member claims this Pi, then receives
-# its device config (ARCHITECTURE.md, "Enrollment").
-server_url = "$SERVER_URL"
-claim_code = "$CLAIM_CODE"
-state_dir = "$STATE"
+# IoT Suitcase edge agent (format: edge/config.py), written by pi-setup.sh. Keep it secret: the
+# claim code lets anyone who has it link this Pi to an organisation.
+# The agent polls the server with the claim code until a staff member claims this Pi, then saves
+# the device config it receives in state_dir (ARCHITECTURE.md, "Enrollment").
+state_dir = "$STATE/edge"
+
+[claim]
+server = "$SERVER_URL"
+code = "$CLAIM_CODE"
 EOF
   run chown "root:$AGENT_USER" "$CONFIG"
 }

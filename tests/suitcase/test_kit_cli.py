@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from edge.config import DEFAULT_STATE_DIR, load_edge_settings
 from kits.catalog import load_catalog
 from kits.errors import ConfigError
 from kits.models import KitSensor
@@ -226,8 +227,11 @@ def test_pi_setup_twice_under_root_changes_nothing_the_second_time(tmp_path: Pat
     assert "dtparam=i2c_arm=on" in (root / "boot/firmware/config.txt").read_text().splitlines()
     assert "i2c-dev" in (root / "etc/modules").read_text().splitlines()
     config = (root / "etc/suitcase/edge.toml").read_text()
-    assert 'claim_code = "K3F9-QX72-MM4P"' in config
-    assert 'server_url = "https://suitcase.example.org"' in config
+    settings = load_edge_settings(root / "etc/suitcase/edge.toml")  # the agent reads what we wrote
+    assert settings.claim is not None
+    assert settings.claim.code == "K3F9-QX72-MM4P"
+    assert settings.claim.server == "https://suitcase.example.org"
+    assert settings.state_dir == DEFAULT_STATE_DIR
     assert oct((root / "etc/suitcase/edge.toml").stat().st_mode & 0o777) == "0o640"
     unit = (root / "etc/systemd/system/suitcase-edge.service").read_text()
     assert "ExecStart=/opt/suitcase/venv/bin/suitcase edge run --config /etc/suitcase/edge.toml" in unit
