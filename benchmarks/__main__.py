@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-BENCHMARKS = ["benchmarks.bench_wire", "benchmarks.bench_store"]
+BENCHMARKS = ["benchmarks.bench_wire", "benchmarks.bench_store", "benchmarks.bench_gateway"]
 
 
 def main() -> int:
