@@ -73,6 +73,9 @@ def _apply_meta(device: DeviceRow, meta: dict[str, Any], now: float) -> None:
     uptime, backlog, oldest = pick("uptime_s", "uptime"), pick("backlog", "outbox_backlog"), pick(
         "oldest_pending", "outbox_oldest"
     )
+    outbox = meta.get("outbox")
+    if isinstance(outbox, dict):  # kits.wire.Meta: the outbox's backlog
+        backlog, oldest = outbox.get("pending"), outbox.get("oldest_pending")
     device.uptime_s = float(uptime) if isinstance(uptime, int | float) else device.uptime_s
     device.backlog = int(backlog) if isinstance(backlog, int | float) else device.backlog
     device.oldest_pending = float(oldest) if isinstance(oldest, int | float) else None
@@ -84,7 +87,7 @@ def _apply_meta(device: DeviceRow, meta: dict[str, Any], now: float) -> None:
     for key, target in (("missing", "missing"), ("unexpected", "unexpected")):
         value = meta.get(key)
         if isinstance(value, list):
-            setattr(device, target, [str(v) for v in value][:64])
+            setattr(device, target, [v if isinstance(v, str) else json.dumps(v) for v in value][:64])
     device.meta_at = now
     device.last_seen = max(device.last_seen or 0.0, now)
 

@@ -71,6 +71,8 @@ def resolve_org(session: Session, principal: Principal, org_id: int | None, role
     if org_id is None:
         orgs = principal.org_ids(role) or set()
         if len(orgs) != 1:
+            orgs = principal.org_ids() or set()  # one membership with a weaker role: 403 below
+        if len(orgs) != 1:
             raise HTTPException(
                 status_code=422,
                 detail=[

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from sqlmodel import Session
 
 from gateway.store import SqliteStore
 from kits.models import DeviceConfig
-from kits.wire import Record, Status
+from kits.wire import Meta, OutboxMeta, Record, SensorMeta, Status
 from server.listener import apply_message
 from tests.server.data import NOW
 from tests.server.world import World
@@ -48,14 +46,15 @@ def test_create_org_to_alert_resolved(world: World, store: SqliteStore) -> None:
     with Session(engine) as session:
         status = Status(state="online", since=NOW - 60, agent="0.1.0").encode()
         assert apply_message(session, f"suitcase/v1/city-a/{device}/status", status, NOW)
-        meta = {"agent": "0.1.0", "clock_synced": True, "backlog": 3,
-                "sensors": [{"name": "scd4x", "part": "scd4x", "state": "ok"}], "missing": []}
-        assert apply_message(session, f"suitcase/v1/city-a/{device}/meta", json.dumps(meta).encode(), NOW)
+        meta = Meta(agent="0.1.0", time=NOW, uptime_s=60, clock_synced=True, publish_interval_s=10,
+                    outbox=OutboxMeta(pending=3), sensors={"scd4x": SensorMeta(part="scd4x", address=0x62, state="ok")})
+        assert apply_message(session, f"suitcase/v1/city-a/{device}/meta", meta.model_dump_json().encode(), NOW)
         # The same device id under another organisation's topic changes nothing.
         assert not apply_message(session, f"suitcase/v1/city-b/{device}/status", status, NOW)
     fleet = world.ok("a-viewer", "GET", "/devices")
     mine = next(d for d in fleet["data"] if d["device"] == device)
     assert mine["registered"] and mine["online"] and mine["deployment_id"] == dep["id"] and mine["healthy"]
+    assert mine["backlog"] == 3 and mine["sensors"][0]["name"] == "scd4x"
     assert world.ok("b-viewer", "GET", "/devices")["count"] == 0
 
     store.write(_co2("city-a", device, 1600.0, NOW - 900, NOW))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from server.cli import add_global_admin
+from server.security import hash_password, hash_secret, new_token
+from server.tables import ApiTokenRow, MembershipRow, UserRow
 
 __all__ = ["PASSWORD", "World"]
 
@@ -40,45 +43,42 @@ class World:
 
     @classmethod
     def build(cls, client: TestClient) -> World:
-        app = client.app
-        engine = app.state.resources.engine  # type: ignore[attr-defined]
+        """Make the organisations through the API as a global admin (session login, CSRF), and
+        their people and tokens directly in the registry (argon2 is slow on purpose)."""
+        engine = client.app.state.resources.engine  # type: ignore[attr-defined]
         with Session(engine) as session:
             add_global_admin(session, "root@example.org", PASSWORD, now=1.0)
             session.commit()
         login = client.post("/api/v1/auth/login", json={"email": "root@example.org", "password": PASSWORD})
         assert login.status_code == 200, login.text
-        csrf = login.json()["csrf"]
-        client.headers["X-CSRF-Token"] = csrf
-        root_org = client.post("/api/v1/orgs", json={"slug": "govtech", "name": "GovTech", "kind": "centre"}).json()
+        csrf = {"X-CSRF-Token": login.json()["csrf"]}
         world = cls(client=client, root={})
+        for slug, name, kind in (("govtech", "GovTech", "centre"), ("city-a", "City A", "municipality"),
+                                 ("city-b", "City B", "municipality")):
+            org = client.post("/api/v1/orgs", json={"slug": slug, "name": name, "kind": kind}, headers=csrf)
+            assert org.status_code == 201, org.text
+            world.orgs[slug.removeprefix("city-")] = org.json()["id"]
         root_token = client.post(
-            "/api/v1/tokens", json={"name": "root", "org_id": root_org["id"], "role": "admin"}
+            "/api/v1/tokens", json={"name": "root", "org_id": world.orgs["govtech"], "role": "admin"}, headers=csrf
         ).json()["token"]
         client.cookies.clear()
-        del client.headers["X-CSRF-Token"]
-        world.orgs["govtech"] = root_org["id"]
-        # A global admin acting through an org token has only that org's admin role; so the
-        # root session is used for creating organisations, then each org's people log in.
         world.root = bearer(root_token)
-        for slug in ("a", "b"):
-            login = client.post("/api/v1/auth/login", json={"email": "root@example.org", "password": PASSWORD})
-            headers = {"X-CSRF-Token": login.json()["csrf"]}
-            org = client.post("/api/v1/orgs", json={"slug": f"city-{slug}", "name": f"City {slug.upper()}"},
-                              headers=headers).json()
-            world.orgs[slug] = org["id"]
-            for role in ("admin", "operator", "viewer"):
-                email = f"{role}@{slug}.example.org"
-                member = client.put(f"/api/v1/orgs/{org['id']}/members",
-                                    json={"email": email, "role": role, "password": PASSWORD}, headers=headers)
-                assert member.status_code == 200, member.text
-            client.cookies.clear()
-            for role in ("admin", "operator", "viewer"):
-                email = f"{role}@{slug}.example.org"
-                login = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-                token = client.post(
-                    "/api/v1/tokens", json={"name": role, "org_id": org["id"], "role": role},
-                    headers={"X-CSRF-Token": login.json()["csrf"]},
-                ).json()["token"]
-                client.cookies.clear()
-                world.tokens[f"{slug}-{role}"] = bearer(token)
+        with Session(engine) as session:
+            for slug in ("a", "b"):
+                for role in ("admin", "operator", "viewer"):
+                    user = UserRow(email=f"{role}@{slug}.example.org", password_hash=_hash(), created_at=1.0)
+                    session.add(user)
+                    session.flush()
+                    assert user.id is not None
+                    session.add(MembershipRow(user_id=user.id, org_id=world.orgs[slug], role=role))
+                    raw = new_token()
+                    session.add(ApiTokenRow(name=role, token_hash=hash_secret(raw), prefix=raw[:10],
+                                            org_id=world.orgs[slug], role=role, user_id=user.id, created_at=1.0))
+                    world.tokens[f"{slug}-{role}"] = bearer(raw)
+            session.commit()
         return world
+
+
+@functools.cache
+def _hash() -> str:
+    return hash_password(PASSWORD)

@@ -107,7 +107,8 @@ def export_use_case(
     quantity: Annotated[str | None, Query(max_length=32)] = None,
 ) -> StreamingResponse:
     """Stream the readings of every deployment of a use-case the caller may see (public ones for all)."""
-    if session.get(UseCaseRow, use_case_id) is None:
+    case = session.get(UseCaseRow, use_case_id)
+    if case is None or (case.org_id is not None and not (principal.authenticated and principal.can(case.org_id))):
         raise not_found("use-case", use_case_id)
     s, e = _range(start, end, clock(), 30 * 86400.0)
     deployments = [
