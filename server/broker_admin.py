@@ -70,15 +70,26 @@ class DynSecAdmin:
             self._client.tls_set()
         self._client.on_message = self._on_message
         self._connected = threading.Event()
-        self._client.on_connect = lambda *_: self._connected.set()
+        self._refused: list[str] = []
+
+        def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+            if getattr(reason, "is_failure", False):
+                self._refused.append(str(reason))
+            self._connected.set()
+
+        self._client.on_connect = on_connect
         try:
             self._client.connect(host, port, keepalive=30)
         except OSError as exc:
             raise BrokerAdminError(f"cannot reach the broker at {host}:{port} for device accounts: {exc}") from exc
         self._client.loop_start()
-        if not self._connected.wait(timeout):
+        if not self._connected.wait(timeout) or self._refused:
             self.close()
-            raise BrokerAdminError(f"the broker at {host}:{port} did not accept the server's admin login")
+            raise BrokerAdminError(
+                f"the broker at {host}:{port} did not accept the server's login "
+                f"({', '.join(self._refused) or 'no answer'}): check SUITCASE_SERVER_MQTT_USERNAME/PASSWORD "
+                "(a dynamic-security admin, e.g. made by `mosquitto_ctrl dynsec init`)"
+            )
         self._client.subscribe(f"{_CONTROL}/response", qos=1)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:

@@ -116,7 +116,7 @@ class StatusListener:
 
     def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
         if getattr(reason, "is_failure", False):
-            log.error("the status listener could not log in to the broker", extra={"reason": str(reason)})
+            log.error("the status listener could not log in to the broker: %s", reason)
             return
         client.subscribe([(subscription("status"), 1), (subscription("meta"), 1)])
 
