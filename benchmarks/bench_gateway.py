@@ -66,9 +66,10 @@ def _publish(port: int, packs: list[tuple[str, bytes]]) -> None:
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    infos = [client.publish(topic, payload, qos=1) for topic, payload in packs]
-    for info in infos:
-        info.wait_for_publish(120)
+    for start in range(0, len(packs), 50_000):  # paho's message ids wrap at 65,535
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in packs[start : start + 50_000]]
+        for info in infos:
+            info.wait_for_publish(120)
     client.disconnect()
     client.loop_stop()
 
