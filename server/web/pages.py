@@ -131,3 +131,6 @@ def mount_web(app: FastAPI) -> None:
     app.state.templates = Jinja2Templates(directory=TEMPLATES_DIR)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
+    from server.web.views import build_views_router
+
+    app.include_router(build_views_router())

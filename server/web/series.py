@@ -1,0 +1,103 @@
+"""Chart data of a deployment for the pages: every quantity, downsampled on the server.
+
+A range is one of :data:`RANGES` (1 h to 1 year); each series has at most :data:`MAX_POINTS`
+points, read by :func:`server.charts.downsample` (bucket means up to a day, point samples beyond,
+where averaging would scan every reading of the range).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from sqlmodel import Session
+
+from gateway.store import SqliteStore
+from kits.quantities import QUANTITIES
+from server.api.routes.deployments import device_spans
+from server.charts import downsample
+from server.models import UseCaseRow
+from server.tables import DeploymentRow
+from server.web.i18n import Translator
+from server.web.render import quantity_label, unit_label
+
+__all__ = ["MAX_POINTS", "RANGES", "chart_payload", "thresholds_of"]
+
+RANGES: dict[str, float] = {
+    "1h": 3600.0,
+    "6h": 6 * 3600.0,
+    "24h": 86400.0,
+    "7d": 7 * 86400.0,
+    "30d": 30 * 86400.0,
+    "1y": 365 * 86400.0,
+}
+MAX_POINTS = 1000
+_MEAN_UP_TO_S = 86400.0
+
+
+def thresholds_of(session: Session, use_case_id: str | None) -> dict[str, list[dict[str, Any]]]:
+    """The use-case's threshold lines by quantity."""
+    if use_case_id is None:
+        return {}
+    row = session.get(UseCaseRow, use_case_id)
+    if row is None:
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for line in row.use_case().thresholds:
+        out.setdefault(line.quantity, []).append(
+            {"value": line.value, "label": line.label, "source": line.source}
+        )
+    return out
+
+
+def _order(quantity: str) -> int:
+    names = list(QUANTITIES)
+    return names.index(quantity) if quantity in names else len(names)
+
+
+def chart_payload(
+    session: Session,
+    store: SqliteStore,
+    deployment: DeploymentRow,
+    now: float,
+    range_key: str,
+    t: Translator,
+    *,
+    quantities: list[str] | None = None,
+) -> dict[str, Any]:
+    """Return the deployment's series over the range ending ``now``, grouped by quantity."""
+    assert deployment.id is not None
+    span = RANGES.get(range_key, RANGES["24h"])
+    start = now - span
+    mode: Literal["sample", "mean"] = "mean" if span <= _MEAN_UP_TO_S else "sample"
+    series = downsample(
+        store.path, device_spans(session, deployment.id), start, now, points=MAX_POINTS, mode=mode
+    )
+    lines = thresholds_of(session, deployment.use_case_id)
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for s in series:
+        if quantities is not None and s.quantity not in quantities:
+            continue
+        if not s.times:
+            continue
+        grouped.setdefault(s.quantity, []).append(
+            {"device": s.device, "sensor": s.sensor, "times": s.times, "values": s.values}
+        )
+    return {
+        "deployment_id": deployment.id,
+        "now": now,
+        "start": start,
+        "end": now,
+        "range": range_key if range_key in RANGES else "24h",
+        "mode": mode,
+        "max_points": MAX_POINTS,
+        "quantities": [
+            {
+                "quantity": q,
+                "label": quantity_label(q, t),
+                "unit": unit_label(q),
+                "thresholds": lines.get(q, []),
+                "series": grouped[q],
+            }
+            for q in sorted(grouped, key=_order)
+        ],
+    }

@@ -1,0 +1,118 @@
+/* Charts of a deployment's quantities (uPlot), with the use-case's threshold lines drawn on them.
+ * Suitcase.Chart(el, block, opts): block = {quantity, label, unit, thresholds, series: [{device,
+ * sensor, times, values}]}; chart.update(block) re-uses the plot (no new canvas) when the series
+ * are the same, so a page that refreshes for hours does not grow. */
+"use strict";
+(function () {
+  const Suitcase = (window.Suitcase = window.Suitcase || {});
+  const PALETTE = ["#0b5cad", "#b45309", "#047857", "#9d174d", "#5b21b6", "#374151"];
+
+  function align(block) {
+    const tables = block.series.map((s) => [s.times, s.values]);
+    if (tables.length === 1) return [tables[0][0], tables[0][1]];
+    return uPlot.join(tables);
+  }
+
+  function thresholdPlugin(block, dark) {
+    return {
+      hooks: {
+        draw: [
+          function (u) {
+            const ctx = u.ctx;
+            (block.thresholds || []).forEach(function (line) {
+              const y = Math.round(u.valToPos(line.value, "y", true));
+              if (y < u.bbox.top || y > u.bbox.top + u.bbox.height) return;
+              ctx.save();
+              ctx.strokeStyle = dark ? "#fbbf24" : "#b91c1c";
+              ctx.lineWidth = 1.5 * devicePixelRatio;
+              ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+              ctx.beginPath();
+              ctx.moveTo(u.bbox.left, y);
+              ctx.lineTo(u.bbox.left + u.bbox.width, y);
+              ctx.stroke();
+              ctx.setLineDash([]);
+              ctx.fillStyle = dark ? "#fde68a" : "#7f1d1d";
+              ctx.font = 12 * devicePixelRatio + "px system-ui, sans-serif";
+              ctx.textAlign = "right";
+              ctx.fillText(line.label, u.bbox.left + u.bbox.width - 4, y - 4 * devicePixelRatio);
+              ctx.restore();
+            });
+          },
+        ],
+      },
+    };
+  }
+
+  function yRange(block) {
+    return function (u, min, max) {
+      let lo = min, hi = max;
+      (block.thresholds || []).forEach(function (t) { lo = Math.min(lo, t.value); hi = Math.max(hi, t.value); });
+      if (lo == null || hi == null || !isFinite(lo) || !isFinite(hi)) return [0, 1];
+      const pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.05 || 1;
+      return [lo - pad, hi + pad];
+    };
+  }
+
+  function options(block, width, height, opts) {
+    const dark = !!opts.dark;
+    const axis = { stroke: dark ? "#e2e8f0" : "#1b1f24", grid: { stroke: dark ? "#334155" : "#e5e7eb" }, ticks: { stroke: dark ? "#475569" : "#d1d5db" } };
+    const series = [{}].concat(block.series.map(function (s, i) {
+      return { label: block.series.length > 1 ? s.device + " " + s.sensor : block.label, stroke: dark ? ["#38bdf8", "#fbbf24", "#34d399", "#f472b6"][i % 4] : PALETTE[i % PALETTE.length], width: dark ? 3 : 2, spanGaps: false, points: { show: false } };
+    }));
+    return {
+      width: width, height: height, series: series,
+      scales: { x: { time: true }, y: { range: yRange(block) } },
+      axes: [Object.assign({}, axis), Object.assign({ size: 60, label: block.unit || undefined }, axis)],
+      legend: { show: !opts.noLegend },
+      cursor: { drag: { x: false, y: false } },
+      tzDate: opts.tz ? function (ts) { return uPlot.tzDate(new Date(ts * 1e3), opts.tz); } : undefined,
+      plugins: [thresholdPlugin(block, dark)],
+    };
+  }
+
+  function Chart(el, block, opts) {
+    this.el = el;
+    this.opts = opts || {};
+    this.block = block;
+    this.plot = null;
+    this.key = "";
+    this.update(block);
+    const self = this;
+    if (window.ResizeObserver) {
+      this.observer = new ResizeObserver(function () { self.resize(); });
+      this.observer.observe(el);
+    }
+  }
+  Chart.prototype.size = function () {
+    const width = Math.max(200, Math.floor(this.el.clientWidth || 600));
+    const height = this.opts.height ? this.opts.height(this.el) : 220;
+    return [width, height];
+  };
+  Chart.prototype.resize = function () {
+    if (!this.plot) return;
+    const s = this.size();
+    if (s[0] !== this.plot.width || s[1] !== this.plot.height) this.plot.setSize({ width: s[0], height: s[1] });
+  };
+  Chart.prototype.update = function (block) {
+    this.block = block;
+    const key = block.series.map((s) => s.device + "/" + s.sensor).join(",") + "|" + JSON.stringify(block.thresholds || []);
+    const data = align(block);
+    if (this.plot && key === this.key) {
+      this.plot.setData(data);
+    } else {
+      if (this.plot) this.plot.destroy();
+      const s = this.size();
+      this.plot = new uPlot(options(block, s[0], s[1], this.opts), data, this.el);
+      this.key = key;
+      const canvas = this.el.querySelector("canvas");
+      if (canvas) { canvas.setAttribute("role", "img"); canvas.setAttribute("aria-label", block.label); }
+    }
+    this.el.dataset.points = String(data[0].length);
+  };
+  Chart.prototype.destroy = function () {
+    if (this.observer) this.observer.disconnect();
+    if (this.plot) this.plot.destroy();
+    this.plot = null;
+  };
+  Suitcase.Chart = Chart;
+})();

@@ -1,0 +1,84 @@
+/* Deployment page: charts per quantity for the picked range, refreshed every poll_ms; the latest
+ * values and the export links follow. */
+"use strict";
+(function () {
+  const config = window.Suitcase.config();
+  const holder = document.getElementById("charts");
+  const status = document.getElementById("chart-status");
+  const charts = {};
+  let range = config.range;
+  let timer = null;
+
+  function figure(block) {
+    const fig = document.createElement("figure");
+    fig.className = "chart";
+    fig.dataset.quantity = block.quantity;
+    const cap = document.createElement("figcaption");
+    cap.textContent = block.label + (block.unit ? " (" + block.unit + ")" : "");
+    const plot = document.createElement("div");
+    plot.className = "plot";
+    fig.appendChild(cap);
+    fig.appendChild(plot);
+    holder.appendChild(fig);
+    return { fig: fig, plot: plot };
+  }
+
+  function render(payload) {
+    const seen = {};
+    payload.quantities.forEach(function (block) {
+      seen[block.quantity] = true;
+      let entry = charts[block.quantity];
+      if (!entry) {
+        const f = figure(block);
+        entry = charts[block.quantity] = { fig: f.fig, chart: new window.Suitcase.Chart(f.plot, block, { tz: config.tz }) };
+      } else {
+        entry.chart.update(block);
+      }
+    });
+    Object.keys(charts).forEach(function (q) {
+      if (!seen[q]) { charts[q].chart.destroy(); charts[q].fig.remove(); delete charts[q]; }
+    });
+    if (!payload.quantities.length) status.textContent = config.nodata;
+    else status.textContent = "";
+    holder.dataset.range = payload.range;
+    holder.dataset.updated = String(payload.now);
+    (payload.latest || []).forEach(function (r) {
+      const el = document.querySelector('#latest [data-quantity="' + r.quantity + '"][data-device="' + r.device + '"][data-sensor="' + r.sensor + '"]');
+      if (!el) return;
+      el.querySelector(".value").textContent = r.text;
+      el.querySelector(".ago").textContent = r.ago;
+    });
+    document.querySelectorAll("a.export").forEach(function (a) {
+      a.href = config.export + "?format=" + a.dataset.format + "&start=" + Math.floor(payload.start) + "&end=" + Math.ceil(payload.end);
+    });
+  }
+
+  async function load() {
+    try {
+      const response = await fetch(config.series + "?range=" + range, { credentials: "same-origin", cache: "no-store" });
+      if (response.ok) render(await response.json());
+    } catch (e) { /* try again at the next tick */ }
+  }
+
+  function schedule() {
+    clearInterval(timer);
+    const slow = range === "7d" || range === "30d" || range === "1y";
+    timer = setInterval(load, slow ? Math.max(config.poll_ms, 60000) : config.poll_ms);
+  }
+
+  document.querySelectorAll('#range input[name="range"]').forEach(function (input) {
+    input.addEventListener("change", function () {
+      range = input.value;
+      const url = new URL(window.location.href);
+      url.searchParams.set("range", range);
+      window.history.replaceState(null, "", url.toString());
+      load();
+      schedule();
+    });
+  });
+  load();
+  schedule();
+  const mapEl = document.getElementById("map");
+  if (mapEl) window.Suitcase.map(mapEl, config.map);
+  window.addEventListener("pagehide", function () { clearInterval(timer); });
+})();

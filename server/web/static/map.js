@@ -1,0 +1,51 @@
+/* Maps with Leaflet: OpenStreetMap tiles when online; offline (no tiles URL, the browser offline,
+ * or tiles failing to load) a plain grid background with the markers, so the map still works. */
+"use strict";
+(function () {
+  const Suitcase = (window.Suitcase = window.Suitcase || {});
+  Suitcase.map = function (el, config) {
+    if (!el || !window.L) return null;
+    const markers = (config.markers || []).filter((m) => m.lat != null && m.lon != null);
+    const map = L.map(el, { scrollWheelZoom: false, attributionControl: true });
+    const note = document.getElementById(config.noteId || "map-note");
+    let tiles = null;
+    function offline() {
+      if (tiles) { map.removeLayer(tiles); tiles = null; }
+      el.classList.add("offline");
+      el.dataset.tiles = "off";
+      if (note) note.textContent = config.offline_note || "";
+    }
+    if (config.tiles && navigator.onLine !== false) {
+      let failures = 0;
+      tiles = L.tileLayer(config.tiles, { maxZoom: 19, attribution: "&copy; OpenStreetMap contributors" });
+      tiles.on("tileerror", function () { failures += 1; if (failures >= 3) offline(); });
+      tiles.addTo(map);
+      el.dataset.tiles = "on";
+    } else {
+      offline();
+    }
+    const layer = [];
+    markers.forEach(function (m) {
+      const marker = L.circleMarker([m.lat, m.lon], {
+        radius: m.blurred ? 14 : 9, weight: 2,
+        color: m.stale ? "#4b5563" : "#0b5cad", fillColor: m.stale ? "#9ca3af" : "#3b82f6", fillOpacity: m.blurred ? 0.35 : 0.8,
+        dashArray: m.blurred ? "4 4" : null,
+      });
+      const title = document.createElement("div");
+      if (m.href) {
+        const a = document.createElement("a");
+        a.href = m.href; a.textContent = m.name; title.appendChild(a);
+      } else { title.textContent = m.name; }
+      if (m.note) { const p = document.createElement("div"); p.textContent = m.note; title.appendChild(p); }
+      marker.bindPopup(title);
+      marker.bindTooltip(m.name);
+      marker.addTo(map);
+      layer.push(marker);
+    });
+    if (markers.length === 1) map.setView([markers[0].lat, markers[0].lon], 14);
+    else if (markers.length > 1) map.fitBounds(L.featureGroup(layer).getBounds().pad(0.3));
+    else map.setView([56.0, 10.5], 6);
+    el.dataset.markers = String(markers.length);
+    return map;
+  };
+})();
