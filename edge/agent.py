@@ -200,6 +200,7 @@ class Agent:
         )
         self._live: deque[list[Row]] = deque()
         self._pending_mids: dict[int, list[int]] = {}
+        self._early_acks: set[int] = set()
         self._acked: deque[list[int]] = deque()
         self._mid_lock = threading.Lock()
         self._commands: deque[tuple[str, bytes]] = deque()
@@ -506,7 +507,7 @@ class Agent:
             if key == last_key and now - last_time < META_EVERY_S:
                 return
         self._last_meta = (now, key)
-        client.publish(self.topics["meta"], json.dumps(meta).encode(), qos=1, retain=True)
+        self._publish(self.topics["meta"], json.dumps(meta).encode(), retain=True)
 
     # ------------------------------------------------------------------ MQTT session
 
@@ -602,7 +603,7 @@ class Agent:
             return
         self.connection_error = None
         self.log.info("connected")
-        client.publish(self.topics["status"], self._status("online"), qos=1, retain=True)
+        self._publish(self.topics["status"], self._status("online"), retain=True)
         client.subscribe(self._cmd_filter, qos=1)
         self._last_meta = None
         self.outbox.rewind()
@@ -621,7 +622,9 @@ class Agent:
     ) -> None:
         with self._mid_lock:
             ids = self._pending_mids.pop(mid, None)
-        if ids is not None:
+            if ids is None:  # acknowledged before publish() returned and registered it
+                self._early_acks.add(mid)
+        if ids:
             self._acked.append(ids)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -747,6 +750,26 @@ class Agent:
         self.counters["readings_published"] += len(rows)
         return True
 
+    def _publish(
+        self, topic: str, payload: bytes, *, ids: list[int] | None = None, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo:
+        """Publish with QoS 1 and register the mid, so its PUBACK marks ``ids`` sent.
+
+        paho calls on_publish holding its own lock, so ours is never held across publish();
+        an acknowledgement that beats the registration is kept in ``_early_acks``.
+        """
+        assert self._client is not None
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            with self._mid_lock:
+                if info.mid in self._early_acks:
+                    self._early_acks.discard(info.mid)
+                    if ids:
+                        self._acked.append(ids)
+                else:
+                    self._pending_mids[info.mid] = ids or []
+        return info
+
     # ------------------------------------------------------------------ commands
 
     def _run_commands(self) -> None:
@@ -758,7 +781,7 @@ class Agent:
             reply = run_command(self, name, payload)
             if reply is not None and self._client is not None:
                 topic = build_topic(self.config.org, self.config.device, "cmd", name, reply=True)
-                self._client.publish(topic, reply.model_dump_json().encode(), qos=1)
+                self._publish(topic, reply.model_dump_json().encode())
 
     def resend(self, start: float, end: float) -> int:
         """Publish again every reading stamped in ``[start, end]`` that the outbox still holds.

@@ -1,0 +1,205 @@
+"""Delivery guarantees of the edge agent against a real Mosquitto (ARCHITECTURE.md, "Delivery
+guarantees" 1 and 5): a graceful broker restart loses nothing and doubles nothing in the store; a
+broker crash loses acknowledged readings, which ``resend`` recovers from the outbox.
+
+The "store" here is a persistent MQTT session keyed like every store: (org, device, sensor,
+quantity, time) -> value, so a redelivery overwrites; it stands in for the gateway, which other
+tests cover.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.agent import Agent
+from edge.emulated import build_bus
+from kits.models import DeviceConfig, DeviceSensor, MqttSettings, OutboxSettings
+from kits.wire import build_topic, decode_pack
+from suitcase.broker import MosquittoBroker, find_mosquitto, free_port
+from tests.services import require_service
+
+pytestmark = pytest.mark.mosquitto
+
+ORG = "aarhus"
+
+
+class Store:
+    """A persistent-session subscriber that keeps readings by their identity."""
+
+    def __init__(self, broker: MosquittoBroker, device: str) -> None:
+        self.device = device
+        self.readings: dict[tuple[str, str, float], float] = {}
+        self.messages = 0
+        self.replies: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"store-{device}", clean_session=False
+        )
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"suitcase/v1/{ORG}/{device}/#", qos=1)
+        self.broker = broker
+
+    def connect(self) -> None:
+        self.client.reconnect_delay_set(1, 2)
+        self.client.connect(self.broker.host, self.broker.port)
+        self.client.loop_start()
+
+    def disconnect(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic.endswith("/telemetry"):
+            records = decode_pack(message.payload, org=ORG, device=self.device, now=time.time())
+            with self._lock:
+                self.messages += 1
+                for r in records:
+                    self.readings[(r.sensor, r.quantity, r.time)] = r.value
+        elif message.topic.endswith("/reply"):
+            reply = json.loads(message.payload)
+            self.replies[reply["id"]] = reply
+
+    def wait_for(self, keys: set[tuple[str, str, float]], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if keys <= set(self.readings):
+                    return
+            time.sleep(0.1)
+        missing = keys - set(self.readings)
+        pytest.fail(f"{len(missing)} of {len(keys)} readings never arrived, e.g. {sorted(missing)[:3]}")
+
+
+@pytest.fixture()
+def own_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A Mosquitto of this test alone, so it can be stopped, killed and restarted on its port."""
+    if find_mosquitto() is None:
+        require_service("mosquitto", "apt-get install mosquitto")
+    broker = MosquittoBroker(tmp_path / "mosquitto", port=free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def _agent(broker: MosquittoBroker, state: Path, device: str, **outbox: Any) -> Agent:
+    config = DeviceConfig(
+        device=device,
+        org=ORG,
+        mqtt=MqttSettings(host=broker.host, port=broker.port, keepalive=5),
+        sensors=[
+            DeviceSensor(name="indoor", part="bme280", address=0x77, interval_s=1.0),
+            DeviceSensor(name="air", part="sht4x", address=0x44, interval_s=1.0),
+        ],
+        bus="emulated",
+        publish_interval_s=0.25,
+        outbox=OutboxSettings(**outbox),
+    )
+    return Agent(config, build_bus(config.sensors, "office-day", clock=time.time, seed=3), state_dir=state)
+
+
+def _outbox_keys(agent: Agent) -> set[tuple[str, str, float]]:
+    rows = agent.outbox._db.execute("SELECT sensor, quantity, time FROM readings").fetchall()
+    return {(s, q, t) for s, q, t in rows}
+
+
+def _outbox_keys_of(state: Path) -> set[tuple[str, str, float]]:
+    from edge.outbox import Outbox
+
+    box = Outbox(state / "outbox.sqlite")
+    try:
+        return {(s, q, t) for s, q, t in box._db.execute("SELECT sensor, quantity, time FROM readings")}
+    finally:
+        box.close()
+
+
+def _wait(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met in time")
+        time.sleep(0.05)
+
+
+def test_a_broker_restart_delivers_every_reading_exactly_once(
+    own_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Test that readings taken while the broker is stopped (gracefully) wait in the outbox and,
+    after the restart, all land in the store once: nothing lost, nothing doubled."""
+    device = f"pi-{uuid.uuid4().hex[:6]}"
+    store = Store(own_broker, device)
+    store.connect()
+    agent = _agent(own_broker, tmp_path / "state", device, drain_readings_per_s=200)
+    agent.start()
+    try:
+        assert agent.wait_connected(10)
+        time.sleep(2.0)
+        own_broker.stop()
+        _wait(lambda: not agent._connected.is_set())
+        backlog_before = agent.outbox.pending
+        time.sleep(4.0)  # the outage: readings go on, into the outbox
+        assert agent.outbox.pending >= backlog_before + 10
+        own_broker.start()
+        assert agent.wait_connected(20)
+        _wait(lambda: agent.outbox.pending <= 10)  # the backlog drains (live readings go on)
+        keys = _outbox_keys(agent)
+    finally:
+        agent.stop()
+    store.wait_for(keys)
+    store.disconnect()
+    assert keys <= set(store.readings)
+    assert set(store.readings) <= _outbox_keys_of(tmp_path / "state")  # nothing that was not read
+    assert agent.counters["readings_acknowledged"] >= len(keys) - 10
+
+
+def test_resend_recovers_what_a_broker_crash_lost(own_broker: MosquittoBroker, tmp_path: Path) -> None:
+    """Test that readings the broker acknowledged but had not saved when it was killed -9 are
+    re-published from the outbox by the resend command."""
+    device = f"pi-{uuid.uuid4().hex[:6]}"
+    store = Store(own_broker, device)
+    store.connect()
+    time.sleep(0.5)
+    store.disconnect()  # the gateway is down: the broker queues for its persistent session
+    agent = _agent(own_broker, tmp_path / "state", device)
+    agent.start()
+    try:
+        assert agent.wait_connected(10)
+        started = time.time()
+        time.sleep(3.0)
+        _wait(lambda: agent.outbox.pending == 0)  # every reading acknowledged by the broker
+        keys = _outbox_keys(agent)
+        assert keys
+        assert own_broker._process is not None
+        os.kill(own_broker._process.pid, signal.SIGKILL)  # before its 30 s autosave
+        own_broker._process.wait()
+        own_broker._process = None
+        own_broker.start()
+        store.connect()
+        time.sleep(1.5)
+        lost = keys - set(store.readings)
+        assert lost, "the crash should have lost the queued readings"
+        assert agent.wait_connected(20)
+        request_id = str(uuid.uuid4())
+        store.client.publish(
+            build_topic(ORG, device, "cmd", "resend"),
+            json.dumps({"id": request_id, "args": {"from": started - 60, "to": time.time()}}),
+            qos=1,
+        )
+        _wait(lambda: request_id in store.replies)
+        reply = store.replies[request_id]
+        assert reply["ok"] is True and reply["result"]["readings"] >= len(keys)
+        store.wait_for(keys)
+    finally:
+        agent.stop()
+        store.disconnect()
