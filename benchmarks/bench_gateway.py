@@ -258,7 +258,7 @@ def run(n: int | None = None) -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         os.chmod(work, 0o777)
-        broker = MosquittoBroker(work / "mosquitto", extra_config="user root" if os.geteuid() == 0 else "")
+        broker = MosquittoBroker(work / "mosquitto")
         broker.start()
         influx = _start_influxd(work / "influxd")
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -200,6 +201,10 @@ class MosquittoBroker(_BrokerBase):
         self.workdir.mkdir(parents=True, exist_ok=True)
         run_lines = [
             f"listener {self.port} {self.host}",
+            # Started as root, Mosquitto drops to user "mosquitto", which cannot write its
+            # persistence file in a root-owned work dir: sessions would silently not survive a
+            # restart. The broker we launch runs as whoever launched it.
+            *(["user root"] if os.geteuid() == 0 else []),
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             f"persistence_location {self.workdir}/",
             f"log_dest file {self.log_path}",

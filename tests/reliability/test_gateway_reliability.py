@@ -36,15 +36,10 @@ DB = "suitcase_rel_city"
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """A private Mosquitto with the project's config (tests restart it).
-
-    Run as root, Mosquitto drops to user ``mosquitto``, which cannot write the persistence file in
-    pytest's private tmp dir: the session would silently not survive a restart. ``user root``
-    keeps it writing where the test can restart it.
-    """
+    """A private Mosquitto with the project's config (tests restart it)."""
     if find_mosquitto() is None:
         require_service("mosquitto", "apt-get install mosquitto mosquitto-clients")
-    b = MosquittoBroker(tmp_path / "mosquitto", extra_config="user root" if os.geteuid() == 0 else "")
+    b = MosquittoBroker(tmp_path / "mosquitto")
     b.start()
     yield b
     b.stop()
