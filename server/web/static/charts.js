@@ -53,6 +53,20 @@
     };
   }
 
+  // 24-hour clock and day-month dates in the organisation's time zone, whatever the browser's locale.
+  function timeLabels(tz) {
+    const lang = document.documentElement.lang || "en";
+    const time = new Intl.DateTimeFormat(lang, { timeZone: tz, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    const day = new Intl.DateTimeFormat(lang, { timeZone: tz, day: "numeric", month: "short" });
+    return function (u, splits) {
+      const span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+      return splits.map(function (ts) {
+        const d = new Date(ts * 1e3);
+        return span > 2 * 86400 ? day.format(d) : time.format(d);
+      });
+    };
+  }
+
   function options(block, width, height, opts) {
     const dark = !!opts.dark;
     const axis = { stroke: dark ? "#e2e8f0" : "#1b1f24", grid: { stroke: dark ? "#334155" : "#e5e7eb" }, ticks: { stroke: dark ? "#475569" : "#d1d5db" } };
@@ -62,7 +76,7 @@
     return {
       width: width, height: height, series: series,
       scales: { x: { time: true }, y: { range: yRange(block) } },
-      axes: [Object.assign({}, axis), Object.assign({ size: 60, label: block.unit || undefined }, axis)],
+      axes: [Object.assign({ values: timeLabels(opts.tz) }, axis), Object.assign({ size: 60, label: block.unit || undefined }, axis)],
       legend: { show: !opts.noLegend },
       cursor: { drag: { x: false, y: false } },
       tzDate: opts.tz ? function (ts) { return uPlot.tzDate(new Date(ts * 1e3), opts.tz); } : undefined,

@@ -128,7 +128,7 @@
         updateSlide(slide, dep);
       });
       state.refreshes += 1;
-      document.getElementById("updated").textContent = msg.updated + " " + new Date().toLocaleTimeString();
+      document.getElementById("updated").textContent = msg.updated + " " + new Date().toLocaleTimeString(document.documentElement.lang, { hourCycle: "h23" });
       if (state.current < 0) show(0);
       document.body.dataset.ready = "true";
     } catch (e) { /* keep showing the last data */ }
@@ -137,7 +137,7 @@
   function tick() {
     const dep = state.slides[state.current] && state.slides[state.current].dep;
     const tz = dep ? dep.tz : undefined;
-    document.getElementById("clock").textContent = new Date().toLocaleTimeString(document.documentElement.lang, { timeZone: tz, hour: "2-digit", minute: "2-digit" });
+    document.getElementById("clock").textContent = new Date().toLocaleTimeString(document.documentElement.lang, { timeZone: tz, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   }
 
   document.getElementById("fullscreen").addEventListener("click", function () {

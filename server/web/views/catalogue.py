@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, or_, select
 
+from kits.models import UseCase
 from server.api.auth import Principal, PrincipalDep
 from server.api.deps import ClockDep, SessionDep, SettingsDep
 from server.models import KitProfileRow, UseCaseRow
@@ -33,6 +34,23 @@ def visible_use_cases(session: Session, principal: Principal) -> list[UseCaseRow
     return sorted(session.exec(query).all(), key=lambda r: r.title.lower())
 
 
+def search_text(case: UseCase) -> str:
+    """What the catalogue search looks in: titles, texts, sensors, quantities, themes, thresholds."""
+    parts = [
+        case.id,
+        case.title,
+        case.summary,
+        case.problem,
+        *case.sensors,
+        *case.quantities,
+        *case.themes,
+        *case.placement,
+        *case.best_practices,
+        *(x.label for x in case.thresholds),
+    ]
+    return " ".join(parts).lower()
+
+
 def _matches(row: UseCaseRow, q: str, sensor: str, theme: str) -> bool:
     case = row.use_case()
     if sensor and sensor not in case.sensors:
@@ -42,17 +60,7 @@ def _matches(row: UseCaseRow, q: str, sensor: str, theme: str) -> bool:
     needle = q.strip().lower()
     if not needle:
         return True
-    text = " ".join(
-        [
-            case.id,
-            case.title,
-            case.summary,
-            case.problem,
-            " ".join(case.sensors),
-            " ".join(case.quantities),
-            " ".join(case.themes),
-        ]
-    ).lower()
+    text = search_text(case)
     return all(word in text for word in needle.split())
 
 
@@ -80,17 +88,7 @@ def catalogue_page(
             {
                 "case": case,
                 "shown": _matches(row, q, sensor, theme),
-                "search": " ".join(
-                    [
-                        case.id,
-                        case.title,
-                        case.summary,
-                        case.problem,
-                        " ".join(case.sensors),
-                        " ".join(case.quantities),
-                        " ".join(case.themes),
-                    ]
-                ).lower(),
+                "search": search_text(case),
                 "quantities": [quantity_label(x, t) for x in case.quantities],
             }
         )

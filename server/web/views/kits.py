@@ -69,8 +69,6 @@ def kits_page(
         bom = [part.item for part in profile.profile().bill_of_materials] if profile else []
         check = {str(k): bool(v) for k, v in (kit.contents_check or {}).items()}
         missing = [item for item, present in check.items() if not present]
-        if check:
-            missing += [item for item in bom if item not in check]
         borrower = org_rows.get(loan.org_id) if loan else None
         if deployments:
             where = ", ".join(

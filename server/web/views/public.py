@@ -148,7 +148,12 @@ def station(
                 "band_hour": local_time(last_hour[0].timestamp(), tz) if last_hour else None,
                 "band_text": fmt_number(last_hour[1], lang) if last_hour else None,
                 "days": [
-                    {"d": d, "text": fmt_number(d.value, lang), "date": d.day.isoformat()}
+                    {
+                        "d": d,
+                        "text": fmt_number(d.value, lang),
+                        "date": d.day.isoformat(),
+                        "today": d.day == local_midnight.date(),
+                    }
                     for d in reversed(days)
                 ],
             }
