@@ -14,6 +14,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kits import __version__
@@ -88,6 +89,9 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     app.include_router(build_api_router(), prefix=API_PREFIX)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OverflowError, _out_of_range)
+    app.add_exception_handler(DataError, _out_of_range)
+    app.add_exception_handler(IntegrityError, _conflict)
     mount_web(app)
     return app
 
@@ -115,6 +119,24 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
     return JSONResponse(
         {"detail": jsonable_encoder(exc.errors()), "error": "validation_error", "status": 422}, status_code=422
+    )
+
+
+async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+    """An id or number beyond what the registry database stores (e.g. 2**63) is bad input."""
+    return JSONResponse(
+        {"detail": "a number in the request is out of range: ids and numbers must fit 32/64-bit integers",
+         "error": "unprocessable_entity", "status": 422},
+        status_code=422,
+    )
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    """Two requests raced for the same unique value: the loser is told to retry."""
+    return JSONResponse(
+        {"detail": "the change conflicts with another made at the same time: reload and try again",
+         "error": "conflict", "status": 409},
+        status_code=409,
     )
 
 
