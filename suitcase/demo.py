@@ -3,6 +3,10 @@
 Starts a broker, the gateway, the server and N edge agents on emulated I2C buses (the real
 Adafruit drivers reading emulated chips), prints the page's URL and runs until Ctrl-C or
 ``--duration``; then shuts everything down in reverse order and reports what landed.
+
+On first start it backfills several days of simulated scenario history and creates a demo
+organisation, a public deployment per Pi, a login and a kiosk token (``suitcase.demo_history``),
+so the charts, the 24 h means and the kiosk have data at once.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from edge.agent import Agent
 from edge.emulated import build_bus
 from gateway.consumer import Gateway
 from gateway.store import SqliteStore
+from kits.catalog import load_catalog
 from kits.errors import SuitcaseError
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings
 from server.app import create_app
 from server.runner import ServerThread
 from server.settings import ServerSettings
 from suitcase.broker import BrokerKind, default_broker_kind, free_port, start_broker
+from suitcase.demo_history import HISTORY_DAYS, DemoAccess, backfill_history, seed_registry
 
 __all__ = ["DemoResult", "demo", "run_demo"]
 
@@ -46,17 +52,28 @@ class DemoResult:
     readings: int
     dead_letters: int
     seconds: float
+    history: int = 0
+    history_seconds: float = 0.0
+    kiosk_url: str = ""
+    login: str = ""
 
 
 def _agent_config(index: int, host: str, port: int, interval: float) -> DeviceConfig:
+    """Even Pis measure an office (BME280); odd Pis street air (BME280 and a PMSA003I)."""
+    street = index % 2 == 1
+    sensors = [DeviceSensor(name="bme280", part="bme280", address=0x77, interval_s=interval)]
+    if street:
+        sensors.append(
+            DeviceSensor(name="pmsa003i", part="pmsa003i", address=0x12, interval_s=max(interval, 1.0))
+        )
     return DeviceConfig(
         device=f"demo-pi-{index + 1}",
         org=DEMO_ORG,
-        kit_profile="starter",
+        kit_profile=None if street else "starter",
         mqtt=MqttSettings(host=host, port=port),
-        sensors=[DeviceSensor(name="bme280", part="bme280", address=0x77, interval_s=interval)],
+        sensors=sensors,
         bus="emulated",
-        scenario="office-day",
+        scenario="street-air" if street else "office-day",
         publish_interval_s=interval,
     )
 
@@ -80,6 +97,13 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def _status(result: DemoResult, broker: str, elapsed: float) -> Panel:
     table = Table.grid(padding=(0, 2))
     table.add_row("page", f"[bold link={result.url}]{result.url}[/]")
+    table.add_row("public", f"{result.url}public")
+    if result.kiosk_url:
+        table.add_row("kiosk", result.kiosk_url)
+    if result.login:
+        table.add_row("fleet", f"{result.url}fleet  (log in as {result.login})")
+    if result.history:
+        table.add_row("history", f"{result.history} simulated readings ({result.history_seconds:.1f} s)")
     table.add_row("broker", broker)
     table.add_row("devices", str(result.devices))
     table.add_row("readings landed", f"[green]{result.readings}[/]")
@@ -119,14 +143,28 @@ def run_demo(
             store=str(workdir / "store.sqlite"),
             registry_url=f"sqlite:///{workdir / 'registry.sqlite'}",
         )
+        configs = [_agent_config(i, broker.host, broker.port, interval) for i in range(devices)]
+        backfill_started = time.monotonic()
+        now = time.time()
+        access: DemoAccess = seed_registry(
+            settings.registry_url,
+            load_catalog(settings.catalog_dir),
+            DEMO_ORG,
+            configs,
+            since=now - HISTORY_DAYS * 86400.0,
+            now=now,
+        )
+        history = backfill_history(store, configs, DEMO_ORG, now)
+        history_seconds = time.monotonic() - backfill_started
         server_port = port or free_port()
         server = ServerThread(create_app(settings), "127.0.0.1", server_port)
         server.start()
         stack.callback(server.stop)
         url = f"http://127.0.0.1:{server_port}/"
 
-        for index in range(devices):
-            config = _agent_config(index, broker.host, broker.port, interval)
+        kiosk_url = f"{url}kiosk#token={access.kiosk_token}"
+        login = f"{access.email} / {access.password}"
+        for index, config in enumerate(configs):
             bus = build_bus(config.sensors, config.scenario, clock=time.time, seed=index)
             agent = Agent(config, bus)
             agent.start()
@@ -139,6 +177,10 @@ def run_demo(
                 readings=store.count_readings(),
                 dead_letters=len(store.dead_letters(limit=10_000)),
                 seconds=time.monotonic() - started,
+                history=history,
+                history_seconds=history_seconds,
+                kiosk_url=kiosk_url,
+                login=login,
             )
 
         with (
@@ -193,6 +235,10 @@ def demo(
     except SuitcaseError as exc:
         console.print(f"[red]demo failed: {exc}[/]")
         raise typer.Exit(1) from exc
+    if result.kiosk_url:
+        # soft_wrap: a long URL stays on one line, so it can be copied
+        console.print(f"Open Lab kiosk: {result.kiosk_url}", soft_wrap=True)
+        console.print(f"Fleet: {result.url}fleet (log in as {result.login})", soft_wrap=True)
     console.print(
         f"[bold]{result.readings} readings landed[/] from {result.devices} devices "
         f"in {result.seconds:.0f} s ({result.dead_letters} dead letters)."

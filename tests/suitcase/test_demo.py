@@ -51,6 +51,8 @@ def test_demo_runs_and_reports_readings_landed(broker: str, tmp_path: Path) -> N
     # 2 devices x 3 quantities, about once a second for 15 s
     assert int(landed.group(1)) >= 2 * 3 * 5
     assert "http://127.0.0.1:" in result.stdout
+    kiosk = r"Open Lab kiosk: http://127\.0\.0\.1:\d+/kiosk#token=sct_\S{20,}\n"
+    assert re.search(kiosk, result.stdout), result.stdout
 
 
 def test_demo_rejects_an_unknown_broker(tmp_path: Path) -> None:

@@ -1,0 +1,94 @@
+"""``suitcase.demo_history``: the demo's organisation, public deployments, kiosk token and
+simulated history, so every page has data the moment the demo starts."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from gateway.store import SqliteStore
+from kits.catalog import load_catalog
+from server.app import create_app
+from server.db import create_registry_engine
+from server.security import hash_secret
+from server.settings import ServerSettings
+from server.tables import ApiTokenRow, DeploymentRow, OrganisationRow
+from suitcase.demo import DEMO_ORG, _agent_config
+from suitcase.demo_history import DEMO_KIND, HISTORY_DAYS, backfill_history, seed_registry
+
+
+def _setup(tmp_path: Path) -> tuple[str, SqliteStore, list, float]:
+    configs = [_agent_config(i, "127.0.0.1", 1883, 1.0) for i in range(2)]
+    return (
+        f"sqlite:///{tmp_path / 'registry.sqlite'}",
+        SqliteStore(tmp_path / "store.sqlite"),
+        configs,
+        time.time(),
+    )
+
+
+def test_first_start_backfills_days_of_history_in_under_5_s(tmp_path: Path) -> None:
+    """Test that seeding and backfilling two Pis takes < 5 s and writes several days of history,
+    with PM for the street Pi, and that a second start writes no history again."""
+    url, store, configs, now = _setup(tmp_path)
+    started = time.monotonic()
+    access = seed_registry(url, load_catalog(), DEMO_ORG, configs, since=now - HISTORY_DAYS * 86400, now=now)
+    written = backfill_history(store, configs, DEMO_ORG, now)
+    elapsed = time.monotonic() - started
+    assert elapsed < 5.0, elapsed
+    assert access.first_start and len(access.deployments) == 2
+    assert written > 2 * HISTORY_DAYS * 24 * 12 * 3  # 5-minute steps, 3+ quantities per Pi
+    seen = {d.device: d for d in store.devices()}
+    assert set(seen) == {"demo-pi-1", "demo-pi-2"}
+    assert all(d.first_seen <= now - (HISTORY_DAYS - 0.01) * 86400 for d in seen.values())
+    pm = store.readings("demo-pi-2", now - 86400, now, quantity="pm2_5")
+    assert len(pm) >= 24 * 12 - 1 and all(math.isfinite(r.value) and r.value >= 0 for r in pm)
+    assert backfill_history(store, configs, DEMO_ORG, now + 60) == 0
+    store.close()
+
+
+def test_demo_data_is_marked_simulated_public_and_has_a_kiosk_token(tmp_path: Path) -> None:
+    """Test that the demo organisation is of kind demo, its deployments are public and say
+    "simulated", and each start issues a new kiosk token (revoking the previous one)."""
+    url, store, configs, now = _setup(tmp_path)
+    first = seed_registry(url, load_catalog(), DEMO_ORG, configs, since=now - 86400, now=now)
+    second = seed_registry(url, load_catalog(), DEMO_ORG, configs, since=now - 86400, now=now + 10)
+    assert not second.first_start and second.deployments == first.deployments
+    engine = create_registry_engine(url)
+    with Session(engine) as s:
+        org = s.exec(select(OrganisationRow).where(OrganisationRow.slug == DEMO_ORG)).one()
+        assert org.kind == DEMO_KIND
+        deps = s.exec(select(DeploymentRow)).all()
+        assert len(deps) == 2 and all(d.public and "simulated" in d.notes for d in deps)
+        assert {d.use_case_id for d in deps} >= {"indoor-climate"}
+        old = s.exec(
+            select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_secret(first.kiosk_token))
+        ).one()
+        new = s.exec(
+            select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_secret(second.kiosk_token))
+        ).one()
+        assert old.revoked_at is not None and new.revoked_at is None
+        assert new.kind == "kiosk" and sorted(new.deployment_ids) == sorted(second.deployments)
+    engine.dispose()
+    store.close()
+
+
+def test_pages_have_data_at_once(tmp_path: Path) -> None:
+    """Test that right after the backfill the public page shows a rolling 24 h mean labelled
+    simulated, and the kiosk data has charts for every deployment."""
+    url, store, configs, now = _setup(tmp_path)
+    access = seed_registry(url, load_catalog(), DEMO_ORG, configs, since=now - HISTORY_DAYS * 86400, now=now)
+    backfill_history(store, configs, DEMO_ORG, now)
+    settings = ServerSettings(registry_url=url, store=str(tmp_path / "store.sqlite"), alert_interval_s=0)
+    with TestClient(create_app(settings)) as client:
+        page = client.get(f"/public/deployments/{access.deployments[1]}")
+        assert page.status_code == 200
+        assert 'class="rolling" data-value="' in page.text and "Simulated" in page.text
+        kiosk = client.get("/kiosk/data", headers={"Authorization": f"Bearer {access.kiosk_token}"}).json()
+        assert len(kiosk["deployments"]) == 2
+        assert all(d["charts"] and d["simulated"] for d in kiosk["deployments"])
+    store.close()
