@@ -736,16 +736,13 @@ class Agent:
             self.log.error("pack of %d readings not encodable, marked sent to skip it: %s", len(rows), exc)
             self._acked.append([r.id for r in rows])
             return True
-        with self._mid_lock:  # hold it so on_publish cannot see the mid before it is registered
-            info = client.publish(self.topics["telemetry"], payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                self.counters["publish_errors"] += 1
-                self.log.warning(
-                    "publish failed (%s); the readings stay in the outbox", mqtt.error_string(info.rc)
-                )
-                return False
-            if track:
-                self._pending_mids[info.mid] = [r.id for r in rows]
+        info = self._publish(self.topics["telemetry"], payload, ids=[r.id for r in rows] if track else [])
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.counters["publish_errors"] += 1
+            self.log.warning(
+                "publish failed (%s); the readings stay in the outbox", mqtt.error_string(info.rc)
+            )
+            return False
         self.counters["packs_published"] += 1
         self.counters["readings_published"] += len(rows)
         return True
