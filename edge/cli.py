@@ -1,9 +1,11 @@
-"""``suitcase edge``: run the agent, scan the bus."""
+"""``suitcase edge``: run the agent, scan the bus, enroll the Pi, install the systemd unit."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,9 +18,16 @@ from rich.table import Table
 
 from edge.agent import Agent
 from edge.bus import open_bus
+from edge.config import (
+    DEFAULT_CONFIG,
+    EdgeSettings,
+    effective_device_config,
+    load_edge_settings,
+    save_device_config,
+)
 from edge.scan import scan as scan_bus
 from kits.config_file import load_yaml_model
-from kits.errors import ConfigError
+from kits.errors import ConfigError, SuitcaseError
 from kits.models import DeviceConfig, DeviceSensor
 
 __all__ = ["app"]
@@ -34,7 +43,16 @@ app = typer.Typer(
 _DEFAULT_EMULATED = [DeviceSensor(name="bme280", part="bme280", address=0x77)]
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="device config YAML (kits.models.DeviceConfig)")
+    Path,
+    typer.Option(
+        "--config", "-c", help="agent config: TOML (edge.config.EdgeSettings) or a device config YAML"
+    ),
+]
+StateOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir", help="where the outbox and the server's config are kept (default: the config's)"
+    ),
 ]
 
 
@@ -45,19 +63,12 @@ def _fail(message: str) -> typer.Exit:
 
 @app.command()
 def run(
-    config: ConfigOption,
+    config: ConfigOption = DEFAULT_CONFIG,
+    state_dir: StateOption = None,
     seed: Annotated[int, typer.Option(help="noise seed of the emulated bus")] = 0,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
 ) -> None:
-    """Read the sensors and publish them until Ctrl-C or SIGTERM."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        device = load_yaml_model(config, DeviceConfig)
-        i2c = open_bus(device.bus, device.sensors, scenario=device.scenario, clock=time.time, seed=seed)
-        agent = Agent(device, i2c)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-
+    """Read the sensors and publish them until Ctrl-C or SIGTERM (claiming a config first if needed)."""
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -65,12 +76,99 @@ def run(
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        try:
+            settings = load_edge_settings(config)
+            logging.basicConfig(
+                level=(log_level or settings.log_level).upper(),
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            )
+            legacy = config.suffix in (".yaml", ".yml") and settings.claim is None and state_dir is None
+            state = None if legacy else (state_dir or settings.state_dir)
+            if state is not None:
+                settings = settings.model_copy(update={"state_dir": state})
+            device = effective_device_config(settings)
+            if device is None:
+                device = _claim(settings, stop)
+                if device is None:
+                    return
+            i2c = open_bus(device.bus, device.sensors, scenario=device.scenario, clock=time.time, seed=seed)
+            agent = Agent(device, i2c, state_dir=state)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+        except SuitcaseError as exc:
+            raise _fail(str(exc)) from None
         agent.run_until(stop)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _claim(settings: EdgeSettings, stop: threading.Event) -> DeviceConfig | None:
+    from edge.claim import claim
+
+    if settings.claim is None:
+        raise ConfigError(
+            "the config has neither a [device] table nor a [claim] table: add [claim] with server and code "
+            "(from the Pi's label), or run `suitcase edge enroll --server URL --code CODE`"
+        )
+    device = claim(settings.claim, stop=stop)
+    if device is not None:
+        path = save_device_config(settings.state_dir, device)
+        logging.getLogger(__name__).info("device config saved to %s", path)
+    return device
+
+
+@app.command()
+def enroll(
+    server: Annotated[str, typer.Option(help="the server's URL, e.g. https://suitcase.example.org")],
+    code: Annotated[str, typer.Option(help="the enrollment or claim code")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    state_dir: StateOption = None,
+) -> None:
+    """Fetch this Pi's device config from the server now and save it for `suitcase edge run`."""
+    from edge.claim import poll_once
+
+    try:
+        state = state_dir or (load_edge_settings(config).state_dir if config.exists() else None)
+        if state is None:
+            raise ConfigError(f"{config} does not exist: pass --state-dir or create the config")
+        device = poll_once(server, code)
+    except SuitcaseError as exc:
+        raise _fail(str(exc)) from None
+    if device is None:
+        raise _fail(
+            "the code is valid but not bound to a device yet: ask staff to scan the label and pick the "
+            "deployment, then run this again"
+        )
+    path = save_device_config(state, device)
+    Console().print(f"enrolled as [bold]{device.device}[/] ({device.org}); config saved to {path}")
+
+
+@app.command("install-service")
+def install_service(
+    config: ConfigOption = DEFAULT_CONFIG,
+    root: Annotated[Path, typer.Option(help="install under this root (tests, image builds)")] = Path("/"),
+    enable: Annotated[bool, typer.Option(help="systemctl enable --now (only with --root /)")] = True,
+) -> None:
+    """Write the systemd unit that runs the agent at boot, and enable it."""
+    from edge.service import UNIT_NAME, write_unit
+
+    path = write_unit(root, config)
+    console = Console()
+    console.print(f"wrote {path}")
+    if not config.exists() and root == Path("/"):
+        console.print(
+            f"[yellow]{config} does not exist yet: create it ([claim] or [device]) before starting[/]"
+        )
+    if enable and root == Path("/"):
+        systemctl = shutil.which("systemctl")
+        if systemctl is None:
+            raise _fail("systemctl not found: this is not a systemd system; start the agent another way")
+        for args in (["daemon-reload"], ["enable", "--now", UNIT_NAME]):
+            result = subprocess.run([systemctl, *args], capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise _fail(f"systemctl {' '.join(args)} failed: {result.stderr.strip()} (run as root)")
+        console.print(f"enabled and started {UNIT_NAME}: `journalctl -u {UNIT_NAME} -f` shows its log")
 
 
 @app.command()

@@ -142,3 +142,32 @@ def test_the_app_says_what_it_is() -> None:
     """Test the help line the root `suitcase` CLI shows for this sub-app."""
     result = runner.invoke(app, ["--help"])
     assert "Edge agent: read the Pi's sensors and publish them" in result.output
+
+
+def test_a_misspelt_toml_key_is_named_with_the_fix(tmp_path: Path) -> None:
+    """Test that the TOML config names a misspelt key and suggests the right one."""
+    path = tmp_path / "edge.toml"
+    path.write_text('state_dir = "/tmp/x"\n[claim]\nserver = "http://s"\ncoed = "ABCD-EFGH"\n')
+    result = runner.invoke(app, ["run", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "claim.coed" in result.output and "did you mean 'code'" in result.output
+
+
+def test_a_toml_without_device_or_claim_says_what_to_add(tmp_path: Path) -> None:
+    """Test that a config with neither [device] nor [claim] exits 2 saying how to enroll."""
+    path = tmp_path / "edge.toml"
+    path.write_text(f'state_dir = "{tmp_path / "state"}"\n')
+    result = runner.invoke(app, ["run", "--config", str(path)])
+    assert result.exit_code == 2 and "suitcase edge enroll" in result.output
+
+
+def test_install_service_writes_a_systemd_unit(tmp_path: Path) -> None:
+    """Test that install-service --root writes a unit that runs `suitcase edge run` with the config."""
+    result = runner.invoke(
+        app,
+        ["install-service", "--root", str(tmp_path), "--config", "/etc/suitcase/edge.toml", "--no-enable"],
+    )
+    assert result.exit_code == 0, result.output
+    unit = (tmp_path / "etc/systemd/system/suitcase-edge.service").read_text()
+    assert "-m suitcase edge run --config /etc/suitcase/edge.toml" in unit
+    assert "Restart=always" in unit and "WantedBy=multi-user.target" in unit
