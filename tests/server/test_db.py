@@ -35,7 +35,10 @@ def test_changed_and_removed_entries_are_synced(tmp_path: Path) -> None:
     starter = catalog.kit_profiles["starter"].model_copy(update={"name": "Renamed suitcase"})
     result = init_registry(engine, Catalog(kit_profiles={"starter": starter}, use_cases={}))
     assert result.updated == ("kit-profile:starter",)
-    assert result.removed == ("use-case:indoor-climate",)
+    assert "use-case:indoor-climate" in result.removed
+    assert set(result.removed) == {f"use-case:{u}" for u in catalog.use_cases} | {
+        f"kit-profile:{p}" for p in catalog.kit_profiles if p != "starter"
+    }
     with Session(engine) as session:
         row = session.get(KitProfileRow, "starter")
         assert row is not None and row.name == "Renamed suitcase"
