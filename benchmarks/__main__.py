@@ -11,7 +11,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-BENCHMARKS = ["benchmarks.bench_wire", "benchmarks.bench_store", "benchmarks.bench_gateway"]
+BENCHMARKS = [
+    "benchmarks.bench_wire",
+    "benchmarks.bench_store",
+    "benchmarks.bench_gateway",
+    "benchmarks.bench_edge",
+]
 
 
 def main() -> int:

@@ -626,6 +626,7 @@ class Agent:
                 self._early_acks.add(mid)
         if ids:
             self._acked.append(ids)
+        self._wake.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:

@@ -265,8 +265,9 @@ class Outbox:
                 else:
                     t, i = self._cursor
                     cur = self._db.execute(
+                        # "time >= ?" first, so SQLite seeks the (state, time, id) index
                         "SELECT id, sensor, quantity, value, time FROM readings WHERE state = 0 "
-                        "AND (time > ? OR (time = ? AND id > ?)) ORDER BY time, id LIMIT ?",
+                        "AND time >= ? AND (time > ? OR id > ?) ORDER BY time, id LIMIT ?",
                         (t, t, i, limit - len(out)),
                     )
                 batch = cur.fetchall()
@@ -343,9 +344,9 @@ class Outbox:
             t, i = after if after is not None else (start, -1)
             cur = self._db.execute(
                 "SELECT id, sensor, quantity, value, time FROM readings WHERE state IN (0, 2) "
-                "AND time >= ? AND time <= ? AND (time > ? OR (time = ? AND id > ?)) "
+                "AND time >= ? AND time <= ? AND (time > ? OR id > ?) "
                 "ORDER BY time, id LIMIT ?",
-                (start, end, t, t, i, limit),
+                (max(start, t), end, t, i, limit),
             )
             return [Row(*r) for r in cur.fetchall()]
 
