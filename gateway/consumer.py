@@ -4,11 +4,11 @@ The gateway holds a persistent session (fixed client id, clean session off, or w
 start off and a session that never expires) with a QoS 1 subscription and acknowledges by hand
 (ARCHITECTURE.md, "Delivery guarantees" 2 and 3):
 
-- paho's network thread only queues each message (so it keeps pinging the broker whatever the
-  sinks do);
+- the network thread (``gateway/_mqtt.py``: reads the socket in large chunks) only queues each
+  chunk of messages (so it keeps pinging the broker whatever the sinks do);
 - a worker thread decodes messages with ``kits.wire``, batches them (``batch_messages`` messages
   or ``batch_age_s`` seconds, whichever comes first), writes the readings to every sink and the
-  dead letters to the store, and only then PUBACKs every message of the batch;
+  dead letters to the store, and only then PUBACKs every message of the batch, in one write;
 - each sink has its own retry state: a sink that failed is retried with bounded exponential
   backoff without rewriting the sinks that already have the batch; a message is acked once every
   *required* sink has it; an optional sink (``required=False``) never holds the ack, keeps a
@@ -31,14 +31,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
+from gateway._mqtt import Delivery, MqttSession, MqttVersion
 from gateway.metrics import Metrics
 from gateway.sinks import Sink
 from gateway.sinks.sqlite import SqliteSink
@@ -53,11 +47,8 @@ log = logging.getLogger(__name__)
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 5.0
 _KEEPALIVE_S = 30
-_SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 _TOPIC_CACHE = 100_000
 _OPTIONAL_BACKLOG_POINTS = 1_000_000
-
-MqttVersion = Literal["3.1.1", "5"]
 
 
 class GatewayError(SuitcaseError):
@@ -87,22 +78,20 @@ class GatewayStats:
     connects: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Message:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    generation: int
-    received_at: float
+# What the network thread queues: (connection generation, received at, messages).
+_Chunk = tuple[int, float, list[Delivery]]
 
 
 @dataclass(slots=True)
 class _Batch:
     records: list[Record] = dataclasses.field(default_factory=list)
     letters: list[DeadLetter] = dataclasses.field(default_factory=list)
-    messages: list[_Message] = dataclasses.field(default_factory=list)
+    # Per message: (connection generation, packet id, QoS), the order they arrived in.
+    acks: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
     opened: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.acks)
 
 
 @dataclass(slots=True)
@@ -198,32 +187,16 @@ class Gateway:
         self._stats = GatewayStats()
         self._received = 0  # written by the network thread only
         self._stats_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Chunk] = queue.SimpleQueue()
+        self._taken = 0  # messages taken from the queue; written by the worker only
         self._topics: dict[str, tuple[str, str] | WireError] = {}
-        self._generation = 0  # bumped on each connection: acks of older connections are void
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._opened = False
-        if mqtt_version == "5":
-            self._client = mqtt.Client(
-                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
-            )
-        else:
-            self._client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=client_id,
-                clean_session=False,
-                protocol=mqtt.MQTTv311,
-                manual_ack=True,
-            )
-        if username is not None:
-            self._client.username_pw_set(username, password)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
+        self._username = username
+        self._password = password
+        self._session = self._new_session()
         for sink in self.sinks:
             self.metrics.sink_up.labels(sink.name).set(1)
 
@@ -247,6 +220,24 @@ class Gateway:
         """Each sink's name and whether its last write succeeded."""
         return {st.sink.name: st.up for st in self._states}
 
+    def _new_session(self) -> MqttSession:
+        return MqttSession(
+            self.host,
+            self.port,
+            self.client_id,
+            self.topic_filter,
+            self._on_messages,
+            version=self.mqtt_version,
+            keepalive=_KEEPALIVE_S,
+            username=self._username,
+            password=self._password,
+            receive_maximum=self.receive_maximum,
+            on_connected=self._on_connected,
+            on_subscribed=self._on_subscribed,
+            on_lost=self._on_lost,
+            clock=self._clock,
+        )
+
     def start(self) -> None:
         """Open the sinks, connect, subscribe and start consuming in background threads.
 
@@ -262,15 +253,7 @@ class Gateway:
                 sink.open()
             self._opened = True
         try:
-            if self.mqtt_version == "5":
-                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                props.SessionExpiryInterval = _SESSION_NEVER_EXPIRES
-                props.ReceiveMaximum = self.receive_maximum
-                self._client.connect(
-                    self.host, self.port, keepalive=_KEEPALIVE_S, clean_start=False, properties=props
-                )
-            else:
-                self._client.connect(self.host, self.port, keepalive=_KEEPALIVE_S)
+            self._session.start()
         except OSError as exc:
             raise GatewayError(
                 f"cannot reach the MQTT broker at {self.host}:{self.port} ({exc}): "
@@ -278,7 +261,6 @@ class Gateway:
             ) from exc
         self._worker = threading.Thread(target=self._work, name=f"gateway-{self.client_id}", daemon=True)
         self._worker.start()
-        self._client.loop_start()
         log.info(
             "gateway %s consuming %s from %s:%s (MQTT %s) into %s",
             self.client_id,
@@ -316,13 +298,13 @@ class Gateway:
             log.warning(
                 "gateway %s: worker still writing after %.0f s; disconnecting", self.client_id, timeout
             )
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._session.stop()
+        self._session = self._new_session()  # a later start() opens a fresh connection
         self._subscribed.clear()
         self.metrics.connected.set(0)
         # What is still queued was never acked; drop our copy, the broker holds the original.
         while not self._queue.empty():
-            self._queue.get_nowait()
+            self._taken += len(self._queue.get_nowait()[2])
         if not worker.is_alive():
             for sink in self.sinks:
                 try:
@@ -341,134 +323,109 @@ class Gateway:
     ) -> None:
         self.stop()
 
-    # ------------------------------------------------------------------ paho callbacks (network thread)
+    # ------------------------------------------------------------------ session callbacks (network thread)
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            log.error(
-                "broker %s:%s refused gateway %s: %s", self.host, self.port, self.client_id, reason_code
-            )
-            return
-        self._generation += 1
+    def _on_connected(self, session_present: bool) -> None:
         with self._stats_lock:
             self._stats.connects += 1
-        log.info("gateway %s connected (session present: %s)", self.client_id, flags.session_present)
-        result, _ = client.subscribe(self.topic_filter, qos=1)
-        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            log.error("gateway %s could not subscribe to %s: %s", self.client_id, self.topic_filter, result)
+        log.info("gateway %s connected (session present: %s)", self.client_id, session_present)
 
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        mid: int,
-        reason_codes: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        if any(code.is_failure for code in reason_codes):
-            log.error("broker refused the subscription to %s: %s", self.topic_filter, reason_codes)
-            return
+    def _on_subscribed(self) -> None:
         self._subscribed.set()
         self.metrics.connected.set(1)
 
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
+    def _on_lost(self, reason: str) -> None:
         self._subscribed.clear()
         self.metrics.connected.set(0)
         if not self._stopping.is_set():
-            log.warning("gateway %s lost the broker (%s); reconnecting", self.client_id, reason_code)
+            log.warning("gateway %s lost the broker (%s); reconnecting", self.client_id, reason)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._received += 1
-        self._queue.put(
-            _Message(
-                message.topic,
-                bytes(message.payload),
-                message.mid,
-                message.qos,
-                self._generation,
-                self._clock(),
-            )
-        )
+    def _on_messages(self, generation: int, received_at: float, messages: list[Delivery]) -> None:
+        self._received += len(messages)
+        self._queue.put((generation, received_at, messages))
 
     # ------------------------------------------------------------------ worker thread
 
     def _work(self) -> None:
         batch = _Batch()
         get = self._queue.get
+        get_nowait = self._queue.get_nowait
+        rest: _Chunk | None = None  # what did not fit in the last batch, taken first
         while not self._stopping.is_set():
-            wait = batch.opened + self.batch_age_s - time.monotonic() if batch.messages else 0.2
-            try:
-                message: _Message | None = get(timeout=max(wait, 0.001))
-            except queue.Empty:
-                message = None
-            if message is not None:
-                if not batch.messages:
+            chunk: _Chunk | None = rest
+            rest = None
+            if chunk is None:
+                wait = batch.opened + self.batch_age_s - time.monotonic() if batch.acks else 0.2
+                try:
+                    chunk = get(timeout=max(wait, 0.001))
+                except queue.Empty:
+                    chunk = None
+            if chunk is not None:
+                if not batch.acks:
                     batch.opened = time.monotonic()
-                self._add(batch, message)
-                # Drain what is already queued without a timed wait per message.
-                while len(batch.messages) < self.batch_messages:
+                rest = self._add(batch, chunk)
+                # Take what is already queued without a timed wait.
+                while rest is None and len(batch) < self.batch_messages:
                     try:
-                        self._add(batch, self._queue.get_nowait())
+                        rest = self._add(batch, get_nowait())
                     except queue.Empty:
                         break
-            if batch.messages and (
-                len(batch.messages) >= self.batch_messages
-                or time.monotonic() - batch.opened >= self.batch_age_s
+            if batch.acks and (
+                len(batch) >= self.batch_messages or time.monotonic() - batch.opened >= self.batch_age_s
             ):
                 if not self._flush(batch):
                     return
                 batch = _Batch()
         # Stopping: one attempt at what is batched; what is still queued is left to redelivery.
-        if batch.messages:
+        if batch.acks:
             self._flush(batch)
 
-    def _device_of(self, topic: str) -> tuple[str, str]:
-        known = self._topics.get(topic)
-        if known is None:
-            try:
-                parsed = parse_topic(topic)
-                if parsed.kind != "telemetry":
-                    raise BadTopic(f"topic {topic!r} is not a telemetry topic")
-                known = (parsed.org, parsed.device)
-            except WireError as exc:
-                known = exc
-            if len(self._topics) >= _TOPIC_CACHE:
-                self._topics.clear()
-            self._topics[topic] = known
-        if isinstance(known, WireError):
-            raise known
+    def _device_of(self, topic: str) -> tuple[str, str] | WireError:
+        """Parse ``topic`` into (org, device), or the reason it is no telemetry topic; cached."""
+        known: tuple[str, str] | WireError
+        try:
+            parsed = parse_topic(topic)
+            if parsed.kind != "telemetry":
+                raise BadTopic(f"topic {topic!r} is not a telemetry topic")
+            known = (parsed.org, parsed.device)
+        except WireError as exc:
+            known = exc
+        if len(self._topics) >= _TOPIC_CACHE:
+            self._topics.clear()
+        self._topics[topic] = known
         return known
 
-    def _add(self, batch: _Batch, message: _Message) -> None:
-        batch.messages.append(message)
-        try:
-            org, device = self._device_of(message.topic)
-            batch.records.extend(decode_pack(message.payload, org=org, device=device, now=self._clock()))
-        except WireError as exc:
-            log.warning(
-                "dead letter on %s: %s: %s",
-                message.topic,
-                exc.code,
-                exc,
-                extra={"topic": message.topic, "code": exc.code},
-            )
-            batch.letters.append(
-                DeadLetter(message.received_at, message.topic, message.payload, exc.code, str(exc))
-            )
+    def _add(self, batch: _Batch, chunk: _Chunk) -> _Chunk | None:
+        """Decode the messages of ``chunk`` into ``batch`` while it has room; return the rest."""
+        generation, received_at, messages = chunk
+        room = self.batch_messages - len(batch)
+        rest: _Chunk | None = None
+        if len(messages) > room:
+            messages, rest = messages[:room], (generation, received_at, messages[room:])
+        self._taken += len(messages)
+        now = self._clock()
+        records = batch.records
+        acks = batch.acks
+        topics = self._topics
+        for topic, payload, mid, qos in messages:
+            acks.append((generation, mid, qos))
+            try:
+                known = topics.get(topic)
+                if known is None:
+                    known = self._device_of(topic)
+                if isinstance(known, WireError):
+                    raise known
+                records.extend(decode_pack(payload, org=known[0], device=known[1], now=now))
+            except WireError as exc:
+                log.warning(
+                    "dead letter on %s: %s: %s",
+                    topic,
+                    exc.code,
+                    exc,
+                    extra={"topic": topic, "code": exc.code},
+                )
+                batch.letters.append(DeadLetter(received_at, topic, payload, exc.code, str(exc)))
+        return rest
 
     def _write(self, state: _SinkState, records: list[Record]) -> bool:
         """One attempt to write ``records`` to one sink; update its retry state and metrics."""
@@ -523,8 +480,8 @@ class Gateway:
 
     def _flush(self, batch: _Batch) -> bool:
         """Write ``batch`` to every sink then ack it; False if stopped before it was written."""
-        self.metrics.messages.inc(len(batch.messages))
-        self.metrics.inflight.set(len(batch.messages) + self._queue.qsize())
+        self.metrics.messages.inc(len(batch))
+        self.metrics.inflight.set(len(batch) + self._received - self._taken)
         for state in self._states:
             if not state.sink.required:
                 self._write_optional(state, batch.records)
@@ -554,7 +511,7 @@ class Gateway:
                 log.warning(
                     "gateway %s stopping with %d messages unwritten: the broker redelivers them",
                     self.client_id,
-                    len(batch.messages),
+                    len(batch),
                 )
                 return False
             retry_at = [st.retry_at for st in pending]
@@ -562,18 +519,11 @@ class Gateway:
                 retry_at.append(self._letters_state.retry_at)
             # Woken early by stop(): the loop makes one last attempt before giving up.
             self._stopping.wait(max(min(retry_at) - time.monotonic(), 0.001))
-        generation = self._generation
-        acked = 0
-        for message in batch.messages:
-            if message.generation != generation:
-                continue  # arrived on an older connection: the broker redelivers it
-            result = self._client.ack(message.mid, message.qos)
-            if result == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                acked += 1
+        acked = self._ack(batch)
         for letter in batch.letters:
             self.metrics.dead_letters.labels(letter.code).inc()
         self.metrics.acked.inc(acked)
-        self.metrics.inflight.set(self._queue.qsize())
+        self.metrics.inflight.set(self._received - self._taken)
         with self._stats_lock:
             self._stats.written += len(batch.records)
             self._stats.dead_lettered += len(batch.letters)
@@ -581,9 +531,21 @@ class Gateway:
             self._stats.acked += acked
         log.debug(
             "batch of %d messages written (%d readings, %d dead letters), %d acked",
-            len(batch.messages),
+            len(batch),
             len(batch.records),
             len(batch.letters),
             acked,
         )
         return True
+
+    def _ack(self, batch: _Batch) -> int:
+        """PUBACK the batch's messages of the current connection in one write; return how many.
+
+        A message that arrived on an older connection is not acked: the broker redelivers it.
+        """
+        generation = self._session.generation
+        mids = [mid for gen, mid, qos in batch.acks if gen == generation and qos]
+        plain = sum(1 for gen, _, qos in batch.acks if gen == generation and not qos)
+        if not self._session.ack(generation, mids):
+            return 0
+        return len(mids) + plain

@@ -29,10 +29,12 @@ idempotency key is that exact time.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+import operator
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from gateway.store.base import DeadLetter, DeviceSeen, StoreError, Window
@@ -42,6 +44,8 @@ __all__ = ["ROLLUP_WIDTHS", "SCHEMA_VERSION", "SqliteStore", "from_url"]
 
 SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_MS = 30_000
+_WAL_CHECKPOINT_PAGES = 10_000
+_CACHE_KIB = 32 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -121,6 +125,30 @@ GROUP BY h.series_id, h.hour
 """
 
 _SeriesKey = tuple[str, str, str, str]
+_series_key: Callable[[Record], _SeriesKey] = operator.attrgetter("org", "device", "sensor", "quantity")
+
+
+def _check_finite(records: Sequence[Record]) -> None:
+    """Raise StoreError for a value or time that is not a finite number.
+
+    INSERT OR IGNORE would also ignore the NOT NULL that NaN becomes: refuse it here. A finite
+    sum proves every term finite; otherwise each record is looked at.
+    """
+    try:
+        if math.isfinite(sum([r.value for r in records])) and math.isfinite(sum([r.time for r in records])):
+            return
+    except (TypeError, ValueError, OverflowError):
+        pass
+    for rec in records:
+        try:
+            finite = math.isfinite(rec.value) and math.isfinite(rec.time)
+        except TypeError:
+            finite = False
+        if not finite:
+            raise StoreError(
+                f"reading {rec.device} {rec.sensor}/{rec.quantity} at {rec.time} has value "
+                f"{rec.value}: only finite numbers are stored (decode payloads with kits.wire)"
+            )
 
 
 class SqliteStore:
@@ -173,6 +201,10 @@ class SqliteStore:
             )
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA synchronous = FULL")
+            # Each batch rewrites the newest page of every series it touches: a longer WAL folds
+            # many versions of a page into one checkpoint write, and the cache keeps those pages.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
             conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn = conn
             with self._conn_lock:
@@ -227,29 +259,42 @@ class SqliteStore:
         """
         if not records:
             return
-        for rec in records:
-            # INSERT OR IGNORE would also ignore the NOT NULL that NaN becomes: refuse it here.
-            try:
-                finite = math.isfinite(rec.value) and math.isfinite(rec.time)
-            except TypeError:
-                finite = False
-            if not finite:
-                raise StoreError(
-                    f"reading {rec.device} {rec.sensor}/{rec.quantity} at {rec.time} has value "
-                    f"{rec.value}: only finite numbers are stored (decode payloads with kits.wire)"
-                )
+        _check_finite(records)
         groups: dict[_SeriesKey, list[Record]] = {}
         for rec in records:
-            groups.setdefault((rec.org, rec.device, rec.sensor, rec.quantity), []).append(rec)
+            key = _series_key(rec)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [rec]
+            else:
+                group.append(rec)
         with self._translate(f"write {len(records)} readings"), self._lock:
             conn = self._conn()
             new_ids: dict[_SeriesKey, int] = {}
             with self._transaction(conn):
-                per_device: dict[tuple[str, str], tuple[float, float, int]] = {}
+                # One statement per kind of row for the whole batch, and the readings one per
+                # device, so each device's count of new readings is exact; per-row work stays in C.
+                device_rows: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
+                device_span: dict[tuple[str, str], tuple[float, float]] = {}
+                newest_rows: list[tuple[int, float, float]] = []
+                dirty_rows: list[tuple[int, float]] = []
                 for key, recs in groups.items():
                     sid = self._series_id(conn, key)
                     new_ids[key] = sid
-                    rows = [(sid, r.time, r.value) for r in recs]
+                    times = [r.time for r in recs]
+                    values = [r.value for r in recs]
+                    rows = device_rows.setdefault((key[0], key[1]), [])
+                    rows.extend(zip(itertools.repeat(sid), times, values, strict=False))
+                    hi, lo = max(times), min(times)
+                    last = len(times) - 1 - times[::-1].index(hi)  # the last of equal times wins
+                    newest_rows.append((sid, hi, values[last]))
+                    dirty_rows.extend((sid, m) for m in {t - t % 60 for t in times})
+                    span = device_span.get((key[0], key[1]))
+                    device_span[key[0], key[1]] = (
+                        (lo, hi) if span is None else (min(span[0], lo), max(span[1], hi))
+                    )
+                per_device: list[tuple[str, str, float, float, int]] = []
+                for (org, device), rows in device_rows.items():
                     before = conn.total_changes
                     conn.executemany(
                         "INSERT OR IGNORE INTO readings (series_id, time, value) VALUES (?, ?, ?)", rows
@@ -261,29 +306,23 @@ class SqliteStore:
                             "AND value IS NOT ?3",
                             rows,
                         )
-                    newest = recs[0]
-                    for rec in recs:  # the last of equal times wins, as in the readings table
-                        if rec.time >= newest.time:
-                            newest = rec
-                    conn.execute(
-                        "UPDATE series SET last_time = ?2, last_value = ?3 "
-                        "WHERE id = ?1 AND (last_time IS NULL OR last_time <= ?2)",
-                        (sid, newest.time, newest.value),
-                    )
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO rollup_dirty (series_id, minute) VALUES (?, ?)",
-                        [(sid, m) for m in {r.time - r.time % 60 for r in recs}],
-                    )
-                    oldest = min(r.time for r in recs)
-                    lo, hi, count = per_device.get((key[0], key[1]), (oldest, newest.time, 0))
-                    per_device[key[0], key[1]] = (min(lo, oldest), max(hi, newest.time), count + added)
+                    lo, hi = device_span[org, device]
+                    per_device.append((org, device, lo, hi, added))
+                conn.executemany(
+                    "UPDATE series SET last_time = ?2, last_value = ?3 "
+                    "WHERE id = ?1 AND (last_time IS NULL OR last_time <= ?2)",
+                    newest_rows,
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO rollup_dirty (series_id, minute) VALUES (?, ?)", dirty_rows
+                )
                 conn.executemany(
                     "INSERT INTO devices (org, device, first_seen, last_seen, readings) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (org, device) DO UPDATE SET "
                     "first_seen = min(first_seen, excluded.first_seen), "
                     "last_seen = max(last_seen, excluded.last_seen), "
                     "readings = readings + excluded.readings",
-                    [(org, dev, lo, hi, n) for (org, dev), (lo, hi, n) in per_device.items()],
+                    per_device,
                 )
             self._series.update(new_ids)  # only after COMMIT: a rolled-back id must not be cached
 

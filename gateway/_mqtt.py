@@ -1,0 +1,534 @@
+"""A lean MQTT 3.1.1 / 5 subscriber: the gateway's one persistent QoS 1 session, acked by hand.
+
+Why not paho: paho reads each packet with three or more ``recv()`` calls, builds an object per
+message and sends each PUBACK with its own ``send()``. Draining a backlog, that per-message work,
+not the broker, was the gateway's ceiling (``benchmarks/bench_gateway.py``). This client reads
+the socket in large chunks, parses every PUBLISH of a chunk in one pass and sends a batch's
+PUBACKs in one ``sendall``.
+
+It does only what the gateway needs (ARCHITECTURE.md, "Delivery guarantees" 2 and 3):
+
+- a persistent session: a fixed client id, clean session / clean start off, with MQTT 5 a session
+  that never expires and the Receive Maximum the gateway declares;
+- one QoS 1 subscription, renewed on every connection;
+- no automatic acknowledgement: :meth:`MqttSession.ack` sends PUBACKs once the caller has
+  written the messages. A message can only be acked on the connection it arrived on: each
+  connection has a *generation*, and acks of an older one are dropped (the broker redelivers
+  those messages on the new connection; the idempotent sinks absorb the duplicate);
+- keep-alive pings, and reconnection with bounded exponential backoff after any loss.
+
+It never publishes, and never receives QoS 2 (the subscription's QoS 1 caps what the broker sends).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+__all__ = ["Delivery", "MqttError", "MqttSession"]
+
+log = logging.getLogger(__name__)
+
+# One message: topic, payload, packet id (0 for QoS 0), QoS.
+Delivery = tuple[str, bytes, int, int]
+
+_READ_SIZE = 256 * 1024
+_TICK_S = 0.25  # how often the network thread looks at keep-alive and stop while idle
+_SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+
+_CONNECT, _CONNACK, _PUBLISH, _PUBACK = 1, 2, 3, 4
+_SUBSCRIBE, _SUBACK, _PINGREQ, _PINGRESP, _DISCONNECT = 8, 9, 12, 13, 14
+
+_PINGREQ_PACKET = b"\xc0\x00"
+_DISCONNECT_PACKET = b"\xe0\x00"
+_SUBSCRIBE_MID = 1
+
+# MQTT 5 property identifiers by the size of their value (OASIS MQTT 5.0, 2.2.2.2).
+_PROP_BYTE = frozenset({0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A})
+_PROP_TWO = frozenset({0x13, 0x21, 0x22, 0x23})
+_PROP_FOUR = frozenset({0x02, 0x11, 0x18, 0x27})
+_PROP_VARINT = frozenset({0x0B})
+_PROP_STRING = frozenset({0x03, 0x08, 0x09, 0x12, 0x15, 0x16, 0x1A, 0x1C, 0x1F})
+_PROP_PAIR = frozenset({0x26})
+_SERVER_KEEP_ALIVE = 0x13
+
+MqttVersion = Literal["3.1.1", "5"]
+
+
+class MqttError(Exception):
+    """The broker broke the protocol, or refused the connection or the subscription."""
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    """Return (value, position after it), or None if ``data`` ends inside it."""
+    value = 0
+    for shift in (0, 7, 14, 21):
+        if pos >= len(data):
+            return None
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+    raise MqttError("malformed variable byte integer (more than 4 bytes)")
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack(">H", len(raw)) + raw
+
+
+def _packet(kind: int, flags: int, body: bytes) -> bytes:
+    return bytes([kind << 4 | flags]) + _varint(len(body)) + body
+
+
+def connect_packet(
+    client_id: str,
+    *,
+    version: MqttVersion,
+    keepalive: int,
+    username: str | None = None,
+    password: str | None = None,
+    receive_maximum: int | None = None,
+) -> bytes:
+    """Return a CONNECT that resumes the persistent session of ``client_id``."""
+    flags = 0  # clean session / clean start off
+    if username is not None:
+        flags |= 0x80
+        if password is not None:
+            flags |= 0x40
+    level = 5 if version == "5" else 4
+    body = _string("MQTT") + bytes([level, flags]) + struct.pack(">H", keepalive)
+    if version == "5":
+        props = b"\x11" + struct.pack(">I", _SESSION_NEVER_EXPIRES)
+        if receive_maximum is not None:
+            props += b"\x21" + struct.pack(">H", receive_maximum)
+        body += _varint(len(props)) + props
+    body += _string(client_id)
+    if username is not None:
+        body += _string(username)
+        if password is not None:
+            body += _string(password)
+    return _packet(_CONNECT, 0, body)
+
+
+def subscribe_packet(topic_filter: str, *, version: MqttVersion, mid: int = _SUBSCRIBE_MID) -> bytes:
+    """Return a SUBSCRIBE to ``topic_filter`` at QoS 1."""
+    body = struct.pack(">H", mid) + (b"\x00" if version == "5" else b"") + _string(topic_filter) + b"\x01"
+    return _packet(_SUBSCRIBE, 2, body)
+
+
+def puback_packets(mids: Sequence[int]) -> bytes:
+    """Return the PUBACKs of ``mids``, back to back (4 bytes each, reason omitted: success)."""
+    return struct.pack(f">{len(mids)}I", *[0x40020000 | mid for mid in mids])
+
+
+def _properties(data: bytes, pos: int) -> tuple[dict[int, int], int]:
+    """Parse MQTT 5 properties at ``pos``; return the integer ones and the position after them."""
+    parsed = _read_varint(data, pos)
+    if parsed is None:
+        raise MqttError("properties truncated")
+    length, pos = parsed
+    end = pos + length
+    found: dict[int, int] = {}
+    while pos < end:
+        prop = data[pos]
+        pos += 1
+        if prop in _PROP_BYTE:
+            found[prop] = data[pos]
+            pos += 1
+        elif prop in _PROP_TWO:
+            found[prop] = struct.unpack_from(">H", data, pos)[0]
+            pos += 2
+        elif prop in _PROP_FOUR:
+            found[prop] = struct.unpack_from(">I", data, pos)[0]
+            pos += 4
+        elif prop in _PROP_VARINT:
+            value = _read_varint(data, pos)
+            if value is None:
+                raise MqttError("property truncated")
+            found[prop], pos = value
+        elif prop in _PROP_STRING:
+            pos += 2 + struct.unpack_from(">H", data, pos)[0]
+        elif prop in _PROP_PAIR:
+            pos += 2 + struct.unpack_from(">H", data, pos)[0]
+            pos += 2 + struct.unpack_from(">H", data, pos)[0]
+        else:
+            raise MqttError(f"unknown MQTT 5 property 0x{prop:02x}")
+    if pos != end:
+        raise MqttError("properties overrun their length")
+    return found, end
+
+
+class PacketReader:
+    """Splits a byte stream into packets; PUBLISHes become :data:`Delivery` tuples.
+
+    Args:
+        version: the protocol of the connection (MQTT 5 PUBLISHes carry properties).
+    """
+
+    def __init__(self, version: MqttVersion) -> None:
+        self.v5 = version == "5"
+        self._rest = b""
+
+    def feed(self, data: bytes) -> tuple[list[Delivery], list[tuple[int, int, bytes]]]:
+        """Take the next bytes of the stream; return the complete messages and control packets.
+
+        Control packets are (type, flags, body). A packet cut at the end of ``data`` is kept
+        until the next call.
+
+        Raises:
+            MqttError: the stream is not MQTT.
+        """
+        if self._rest:
+            data = self._rest + data
+        messages: list[Delivery] = []
+        control: list[tuple[int, int, bytes]] = []
+        try:
+            pos = self._split(data, messages.append, control)
+        except (IndexError, UnicodeDecodeError, struct.error) as exc:
+            raise MqttError(f"malformed packet from the broker ({exc})") from exc
+        self._rest = data[pos:]
+        return messages, control
+
+    def _split(
+        self, data: bytes, append: Callable[[Delivery], None], control: list[tuple[int, int, bytes]]
+    ) -> int:
+        v5 = self.v5
+        size = len(data)
+        pos = 0
+        while size - pos >= 2:
+            header = data[pos]
+            length = data[pos + 1]
+            start = pos + 2
+            if length >= 0x80:
+                parsed = _read_varint(data, pos + 1)
+                if parsed is None:
+                    break
+                length, start = parsed
+            end = start + length
+            if end > size:
+                break
+            if header >> 4 == _PUBLISH:
+                qos = (header >> 1) & 3
+                at = start + 2 + ((data[start] << 8) | data[start + 1])
+                topic = data[start + 2 : at].decode()
+                mid = 0
+                if qos:
+                    if qos != 1:
+                        raise MqttError("the broker sent a QoS 2 message on a QoS 1 subscription")
+                    mid = (data[at] << 8) | data[at + 1]
+                    at += 2
+                if v5:
+                    plen = data[at]
+                    if plen < 0x80:
+                        at += 1 + plen
+                    else:
+                        _, at = _properties(data, at)
+                if at > end:
+                    raise MqttError("PUBLISH shorter than its topic and header")
+                append((topic, data[at:end], mid, qos))
+            else:
+                control.append((header >> 4, header & 0x0F, data[start:end]))
+            pos = end
+        return pos
+
+
+class MqttSession:
+    """One persistent QoS 1 subscription, acknowledged by hand, kept connected in a thread.
+
+    Args:
+        host: the broker's host.
+        port: its port.
+        client_id: the fixed client id of the session.
+        topic_filter: what to subscribe to, at QoS 1.
+        deliver: called from the network thread with (generation, received_at, messages) for
+            every chunk of messages read; must be quick (queue them).
+        version: ``"3.1.1"`` or ``"5"``.
+        keepalive: seconds; the broker's Server Keep Alive (MQTT 5) overrides it.
+        username: the broker user, if any.
+        password: its password.
+        receive_maximum: with MQTT 5, the most unacknowledged messages the broker may send.
+        on_connected: called (network thread) with ``session_present`` after each accepted CONNECT.
+        on_subscribed: called (network thread) once the subscription is acknowledged.
+        on_lost: called (network thread) with a reason when a connection ends unasked.
+        clock: UTC epoch seconds, the ``received_at`` of each chunk.
+        reconnect_min_s: first wait before reconnecting; doubles on each failure.
+        reconnect_max_s: the longest wait.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        topic_filter: str,
+        deliver: Callable[[int, float, list[Delivery]], None],
+        *,
+        version: MqttVersion = "3.1.1",
+        keepalive: int = 30,
+        username: str | None = None,
+        password: str | None = None,
+        receive_maximum: int | None = None,
+        on_connected: Callable[[bool], None] | None = None,
+        on_subscribed: Callable[[], None] | None = None,
+        on_lost: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        reconnect_min_s: float = 1.0,
+        reconnect_max_s: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.topic_filter = topic_filter
+        self.version = version
+        self.keepalive = keepalive
+        self._deliver = deliver
+        self._connect_packet = connect_packet(
+            client_id,
+            version=version,
+            keepalive=keepalive,
+            username=username,
+            password=password,
+            receive_maximum=receive_maximum if version == "5" else None,
+        )
+        self._on_connected = on_connected
+        self._on_subscribed = on_subscribed
+        self._on_lost = on_lost
+        self._clock = clock
+        self._reconnect_min_s = reconnect_min_s
+        self._reconnect_max_s = reconnect_max_s
+        self._send_lock = threading.Lock()  # guards _sock, _generation, _last_sent and every send
+        self._sock: socket.socket | None = None
+        self._generation = 0
+        self._last_sent = 0.0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def generation(self) -> int:
+        """The current connection's number; messages of older connections cannot be acked."""
+        return self._generation
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Connect (TCP and CONNECT) now, then serve the session in a background thread.
+
+        Raises:
+            OSError: the broker cannot be reached.
+        """
+        if self._thread is not None:
+            raise MqttError(f"session {self.client_id} is already running")
+        self._stopping.clear()
+        self._open()
+        self._thread = threading.Thread(target=self._run, name=f"mqtt-{self.client_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Send DISCONNECT (the session stays on the broker), close, and stop the thread."""
+        self._stopping.set()
+        with self._send_lock:
+            sock, self._sock = self._sock, None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.sendall(_DISCONNECT_PACKET)
+                _shutdown(sock)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+
+    # ------------------------------------------------------------------ acks (any thread)
+
+    def ack(self, generation: int, mids: Sequence[int]) -> bool:
+        """PUBACK ``mids``, received on connection ``generation``, in one write.
+
+        Returns:
+            False, sending nothing, when that connection is gone (the broker redelivers those
+            messages on the next one) or the write failed (the connection is then closed).
+        """
+        if not mids:
+            return True
+        packets = puback_packets(mids)
+        with self._send_lock:
+            sock = self._sock
+            if sock is None or generation != self._generation:
+                return False
+            try:
+                sock.sendall(packets)
+            except OSError as exc:
+                log.warning("MQTT session %s: sending %d PUBACKs failed: %s", self.client_id, len(mids), exc)
+                self._sock = None
+                _shutdown(sock)
+                return False
+            self._last_sent = time.monotonic()
+        return True
+
+    # ------------------------------------------------------------------ network thread
+
+    def _open(self) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout=max(self.keepalive, 1))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.sendall(self._connect_packet)
+        except OSError:
+            sock.close()
+            raise
+        with self._send_lock:
+            self._sock = sock
+            self._generation += 1  # before any message of this connection can arrive
+            self._last_sent = time.monotonic()
+        return sock
+
+    def _send(self, sock: socket.socket, packet: bytes) -> None:
+        with self._send_lock:
+            if self._sock is not sock:
+                raise OSError("connection closed")
+            sock.sendall(packet)
+            self._last_sent = time.monotonic()
+
+    def _run(self) -> None:
+        delay = self._reconnect_min_s
+        sock = self._sock
+        while not self._stopping.is_set():
+            if sock is None:
+                try:
+                    sock = self._open()
+                except OSError as exc:
+                    log.warning(
+                        "MQTT session %s: cannot reach %s:%s (%s); retrying in %.0f s",
+                        self.client_id,
+                        self.host,
+                        self.port,
+                        exc,
+                        delay,
+                    )
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, self._reconnect_max_s)
+                    continue
+            accepted = False
+            try:
+                accepted, reason = self._serve(sock)
+            except (MqttError, OSError) as exc:
+                reason = str(exc)
+            except Exception as exc:  # a bug must not kill the session silently: log, reconnect
+                log.exception("MQTT session %s: unexpected error", self.client_id)
+                reason = f"unexpected error ({exc!r})"
+            with self._send_lock:
+                if self._sock is sock:
+                    self._sock = None
+            sock.close()
+            sock = None
+            if self._stopping.is_set():
+                break
+            if accepted:
+                delay = self._reconnect_min_s
+            if self._on_lost is not None:
+                self._on_lost(reason)
+            self._stopping.wait(delay)
+            if not accepted:
+                delay = min(delay * 2, self._reconnect_max_s)
+        with self._send_lock:  # a connection opened while stop() ran
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            _shutdown(sock)
+            sock.close()
+
+    def _serve(self, sock: socket.socket) -> tuple[bool, str]:
+        """Read ``sock`` until the connection ends; return (CONNECT accepted, why it ended)."""
+        reader = PacketReader(self.version)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        keepalive = self.keepalive
+        accepted = False
+        ping_sent = 0.0
+        opened = time.monotonic()
+        while not self._stopping.is_set():
+            if poller.poll(_TICK_S * 1000):
+                try:
+                    data = sock.recv(_READ_SIZE)
+                except OSError as exc:
+                    return accepted, f"connection lost ({exc})"
+                if not data:
+                    return accepted, "the broker closed the connection"
+                messages, control = reader.feed(data)
+                if messages:
+                    self._deliver(self._generation, self._clock(), messages)
+                for kind, _flags, body in control:
+                    if kind == _CONNACK:
+                        keepalive = self._connack(sock, body)
+                        accepted = True
+                    elif kind == _SUBACK:
+                        self._suback(body)
+                    elif kind == _PINGRESP:
+                        ping_sent = 0.0
+                    elif kind == _DISCONNECT:
+                        code = body[0] if body else 0
+                        return accepted, f"the broker disconnected (reason 0x{code:02x})"
+            now = time.monotonic()
+            if not accepted and now - opened > max(keepalive, 1):
+                return False, "no CONNACK from the broker"
+            if ping_sent and now - ping_sent > max(keepalive, 1):
+                return accepted, f"no PINGRESP within {keepalive} s"
+            if accepted and keepalive and not ping_sent and now - self._last_sent >= keepalive / 2:
+                ping_sent = now
+                self._send(sock, _PINGREQ_PACKET)
+        return accepted, "stopping"
+
+    def _connack(self, sock: socket.socket, body: bytes) -> int:
+        """Check the CONNACK, subscribe; return the keep-alive to use."""
+        if len(body) < 2:
+            raise MqttError("malformed CONNACK")
+        session_present, code = bool(body[0] & 1), body[1]
+        keepalive = self.keepalive
+        if self.version == "5" and len(body) > 2:
+            props, _ = _properties(body, 2)
+            keepalive = props.get(_SERVER_KEEP_ALIVE, keepalive)
+        if code != 0:
+            raise MqttError(
+                f"broker {self.host}:{self.port} refused session {self.client_id} (code 0x{code:02x}): "
+                "check the gateway's username, password and client id"
+            )
+        log.info("MQTT session %s connected (session present: %s)", self.client_id, session_present)
+        if self._on_connected is not None:
+            self._on_connected(session_present)
+        self._send(sock, subscribe_packet(self.topic_filter, version=self.version))
+        return keepalive
+
+    def _suback(self, body: bytes) -> None:
+        pos = 2
+        if self.version == "5":
+            _, pos = _properties(body, pos)
+        codes = body[pos:]
+        if not codes or any(code >= 0x80 for code in codes):
+            log.error(
+                "broker refused the subscription of %s to %s (codes %s): check its ACL",
+                self.client_id,
+                self.topic_filter,
+                list(codes),
+            )
+            return
+        if self._on_subscribed is not None:
+            self._on_subscribed()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    """Wake any thread blocked on ``sock`` and close it for good."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
