@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from kits.catalog import load_catalog
 from kits.errors import ConfigError
-from kits.models import KitProfile
+from kits.models import DeviceConfig, KitProfile
 from suitcase.hardware_docs import (
     PARTS_FILE,
     build_docs,
@@ -118,3 +119,100 @@ def card(
         "Print it on A4 at 100 % scale.",
         highlight=False,
     )
+
+
+class _VirtualClock:
+    """Time on an emulated bus: sleeping advances it at once, so warm-ups take no wall time."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+_MARKS = {
+    "ok": "[green]✔ ok[/]",
+    "fail": "[bold red]✘ FAIL[/]",
+    "warn": "[yellow]! warn[/]",
+    "skip": "[dim]- skip[/]",
+}
+
+
+@app.command()
+def verify(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="the agent's config: TOML (edge.config) or a device config YAML"),
+    ] = None,
+    emulated: Annotated[
+        bool, typer.Option("--emulated", help="verify an emulated bus instead of the Pi's")
+    ] = False,
+    kit: Annotated[str | None, typer.Option("--kit", help="kit profile id, e.g. starter")] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="the server's URL (default: the config's [claim] server)")
+    ] = None,
+) -> None:
+    """Check this Pi after unboxing: sensors on the bus, a plausible first reading from each, the
+    broker, the server and the clock; print a checklist with a fix for every failure."""
+    from edge.bus import open_bus
+    from edge.config import effective_device_config, load_edge_settings
+    from edge.verify import PartHint, expected_sensors
+    from edge.verify import verify as run_verify
+
+    try:
+        device: DeviceConfig | None = None
+        if config is not None:
+            settings = load_edge_settings(config)
+            device = effective_device_config(settings)
+            if server is None and settings.claim is not None:
+                server = settings.claim.server
+        profile_id = kit or (device.kit_profile if device is not None else None)
+        profile = _profile(profile_id) if profile_id else None
+        expected = expected_sensors(device.sensors if device is not None else None, profile)
+        try:
+            facts = load_part_facts()
+        except ConfigError:
+            facts = {}  # an installed wheel has no hardware/parts.yaml: fixes name the part, not its tag
+        hints = {
+            part: PartHint(name=f.name.split(" (")[0], cable=f.cable_label, addresses=dict(f.addresses))
+            for part, f in facts.items()
+        }
+        on_emulated = emulated or (device is not None and device.bus == "emulated")
+        clock = _VirtualClock()
+        i2c = open_bus(
+            "emulated" if on_emulated else "board",
+            expected,
+            scenario=device.scenario if device is not None else "office-day",
+            clock=clock if on_emulated else time.time,
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    extra: dict[str, Any] = {"clock": clock, "sleep": clock.sleep} if on_emulated else {}
+    report = run_verify(
+        i2c,
+        expected,
+        hints=hints,
+        profile=profile,
+        mqtt=device.mqtt if device is not None else None,
+        client_id=f"{device.device}-verify" if device is not None else "suitcase-verify",
+        server=server,
+        **extra,
+    )
+    table = Table(title="Kit verification" + (" (emulated bus)" if on_emulated else ""))
+    for column in ("", "check", "what was seen", "fix"):
+        table.add_column(column)
+    for check in report.checks:
+        table.add_row(_MARKS[check.outcome], f"{check.group}: {check.name}", check.detail, check.fix)
+    console = Console()
+    console.print(table)
+    if report.ok:
+        console.print("[bold green]All checks passed:[/] this Pi is ready.")
+        return
+    console.print(
+        f"[bold red]{len(report.failures)} check(s) failed:[/] do each fix above, then run this again."
+    )
+    raise typer.Exit(code=1)
