@@ -19,6 +19,8 @@ VIEWS: tuple[str, ...] = (
     "catalogue",
     "public",
     "kiosk",
+    "claim",
+    "unboxing",
 )
 
 
