@@ -3,9 +3,11 @@
 The agent, with no credentials yet, POSTs its claim code to ``{server}/api/v1/claims/poll``:
 
 - request body ``{"code": "<claim or enrollment code>"}``;
-- ``200`` with ``{"config": {<kits.models.DeviceConfig>}}`` once a staff member has bound the
+- ``200`` with ``{"config": {<kits.models.DeviceConfig>}}`` (or the server's
+  ``{"status": "ready", "device": {"config": ...}}``) once a staff member has bound the
   device (also accepted: the DeviceConfig itself as the body);
-- ``202``/``204``, or ``200`` with ``{"state": "pending"}``: not bound yet, poll again;
+- ``202``/``204``, or ``200`` with ``{"state": "pending"}`` or ``{"status": "pending"|"delivered"}``:
+  not bound (again) yet, poll again;
 - ``403``/``404``/``410``: the code is unknown, revoked or expired: polling stops with an error.
 
 Anything else (the server down, a 5xx) is retried with backoff and jitter.
@@ -78,6 +80,14 @@ def poll_once(server: str, code: str, *, timeout: float = 10.0) -> DeviceConfig 
         ) from exc
     if isinstance(data, dict) and data.get("state") == "pending" and "config" not in data:
         return None
+    if isinstance(data, dict) and "status" in data and "config" not in data:
+        # The server's shape: {"status": "pending"|"ready"|"delivered", "message", "device": {"config"}}.
+        device = data.get("device")
+        if data["status"] != "ready" or not isinstance(device, dict):
+            if data["status"] == "delivered":
+                log.warning("%s", data.get("message") or "the config was already delivered")
+            return None
+        data = device
     payload = data.get("config", data) if isinstance(data, dict) else data
     try:
         return DeviceConfig.model_validate(payload)
