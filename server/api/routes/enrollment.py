@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import segno
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
 from kits.models import DeviceConfig
@@ -39,7 +39,8 @@ class _Body(BaseModel):
 
 
 class PollBody(_Body):
-    claim_code: CodeText
+    # The agent (edge/claim.py) sends ``code``: the same key for claim and enrollment codes.
+    claim_code: CodeText = Field(validation_alias=AliasChoices("claim_code", "code"))
     agent: Annotated[str, Field(max_length=32)] = ""
 
 
