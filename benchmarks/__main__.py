@@ -16,6 +16,7 @@ BENCHMARKS = [
     "benchmarks.bench_store",
     "benchmarks.bench_gateway",
     "benchmarks.bench_edge",
+    "benchmarks.bench_server",
 ]
 
 

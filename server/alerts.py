@@ -72,16 +72,23 @@ def _offline(session: Session, res: Resources, rule: AlertRuleRow, now: float) -
         last = max((t for t in (seen.get(device.id), device.last_seen) if t is not None), default=None)
         if last is None or now - last > limit:
             age = "never" if last is None else f"{now - last:.0f} s ago"
-            yield Violation(device.id, f"device {device.id} sent no data for over {limit:.0f} s (last: {age})",
-                            None if last is None else now - last)
+            yield Violation(
+                device.id,
+                f"device {device.id} sent no data for over {limit:.0f} s (last: {age})",
+                None if last is None else now - last,
+            )
         elif device.status_since is not None and not device.online and (now - device.status_since) > limit:
-            yield Violation(device.id, f"device {device.id} is offline since {now - device.status_since:.0f} s")
+            yield Violation(
+                device.id, f"device {device.id} is offline since {now - device.status_since:.0f} s"
+            )
 
 
 def _unhealthy(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
     for device in _devices(session, rule):
         for name in device.missing:
-            yield Violation(f"{device.id}:{name}", f"sensor {name} on {device.id} is missing: check its cable")
+            yield Violation(
+                f"{device.id}:{name}", f"sensor {name} on {device.id} is missing: check its cable"
+            )
         for sensor in device.sensors:
             state = sensor.get("state", "ok")
             if state not in ("ok", "stuck"):
@@ -103,11 +110,15 @@ def _stuck(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> 
         for (sensor, qty), series in values.items():
             if len(series) >= 3 and max(series) == min(series):
                 flagged.discard(sensor)
-                yield Violation(f"{device.id}:{sensor}/{qty}",
-                                f"{sensor}/{qty} on {device.id} read {series[0]} for {window:.0f} s: stuck?",
-                                series[0])
+                yield Violation(
+                    f"{device.id}:{sensor}/{qty}",
+                    f"{sensor}/{qty} on {device.id} read {series[0]} for {window:.0f} s: stuck?",
+                    series[0],
+                )
         for sensor in sorted(n for n in flagged if n):
-            yield Violation(f"{device.id}:{sensor}", f"the agent reports sensor {sensor} on {device.id} as stuck")
+            yield Violation(
+                f"{device.id}:{sensor}", f"the agent reports sensor {sensor} on {device.id} as stuck"
+            )
 
 
 def _threshold(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
@@ -160,8 +171,11 @@ def _loan_overdue(session: Session, res: Resources, rule: AlertRuleRow, now: flo
     for loan in loans:
         kit = session.get(KitRow, loan.kit_id)
         code = kit.inventory_code if kit else loan.kit_id
-        yield Violation(f"loan:{loan.id}", f"kit {code} lent to {loan.borrower} was due back "
-                        f"{(now - loan.due_at) / 86400:.1f} days ago", now - loan.due_at)
+        yield Violation(
+            f"loan:{loan.id}",
+            f"kit {code} lent to {loan.borrower} was due back {(now - loan.due_at) / 86400:.1f} days ago",
+            now - loan.due_at,
+        )
 
 
 _CHECKS = {
@@ -181,25 +195,40 @@ def notify(settings: ServerSettings, rule: AlertRuleRow, alert: AlertRow, event:
     """
     body = {
         "event": event,
-        "alert": {"id": alert.id, "subject": alert.subject, "message": alert.message, "value": alert.value,
-                  "fired_at": alert.fired_at, "resolved_at": alert.resolved_at},
+        "alert": {
+            "id": alert.id,
+            "subject": alert.subject,
+            "message": alert.message,
+            "value": alert.value,
+            "fired_at": alert.fired_at,
+            "resolved_at": alert.resolved_at,
+        },
         "rule": {"id": rule.id, "name": rule.name, "kind": rule.kind, "org_id": rule.org_id},
     }
     outcomes: list[dict[str, Any]] = []
     for url in rule.webhooks:
         try:
             request = urllib.request.Request(
-                url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+                url,
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
             )
-            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (operator-given URL)
+            with urllib.request.urlopen(request, timeout=5) as response:
                 outcomes.append({"event": event, "target": url, "ok": 200 <= response.status < 300})
         except Exception as exc:
             log.warning("webhook failed", extra={"url": url, "error": str(exc)})
             outcomes.append({"event": event, "target": url, "ok": False, "error": str(exc)[:200]})
     if rule.emails:
         if settings.smtp_host is None:
-            outcomes.append({"event": event, "target": "smtp", "ok": False,
-                             "error": "no SMTP server: set SUITCASE_SERVER_SMTP_HOST"})
+            outcomes.append(
+                {
+                    "event": event,
+                    "target": "smtp",
+                    "ok": False,
+                    "error": "no SMTP server: set SUITCASE_SERVER_SMTP_HOST",
+                }
+            )
         else:
             message = EmailMessage()
             message["From"] = settings.smtp_sender
@@ -242,8 +271,14 @@ def evaluate(res: Resources, org_ids: set[int] | None = None) -> Evaluation:
             for subject, violation in violations.items():
                 if subject in open_alerts:
                     continue
-                alert = AlertRow(rule_id=rule.id or 0, org_id=rule.org_id, subject=subject,
-                                 message=violation.message, value=violation.value, fired_at=now)
+                alert = AlertRow(
+                    rule_id=rule.id or 0,
+                    org_id=rule.org_id,
+                    subject=subject,
+                    message=violation.message,
+                    value=violation.value,
+                    fired_at=now,
+                )
                 session.add(alert)
                 session.flush()
                 alert.notifications = notify(res.settings, rule, alert, "firing")

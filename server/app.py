@@ -118,15 +118,19 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     from fastapi.encoders import jsonable_encoder
 
     return JSONResponse(
-        {"detail": jsonable_encoder(exc.errors()), "error": "validation_error", "status": 422}, status_code=422
+        {"detail": jsonable_encoder(exc.errors()), "error": "validation_error", "status": 422},
+        status_code=422,
     )
 
 
 async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
     """An id or number beyond what the registry database stores (e.g. 2**63) is bad input."""
     return JSONResponse(
-        {"detail": "a number in the request is out of range: ids and numbers must fit 32/64-bit integers",
-         "error": "unprocessable_entity", "status": 422},
+        {
+            "detail": "a number in the request is out of range: ids and numbers must fit 32/64-bit integers",
+            "error": "unprocessable_entity",
+            "status": 422,
+        },
         status_code=422,
     )
 
@@ -134,8 +138,11 @@ async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
 async def _conflict(request: Request, exc: Exception) -> JSONResponse:
     """Two requests raced for the same unique value: the loser is told to retry."""
     return JSONResponse(
-        {"detail": "the change conflicts with another made at the same time: reload and try again",
-         "error": "conflict", "status": 409},
+        {
+            "detail": "the change conflicts with another made at the same time: reload and try again",
+            "error": "conflict",
+            "status": 409,
+        },
         status_code=409,
     )
 

@@ -58,12 +58,13 @@ class DynSecAdmin:
         self, host: str, port: int, username: str, password: str, *, tls: bool = False, timeout: float = 10.0
     ) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self.timeout = timeout
         self._replies: dict[str, Any] = {}
         self._cond = threading.Condition()
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-dynsec-{secrets.token_hex(4)}"
+            CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-dynsec-{secrets.token_hex(4)}"
         )
         self._client.username_pw_set(username, password)
         if tls:
@@ -81,7 +82,9 @@ class DynSecAdmin:
         try:
             self._client.connect(host, port, keepalive=30)
         except OSError as exc:
-            raise BrokerAdminError(f"cannot reach the broker at {host}:{port} for device accounts: {exc}") from exc
+            raise BrokerAdminError(
+                f"cannot reach the broker at {host}:{port} for device accounts: {exc}"
+            ) from exc
         self._client.loop_start()
         if not self._connected.wait(timeout) or self._refused:
             self.close()

@@ -27,7 +27,9 @@ WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < :n)
 SELECT r.time, r.value FROM b
 JOIN readings AS r ON r.series_id = :sid AND r.time = (
     SELECT min(time) FROM readings
-    WHERE series_id = :sid AND time >= max(:lo, :start + b.i * :step) AND time < min(:hi, :start + (b.i + 1) * :step)
+    WHERE series_id = :sid
+      AND time >= max(:lo, :start + b.i * :step)
+      AND time < min(:hi, :start + (b.i + 1) * :step)
 )
 ORDER BY r.time
 """

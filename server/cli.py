@@ -97,7 +97,8 @@ def migrate(
     registry_url: Annotated[str | None, typer.Option(help=_REGISTRY_HELP)] = None,
 ) -> None:
     """Upgrade the registry database to the newest schema (Alembic); back it up first."""
-    from server.db import create_registry_engine, migrate as run_migrations
+    from server.db import create_registry_engine
+    from server.db import migrate as run_migrations
     from server.settings import load_settings
 
     try:
@@ -115,7 +116,10 @@ def migrate(
 def create_admin(
     email: Annotated[str, typer.Option(help="the admin's e-mail (login)")],
     password: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, envvar="SUITCASE_ADMIN_PASSWORD")
+        str,
+        typer.Option(
+            prompt=True, hide_input=True, confirmation_prompt=True, envvar="SUITCASE_ADMIN_PASSWORD"
+        ),
     ],
     registry_url: Annotated[str | None, typer.Option(help=_REGISTRY_HELP)] = None,
 ) -> None:

@@ -23,7 +23,13 @@ _SECONDARY = {"hPa", "ppm", "ug/m3", "mm"}
 
 
 def iter_readings(
-    store: SqliteStore, device: str, start: float, end: float, *, quantity: str | None = None, chunk: int = CHUNK
+    store: SqliteStore,
+    device: str,
+    start: float,
+    end: float,
+    *,
+    quantity: str | None = None,
+    chunk: int = CHUNK,
 ) -> Iterator[Record]:
     """Yield ``device``'s readings in ``[start, end)`` oldest first, ``chunk`` at a time from the store."""
     if end <= start:
@@ -62,14 +68,20 @@ def csv_lines(rows: Iterable[tuple[str, Record]], meta: dict[str, Any]) -> Itera
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["time_iso", "time", "deployment", "device", "sensor", "quantity", "unit", "value"])
-    count = 0
-    for deployment, record in rows:
+    for count, (deployment, record) in enumerate(rows, start=1):
         spec = QUANTITIES.get(record.quantity)
         writer.writerow(
-            [iso(record.time), repr(record.time), deployment, record.device, record.sensor, record.quantity,
-             spec.unit if spec and spec.unit else "", repr(record.value)]
+            [
+                iso(record.time),
+                repr(record.time),
+                deployment,
+                record.device,
+                record.sensor,
+                record.quantity,
+                spec.unit if spec and spec.unit else "",
+                repr(record.value),
+            ]
         )
-        count += 1
         if count % 1000 == 0:
             yield buffer.getvalue()
             buffer.seek(0)

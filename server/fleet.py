@@ -150,8 +150,11 @@ def bind_device(
     session.flush()
     # A new device id has no earlier readings; what its outbox held from before the claim (stamped
     # once its clock synced) belongs to this deployment too.
-    session.add(DeploymentDeviceRow(deployment_id=deployment.id, device_id=device_id,
-                                    from_t=min(now, deployment.starts_at)))
+    session.add(
+        DeploymentDeviceRow(
+            deployment_id=deployment.id, device_id=device_id, from_t=min(now, deployment.starts_at)
+        )
+    )
     raw_token = new_token()
     session.add(
         ApiTokenRow(
@@ -167,7 +170,10 @@ def bind_device(
     )
     interval = interval_s or 10.0
     sensors = (
-        [DeviceSensor(name=s.sensor_name, part=s.part, address=s.address, interval_s=interval) for s in profile.sensors]
+        [
+            DeviceSensor(name=s.sensor_name, part=s.part, address=s.address, interval_s=interval)
+            for s in profile.sensors
+        ]
         if profile
         else [DeviceSensor(name="bme280", part="bme280", address=0x77, interval_s=interval)]
     )
@@ -185,14 +191,17 @@ def bind_device(
         sensors=sensors,
         publish_interval_s=interval,
     )
-    topics = {
-        kind: str(build_topic(org.slug, device_id, kind))  # type: ignore[arg-type]
-        for kind in ("telemetry", "status", "meta")
-    }
+    topics = {kind: build_topic(org.slug, device_id, kind) for kind in ("telemetry", "status", "meta")}
     topics["commands"] = f"{topics['telemetry'].rsplit('/', 1)[0]}/cmd/+"
     calibration = (
         [
-            {"sensor": c.sensor, "quantity": c.quantity, "offset": c.offset, "scale": c.scale, "version": c.version}
+            {
+                "sensor": c.sensor,
+                "quantity": c.quantity,
+                "offset": c.offset,
+                "scale": c.scale,
+                "version": c.version,
+            }
             for c in current_calibrations(session, kit.id, pi_index)
         ]
         if kit is not None and kit.id is not None and pi_index is not None
@@ -269,9 +278,7 @@ def return_kit(session: Session, broker: BrokerAdmin | None, kit: KitRow, now: f
     if loan is not None:
         loan.returned_at = now
         session.add(loan)
-    for deployment in session.exec(
-        select(DeploymentRow).where(DeploymentRow.kit_id == kit.id)
-    ).all():
+    for deployment in session.exec(select(DeploymentRow).where(DeploymentRow.kit_id == kit.id)).all():
         if deployment.ends_at is None or deployment.ends_at > now:
             end_deployment(session, deployment, now)
             assert deployment.id is not None

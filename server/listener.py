@@ -70,8 +70,10 @@ def _apply_meta(device: DeviceRow, meta: dict[str, Any], now: float) -> None:
     device.kit_profile = pick("kit_profile", "profile") or device.kit_profile
     synced = pick("clock_synced")
     device.clock_synced = bool(synced) if synced is not None else device.clock_synced
-    uptime, backlog, oldest = pick("uptime_s", "uptime"), pick("backlog", "outbox_backlog"), pick(
-        "oldest_pending", "outbox_oldest"
+    uptime, backlog, oldest = (
+        pick("uptime_s", "uptime"),
+        pick("backlog", "outbox_backlog"),
+        pick("oldest_pending", "outbox_oldest"),
     )
     outbox = meta.get("outbox")
     if isinstance(outbox, dict):  # kits.wire.Meta: the outbox's backlog
@@ -97,6 +99,7 @@ class StatusListener:
 
     def __init__(self, settings: ServerSettings, engine: Engine, clock: Clock) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self.settings = settings
         self.engine = engine
@@ -104,7 +107,7 @@ class StatusListener:
         self.applied = 0
         self._changed = threading.Condition()
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-{secrets.token_hex(4)}"
+            CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-{secrets.token_hex(4)}"
         )
         if settings.mqtt_username:
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
@@ -139,7 +142,9 @@ class StatusListener:
 
     def start(self) -> None:
         """Connect in the background; reconnects by itself."""
-        self._client.connect_async(self.settings.mqtt_host or "127.0.0.1", self.settings.mqtt_port, keepalive=30)
+        self._client.connect_async(
+            self.settings.mqtt_host or "127.0.0.1", self.settings.mqtt_port, keepalive=30
+        )
         self._client.loop_start()
 
     def stop(self) -> None:

@@ -133,7 +133,9 @@ class UseCasePublic(UseCaseBase):
     def from_row(cls, row: UseCaseRow) -> UseCasePublic:
         """Build the public model of ``row``."""
         case = row.use_case()
-        return cls.model_validate({**case.model_dump(), "org_id": row.org_id, "read_only": row.org_id is None})
+        return cls.model_validate(
+            {**case.model_dump(), "org_id": row.org_id, "read_only": row.org_id is None}
+        )
 
 
 class UseCasesPublic(SQLModel):

@@ -97,7 +97,7 @@ def new_enrollment_code() -> str:
 def normalise_code(text: str) -> str:
     """Return a typed code in its canonical form (upper case, O->0, I/L->1, dashes kept)."""
     cleaned = text.strip().upper().replace(" ", "")
-    return cleaned.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
+    return cleaned.translate(str.maketrans("OIL", "011"))
 
 
 class GuessLimiter:

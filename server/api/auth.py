@@ -131,9 +131,9 @@ def client_key(request: Request) -> str:
 
 def _memberships(session: Session, user_id: int) -> tuple[dict[int, str], dict[int, str]]:
     rows = session.exec(
-        select(MembershipRow.org_id, MembershipRow.role, OrganisationRow.slug).join(
-            OrganisationRow, col(OrganisationRow.id) == MembershipRow.org_id
-        ).where(MembershipRow.user_id == user_id)
+        select(MembershipRow.org_id, MembershipRow.role, OrganisationRow.slug)
+        .join(OrganisationRow, col(OrganisationRow.id) == MembershipRow.org_id)
+        .where(MembershipRow.user_id == user_id)
     ).all()
     return {org: role for org, role, _ in rows}, {org: slug for org, _, slug in rows}
 
@@ -189,12 +189,18 @@ def _from_session(session: Session, request: Request, raw: str, now: float) -> P
         return None
     roles, slugs = _memberships(session, user.id)
     return Principal(
-        kind="user", label=user.email, user_id=user.id, global_admin=user.is_global_admin,
-        roles=roles, slugs=slugs,
+        kind="user",
+        label=user.email,
+        user_id=user.id,
+        global_admin=user.is_global_admin,
+        roles=roles,
+        slugs=slugs,
     )
 
 
-def get_principal(request: Request, session: SessionDep, resources: ResourcesDep, clock: ClockDep) -> Principal:
+def get_principal(
+    request: Request, session: SessionDep, resources: ResourcesDep, clock: ClockDep
+) -> Principal:
     """Resolve the caller from the bearer token or the session cookie.
 
     Raises:

@@ -7,7 +7,7 @@ from sqlalchemy import Connection, create_engine
 from sqlmodel import SQLModel
 
 import server.models
-import server.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+import server.tables
 
 target_metadata = SQLModel.metadata
 _ = server.models

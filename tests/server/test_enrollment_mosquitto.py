@@ -41,8 +41,11 @@ def dynsec_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     # plugin's file: pytest's tmp dirs are private to root.
     root = Path(tempfile.mkdtemp(prefix="suitcase-dynsec-"))
     config = root / "dynsec.json"
-    subprocess.run(["mosquitto_ctrl", "dynsec", "init", str(config), "admin", ADMIN_PASSWORD],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["mosquitto_ctrl", "dynsec", "init", str(config), "admin", ADMIN_PASSWORD],
+        check=True,
+        capture_output=True,
+    )
     # The server's account also sends commands to devices.
     state = json.loads(config.read_text())
     admin = next(r for r in state["roles"] if r["rolename"] == "admin")
@@ -63,7 +66,9 @@ def dynsec_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _client(broker: MosquittoBroker, username: str, password: str, name: str) -> tuple[mqtt.Client, list[Any]]:
+def _client(
+    broker: MosquittoBroker, username: str, password: str, name: str
+) -> tuple[mqtt.Client, list[Any]]:
     got: list[Any] = []
     connected = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
@@ -90,20 +95,35 @@ def test_enrolled_device_is_confined_to_its_topics(
 ) -> None:
     """Test that an enrolled device's telemetry arrives, its publish to another device's topic
     does not, it cannot subscribe there, the server sees its status, and kit return locks it out."""
-    settings = settings.model_copy(update={
-        "open_reads": False, "mqtt_host": dynsec_broker.host, "mqtt_port": dynsec_broker.port,
-        "mqtt_username": "admin", "mqtt_password": ADMIN_PASSWORD, "mqtt_dynsec": True,
-    })
+    settings = settings.model_copy(
+        update={
+            "open_reads": False,
+            "mqtt_host": dynsec_broker.host,
+            "mqtt_port": dynsec_broker.port,
+            "mqtt_username": "admin",
+            "mqtt_password": ADMIN_PASSWORD,
+            "mqtt_dynsec": True,
+        }
+    )
     settings = ServerSettings.model_validate(settings.model_dump())
     with TestClient(create_app(settings, clock=lambda: NOW)) as client:
         world = World.build(client)
-        kit = world.ok("a-admin", "POST", "/kits", 201, json={"inventory_code": "MQ-1", "profile_id": "starter"})
+        kit = world.ok(
+            "a-admin", "POST", "/kits", 201, json={"inventory_code": "MQ-1", "profile_id": "starter"}
+        )
         dep = world.ok("a-operator", "POST", "/deployments", 201, json={"kit_id": kit["id"], "name": "hall"})
         configs = []
         for claim in kit["claim_codes"][:2]:
-            world.ok("a-operator", "POST", "/claims/bind", 201,
-                     json={"claim_code": claim["code"], "deployment_id": dep["id"]})
-            configs.append(client.post("/api/v1/claims/poll", json={"claim_code": claim["code"]}).json()["device"])
+            world.ok(
+                "a-operator",
+                "POST",
+                "/claims/bind",
+                201,
+                json={"claim_code": claim["code"], "deployment_id": dep["id"]},
+            )
+            configs.append(
+                client.post("/api/v1/claims/poll", json={"claim_code": claim["code"]}).json()["device"]
+            )
         one, two = (c["config"] for c in configs)
         assert one["mqtt"]["port"] == dynsec_broker.port
 

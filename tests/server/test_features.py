@@ -25,7 +25,7 @@ class _Mailbox:
     def __init__(self) -> None:
         self.messages: list[Any] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd API)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(envelope)
         return "250 OK"
 
@@ -46,7 +46,7 @@ def webhook() -> Iterator[tuple[str, list[Any]]]:
     got: list[Any] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server API)
+        def do_POST(self) -> None:
             got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
@@ -72,9 +72,19 @@ def test_offline_alert_notifies_once_by_webhook_and_email(
     dep = world.ok("a-operator", "POST", "/deployments", 201, json={"name": "hall"})
     code = world.ok("a-operator", "POST", "/enrollment-codes", 201, json={"deployment_id": dep["id"]})["code"]
     device = world.client.post("/api/v1/enroll", json={"code": code}).json()["config"]["device"]
-    world.ok("a-operator", "POST", "/alert-rules", 201, json={
-        "name": "offline", "kind": "offline", "params": {"interval_s": 60, "intervals": 3},
-        "webhooks": [url], "emails": ["ops@a.example.org"]})
+    world.ok(
+        "a-operator",
+        "POST",
+        "/alert-rules",
+        201,
+        json={
+            "name": "offline",
+            "kind": "offline",
+            "params": {"interval_s": 60, "intervals": 3},
+            "webhooks": [url],
+            "emails": ["ops@a.example.org"],
+        },
+    )
     fired = world.ok("a-operator", "POST", "/alerts/evaluate")
     assert len(fired["fired"]) == 1
     world.ok("a-operator", "POST", "/alerts/evaluate")
@@ -91,14 +101,35 @@ def test_calibration_due_and_loan_overdue(world: World) -> None:
     """Test calibration versions, the due list, the overdue loans and their alerts."""
     kit = world.ok("a-admin", "POST", "/kits", 201, json={"inventory_code": "K-9", "profile_id": "starter"})
     for offset in (-0.3, -0.5):
-        world.ok("a-operator", "POST", f"/kits/{kit['id']}/calibrations", 201, json={
-            "pi_index": 2, "sensor": "bme280", "quantity": "temperature", "offset": offset, "due_at": NOW - 1})
+        world.ok(
+            "a-operator",
+            "POST",
+            f"/kits/{kit['id']}/calibrations",
+            201,
+            json={
+                "pi_index": 2,
+                "sensor": "bme280",
+                "quantity": "temperature",
+                "offset": offset,
+                "due_at": NOW - 1,
+            },
+        )
     current = world.ok("a-viewer", "GET", f"/kits/{kit['id']}/calibrations")
     assert [(c["version"], c["offset"], c["due"]) for c in current] == [(2, -0.5, True)]
     assert len(world.ok("a-viewer", "GET", f"/kits/{kit['id']}/calibrations", params={"history": True})) == 2
     assert len(world.ok("a-viewer", "GET", "/calibrations/due")) == 1
-    world.ok("a-admin", "POST", f"/kits/{kit['id']}/loans", 201, json={
-        "org_id": world.orgs["b"], "borrower": "Bo", "starts_at": NOW - 10 * 86400, "due_at": NOW - 86400})
+    world.ok(
+        "a-admin",
+        "POST",
+        f"/kits/{kit['id']}/loans",
+        201,
+        json={
+            "org_id": world.orgs["b"],
+            "borrower": "Bo",
+            "starts_at": NOW - 10 * 86400,
+            "due_at": NOW - 86400,
+        },
+    )
     assert world.ok("b-viewer", "GET", "/loans", params={"overdue": True})["count"] == 1
     assert world.ok("b-viewer", "GET", f"/kits/{kit['id']}")["loan"]["overdue"] is True
     for kind in ("calibration_due", "loan_overdue"):
@@ -112,8 +143,10 @@ def test_enrollment_code_is_single_use_and_guessing_is_limited(world: World) -> 
     code = world.ok("a-operator", "POST", "/enrollment-codes", 201, json={"deployment_id": dep["id"]})["code"]
     assert world.client.post("/api/v1/enroll", json={"code": code}).status_code == 200
     assert "already used" in world.client.post("/api/v1/enroll", json={"code": code}).json()["detail"]
-    statuses = [world.client.post("/api/v1/claims/poll", json={"claim_code": f"SC-GUESS-{i:05d}"}).status_code
-                for i in range(11)]
+    statuses = [
+        world.client.post("/api/v1/claims/poll", json={"claim_code": f"SC-GUESS-{i:05d}"}).status_code
+        for i in range(11)
+    ]
     assert statuses[-1] == 429 and set(statuses[:9]) == {404}
 
 
@@ -122,7 +155,9 @@ def test_claim_label_qr_and_revocation(world: World) -> None:
     kit = world.ok("a-admin", "POST", "/kits", 201, json={"inventory_code": "Q-1", "profile_id": "starter"})
     code = kit["claim_codes"][0]["code"]
     svg = world.call("a-operator", "POST", "/claims/qr", json={"claim_code": code})
-    assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml" and b"<svg" in svg.content
+    assert (
+        svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml" and b"<svg" in svg.content
+    )
     png = world.call("a-operator", "POST", "/claims/qr", json={"claim_code": code, "format": "png"})
     assert png.content.startswith(b"\x89PNG")
     world.ok("a-operator", "DELETE", f"/kits/{kit['id']}/pis/1/claim-code", 204)
@@ -133,21 +168,42 @@ def test_claim_label_qr_and_revocation(world: World) -> None:
 
 def test_open_data_export_streams_csv_senml_and_blurred_geojson(world: World, store: SqliteStore) -> None:
     """Test the exports: CSV with licence, SenML, GeoJSON of public deployments with blurred homes."""
-    home = world.ok("a-operator", "POST", "/deployments", 201, json={
-        "name": "balcony", "use_case_id": "citizen-air-quality", "lat": 56.1572, "lon": 10.2107,
-        "address": "Private 1", "private_address": True, "public": True, "environment": "outdoor",
-        "starts_at": NOW - 3600})
+    home = world.ok(
+        "a-operator",
+        "POST",
+        "/deployments",
+        201,
+        json={
+            "name": "balcony",
+            "use_case_id": "citizen-air-quality",
+            "lat": 56.1572,
+            "lon": 10.2107,
+            "address": "Private 1",
+            "private_address": True,
+            "public": True,
+            "environment": "outdoor",
+            "starts_at": NOW - 3600,
+        },
+    )
     world.ok("a-operator", "POST", "/deployments", 201, json={"name": "hidden", "lat": 1, "lon": 1})
-    code = world.ok("a-operator", "POST", "/enrollment-codes", 201, json={"deployment_id": home["id"]})["code"]
+    code = world.ok("a-operator", "POST", "/enrollment-codes", 201, json={"deployment_id": home["id"]})[
+        "code"
+    ]
     device = world.client.post("/api/v1/enroll", json={"code": code}).json()["config"]["device"]
-    store.write([Record("city-a", device, "pmsa003i", "pm2_5", 7.0 + i, NOW - 600 + i * 60) for i in range(10)])
+    store.write(
+        [Record("city-a", device, "pmsa003i", "pm2_5", 7.0 + i, NOW - 600 + i * 60) for i in range(10)]
+    )
     text = world.client.get(f"/api/v1/export/deployments/{home['id']}/readings").text
     assert "# licence: CC-BY-4.0" in text
     rows = list(csv.DictReader(io.StringIO("\n".join(x for x in text.splitlines() if not x.startswith("#")))))
     assert len(rows) == 10 and rows[0]["unit"] == "ug/m3" and rows[0]["device"] == device
-    senml = world.client.get(f"/api/v1/export/use-cases/citizen-air-quality/readings", params={"format": "senml"})
+    senml = world.client.get(
+        "/api/v1/export/use-cases/citizen-air-quality/readings", params={"format": "senml"}
+    )
     pack = senml.json()
-    assert len(pack) == 10 and pack[0]["bver"] == 26 and pack[0]["n"].startswith(f"urn:dev:suitcase:{device}:")
+    assert (
+        len(pack) == 10 and pack[0]["bver"] == 26 and pack[0]["n"].startswith(f"urn:dev:suitcase:{device}:")
+    )
     geo = world.client.get("/api/v1/export/deployments.geojson").json()
     assert geo["licence"] == "CC-BY-4.0" and len(geo["features"]) == 1
     lon, lat = geo["features"][0]["geometry"]["coordinates"]
@@ -158,15 +214,33 @@ def test_open_data_export_streams_csv_senml_and_blurred_geojson(world: World, st
 
 def test_pilot_assessment_and_report(world: World) -> None:
     """Test the assessment score and threshold and the Annex I report in Markdown and HTML."""
-    dep = world.ok("a-operator", "POST", "/deployments", 201, json={"name": "pilot", "use_case_id": "indoor-climate"})
-    body = {"benefits": {a: 4 for a in ("economy", "governance", "environment", "people", "living",
-                                        "energy_efficiency", "mobility", "ict")},
-            "risks": {"technical": 1, "financial": 1, "legal_privacy": 0, "organisational": 2},
-            "expert_score_pct": 70, "report": {"a1_needs": "Stuffy classrooms."}}
+    dep = world.ok(
+        "a-operator", "POST", "/deployments", 201, json={"name": "pilot", "use_case_id": "indoor-climate"}
+    )
+    body = {
+        "benefits": {
+            a: 4
+            for a in (
+                "economy",
+                "governance",
+                "environment",
+                "people",
+                "living",
+                "energy_efficiency",
+                "mobility",
+                "ict",
+            )
+        },
+        "risks": {"technical": 1, "financial": 1, "legal_privacy": 0, "organisational": 2},
+        "expert_score_pct": 70,
+        "report": {"a1_needs": "Stuffy classrooms."},
+    }
     scored = world.ok("a-operator", "PUT", f"/deployments/{dep['id']}/assessment", json=body)
     assert scored["tool_score_pct"] == 80.0 and scored["passes"] is True
     md = world.call("a-viewer", "GET", f"/deployments/{dep['id']}/report").text
-    assert "# Pilot report: pilot" in md and "Stuffy classrooms." in md and "F. Summary and future outlook" in md
+    assert (
+        "# Pilot report: pilot" in md and "Stuffy classrooms." in md and "F. Summary and future outlook" in md
+    )
     page = world.call("a-viewer", "GET", f"/deployments/{dep['id']}/report", params={"format": "html"})
     assert page.headers["content-type"].startswith("text/html") and "<h2>D. Results</h2>" in page.text
 
@@ -180,7 +254,9 @@ def test_use_cases_filter_by_sensor_and_theme(world: World) -> None:
     by_theme = world.client.get("/api/v1/use-cases", params={"theme": "port"}).json()["data"]
     assert {u["id"] for u in by_theme} == {"port-dust-bulk-cargo", "structure-monitoring"}
     assert world.client.get("/api/v1/use-cases", params={"q": "bulk cargo"}).json()["count"] == 1
-    readonly = world.call("a-operator", "PUT", "/use-cases/indoor-climate", json={"use_case": everything["data"][0]})
+    readonly = world.call(
+        "a-operator", "PUT", "/use-cases/indoor-climate", json={"use_case": everything["data"][0]}
+    )
     assert readonly.status_code in (403, 422)
 
 

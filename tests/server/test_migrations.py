@@ -1,4 +1,4 @@
-"""Tests of the Alembic migrations (server/migrations) and ``suitcase server migrate|create-admin|import-catalog``."""
+"""Tests of the Alembic migrations (server/migrations) and the registry commands of ``suitcase server``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def test_migrations_build_exactly_the_models(registry_url: str) -> None:
     before, after = migrate(engine)
     assert before is None and after == head_revision() == current_revision(engine)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+        )
     engine.dispose()
     assert diff == []
 
@@ -27,11 +29,17 @@ def test_cli_migrate_create_admin_import_catalog(registry_url: str) -> None:
     runner = CliRunner()
     migrated = runner.invoke(app, ["migrate", "--registry-url", registry_url])
     assert migrated.exit_code == 0 and "-> " in migrated.output
-    admin = runner.invoke(app, ["create-admin", "--email", "Root@Example.org", "--registry-url", registry_url],
-                          env={"SUITCASE_ADMIN_PASSWORD": "a long enough password"})
+    admin = runner.invoke(
+        app,
+        ["create-admin", "--email", "Root@Example.org", "--registry-url", registry_url],
+        env={"SUITCASE_ADMIN_PASSWORD": "a long enough password"},
+    )
     assert admin.exit_code == 0, admin.output
     imported = runner.invoke(app, ["import-catalog", "--registry-url", registry_url])
     assert imported.exit_code == 0 and "unchanged" in imported.output
-    short = runner.invoke(app, ["create-admin", "--email", "x@y.z", "--registry-url", registry_url],
-                          env={"SUITCASE_ADMIN_PASSWORD": "short"})
+    short = runner.invoke(
+        app,
+        ["create-admin", "--email", "x@y.z", "--registry-url", registry_url],
+        env={"SUITCASE_ADMIN_PASSWORD": "short"},
+    )
     assert short.exit_code == 2 and "12 characters" in short.output

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -19,8 +18,13 @@ from tests.server.world import World
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str]]]:
     root = tmp_path_factory.mktemp("fuzz")
-    app_settings = ServerSettings(registry_url=f"sqlite:///{root / 'registry.db'}", store=str(root / "store.db"),
-                                  alert_interval_s=0, open_reads=False, guess_limit_per_min=100_000)
+    app_settings = ServerSettings(
+        registry_url=f"sqlite:///{root / 'registry.db'}",
+        store=str(root / "store.db"),
+        alert_interval_s=0,
+        open_reads=False,
+        guess_limit_per_min=100_000,
+    )
     with TestClient(create_app(app_settings, clock=lambda: NOW)) as client:
         world = World.build(client)
         world.ok("a-admin", "POST", "/kits", 201, json={"inventory_code": "F-1", "profile_id": "starter"})
@@ -45,7 +49,9 @@ def test_no_server_errors(fuzz_app: tuple[TestClient, dict[str, str]]) -> None:
         def run(case: schemathesis.Case) -> None:
             response = case.call(headers=headers)
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
+                )
 
         run()
     assert operations >= 50

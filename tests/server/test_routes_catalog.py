@@ -14,7 +14,9 @@ def test_kit_profiles_list_the_catalogue(client: TestClient) -> None:
     catalog = load_catalog()
     assert body["count"] == len(catalog.kit_profiles)
     starter = next(p for p in body["data"] if p["id"] == "starter")
-    assert starter["use_cases"] == sorted(u.id for u in catalog.use_cases.values() if u.kit_profile == "starter")
+    assert starter["use_cases"] == sorted(
+        u.id for u in catalog.use_cases.values() if u.kit_profile == "starter"
+    )
     assert "indoor-climate" in starter["use_cases"]
     assert starter["sensors"][0]["part"] == "bme280"
 

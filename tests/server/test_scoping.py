@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 from tests.server.data import NOW
 from tests.server.world import World
@@ -13,10 +12,18 @@ from tests.server.world import World
 # Open on purpose: the catalogue, health, login, the agent's enrollment calls, open-data of public
 # deployments, and the caller's own account.
 PUBLIC = {
-    ("GET", "/api/v1/health"), ("GET", "/api/v1/kit-profiles"), ("GET", "/api/v1/kit-profiles/{profile_id}"),
-    ("GET", "/api/v1/use-cases"), ("GET", "/api/v1/use-cases/{use_case_id}"), ("POST", "/api/v1/auth/login"),
-    ("POST", "/api/v1/auth/logout"), ("GET", "/api/v1/auth/me"), ("POST", "/api/v1/claims/poll"),
-    ("POST", "/api/v1/enroll"), ("GET", "/api/v1/export/deployments.geojson"), ("GET", "/api/v1/me/export"),
+    ("GET", "/api/v1/health"),
+    ("GET", "/api/v1/kit-profiles"),
+    ("GET", "/api/v1/kit-profiles/{profile_id}"),
+    ("GET", "/api/v1/use-cases"),
+    ("GET", "/api/v1/use-cases/{use_case_id}"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/logout"),
+    ("GET", "/api/v1/auth/me"),
+    ("POST", "/api/v1/claims/poll"),
+    ("POST", "/api/v1/enroll"),
+    ("GET", "/api/v1/export/deployments.geojson"),
+    ("GET", "/api/v1/me/export"),
     ("DELETE", "/api/v1/me"),
 }
 
@@ -32,53 +39,147 @@ def _setup(world: World) -> dict[str, Any]:
     dep = world.ok("a-operator", "POST", "/deployments", 201, json={"kit_id": kit["id"], "name": "a place"})
     code = world.ok("a-operator", "POST", "/enrollment-codes", 201, json={"deployment_id": dep["id"]})["code"]
     device = world.client.post("/api/v1/enroll", json={"code": code}).json()["config"]["device"]
-    world.ok("a-operator", "POST", f"/kits/{kit['id']}/calibrations", 201,
-             json={"pi_index": 1, "sensor": "bme280", "quantity": "temperature", "offset": -0.5, "due_at": NOW - 1})
+    world.ok(
+        "a-operator",
+        "POST",
+        f"/kits/{kit['id']}/calibrations",
+        201,
+        json={
+            "pi_index": 1,
+            "sensor": "bme280",
+            "quantity": "temperature",
+            "offset": -0.5,
+            "due_at": NOW - 1,
+        },
+    )
     rule = world.ok("a-operator", "POST", "/alert-rules", 201, json={"name": "r", "kind": "loan_overdue"})
     token = world.ok("a-admin", "POST", "/tokens", 201, json={"name": "t", "org_id": a})
-    world.ok("a-admin", "POST", f"/kits/{kit['id']}/loans", 201,
-             json={"org_id": a, "borrower": "me", "due_at": NOW - 10, "starts_at": NOW - 100})
-    world.ok("a-operator", "POST", "/use-cases", 201, json={"use_case": {
-        "id": "a-own", "title": "A's own", "summary": "s", "kit_profile": "starter", "sensors": ["bme280"],
-        "quantities": ["temperature"], "placement": ["p"], "dashboard": "indoor-climate", "seed_lines": ["2698-2701"]}})
-    world.ok("a-operator", "POST", "/kit-profiles", 201, json={"profile": {
-        "id": "a-kit", "name": "A kit", "description": "d", "pis": 1,
-        "sensors": [{"part": "bme280", "address": 0x77, "quantities": ["temperature"]}]}})
+    world.ok(
+        "a-admin",
+        "POST",
+        f"/kits/{kit['id']}/loans",
+        201,
+        json={"org_id": a, "borrower": "me", "due_at": NOW - 10, "starts_at": NOW - 100},
+    )
+    world.ok(
+        "a-operator",
+        "POST",
+        "/use-cases",
+        201,
+        json={
+            "use_case": {
+                "id": "a-own",
+                "title": "A's own",
+                "summary": "s",
+                "kit_profile": "starter",
+                "sensors": ["bme280"],
+                "quantities": ["temperature"],
+                "placement": ["p"],
+                "dashboard": "indoor-climate",
+                "seed_lines": ["2698-2701"],
+            }
+        },
+    )
+    world.ok(
+        "a-operator",
+        "POST",
+        "/kit-profiles",
+        201,
+        json={
+            "profile": {
+                "id": "a-kit",
+                "name": "A kit",
+                "description": "d",
+                "pis": 1,
+                "sensors": [{"part": "bme280", "address": 0x77, "quantities": ["temperature"]}],
+            }
+        },
+    )
     member = world.ok("a-admin", "GET", f"/orgs/{a}/members")["data"][0]["user_id"]
-    return {"org_id": a, "kit_id": kit["id"], "deployment_id": dep["id"], "device": device, "rule_id": rule["id"],
-            "token_id": token["id"], "pi_index": 1, "use_case_id": "a-own", "profile_id": "a-kit", "user_id": member}
+    return {
+        "org_id": a,
+        "kit_id": kit["id"],
+        "deployment_id": dep["id"],
+        "device": device,
+        "rule_id": rule["id"],
+        "token_id": token["id"],
+        "pi_index": 1,
+        "use_case_id": "a-own",
+        "profile_id": "a-kit",
+        "user_id": member,
+    }
 
 
 def _bodies(ids: dict[str, Any]) -> dict[tuple[str, str], Any]:
     return {
         ("PATCH", "/api/v1/orgs/{org_id}"): {"name": "taken over"},
-        ("PUT", "/api/v1/orgs/{org_id}/members"): {"email": "x@b.example.org", "role": "admin", "password": "p" * 12},
+        ("PUT", "/api/v1/orgs/{org_id}/members"): {
+            "email": "x@b.example.org",
+            "role": "admin",
+            "password": "p" * 12,
+        },
         ("POST", "/api/v1/tokens"): {"name": "t", "org_id": ids["org_id"], "role": "viewer"},
         ("POST", "/api/v1/kits"): {"inventory_code": "B-1", "profile_id": "starter", "org_id": ids["org_id"]},
         ("PATCH", "/api/v1/kits/{kit_id}"): {"condition": "damaged"},
-        ("POST", "/api/v1/kits/{kit_id}/loans"): {"org_id": ids["org_id"], "borrower": "b", "due_at": NOW + 9},
+        ("POST", "/api/v1/kits/{kit_id}/loans"): {
+            "org_id": ids["org_id"],
+            "borrower": "b",
+            "due_at": NOW + 9,
+        },
         ("POST", "/api/v1/kits/{kit_id}/return"): {"condition": "good"},
-        ("POST", "/api/v1/kits/{kit_id}/calibrations"): {"pi_index": 1, "sensor": "bme280", "quantity": "humidity"},
-        ("POST", "/api/v1/kit-profiles"): {"org_id": ids["org_id"], "profile": {
-            "id": "b-kit", "name": "B", "description": "d", "pis": 1,
-            "sensors": [{"part": "bme280", "address": 0x77, "quantities": ["temperature"]}]}},
+        ("POST", "/api/v1/kits/{kit_id}/calibrations"): {
+            "pi_index": 1,
+            "sensor": "bme280",
+            "quantity": "humidity",
+        },
+        ("POST", "/api/v1/kit-profiles"): {
+            "org_id": ids["org_id"],
+            "profile": {
+                "id": "b-kit",
+                "name": "B",
+                "description": "d",
+                "pis": 1,
+                "sensors": [{"part": "bme280", "address": 0x77, "quantities": ["temperature"]}],
+            },
+        },
         ("POST", "/api/v1/deployments"): {"org_id": ids["org_id"], "name": "x"},
         ("PATCH", "/api/v1/deployments/{deployment_id}"): {"name": "x"},
         ("PUT", "/api/v1/deployments/{deployment_id}/assessment"): {"expert_score_pct": 10},
         ("POST", "/api/v1/enrollment-codes"): {"deployment_id": ids["deployment_id"]},
-        ("POST", "/api/v1/claims/bind"): {"claim_code": "SC-00000-00000-00000-00000-00000",
-                                          "deployment_id": ids["deployment_id"]},
+        ("POST", "/api/v1/claims/bind"): {
+            "claim_code": "SC-00000-00000-00000-00000-00000",
+            "deployment_id": ids["deployment_id"],
+        },
         ("POST", "/api/v1/claims/qr"): {"claim_code": "SC-00000-00000-00000-00000-00000"},
         ("POST", "/api/v1/alert-rules"): {"org_id": ids["org_id"], "name": "x", "kind": "offline"},
         ("PATCH", "/api/v1/alert-rules/{rule_id}"): {"enabled": False},
-        ("POST", "/api/v1/use-cases"): {"org_id": ids["org_id"], "use_case": {
-            "id": "b-own", "title": "t", "summary": "s", "kit_profile": "starter", "sensors": ["bme280"],
-            "quantities": ["temperature"], "placement": ["p"], "dashboard": "indoor-climate",
-            "seed_lines": ["2698-2701"]}},
-        ("PUT", "/api/v1/use-cases/{use_case_id}"): {"use_case": {
-            "id": "a-own", "title": "t", "summary": "s", "kit_profile": "starter", "sensors": ["bme280"],
-            "quantities": ["temperature"], "placement": ["p"], "dashboard": "indoor-climate",
-            "seed_lines": ["2698-2701"]}},
+        ("POST", "/api/v1/use-cases"): {
+            "org_id": ids["org_id"],
+            "use_case": {
+                "id": "b-own",
+                "title": "t",
+                "summary": "s",
+                "kit_profile": "starter",
+                "sensors": ["bme280"],
+                "quantities": ["temperature"],
+                "placement": ["p"],
+                "dashboard": "indoor-climate",
+                "seed_lines": ["2698-2701"],
+            },
+        },
+        ("PUT", "/api/v1/use-cases/{use_case_id}"): {
+            "use_case": {
+                "id": "a-own",
+                "title": "t",
+                "summary": "s",
+                "kit_profile": "starter",
+                "sensors": ["bme280"],
+                "quantities": ["temperature"],
+                "placement": ["p"],
+                "dashboard": "indoor-climate",
+                "seed_lines": ["2698-2701"],
+            }
+        },
         ("POST", "/api/v1/users"): {"email": "y@b.example.org", "password": "p" * 12},
         ("POST", "/api/v1/orgs"): {"slug": "evil", "name": "evil"},
     }
@@ -106,7 +207,12 @@ def test_foreign_org_admin_gets_nothing_of_another_org(world: World) -> None:
                 ok_statuses = {403, 404} if method != "GET" or has_params else {200, 403}
                 if route.path in ("/api/v1/alerts/evaluate", "/api/v1/dead-letters"):
                     ok_statuses = {200}
-                assert response.status_code in ok_statuses, (method, route.path, response.status_code, response.text)
+                assert response.status_code in ok_statuses, (
+                    method,
+                    route.path,
+                    response.status_code,
+                    response.text,
+                )
             else:
                 assert response.status_code == 200, (method, route.path, response.text)
             # A 404 may repeat the id the caller sent, nothing more.
@@ -120,9 +226,21 @@ def test_foreign_org_admin_gets_nothing_of_another_org(world: World) -> None:
 
 def test_roles_and_missing_credentials(world: World) -> None:
     """Test that a viewer cannot change things (403), and no or a bad token gets 401."""
-    assert world.call("a-viewer", "POST", "/kits", json={"inventory_code": "V", "profile_id": "starter"}).status_code == 403
-    assert world.call("a-operator", "PUT", f"/orgs/{world.orgs['a']}/members",
-                      json={"email": "x@y.z", "role": "admin", "password": "p" * 12}).status_code == 403
+    assert (
+        world.call(
+            "a-viewer", "POST", "/kits", json={"inventory_code": "V", "profile_id": "starter"}
+        ).status_code
+        == 403
+    )
+    assert (
+        world.call(
+            "a-operator",
+            "PUT",
+            f"/orgs/{world.orgs['a']}/members",
+            json={"email": "x@y.z", "role": "admin", "password": "p" * 12},
+        ).status_code
+        == 403
+    )
     for path in ("/kits", "/devices", "/deployments", "/alerts", "/tokens", "/loans", "/audit"):
         missing = world.client.get(f"/api/v1{path}")
         assert missing.status_code == 401 and missing.json()["error"] == "unauthorized", path
@@ -147,19 +265,35 @@ def test_kiosk_token_reads_only_its_deployments(world: World) -> None:
     """Test that a kiosk token reads its deployments and nothing else, and cannot change anything."""
     one = world.ok("a-operator", "POST", "/deployments", 201, json={"name": "lobby"})
     two = world.ok("a-operator", "POST", "/deployments", 201, json={"name": "office"})
-    kiosk = world.ok("a-admin", "POST", "/tokens", 201, json={
-        "name": "lobby screen", "org_id": world.orgs["a"], "kind": "kiosk", "deployment_ids": [one["id"]]})
+    kiosk = world.ok(
+        "a-admin",
+        "POST",
+        "/tokens",
+        201,
+        json={
+            "name": "lobby screen",
+            "org_id": world.orgs["a"],
+            "kind": "kiosk",
+            "deployment_ids": [one["id"]],
+        },
+    )
     headers = {"Authorization": f"Bearer {kiosk['token']}"}
     assert world.client.get(f"/api/v1/deployments/{one['id']}/chart", headers=headers).status_code == 200
     assert world.client.get(f"/api/v1/deployments/{two['id']}", headers=headers).status_code == 404
     assert world.client.get("/api/v1/deployments", headers=headers).json()["count"] == 1
-    assert world.client.patch(f"/api/v1/deployments/{one['id']}", json={"name": "x"}, headers=headers).status_code == 404
+    assert (
+        world.client.patch(
+            f"/api/v1/deployments/{one['id']}", json={"name": "x"}, headers=headers
+        ).status_code
+        == 404
+    )
 
 
 def test_browser_session_needs_its_csrf_header(world: World) -> None:
     """Test that a session cookie alone cannot change anything: the CSRF header is required."""
-    login = world.client.post("/api/v1/auth/login", json={"email": "operator@a.example.org",
-                                                           "password": "correct horse battery"})
+    login = world.client.post(
+        "/api/v1/auth/login", json={"email": "operator@a.example.org", "password": "correct horse battery"}
+    )
     assert login.status_code == 200 and "httponly" in login.headers["set-cookie"].lower()
     body = {"name": "via cookie"}
     assert world.client.post("/api/v1/deployments", json=body).status_code == 403
@@ -171,6 +305,10 @@ def test_browser_session_needs_its_csrf_header(world: World) -> None:
 
 def test_login_guessing_is_rate_limited(world: World) -> None:
     """Test that repeated wrong passwords from one address get 429 with Retry-After."""
-    statuses = [world.client.post("/api/v1/auth/login", json={"email": "admin@a.example.org", "password": "no"})
-                .status_code for _ in range(12)]
+    statuses = [
+        world.client.post(
+            "/api/v1/auth/login", json={"email": "admin@a.example.org", "password": "no"}
+        ).status_code
+        for _ in range(12)
+    ]
     assert statuses[:10] == [401] * 10 and statuses[-1] == 429

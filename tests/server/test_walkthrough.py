@@ -17,21 +17,48 @@ def _co2(org: str, device: str, value: float, start: float, end: float) -> list[
 
 
 def test_create_org_to_alert_resolved(world: World, store: SqliteStore) -> None:
-    """Test the whole path: kit, loan, deployment, claim, device status, readings, alert fired once and resolved once, kit return."""
+    """Test the whole path: kit, loan, deployment, claim, device status, readings, an alert fired
+    once and resolved once, kit return."""
     a = world.orgs["a"]
-    kit = world.ok("root", "POST", "/kits", 201, json={"inventory_code": "GT-001", "profile_id": "starter",
-                                                      "org_id": world.orgs["govtech"]})
+    kit = world.ok(
+        "root",
+        "POST",
+        "/kits",
+        201,
+        json={"inventory_code": "GT-001", "profile_id": "starter", "org_id": world.orgs["govtech"]},
+    )
     assert len(kit["claim_codes"]) == 3 and all(c["code"].startswith("SC-") for c in kit["claim_codes"])
-    world.ok("root", "POST", f"/kits/{kit['id']}/loans", 201,
-             json={"org_id": a, "borrower": "Ann at City A", "due_at": NOW + 30 * 86400})
+    world.ok(
+        "root",
+        "POST",
+        f"/kits/{kit['id']}/loans",
+        201,
+        json={"org_id": a, "borrower": "Ann at City A", "due_at": NOW + 30 * 86400},
+    )
     assert world.ok("a-viewer", "GET", f"/kits/{kit['id']}")["status"] == "on_loan"
-    dep = world.ok("a-operator", "POST", "/deployments", 201, json={
-        "kit_id": kit["id"], "name": "School 7 classroom", "use_case_id": "indoor-climate", "lat": 56.15,
-        "lon": 10.2, "address": "Skolevej 7", "environment": "indoor", "public": True, "starts_at": NOW - 86400})
+    dep = world.ok(
+        "a-operator",
+        "POST",
+        "/deployments",
+        201,
+        json={
+            "kit_id": kit["id"],
+            "name": "School 7 classroom",
+            "use_case_id": "indoor-climate",
+            "lat": 56.15,
+            "lon": 10.2,
+            "address": "Skolevej 7",
+            "environment": "indoor",
+            "public": True,
+            "starts_at": NOW - 86400,
+        },
+    )
 
     code = kit["claim_codes"][0]["code"]
     assert world.client.post("/api/v1/claims/poll", json={"claim_code": code}).json()["status"] == "pending"
-    bound = world.ok("a-operator", "POST", "/claims/bind", 201, json={"claim_code": code, "deployment_id": dep["id"]})
+    bound = world.ok(
+        "a-operator", "POST", "/claims/bind", 201, json={"claim_code": code, "deployment_id": dep["id"]}
+    )
     device = bound["device_id"]
     assert device.startswith("city-a-school-7")
     ready = world.client.post("/api/v1/claims/poll", json={"claim_code": code.lower()}).json()
@@ -46,9 +73,18 @@ def test_create_org_to_alert_resolved(world: World, store: SqliteStore) -> None:
     with Session(engine) as session:
         status = Status(state="online", since=NOW - 60, agent="0.1.0").encode()
         assert apply_message(session, f"suitcase/v1/city-a/{device}/status", status, NOW)
-        meta = Meta(agent="0.1.0", time=NOW, uptime_s=60, clock_synced=True, publish_interval_s=10,
-                    outbox=OutboxMeta(pending=3), sensors={"scd4x": SensorMeta(part="scd4x", address=0x62, state="ok")})
-        assert apply_message(session, f"suitcase/v1/city-a/{device}/meta", meta.model_dump_json().encode(), NOW)
+        meta = Meta(
+            agent="0.1.0",
+            time=NOW,
+            uptime_s=60,
+            clock_synced=True,
+            publish_interval_s=10,
+            outbox=OutboxMeta(pending=3),
+            sensors={"scd4x": SensorMeta(part="scd4x", address=0x62, state="ok")},
+        )
+        assert apply_message(
+            session, f"suitcase/v1/city-a/{device}/meta", meta.model_dump_json().encode(), NOW
+        )
         # The same device id under another organisation's topic changes nothing.
         assert not apply_message(session, f"suitcase/v1/city-b/{device}/status", status, NOW)
     fleet = world.ok("a-viewer", "GET", "/devices")
@@ -60,12 +96,23 @@ def test_create_org_to_alert_resolved(world: World, store: SqliteStore) -> None:
     store.write(_co2("city-a", device, 1600.0, NOW - 900, NOW))
     readings = world.ok("a-viewer", "GET", f"/deployments/{dep['id']}/readings", params={"start": NOW - 3600})
     assert readings["count"] == 30 and readings["readings"][0]["device"] == device
-    chart = world.ok("a-viewer", "GET", f"/deployments/{dep['id']}/chart", params={"start": NOW - 3600, "points": 10})
+    chart = world.ok(
+        "a-viewer", "GET", f"/deployments/{dep['id']}/chart", params={"start": NOW - 3600, "points": 10}
+    )
     assert len(chart["series"]) == 1 and 1 <= len(chart["series"][0]["times"]) <= 10
 
-    rule = world.ok("a-operator", "POST", "/alert-rules", 201, json={
-        "name": "CO2 over 1400 ppm for 10 min", "kind": "threshold", "deployment_id": dep["id"],
-        "params": {"quantity": "co2", "op": ">", "value": 1400, "window_s": 600}})
+    rule = world.ok(
+        "a-operator",
+        "POST",
+        "/alert-rules",
+        201,
+        json={
+            "name": "CO2 over 1400 ppm for 10 min",
+            "kind": "threshold",
+            "deployment_id": dep["id"],
+            "params": {"quantity": "co2", "op": ">", "value": 1400, "window_s": 600},
+        },
+    )
     first = world.ok("a-operator", "POST", "/alerts/evaluate")
     assert len(first["fired"]) == 1 and first["resolved"] == []
     assert world.ok("a-operator", "POST", "/alerts/evaluate") == {"fired": [], "resolved": []}
@@ -77,7 +124,11 @@ def test_create_org_to_alert_resolved(world: World, store: SqliteStore) -> None:
 
     returned = world.ok("root", "POST", f"/kits/{kit['id']}/return", json={"condition": "good"})
     assert returned["devices_revoked"] == [device] and returned["deployments_ended"] == [dep["id"]]
-    assert returned["tokens_revoked"] == 1 and returned["reset_steps"] and returned["kit"]["status"] == "in_stock"
+    assert (
+        returned["tokens_revoked"] == 1
+        and returned["reset_steps"]
+        and returned["kit"]["status"] == "in_stock"
+    )
     device_token = {"Authorization": f"Bearer {ready['device']['token']}"}
     assert world.client.get("/api/v1/auth/me", headers=device_token).status_code == 401
     assert world.call("a-viewer", "GET", f"/kits/{kit['id']}").status_code == 404

@@ -39,7 +39,11 @@ class World:
     def ok(self, who: str, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
         response = self.call(who, method, path, **kwargs)
         assert response.status_code == status, (method, path, response.status_code, response.text)
-        return response.json() if response.content and "json" in response.headers.get("content-type", "") else response
+        return (
+            response.json()
+            if response.content and "json" in response.headers.get("content-type", "")
+            else response
+        )
 
     @classmethod
     def build(cls, client: TestClient) -> World:
@@ -53,13 +57,18 @@ class World:
         assert login.status_code == 200, login.text
         csrf = {"X-CSRF-Token": login.json()["csrf"]}
         world = cls(client=client, root={})
-        for slug, name, kind in (("govtech", "GovTech", "centre"), ("city-a", "City A", "municipality"),
-                                 ("city-b", "City B", "municipality")):
+        for slug, name, kind in (
+            ("govtech", "GovTech", "centre"),
+            ("city-a", "City A", "municipality"),
+            ("city-b", "City B", "municipality"),
+        ):
             org = client.post("/api/v1/orgs", json={"slug": slug, "name": name, "kind": kind}, headers=csrf)
             assert org.status_code == 201, org.text
             world.orgs[slug.removeprefix("city-")] = org.json()["id"]
         root_token = client.post(
-            "/api/v1/tokens", json={"name": "root", "org_id": world.orgs["govtech"], "role": "admin"}, headers=csrf
+            "/api/v1/tokens",
+            json={"name": "root", "org_id": world.orgs["govtech"], "role": "admin"},
+            headers=csrf,
         ).json()["token"]
         client.cookies.clear()
         world.root = bearer(root_token)
@@ -72,8 +81,17 @@ class World:
                     assert user.id is not None
                     session.add(MembershipRow(user_id=user.id, org_id=world.orgs[slug], role=role))
                     raw = new_token()
-                    session.add(ApiTokenRow(name=role, token_hash=hash_secret(raw), prefix=raw[:10],
-                                            org_id=world.orgs[slug], role=role, user_id=user.id, created_at=1.0))
+                    session.add(
+                        ApiTokenRow(
+                            name=role,
+                            token_hash=hash_secret(raw),
+                            prefix=raw[:10],
+                            org_id=world.orgs[slug],
+                            role=role,
+                            user_id=user.id,
+                            created_at=1.0,
+                        )
+                    )
                     world.tokens[f"{slug}-{role}"] = bearer(raw)
             session.commit()
         return world

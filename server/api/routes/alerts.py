@@ -110,7 +110,9 @@ def _rule_public(row: AlertRuleRow) -> AlertRulePublic:
 
 
 @router.post("/alert-rules", status_code=201)
-def create_rule(body: AlertRuleCreate, principal: AuthDep, session: SessionDep, clock: ClockDep) -> AlertRulePublic:
+def create_rule(
+    body: AlertRuleCreate, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> AlertRulePublic:
     """Add an alert rule for an organisation or one of its deployments (operators)."""
     org = resolve_org(session, principal, body.org_id, "operator")
     if body.deployment_id is not None:
@@ -119,9 +121,15 @@ def create_rule(body: AlertRuleCreate, principal: AuthDep, session: SessionDep, 
             raise not_found("deployment", body.deployment_id)
     now = clock()
     row = AlertRuleRow(
-        org_id=org.id or 0, deployment_id=body.deployment_id, name=body.name, kind=body.kind,
-        params=body.params.model_dump(exclude_none=True), webhooks=body.webhooks, emails=body.emails,
-        enabled=body.enabled, created_at=now,
+        org_id=org.id or 0,
+        deployment_id=body.deployment_id,
+        name=body.name,
+        kind=body.kind,
+        params=body.params.model_dump(exclude_none=True),
+        webhooks=body.webhooks,
+        emails=body.emails,
+        enabled=body.enabled,
+        created_at=now,
     )
     session.add(row)
     session.flush()
@@ -133,8 +141,9 @@ def create_rule(body: AlertRuleCreate, principal: AuthDep, session: SessionDep, 
 @router.get("/alert-rules")
 def list_rules(principal: AuthDep, session: SessionDep, paging: PagingDep) -> Page[AlertRulePublic]:
     """Return the alert rules of the caller's organisations."""
-    rows, total = page(session, scoped(select(AlertRuleRow), AlertRuleRow.org_id, principal), paging,
-                       col(AlertRuleRow.id))
+    rows, total = page(
+        session, scoped(select(AlertRuleRow), AlertRuleRow.org_id, principal), paging, col(AlertRuleRow.id)
+    )
     return Page(data=[_rule_public(r) for r in rows], count=total, **paging.model_dump())
 
 
@@ -153,8 +162,9 @@ def read_rule(rule_id: int, principal: AuthDep, session: SessionDep) -> AlertRul
 
 
 @router.patch("/alert-rules/{rule_id}")
-def update_rule(rule_id: int, body: AlertRuleUpdate, principal: AuthDep, session: SessionDep,
-                clock: ClockDep) -> AlertRulePublic:
+def update_rule(
+    rule_id: int, body: AlertRuleUpdate, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> AlertRulePublic:
     """Change a rule's name, targets or whether it is enabled (operators)."""
     row = _rule(session, principal, rule_id, "operator")
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
@@ -179,7 +189,9 @@ def delete_rule(rule_id: int, principal: AuthDep, session: SessionDep, clock: Cl
 
 @router.get("/alerts")
 def list_alerts(
-    principal: AuthDep, session: SessionDep, paging: PagingDep,
+    principal: AuthDep,
+    session: SessionDep,
+    paging: PagingDep,
     state: Literal["firing", "resolved"] | None = None,
     rule_id: int | None = None,
 ) -> Page[AlertPublic]:
@@ -190,7 +202,9 @@ def list_alerts(
     if rule_id is not None:
         query = query.where(AlertRow.rule_id == rule_id)
     rows, total = page(session, query, paging, col(AlertRow.id).desc())
-    return Page(data=[AlertPublic.model_validate(r.model_dump()) for r in rows], count=total, **paging.model_dump())
+    return Page(
+        data=[AlertPublic.model_validate(r.model_dump()) for r in rows], count=total, **paging.model_dump()
+    )
 
 
 @router.post("/alerts/evaluate")

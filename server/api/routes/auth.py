@@ -81,7 +81,11 @@ def user_public(session: Session, user: UserRow) -> UserPublic:
 
 @router.post("/auth/login")
 def login(
-    body: LoginBody, request: Request, response: Response, session: SessionDep, resources: ResourcesDep,
+    body: LoginBody,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    resources: ResourcesDep,
     clock: ClockDep,
 ) -> MePublic:
     """Log in with e-mail and password; sets the session cookie and returns the CSRF token."""
@@ -94,7 +98,11 @@ def login(
             headers={"Retry-After": str(int(wait) + 1)},
         )
     user = session.exec(select(UserRow).where(UserRow.email == body.email.strip().lower())).first()
-    if not verify_password(body.password, user.password_hash if user else None) or user is None or not user.active:
+    if (
+        not verify_password(body.password, user.password_hash if user else None)
+        or user is None
+        or not user.active
+    ):
         resources.guesses.failed(key)
         raise HTTPException(status_code=401, detail="wrong e-mail or password, or the account is deactivated")
     now = clock()
@@ -103,7 +111,10 @@ def login(
     assert user.id is not None
     session.add(
         SessionRow(
-            id_hash=hash_secret(raw), user_id=user.id, csrf=csrf, created_at=now,
+            id_hash=hash_secret(raw),
+            user_id=user.id,
+            csrf=csrf,
+            created_at=now,
             expires_at=now + resources.settings.session_max_age_s,
         )
     )
@@ -152,14 +163,30 @@ def me(principal: AuthDep, request: Request, session: SessionDep) -> MePublic:
 def export_user_data(session: Session, user: UserRow) -> dict[str, Any]:
     """Return everything the registry holds about ``user`` (GDPR art. 15/20)."""
     tokens = session.exec(select(ApiTokenRow).where(ApiTokenRow.user_id == user.id)).all()
-    entries = session.exec(select(AuditRow).where(AuditRow.actor_user_id == user.id).order_by(col(AuditRow.at))).all()
+    entries = session.exec(
+        select(AuditRow).where(AuditRow.actor_user_id == user.id).order_by(col(AuditRow.at))
+    ).all()
     return {
         "user": user_public(session, user).model_dump(),
         "api_tokens": [
-            t.model_dump(include={"id", "name", "prefix", "org_id", "role", "kind", "created_at", "last_used_at", "revoked_at"})
+            t.model_dump(
+                include={
+                    "id",
+                    "name",
+                    "prefix",
+                    "org_id",
+                    "role",
+                    "kind",
+                    "created_at",
+                    "last_used_at",
+                    "revoked_at",
+                }
+            )
             for t in tokens
         ],
-        "audit_log": [e.model_dump(include={"at", "action", "entity", "entity_id", "org_id", "detail"}) for e in entries],
+        "audit_log": [
+            e.model_dump(include={"at", "action", "entity", "entity_id", "org_id", "detail"}) for e in entries
+        ],
         "note": "Readings hold no personal data by design: sensors measure rooms and places, never people.",
     }
 

@@ -79,7 +79,9 @@ def list_use_cases(
     sensor: Annotated[str | None, Query(max_length=32, description="a kit part, e.g. scd4x")] = None,
     theme: Annotated[str | None, Query(max_length=32, description="e.g. air, mobility, buildings")] = None,
     quantity: Annotated[str | None, Query(max_length=32)] = None,
-    q: Annotated[str | None, Query(max_length=100, description="words in the title, summary or problem")] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="words in the title, summary or problem")
+    ] = None,
 ) -> UseCasesPublic:
     """Return the catalogue's use-cases and the caller's organisations' own, filtered, by id."""
     rows = session.exec(select(UseCaseRow).order_by(col(UseCaseRow.id))).all()
@@ -112,10 +114,25 @@ def create_use_case(
     if session.get(UseCaseRow, case.id) is not None:
         raise HTTPException(status_code=409, detail=f"use-case {case.id!r} exists: pick another id")
     if session.get(KitProfileRow, case.kit_profile) is None:
-        raise HTTPException(status_code=422, detail=[{"type": "value_error", "loc": ["body", "use_case", "kit_profile"],
-                            "msg": "unknown kit profile: see GET /api/v1/kit-profiles", "input": case.kit_profile}])
-    row = UseCaseRow(id=case.id, title=case.title, kit_profile=case.kit_profile, dashboard=case.dashboard,
-                     spec=case.model_dump(mode="json"), org_id=org.id)
+        raise HTTPException(
+            status_code=422,
+            detail=[
+                {
+                    "type": "value_error",
+                    "loc": ["body", "use_case", "kit_profile"],
+                    "msg": "unknown kit profile: see GET /api/v1/kit-profiles",
+                    "input": case.kit_profile,
+                }
+            ],
+        )
+    row = UseCaseRow(
+        id=case.id,
+        title=case.title,
+        kit_profile=case.kit_profile,
+        dashboard=case.dashboard,
+        spec=case.model_dump(mode="json"),
+        org_id=org.id,
+    )
     session.add(row)
     audit_change(session, principal, clock(), "create", "use_case", case.id, org.id)
     session.commit()
@@ -131,13 +148,25 @@ def update_use_case(
     if row is None:
         raise not_found("use-case", use_case_id)
     if row.org_id is None:
-        raise HTTPException(status_code=403, detail="catalogue use-cases are read-only: edit the YAML in "
-                            "kits/catalog/usecases/ and run `suitcase server import-catalog`")
+        raise HTTPException(
+            status_code=403,
+            detail="catalogue use-cases are read-only: edit the YAML in "
+            "kits/catalog/usecases/ and run `suitcase server import-catalog`",
+        )
     principal.require(row.org_id, "operator", "use-case", use_case_id)
     case = body.use_case
     if case.id != use_case_id:
-        raise HTTPException(status_code=422, detail=[{"type": "value_error", "loc": ["body", "use_case", "id"],
-                            "msg": "the id cannot change", "input": case.id}])
+        raise HTTPException(
+            status_code=422,
+            detail=[
+                {
+                    "type": "value_error",
+                    "loc": ["body", "use_case", "id"],
+                    "msg": "the id cannot change",
+                    "input": case.id,
+                }
+            ],
+        )
     row.title, row.kit_profile, row.dashboard = case.title, case.kit_profile, case.dashboard
     row.spec = case.model_dump(mode="json")
     session.add(row)
@@ -154,7 +183,11 @@ def get_use_case(use_case_id: str, session: SessionDep, principal: PrincipalDep)
         HTTPException: 404, naming the known ids, when there is no such use-case.
     """
     row = session.get(UseCaseRow, use_case_id)
-    if row is not None and row.org_id is not None and not (principal.authenticated and principal.can(row.org_id)):
+    if (
+        row is not None
+        and row.org_id is not None
+        and not (principal.authenticated and principal.can(row.org_id))
+    ):
         row = None
     if row is None:
         known = list(

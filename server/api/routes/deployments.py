@@ -24,7 +24,14 @@ from server.models import UseCaseRow
 from server.tables import DeploymentDeviceRow, DeploymentRow, KitRow
 from server.timeutil import parse_time
 
-__all__ = ["DeploymentCreate", "DeploymentPublic", "DeploymentUpdate", "device_spans", "get_deployment", "router"]
+__all__ = [
+    "DeploymentCreate",
+    "DeploymentPublic",
+    "DeploymentUpdate",
+    "device_spans",
+    "get_deployment",
+    "router",
+]
 
 router = APIRouter(tags=["deployments"])
 
@@ -122,7 +129,9 @@ class ChartPublic(BaseModel):
     series: list[ChartSeries]
 
 
-def get_deployment(session: Session, principal: Principal, deployment_id: int, role: str = "viewer") -> DeploymentRow:
+def get_deployment(
+    session: Session, principal: Principal, deployment_id: int, role: str = "viewer"
+) -> DeploymentRow:
     """Return a deployment the caller may use with ``role`` (kiosk tokens: their deployments only)."""
     row = session.get(DeploymentRow, deployment_id)
     if row is None:
@@ -141,7 +150,9 @@ def device_spans(session: Session, deployment_id: int) -> list[tuple[str, float,
     links = session.exec(
         select(DeploymentDeviceRow).where(DeploymentDeviceRow.deployment_id == deployment_id)
     ).all()
-    return [(link.device_id, link.from_t, link.to_t if link.to_t is not None else float("inf")) for link in links]
+    return [
+        (link.device_id, link.from_t, link.to_t if link.to_t is not None else float("inf")) for link in links
+    ]
 
 
 def public_of(session: Session, row: DeploymentRow, now: float) -> DeploymentPublic:
@@ -159,13 +170,21 @@ def _check_use_case(session: Session, use_case_id: str | None, org_id: int) -> N
     if case is None or (case.org_id is not None and case.org_id != org_id):
         raise HTTPException(
             status_code=422,
-            detail=[{"type": "value_error", "loc": ["body", "use_case_id"], "input": use_case_id,
-                     "msg": f"use-case {use_case_id!r} is unknown: see GET /api/v1/use-cases"}],
+            detail=[
+                {
+                    "type": "value_error",
+                    "loc": ["body", "use_case_id"],
+                    "input": use_case_id,
+                    "msg": f"use-case {use_case_id!r} is unknown: see GET /api/v1/use-cases",
+                }
+            ],
         )
 
 
 @router.post("/deployments", status_code=201)
-def create_deployment(body: DeploymentCreate, principal: AuthDep, session: SessionDep, clock: ClockDep) -> DeploymentPublic:
+def create_deployment(
+    body: DeploymentCreate, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> DeploymentPublic:
     """Place a kit somewhere for a use-case; devices join when their Pis are claimed."""
     org = resolve_org(session, principal, body.org_id, "operator")
     assert org.id is not None
@@ -193,7 +212,10 @@ def create_deployment(body: DeploymentCreate, principal: AuthDep, session: Sessi
 
 @router.get("/deployments")
 def list_deployments(
-    principal: AuthDep, session: SessionDep, paging: PagingDep, clock: ClockDep,
+    principal: AuthDep,
+    session: SessionDep,
+    paging: PagingDep,
+    clock: ClockDep,
     org_id: int | None = None,
     kit_id: int | None = None,
     use_case_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -205,8 +227,12 @@ def list_deployments(
     query = scoped(select(DeploymentRow), DeploymentRow.org_id, principal)
     if principal.kiosk_deployments is not None:
         query = query.where(col(DeploymentRow.id).in_(sorted(principal.kiosk_deployments)))
-    for column, value in ((DeploymentRow.org_id, org_id), (DeploymentRow.kit_id, kit_id),
-                          (DeploymentRow.use_case_id, use_case_id), (DeploymentRow.public, public)):
+    for column, value in (
+        (DeploymentRow.org_id, org_id),
+        (DeploymentRow.kit_id, kit_id),
+        (DeploymentRow.use_case_id, use_case_id),
+        (DeploymentRow.public, public),
+    ):
         if value is not None:
             query = query.where(column == value)
     if active is not None:
@@ -219,7 +245,9 @@ def list_deployments(
 
 
 @router.get("/deployments/{deployment_id}")
-def read_deployment(deployment_id: int, principal: AuthDep, session: SessionDep, clock: ClockDep) -> DeploymentPublic:
+def read_deployment(
+    deployment_id: int, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> DeploymentPublic:
     """Return one deployment with its devices."""
     return public_of(session, get_deployment(session, principal, deployment_id), clock())
 
@@ -276,7 +304,11 @@ def _range(start: str | None, end_: str | None, now: float, default_span: float)
 
 @router.get("/deployments/{deployment_id}/readings")
 def deployment_readings(
-    deployment_id: int, principal: PrincipalDep, session: SessionDep, store: StoreDep, clock: ClockDep,
+    deployment_id: int,
+    principal: PrincipalDep,
+    session: SessionDep,
+    store: StoreDep,
+    clock: ClockDep,
     start: Annotated[str | None, Query(description="ISO 8601 or epoch seconds; default: end - 1 h")] = None,
     end: Annotated[str | None, Query(description="ISO 8601 or epoch seconds; default: now")] = None,
     quantity: Annotated[str | None, Query(max_length=32)] = None,
@@ -294,13 +326,18 @@ def deployment_readings(
         if len(out) >= limit:
             break
     assert row.id is not None
-    return DeploymentReadings(deployment_id=row.id, start=s, end=e, count=len(out), truncated=len(out) >= limit,
-                              readings=out)
+    return DeploymentReadings(
+        deployment_id=row.id, start=s, end=e, count=len(out), truncated=len(out) >= limit, readings=out
+    )
 
 
 @router.get("/deployments/{deployment_id}/chart")
 def deployment_chart(
-    deployment_id: int, principal: PrincipalDep, session: SessionDep, store: StoreDep, clock: ClockDep,
+    deployment_id: int,
+    principal: PrincipalDep,
+    session: SessionDep,
+    store: StoreDep,
+    clock: ClockDep,
     start: Annotated[str | None, Query(description="default: end - 7 days")] = None,
     end: Annotated[str | None, Query(description="default: now")] = None,
     quantity: Annotated[str | None, Query(max_length=32)] = None,
@@ -312,14 +349,24 @@ def deployment_chart(
 
     get_deployment(session, principal, deployment_id)
     s, e = _range(start, end, clock(), 7 * 86400.0)
-    series = downsample(store.path, device_spans(session, deployment_id), s, e, points=points,
-                        quantity=quantity, mode=mode)
+    series = downsample(
+        store.path, device_spans(session, deployment_id), s, e, points=points, quantity=quantity, mode=mode
+    )
     return ChartPublic(
-        deployment_id=deployment_id, start=s, end=e, points=points, mode=mode,
+        deployment_id=deployment_id,
+        start=s,
+        end=e,
+        points=points,
+        mode=mode,
         series=[
-            ChartSeries(device=x.device, sensor=x.sensor, quantity=x.quantity,
-                        unit=QUANTITIES[x.quantity].unit if x.quantity in QUANTITIES else None,
-                        times=x.times, values=x.values)
+            ChartSeries(
+                device=x.device,
+                sensor=x.sensor,
+                quantity=x.quantity,
+                unit=QUANTITIES[x.quantity].unit if x.quantity in QUANTITIES else None,
+                times=x.times,
+                values=x.values,
+            )
             for x in series
         ],
     )

@@ -132,7 +132,12 @@ def require_device(store: SqliteStore, device: str, *, reveal: bool = True) -> D
 
 
 def _registered(
-    row: DeviceRow, org: str, seen: DeviceSeen | None, deployment: int | None, now: float, stale_after_s: float
+    row: DeviceRow,
+    org: str,
+    seen: DeviceSeen | None,
+    deployment: int | None,
+    now: float,
+    stale_after_s: float,
 ) -> DevicePublic:
     last = max(x for x in (row.last_seen, seen.last_seen if seen else None, 0.0) if x is not None) or None
     age = max(0.0, now - last) if last else None
@@ -200,7 +205,9 @@ def list_devices(
         raise HTTPException(status_code=403, detail="kiosk tokens read their deployments only")
     now = clock()
     slugs = _visible_slugs(principal)
-    query = select(DeviceRow, OrganisationRow.slug).join(OrganisationRow, col(OrganisationRow.id) == DeviceRow.org_id)
+    query = select(DeviceRow, OrganisationRow.slug).join(
+        OrganisationRow, col(OrganisationRow.id) == DeviceRow.org_id
+    )
     if slugs is not None:
         query = query.where(col(OrganisationRow.slug).in_(sorted(slugs)))
     if org is not None:
@@ -211,8 +218,10 @@ def list_devices(
         query = query.where(DeviceRow.online == online)
     from sqlalchemy import func
 
-    total_registered = 0 if registered is False else int(
-        session.exec(select(func.count()).select_from(query.subquery())).one()
+    total_registered = (
+        0
+        if registered is False
+        else int(session.exec(select(func.count()).select_from(query.subquery())).one())
     )
     data: list[DevicePublic] = []
     seen_all = {s.device: s for s in store.devices()}
@@ -231,26 +240,39 @@ def list_devices(
         ]
     unregistered_total = 0
     if registered is not True and kit_id is None and online is None:
-        known = set(
-            session.exec(select(DeviceRow.id).where(col(DeviceRow.id).in_(list(seen_all)))).all()
-        ) if seen_all else set()
+        known = (
+            set(session.exec(select(DeviceRow.id).where(col(DeviceRow.id).in_(list(seen_all)))).all())
+            if seen_all
+            else set()
+        )
         extra = [
-            s for s in seen_all.values()
+            s
+            for s in seen_all.values()
             if s.device not in known and (slugs is None or s.org in slugs) and (org is None or s.org == org)
         ]
         unregistered_total = len(extra)
         skip = max(0, offset - total_registered)
         room = limit - len(data)
-        data += [_public(s, now, settings.stale_after_s) for s in extra[skip : skip + room]] if room > 0 else []
+        data += (
+            [_public(s, now, settings.stale_after_s) for s in extra[skip : skip + room]] if room > 0 else []
+        )
     return DevicesPublic(
-        data=data, count=total_registered + unregistered_total, limit=limit, offset=offset, now=now,
+        data=data,
+        count=total_registered + unregistered_total,
+        limit=limit,
+        offset=offset,
+        now=now,
         stale_after_s=settings.stale_after_s,
     )
 
 
 @router.get("/devices/{device}")
 def read_device(
-    device: DEVICE_ID, principal: PrincipalDep, session: SessionDep, store: StoreDep, settings: SettingsDep,
+    device: DEVICE_ID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
     clock: ClockDep,
 ) -> DevicePublic:
     """Return one device: its registry record and status, or its store summary when unregistered."""

@@ -101,22 +101,25 @@ def _guard(request: Request, resources: Resources, what: str) -> str:
     if wait:
         raise HTTPException(
             status_code=429,
-            detail=f"too many wrong codes from your address: wait {wait:.0f} s and check the code on the label",
+            detail=f"too many wrong codes from your address: wait {wait:.0f} s and check the label's code",
             headers={"Retry-After": str(int(wait) + 1)},
         )
     return key
 
 
 def _pi_by_claim(session: Session, code: str) -> KitPiRow | None:
-    pi = session.exec(select(KitPiRow).where(KitPiRow.claim_hash == hash_secret(normalise_code(code)))).first()
+    pi = session.exec(
+        select(KitPiRow).where(KitPiRow.claim_hash == hash_secret(normalise_code(code)))
+    ).first()
     if pi is None or pi.claim_revoked_at is not None:
         return None
     return pi
 
 
 def _enrolled(issued: Issued) -> EnrolledDevice:
-    return EnrolledDevice(config=issued.config, topics=issued.topics, calibration=issued.calibration,
-                          token=issued.token)
+    return EnrolledDevice(
+        config=issued.config, topics=issued.topics, calibration=issued.calibration, token=issued.token
+    )
 
 
 @router.post("/claims/poll")
@@ -126,7 +129,9 @@ def poll(body: PollBody, request: Request, session: SessionDep, resources: Resou
     pi = _pi_by_claim(session, body.claim_code)
     if pi is None:
         resources.guesses.failed(key)
-        raise HTTPException(status_code=404, detail="unknown or revoked claim code: check the label on the Pi")
+        raise HTTPException(
+            status_code=404, detail="unknown or revoked claim code: check the label on the Pi"
+        )
     if pi.pending is not None:
         device = EnrolledDevice.model_validate(pi.pending)
         pi.pending = None  # delivered once; a lost config is re-issued by binding again
@@ -134,14 +139,21 @@ def poll(body: PollBody, request: Request, session: SessionDep, resources: Resou
         session.commit()
         return PollPublic(status="ready", message="bound: start with this config", device=device)
     if pi.device_id is not None:
-        return PollPublic(status="delivered", message=f"already enrolled as {pi.device_id}: to enroll again, "
-                          "ask staff to bind this Pi again (that replaces its credentials)")
+        return PollPublic(
+            status="delivered",
+            message=f"already enrolled as {pi.device_id}: to enroll again, "
+            "ask staff to bind this Pi again (that replaces its credentials)",
+        )
     return PollPublic(status="pending", message="waiting for a staff member to scan the label and confirm")
 
 
 @router.post("/claims/bind", status_code=201)
 def bind(
-    body: BindBody, request: Request, principal: AuthDep, session: SessionDep, resources: ResourcesDep,
+    body: BindBody,
+    request: Request,
+    principal: AuthDep,
+    session: SessionDep,
+    resources: ResourcesDep,
     clock: ClockDep,
 ) -> BindPublic:
     """A staff member binds a scanned Pi to a deployment: the device and its credentials are made."""
@@ -149,36 +161,63 @@ def bind(
     pi = _pi_by_claim(session, body.claim_code)
     if pi is None:
         resources.guesses.failed(key)
-        raise HTTPException(status_code=404, detail="unknown or revoked claim code: check the label on the Pi")
+        raise HTTPException(
+            status_code=404, detail="unknown or revoked claim code: check the label on the Pi"
+        )
     deployment = get_deployment(session, principal, body.deployment_id, "operator")
     kit = session.get(KitRow, pi.kit_id)
     assert kit is not None and kit.id is not None and deployment.id is not None
     if deployment.kit_id is not None and deployment.kit_id != kit.id:
-        raise HTTPException(status_code=409, detail=f"this Pi belongs to kit {kit.inventory_code}, not to the "
-                            "deployment's kit: pick the deployment of this kit")
+        raise HTTPException(
+            status_code=409,
+            detail=f"this Pi belongs to kit {kit.inventory_code}, not to the "
+            "deployment's kit: pick the deployment of this kit",
+        )
     from server.fleet import kit_org_ids, revoke_device
     from server.tables import DeviceRow
 
     if deployment.org_id not in kit_org_ids(session, kit):
-        raise HTTPException(status_code=409, detail="the deployment's organisation neither owns nor borrows this kit")
+        raise HTTPException(
+            status_code=409, detail="the deployment's organisation neither owns nor borrows this kit"
+        )
     now = clock()
     try:
         if pi.device_id is not None:
             old = session.get(DeviceRow, pi.device_id)
             if old is not None:
                 revoke_device(session, resources.broker, old, now)
-        issued = bind_device(session, resources.settings, resources.broker, deployment=deployment, kit=kit,
-                             pi_index=pi.pi_index, now=now, interval_s=body.interval_s)
+        issued = bind_device(
+            session,
+            resources.settings,
+            resources.broker,
+            deployment=deployment,
+            kit=kit,
+            pi_index=pi.pi_index,
+            now=now,
+            interval_s=body.interval_s,
+        )
     except BrokerAdminError as exc:
         session.rollback()
         raise HTTPException(status_code=503, detail=f"{exc}: nothing was changed; try again") from exc
     pi.device_id = issued.device.id
     pi.pending = _enrolled(issued).model_dump(mode="json")
     session.add(pi)
-    audit_change(session, principal, now, "bind", "device", issued.device.id, deployment.org_id,
-                 kit=kit.id, pi_index=pi.pi_index, deployment=deployment.id)
+    audit_change(
+        session,
+        principal,
+        now,
+        "bind",
+        "device",
+        issued.device.id,
+        deployment.org_id,
+        kit=kit.id,
+        pi_index=pi.pi_index,
+        deployment=deployment.id,
+    )
     session.commit()
-    return BindPublic(device_id=issued.device.id, deployment_id=deployment.id, kit_id=kit.id, pi_index=pi.pi_index)
+    return BindPublic(
+        device_id=issued.device.id, deployment_id=deployment.id, kit_id=kit.id, pi_index=pi.pi_index
+    )
 
 
 @router.post("/claims/qr", responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}})
@@ -205,24 +244,36 @@ def claim_qr(body: QrBody, principal: AuthDep, session: SessionDep, resources: R
 
 @router.post("/enrollment-codes", status_code=201)
 def create_enrollment_code(
-    body: EnrollmentCodeCreate, principal: AuthDep, session: SessionDep, resources: ResourcesDep, clock: ClockDep
+    body: EnrollmentCodeCreate,
+    principal: AuthDep,
+    session: SessionDep,
+    resources: ResourcesDep,
+    clock: ClockDep,
 ) -> EnrollmentCodePublic:
     """Make a single-use, expiring code for a Pi set up by hand (operators)."""
     deployment = get_deployment(session, principal, body.deployment_id, "operator")
     now = clock()
     code = new_enrollment_code()
     expires = now + (body.ttl_s or resources.settings.enrollment_code_ttl_s)
-    session.add(EnrollmentCodeRow(code_hash=hash_secret(code), org_id=deployment.org_id,
-                                  deployment_id=body.deployment_id, created_at=now, expires_at=expires,
-                                  created_by=principal.label))
+    session.add(
+        EnrollmentCodeRow(
+            code_hash=hash_secret(code),
+            org_id=deployment.org_id,
+            deployment_id=body.deployment_id,
+            created_at=now,
+            expires_at=expires,
+            created_by=principal.label,
+        )
+    )
     audit_change(session, principal, now, "create", "enrollment_code", body.deployment_id, deployment.org_id)
     session.commit()
     return EnrollmentCodePublic(code=code, deployment_id=body.deployment_id, expires_at=expires)
 
 
 @router.post("/enroll")
-def enroll(body: EnrollBody, request: Request, session: SessionDep, resources: ResourcesDep,
-           clock: ClockDep) -> EnrolledDevice:
+def enroll(
+    body: EnrollBody, request: Request, session: SessionDep, resources: ResourcesDep, clock: ClockDep
+) -> EnrolledDevice:
     """Trade a single-use enrollment code for the device's config and credentials."""
     key = _guard(request, resources, "enroll")
     now = clock()
@@ -232,14 +283,25 @@ def enroll(body: EnrollBody, request: Request, session: SessionDep, resources: R
     if row is None or row.used_at is not None or row.expires_at <= now:
         resources.guesses.failed(key)
         state = "unknown" if row is None else "already used" if row.used_at is not None else "expired"
-        raise HTTPException(status_code=404, detail=f"the enrollment code is {state}: ask an operator for a new one")
+        raise HTTPException(
+            status_code=404, detail=f"the enrollment code is {state}: ask an operator for a new one"
+        )
     deployment = session.get(DeploymentRow, row.deployment_id)
     if deployment is None or (deployment.ends_at is not None and deployment.ends_at <= now):
-        raise HTTPException(status_code=409, detail="the code's deployment has ended: ask an operator for a new code")
+        raise HTTPException(
+            status_code=409, detail="the code's deployment has ended: ask an operator for a new code"
+        )
     kit = session.get(KitRow, deployment.kit_id) if deployment.kit_id is not None else None
     try:
-        issued = bind_device(session, resources.settings, resources.broker, deployment=deployment, kit=kit,
-                             pi_index=None, now=now)
+        issued = bind_device(
+            session,
+            resources.settings,
+            resources.broker,
+            deployment=deployment,
+            kit=kit,
+            pi_index=None,
+            now=now,
+        )
     except BrokerAdminError as exc:
         session.rollback()
         raise HTTPException(status_code=503, detail=f"{exc}: the code is still valid; try again") from exc
@@ -247,7 +309,15 @@ def enroll(body: EnrollBody, request: Request, session: SessionDep, resources: R
     session.add(row)
     from server import audit
 
-    audit.record(session, at=now, actor=f"enrollment-code:{row.id}", actor_user_id=None, action="enroll",
-                 entity="device", entity_id=issued.device.id, org_id=row.org_id)
+    audit.record(
+        session,
+        at=now,
+        actor=f"enrollment-code:{row.id}",
+        actor_user_id=None,
+        action="enroll",
+        entity="device",
+        entity_id=issued.device.id,
+        org_id=row.org_id,
+    )
     session.commit()
     return _enrolled(issued)

@@ -40,18 +40,31 @@ def _visible(principal: Principal, row: DeploymentRow) -> bool:
     return principal.authenticated and principal.can(row.org_id)
 
 
-def _rows(session: Session, store: SqliteStore, deployments: list[DeploymentRow], start: float, end: float,
-          quantity: str | None) -> Iterator[tuple[str, Record]]:
+def _rows(
+    session: Session,
+    store: SqliteStore,
+    deployments: list[DeploymentRow],
+    start: float,
+    end: float,
+    quantity: str | None,
+) -> Iterator[tuple[str, Record]]:
     # Resolved now: the registry session is closed by the time the response streams.
     spans = [(d.id, device_spans(session, d.id or 0)) for d in deployments]
     return _stream_rows(store, spans, start, end, quantity)
 
 
-def _stream_rows(store: SqliteStore, spans: list[tuple[int | None, list[tuple[str, float, float]]]], start: float,
-                 end: float, quantity: str | None) -> Iterator[tuple[str, Record]]:
+def _stream_rows(
+    store: SqliteStore,
+    spans: list[tuple[int | None, list[tuple[str, float, float]]]],
+    start: float,
+    end: float,
+    quantity: str | None,
+) -> Iterator[tuple[str, Record]]:
     for dep_id, links in spans:
         for device, span_from, span_to in links:
-            for record in iter_readings(store, device, max(start, span_from), min(end, span_to), quantity=quantity):
+            for record in iter_readings(
+                store, device, max(start, span_from), min(end, span_to), quantity=quantity
+            ):
                 yield str(dep_id), record
 
 
@@ -67,7 +80,9 @@ def _meta(settings: ServerSettings, what: str, start: float, end: float) -> dict
     }
 
 
-def _stream(fmt: Format, rows: Iterator[tuple[str, Record]], meta: dict[str, Any], name: str) -> StreamingResponse:
+def _stream(
+    fmt: Format, rows: Iterator[tuple[str, Record]], meta: dict[str, Any], name: str
+) -> StreamingResponse:
     body = csv_lines(rows, meta) if fmt == "csv" else senml_chunks(rows)
     headers = {
         "Content-Disposition": f'attachment; filename="{name}.{"csv" if fmt == "csv" else "senml.json"}"',
@@ -77,10 +92,17 @@ def _stream(fmt: Format, rows: Iterator[tuple[str, Record]], meta: dict[str, Any
     return StreamingResponse(body, media_type=_MEDIA[fmt], headers=headers)
 
 
-@router.get("/export/deployments/{deployment_id}/readings", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}, "application/senml+json": {}}}})
+@router.get(
+    "/export/deployments/{deployment_id}/readings",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/senml+json": {}}}},
+)
 def export_deployment(
-    deployment_id: int, principal: PrincipalDep, session: SessionDep, store: StoreDep, settings: SettingsDep,
+    deployment_id: int,
+    principal: PrincipalDep,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
     clock: ClockDep,
     format: Format = "csv",
     start: Annotated[str | None, Query(description="default: end - 30 days")] = None,
@@ -90,16 +112,30 @@ def export_deployment(
     """Stream a deployment's readings as CSV (licence in ``#`` lines) or SenML JSON."""
     row = session.get(DeploymentRow, deployment_id)
     if row is None or not _visible(principal, row):
-        raise not_found("deployment", deployment_id, "public deployments are at GET /api/v1/export/deployments.geojson")
+        raise not_found(
+            "deployment", deployment_id, "public deployments are at GET /api/v1/export/deployments.geojson"
+        )
     s, e = _range(start, end, clock(), 30 * 86400.0)
     rows = _rows(session, store, [row], s, e, quantity)
-    return _stream(format, rows, _meta(settings, f"readings of deployment {row.name}", s, e), f"deployment-{deployment_id}")
+    return _stream(
+        format,
+        rows,
+        _meta(settings, f"readings of deployment {row.name}", s, e),
+        f"deployment-{deployment_id}",
+    )
 
 
-@router.get("/export/use-cases/{use_case_id}/readings", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}, "application/senml+json": {}}}})
+@router.get(
+    "/export/use-cases/{use_case_id}/readings",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/senml+json": {}}}},
+)
 def export_use_case(
-    use_case_id: str, principal: PrincipalDep, session: SessionDep, store: StoreDep, settings: SettingsDep,
+    use_case_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
     clock: ClockDep,
     format: Format = "csv",
     start: Annotated[str | None, Query()] = None,
@@ -108,29 +144,46 @@ def export_use_case(
 ) -> StreamingResponse:
     """Stream the readings of every deployment of a use-case the caller may see (public ones for all)."""
     case = session.get(UseCaseRow, use_case_id)
-    if case is None or (case.org_id is not None and not (principal.authenticated and principal.can(case.org_id))):
+    if case is None or (
+        case.org_id is not None and not (principal.authenticated and principal.can(case.org_id))
+    ):
         raise not_found("use-case", use_case_id)
     s, e = _range(start, end, clock(), 30 * 86400.0)
     deployments = [
-        d for d in session.exec(
-            select(DeploymentRow).where(DeploymentRow.use_case_id == use_case_id).order_by(col(DeploymentRow.id))
+        d
+        for d in session.exec(
+            select(DeploymentRow)
+            .where(DeploymentRow.use_case_id == use_case_id)
+            .order_by(col(DeploymentRow.id))
         ).all()
         if _visible(principal, d)
     ]
     rows = _rows(session, store, deployments, s, e, quantity)
-    return _stream(format, rows, _meta(settings, f"readings of use-case {use_case_id}", s, e), f"use-case-{use_case_id}")
+    return _stream(
+        format, rows, _meta(settings, f"readings of use-case {use_case_id}", s, e), f"use-case-{use_case_id}"
+    )
 
 
-@router.get("/export/deployments.geojson", response_class=StreamingResponse,
-            responses={200: {"content": {"application/geo+json": {}}}})
+@router.get(
+    "/export/deployments.geojson",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/geo+json": {}}}},
+)
 def export_geojson(
-    session: SessionDep, settings: SettingsDep,
+    session: SessionDep,
+    settings: SettingsDep,
     use_case_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> StreamingResponse:
     """Stream every public deployment with a location as GeoJSON (private addresses blurred ~500 m)."""
-    query = select(DeploymentRow, OrganisationRow.slug).join(
-        OrganisationRow, col(OrganisationRow.id) == DeploymentRow.org_id
-    ).where(DeploymentRow.public == True, col(DeploymentRow.lat).is_not(None), col(DeploymentRow.lon).is_not(None))  # noqa: E712
+    query = (
+        select(DeploymentRow, OrganisationRow.slug)
+        .join(OrganisationRow, col(OrganisationRow.id) == DeploymentRow.org_id)
+        .where(
+            col(DeploymentRow.public).is_(True),
+            col(DeploymentRow.lat).is_not(None),
+            col(DeploymentRow.lon).is_not(None),
+        )
+    )
     if use_case_id:
         query = query.where(DeploymentRow.use_case_id == use_case_id)
 
@@ -144,17 +197,28 @@ def export_geojson(
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": [lon, lat]},
                 "properties": {
-                    "id": row.id, "name": row.name, "organisation": org, "use_case": row.use_case_id,
-                    "environment": row.environment, "starts_at": row.starts_at, "ends_at": row.ends_at,
+                    "id": row.id,
+                    "name": row.name,
+                    "organisation": org,
+                    "use_case": row.use_case_id,
+                    "environment": row.environment,
+                    "starts_at": row.starts_at,
+                    "ends_at": row.ends_at,
                     "address": "" if row.private_address else row.address,
                     "location_blurred_m": settings.blur_m if row.private_address else 0,
                 },
             }
 
-    meta = {"licence": settings.open_data_licence, "licence_url": settings.open_data_licence_url,
-            "source": "IoT Suitcase"}
-    return StreamingResponse(geojson_chunks(features(), meta), media_type="application/geo+json",
-                             headers={"Link": f'<{settings.open_data_licence_url}>; rel="license"'})
+    meta = {
+        "licence": settings.open_data_licence,
+        "licence_url": settings.open_data_licence_url,
+        "source": "IoT Suitcase",
+    }
+    return StreamingResponse(
+        geojson_chunks(features(), meta),
+        media_type="application/geo+json",
+        headers={"Link": f'<{settings.open_data_licence_url}>; rel="license"'},
+    )
 
 
 _ = HTTPException

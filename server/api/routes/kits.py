@@ -45,7 +45,9 @@ class KitCreate(_Body):
 class KitUpdate(_Body):
     condition: Condition | None = None
     status: KitStatus | None = None
-    contents_check: dict[str, bool] | None = Field(default=None, description="bill-of-materials item -> present")
+    contents_check: dict[str, bool] | None = Field(
+        default=None, description="bill-of-materials item -> present"
+    )
     notes: Annotated[str, Field(max_length=2000)] | None = None
 
 
@@ -180,26 +182,44 @@ def _missing(kit: KitRow, profile: KitProfile | None) -> list[str]:
 def _loan_public(loan: LoanRow, now: float) -> LoanPublic:
     assert loan.id is not None
     return LoanPublic(
-        id=loan.id, kit_id=loan.kit_id, owner_org_id=loan.owner_org_id, org_id=loan.org_id,
-        borrower=loan.borrower, starts_at=loan.starts_at, due_at=loan.due_at, returned_at=loan.returned_at,
-        overdue=loan.returned_at is None and loan.due_at < now, notes=loan.notes,
+        id=loan.id,
+        kit_id=loan.kit_id,
+        owner_org_id=loan.owner_org_id,
+        org_id=loan.org_id,
+        borrower=loan.borrower,
+        starts_at=loan.starts_at,
+        due_at=loan.due_at,
+        returned_at=loan.returned_at,
+        overdue=loan.returned_at is None and loan.due_at < now,
+        notes=loan.notes,
     )
 
 
 def kit_public(session: Session, kit: KitRow, now: float) -> KitPublic:
     assert kit.id is not None
     profile_row = session.get(KitProfileRow, kit.profile_id)
-    pis = session.exec(select(KitPiRow).where(KitPiRow.kit_id == kit.id).order_by(col(KitPiRow.pi_index))).all()
+    pis = session.exec(
+        select(KitPiRow).where(KitPiRow.kit_id == kit.id).order_by(col(KitPiRow.pi_index))
+    ).all()
     loan = active_loan(session, kit.id)
     return KitPublic(
-        id=kit.id, org_id=kit.org_id, inventory_code=kit.inventory_code, profile_id=kit.profile_id,
-        condition=kit.condition, status=kit.status, contents_check=kit.contents_check,
+        id=kit.id,
+        org_id=kit.org_id,
+        inventory_code=kit.inventory_code,
+        profile_id=kit.profile_id,
+        condition=kit.condition,
+        status=kit.status,
+        contents_check=kit.contents_check,
         contents_checked_at=kit.contents_checked_at,
         contents_missing=_missing(kit, profile_row.profile() if profile_row else None),
-        notes=kit.notes, created_at=kit.created_at,
+        notes=kit.notes,
+        created_at=kit.created_at,
         pis=[
-            {"pi_index": p.pi_index, "device_id": p.device_id, "claim_active": p.claim_hash is not None
-             and p.claim_revoked_at is None}
+            {
+                "pi_index": p.pi_index,
+                "device_id": p.device_id,
+                "claim_active": p.claim_hash is not None and p.claim_revoked_at is None,
+            }
             for p in pis
         ],
         loan=_loan_public(loan, now).model_dump() if loan else None,
@@ -221,13 +241,19 @@ def _new_claim(resources: Any, pi: KitPiRow) -> ClaimCode:
 
 
 @router.post("/kit-profiles", status_code=201)
-def create_kit_profile(body: KitProfileCreate, principal: AuthDep, session: SessionDep, clock: ClockDep) -> KitProfilePublic:
+def create_kit_profile(
+    body: KitProfileCreate, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> KitProfilePublic:
     """Add an organisation's own kit profile (operators); its id must not exist yet."""
     org = resolve_org(session, principal, body.org_id, "operator")
     if session.get(KitProfileRow, body.profile.id) is not None:
-        raise HTTPException(status_code=409, detail=f"kit profile {body.profile.id!r} exists: pick another id")
+        raise HTTPException(
+            status_code=409, detail=f"kit profile {body.profile.id!r} exists: pick another id"
+        )
     spec = body.profile.model_dump(mode="json")
-    row = KitProfileRow(id=body.profile.id, name=body.profile.name, pis=body.profile.pis, spec=spec, org_id=org.id)
+    row = KitProfileRow(
+        id=body.profile.id, name=body.profile.name, pis=body.profile.pis, spec=spec, org_id=org.id
+    )
     session.add(row)
     audit_change(session, principal, clock(), "create", "kit_profile", row.id, org.id)
     session.commit()
@@ -241,7 +267,9 @@ def delete_kit_profile(profile_id: str, principal: AuthDep, session: SessionDep,
     if row is None:
         raise not_found("kit profile", profile_id)
     if row.org_id is None:
-        raise HTTPException(status_code=403, detail="catalogue profiles are read-only: change the YAML and re-import")
+        raise HTTPException(
+            status_code=403, detail="catalogue profiles are read-only: change the YAML and re-import"
+        )
     principal.require(row.org_id, "operator", "kit profile", profile_id)
     if session.exec(select(KitRow).where(KitRow.profile_id == profile_id)).first():
         raise HTTPException(status_code=409, detail=f"kits use profile {profile_id!r}: retire them first")
@@ -254,22 +282,36 @@ def delete_kit_profile(profile_id: str, principal: AuthDep, session: SessionDep,
 
 
 @router.post("/kits", status_code=201)
-def create_kit(body: KitCreate, principal: AuthDep, session: SessionDep, resources: ResourcesDep, clock: ClockDep) -> KitCreated:
+def create_kit(
+    body: KitCreate, principal: AuthDep, session: SessionDep, resources: ResourcesDep, clock: ClockDep
+) -> KitCreated:
     """Register a suitcase; each of its Pis gets a claim code, shown this once."""
     org = resolve_org(session, principal, body.org_id, "operator")
     profile = session.get(KitProfileRow, body.profile_id)
     if profile is None or (profile.org_id is not None and profile.org_id != org.id):
         raise HTTPException(
             status_code=422,
-            detail=[{"type": "value_error", "loc": ["body", "profile_id"], "input": body.profile_id,
-                     "msg": f"kit profile {body.profile_id!r} is unknown: see GET /api/v1/kit-profiles"}],
+            detail=[
+                {
+                    "type": "value_error",
+                    "loc": ["body", "profile_id"],
+                    "input": body.profile_id,
+                    "msg": f"kit profile {body.profile_id!r} is unknown: see GET /api/v1/kit-profiles",
+                }
+            ],
         )
     if session.exec(select(KitRow).where(KitRow.inventory_code == body.inventory_code)).first():
         raise HTTPException(status_code=409, detail=f"inventory code {body.inventory_code!r} is taken")
     now = clock()
     assert org.id is not None
-    kit = KitRow(org_id=org.id, inventory_code=body.inventory_code, profile_id=body.profile_id,
-                 condition=body.condition, notes=body.notes, created_at=now)
+    kit = KitRow(
+        org_id=org.id,
+        inventory_code=body.inventory_code,
+        profile_id=body.profile_id,
+        condition=body.condition,
+        notes=body.notes,
+        created_at=now,
+    )
     session.add(kit)
     session.flush()
     assert kit.id is not None
@@ -285,7 +327,10 @@ def create_kit(body: KitCreate, principal: AuthDep, session: SessionDep, resourc
 
 @router.get("/kits")
 def list_kits(
-    principal: AuthDep, session: SessionDep, paging: PagingDep, clock: ClockDep,
+    principal: AuthDep,
+    session: SessionDep,
+    paging: PagingDep,
+    clock: ClockDep,
     status: KitStatus | None = None,
     profile_id: Annotated[str | None, Query(max_length=64)] = None,
     org_id: int | None = None,
@@ -294,7 +339,9 @@ def list_kits(
     query = select(KitRow)
     if not principal.global_admin:
         orgs = sorted(principal.org_ids() or set())
-        borrowed = select(LoanRow.kit_id).where(col(LoanRow.org_id).in_(orgs), col(LoanRow.returned_at).is_(None))
+        borrowed = select(LoanRow.kit_id).where(
+            col(LoanRow.org_id).in_(orgs), col(LoanRow.returned_at).is_(None)
+        )
         query = query.where(or_(col(KitRow.org_id).in_(orgs), col(KitRow.id).in_(borrowed)))
     if status:
         query = query.where(KitRow.status == status)
@@ -314,7 +361,9 @@ def read_kit(kit_id: int, principal: AuthDep, session: SessionDep, clock: ClockD
 
 
 @router.patch("/kits/{kit_id}")
-def update_kit(kit_id: int, body: KitUpdate, principal: AuthDep, session: SessionDep, clock: ClockDep) -> KitPublic:
+def update_kit(
+    kit_id: int, body: KitUpdate, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> KitPublic:
     """Change a kit's condition, status, contents check or notes (operators of its owner)."""
     kit = session.get(KitRow, kit_id)
     if kit is None:
@@ -334,11 +383,18 @@ def update_kit(kit_id: int, body: KitUpdate, principal: AuthDep, session: Sessio
 
 @router.post("/kits/{kit_id}/pis/{pi_index}/claim-code")
 def rotate_claim_code(
-    kit_id: int, pi_index: int, principal: AuthDep, session: SessionDep, resources: ResourcesDep, clock: ClockDep
+    kit_id: int,
+    pi_index: int,
+    principal: AuthDep,
+    session: SessionDep,
+    resources: ResourcesDep,
+    clock: ClockDep,
 ) -> ClaimCode:
     """Issue a new claim code for a Pi (the old one stops working); shown this once."""
     kit = get_kit(session, principal, kit_id, "operator")
-    pi = session.exec(select(KitPiRow).where(KitPiRow.kit_id == kit_id, KitPiRow.pi_index == pi_index)).first()
+    pi = session.exec(
+        select(KitPiRow).where(KitPiRow.kit_id == kit_id, KitPiRow.pi_index == pi_index)
+    ).first()
     if pi is None:
         raise not_found("pi", pi_index, f"kit {kit.inventory_code} has Pis 1..n")
     code = _new_claim(resources, pi)
@@ -349,10 +405,14 @@ def rotate_claim_code(
 
 
 @router.delete("/kits/{kit_id}/pis/{pi_index}/claim-code", status_code=204)
-def revoke_claim_code(kit_id: int, pi_index: int, principal: AuthDep, session: SessionDep, clock: ClockDep) -> None:
+def revoke_claim_code(
+    kit_id: int, pi_index: int, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> None:
     """Revoke a Pi's claim code (a lost label): no device can be claimed with it."""
     kit = get_kit(session, principal, kit_id, "operator")
-    pi = session.exec(select(KitPiRow).where(KitPiRow.kit_id == kit_id, KitPiRow.pi_index == pi_index)).first()
+    pi = session.exec(
+        select(KitPiRow).where(KitPiRow.kit_id == kit_id, KitPiRow.pi_index == pi_index)
+    ).first()
     if pi is None:
         raise not_found("pi", pi_index)
     now = clock()
@@ -366,7 +426,9 @@ def revoke_claim_code(kit_id: int, pi_index: int, principal: AuthDep, session: S
 
 
 @router.post("/kits/{kit_id}/loans", status_code=201)
-def lend_kit(kit_id: int, body: LoanCreate, principal: AuthDep, session: SessionDep, clock: ClockDep) -> LoanPublic:
+def lend_kit(
+    kit_id: int, body: LoanCreate, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> LoanPublic:
     """Lend a kit to an organisation (operators of the owner)."""
     kit = session.get(KitRow, kit_id)
     if kit is None:
@@ -381,17 +443,36 @@ def lend_kit(kit_id: int, body: LoanCreate, principal: AuthDep, session: Session
     if body.due_at <= starts:
         raise HTTPException(
             status_code=422,
-            detail=[{"type": "value_error", "loc": ["body", "due_at"], "input": body.due_at,
-                     "msg": "due_at must be after starts_at"}],
+            detail=[
+                {
+                    "type": "value_error",
+                    "loc": ["body", "due_at"],
+                    "input": body.due_at,
+                    "msg": "due_at must be after starts_at",
+                }
+            ],
         )
     if session.get(OrganisationRow, body.org_id) is None:
         raise HTTPException(
             status_code=422,
-            detail=[{"type": "value_error", "loc": ["body", "org_id"], "input": body.org_id,
-                     "msg": f"organisation {body.org_id} does not exist"}],
+            detail=[
+                {
+                    "type": "value_error",
+                    "loc": ["body", "org_id"],
+                    "input": body.org_id,
+                    "msg": f"organisation {body.org_id} does not exist",
+                }
+            ],
         )
-    loan = LoanRow(kit_id=kit_id, owner_org_id=kit.org_id, org_id=body.org_id, borrower=body.borrower,
-                   starts_at=starts, due_at=body.due_at, notes=body.notes)
+    loan = LoanRow(
+        kit_id=kit_id,
+        owner_org_id=kit.org_id,
+        org_id=body.org_id,
+        borrower=body.borrower,
+        starts_at=starts,
+        due_at=body.due_at,
+        notes=body.notes,
+    )
     kit.status = "on_loan"
     session.add(loan)
     session.add(kit)
@@ -403,7 +484,10 @@ def lend_kit(kit_id: int, body: LoanCreate, principal: AuthDep, session: Session
 
 @router.get("/loans")
 def list_loans(
-    principal: AuthDep, session: SessionDep, paging: PagingDep, clock: ClockDep,
+    principal: AuthDep,
+    session: SessionDep,
+    paging: PagingDep,
+    clock: ClockDep,
     active: bool | None = None,
     overdue: Annotated[bool, Query(description="only open loans past their due date")] = False,
 ) -> Page[LoanPublic]:
@@ -414,7 +498,9 @@ def list_loans(
         orgs = sorted(principal.org_ids() or set())
         query = query.where(or_(col(LoanRow.org_id).in_(orgs), col(LoanRow.owner_org_id).in_(orgs)))
     if active is not None:
-        query = query.where(col(LoanRow.returned_at).is_(None) if active else col(LoanRow.returned_at).is_not(None))
+        query = query.where(
+            col(LoanRow.returned_at).is_(None) if active else col(LoanRow.returned_at).is_not(None)
+        )
     if overdue:
         query = query.where(col(LoanRow.returned_at).is_(None), col(LoanRow.due_at) < now)
     rows, total = page(session, query, paging, col(LoanRow.due_at))
@@ -423,7 +509,12 @@ def list_loans(
 
 @router.post("/kits/{kit_id}/return")
 def return_kit_route(
-    kit_id: int, body: KitReturn, principal: AuthDep, session: SessionDep, resources: ResourcesDep, clock: ClockDep
+    kit_id: int,
+    body: KitReturn,
+    principal: AuthDep,
+    session: SessionDep,
+    resources: ResourcesDep,
+    clock: ClockDep,
 ) -> ReturnPublic:
     """Take a kit back: close its loan, end its deployments, revoke its devices' broker clients and
     tokens, and list the steps to reset each Pi, so the next borrower's data never lands in the
@@ -443,19 +534,35 @@ def return_kit_route(
     except BrokerAdminError as exc:
         session.rollback()
         raise HTTPException(status_code=503, detail=f"{exc}: the kit stays on loan; try again") from exc
-    audit_change(session, principal, now, "return", "kit", kit_id, kit.org_id, loan=report.loan_id,
-                 devices_revoked=report.devices_revoked)
+    audit_change(
+        session,
+        principal,
+        now,
+        "return",
+        "kit",
+        kit_id,
+        kit.org_id,
+        loan=report.loan_id,
+        devices_revoked=report.devices_revoked,
+    )
     session.commit()
-    return ReturnPublic(kit=kit_public(session, kit, now), loan_id=report.loan_id,
-                        deployments_ended=report.deployments_ended, devices_revoked=report.devices_revoked,
-                        tokens_revoked=report.tokens_revoked, reset_steps=list(RESET_STEPS))
+    return ReturnPublic(
+        kit=kit_public(session, kit, now),
+        loan_id=report.loan_id,
+        deployments_ended=report.deployments_ended,
+        devices_revoked=report.devices_revoked,
+        tokens_revoked=report.tokens_revoked,
+        reset_steps=list(RESET_STEPS),
+    )
 
 
 # -------------------------------------------------------------------------------- calibration
 
 
 def _cal_public(row: CalibrationRow, now: float) -> CalibrationPublic:
-    return CalibrationPublic.model_validate({**row.model_dump(), "due": row.due_at is not None and row.due_at <= now})
+    return CalibrationPublic.model_validate(
+        {**row.model_dump(), "due": row.due_at is not None and row.due_at <= now}
+    )
 
 
 @router.post("/kits/{kit_id}/calibrations", status_code=201)
@@ -467,32 +574,63 @@ def add_calibration(
     if body.quantity not in QUANTITIES:
         raise HTTPException(
             status_code=422,
-            detail=[{"type": "value_error", "loc": ["body", "quantity"], "input": body.quantity,
-                     "msg": f"unknown quantity: use one of {', '.join(QUANTITIES)}"}],
+            detail=[
+                {
+                    "type": "value_error",
+                    "loc": ["body", "quantity"],
+                    "input": body.quantity,
+                    "msg": f"unknown quantity: use one of {', '.join(QUANTITIES)}",
+                }
+            ],
         )
     now = clock()
     previous = session.exec(
-        select(CalibrationRow.version).where(
-            CalibrationRow.kit_id == kit_id, CalibrationRow.pi_index == body.pi_index,
-            CalibrationRow.sensor == body.sensor, CalibrationRow.quantity == body.quantity,
-        ).order_by(col(CalibrationRow.version).desc())
+        select(CalibrationRow.version)
+        .where(
+            CalibrationRow.kit_id == kit_id,
+            CalibrationRow.pi_index == body.pi_index,
+            CalibrationRow.sensor == body.sensor,
+            CalibrationRow.quantity == body.quantity,
+        )
+        .order_by(col(CalibrationRow.version).desc())
     ).first()
     row = CalibrationRow(
-        kit_id=kit_id, pi_index=body.pi_index, sensor=body.sensor, quantity=body.quantity, offset=body.offset,
-        scale=body.scale, calibrated_at=body.calibrated_at if body.calibrated_at is not None else now,
-        due_at=body.due_at, version=(previous or 0) + 1, reference=body.reference, created_by=principal.label,
+        kit_id=kit_id,
+        pi_index=body.pi_index,
+        sensor=body.sensor,
+        quantity=body.quantity,
+        offset=body.offset,
+        scale=body.scale,
+        calibrated_at=body.calibrated_at if body.calibrated_at is not None else now,
+        due_at=body.due_at,
+        version=(previous or 0) + 1,
+        reference=body.reference,
+        created_by=principal.label,
     )
     session.add(row)
     session.flush()
-    audit_change(session, principal, now, "calibrate", "kit", kit_id, kit.org_id,
-                 sensor=body.sensor, quantity=body.quantity, version=row.version)
+    audit_change(
+        session,
+        principal,
+        now,
+        "calibrate",
+        "kit",
+        kit_id,
+        kit.org_id,
+        sensor=body.sensor,
+        quantity=body.quantity,
+        version=row.version,
+    )
     session.commit()
     return _cal_public(row, now)
 
 
 @router.get("/kits/{kit_id}/calibrations")
 def list_calibrations(
-    kit_id: int, principal: AuthDep, session: SessionDep, clock: ClockDep,
+    kit_id: int,
+    principal: AuthDep,
+    session: SessionDep,
+    clock: ClockDep,
     history: Annotated[bool, Query(description="every version, not only the current ones")] = False,
 ) -> list[CalibrationPublic]:
     """Return a kit's current calibrations (or their whole history)."""
@@ -508,7 +646,9 @@ def list_calibrations(
 
 @router.get("/calibrations/due")
 def calibrations_due(
-    principal: AuthDep, session: SessionDep, clock: ClockDep,
+    principal: AuthDep,
+    session: SessionDep,
+    clock: ClockDep,
     within_days: Annotated[float, Query(ge=0, le=3660)] = 0,
 ) -> list[CalibrationPublic]:
     """Return the current calibrations of the caller's kits due within ``within_days``."""

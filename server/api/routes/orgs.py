@@ -20,7 +20,9 @@ __all__ = ["OrgCreate", "OrgPublic", "OrgUpdate", "create_org", "create_user", "
 
 router = APIRouter(tags=["organisations"])
 
-OrgSlug = Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$", description="used in topics")]
+OrgSlug = Annotated[
+    str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$", description="used in topics")
+]
 OrgKind = Literal["municipality", "region", "centre", "other"]
 Email = Annotated[str, Field(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}$", max_length=254)]
 
@@ -86,7 +88,9 @@ class AuditPublic(BaseModel):
 
 def _public(org: OrganisationRow, role: str | None) -> OrgPublic:
     assert org.id is not None
-    return OrgPublic(id=org.id, slug=org.slug, name=org.name, kind=org.kind, created_at=org.created_at, your_role=role)
+    return OrgPublic(
+        id=org.id, slug=org.slug, name=org.name, kind=org.kind, created_at=org.created_at, your_role=role
+    )
 
 
 def create_org(session: Session, body: OrgCreate, now: float) -> OrganisationRow:
@@ -103,7 +107,9 @@ def create_org(session: Session, body: OrgCreate, now: float) -> OrganisationRow
     return org
 
 
-def create_user(session: Session, email: str, password: str, name: str, now: float, *, global_admin: bool = False) -> UserRow:
+def create_user(
+    session: Session, email: str, password: str, name: str, now: float, *, global_admin: bool = False
+) -> UserRow:
     """Add a user (the caller commits).
 
     Raises:
@@ -113,7 +119,11 @@ def create_user(session: Session, email: str, password: str, name: str, now: flo
     if session.exec(select(UserRow).where(UserRow.email == email)).first():
         raise HTTPException(status_code=409, detail=f"a user with e-mail {email!r} exists")
     user = UserRow(
-        email=email, name=name, password_hash=hash_password(password), is_global_admin=global_admin, created_at=now
+        email=email,
+        name=name,
+        password_hash=hash_password(password),
+        is_global_admin=global_admin,
+        created_at=now,
     )
     session.add(user)
     session.flush()
@@ -141,16 +151,22 @@ def post_org(body: OrgCreate, principal: AuthDep, session: SessionDep, clock: Cl
 
 @router.get("/orgs")
 def list_orgs(
-    principal: AuthDep, session: SessionDep, paging: PagingDep,
+    principal: AuthDep,
+    session: SessionDep,
+    paging: PagingDep,
     q: Annotated[str | None, Query(max_length=100, description="part of the slug or name")] = None,
 ) -> Page[OrgPublic]:
     """Return the organisations the caller belongs to (all of them for a global admin)."""
     query = scoped(select(OrganisationRow), OrganisationRow.id, principal)
     if q:
-        query = query.where(col(OrganisationRow.slug).contains(q.lower()) | col(OrganisationRow.name).contains(q))
+        query = query.where(
+            col(OrganisationRow.slug).contains(q.lower()) | col(OrganisationRow.name).contains(q)
+        )
     rows, total = page(session, query, paging, col(OrganisationRow.slug))
     assert all(r.id is not None for r in rows)
-    return Page(data=[_public(r, principal.role_in(r.id or 0)) for r in rows], count=total, **paging.model_dump())
+    return Page(
+        data=[_public(r, principal.role_in(r.id or 0)) for r in rows], count=total, **paging.model_dump()
+    )
 
 
 @router.get("/orgs/{org_id}")
@@ -160,7 +176,9 @@ def get_org(org_id: int, principal: AuthDep, session: SessionDep) -> OrgPublic:
 
 
 @router.patch("/orgs/{org_id}")
-def patch_org(org_id: int, body: OrgUpdate, principal: AuthDep, session: SessionDep, clock: ClockDep) -> OrgPublic:
+def patch_org(
+    org_id: int, body: OrgUpdate, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> OrgPublic:
     """Change an organisation's name or kind (its admins)."""
     org = _org(session, principal, org_id, "admin")
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
@@ -173,7 +191,9 @@ def patch_org(org_id: int, body: OrgUpdate, principal: AuthDep, session: Session
 
 
 @router.get("/orgs/{org_id}/members")
-def list_members(org_id: int, principal: AuthDep, session: SessionDep, paging: PagingDep) -> Page[MemberPublic]:
+def list_members(
+    org_id: int, principal: AuthDep, session: SessionDep, paging: PagingDep
+) -> Page[MemberPublic]:
     """Return the members of an organisation and their roles."""
     _org(session, principal, org_id, "viewer")
     query = (
@@ -187,7 +207,9 @@ def list_members(org_id: int, principal: AuthDep, session: SessionDep, paging: P
 
 
 @router.put("/orgs/{org_id}/members")
-def set_member(org_id: int, body: MemberSet, principal: AuthDep, session: SessionDep, clock: ClockDep) -> MemberPublic:
+def set_member(
+    org_id: int, body: MemberSet, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> MemberPublic:
     """Add a person to the organisation with a role, or change their role (its admins)."""
     _org(session, principal, org_id, "admin")
     now = clock()
@@ -196,8 +218,14 @@ def set_member(org_id: int, body: MemberSet, principal: AuthDep, session: Sessio
         if body.password is None:
             raise HTTPException(
                 status_code=422,
-                detail=[{"type": "missing", "loc": ["body", "password"], "input": None,
-                         "msg": f"{body.email} has no account yet: give an initial password (12+ characters)"}],
+                detail=[
+                    {
+                        "type": "missing",
+                        "loc": ["body", "password"],
+                        "input": None,
+                        "msg": f"{body.email} has no account yet: give an initial password (12+ characters)",
+                    }
+                ],
             )
         user = create_user(session, body.email, body.password, body.name, now)
         audit_change(session, principal, now, "create", "user", user.id, org_id, email=user.email)
@@ -207,13 +235,17 @@ def set_member(org_id: int, body: MemberSet, principal: AuthDep, session: Sessio
         membership = MembershipRow(user_id=user.id, org_id=org_id, role=body.role)
     membership.role = body.role
     session.add(membership)
-    audit_change(session, principal, now, "set_role", "membership", f"{user.id}@{org_id}", org_id, role=body.role)
+    audit_change(
+        session, principal, now, "set_role", "membership", f"{user.id}@{org_id}", org_id, role=body.role
+    )
     session.commit()
     return MemberPublic(user_id=user.id, email=user.email, name=user.name, role=body.role)
 
 
 @router.delete("/orgs/{org_id}/members/{user_id}", status_code=204)
-def remove_member(org_id: int, user_id: int, principal: AuthDep, session: SessionDep, clock: ClockDep) -> None:
+def remove_member(
+    org_id: int, user_id: int, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> None:
     """Remove a person from the organisation (its admins)."""
     _org(session, principal, org_id, "admin")
     membership = session.get(MembershipRow, (user_id, org_id))

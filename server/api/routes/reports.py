@@ -58,17 +58,32 @@ Score = Annotated[int, Field(ge=0, le=5)]
 class AssessmentSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    benefits: dict[Literal["economy", "governance", "environment", "people", "living", "energy_efficiency",
-                           "mobility", "ict"], Score] = Field(default_factory=dict)
+    benefits: dict[
+        Literal[
+            "economy", "governance", "environment", "people", "living", "energy_efficiency", "mobility", "ict"
+        ],
+        Score,
+    ] = Field(default_factory=dict)
     risks: dict[Literal["technical", "financial", "legal_privacy", "organisational"], Score] = Field(
         default_factory=dict
     )
     expert_score_pct: Annotated[float, Field(ge=0, le=100)] | None = None
-    report: dict[Literal["a1_needs", "a2_strategic_intent", "a3_stakeholders", "a4_activities",
-                         "a5_value_network", "a6_ecosystem", "b_involvement", "c_activities", "d_results",
-                         "e_perspectives", "f_summary"], Annotated[str, Field(max_length=20_000)]] = Field(
-        default_factory=dict
-    )
+    report: dict[
+        Literal[
+            "a1_needs",
+            "a2_strategic_intent",
+            "a3_stakeholders",
+            "a4_activities",
+            "a5_value_network",
+            "a6_ecosystem",
+            "b_involvement",
+            "c_activities",
+            "d_results",
+            "e_perspectives",
+            "f_summary",
+        ],
+        Annotated[str, Field(max_length=20_000)],
+    ] = Field(default_factory=dict)
 
 
 class AssessmentPublic(BaseModel):
@@ -93,35 +108,58 @@ def score(benefits: dict[str, int], risks: dict[str, int]) -> float:
 def _public(row: AssessmentRow) -> AssessmentPublic:
     tool = score(row.benefits, row.risks)
     return AssessmentPublic(
-        deployment_id=row.deployment_id, benefits=row.benefits, risks=row.risks, tool_score_pct=tool,
+        deployment_id=row.deployment_id,
+        benefits=row.benefits,
+        risks=row.risks,
+        tool_score_pct=tool,
         expert_score_pct=row.expert_score_pct,
         passes=tool >= PASS_PCT and row.expert_score_pct is not None and row.expert_score_pct >= PASS_PCT,
-        threshold_pct=PASS_PCT, report=row.report, updated_at=row.updated_at, updated_by=row.updated_by,
+        threshold_pct=PASS_PCT,
+        report=row.report,
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
     )
 
 
 @router.put("/deployments/{deployment_id}/assessment")
-def set_assessment(deployment_id: int, body: AssessmentSet, principal: AuthDep, session: SessionDep,
-                   clock: ClockDep) -> AssessmentPublic:
+def set_assessment(
+    deployment_id: int, body: AssessmentSet, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> AssessmentPublic:
     """Score a deployment with the assessment form and store the report's text (operators)."""
     dep = get_deployment(session, principal, deployment_id, "operator")
     now = clock()
-    row = session.get(AssessmentRow, deployment_id) or AssessmentRow(deployment_id=deployment_id, updated_at=now)
-    row.benefits, row.risks = dict(body.benefits), dict(body.risks)
-    row.expert_score_pct, row.report = body.expert_score_pct, dict(body.report)
+    row = session.get(AssessmentRow, deployment_id) or AssessmentRow(
+        deployment_id=deployment_id, updated_at=now
+    )
+    row.benefits = {str(k): v for k, v in body.benefits.items()}
+    row.risks = {str(k): v for k, v in body.risks.items()}
+    row.expert_score_pct = body.expert_score_pct
+    row.report = {str(k): v for k, v in body.report.items()}
     row.updated_at, row.updated_by = now, principal.label
     session.add(row)
-    audit_change(session, principal, now, "assess", "deployment", deployment_id, dep.org_id,
-                 tool_score_pct=score(row.benefits, row.risks))
+    audit_change(
+        session,
+        principal,
+        now,
+        "assess",
+        "deployment",
+        deployment_id,
+        dep.org_id,
+        tool_score_pct=score(row.benefits, row.risks),
+    )
     session.commit()
     return _public(row)
 
 
 @router.get("/deployments/{deployment_id}/assessment")
-def get_assessment(deployment_id: int, principal: AuthDep, session: SessionDep, clock: ClockDep) -> AssessmentPublic:
+def get_assessment(
+    deployment_id: int, principal: AuthDep, session: SessionDep, clock: ClockDep
+) -> AssessmentPublic:
     """Return a deployment's assessment (an empty one when not yet scored)."""
     get_deployment(session, principal, deployment_id)
-    row = session.get(AssessmentRow, deployment_id) or AssessmentRow(deployment_id=deployment_id, updated_at=clock())
+    row = session.get(AssessmentRow, deployment_id) or AssessmentRow(
+        deployment_id=deployment_id, updated_at=clock()
+    )
     return _public(row)
 
 
@@ -136,7 +174,9 @@ def _summary(session: Session, store: StoreDep, dep: DeploymentRow, now: float) 
     lines = []
     for quantity, (count, low, high, total) in sorted(stats.items()):
         unit = QUANTITIES[quantity].unit if quantity in QUANTITIES else ""
-        lines.append(f"| {quantity} | {int(count)} | {low:.2f} | {total / count:.2f} | {high:.2f} | {unit or ''} |")
+        lines.append(
+            f"| {quantity} | {int(count)} | {low:.2f} | {total / count:.2f} | {high:.2f} | {unit or ''} |"
+        )
     return lines
 
 
@@ -153,7 +193,8 @@ def render_markdown(session: Session, store: StoreDep, dep: DeploymentRow, now: 
         f"- Organisation: {org.name if org else dep.org_id}",
         f"- Use-case: {case.title if case else dep.use_case_id or 'none'}",
         f"- Place: {dep.address or 'not given'} ({dep.environment}"
-        + (f", {dep.height_m} m high" if dep.height_m is not None else "") + ")",
+        + (f", {dep.height_m} m high" if dep.height_m is not None else "")
+        + ")",
         f"- From {iso(dep.starts_at)} to {iso(dep.ends_at) if dep.ends_at else 'ongoing'}",
         f"- Devices: {', '.join(devices) or 'none claimed'}",
         f"- Public: {'yes' if dep.public else 'no'}",
@@ -161,7 +202,11 @@ def render_markdown(session: Session, store: StoreDep, dep: DeploymentRow, now: 
         "## Assessment (project-assessment tool)",
         "",
         f"Tool score {assessment.tool_score_pct:.1f} %, experts "
-        + (f"{assessment.expert_score_pct:.1f} %" if assessment.expert_score_pct is not None else "not scored")
+        + (
+            f"{assessment.expert_score_pct:.1f} %"
+            if assessment.expert_score_pct is not None
+            else "not scored"
+        )
         + f"; moves on at {PASS_PCT:.0f} % on both: **{'yes' if assessment.passes else 'no'}**.",
         "",
         "| area | benefit (0-5) |",
@@ -177,24 +222,41 @@ def render_markdown(session: Session, store: StoreDep, dep: DeploymentRow, now: 
         out += [f"## {title}", "", assessment.report.get(key, "").strip() or "_(to be written)_", ""]
         if key == "d_results":
             table = _summary(session, store, dep, now)
-            out += ["Data collected:", "", "| quantity | readings | min | mean | max | unit |",
-                    "|---|---|---|---|---|---|", *(table or ["| - | 0 | | | | |"]), ""]
+            out += [
+                "Data collected:",
+                "",
+                "| quantity | readings | min | mean | max | unit |",
+                "|---|---|---|---|---|---|",
+                *(table or ["| - | 0 | | | | |"]),
+                "",
+            ]
     return "\n".join(out)
 
 
-@router.get("/deployments/{deployment_id}/report", response_class=PlainTextResponse,
-            responses={200: {"content": {"text/markdown": {}, "text/html": {}}}})
-def report(deployment_id: int, principal: AuthDep, session: SessionDep, store: StoreDep, clock: ClockDep,
-           format: Literal["md", "html"] = "md") -> Response:
+@router.get(
+    "/deployments/{deployment_id}/report",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/markdown": {}, "text/html": {}}}},
+)
+def report(
+    deployment_id: int,
+    principal: AuthDep,
+    session: SessionDep,
+    store: StoreDep,
+    clock: ClockDep,
+    format: Literal["md", "html"] = "md",
+) -> Response:
     """Return the deployment's pilot report (Annex I template) as Markdown or printable HTML."""
     dep = get_deployment(session, principal, deployment_id)
     text = render_markdown(session, store, dep, clock())
     if format == "md":
         return Response(text, media_type="text/markdown; charset=utf-8")
     body = "\n".join(_md_line(line) for line in text.splitlines())
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(dep.name)}</title>"
-            "<style>body{font-family:sans-serif;max-width:50em;margin:auto}table{border-collapse:collapse}"
-            "td{border:1px solid #999;padding:2px 6px}</style></head><body>" + body + "</body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(dep.name)}</title>"
+        "<style>body{font-family:sans-serif;max-width:50em;margin:auto}table{border-collapse:collapse}"
+        "td{border:1px solid #999;padding:2px 6px}</style></head><body>" + body + "</body></html>"
+    )
     return Response(page, media_type="text/html; charset=utf-8")
 
 

@@ -72,8 +72,14 @@ def create_token(body: TokenCreate, principal: AuthDep, session: SessionDep, clo
         if not body.deployment_ids:
             raise HTTPException(
                 status_code=422,
-                detail=[{"type": "missing", "loc": ["body", "deployment_ids"], "input": [],
-                         "msg": "a kiosk token shows chosen deployments: list at least one"}],
+                detail=[
+                    {
+                        "type": "missing",
+                        "loc": ["body", "deployment_ids"],
+                        "input": [],
+                        "msg": "a kiosk token shows chosen deployments: list at least one",
+                    }
+                ],
             )
         for dep_id in body.deployment_ids:
             dep = session.get(DeploymentRow, dep_id)
@@ -95,7 +101,18 @@ def create_token(body: TokenCreate, principal: AuthDep, session: SessionDep, clo
     )
     session.add(row)
     session.flush()
-    audit_change(session, principal, now, "create", "token", row.id, body.org_id, name=body.name, role=role, kind=body.kind)
+    audit_change(
+        session,
+        principal,
+        now,
+        "create",
+        "token",
+        row.id,
+        body.org_id,
+        name=body.name,
+        role=role,
+        kind=body.kind,
+    )
     session.commit()
     return TokenCreated(**_public(row).model_dump(), token=raw)
 
