@@ -366,7 +366,7 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
             # A failed read first marks the sensor failing; once the driver cannot even be
             # created again (after 3 failures, with backoff) it is missing.
             page.goto(f"{url}/fleet")
-            return page.locator(".badge.err", has_text=f"{sensor}:").count() > 0
+            return page.locator(".badge.err", has_text=f"{sensor}: missing").count() > 0
 
         until(fleet_shows_missing, 30, "the fleet page showing the sensor missing", every=1.0)
         page.screenshot(path=str(screenshot_dir / "journey-fleet-missing.png"), full_page=True)
