@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
@@ -136,7 +138,7 @@ def stack(dynsec: MosquittoBroker, tmp_path: Path) -> Iterator[dict[str, Any]]:
         mqtt_host=dynsec.host,
         mqtt_port=dynsec.port,
         mqtt_username=ADMIN[0],
-        mqtt_password=ADMIN[1],  # type: ignore[arg-type]
+        mqtt_password=SecretStr(ADMIN[1]),
         mqtt_dynsec=True,
         public_url=f"http://127.0.0.1:{port}",
         alert_interval_s=1.0,
@@ -190,9 +192,14 @@ def _watch(broker: MosquittoBroker, topic: str) -> tuple[mqtt.Client, list[float
     """An admin subscriber recording when each message on ``topic`` arrives."""
     arrivals: list[float] = []
     ready = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="journey-watcher")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="journey-watcher")
     client.username_pw_set(*ADMIN)
-    client.on_connect = lambda c, *a: (c.subscribe(topic, qos=1), ready.set())
+
+    def on_connect(c: mqtt.Client, *args: Any) -> None:
+        c.subscribe(topic, qos=1)
+        ready.set()
+
+    client.on_connect = on_connect
     client.on_message = lambda c, u, m: arrivals.append(time.monotonic())
     client.connect(broker.host, broker.port)
     client.loop_start()
@@ -266,12 +273,13 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
         encoding="utf-8",
     )
     settings = load_edge_settings(config_path)
-    assert settings.claim is not None
+    claim_settings = settings.claim
+    assert claim_settings is not None
     stop_claim = threading.Event()
     claimed: list[Any] = []
     poller = threading.Thread(
-        target=lambda: claimed.append(claim(settings.claim, stop=stop_claim)), daemon=True
-    )  # type: ignore[arg-type]
+        target=lambda: claimed.append(claim(claim_settings, stop=stop_claim)), daemon=True
+    )
     poller.start()
     time.sleep(1.5)
     assert poller.is_alive() and not claimed  # pending: nobody has scanned the label yet
@@ -366,7 +374,7 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
             # A failed read first marks the sensor failing; once the driver cannot even be
             # created again (after 3 failures, with backoff) it is missing.
             page.goto(f"{url}/fleet")
-            return page.locator(".badge.err", has_text=f"{sensor}: missing").count() > 0
+            return bool(page.locator(".badge.err", has_text=f"{sensor}: missing").count() > 0)
 
         until(fleet_shows_missing, 30, "the fleet page showing the sensor missing", every=1.0)
         page.screenshot(path=str(screenshot_dir / "journey-fleet-missing.png"), full_page=True)
