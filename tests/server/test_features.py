@@ -269,3 +269,16 @@ def test_personal_data_export_and_delete(world: World) -> None:
     assert world.call("a-operator", "GET", "/kits").status_code == 401
     audit = world.ok("a-admin", "GET", "/audit", params={"entity": "deployment"})["data"]
     assert audit and all("operator@a.example.org" not in json.dumps(e) for e in audit)
+
+
+def test_agent_polls_with_code_key_and_enrollment_codes(world: World) -> None:
+    """Test that the agent's poll body ``{"code": ...}`` works for claim codes and for single-use
+    enrollment codes (edge/claim.py sends both to /claims/poll)."""
+    kit = world.ok("a-admin", "POST", "/kits", 201, json={"inventory_code": "P-1", "profile_id": "starter"})
+    claim = kit["claim_codes"][0]["code"]
+    assert world.client.post("/api/v1/claims/poll", json={"code": claim}).json()["status"] == "pending"
+    dep = world.ok("a-operator", "POST", "/deployments", 201, json={"name": "bench"})
+    code = world.ok("a-operator", "POST", "/enrollment-codes", 201, json={"deployment_id": dep["id"]})["code"]
+    ready = world.client.post("/api/v1/claims/poll", json={"code": code}).json()
+    assert ready["status"] == "ready" and ready["device"]["config"]["org"] == "city-a"
+    assert world.client.post("/api/v1/claims/poll", json={"code": code}).status_code == 404

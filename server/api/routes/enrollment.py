@@ -17,6 +17,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
 from kits.models import DeviceConfig
+from server import audit
 from server.api.auth import AuthDep, client_key
 from server.api.common import audit_change
 from server.api.deps import ClockDep, ResourcesDep, SessionDep
@@ -24,7 +25,7 @@ from server.api.routes.deployments import get_deployment
 from server.broker_admin import BrokerAdminError
 from server.fleet import Issued, bind_device
 from server.resources import Resources
-from server.security import hash_secret, new_enrollment_code, normalise_code
+from server.security import ENROLL_PREFIX, hash_secret, new_enrollment_code, normalise_code
 from server.tables import DeploymentRow, EnrollmentCodeRow, KitPiRow, KitRow
 
 __all__ = ["EnrolledDevice", "router"]
@@ -39,9 +40,15 @@ class _Body(BaseModel):
 
 
 class PollBody(_Body):
-    # The agent (edge/claim.py) sends ``code``: the same key for claim and enrollment codes.
+    """The agent's poll. The agent (edge/claim.py) sends ``code``: the same key for claim and
+    enrollment codes, so an ``EN-`` enrollment code is redeemed here too."""
+
     claim_code: CodeText = Field(validation_alias=AliasChoices("claim_code", "code"))
     agent: Annotated[str, Field(max_length=32)] = ""
+
+    @property
+    def text(self) -> str:
+        return self.claim_code
 
 
 class BindBody(_Body):
@@ -123,10 +130,15 @@ def _enrolled(issued: Issued) -> EnrolledDevice:
 
 
 @router.post("/claims/poll")
-def poll(body: PollBody, request: Request, session: SessionDep, resources: ResourcesDep) -> PollPublic:
+def poll(
+    body: PollBody, request: Request, session: SessionDep, resources: ResourcesDep, clock: ClockDep
+) -> PollPublic:
     """The agent asks, with its claim code, whether a staff member has bound it yet."""
+    if normalise_code(body.text).startswith(ENROLL_PREFIX + "-"):
+        device = _redeem(body.text, request, session, resources, clock())
+        return PollPublic(status="ready", message="enrolled: start with this config", device=device)
     key = _guard(request, resources, "claim")
-    pi = _pi_by_claim(session, body.claim_code)
+    pi = _pi_by_claim(session, body.text)
     if pi is None:
         resources.guesses.failed(key)
         raise HTTPException(
@@ -275,10 +287,15 @@ def enroll(
     body: EnrollBody, request: Request, session: SessionDep, resources: ResourcesDep, clock: ClockDep
 ) -> EnrolledDevice:
     """Trade a single-use enrollment code for the device's config and credentials."""
+    return _redeem(body.code, request, session, resources, clock())
+
+
+def _redeem(
+    code: str, request: Request, session: Session, resources: Resources, now: float
+) -> EnrolledDevice:
     key = _guard(request, resources, "enroll")
-    now = clock()
     row = session.exec(
-        select(EnrollmentCodeRow).where(EnrollmentCodeRow.code_hash == hash_secret(normalise_code(body.code)))
+        select(EnrollmentCodeRow).where(EnrollmentCodeRow.code_hash == hash_secret(normalise_code(code)))
     ).first()
     if row is None or row.used_at is not None or row.expires_at <= now:
         resources.guesses.failed(key)
@@ -307,8 +324,6 @@ def enroll(
         raise HTTPException(status_code=503, detail=f"{exc}: the code is still valid; try again") from exc
     row.used_at, row.device_id = now, issued.device.id
     session.add(row)
-    from server import audit
-
     audit.record(
         session,
         at=now,
