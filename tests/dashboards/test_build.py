@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,9 +105,21 @@ def test_every_quantity_has_a_grafana_unit() -> None:
         assert panel["fieldConfig"]["defaults"]["unit"] in KNOWN_GRAFANA_UNITS
 
 
-def test_indoor_climate_draws_the_use_case_thresholds() -> None:
+def _catalog_with_only(tmp_path: Path, *use_cases: str) -> Path:
+    """A copy of the catalogue holding only the named use-cases (the real one keeps growing)."""
+    root = tmp_path / "catalog"
+    shutil.copytree(CATALOG_DIR, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    for path in (root / "usecases").glob("*.yaml"):
+        if path.stem not in use_cases:
+            path.unlink()
+    return root
+
+
+def test_indoor_climate_draws_the_use_case_thresholds(tmp_path: Path) -> None:
     """Test that indoor-climate.yaml's thresholds become threshold lines on the right panels."""
-    dash = build_dashboard("indoor-climate")
+    dash = build_dashboard(
+        "indoor-climate", "influxql", load_catalog(_catalog_with_only(tmp_path, "indoor-climate"))
+    )
     by_title = {p["title"]: p for p in dash["panels"]}
     temperature = by_title["Temperature"]["fieldConfig"]["defaults"]
     assert [s["value"] for s in temperature["thresholds"]["steps"]] == [None, 20, 24]
@@ -119,8 +132,7 @@ def test_indoor_climate_draws_the_use_case_thresholds() -> None:
 
 def test_a_new_use_case_adds_its_quantities_and_thresholds(tmp_path: Path) -> None:
     """Test that a use-case naming a template adds its thresholds and extra quantities there."""
-    root = tmp_path / "catalog"
-    shutil.copytree(CATALOG_DIR, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    root = _catalog_with_only(tmp_path)
     (root / "usecases" / "street-air.yaml").write_text(
         """id: street-air
 title: Street air
@@ -154,11 +166,17 @@ seed_lines: ["1-2"]
 
 def test_counts_are_summed_and_the_rest_averaged() -> None:
     """Test that passes are summed per interval (bars) while other quantities are averaged."""
-    (passes,) = build_dashboard("counting")["panels"]
+
+    def panel(template: str, title: str, flavour: str = "influxql") -> dict[str, Any]:
+        panels = build_dashboard(template, flavour)["panels"]  # type: ignore[arg-type]
+        found: dict[str, Any] = next(p for p in panels if p["title"] == title)
+        return found
+
+    passes = panel("counting", "Passes")
     assert passes["targets"][0]["query"].startswith('SELECT sum("value")')
     assert passes["fieldConfig"]["defaults"]["custom"]["drawStyle"] == "bars"
-    assert "fn: sum" in build_dashboard("counting", "flux")["panels"][0]["targets"][0]["query"]
-    assert build_dashboard("bin-fill")["panels"][0]["targets"][0]["query"].startswith('SELECT mean("value")')
+    assert "fn: sum" in panel("counting", "Passes", "flux")["targets"][0]["query"]
+    assert panel("bin-fill", "Distance")["targets"][0]["query"].startswith('SELECT mean("value")')
 
 
 def test_unknown_template_and_flavour_are_refused(tmp_path: Path) -> None:
