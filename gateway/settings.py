@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kits.errors import ConfigError
+from kits.config_file import settings_from
 
 __all__ = ["ENV_PREFIX", "GatewaySettings", "load_settings"]
 
@@ -59,13 +59,4 @@ def load_settings(**overrides: Any) -> GatewaySettings:
     Raises:
         ConfigError: a value is invalid; the message names the setting, its variable and the fix.
     """
-    given = {key: value for key, value in overrides.items() if value is not None}
-    try:
-        return GatewaySettings(**given)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"])
-            where = f"{field} ({ENV_PREFIX}{field.upper()})" if field else "settings"
-            problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("invalid gateway settings: " + "; ".join(problems)) from exc
+    return settings_from(GatewaySettings, ENV_PREFIX, "gateway", **overrides)

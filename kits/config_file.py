@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from kits.errors import ConfigError
 
-__all__ = ["load_yaml_model", "parse_yaml_model"]
+__all__ = ["load_yaml_model", "parse_yaml_model", "settings_from"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -115,3 +115,22 @@ def _inner_model(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def settings_from(model: type[M], env_prefix: str, what: str, **overrides: Any) -> M:
+    """Build ``model`` (pydantic-settings) from ``overrides`` that are not None and the environment.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the setting, its environment
+            variable (``env_prefix`` + name) and the problem.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return model(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            where = f"{field} ({env_prefix}{field.upper()})" if field else "settings"
+            problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError(f"invalid {what} settings: " + "; ".join(problems)) from exc

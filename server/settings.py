@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kits.catalog import CATALOG_DIR
-from kits.errors import ConfigError
+from kits.config_file import settings_from
 
 __all__ = ["DEFAULT_SECRET_KEY", "ENV_PREFIX", "ServerSettings", "load_settings"]
 
@@ -121,13 +121,4 @@ def load_settings(**overrides: Any) -> ServerSettings:
     Raises:
         ConfigError: a value is invalid; the message names the setting, its variable and the fix.
     """
-    given = {key: value for key, value in overrides.items() if value is not None}
-    try:
-        return ServerSettings(**given)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"])
-            where = f"{field} ({ENV_PREFIX}{field.upper()})" if field else "settings"
-            problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("invalid server settings: " + "; ".join(problems)) from exc
+    return settings_from(ServerSettings, ENV_PREFIX, "server", **overrides)
