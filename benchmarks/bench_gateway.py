@@ -10,7 +10,9 @@ with deploy/mosquitto/) while all are offline, then each consumer process drains
 Reported: messages/s and readings/s, ratio = time / baseline time (so (b)/(a) as a throughput
 ratio is 1/ratio), peak RSS of the consumer process, readings landed == sent. Then the live-feed
 latency (publish to queryable) at 1,000 readings/s through the sqlite sink, p50 and p99.
-``SUITCASE_BENCH_N`` sets N (default 200,000; ``make bench`` users may lower it).
+``SUITCASE_BENCH_N`` sets N (default 200,000; ``make bench`` users may lower it);
+``SUITCASE_BENCH_WORKERS`` runs (b) and (c) as that many gateway processes sharing the load
+through ``$share`` (default 1: on 2 cores a second process only competes with the broker).
 """
 
 from __future__ import annotations
@@ -74,13 +76,26 @@ def _publish(port: int, packs: list[tuple[str, bytes]]) -> None:
     client.loop_stop()
 
 
-def _register(port: int, client_id: str) -> None:
+def _register(port: int, client_id: str, workers: int = 1) -> None:
+    """Register the persistent session(s) of a consumer, so Mosquitto queues the backlog for them.
+
+    With several workers, each worker's session joins the shared subscription ``$share/{client_id}``
+    and Mosquitto queues a share of the backlog for each.
+    """
+    if workers > 1:
+        for i in range(workers):
+            _subscribe(port, _worker_id(client_id, i, workers), f"$share/{client_id}/{TOPIC}")
+    else:
+        _subscribe(port, client_id, TOPIC)
+
+
+def _subscribe(port: int, client_id: str, topic: str) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     done = threading.Event()
     client.on_subscribe = lambda *a: done.set()
     client.connect("127.0.0.1", port)
     client.loop_start()
-    client.subscribe(TOPIC, qos=1)
+    client.subscribe(topic, qos=1)
     done.wait(10)
     client.disconnect()
     client.loop_stop()
@@ -118,49 +133,107 @@ def _consume_paho(port: int, client_id: str, n: int) -> dict[str, Any]:
     return {"seconds": seconds, "messages": count, "landed": count * 6}
 
 
-def _consume_gateway(port: int, client_id: str, n: int, sink_url: str, workdir: str) -> dict[str, Any]:
+def _gateway_worker(
+    port: int,
+    client_id: str,
+    group: str | None,
+    sink_url: str,
+    workdir: str,
+    go: Any,
+    ready: Any,
+    stop: Any,
+    acked: Any,
+    rss: Any,
+) -> None:
+    """One gateway process of the pool: start on ``go``, publish its acked count, stop on ``stop``."""
     from gateway.consumer import Gateway
     from gateway.sinks import open_sink
     from gateway.store import SqliteStore
 
     store = SqliteStore(Path(workdir) / f"{client_id}-dead.db")
-    sink = open_sink(sink_url)
     gw = Gateway(
         store,
         host="127.0.0.1",
         port=port,
         client_id=client_id,
+        group=group,
         batch_messages=1000,
         batch_age_s=0.2,
-        sinks=[sink],
+        sinks=[open_sink(sink_url)],
     )
-    started = time.perf_counter()
+    ready.release()
+    go.wait()
     gw.start()
-    while gw.stats.acked < n:
-        time.sleep(0.01)
-    seconds = time.perf_counter() - started
-    stats = gw.stats
+    while not stop.wait(0.01):
+        acked.value = gw.stats.acked
     gw.stop()
+    acked.value = gw.stats.acked
+    rss.value = _rss_kb()
+    store.close()
+
+
+def _consume_gateway(
+    port: int, client_id: str, n: int, sink_url: str, workdir: str, workers: int = 1
+) -> dict[str, Any]:
+    """Drain with ``workers`` gateway processes; with more than one, they share ``$share/{client_id}``.
+
+    Each worker's session (``{client_id}-{i}``) was registered before the backlog was queued, so
+    Mosquitto queued a share of it for each. Timing starts when every worker is ready to connect.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    go, stop, ready = ctx.Event(), ctx.Event(), ctx.Semaphore(0)
+    counters = [ctx.Value("q", 0) for _ in range(workers)]
+    rss = [ctx.Value("q", 0) for _ in range(workers)]
+    group = client_id if workers > 1 else None
+    procs = [
+        ctx.Process(
+            target=_gateway_worker,
+            args=(port, _worker_id(client_id, i, workers), group, sink_url, workdir, go, ready, stop, c, r),
+        )
+        for i, (c, r) in enumerate(zip(counters, rss, strict=True))
+    ]
+    for proc in procs:
+        proc.start()
+    for _ in procs:
+        ready.acquire()
+    started = time.perf_counter()
+    go.set()
+    while sum(c.value for c in counters) < n:
+        dead = [proc.exitcode for proc in procs if not proc.is_alive()]
+        if dead:
+            stop.set()
+            raise RuntimeError(f"a gateway worker exited with {dead[0]} before the backlog was drained")
+        time.sleep(0.005)
+    seconds = time.perf_counter() - started
+    stop.set()
+    for proc in procs:
+        proc.join(60)
     return {
         "seconds": seconds,
-        "messages": stats.acked,
-        "written": stats.written,
-        "dead": stats.dead_lettered,
+        "workers": workers,
+        "messages": sum(c.value for c in counters),
+        "rss_kb": sum(r.value for r in rss),
     }
 
 
+def _worker_id(client_id: str, i: int, workers: int) -> str:
+    return client_id if workers == 1 else f"{client_id}-{i}"
+
+
 def _consumer_main(argv: list[str]) -> None:
-    kind, port, client_id, n, sink_url, workdir = argv
+    kind, port, client_id, n, sink_url, workdir, workers = argv
     if kind == "paho":
         result = _consume_paho(int(port), client_id, int(n))
+        result["rss_kb"] = _rss_kb()
     else:
-        result = _consume_gateway(int(port), client_id, int(n), sink_url, workdir)
-    result["rss_kb"] = _rss_kb()
+        result = _consume_gateway(int(port), client_id, int(n), sink_url, workdir, int(workers))
     print(json.dumps(result))
 
 
 def _drain(
-    kind: str, port: int, client_id: str, n: int, sink_url: str = "", workdir: str = ""
+    kind: str, port: int, client_id: str, n: int, sink_url: str = "", workdir: str = "", workers: int = 1
 ) -> dict[str, Any]:
     out = subprocess.run(
         [
@@ -173,6 +246,7 @@ def _drain(
             str(n),
             sink_url,
             workdir,
+            str(workers),
         ],
         check=True,
         capture_output=True,
@@ -255,6 +329,7 @@ def run(n: int | None = None) -> list[Figure]:
     from suitcase.broker import MosquittoBroker
 
     n = n or int(os.environ.get("SUITCASE_BENCH_N", "200000"))
+    workers = int(os.environ.get("SUITCASE_BENCH_WORKERS", "1"))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         os.chmod(work, 0o777)
@@ -263,8 +338,8 @@ def run(n: int | None = None) -> list[Figure]:
         influx = _start_influxd(work / "influxd")
         try:
             ids = {k: f"bench-{k}-{uuid.uuid4().hex[:6]}" for k in ("paho", "sub", "sqlite", "influx")}
-            for cid in ids.values():
-                _register(broker.port, cid)
+            for kind, cid in ids.items():
+                _register(broker.port, cid, workers if kind in ("sqlite", "influx") else 1)
             packs = _packs(n)
             t0 = time.perf_counter()
             _publish(broker.port, packs)
@@ -272,14 +347,16 @@ def run(n: int | None = None) -> list[Figure]:
             del packs
             a = _drain("paho", broker.port, ids["paho"], n)
             sub_s = _mosquitto_sub(broker.port, ids["sub"], n)
-            b = _drain("gateway", broker.port, ids["sqlite"], n, f"sqlite:///{work / 'b.db'}", str(work))
+            b = _drain(
+                "gateway", broker.port, ids["sqlite"], n, f"sqlite:///{work / 'b.db'}", str(work), workers
+            )
             from gateway.store import SqliteStore
 
             with SqliteStore(work / "b.db") as s:
                 b["landed"] = s.count_readings()
             c: dict[str, Any] = {}
             if influx is not None:
-                c = _drain("gateway", broker.port, ids["influx"], n, influx.sink_url, str(work))
+                c = _drain("gateway", broker.port, ids["influx"], n, influx.sink_url, str(work), workers)
                 c["landed"] = influx.count(f"suitcase_{ORG}")
             p50, p99 = _latency(broker.port, work)
         finally:

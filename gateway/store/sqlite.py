@@ -34,6 +34,7 @@ import math
 import operator
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -174,7 +175,7 @@ class SqliteStore:
         self._closed = False
         with self._translate("open"):
             conn = self._conn()
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal(conn)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise StoreError(
@@ -188,6 +189,19 @@ class SqliteStore:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # ------------------------------------------------------------------ plumbing
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        # Several gateway processes (--workers) may create the file at once; switching it to WAL
+        # then fails with "database is locked" without waiting on busy_timeout: retry until then.
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,9 +32,9 @@ def rec(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s = SqliteStore(tmp_path / "store.db")
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 
@@ -251,3 +253,29 @@ def test_writing_twice_equals_writing_once(
     finally:
         once.close()
         twice.close()
+
+
+def _open_and_close(path: str, barrier: Any, errors: Any) -> None:
+    barrier.wait()
+    try:
+        SqliteStore(path).close()
+    except StoreError as exc:
+        errors.put(str(exc))
+
+
+def test_several_processes_creating_the_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """Test that gateway workers starting together on a new store file all open it (no 'locked')."""
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    for i in range(40):  # the race is rare: many rounds
+        barrier = ctx.Barrier(4)
+        procs = [
+            ctx.Process(target=_open_and_close, args=(str(tmp_path / f"s{i}.db"), barrier, errors))
+            for _ in range(4)
+        ]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(30)
+            assert proc.exitcode == 0
+    assert errors.empty(), errors.get()
