@@ -10,11 +10,7 @@ second. The wall time of each step is printed as a table and written to
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,13 +39,12 @@ from server.runner import ServerThread
 from server.security import hash_password
 from server.settings import ServerSettings
 from server.tables import MembershipRow, UserRow
-from suitcase.broker import MosquittoBroker, find_mosquitto, free_port
-from tests.services import require_service
+from suitcase.broker import MosquittoBroker, free_port
+from tests.services.mosquitto import DYNSEC_ADMIN
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.browser, pytest.mark.slow]
 
-PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
-ADMIN = ("admin", "journey-dynsec-admin")
+ADMIN = DYNSEC_ADMIN
 OPERATOR = ("operator@govtech.example.org", "operator password 1")
 STAFF = ("staff@aarhus.example.org", "staff password 1")
 
@@ -89,31 +84,9 @@ def until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.
 
 
 @pytest.fixture()
-def dynsec() -> Iterator[MosquittoBroker]:
-    """A Mosquitto that authenticates every client through the dynamic-security plugin."""
-    if find_mosquitto() is None or not PLUGIN.exists():
-        require_service("mosquitto with dynamic security", "apt-get install mosquitto mosquitto-clients")
-    root = Path(tempfile.mkdtemp(prefix="suitcase-journey-"))
-    config = root / "dynsec.json"
-    subprocess.run(["mosquitto_ctrl", "dynsec", "init", str(config), *ADMIN], check=True, capture_output=True)
-    state = json.loads(config.read_text())
-    admin = next(r for r in state["roles"] if r["rolename"] == "admin")
-    # The server's account also sends commands to devices; the gateway reads all telemetry.
-    admin["acls"].append({"acltype": "publishClientSend", "topic": "suitcase/v1/+/+/cmd/#", "allow": True})
-    config.write_text(json.dumps(state))
-    (root / "mosquitto").mkdir()
-    if os.geteuid() == 0:
-        for path in (root, config, root / "mosquitto"):
-            shutil.chown(path, "mosquitto")
-    broker = MosquittoBroker(
-        root / "mosquitto",
-        allow_anonymous=False,
-        extra_config=f"plugin {PLUGIN}\nplugin_opt_config_file {config}\n",
-    )
-    broker.start()
-    yield broker
-    broker.stop()
-    shutil.rmtree(root, ignore_errors=True)
+def dynsec(mosquitto_dynsec: MosquittoBroker) -> MosquittoBroker:
+    """The journey's broker: Mosquitto with dynamic security (tests/services/mosquitto.py)."""
+    return mosquitto_dynsec
 
 
 @pytest.fixture()

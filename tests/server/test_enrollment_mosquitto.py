@@ -3,14 +3,8 @@ its own topics, and kit return takes its broker account away."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,49 +15,20 @@ from fastapi.testclient import TestClient
 from gateway.store import SqliteStore
 from server.app import create_app
 from server.settings import ServerSettings
-from suitcase.broker import MosquittoBroker, find_mosquitto
+from suitcase.broker import MosquittoBroker
 from tests.server.data import NOW
 from tests.server.world import World
-from tests.services import require_service
+from tests.services.mosquitto import DYNSEC_ADMIN
 
 pytestmark = pytest.mark.mosquitto
 
-PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
-ADMIN_PASSWORD = "dynsec-admin-password"
+ADMIN_PASSWORD = DYNSEC_ADMIN[1]
 
 
 @pytest.fixture()
-def dynsec_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """A Mosquitto that authenticates every client through the dynamic-security plugin."""
-    if find_mosquitto() is None or not PLUGIN.exists():
-        require_service("mosquitto with dynamic security", "apt-get install mosquitto mosquitto-clients")
-    # Mosquitto started as root drops to the mosquitto user, which must read and rewrite the
-    # plugin's file: pytest's tmp dirs are private to root.
-    root = Path(tempfile.mkdtemp(prefix="suitcase-dynsec-"))
-    config = root / "dynsec.json"
-    subprocess.run(
-        ["mosquitto_ctrl", "dynsec", "init", str(config), "admin", ADMIN_PASSWORD],
-        check=True,
-        capture_output=True,
-    )
-    # The server's account also sends commands to devices.
-    state = json.loads(config.read_text())
-    admin = next(r for r in state["roles"] if r["rolename"] == "admin")
-    admin["acls"].append({"acltype": "publishClientSend", "topic": "suitcase/v1/+/+/cmd/#", "allow": True})
-    config.write_text(json.dumps(state))
-    (root / "mosquitto").mkdir()
-    if os.geteuid() == 0:
-        for path in (root, config, root / "mosquitto"):
-            shutil.chown(path, "mosquitto")
-    broker = MosquittoBroker(
-        root / "mosquitto",
-        allow_anonymous=False,
-        extra_config=f"plugin {PLUGIN}\nplugin_opt_config_file {config}\n",
-    )
-    broker.start()
-    yield broker
-    broker.stop()
-    shutil.rmtree(root, ignore_errors=True)
+def dynsec_broker(mosquitto_dynsec: MosquittoBroker) -> MosquittoBroker:
+    """Mosquitto with dynamic security (tests/services/mosquitto.py)."""
+    return mosquitto_dynsec
 
 
 def _client(
