@@ -121,12 +121,29 @@ class StatusListener:
         if getattr(reason, "is_failure", False):
             log.error("the status listener could not log in to the broker: %s", reason)
             return
-        client.subscribe([(subscription("status"), 1), (subscription("meta"), 1)])
+        from server.calibration_push import REPLY_SUBSCRIPTION
+
+        client.subscribe([(subscription("status"), 1), (subscription("meta"), 1), (REPLY_SUBSCRIPTION, 1)])
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish with QoS 1 (a command to a device); False when not connected to the broker."""
+        if not self._client.is_connected():
+            return False
+        return bool(self._client.publish(topic, payload, qos=1).rc == 0)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         try:
+            from server.calibration_push import apply_reply, send_pending
+
             with Session(self.engine) as session:
-                changed = apply_message(session, message.topic, message.payload, self.clock())
+                if message.topic.endswith("/cmd/config/reply"):
+                    changed = apply_reply(session, message.topic, message.payload, self.clock())
+                else:
+                    changed = apply_message(session, message.topic, message.payload, self.clock())
+                    if changed and message.topic.endswith("/status"):
+                        device = session.get(DeviceRow, message.topic.split("/")[3])
+                        if device is not None and device.online:  # back online: send what waited
+                            send_pending(session, device.id, self, self.clock())
         except Exception:  # a bad message or a busy registry must not kill the listener thread
             log.exception("status/meta not applied", extra={"topic": message.topic})
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
@@ -15,10 +15,19 @@ from server.api.auth import AuthDep, Principal, not_found
 from server.api.common import Page, PagingDep, audit_change, page, resolve_org
 from server.api.deps import ClockDep, ResourcesDep, SessionDep
 from server.broker_admin import BrokerAdminError
+from server.calibration_push import push_calibration
 from server.fleet import RESET_STEPS, active_loan, current_calibrations, kit_org_ids, return_kit
 from server.models import KitProfilePublic, KitProfileRow
 from server.security import hash_secret, new_claim_code
-from server.tables import ROLES, CalibrationRow, KitPiRow, KitRow, LoanRow, OrganisationRow
+from server.tables import (
+    ROLES,
+    CalibrationDeliveryRow,
+    CalibrationRow,
+    KitPiRow,
+    KitRow,
+    LoanRow,
+    OrganisationRow,
+)
 
 __all__ = ["KitCreate", "KitPublic", "KitUpdate", "get_kit", "router"]
 
@@ -142,6 +151,24 @@ class CalibrationPublic(BaseModel):
     reference: str
     created_by: str
     due: bool = False
+
+
+class CalibrationDeliveryPublic(BaseModel):
+    """A ``config`` command carrying a Pi's calibration (version = its highest record) to a device.
+
+    ``state``: pending (waits for the broker or for the device to come online), sent, ok (the
+    device applied it), error (the device refused it: see ``error``), superseded.
+    """
+
+    command_id: str
+    device_id: str
+    pi_index: int
+    version: int
+    state: str
+    created_at: float
+    sent_at: float | None
+    replied_at: float | None
+    error: str | None
 
 
 class KitProfileCreate(_Body):
@@ -567,9 +594,15 @@ def _cal_public(row: CalibrationRow, now: float) -> CalibrationPublic:
 
 @router.post("/kits/{kit_id}/calibrations", status_code=201)
 def add_calibration(
-    kit_id: int, body: CalibrationCreate, principal: AuthDep, session: SessionDep, clock: ClockDep
+    kit_id: int,
+    body: CalibrationCreate,
+    principal: AuthDep,
+    session: SessionDep,
+    clock: ClockDep,
+    request: Request,
 ) -> CalibrationPublic:
-    """Record a new calibration version of a sensor's quantity on one Pi (every version is kept)."""
+    """Record a new calibration version of a sensor's quantity on one Pi (every version is kept),
+    and send the Pi's calibration to its enrolled devices with the ``config`` command."""
     kit = get_kit(session, principal, kit_id, "operator")
     if body.quantity not in QUANTITIES:
         raise HTTPException(
@@ -622,7 +655,23 @@ def add_calibration(
         version=row.version,
     )
     session.commit()
-    return _cal_public(row, now)
+    public = _cal_public(row, now)
+    push_calibration(session, kit_id, body.pi_index, getattr(request.app.state, "listener", None), now)
+    return public
+
+
+@router.get("/kits/{kit_id}/calibrations/deliveries")
+def list_calibration_deliveries(
+    kit_id: int, principal: AuthDep, session: SessionDep
+) -> list[CalibrationDeliveryPublic]:
+    """Return the kit's calibration deliveries to its devices, newest first, with their replies."""
+    get_kit(session, principal, kit_id)
+    rows = session.exec(
+        select(CalibrationDeliveryRow)
+        .where(CalibrationDeliveryRow.kit_id == kit_id)
+        .order_by(col(CalibrationDeliveryRow.id).desc())
+    ).all()
+    return [CalibrationDeliveryPublic.model_validate(r.model_dump()) for r in rows]
 
 
 @router.get("/kits/{kit_id}/calibrations")
