@@ -18,6 +18,7 @@ from kits.errors import ConfigError
 __all__ = [
     "SCENARIOS",
     "BinFilling",
+    "Footpath",
     "OfficeDay",
     "Scenario",
     "ScenarioFactory",
@@ -247,6 +248,50 @@ class VibrationBursts:
         return values
 
 
+@dataclass(frozen=True, slots=True)
+class Footpath:
+    """A ranger on a lamp post looking across a footpath at a wall ``wall_mm`` away.
+
+    Time is cut into 10 s slots; each slot holds 0, 1 or 2 passers-by (from the seed), the first
+    starting 0.5-3.5 s into the slot, the second 5.0-8.0 s, each in the beam for ``pass_s``
+    at 450-900 mm (a walker or a cyclist on the near or far side). Passes never overlap or cross a
+    slot boundary, so :meth:`passes` gives the exact number whose end falls in a time range.
+    """
+
+    seed: int
+    wall_mm: float = 1500.0
+    pass_s: float = 0.6
+    slot_s: float = 10.0
+
+    def _slot(self, k: int) -> list[tuple[float, float]]:
+        """The passes of slot ``k``: (start time, range in mm)."""
+        rng = random.Random(f"{self.seed}:footpath:{k}")
+        base = k * self.slot_s
+        out: list[tuple[float, float]] = []
+        for low in (0.5, 5.0):
+            start = base + low + rng.uniform(0.0, 3.0)
+            mm = rng.uniform(450.0, 900.0)
+            if rng.random() < 0.6:
+                out.append((start, mm))
+        return out
+
+    def passes(self, start: float, end: float) -> int:
+        """Return how many passes end in [start, end)."""
+        count = 0
+        for k in range(math.floor(start / self.slot_s) - 1, math.floor(end / self.slot_s) + 1):
+            count += sum(1 for t, _ in self._slot(k) if start <= t + self.pass_s < end)
+        return count
+
+    def __call__(self, now: float) -> dict[str, float]:
+        distance = self.wall_mm
+        for t, mm in self._slot(math.floor(now / self.slot_s)):
+            if t <= now < t + self.pass_s:
+                distance = mm
+        values = _background(self.seed, now)
+        values["distance"] = distance + 3.0 * _smooth_noise(self.seed, "d", now, 0.5)
+        return values
+
+
 def _office_day(seed: int) -> Scenario:
     return OfficeDay(seed)
 
@@ -256,6 +301,7 @@ SCENARIOS: dict[str, ScenarioFactory] = {
     "street-air": StreetAir,
     "bin-filling": BinFilling,
     "vibration-bursts": VibrationBursts,
+    "footpath": Footpath,
 }
 
 
