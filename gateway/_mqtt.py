@@ -271,6 +271,10 @@ class MqttSession:
         clock: UTC epoch seconds, the ``received_at`` of each chunk.
         reconnect_min_s: first wait before reconnecting; doubles on each failure.
         reconnect_max_s: the longest wait.
+        max_held: stop reading the socket while this many delivered messages of the current
+            connection are not yet released (:meth:`release`); TCP then holds the broker back. The
+            broker's own window is not enough: Mosquitto 2.0.11 resuming a session with a queued
+            backlog sends all of it after the first PUBACK, whatever the Receive Maximum.
     """
 
     def __init__(
@@ -292,6 +296,7 @@ class MqttSession:
         clock: Callable[[], float] = time.time,
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 10.0,
+        max_held: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -320,6 +325,9 @@ class MqttSession:
         self._last_sent = 0.0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._max_held = max_held
+        self._held = 0  # delivered and not released, of the current generation
+        self._released = threading.Condition()  # guards _held
 
     @property
     def generation(self) -> int:
@@ -356,6 +364,13 @@ class MqttSession:
 
     # ------------------------------------------------------------------ acks (any thread)
 
+    def release(self, generation: int, count: int) -> None:
+        """Say that ``count`` delivered messages of connection ``generation`` are done with."""
+        with self._released:
+            if generation == self._generation:
+                self._held = max(self._held - count, 0)
+                self._released.notify()
+
     def ack(self, generation: int, mids: Sequence[int]) -> bool:
         """PUBACK ``mids``, received on connection ``generation``, in one write.
 
@@ -390,9 +405,10 @@ class MqttSession:
         except OSError:
             sock.close()
             raise
-        with self._send_lock:
+        with self._send_lock, self._released:
             self._sock = sock
             self._generation += 1  # before any message of this connection can arrive
+            self._held = 0
             self._last_sent = time.monotonic()
         return sock
 
@@ -459,8 +475,15 @@ class MqttSession:
         accepted = False
         ping_sent = 0.0
         opened = time.monotonic()
+        limit = self._max_held if self._max_held is not None else 1 << 62
         while not self._stopping.is_set():
-            if poller.poll(_TICK_S * 1000):
+            if self._held >= limit:
+                with self._released:  # hold the broker back until the caller catches up
+                    self._released.wait_for(
+                        lambda: self._held < limit or self._stopping.is_set(), timeout=_TICK_S
+                    )
+                ping_sent = 0.0  # a PINGRESP waits unread in the socket meanwhile
+            elif poller.poll(_TICK_S * 1000):
                 try:
                     data = sock.recv(_READ_SIZE)
                 except OSError as exc:
@@ -469,6 +492,8 @@ class MqttSession:
                     return accepted, "the broker closed the connection"
                 messages, control = reader.feed(data)
                 if messages:
+                    with self._released:
+                        self._held += len(messages)
                     self._deliver(self._generation, self._clock(), messages)
                 for kind, _flags, body in control:
                     if kind == _CONNACK:

@@ -135,8 +135,9 @@ class Gateway:
         metrics: the Prometheus metrics to update (default: a registry of its own).
         mqtt_version: ``"3.1.1"`` (any broker, the embedded one included) or ``"5"`` (Mosquitto),
             which declares ``receive_maximum`` to the broker.
-        receive_maximum: with MQTT 5, the most unacknowledged messages the broker may send;
-            default twice ``batch_messages`` (so one batch is written while the next fills).
+        receive_maximum: the most unacknowledged messages the gateway holds: declared to the
+            broker with MQTT 5, and enforced by reading no further either way; default twice
+            ``batch_messages`` (so one batch is written while the next fills).
     """
 
     def __init__(
@@ -236,6 +237,7 @@ class Gateway:
             on_subscribed=self._on_subscribed,
             on_lost=self._on_lost,
             clock=self._clock,
+            max_held=self.receive_maximum,
         )
 
     def start(self) -> None:
@@ -546,6 +548,6 @@ class Gateway:
         generation = self._session.generation
         mids = [mid for gen, mid, qos in batch.acks if gen == generation and qos]
         plain = sum(1 for gen, _, qos in batch.acks if gen == generation and not qos)
-        if not self._session.ack(generation, mids):
-            return 0
-        return len(mids) + plain
+        acked = self._session.ack(generation, mids)
+        self._session.release(generation, len(mids) + plain)  # the network thread reads on
+        return len(mids) + plain if acked else 0

@@ -211,3 +211,35 @@ def test_crash_mid_stream_every_reading_lands_exactly_once_mosquitto(
     same client id; the store holds every reading exactly once.
     """
     _crash_and_resume(mosquitto, store, client_id)
+
+
+@pytest.mark.mosquitto
+def test_a_queued_backlog_is_taken_within_the_window_while_the_store_is_stuck(
+    mosquitto: MosquittoBroker, store: FlakyStore, client_id: str
+) -> None:
+    """Test that a gateway resuming a session with a big queued backlog holds a bounded window.
+
+    Mosquitto 2.0.11 sends a resumed session's whole backlog after the first PUBACK, whatever the
+    Receive Maximum; the gateway stops reading the socket instead, so while the store is stuck it
+    holds the window plus at most one socket read, and once the store returns everything lands once.
+    """
+    from gateway._mqtt import _READ_SIZE
+    from tests.gateway.gwtools import publish_all, six_pack
+
+    first = gateway(store, mosquitto, client_id, mqtt_version="5", batch_messages=50, receive_maximum=100)
+    first.start()
+    first.wait_subscribed()
+    first.stop()  # the session stays, with its subscription: the backlog queues for it
+    backlog = [six_pack(ORG, f"dev-{i % 5}", i // 5) for i in range(3000)]
+    publish_all(mosquitto.host, mosquitto.port, backlog)
+    with gateway(store, mosquitto, client_id, mqtt_version="5", batch_messages=50, receive_maximum=100) as gw:
+        wait_until(lambda: gw.stats.acked >= 50, what="the first acks")
+        store.gate.clear()  # stuck from the next write on
+        try:
+            time.sleep(0.5)
+            held = gw.stats.received - gw.stats.acked
+            assert held <= 100 + _READ_SIZE // len(backlog[0][1]) < len(backlog) - gw.stats.acked, held
+        finally:
+            store.gate.set()
+        wait_until(lambda: gw.stats.acked >= len(backlog), timeout=30, what="the whole backlog")
+    assert store.count_readings() == 6 * len(backlog)
