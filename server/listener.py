@@ -105,6 +105,7 @@ class StatusListener:
         self.engine = engine
         self.clock = clock
         self.applied = 0
+        self.subscribed = threading.Event()  # set once the broker has granted the subscriptions
         self._changed = threading.Condition()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-{secrets.token_hex(4)}"
@@ -115,6 +116,7 @@ class StatusListener:
         if settings.mqtt_tls:
             self._client.tls_set()
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda *_args: self.subscribed.set()
         self._client.on_message = self._on_message
 
     def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
@@ -123,6 +125,7 @@ class StatusListener:
             return
         from server.calibration_push import REPLY_SUBSCRIPTION
 
+        self.subscribed.clear()
         client.subscribe([(subscription("status"), 1), (subscription("meta"), 1), (REPLY_SUBSCRIPTION, 1)])
 
     def publish(self, topic: str, payload: bytes) -> bool:

@@ -55,7 +55,9 @@ class _Device:
         self.requests: list[CommandRequest] = []
         self.version: int | None = None
         connected = threading.Event()
+        subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config["device"])
+        self.client.on_subscribe = lambda *_args: subscribed.set()
         self.client.username_pw_set(config["mqtt"]["username"], config["mqtt"]["password"])
         self.client.on_connect = lambda *args: connected.set() if not args[3].is_failure else None
         self.client.on_message = self._on_message
@@ -64,6 +66,7 @@ class _Device:
         assert connected.wait(5), "the device could not log in with its credentials"
         base = f"suitcase/v1/{config['org']}/{config['device']}"
         self.client.subscribe(f"{base}/cmd/+", qos=1)
+        assert subscribed.wait(5), "the broker did not grant the device its command topics"
 
     def _on_message(self, client: Any, _userdata: Any, message: Any) -> None:
         request = CommandRequest.model_validate_json(message.payload)
@@ -104,9 +107,8 @@ def test_calibration_reaches_the_device_and_its_reply_is_recorded(
         world = World.build(client)
         kit, issued = _enroll(client, world)
         listener = client.app.state.listener  # type: ignore[attr-defined]
-        assert _wait(listener._client.is_connected)
+        assert listener.subscribed.wait(10), "the server's listener did not subscribe"
         device = _Device(mosquitto_dynsec, issued["config"])
-        time.sleep(0.3)
         sensor = issued["config"]["sensors"][0]["name"]
         cal = {"pi_index": 1, "sensor": sensor, "quantity": "temperature", "offset": -0.4, "scale": 1.01}
         world.ok("a-operator", "POST", f"/kits/{kit['id']}/calibrations", 201, json=cal)
