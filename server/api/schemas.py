@@ -36,8 +36,14 @@ class ReadingPublic(BaseModel):
         )
 
 
-def invalid(field: str, message: str, value: object, *, where: str = "query") -> RequestValidationError:
-    """Return a 422 error shaped like FastAPI's own validation errors, for one parameter."""
+def invalid(
+    field: str | tuple[str, ...], message: str, value: object, *, where: str = "query"
+) -> RequestValidationError:
+    """Return a 422 error shaped like FastAPI's own validation errors, for one parameter.
+
+    ``field`` is a name, or a path into the body such as ``("use_case", "kit_profile")``.
+    """
+    path = field if isinstance(field, tuple) else (field,)
     return RequestValidationError(
-        [{"type": "value_error", "loc": (where, field), "msg": message, "input": value}]
+        [{"type": "value_error", "loc": (where, *path), "msg": message, "input": value}]
     )

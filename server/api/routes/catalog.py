@@ -12,6 +12,7 @@ from kits.models import UseCase
 from server.api.auth import AuthDep, PrincipalDep, not_found
 from server.api.common import audit_change, resolve_org
 from server.api.deps import CatalogDep, ClockDep, SessionDep
+from server.api.schemas import invalid
 from server.models import (
     KitProfilePublic,
     KitProfileRow,
@@ -114,16 +115,11 @@ def create_use_case(
     if session.get(UseCaseRow, case.id) is not None:
         raise HTTPException(status_code=409, detail=f"use-case {case.id!r} exists: pick another id")
     if session.get(KitProfileRow, case.kit_profile) is None:
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "type": "value_error",
-                    "loc": ["body", "use_case", "kit_profile"],
-                    "msg": "unknown kit profile: see GET /api/v1/kit-profiles",
-                    "input": case.kit_profile,
-                }
-            ],
+        raise invalid(
+            ("use_case", "kit_profile"),
+            "unknown kit profile: see GET /api/v1/kit-profiles",
+            case.kit_profile,
+            where="body",
         )
     row = UseCaseRow(
         id=case.id,
@@ -156,17 +152,7 @@ def update_use_case(
     principal.require(row.org_id, "operator", "use-case", use_case_id)
     case = body.use_case
     if case.id != use_case_id:
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "type": "value_error",
-                    "loc": ["body", "use_case", "id"],
-                    "msg": "the id cannot change",
-                    "input": case.id,
-                }
-            ],
-        )
+        raise invalid(("use_case", "id"), "the id cannot change", case.id, where="body")
     row.title, row.kit_profile, row.dashboard = case.title, case.kit_profile, case.dashboard
     row.spec = case.model_dump(mode="json")
     session.add(row)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
@@ -168,16 +168,11 @@ def _check_use_case(session: Session, use_case_id: str | None, org_id: int) -> N
         return
     case = session.get(UseCaseRow, use_case_id)
     if case is None or (case.org_id is not None and case.org_id != org_id):
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "type": "value_error",
-                    "loc": ["body", "use_case_id"],
-                    "input": use_case_id,
-                    "msg": f"use-case {use_case_id!r} is unknown: see GET /api/v1/use-cases",
-                }
-            ],
+        raise invalid(
+            "use_case_id",
+            f"use-case {use_case_id!r} is unknown: see GET /api/v1/use-cases",
+            use_case_id,
+            where="body",
         )
 
 

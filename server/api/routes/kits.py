@@ -14,6 +14,7 @@ from kits.quantities import QUANTITIES
 from server.api.auth import AuthDep, Principal, not_found
 from server.api.common import Page, PagingDep, audit_change, page, resolve_org
 from server.api.deps import ClockDep, ResourcesDep, SessionDep
+from server.api.schemas import invalid
 from server.broker_admin import BrokerAdminError
 from server.calibration_push import push_calibration
 from server.fleet import RESET_STEPS, active_loan, current_calibrations, kit_org_ids, return_kit
@@ -316,16 +317,11 @@ def create_kit(
     org = resolve_org(session, principal, body.org_id, "operator")
     profile = session.get(KitProfileRow, body.profile_id)
     if profile is None or (profile.org_id is not None and profile.org_id != org.id):
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "type": "value_error",
-                    "loc": ["body", "profile_id"],
-                    "input": body.profile_id,
-                    "msg": f"kit profile {body.profile_id!r} is unknown: see GET /api/v1/kit-profiles",
-                }
-            ],
+        raise invalid(
+            "profile_id",
+            f"kit profile {body.profile_id!r} is unknown: see GET /api/v1/kit-profiles",
+            body.profile_id,
+            where="body",
         )
     if session.exec(select(KitRow).where(KitRow.inventory_code == body.inventory_code)).first():
         raise HTTPException(status_code=409, detail=f"inventory code {body.inventory_code!r} is taken")
@@ -468,29 +464,9 @@ def lend_kit(
     now = clock()
     starts = body.starts_at if body.starts_at is not None else now
     if body.due_at <= starts:
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "type": "value_error",
-                    "loc": ["body", "due_at"],
-                    "input": body.due_at,
-                    "msg": "due_at must be after starts_at",
-                }
-            ],
-        )
+        raise invalid("due_at", "due_at must be after starts_at", body.due_at, where="body")
     if session.get(OrganisationRow, body.org_id) is None:
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "type": "value_error",
-                    "loc": ["body", "org_id"],
-                    "input": body.org_id,
-                    "msg": f"organisation {body.org_id} does not exist",
-                }
-            ],
-        )
+        raise invalid("org_id", f"organisation {body.org_id} does not exist", body.org_id, where="body")
     loan = LoanRow(
         kit_id=kit_id,
         owner_org_id=kit.org_id,
@@ -605,16 +581,8 @@ def add_calibration(
     and send the Pi's calibration to its enrolled devices with the ``config`` command."""
     kit = get_kit(session, principal, kit_id, "operator")
     if body.quantity not in QUANTITIES:
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "type": "value_error",
-                    "loc": ["body", "quantity"],
-                    "input": body.quantity,
-                    "msg": f"unknown quantity: use one of {', '.join(QUANTITIES)}",
-                }
-            ],
+        raise invalid(
+            "quantity", f"unknown quantity: use one of {', '.join(QUANTITIES)}", body.quantity, where="body"
         )
     now = clock()
     previous = session.exec(
