@@ -8,7 +8,9 @@ with deploy/mosquitto/) while all are offline, then each consumer process drains
 - (b) the gateway into the sqlite sink; (c) the gateway into a real influxd.
 
 Reported: messages/s and readings/s, ratio = time / baseline time (so (b)/(a) as a throughput
-ratio is 1/ratio), peak RSS of the consumer process, readings landed == sent. Then the live-feed
+ratio is 1/ratio), peak RSS of the consumer (for (b) its store-writer child included),
+readings landed == sent. The gateway runs with its shipped batch settings
+(``SUITCASE_GATEWAY_BATCH_MESSAGES`` overrides them, to explore). Then the live-feed
 latency (publish to queryable) at 1,000 readings/s through the sqlite sink, p50 and p99.
 ``SUITCASE_BENCH_N`` sets N (default 200,000; ``make bench`` users may lower it);
 ``SUITCASE_BENCH_WORKERS`` runs (b) and (c) as that many gateway processes sharing the load
@@ -101,11 +103,17 @@ def _subscribe(port: int, client_id: str, topic: str) -> None:
     client.loop_stop()
 
 
-def _rss_kb() -> int:
+def _rss_kb(with_children: bool = False) -> int:
+    """Peak RSS of this process, plus the largest child's (the sqlite sink's writer) if asked."""
+    peak = 0
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
+            peak = int(line.split()[1])
+    if with_children:
+        import resource
+
+        peak += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    return peak
 
 
 # ---------------------------------------------------------------- consumer processes
@@ -147,9 +155,11 @@ def _gateway_worker(
 ) -> None:
     """One gateway process of the pool: start on ``go``, publish its acked count, stop on ``stop``."""
     from gateway.consumer import Gateway
+    from gateway.settings import load_settings
     from gateway.sinks import open_sink
     from gateway.store import SqliteStore
 
+    settings = load_settings()  # the shipped batch defaults, or SUITCASE_GATEWAY_* to explore
     store = SqliteStore(Path(workdir) / f"{client_id}-dead.db")
     gw = Gateway(
         store,
@@ -157,8 +167,8 @@ def _gateway_worker(
         port=port,
         client_id=client_id,
         group=group,
-        batch_messages=1000,
-        batch_age_s=0.2,
+        batch_messages=settings.batch_messages,
+        batch_age_s=settings.batch_age_s,
         sinks=[open_sink(sink_url)],
     )
     ready.release()
@@ -168,7 +178,7 @@ def _gateway_worker(
         acked.value = gw.stats.acked
     gw.stop()
     acked.value = gw.stats.acked
-    rss.value = _rss_kb()
+    rss.value = _rss_kb(with_children=True)  # the writer child has exited with gw.stop()
     store.close()
 
 

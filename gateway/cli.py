@@ -118,7 +118,8 @@ def _run_one(settings: object, quiet: bool) -> None:
     console = Console(stderr=True)
     try:
         opened = open_store(settings.store)
-        sinks = [open_sink(url) for url in settings.sinks] or None
+        # The store is also the default sink, opened from its URL: it writes from a child process.
+        sinks = [open_sink(url) for url in settings.sinks or [settings.store]]
     except SuitcaseError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

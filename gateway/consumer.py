@@ -6,9 +6,12 @@ start off and a session that never expires) with a QoS 1 subscription and acknow
 
 - the network thread (``gateway/_mqtt.py``: reads the socket in large chunks) only queues each
   chunk of messages (so it keeps pinging the broker whatever the sinks do);
-- a worker thread decodes messages with ``kits.wire``, batches them (``batch_messages`` messages
-  or ``batch_age_s`` seconds, whichever comes first), writes the readings to every sink and the
-  dead letters to the store, and only then PUBACKs every message of the batch, in one write;
+- a decoder thread decodes messages with ``kits.wire`` and batches them (``batch_messages``
+  messages or ``batch_age_s`` seconds, whichever comes first); a flusher thread writes each batch's
+  readings to every sink and its dead letters to the store, and only then PUBACKs every message
+  of the batch, in one write. The decoder fills the next batch while the flusher writes one (the
+  sqlite sink writes from a child process, an HTTP sink waits on the network), so the default
+  Receive Maximum is two batches;
 - each sink has its own retry state: a sink that failed is retried with bounded exponential
   backoff without rewriting the sinks that already have the batch; a message is acked once every
   *required* sink has it; an optional sink (``required=False``) never holds the ack, keeps a
@@ -148,7 +151,7 @@ class Gateway:
         port: int,
         client_id: str = "suitcase-gateway",
         group: str | None = None,
-        batch_messages: int = 1000,
+        batch_messages: int = 4000,
         batch_age_s: float = 0.2,
         clock: Callable[[], float] = time.time,
         username: str | None = None,
@@ -193,7 +196,10 @@ class Gateway:
         self._topics: dict[str, tuple[str, str] | WireError] = {}
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._worker: threading.Thread | None = None  # decodes messages into batches
+        self._flusher: threading.Thread | None = None  # writes batches and acks them
+        # Decoded batches on their way to the flusher: one is written while the next is decoded.
+        self._ready: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self._opened = False
         self._username = username
         self._password = password
@@ -261,7 +267,12 @@ class Gateway:
                 f"cannot reach the MQTT broker at {self.host}:{self.port} ({exc}): "
                 "check that it runs and the host and port are right"
             ) from exc
+        self._ready = queue.Queue(maxsize=1)
+        self._flusher = threading.Thread(
+            target=self._flush_all, name=f"gateway-{self.client_id}-flush", daemon=True
+        )
         self._worker = threading.Thread(target=self._work, name=f"gateway-{self.client_id}", daemon=True)
+        self._flusher.start()
         self._worker.start()
         log.info(
             "gateway %s consuming %s from %s:%s (MQTT %s) into %s",
@@ -292,11 +303,14 @@ class Gateway:
         next session with this client id.
         """
         worker, self._worker = self._worker, None
-        if worker is None:
+        flusher, self._flusher = self._flusher, None
+        if worker is None or flusher is None:
             return
         self._stopping.set()
+        deadline = time.monotonic() + timeout
         worker.join(timeout)
-        if worker.is_alive():
+        flusher.join(max(deadline - time.monotonic(), 0.1))
+        if worker.is_alive() or flusher.is_alive():
             log.warning(
                 "gateway %s: worker still writing after %.0f s; disconnecting", self.client_id, timeout
             )
@@ -307,7 +321,7 @@ class Gateway:
         # What is still queued was never acked; drop our copy, the broker holds the original.
         while not self._queue.empty():
             self._taken += len(self._queue.get_nowait()[2])
-        if not worker.is_alive():
+        if not worker.is_alive() and not flusher.is_alive():
             for sink in self.sinks:
                 try:
                     sink.close()
@@ -349,6 +363,7 @@ class Gateway:
     # ------------------------------------------------------------------ worker thread
 
     def _work(self) -> None:
+        """The decoder: take messages from the queue, decode them into batches, hand each over."""
         batch = _Batch()
         get = self._queue.get
         get_nowait = self._queue.get_nowait
@@ -375,11 +390,27 @@ class Gateway:
             if batch.acks and (
                 len(batch) >= self.batch_messages or time.monotonic() - batch.opened >= self.batch_age_s
             ):
-                if not self._flush(batch):
-                    return
+                if not self._hand_over(batch):
+                    break  # stopping: the batch is handed over below
                 batch = _Batch()
         # Stopping: one attempt at what is batched; what is still queued is left to redelivery.
         if batch.acks:
+            self._ready.put(batch)
+        self._ready.put(None)
+
+    def _hand_over(self, batch: _Batch) -> bool:
+        """Give ``batch`` to the flusher, waiting while it writes the one before; False if stopping."""
+        while not self._stopping.is_set():
+            try:
+                self._ready.put(batch, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _flush_all(self) -> None:
+        """The flusher: write each handed-over batch to the sinks, then ack it, until the decoder ends."""
+        while (batch := self._ready.get()) is not None:
             self._flush(batch)
 
     def _device_of(self, topic: str) -> tuple[str, str] | WireError:

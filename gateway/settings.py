@@ -37,7 +37,7 @@ class GatewaySettings(BaseSettings):
         pattern=r"^[a-z0-9][a-z0-9-]{0,31}$",
         description="shared-subscription group, to share the load between gateways",
     )
-    batch_messages: int = Field(default=1000, ge=1, le=100_000)
+    batch_messages: int = Field(default=4000, ge=1, le=30_000)
     batch_age_s: float = Field(default=0.2, gt=0, le=60)
     username: str | None = None
     password: SecretStr | None = None

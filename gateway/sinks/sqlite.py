@@ -1,4 +1,10 @@
-"""The ``sqlite`` sink: the embedded time-series store of ``gateway/store/sqlite.py``."""
+"""The ``sqlite`` sink: the embedded time-series store of ``gateway/store/sqlite.py``.
+
+Opened from a URL (``sqlite:///path``, what ``suitcase gateway run`` uses) the sink writes from a
+child process (``gateway/sinks/_writer_process.py``) so the gateway decodes the next batch on
+the other core meanwhile; ``?process=false`` writes in the gateway's own process, as a sink given
+an open store always does.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from gateway.sinks import SinkError, parse_sink_url
+from gateway.sinks._writer_process import WriterProcess
 from gateway.store import SqliteStore, StoreError
+from gateway.store.sqlite import SeriesColumns, series_columns
 from gateway.store.sqlite import from_url as store_from_url
 from kits.wire import Record
 
@@ -26,6 +34,8 @@ class SqliteSink:
         rollup_every_s: refresh the 1-minute / 1-hour rollups at most this often.
         retention_every_s: apply each org's retention at most this often.
         clock: UTC epoch seconds now (retention cut-off) ; monotonic time is used for the periods.
+        process: write from a child process; default: yes for a ``url``, no for a ``store``
+            (which is already open in this process).
     """
 
     def __init__(
@@ -37,9 +47,14 @@ class SqliteSink:
         rollup_every_s: float = 5.0,
         retention_every_s: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        process: bool | None = None,
     ) -> None:
         if store is None and not url:
             raise SinkError("the sqlite sink needs a store or a URL such as sqlite:///readings.db")
+        if store is not None and process:
+            raise SinkError(
+                "a sqlite sink given an open store writes in this process: pass url= for a writer process"
+            )
         self.store = store
         self.url = url
         self.required = required
@@ -50,10 +65,28 @@ class SqliteSink:
         self._clock = clock
         self._next_rollup = time.monotonic() + rollup_every_s
         self._next_retention = time.monotonic() + retention_every_s
+        self._writer: WriterProcess | None = None
+        if store is None and (process is None or process):
+            self._writer = WriterProcess(
+                url,
+                rollup_every_s=rollup_every_s,
+                retention_every_s=retention_every_s,
+            )
+
+    @property
+    def process(self) -> bool:
+        """Whether the writes happen in a child process."""
+        return self._writer is not None
 
     def open(self) -> None:
-        """Open the store file (creating it) if the sink was given a URL."""
-        if self.store is None:
+        """Open the store file (creating it) if the sink was given a URL.
+
+        Raises:
+            SinkError: the file cannot be opened as a store; the message says why.
+        """
+        if self._writer is not None:
+            self._writer.start()
+        elif self.store is None:
             try:
                 self.store = store_from_url(self.url)
             except StoreError as exc:
@@ -65,10 +98,25 @@ class SqliteSink:
         Raises:
             SinkError: the sink is not open or the write failed (nothing of it was written).
         """
+        if self._writer is not None:
+            if batch:
+                self._writer.write(series_columns(batch))
+            return
+        self._write_here(lambda store: store.write(batch))
+
+    def write_series(self, series: SeriesColumns) -> None:
+        """Write readings grouped per series in this process (the writer process's entry).
+
+        Raises:
+            SinkError: the sink is not open or the write failed (nothing of it was written).
+        """
+        self._write_here(lambda store: store.write_series(series))
+
+    def _write_here(self, write: Callable[[SqliteStore], None]) -> None:
         if self.store is None:
             raise SinkError(f"sink {self.name} is not open: call open() first")
         try:
-            self.store.write(batch)
+            write(self.store)
         except StoreError as exc:
             raise SinkError(str(exc)) from exc
         self._maintain()
@@ -88,15 +136,18 @@ class SqliteSink:
             log.warning("sink %s: rollup/retention maintenance failed: %s", self.name, exc)
 
     def close(self) -> None:
-        """Close the store if this sink opened it."""
+        """Stop the writer process, or close the store if this sink opened it."""
+        if self._writer is not None:
+            self._writer.close()
         if self._owned and self.store is not None:
             self.store.close()
             self.store = None
 
 
 def from_url(url: str) -> SqliteSink:
-    """Create the sink of ``sqlite:///path[?required=false]`` or a plain path."""
+    """Create the sink of ``sqlite:///path[?required=false][&process=false]`` or a plain path."""
     parsed = parse_sink_url(url)
     required = parsed.take_bool("required", True)
+    process = parsed.take_bool("process", True)
     parsed.done()
-    return SqliteSink(url=parsed.redacted, required=required)
+    return SqliteSink(url=parsed.redacted, required=required, process=process)

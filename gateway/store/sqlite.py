@@ -35,13 +35,13 @@ import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from gateway.store.base import DeadLetter, DeviceSeen, StoreError, Window
 from kits.wire import Record
 
-__all__ = ["ROLLUP_WIDTHS", "SCHEMA_VERSION", "SqliteStore", "from_url"]
+__all__ = ["ROLLUP_WIDTHS", "SCHEMA_VERSION", "SeriesColumns", "SqliteStore", "from_url", "series_columns"]
 
 SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_MS = 30_000
@@ -129,27 +129,50 @@ _SeriesKey = tuple[str, str, str, str]
 _series_key: Callable[[Record], _SeriesKey] = operator.attrgetter("org", "device", "sensor", "quantity")
 
 
-def _check_finite(records: Sequence[Record]) -> None:
+SeriesColumns = dict[_SeriesKey, tuple[Sequence[float], Sequence[float]]]
+"""Readings grouped per series: (org, device, sensor, quantity) -> (times, values), in order."""
+
+
+def series_columns(records: Iterable[Record]) -> SeriesColumns:
+    """Group ``records`` per series into (times, values) columns, keeping their order."""
+    columns: dict[_SeriesKey, tuple[list[float], list[float]]] = {}
+    for rec in records:
+        key = _series_key(rec)
+        column = columns.get(key)
+        if column is None:
+            columns[key] = ([rec.time], [rec.value])
+        else:
+            column[0].append(rec.time)
+            column[1].append(rec.value)
+    return dict(columns)
+
+
+def _check_finite(series: SeriesColumns) -> None:
     """Raise StoreError for a value or time that is not a finite number.
 
     INSERT OR IGNORE would also ignore the NOT NULL that NaN becomes: refuse it here. A finite
-    sum proves every term finite; otherwise each record is looked at.
+    sum proves every term finite; otherwise each reading is looked at.
     """
-    try:
-        if math.isfinite(sum([r.value for r in records])) and math.isfinite(sum([r.time for r in records])):
-            return
-    except (TypeError, ValueError, OverflowError):
-        pass
-    for rec in records:
+    for (_org, device, sensor, quantity), (times, values) in series.items():
         try:
-            finite = math.isfinite(rec.value) and math.isfinite(rec.time)
-        except TypeError:
-            finite = False
-        if not finite:
+            if len(times) == len(values) and math.isfinite(sum(values)) and math.isfinite(sum(times)):
+                continue
+        except (TypeError, ValueError, OverflowError):
+            pass
+        if len(times) != len(values):
             raise StoreError(
-                f"reading {rec.device} {rec.sensor}/{rec.quantity} at {rec.time} has value "
-                f"{rec.value}: only finite numbers are stored (decode payloads with kits.wire)"
+                f"series {device} {sensor}/{quantity} has {len(times)} times but {len(values)} values"
             )
+        for t, value in zip(times, values, strict=True):
+            try:
+                finite = math.isfinite(value) and math.isfinite(t)
+            except TypeError:
+                finite = False
+            if not finite:
+                raise StoreError(
+                    f"reading {device} {sensor}/{quantity} at {t} has value "
+                    f"{value}: only finite numbers are stored (decode payloads with kits.wire)"
+                )
 
 
 class SqliteStore:
@@ -271,18 +294,20 @@ class SqliteStore:
             StoreError: a value or time is not finite, or the write failed; either way nothing
                 of ``records`` was written (the transaction rolled back).
         """
-        if not records:
+        if records:
+            self.write_series(series_columns(records))
+
+    def write_series(self, series: SeriesColumns) -> None:
+        """Write readings grouped per series (see :func:`series_columns`); durable on return.
+
+        The same rules as :meth:`write`: the last reading of a key wins, and a bad number or a
+        failed write writes nothing.
+        """
+        if not series:
             return
-        _check_finite(records)
-        groups: dict[_SeriesKey, list[Record]] = {}
-        for rec in records:
-            key = _series_key(rec)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [rec]
-            else:
-                group.append(rec)
-        with self._translate(f"write {len(records)} readings"), self._lock:
+        _check_finite(series)
+        count = sum(len(times) for times, _ in series.values())
+        with self._translate(f"write {count} readings"), self._lock:
             conn = self._conn()
             new_ids: dict[_SeriesKey, int] = {}
             with self._transaction(conn):
@@ -292,11 +317,11 @@ class SqliteStore:
                 device_span: dict[tuple[str, str], tuple[float, float]] = {}
                 newest_rows: list[tuple[int, float, float]] = []
                 dirty_rows: list[tuple[int, float]] = []
-                for key, recs in groups.items():
+                for key, (times, values) in series.items():
+                    if not times:
+                        continue
                     sid = self._series_id(conn, key)
                     new_ids[key] = sid
-                    times = [r.time for r in recs]
-                    values = [r.value for r in recs]
                     rows = device_rows.setdefault((key[0], key[1]), [])
                     rows.extend(zip(itertools.repeat(sid), times, values, strict=False))
                     hi, lo = max(times), min(times)
