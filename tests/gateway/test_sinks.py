@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
+import signal
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +23,7 @@ from gateway.store import SqliteStore
 from kits.errors import ConfigError
 from kits.wire import Record
 from suitcase.broker import free_port
-from tests.gateway.gwtools import NOW
+from tests.gateway.gwtools import NOW, wait_until
 from tests.services.influxdb import InfluxD
 from tests.services.victoriametrics import VictoriaMetrics
 
@@ -68,6 +72,81 @@ def test_sqlite_sink_writes_through_the_store(tmp_path: Path) -> None:
     sink.close()
     with SqliteStore(tmp_path / "s.db") as store:
         assert store.count_readings() == len(batch)
+
+
+@pytest.fixture
+def process_sink(tmp_path: Path) -> Iterator[SqliteSink]:
+    sink = open_sink(f"sqlite:///{tmp_path}/p.db")
+    assert isinstance(sink, SqliteSink) and sink.process
+    sink.open()
+    yield sink
+    sink.close()
+
+
+def test_sqlite_sink_from_a_url_writes_from_a_child_process_bit_for_bit(
+    tmp_path: Path, process_sink: SqliteSink
+) -> None:
+    """Test that the writer child lands every reading with the very doubles sent, last of a key winning."""
+    pid = process_sink._writer.pid if process_sink._writer else None
+    assert pid is not None and pid != os.getpid()
+    odd = [NOW - 0.1, NOW + 1 / 3, 1_700_000_000.000_000_1, NOW - 999.987654321]
+    batch = [Record("aarhus", "pi-x", "scd40", "co2", 400.0 + i / 7, t) for i, t in enumerate(odd)]
+    batch.append(Record("aarhus", "pi-x", "scd40", "co2", 999.5, odd[0]))  # same key: this one wins
+    process_sink.write(batch)
+    with SqliteStore(tmp_path / "p.db") as store:
+        got = store.readings("pi-x", 0, 2e9)
+    assert sorted((r.time, r.value) for r in got) == sorted(
+        [(t, 400.0 + i / 7) for i, t in enumerate(odd) if i] + [(odd[0], 999.5)]
+    )
+
+
+def test_sqlite_sink_refuses_a_bad_batch_from_its_child_and_writes_on(
+    tmp_path: Path, process_sink: SqliteSink
+) -> None:
+    """Test that a NaN refused by the store in the child is a SinkError naming it, and the child lives on."""
+    bad = [*readings(), Record("aarhus", "pi-0", "bme280", "pressure", math.nan, NOW)]
+    with pytest.raises(SinkError, match="only finite numbers"):
+        process_sink.write(bad)
+    process_sink.write(readings())
+    with SqliteStore(tmp_path / "p.db") as store:
+        assert store.count_readings() == len(readings())
+
+
+def test_sqlite_sink_restarts_a_killed_writer_and_loses_nothing(
+    tmp_path: Path, process_sink: SqliteSink
+) -> None:
+    """Test that after kill -9 of the writer child, the next write starts a new one and lands.
+
+    (Killed in the middle of a write, that write raises SinkError and the gateway retries it.)
+    """
+    writer = process_sink._writer
+    assert writer is not None
+    first = writer.pid
+    assert first is not None
+    process_sink.write(readings(times=3))
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: writer.pid is None, what="the killed writer reaped")
+    process_sink.write(readings(times=6))  # the batch a gateway would retry after a failure
+    assert writer.pid not in (None, first)
+    with SqliteStore(tmp_path / "p.db") as store:
+        assert store.count_readings() == len(readings(times=6))
+    with sqlite3.connect(tmp_path / "p.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_sqlite_sink_child_that_cannot_open_the_store_says_why(tmp_path: Path) -> None:
+    """Test that a store the child cannot open fails open() with the store's own advice."""
+    (tmp_path / "not-a-db").write_text("x" * 5000)
+    sink = open_sink(f"sqlite:///{tmp_path}/not-a-db")
+    with pytest.raises(SinkError, match=r"not-a-db.*could not open"):
+        sink.open()
+    sink.close()
+    with pytest.raises(ConfigError, match=r"proces.*takes.*process"):
+        open_sink(f"sqlite:///{tmp_path}/x.db?proces=false")
+    in_process = open_sink(f"sqlite:///{tmp_path}/x.db?process=false")
+    assert isinstance(in_process, SqliteSink) and not in_process.process
+    with pytest.raises(SinkError, match="pass url="):
+        SqliteSink(SqliteStore(tmp_path / "y.db"), process=True)
 
 
 @pytest.mark.influxdb

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ import pytest
 from gateway.consumer import Gateway
 from gateway.sinks import open_sink
 from gateway.sinks.influxdb1 import InfluxDB1Sink
+from gateway.sinks.sqlite import SqliteSink
 from gateway.store import SqliteStore
 from suitcase.broker import MosquittoBroker, find_mosquitto
 from tests.gateway.gwtools import NOW, publish_all, six_pack, wait_until
@@ -249,6 +251,42 @@ def test_broker_restart_loses_nothing(broker: MosquittoBroker, tmp_path: Path) -
         assert gw.stats.connects >= 2
     assert_exactly_once(store, 4000)
     store.close()
+
+
+def test_store_writer_child_killed_mid_stream_loses_and_doubles_nothing(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Test that kill -9 of the sqlite sink's writer process, three times mid-stream, loses nothing.
+
+    The write in flight fails, the gateway keeps the batch unacked and retries it; the next write
+    starts a fresh child; the store ends up with every reading once and passes its integrity check.
+    """
+    sink = open_sink(f"sqlite:///{tmp_path / 'w.db'}")
+    assert isinstance(sink, SqliteSink) and sink._writer is not None
+    writer = sink._writer
+    letters = SqliteStore(tmp_path / "letters.db")
+    reader = SqliteStore(tmp_path / "w.db")
+    n = 12_000
+    killed: list[int] = []
+    with gateway(letters, broker, sinks=[sink]) as gw:
+        gw.wait_subscribed()
+        feed = threading.Thread(target=publish_all, args=(broker.host, broker.port, packs(n)))
+        feed.start()
+        for target in (10_000, 25_000, 45_000):
+            wait_until(lambda t=target: reader.count_readings() >= t, timeout=60, what=f"{target} readings")  # type: ignore[misc]
+            pid = writer.pid
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        feed.join(120)
+        wait_until(lambda: reader.count_readings() >= 6 * n, timeout=60, what="every reading")
+        assert gw.stats.acked >= n
+    assert len(killed) == 3 and len(set(killed)) == 3, killed
+    assert_exactly_once(reader, n)
+    with sqlite3.connect(tmp_path / "w.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    reader.close()
+    letters.close()
 
 
 def test_two_gateways_share_the_load_each_message_once(broker: MosquittoBroker, tmp_path: Path) -> None:
