@@ -152,8 +152,14 @@ def _gateway_worker(
     stop: Any,
     acked: Any,
     rss: Any,
+    cpu: Any,
 ) -> None:
-    """One gateway process of the pool: start on ``go``, publish its acked count, stop on ``stop``."""
+    """One gateway process of the pool: start on ``go``, publish its acked count, stop on ``stop``.
+
+    ``cpu`` gets the CPU seconds of this process and of its children (the sqlite sink's writer).
+    """
+    import resource
+
     from gateway.consumer import Gateway
     from gateway.settings import load_settings
     from gateway.sinks import open_sink
@@ -171,14 +177,22 @@ def _gateway_worker(
         batch_age_s=settings.batch_age_s,
         sinks=[open_sink(sink_url)],
     )
+
+    def cpu_s(who: int) -> float:
+        usage = resource.getrusage(who)
+        return usage.ru_utime + usage.ru_stime
+
     ready.release()
     go.wait()
+    before = cpu_s(resource.RUSAGE_SELF)
     gw.start()
     while not stop.wait(0.01):
         acked.value = gw.stats.acked
     gw.stop()
     acked.value = gw.stats.acked
-    rss.value = _rss_kb(with_children=True)  # the writer child has exited with gw.stop()
+    # The writer child has exited with gw.stop(): its peak RSS and CPU time are on record now.
+    rss.value = _rss_kb(with_children=True)
+    cpu[0], cpu[1] = cpu_s(resource.RUSAGE_SELF) - before, cpu_s(resource.RUSAGE_CHILDREN)
     store.close()
 
 
@@ -196,13 +210,14 @@ def _consume_gateway(
     go, stop, ready = ctx.Event(), ctx.Event(), ctx.Semaphore(0)
     counters = [ctx.Value("q", 0) for _ in range(workers)]
     rss = [ctx.Value("q", 0) for _ in range(workers)]
+    cpu = [ctx.Array("d", 2) for _ in range(workers)]
     group = client_id if workers > 1 else None
     procs = [
         ctx.Process(
             target=_gateway_worker,
-            args=(port, _worker_id(client_id, i, workers), group, sink_url, workdir, go, ready, stop, c, r),
+            args=(port, _worker_id(client_id, i, workers), group, sink_url, workdir, go, ready, stop, *out),
         )
-        for i, (c, r) in enumerate(zip(counters, rss, strict=True))
+        for i, out in enumerate(zip(counters, rss, cpu, strict=True))
     ]
     for proc in procs:
         proc.start()
@@ -225,6 +240,8 @@ def _consume_gateway(
         "workers": workers,
         "messages": sum(c.value for c in counters),
         "rss_kb": sum(r.value for r in rss),
+        "cpu_s_gateway": sum(u[0] for u in cpu),
+        "cpu_s_writer": sum(u[1] for u in cpu),
     }
 
 

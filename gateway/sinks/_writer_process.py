@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import time
 from array import array
 from multiprocessing.connection import Connection
@@ -138,8 +139,16 @@ class WriterProcess:
 
 
 def _serve(conn: Connection, url: str, rollup_every_s: float, retention_every_s: float) -> None:
-    """The child: open an in-process sqlite sink, then write each batch received and answer."""
+    """The child: open an in-process sqlite sink, then write each batch received and answer.
+
+    Ctrl-C and SIGTERM reach the whole process group (a terminal, systemd): the child ignores
+    them and ends when the gateway, stopping, says so or goes away, so the gateway's last batch
+    is still written.
+    """
     from gateway.sinks.sqlite import SqliteSink  # imported here: the child starts from a fresh interpreter
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     sink = SqliteSink(
         url=url, rollup_every_s=rollup_every_s, retention_every_s=retention_every_s, process=False
@@ -160,9 +169,12 @@ def _serve(conn: Connection, url: str, rollup_every_s: float, retention_every_s:
                 return
             try:
                 sink.write_series(message)
+                reply = ("ok", "")
             except SinkError as exc:
-                conn.send(("error", str(exc)))
-            else:
-                conn.send(("ok", ""))
+                reply = ("error", str(exc))
+            try:
+                conn.send(reply)
+            except OSError:  # the gateway went away mid-write (killed): it redelivers, nothing to say
+                return
     finally:
         sink.close()

@@ -134,6 +134,26 @@ def test_sqlite_sink_restarts_a_killed_writer_and_loses_nothing(
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
+def test_sqlite_sink_writer_outlives_ctrl_c_and_sigterm_to_its_group(
+    tmp_path: Path, process_sink: SqliteSink
+) -> None:
+    """Test that SIGINT and SIGTERM (a terminal's Ctrl-C, systemd's stop) leave the writer to finish.
+
+    The gateway, stopping, writes its last batch and then closes the writer itself.
+    """
+    writer = process_sink._writer
+    assert writer is not None and writer.pid is not None
+    pid = writer.pid
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    process_sink.write(readings())
+    assert writer.pid == pid
+    process_sink.close()
+    assert writer.pid is None
+    with SqliteStore(tmp_path / "p.db") as store:
+        assert store.count_readings() == len(readings())
+
+
 def test_sqlite_sink_child_that_cannot_open_the_store_says_why(tmp_path: Path) -> None:
     """Test that a store the child cannot open fails open() with the store's own advice."""
     (tmp_path / "not-a-db").write_text("x" * 5000)
