@@ -108,6 +108,24 @@ CREATE TABLE IF NOT EXISTS retention (
 
 ROLLUP_WIDTHS = (60, 3600)
 
+# Readings go in INSERTs of this many rows each: one statement step per chunk instead of per row
+# costs about a third less CPU than executemany of single rows (measured: benchmarks/, gateway).
+_INSERT_CHUNK = 100
+_INSERT_ONE = "INSERT OR IGNORE INTO readings (series_id, time, value) VALUES (?, ?, ?)"
+_INSERT_MANY = _INSERT_ONE.replace("(?, ?, ?)", ", ".join(["(?, ?, ?)"] * _INSERT_CHUNK))
+
+
+def _insert_readings(conn: sqlite3.Connection, rows: list[tuple[int, float, float]]) -> None:
+    """INSERT OR IGNORE ``rows`` of (series id, time, value), in order, binding each double as is."""
+    whole = len(rows) - len(rows) % _INSERT_CHUNK
+    if whole:
+        flat = list(itertools.chain.from_iterable(rows[:whole]))
+        width = 3 * _INSERT_CHUNK
+        conn.executemany(_INSERT_MANY, [flat[i : i + width] for i in range(0, len(flat), width)])
+    if whole < len(rows):
+        conn.executemany(_INSERT_ONE, rows[whole:])
+
+
 _REFRESH_MINUTES = """
 INSERT OR REPLACE INTO rollups (series_id, width, start, count, sum, min, max)
 SELECT d.series_id, 60, d.minute, count(r.value), coalesce(sum(r.value), 0),
@@ -335,9 +353,7 @@ class SqliteStore:
                 per_device: list[tuple[str, str, float, float, int]] = []
                 for (org, device), rows in device_rows.items():
                     before = conn.total_changes
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO readings (series_id, time, value) VALUES (?, ?, ?)", rows
-                    )
+                    _insert_readings(conn, rows)
                     added = conn.total_changes - before
                     if added != len(rows):  # some keys existed (or repeat in this batch): overwrite
                         conn.executemany(
