@@ -59,11 +59,14 @@ class WriterProcess:
         return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
 
     def start(self) -> None:
-        """Start the child and wait until it has opened the store.
+        """Start the child, unless it runs, and wait until it has opened the store.
 
         Raises:
             SinkError: the child could not open the store (the message says why) or did not start.
         """
+        if self.pid is not None:
+            return
+        self._stop_child()  # one that died: reap it
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(
@@ -76,6 +79,7 @@ class WriterProcess:
         child.close()
         self._conn, self._proc = parent, proc
         self._answer(_START_TIMEOUT_S, "open the store")
+        log.info("store writer for %s runs as process %s", self.url, proc.pid)
 
     def write(self, series: SeriesColumns) -> None:
         """Write ``series`` in the child; durable on return.
@@ -84,9 +88,7 @@ class WriterProcess:
             SinkError: the store refused the batch, or the child died or hung (it is restarted on
                 the next write); either way the batch counts as not written.
         """
-        if self._conn is None or self._proc is None or not self._proc.is_alive():
-            self._stop_child()
-            self.start()
+        self.start()  # again, if the last one died
         assert self._conn is not None
         packed = {key: (array("d", times), array("d", values)) for key, (times, values) in series.items()}
         try:
