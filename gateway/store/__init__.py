@@ -52,18 +52,7 @@ def open_store(url_or_path: str | Path) -> SqliteStore:
         StoreError: the scheme is unknown, or the store cannot be opened.
     """
     text = str(url_or_path)
-    scheme, sep, _ = text.partition("://")
-    if not sep or isinstance(url_or_path, Path):
-        scheme = "sqlite"
-    target = BACKENDS.get(scheme)
-    if target is None:
-        raise StoreError(
-            f"store URL {text!r} has an unknown scheme {scheme!r}: use "
-            f"{' or '.join(s + '://...' for s in sorted(BACKENDS))}, or a plain file path"
-        )
-    module_name, _, attr = target.partition(":")
-    factory = cast(Callable[[str], SqliteStore], getattr(importlib.import_module(module_name), attr))
-    return factory(text)
+    return cast(SqliteStore, _factory(BACKENDS, url_or_path)(text))
 
 
 def open_reader(url_or_path: str | Path) -> Reader:
@@ -76,15 +65,20 @@ def open_reader(url_or_path: str | Path) -> Reader:
         StoreError: the scheme is unknown, or the store cannot be opened.
     """
     text = str(url_or_path)
+    return cast(Reader, _factory(READERS, url_or_path)(text))
+
+
+def _factory(registry: dict[str, str], url_or_path: str | Path) -> Callable[[str], object]:
+    """The ``module:factory`` that ``registry`` names for the scheme of ``url_or_path``, imported."""
+    text = str(url_or_path)
     scheme, sep, _ = text.partition("://")
     if not sep or isinstance(url_or_path, Path):
         scheme = "sqlite"
-    target = READERS.get(scheme)
+    target = registry.get(scheme)
     if target is None:
         raise StoreError(
             f"store URL {text.split('?', 1)[0]!r} has an unknown scheme {scheme!r}: use "
-            f"{' or '.join(s + '://...' for s in sorted(READERS))}, or a plain file path"
+            f"{' or '.join(s + '://...' for s in sorted(registry))}, or a plain file path"
         )
     module_name, _, attr = target.partition(":")
-    factory = cast(Callable[[str], Reader], getattr(importlib.import_module(module_name), attr))
-    return factory(text)
+    return cast(Callable[[str], object], getattr(importlib.import_module(module_name), attr))
