@@ -9,7 +9,7 @@ from typing import Protocol
 from kits.errors import SuitcaseError
 from kits.wire import Record
 
-__all__ = ["DeadLetter", "DeviceSeen", "Reader", "Store", "StoreError", "Window"]
+__all__ = ["DeadLetter", "DeviceSeen", "Reader", "Store", "StoreError", "Window", "check_window_width"]
 
 
 class StoreError(SuitcaseError):
@@ -107,3 +107,9 @@ class Store(Protocol):
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
     def count_readings(self) -> int: ...
     def close(self) -> None: ...
+
+
+def check_window_width(every: float) -> None:
+    """Raise StoreError unless ``every`` (a window width in seconds, for ``windows()``) is positive."""
+    if not every > 0:
+        raise StoreError(f"window width {every} s is not positive: use e.g. 60, 3600 or 86400")

@@ -16,7 +16,7 @@ from typing import Any
 from gateway.sinks import SinkError, parse_sink_url
 from gateway.sinks._http import HttpClient
 from gateway.sinks._lines import DEFAULT_DATABASE
-from gateway.store.base import StoreError, Window
+from gateway.store.base import StoreError, Window, check_window_width
 from kits.wire import Record
 
 __all__ = ["InfluxDB1Reader", "from_url"]
@@ -135,8 +135,7 @@ class InfluxDB1Reader:
         quantity: str | None = None,
     ) -> list[Window]:
         """Return ``device``'s readings downsampled to epoch-aligned windows of ``every`` seconds."""
-        if every <= 0:
-            raise StoreError(f"window width {every} s is not positive: use e.g. 60, 3600 or 86400")
+        check_window_width(every)
         where = f"time >= {_ns(start)} AND time < {_ns(end)}"
         template = (
             'SELECT count("value"), mean("value"), min("value"), max("value") FROM {source}{where} '

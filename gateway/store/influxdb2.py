@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway.sinks import parse_sink_url
 from gateway.sinks._lines import DEFAULT_DATABASE
-from gateway.store.base import StoreError, Window
+from gateway.store.base import StoreError, Window, check_window_width
 from kits.wire import Record
 
 __all__ = ["FluxReader", "from_url"]
@@ -158,8 +158,7 @@ class FluxReader:
         quantity: str | None = None,
     ) -> list[Window]:
         """Return ``device``'s readings downsampled to epoch-aligned windows of ``every`` seconds."""
-        if every <= 0:
-            raise StoreError(f"window width {every} s is not positive: use e.g. 60, 3600 or 86400")
+        check_window_width(every)
         if not self.buckets():
             return []
         script = self.flux(_time(start), _time(end), device, sensor, quantity) + (

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from gateway.store.base import DeadLetter, DeviceSeen, StoreError, Window
+from gateway.store.base import DeadLetter, DeviceSeen, StoreError, Window, check_window_width
 from kits.wire import Record
 
 __all__ = ["ROLLUP_WIDTHS", "SCHEMA_VERSION", "SeriesColumns", "SqliteStore", "from_url", "series_columns"]
@@ -512,8 +512,7 @@ class SqliteStore:
         windows reads one row per hour. With rollups, a window includes the whole minute or
         hour its ``start`` falls in.
         """
-        if every <= 0:
-            raise StoreError(f"window width {every} s is not positive: use e.g. 60, 3600 or 86400")
+        check_window_width(every)
         width = next((w for w in reversed(ROLLUP_WIDTHS) if every >= w and every % w == 0), None)
         if width is not None:
             self.refresh_rollups()
