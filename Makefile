@@ -47,10 +47,13 @@ bench: $(VENV)/.dev-installed
 dist: $(VENV)/.dev-installed
 	$(BIN)/pip wheel --no-deps -w dist .
 
-# Refresh the pinned test environment after changing pyproject.toml's dependencies.
+# Refresh the pinned, hashed test environment after changing pyproject.toml's dependencies
+# (pip installs a requirements file with hashes in hash-checking mode: a changed file is refused).
 lock: | $(BIN)/python
-	$(BIN)/pip install -q -e ".[all,dev]"
-	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > requirements-dev.lock
+	$(BIN)/pip install -q pip-tools
+	$(BIN)/pip-compile -q --generate-hashes --extra all --extra dev --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --unsafe-package iot-suitcase \
+	  -o requirements-dev.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .suitcase dist build *.egg-info
