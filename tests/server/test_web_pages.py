@@ -251,7 +251,8 @@ def test_public_page_means_match_an_independent_computation(
 ) -> None:
     """Test that the public page's rolling 24 h and calendar-day means equal a from-scratch
     computation over the raw readings, that a day below 75 % coverage says "not enough data", and
-    that the WHO and EEA references, the averaging period and the humidity caveat are shown."""
+    that the WHO and EEA references, the averaging period, the humidity caveat and a 7-day chart
+    per pollutant are shown."""
     page = context.new_page()
     errors = watch(page)
     dep = web.world.deployments["harbour"]
@@ -299,6 +300,10 @@ def test_public_page_means_match_an_independent_computation(
     expect(body).not_to_contain_text("Havnegade")  # the private address
     expect(body).not_to_contain_text(web.world.devices["harbour"])  # no device ids
     expect(page.locator("#map")).to_have_attribute("data-markers", "1")
+    for quantity in ("pm2_5", "pm10"):  # the 7-day chart, from the open series endpoint
+        figure = page.locator(f'article.station figure.chart[data-quantity="{quantity}"]')
+        expect(figure.locator("canvas")).to_have_count(1)
+        assert int(figure.locator(".plot").get_attribute("data-points") or 0) > 24
     check(page, errors, screenshot_dir, "public-deployment", phone=True)
 
     page.goto(f"{web.url}/public")

@@ -1,14 +1,33 @@
 /* Charts of a deployment's quantities (uPlot), with the use-case's threshold lines drawn on them.
  * Suitcase.Chart(el, block, opts): block = {quantity, label, unit, thresholds, series: [{device,
  * sensor, times, values}]}; chart.update(block) re-uses the plot (no new canvas) when the series
- * are the same, so a page that refreshes for hours does not grow. */
+ * are the same, so a page that refreshes for hours does not grow. Suitcase.chartFigure(holder,
+ * block) makes the captioned figure a chart goes in. */
 "use strict";
 (function () {
   const Suitcase = (window.Suitcase = window.Suitcase || {});
   const PALETTE = ["#0b5cad", "#b45309", "#047857", "#9d174d", "#5b21b6", "#374151"];
 
+  /* [times, values] with a null after each gap longer than 3 typical steps, so the line breaks
+   * there instead of drawing a straight line across hours without data ("gaps stay gaps"). */
+  function withGaps(times, values) {
+    if (times.length < 3) return [times, values];
+    const steps = [];
+    for (let i = 1; i < times.length; i++) steps.push(times[i] - times[i - 1]);
+    const typical = steps.slice().sort((a, b) => a - b)[Math.floor(steps.length / 2)];
+    if (!(typical > 0)) return [times, values];
+    const t = [times[0]];
+    const v = [values[0]];
+    for (let i = 1; i < times.length; i++) {
+      if (times[i] - times[i - 1] > 3 * typical) { t.push(times[i - 1] + typical); v.push(null); }
+      t.push(times[i]);
+      v.push(values[i]);
+    }
+    return [t, v];
+  }
+
   function align(block) {
-    const tables = block.series.map((s) => [s.times, s.values]);
+    const tables = block.series.map((s) => withGaps(s.times, s.values));
     if (tables.length === 1) return [tables[0][0], tables[0][1]];
     return uPlot.join(tables);
   }
@@ -129,4 +148,20 @@
     this.plot = null;
   };
   Suitcase.Chart = Chart;
+
+  /* A <figure class="chart"> with the block's label and unit as caption, appended to holder;
+   * returns {fig, plot}: plot is the element to give Suitcase.Chart. */
+  Suitcase.chartFigure = function (holder, block) {
+    const fig = document.createElement("figure");
+    fig.className = "chart";
+    fig.dataset.quantity = block.quantity;
+    const cap = document.createElement("figcaption");
+    cap.textContent = block.label + (block.unit ? " (" + block.unit + ")" : "");
+    const plot = document.createElement("div");
+    plot.className = "plot";
+    fig.appendChild(cap);
+    fig.appendChild(plot);
+    holder.appendChild(fig);
+    return { fig: fig, plot: plot };
+  };
 })();

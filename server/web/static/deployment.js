@@ -9,27 +9,13 @@
   let range = config.range;
   let timer = null;
 
-  function figure(block) {
-    const fig = document.createElement("figure");
-    fig.className = "chart";
-    fig.dataset.quantity = block.quantity;
-    const cap = document.createElement("figcaption");
-    cap.textContent = block.label + (block.unit ? " (" + block.unit + ")" : "");
-    const plot = document.createElement("div");
-    plot.className = "plot";
-    fig.appendChild(cap);
-    fig.appendChild(plot);
-    holder.appendChild(fig);
-    return { fig: fig, plot: plot };
-  }
-
   function render(payload) {
     const seen = {};
     payload.quantities.forEach(function (block) {
       seen[block.quantity] = true;
       let entry = charts[block.quantity];
       if (!entry) {
-        const f = figure(block);
+        const f = window.Suitcase.chartFigure(holder, block);
         entry = charts[block.quantity] = { fig: f.fig, chart: new window.Suitcase.Chart(f.plot, block, { tz: config.tz }) };
       } else {
         entry.chart.update(block);
