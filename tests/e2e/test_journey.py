@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from server.settings import ServerSettings
 from server.tables import MembershipRow, UserRow
 from suitcase.broker import MosquittoBroker, free_port
 from tests.services.mosquitto import DYNSEC_ADMIN
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.browser, pytest.mark.slow]
 
@@ -71,16 +72,6 @@ class Steps:
             table.add_row(str(index), what, f"{took:.2f}")
         table.add_row("", "total", f"{time.monotonic() - self.started:.2f}")
         return table
-
-
-def until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    pytest.fail(f"not within {timeout:.0f} s: {what}")
 
 
 @pytest.fixture()
@@ -306,14 +297,15 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
     watcher = None
     try:
         assert agent.wait_connected(10)
-        until(lambda: store.latest(device_id), 15, "readings of the Pi in the store")
+        wait_until(lambda: store.latest(device_id), 15, "readings of the Pi in the store", every=0.1)
         steps.done("agent connects and its first readings are in the store")
-        readings = until(
+        readings = wait_until(
             lambda: _ok(
                 staff.get(f"/deployments/{deployment['id']}/readings", params={"start": time.time() - 600})
             )["readings"],
             10,
             "readings on the deployment",
+            every=0.1,
         )
         assert readings
         page.set_viewport_size({"width": 1280, "height": 900})
@@ -322,7 +314,7 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
         assert "School 7, room 12" in page.content()
         page.screenshot(path=str(screenshot_dir / "journey-deployment.png"), full_page=True)
         page.goto(f"{url}/kits/{kit['id']}/unboxing#codes={','.join(c['code'] for c in kit['claim_codes'])}")
-        until(
+        wait_until(
             lambda: page.locator("#pi-1.done").count() == 1,
             15,
             "Pi 1's unboxing checklist all green",
@@ -340,7 +332,7 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
             alerts = _ok(staff.get("/alerts", params={"rule_id": rule["id"]}))["data"]
             return [a for a in alerts if a["state"] == "firing"]
 
-        fired = until(firing, 20, "a sensor_unhealthy alert firing")
+        fired = wait_until(firing, 20, "a sensor_unhealthy alert firing", every=0.1)
         sensor = device.sensors[0].name
 
         def fleet_shows_missing() -> bool:
@@ -349,7 +341,7 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
             page.goto(f"{url}/fleet")
             return bool(page.locator(".badge.err", has_text=f"{sensor}: missing").count() > 0)
 
-        until(fleet_shows_missing, 30, "the fleet page showing the sensor missing", every=1.0)
+        wait_until(fleet_shows_missing, 30, "the fleet page showing the sensor missing", every=1.0)
         page.screenshot(path=str(screenshot_dir / "journey-fleet-missing.png"), full_page=True)
         steps.done("sensor unplugged: fleet page shows it missing, alert fires")
 
@@ -360,19 +352,19 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
             alerts = _ok(staff.get("/alerts", params={"rule_id": rule["id"]}))["data"]
             return any(a["id"] == fired[0]["id"] and a["state"] == "resolved" for a in alerts)
 
-        until(resolved, 30, "the alert resolved")
+        wait_until(resolved, 30, "the alert resolved", every=0.1)
         steps.done("sensor plugged back: the alert resolves")
 
         # 10. The kit is returned: the loan closes and the Pi's next publish no longer arrives.
         telemetry = f"suitcase/v1/aarhus/{device_id}/telemetry"
         watcher, arrivals = _watch(broker, telemetry)
-        until(lambda: arrivals, 5, "telemetry seen by the watcher before the return")
+        wait_until(lambda: arrivals, 5, "telemetry seen by the watcher before the return", every=0.1)
         back = _ok(operator.post(f"/kits/{kit['id']}/return", json={"condition": "good"}))
         assert back["loan_id"] == loan["id"] and device_id in back["devices_revoked"]
         returned_at = time.monotonic()
         loans = _ok(operator.get("/loans", params={"active": False}))["data"]
         assert any(item["id"] == loan["id"] and item["returned_at"] is not None for item in loans)
-        until(lambda: not agent.wait_connected(0), 10, "the broker drops the revoked Pi")
+        wait_until(lambda: not agent.wait_connected(0), 10, "the broker drops the revoked Pi", every=0.1)
         time.sleep(4)  # several publish intervals: nothing may arrive
         late = [t for t in arrivals if t > returned_at + 0.5]
         assert late == [], f"{len(late)} telemetry messages arrived after the kit was returned"

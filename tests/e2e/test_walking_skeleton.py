@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +21,9 @@ from server.app import create_app
 from server.runner import ServerThread
 from server.settings import ServerSettings
 from suitcase.broker import free_port
+from tests.waiting import wait_until
 
 ORG = "aarhus"
-
-
-def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"within {timeout:.0f} s: {what}")
 
 
 @pytest.fixture(params=["embedded", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
@@ -97,7 +88,7 @@ def test_readings_of_two_devices_reach_the_api_and_bad_payloads_are_dead_lettere
                         return False
                 return True
 
-            _until(both_have_readings, 10, "readings of both devices returned by the API")
+            wait_until(both_have_readings, 10, "readings of both devices returned by the API", every=0.2)
             readings = api.get(f"/devices/{devices[0]}/readings", params={"start": started}).json()[
                 "readings"
             ]
@@ -126,7 +117,7 @@ def test_readings_of_two_devices_reach_the_api_and_bad_payloads_are_dead_lettere
                 mine = [d for d in letters if d["topic"] == topic]
                 return mine if len(mine) >= 2 else []
 
-            letters = _until(dead_letters, 10, "two dead letters for the bad payloads")
+            letters = wait_until(dead_letters, 10, "two dead letters for the bad payloads", every=0.2)
             codes = {d["code"]: d["reason"] for d in letters}
             assert "intruder" in codes["device_mismatch"]
             assert "not JSON" in codes["not_json"]

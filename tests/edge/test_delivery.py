@@ -29,6 +29,7 @@ from kits.models import DeviceConfig, DeviceSensor, MqttSettings, OutboxSettings
 from kits.wire import build_topic, decode_pack
 from suitcase.broker import MosquittoBroker, find_mosquitto, free_port
 from tests.services import require_service
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.mosquitto
 
@@ -130,14 +131,6 @@ def _outbox_keys_of(state: Path) -> set[tuple[str, str, float]]:
         box.close()
 
 
-def _wait(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.05)
-
-
 def test_a_broker_restart_delivers_every_reading_exactly_once(
     own_broker: MosquittoBroker, tmp_path: Path
 ) -> None:
@@ -152,13 +145,14 @@ def test_a_broker_restart_delivers_every_reading_exactly_once(
         assert agent.wait_connected(10)
         time.sleep(2.0)
         own_broker.stop()
-        _wait(lambda: not agent._connected.is_set())
+        wait_until(lambda: not agent._connected.is_set(), 20.0, "the agent to notice the outage", every=0.05)
         backlog_before = agent.outbox.pending
         time.sleep(4.0)  # the outage: readings go on, into the outbox
         assert agent.outbox.pending >= backlog_before + 10
         own_broker.start()
         assert agent.wait_connected(20)
-        _wait(lambda: agent.outbox.pending <= 10)  # the backlog drains (live readings go on)
+        # The backlog drains (live readings go on).
+        wait_until(lambda: agent.outbox.pending <= 10, 20.0, "the backlog to drain", every=0.05)
         keys = _outbox_keys(agent)
     finally:
         agent.stop()
@@ -185,7 +179,7 @@ def test_resend_recovers_what_a_broker_crash_lost(own_broker: MosquittoBroker, t
         time.sleep(3.0)
         cut = time.time() - 0.5
         # every reading up to the cut acknowledged by the broker (and queued for the store)
-        _wait(lambda: _pending_before(agent, cut) == 0)
+        wait_until(lambda: _pending_before(agent, cut) == 0, 20.0, "the readings before the cut", every=0.05)
         keys = {k for k in _outbox_keys(agent) if k[2] <= cut}
         assert keys
         assert own_broker._process is not None
@@ -204,7 +198,7 @@ def test_resend_recovers_what_a_broker_crash_lost(own_broker: MosquittoBroker, t
             json.dumps({"id": request_id, "args": {"from": started - 60, "to": time.time()}}),
             qos=1,
         )
-        _wait(lambda: request_id in store.replies)
+        wait_until(lambda: request_id in store.replies, 20.0, "the resend reply", every=0.05)
         reply = store.replies[request_id]
         assert reply["ok"] is True and reply["result"]["readings"] >= len(keys)
         store.wait_for(keys)

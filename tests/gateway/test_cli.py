@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from gateway.cli import app
 from gateway.store import SqliteStore
 from suitcase.broker import EmbeddedBroker, free_port
-from tests.gateway.gwtools import Publisher, wait_until
+from tests.gateway.gwtools import Publisher
 from tests.gateway.test_consumer import pack
+from tests.waiting import wait_until
 
 
 def test_bad_arguments_exit_2_with_a_message(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import pytest
 from gateway.consumer import Gateway, GatewayError
 from kits.wire import Record, build_topic, encode_pack
 from suitcase.broker import EmbeddedBroker, MosquittoBroker, free_port
-from tests.gateway.gwtools import NOW, FlakyStore, Publisher, wait_until
+from tests.gateway.gwtools import NOW, FlakyStore, Publisher
+from tests.waiting import wait_until
 
 ORG = "aarhus"
 

@@ -12,8 +12,9 @@ from gateway.consumer import Gateway
 from gateway.metrics import Metrics
 from gateway.store import DeadLetter
 from suitcase.broker import EmbeddedBroker, free_port
-from tests.gateway.gwtools import NOW, FlakyStore, Publisher, wait_until
+from tests.gateway.gwtools import NOW, FlakyStore, Publisher
 from tests.gateway.test_consumer import BAD, pack
+from tests.waiting import wait_until
 
 
 def test_metrics_endpoint_counts_messages_points_dead_letters_and_sink_state(

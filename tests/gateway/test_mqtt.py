@@ -26,7 +26,8 @@ from gateway._mqtt import (
     subscribe_packet,
 )
 from suitcase.broker import MosquittoBroker
-from tests.gateway.gwtools import Publisher, wait_until
+from tests.gateway.gwtools import Publisher
+from tests.waiting import wait_until
 
 
 def _varint(n: int) -> bytes:

@@ -23,9 +23,10 @@ from gateway.store import SqliteStore
 from kits.errors import ConfigError
 from kits.wire import Record
 from suitcase.broker import free_port
-from tests.gateway.gwtools import NOW, wait_until
+from tests.gateway.gwtools import NOW
 from tests.services.influxdb import InfluxD
 from tests.services.victoriametrics import VictoriaMetrics
+from tests.waiting import wait_until
 
 
 def readings(org: str = "aarhus", devices: int = 2, times: int = 5) -> list[Record]:

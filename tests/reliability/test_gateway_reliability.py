@@ -26,9 +26,10 @@ from gateway.sinks.influxdb1 import InfluxDB1Sink
 from gateway.sinks.sqlite import SqliteSink
 from gateway.store import SqliteStore
 from suitcase.broker import MosquittoBroker, find_mosquitto
-from tests.gateway.gwtools import NOW, publish_all, six_pack, wait_until
+from tests.gateway.gwtools import NOW, publish_all, six_pack
 from tests.services import require_service
 from tests.services.influxdb import InfluxD
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -25,6 +24,7 @@ from suitcase.broker import MosquittoBroker
 from tests.server.data import NOW
 from tests.server.world import World
 from tests.services.mosquitto import DYNSEC_ADMIN
+from tests.waiting import wait_until
 
 
 def _enroll(client: TestClient, world: World) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -35,15 +35,6 @@ def _enroll(client: TestClient, world: World) -> tuple[dict[str, Any], dict[str,
     body = {"claim_code": claim, "deployment_id": dep["id"]}
     world.ok("a-operator", "POST", "/claims/bind", 201, json=body)
     return kit, client.post("/api/v1/claims/poll", json={"claim_code": claim}).json()["device"]
-
-
-def _wait(condition: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class _Device:
@@ -116,7 +107,11 @@ def test_calibration_reaches_the_device_and_its_reply_is_recorded(
         world.ok("a-operator", "POST", f"/kits/{kit['id']}/calibrations", 201, json=cal2)
 
         deliveries = f"/kits/{kit['id']}/calibrations/deliveries"
-        assert _wait(lambda: all(d["state"] == "ok" for d in world.ok("a-viewer", "GET", deliveries)))
+        wait_until(
+            lambda: all(d["state"] == "ok" for d in world.ok("a-viewer", "GET", deliveries)),
+            what="every delivery ok",
+            every=0.05,
+        )
         newest, first = world.ok("a-viewer", "GET", deliveries)
         assert (newest["version"], newest["device_id"], newest["replied_at"]) == (
             2,
@@ -135,7 +130,11 @@ def test_calibration_reaches_the_device_and_its_reply_is_recorded(
         # A calibration of a sensor the device does not have: the device refuses, the server says so.
         bad = {**cal, "sensor": "not_on_this_pi"}
         world.ok("a-operator", "POST", f"/kits/{kit['id']}/calibrations", 201, json=bad)
-        assert _wait(lambda: world.ok("a-viewer", "GET", deliveries)[0]["state"] == "error")
+        wait_until(
+            lambda: world.ok("a-viewer", "GET", deliveries)[0]["state"] == "error",
+            what="the delivery in error",
+            every=0.05,
+        )
         assert "not_on_this_pi" in world.ok("a-viewer", "GET", deliveries)[0]["error"]
         device.stop()
 

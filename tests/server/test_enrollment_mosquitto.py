@@ -19,6 +19,7 @@ from suitcase.broker import MosquittoBroker
 from tests.server.data import NOW
 from tests.server.world import World
 from tests.services.mosquitto import DYNSEC_ADMIN
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.mosquitto
 
@@ -44,15 +45,6 @@ def _client(
     client.loop_start()
     assert connected.wait(5), f"{username} could not connect"
     return client, got
-
-
-def _wait(condition: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_enrolled_device_is_confined_to_its_topics(
@@ -101,7 +93,7 @@ def test_enrolled_device_is_confined_to_its_topics(
         dev.publish(own, b"mine", qos=1).wait_for_publish(5)
         dev.publish(other, b"forged", qos=1).wait_for_publish(5)
         dev.subscribe(f"suitcase/v1/city-a/{two['device']}/cmd/+", qos=1)
-        assert _wait(lambda: (own, b"mine") in seen)
+        wait_until(lambda: (own, b"mine") in seen, 5.0, "its own message", every=0.05)
         watcher.publish(f"suitcase/v1/city-a/{two['device']}/cmd/ping", b"{}", qos=1).wait_for_publish(5)
         time.sleep(0.5)
         assert (other, b"forged") not in seen
@@ -114,7 +106,7 @@ def test_enrolled_device_is_confined_to_its_topics(
         assert world.ok("a-viewer", "GET", f"/devices/{one['device']}")["online"] is True
 
         world.ok("a-admin", "POST", f"/kits/{kit['id']}/return", json={"condition": "good"})
-        assert _wait(lambda: not dev.is_connected())
+        wait_until(lambda: not dev.is_connected(), 5.0, "the device disconnected", every=0.05)
         dev.loop_stop()
         refused = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="again")
         refused.username_pw_set(one["mqtt"]["username"], one["mqtt"]["password"])
@@ -122,7 +114,7 @@ def test_enrolled_device_is_confined_to_its_topics(
         refused.on_connect = lambda *args: outcome.append(args[3])
         refused.connect(dynsec_broker.host, dynsec_broker.port)
         refused.loop_start()
-        assert _wait(lambda: bool(outcome))
+        wait_until(lambda: bool(outcome), 5.0, "an outcome", every=0.05)
         assert outcome[0].is_failure
         refused.loop_stop()
         watcher.loop_stop()
