@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -103,48 +104,37 @@ def _slug(status: int) -> str:
         return "error"
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+def _error(
+    status: int, detail: Any, slug: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """Every error body: ``{"detail": ..., "error": slug, "status": code}``."""
-    assert isinstance(exc, StarletteHTTPException)
     return JSONResponse(
-        {"detail": exc.detail, "error": _slug(exc.status_code), "status": exc.status_code},
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
+        {"detail": detail, "error": slug or _slug(status), "status": status},
+        status_code=status,
+        headers=headers,
     )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return _error(exc.status_code, exc.detail, headers=getattr(exc, "headers", None))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     from fastapi.encoders import jsonable_encoder
 
-    return JSONResponse(
-        {"detail": jsonable_encoder(exc.errors()), "error": "validation_error", "status": 422},
-        status_code=422,
-    )
+    return _error(422, jsonable_encoder(exc.errors()), "validation_error")
 
 
 async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
     """An id or number beyond what the registry database stores (e.g. 2**63) is bad input."""
-    return JSONResponse(
-        {
-            "detail": "a number in the request is out of range: ids and numbers must fit 32/64-bit integers",
-            "error": "unprocessable_entity",
-            "status": 422,
-        },
-        status_code=422,
-    )
+    return _error(422, "a number in the request is out of range: ids and numbers must fit 32/64-bit integers")
 
 
 async def _conflict(request: Request, exc: Exception) -> JSONResponse:
     """Two requests raced for the same unique value: the loser is told to retry."""
-    return JSONResponse(
-        {
-            "detail": "the change conflicts with another made at the same time: reload and try again",
-            "error": "conflict",
-            "status": 409,
-        },
-        status_code=409,
-    )
+    return _error(409, "the change conflicts with another made at the same time: reload and try again")
 
 
 async def _alert_loop(resources: Resources) -> None:

@@ -387,7 +387,16 @@ def test_a_viewer_of_one_organisation_sees_nothing_of_another(context: Any, web:
     expect(page.locator("main")).not_to_contain_text("School 7")
     series = context.request.get(f"{web.url}/deployments/{web.world.deployments['school']}/series")
     assert series.status == 404
-    assert context.request.get(f"{web.url}/kiosk/data").status == 401
+    kiosk = context.request.get(f"{web.url}/kiosk/data")  # a session, not a kiosk token
+    assert kiosk.status == 401
+    assert kiosk.json()["error"] == "unauthorized" and "kiosk token" in kiosk.json()["detail"]
+    missing = context.request.get(f"{web.url}/public/deployments/999999/series")
+    assert missing.status == 404
+    assert missing.json() == {
+        "detail": "public deployment 999999 does not exist",
+        "error": "not_found",
+        "status": 404,
+    }
 
 
 def test_both_languages_render(browser: Any, web: Web, screenshot_dir: Path) -> None:

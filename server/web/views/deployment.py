@@ -167,10 +167,7 @@ def deployment_series(
 ) -> JSONResponse:
     """Return the deployment's charts (at most 1,000 points per series) and latest values."""
     if not principal.authenticated:
-        return JSONResponse(
-            {"detail": "log in or send a kiosk token", "error": "unauthorized", "status": 401},
-            status_code=401,
-        )
+        raise HTTPException(status_code=401, detail="log in or send a kiosk token")
     row = get_deployment(session, principal, deployment_id)
     lang = pick_language(request)
     t = Translator(lang)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlmodel import col, select
 
@@ -76,14 +76,10 @@ def kiosk_data(
 ) -> JSONResponse:
     """Return the kiosk token's deployments with latest values and 24 h charts."""
     if principal.token_kind != "kiosk" or principal.kiosk_deployments is None:
-        return JSONResponse(
-            {
-                "detail": "send a kiosk token as 'Authorization: Bearer sct_...' (POST /api/v1/tokens "
-                "with kind kiosk)",
-                "error": "unauthorized",
-                "status": 401,
-            },
+        raise HTTPException(
             status_code=401,
+            detail="send a kiosk token as 'Authorization: Bearer sct_...' (POST /api/v1/tokens "
+            "with kind kiosk)",
         )
     lang = pick_language(request)
     t = Translator(lang)

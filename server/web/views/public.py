@@ -19,7 +19,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, select
 
@@ -357,14 +357,7 @@ def public_series(
     """Chart data of a public deployment (open data: no login)."""
     row = session.get(DeploymentRow, deployment_id)
     if row is None or not row.public:
-        return JSONResponse(
-            {
-                "detail": f"public deployment {deployment_id} does not exist",
-                "error": "not_found",
-                "status": 404,
-            },
-            status_code=404,
-        )
+        raise HTTPException(status_code=404, detail=f"public deployment {deployment_id} does not exist")
     payload = chart_payload(session, store, row, clock(), range, Translator(pick_language(request)))
     for block in payload["quantities"]:  # device ids are not public
         for i, s in enumerate(block["series"], start=1):
