@@ -176,6 +176,9 @@ class Agent:
         self._threads: list[threading.Thread] = []
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
+        # Set after the first sampling round: meta waits for it, so it never reports a sensor the
+        # agent has not tried yet as missing.
+        self._sampled = threading.Event()
         self._started_at: float | None = None
         self._last_meta: tuple[float, str] | None = None
         self.unexpected: list[dict[str, Any]] = []
@@ -423,6 +426,10 @@ class Agent:
             self._failed(status, "failing", f"driver error {type(exc).__name__}: {exc}", now)
             return False
         status.created_at = now
+        # The chip answered: it is there, even while it warms up (a PMSA003I takes 30 s) and before
+        # its first reading; "missing" would raise a false alarm on every start.
+        if status.state == "missing":
+            status.state, status.last_error = "ok", None
         self.log.info("sensor %s: %s at %#04x ready", sensor.name, sensor.part, sensor.address)
         return True
 
@@ -518,6 +525,7 @@ class Agent:
         settings = self.config.mqtt
         self._started_at = self._monotonic()
         self._stop.clear()
+        self._sampled.clear()
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.config.device,
@@ -647,6 +655,8 @@ class Agent:
                 self.sample_once()
             except Exception:  # the sampler must outlive any one bad cycle
                 self.log.exception("sampling cycle failed; trying again next cycle")
+            self._sampled.set()
+            self._wake.set()
             next_cycle += self.config.publish_interval_s
             now = time.monotonic()
             if next_cycle < now:  # a slow cycle: skip the missed ones rather than burst
@@ -678,7 +688,7 @@ class Agent:
                     self._live_not_sent()
                 if now - last_meta_check >= 1.0:
                     last_meta_check = now
-                    if self._connected.is_set():
+                    if self._connected.is_set() and self._sampled.is_set():
                         self._publish_meta()
                 if now - last_prune >= _PRUNE_EVERY_S:
                     last_prune = now
