@@ -6,7 +6,7 @@ not the broker, was the gateway's ceiling (``benchmarks/bench_gateway.py``). Thi
 the socket in large chunks, parses every PUBLISH of a chunk in one pass and sends a batch's
 PUBACKs in one ``sendall``.
 
-It does only what the gateway needs (ARCHITECTURE.md, "Delivery guarantees" 2 and 3):
+It does only what the gateway needs (docs/architecture.md, "Delivery guarantees" 2 and 3):
 
 - a persistent session: a fixed client id, clean session / clean start off, with MQTT 5 a session
   that never expires and the Receive Maximum the gateway declares;

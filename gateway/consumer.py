@@ -2,7 +2,7 @@
 
 The gateway holds a persistent session (fixed client id, clean session off, or with MQTT 5 clean
 start off and a session that never expires) with a QoS 1 subscription and acknowledges by hand
-(ARCHITECTURE.md, "Delivery guarantees" 2 and 3):
+(docs/architecture.md, "Delivery guarantees" 2 and 3):
 
 - the network thread (``gateway/_mqtt.py``: reads the socket in large chunks) only queues each
   chunk of messages (so it keeps pinging the broker whatever the sinks do);

@@ -1,4 +1,4 @@
-"""The wire contract: MQTT topics and payloads (ARCHITECTURE.md, "The wire").
+"""The wire contract: MQTT topics and payloads (docs/architecture.md, "The wire").
 
 Every part builds and parses topics and SenML packs here; none re-implements them.
 
@@ -131,7 +131,7 @@ def parse_topic(topic: str) -> Topic:
     """Parse a topic published under ``suitcase/v1``.
 
     Raises:
-        BadTopic: the topic is not one of the shapes in ARCHITECTURE.md.
+        BadTopic: the topic is not one of the shapes in docs/architecture.md.
     """
     parts = topic.split("/")
     if len(parts) < 5 or "/".join(parts[:2]) != TOPIC_ROOT:
@@ -574,7 +574,7 @@ class CommandReply(_Message):
     error: str | None = None
 
 
-# The commands an edge agent answers on cmd/{name} (ARCHITECTURE.md, "Commands"):
+# The commands an edge agent answers on cmd/{name} (docs/architecture.md, "Commands"):
 # ping -> {"pong": t, "agent": version, "uptime_s": s}; identify {"seconds": n} -> blinks the ACT
 # LED; config {<DeviceConfig fields but device, org, mqtt, bus>} -> applied and persisted, result
 # {"applied": [fields], "calibration_version": v}; resend {"from": t0, "to": t1} -> re-publishes
@@ -600,7 +600,7 @@ class SensorMeta(_Message):
 
 
 class OutboxMeta(_Message):
-    """The outbox in ``meta``: backlog and losses (ARCHITECTURE.md, "Delivery guarantees" 1)."""
+    """The outbox in ``meta``: backlog and losses (docs/architecture.md, "Delivery guarantees" 1)."""
 
     pending: int
     oldest_pending: float | None = None
