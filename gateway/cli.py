@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.retention_cli import app as retention_app
 from kits.errors import SuitcaseError
 
 __all__ = ["app"]
@@ -22,6 +23,9 @@ app = typer.Typer(help="Gateway: write every reading from MQTT to the store", no
 
 _RESTART_MIN_S = 1.0
 _RESTART_MAX_S = 30.0
+
+
+app.add_typer(retention_app, name="retention")
 
 
 @app.callback()
@@ -77,6 +81,13 @@ def run(
             "[env SUITCASE_GATEWAY_WORKERS]"
         ),
     ] = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            help="retention settings (YAML) to apply to the stores on start and every hour "
+            "[env SUITCASE_GATEWAY_RETENTION]"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no live status line")] = False,
 ) -> None:
     """Consume telemetry from the broker into the sinks; ack each message after it is written."""
@@ -94,6 +105,7 @@ def run(
             batch_messages=batch_messages,
             metrics_port=metrics_port,
             workers=workers,
+            retention=retention,
         )
     except SuitcaseError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -113,10 +125,18 @@ def _run_one(settings: object, quiet: bool) -> None:
     from gateway.settings import GatewaySettings
     from gateway.sinks import open_sink
     from gateway.store import open_store
+    from gateway.store.retention import RetentionLoop, load_retention
 
     assert isinstance(settings, GatewaySettings)
     console = Console(stderr=True)
     try:
+        keeper = None
+        if settings.retention:
+            keeper = RetentionLoop(
+                load_retention(settings.retention),
+                settings.sinks or [settings.store],
+                every_s=settings.retention_every_s,
+            )
         opened = open_store(settings.store)
         # The store is also the default sink, opened from its URL: it writes from a child process.
         sinks = [open_sink(url) for url in settings.sinks or [settings.store]]
@@ -142,6 +162,8 @@ def _run_one(settings: object, quiet: bool) -> None:
         if settings.metrics_port:
             metrics.serve(settings.metrics_port, settings.metrics_host)
         gateway.start()
+        if keeper is not None:
+            keeper.start()
     except (SuitcaseError, OSError) as exc:
         opened.close()
         typer.echo(f"error: {exc}", err=True)
@@ -175,6 +197,8 @@ def _run_one(settings: object, quiet: bool) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         console.print("stopping the gateway: writing what is batched, the broker keeps the rest")
+        if keeper is not None:
+            keeper.stop()
         gateway.stop()
         opened.close()
 
