@@ -22,6 +22,7 @@ __all__ = ["app"]
 app = typer.Typer(help="Gateway: write every reading from MQTT to the store", no_args_is_help=True)
 
 _RESTART_MIN_S = 1.0
+_EXIT_FATAL = 70  # EX_SOFTWARE (sysexits.h): a worker thread died
 _RESTART_MAX_S = 30.0
 
 
@@ -120,7 +121,7 @@ def _run_one(settings: object, quiet: bool) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from gateway.consumer import Gateway
+    from gateway.consumer import Gateway, GatewayFatal
     from gateway.metrics import Metrics
     from gateway.settings import GatewaySettings
     from gateway.sinks import open_sink
@@ -144,6 +145,7 @@ def _run_one(settings: object, quiet: bool) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     metrics = Metrics()
+    done = threading.Event()
     gateway = Gateway(
         opened,
         host=settings.mqtt_host,
@@ -157,6 +159,7 @@ def _run_one(settings: object, quiet: bool) -> None:
         sinks=sinks,
         metrics=metrics,
         mqtt_version=settings.mqtt_version,
+        on_fatal=lambda _: done.set(),  # a worker thread died: stop, then exit non-zero below
     )
     try:
         if settings.metrics_port:
@@ -168,8 +171,6 @@ def _run_one(settings: object, quiet: bool) -> None:
         opened.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-
-    done = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         done.set()
@@ -199,8 +200,14 @@ def _run_one(settings: object, quiet: bool) -> None:
         console.print("stopping the gateway: writing what is batched, the broker keeps the rest")
         if keeper is not None:
             keeper.stop()
-        gateway.stop()
-        opened.close()
+        try:
+            gateway.stop()
+        except GatewayFatal as exc:
+            # Exit non-zero with the reason: the supervisor (systemd, --workers, the demo) restarts it.
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(_EXIT_FATAL) from exc
+        finally:
+            opened.close()
 
 
 def _supervise(workers: int, client_id: str, group: str, metrics_port: int | None) -> None:
