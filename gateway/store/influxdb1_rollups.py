@@ -20,7 +20,7 @@ measurement, tags and time), so folding twice never counts twice. ``apply --back
 recomputes the last N days of every database (after creating rollups on a database that already
 holds data).
 
-Reads. :func:`window_statement` reads windows of a whole number of minutes (hours) from
+Reads. :func:`plan_windows` reads windows of a whole number of minutes (hours) from
 ``rollup_1m`` (``rollup_1h``) for the part of a range older than :data:`FRESH_S`, and the raw
 readings for the rest, so a chart of a year reads one point per hour and stays drawn after the
 raw readings expire.
@@ -51,6 +51,7 @@ __all__ = [
     "fold_statements",
     "from_url",
     "has_rollups",
+    "plan_windows",
     "policies_from",
     "rollup_width",
     "show_policies",
@@ -130,7 +131,7 @@ def fold_statements(db: str, raw_policy: str, device: str, first: float, last: f
 
 
 def window_statement(
-    source: str, width: int | None, every: float, where: str, group_by: str = '"org", "sensor"'
+    source: str, width: int | None, every: float, where: str, group_by: str = '"sensor"'
 ) -> str:
     """The statement reading windows of ``every`` s from ``source`` (a raw or rollup measurement).
 
@@ -143,6 +144,44 @@ def window_statement(
     return (
         f"SELECT {fields} FROM {source}{where} GROUP BY time({round(every * 1000)}ms), {group_by} fill(none)"
     )
+
+
+def plan_windows(
+    db: str,
+    measurement: str,
+    conditions: str,
+    start: float,
+    end: float,
+    every: float,
+    *,
+    now: float,
+    rollups: bool,
+    group_by: str = '"sensor"',
+) -> list[str]:
+    """The statements reading windows of ``every`` s of ``db`` in ``[start, end)``.
+
+    ``measurement`` is an InfluxQL source (``"temperature"`` or ``/.*/``), ``conditions`` the
+    tag conditions (no time). Where ``db`` has ``rollups`` and ``every`` is a whole number of
+    minutes (hours), the windows ending :data:`FRESH_S` or more before ``now`` are read from
+    ``rollup_1m`` (``rollup_1h``), the rest from the raw readings (the continuous queries may not
+    have run for them yet). The split falls on a window boundary, so no window is read twice, and
+    each statement answers time, count, mean, min, max. As on the embedded store, a window read
+    from rollups includes the whole minute or hour ``start`` falls in.
+    """
+    width = rollup_width(every) if rollups else None
+    statements: list[str] = []
+    if width is not None:
+        split = max(start, min(end, math.floor((now - FRESH_S) / every) * every))
+        if split > start:
+            lo = math.floor(start / width) * width
+            where = f" WHERE {conditions} AND time >= {_ns(lo)} AND time < {_ns(split)}"
+            source = f"{_ident(db)}.{_ident(ROLLUP_POLICIES[width])}.{measurement}"
+            statements.append(window_statement(source, width, every, where, group_by))
+        start = split
+    if start < end:
+        where = f" WHERE {conditions} AND time >= {_ns(start)} AND time < {_ns(end)}"
+        statements.append(window_statement(f"{_ident(db)}..{measurement}", None, every, where, group_by))
+    return statements
 
 
 def _hours(days: float | None) -> int | None:

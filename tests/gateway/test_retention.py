@@ -15,7 +15,7 @@ from gateway.cli import app
 from gateway.sinks.influxdb1 import InfluxDB1Sink
 from gateway.store import SqliteStore
 from gateway.store.base import StoreError
-from gateway.store.influxdb1_rollups import CQ_NAMES, InfluxDB1Rollups
+from gateway.store.influxdb1_rollups import CQ_NAMES, FRESH_S, InfluxDB1Rollups, plan_windows
 from gateway.store.influxdb1_rollups import from_url as rollups_of
 from gateway.store.retention import RetentionLoop, open_target, parse_retention
 from kits.errors import ConfigError
@@ -263,3 +263,55 @@ def test_influxdb1_unreachable_or_refused_says_why(influxd: InfluxD) -> None:
         rollups_of("influxdb1://127.0.0.1:1").databases()
     with pytest.raises(StoreError, match=r"database not found"):
         InfluxDB1Rollups(influxd.url).policies("suitcase_missing")
+
+
+def _windows(influxd: InfluxD, statements: list[str]) -> dict[float, tuple[int, float, float, float]]:
+    out: dict[float, tuple[int, float, float, float]] = {}
+    for statement in statements:
+        for s in influxd.query(statement, "suitcase_o"):
+            for t, count, mean, low, high in s["values"]:
+                if count:
+                    assert t / 1e9 not in out  # no window read twice
+                    out[t / 1e9] = (int(count), mean, low, high)
+    return out
+
+
+@pytest.mark.influxdb
+def test_influxdb1_long_ranges_stay_drawn_after_raw_readings_expire(influxd: InfluxD) -> None:
+    """Test that hourly windows of three days are read from the hour rollups for all but the last
+    minutes, equal the windows of the raw readings, and are still drawn once the raw readings'
+    shards are dropped (what their retention does); windows of odd widths read the raw readings."""
+    now = time.time()
+    records = _readings("o", "pi", now - 3 * DAY, now, 150.0)
+    tool = rollups_of(influxd.sink_url)
+    tool.apply(parse_retention("orgs: {o: {}}"), now)
+    InfluxDB1Sink(influxd.host, influxd.port).write(records)
+    tool.backfill("suitcase_o", now - 4 * DAY, now)
+    start, end = now - 3 * DAY, now
+    conditions = "\"device\" = 'pi'"
+    plan = plan_windows("suitcase_o", '"temperature"', conditions, start, end, 3600.0, now=now, rollups=True)
+    assert len(plan) == 2 and '"rollup_1h"' in plan[0] and '"suitcase_o".."temperature"' in plan[1]
+    raw_only = plan_windows(
+        "suitcase_o", '"temperature"', conditions, start, end, 3600.0, now=now, rollups=False
+    )
+    got, want = _windows(influxd, plan), _windows(influxd, raw_only)
+    assert sorted(got) == sorted(want)
+    for t, (count, mean, low, high) in want.items():
+        if t >= start - start % 3600 + 3600:  # the first window: the rollup holds the whole hour
+            assert got[t][0] == count and got[t][2:] == (low, high) and abs(got[t][1] - mean) < 1e-9
+    odd = plan_windows("suitcase_o", '"temperature"', conditions, start, end, 3500.0, now=now, rollups=True)
+    assert len(odd) == 1 and "rollup" not in odd[0]
+    shards = [
+        row[0]
+        for s in influxd.query("SHOW SHARDS")
+        for row in s["values"]
+        if row[1:3] == ["suitcase_o", "autogen"]
+    ]
+    assert shards
+    for shard in shards:
+        influxd.query(f"DROP SHARD {shard}")
+    assert _windows(influxd, raw_only) == {}
+    still = _windows(influxd, plan)
+    assert {t: v for t, v in still.items() if t < now - FRESH_S - 3600} == {
+        t: v for t, v in got.items() if t < now - FRESH_S - 3600
+    }
