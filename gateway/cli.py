@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.retention_cli import app as retention_app
 from kits.errors import SuitcaseError
 
 __all__ = ["app"]
@@ -21,7 +22,11 @@ __all__ = ["app"]
 app = typer.Typer(help="Gateway: write every reading from MQTT to the store", no_args_is_help=True)
 
 _RESTART_MIN_S = 1.0
+_EXIT_FATAL = 70  # EX_SOFTWARE (sysexits.h): a worker thread died
 _RESTART_MAX_S = 30.0
+
+
+app.add_typer(retention_app, name="retention")
 
 
 @app.callback()
@@ -77,6 +82,13 @@ def run(
             "[env SUITCASE_GATEWAY_WORKERS]"
         ),
     ] = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            help="retention settings (YAML) to apply to the stores on start and every hour "
+            "[env SUITCASE_GATEWAY_RETENTION]"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no live status line")] = False,
 ) -> None:
     """Consume telemetry from the broker into the sinks; ack each message after it is written."""
@@ -94,6 +106,7 @@ def run(
             batch_messages=batch_messages,
             metrics_port=metrics_port,
             workers=workers,
+            retention=retention,
         )
     except SuitcaseError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -108,15 +121,23 @@ def _run_one(settings: object, quiet: bool) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from gateway.consumer import Gateway
+    from gateway.consumer import Gateway, GatewayFatal
     from gateway.metrics import Metrics
     from gateway.settings import GatewaySettings
     from gateway.sinks import open_sink
     from gateway.store import open_store
+    from gateway.store.retention import RetentionLoop, load_retention
 
     assert isinstance(settings, GatewaySettings)
     console = Console(stderr=True)
     try:
+        keeper = None
+        if settings.retention:
+            keeper = RetentionLoop(
+                load_retention(settings.retention),
+                settings.sinks or [settings.store],
+                every_s=settings.retention_every_s,
+            )
         opened = open_store(settings.store)
         # The store is also the default sink, opened from its URL: it writes from a child process.
         sinks = [open_sink(url) for url in settings.sinks or [settings.store]]
@@ -124,6 +145,7 @@ def _run_one(settings: object, quiet: bool) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     metrics = Metrics()
+    done = threading.Event()
     gateway = Gateway(
         opened,
         host=settings.mqtt_host,
@@ -137,17 +159,18 @@ def _run_one(settings: object, quiet: bool) -> None:
         sinks=sinks,
         metrics=metrics,
         mqtt_version=settings.mqtt_version,
+        on_fatal=lambda _: done.set(),  # a worker thread died: stop, then exit non-zero below
     )
     try:
         if settings.metrics_port:
             metrics.serve(settings.metrics_port, settings.metrics_host)
         gateway.start()
+        if keeper is not None:
+            keeper.start()
     except (SuitcaseError, OSError) as exc:
         opened.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-
-    done = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         done.set()
@@ -175,8 +198,16 @@ def _run_one(settings: object, quiet: bool) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         console.print("stopping the gateway: writing what is batched, the broker keeps the rest")
-        gateway.stop()
-        opened.close()
+        if keeper is not None:
+            keeper.stop()
+        try:
+            gateway.stop()
+        except GatewayFatal as exc:
+            # Exit non-zero with the reason: the supervisor (systemd, --workers, the demo) restarts it.
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(_EXIT_FATAL) from exc
+        finally:
+            opened.close()
 
 
 def _supervise(workers: int, client_id: str, group: str, metrics_port: int | None) -> None:

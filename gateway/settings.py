@@ -51,6 +51,10 @@ class GatewaySettings(BaseSettings):
         default="3.1.1", description="5 declares the Receive Maximum (Mosquitto); 3.1.1 suits any broker"
     )
     workers: int = Field(default=1, ge=1, le=64, description="gateway processes sharing the subscription")
+    retention: str | None = Field(
+        default=None, description="retention settings (YAML) applied to the stores on start and every hour"
+    )
+    retention_every_s: float = Field(default=3600.0, gt=0, description="how often the retention is applied")
 
 
 def load_settings(**overrides: Any) -> GatewaySettings:
