@@ -481,7 +481,8 @@ def test_kiosk_rotates_500_times_without_heap_growth(browser: Any, web: Web, scr
         assert axe(page) == []
 
         page.goto(f"{web.url}/kiosk?rotate_ms=20&refresh_ms=600000#token={web.world.kiosk_token}")
-        page.wait_for_function("() => window.kiosk && window.kiosk.rotations >= 100", timeout=30000)  # warm up
+        # warm up; a function, not a string: the policy refuses eval, which a string predicate uses
+        page.wait_for_function("() => window.kiosk && window.kiosk.rotations >= 100", timeout=30000)
         cdp = ctx.new_cdp_session(page)
         cdp.send("HeapProfiler.enable")
 
