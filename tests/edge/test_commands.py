@@ -85,7 +85,7 @@ def test_identify_blinks_the_act_led_or_says_why_not(
 ) -> None:
     """Test that identify sets the ACT LED's trigger to timer, and off a Pi replies why it cannot."""
     agent = _agent(bme280_bus, clock)
-    agent._leds_dir = tmp_path
+    agent.leds_dir = tmp_path
     assert _cmd(agent, "identify", {"seconds": 1})["result"]["blinking"] is False
     (tmp_path / "ACT").mkdir()
     (tmp_path / "ACT" / "trigger").write_text("none [mmc0] timer heartbeat")
@@ -173,10 +173,10 @@ def test_a_broker_refusing_the_credentials_is_reported_and_sampling_goes_on(
         agent = Agent(config, bus)
         agent.start()
         deadline = time.monotonic() + 10
-        while agent.counters["connection_refused"] == 0 and time.monotonic() < deadline:
+        while agent.counters.connection_refused == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1.5)
-        assert agent.counters["connection_refused"] >= 1
+        assert agent.counters.connection_refused >= 1
         assert agent.connection_error is not None and "refused" in agent.connection_error
         assert agent.outbox.pending >= 3  # readings kept for when the credentials are fixed
         agent.stop()
