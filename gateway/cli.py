@@ -21,6 +21,7 @@ __all__ = ["app"]
 app = typer.Typer(help="Gateway: write every reading from MQTT to the store", no_args_is_help=True)
 
 _RESTART_MIN_S = 1.0
+_EXIT_FATAL = 70  # EX_SOFTWARE (sysexits.h): a worker thread died
 _RESTART_MAX_S = 30.0
 
 
@@ -108,7 +109,7 @@ def _run_one(settings: object, quiet: bool) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from gateway.consumer import Gateway
+    from gateway.consumer import Gateway, GatewayFatal
     from gateway.metrics import Metrics
     from gateway.settings import GatewaySettings
     from gateway.sinks import open_sink
@@ -124,6 +125,7 @@ def _run_one(settings: object, quiet: bool) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     metrics = Metrics()
+    done = threading.Event()
     gateway = Gateway(
         opened,
         host=settings.mqtt_host,
@@ -137,6 +139,7 @@ def _run_one(settings: object, quiet: bool) -> None:
         sinks=sinks,
         metrics=metrics,
         mqtt_version=settings.mqtt_version,
+        on_fatal=lambda _: done.set(),  # a worker thread died: stop, then exit non-zero below
     )
     try:
         if settings.metrics_port:
@@ -146,8 +149,6 @@ def _run_one(settings: object, quiet: bool) -> None:
         opened.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-
-    done = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         done.set()
@@ -175,8 +176,14 @@ def _run_one(settings: object, quiet: bool) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         console.print("stopping the gateway: writing what is batched, the broker keeps the rest")
-        gateway.stop()
-        opened.close()
+        try:
+            gateway.stop()
+        except GatewayFatal as exc:
+            # Exit non-zero with the reason: the supervisor (systemd, --workers, the demo) restarts it.
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(_EXIT_FATAL) from exc
+        finally:
+            opened.close()
 
 
 def _supervise(workers: int, client_id: str, group: str, metrics_port: int | None) -> None:

@@ -2,7 +2,7 @@
 
 The gateway holds a persistent session (fixed client id, clean session off, or with MQTT 5 clean
 start off and a session that never expires) with a QoS 1 subscription and acknowledges by hand
-(ARCHITECTURE.md, "Delivery guarantees" 2 and 3):
+(docs/architecture.md, "Delivery guarantees" 2 and 3):
 
 - the network thread (``gateway/_mqtt.py``: reads the socket in large chunks) only queues each
   chunk of messages (so it keeps pinging the broker whatever the sinks do);
@@ -20,7 +20,13 @@ start off and a session that never expires) with a QoS 1 subscription and acknow
   so the broker's inflight window (MQTT 5: the Receive Maximum the gateway declares) bounds what
   is held in memory; when the sink returns, everything lands;
 - a message acked on an older connection than the one it arrived on is not acked: the broker
-  redelivers it on the new connection and the idempotent sinks absorb the duplicate.
+  redelivers it on the new connection and the idempotent sinks absorb the duplicate;
+- one message's failure, of any kind (a ``WireError`` or any other exception its decoding
+  raises), is that message's: it is dead-lettered with its reason and the gateway goes on;
+- a worker thread (decoder, flusher, network) that dies anyway calls the gateway's fatal
+  handler: the gateway stops consuming, ``on_fatal`` is called with a :class:`GatewayFatal`
+  naming the thread and the cause, and :meth:`Gateway.stop` / :meth:`Gateway.wait` raise it
+  (``suitcase gateway run`` exits non-zero with the reason, so its supervisor restarts it).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from gateway._mqtt import Delivery, MqttSession, MqttVersion
+from gateway.dead_letters import letter
 from gateway.metrics import Metrics
 from gateway.sinks import Sink
 from gateway.sinks.sqlite import SqliteSink
@@ -43,7 +50,7 @@ from gateway.store import DeadLetter, SqliteStore
 from kits.errors import BadTopic, SuitcaseError, WireError
 from kits.wire import Record, decode_pack, parse_topic, subscription
 
-__all__ = ["Gateway", "GatewayError", "GatewayStats"]
+__all__ = ["Gateway", "GatewayError", "GatewayFatal", "GatewayStats"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,14 @@ _OPTIONAL_BACKLOG_POINTS = 1_000_000
 
 class GatewayError(SuitcaseError):
     """The gateway cannot reach its broker or was used in the wrong order."""
+
+
+class GatewayFatal(GatewayError):
+    """A worker thread of the gateway died: it consumes nothing more until it is restarted."""
+
+
+# The dead-letter code of a message whose decoding raised something other than a WireError.
+UNEXPECTED_CODE = "unexpected"
 
 
 @dataclass(slots=True)
@@ -141,6 +156,9 @@ class Gateway:
         receive_maximum: the most unacknowledged messages the gateway holds: declared to the
             broker with MQTT 5, and enforced by reading no further either way; default twice
             ``batch_messages`` (so one batch is written while the next fills).
+        on_fatal: called once, from the dying thread, with a :class:`GatewayFatal` when a
+            worker thread dies; it must return quickly (set an event). Whether or not it is
+            given, the gateway stops consuming and :meth:`stop` and :meth:`wait` raise the error.
     """
 
     def __init__(
@@ -160,6 +178,7 @@ class Gateway:
         metrics: Metrics | None = None,
         mqtt_version: MqttVersion = "3.1.1",
         receive_maximum: int | None = None,
+        on_fatal: Callable[[GatewayFatal], None] | None = None,
     ) -> None:
         if batch_messages < 1:
             raise GatewayError(f"batch_messages is {batch_messages}: use 1 or more")
@@ -201,6 +220,9 @@ class Gateway:
         # Decoded batches on their way to the flusher: one is written while the next is decoded.
         self._ready: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self._opened = False
+        self._on_fatal = on_fatal
+        self._fatal: GatewayFatal | None = None
+        self._dead = threading.Event()  # set once a worker thread has died
         self._username = username
         self._password = password
         self._session = self._new_session()
@@ -244,6 +266,7 @@ class Gateway:
             on_lost=self._on_lost,
             clock=self._clock,
             max_held=self.receive_maximum,
+            on_fatal=lambda exc: self._die("network", exc),
         )
 
     def start(self) -> None:
@@ -255,6 +278,10 @@ class Gateway:
         """
         if self._worker is not None:
             raise GatewayError(f"gateway {self.client_id} is already running: stop() it first")
+        if self._fatal is not None:
+            raise GatewayError(
+                f"gateway {self.client_id} died ({self._fatal}): create a new Gateway to start again"
+            )
         self._stopping.clear()
         if not self._opened:
             for sink in self.sinks:
@@ -269,9 +296,13 @@ class Gateway:
             ) from exc
         self._ready = queue.Queue(maxsize=1)
         self._flusher = threading.Thread(
-            target=self._flush_all, name=f"gateway-{self.client_id}-flush", daemon=True
+            target=self._guarded("flusher", self._flush_all),
+            name=f"gateway-{self.client_id}-flush",
+            daemon=True,
         )
-        self._worker = threading.Thread(target=self._work, name=f"gateway-{self.client_id}", daemon=True)
+        self._worker = threading.Thread(
+            target=self._guarded("decoder", self._work), name=f"gateway-{self.client_id}", daemon=True
+        )
         self._flusher.start()
         self._worker.start()
         log.info(
@@ -296,15 +327,67 @@ class Gateway:
                 f"check the broker at {self.host}:{self.port} and its ACL"
             )
 
+    @property
+    def failure(self) -> GatewayFatal | None:
+        """Why a worker thread died, or None while the gateway is healthy."""
+        return self._fatal
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until a worker thread dies (then raise) or ``timeout`` seconds pass (then return).
+
+        Raises:
+            GatewayFatal: a worker thread died; the gateway consumes nothing more.
+        """
+        if self._dead.wait(timeout) and self._fatal is not None:
+            raise self._fatal
+
+    def _guarded(self, thread: str, target: Callable[[], None]) -> Callable[[], None]:
+        """Wrap a worker thread's ``target`` so that its death calls the fatal handler."""
+
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # whatever kills the thread must be said, never swallowed
+                self._die(thread, exc)
+
+        return run
+
+    def _die(self, thread: str, exc: BaseException) -> None:
+        """The fatal handler: record why ``thread`` died, stop consuming, tell ``on_fatal``."""
+        fatal = GatewayFatal(
+            f"gateway {self.client_id}: its {thread} thread died ({type(exc).__name__}: {exc}); "
+            "it consumes nothing more: restart it (unacknowledged messages are redelivered) "
+            "and report this traceback"
+        )
+        fatal.__cause__ = exc
+        with self._stats_lock:
+            if self._fatal is not None:
+                return
+            self._fatal = fatal
+        log.critical("%s", fatal, exc_info=exc)
+        self._stopping.set()
+        self._dead.set()
+        self.metrics.connected.set(0)
+        if self._on_fatal is not None:
+            try:
+                self._on_fatal(fatal)
+            except Exception:
+                log.exception("gateway %s: the fatal handler itself failed", self.client_id)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Write and ack what is batched if the sinks take it, then disconnect and close the sinks.
 
         Messages not written by then stay unacknowledged: the broker redelivers them to the
         next session with this client id.
+
+        Raises:
+            GatewayFatal: a worker thread had died (raised after the cleanup).
         """
         worker, self._worker = self._worker, None
         flusher, self._flusher = self._flusher, None
         if worker is None or flusher is None:
+            if self._fatal is not None:
+                raise self._fatal
             return
         self._stopping.set()
         deadline = time.monotonic() + timeout
@@ -329,6 +412,8 @@ class Gateway:
                     log.warning("closing sink %s failed: %s", sink.name, exc)
             self._opened = False
         log.info("gateway %s stopped: %s", self.client_id, self.stats)
+        if self._fatal is not None:
+            raise self._fatal
 
     def __enter__(self) -> Gateway:
         self.start()
@@ -395,8 +480,17 @@ class Gateway:
                 batch = _Batch()
         # Stopping: one attempt at what is batched; what is still queued is left to redelivery.
         if batch.acks:
-            self._ready.put(batch)
-        self._ready.put(None)
+            self._put_last(batch)
+        self._put_last(None)
+
+    def _put_last(self, item: _Batch | None) -> None:
+        """Hand ``item`` to the flusher while stopping, unless the flusher is dead."""
+        while self._fatal is None:
+            try:
+                self._ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def _hand_over(self, batch: _Batch) -> bool:
         """Give ``batch`` to the flusher, waiting while it writes the one before; False if stopping."""
@@ -410,7 +504,15 @@ class Gateway:
 
     def _flush_all(self) -> None:
         """The flusher: write each handed-over batch to the sinks, then ack it, until the decoder ends."""
-        while (batch := self._ready.get()) is not None:
+        while True:
+            try:
+                batch = self._ready.get(timeout=0.2)
+            except queue.Empty:
+                if self._fatal is not None:
+                    return  # the decoder died: nothing more comes
+                continue
+            if batch is None:
+                return
             self._flush(batch)
 
     def _device_of(self, topic: str) -> tuple[str, str] | WireError:
@@ -457,7 +559,14 @@ class Gateway:
                     exc,
                     extra={"topic": topic, "code": exc.code},
                 )
-                batch.letters.append(DeadLetter(received_at, topic, payload, exc.code, str(exc)))
+                batch.letters.append(letter(received_at, topic, payload, exc.code, str(exc)))
+            except Exception as exc:  # any other failure is this message's too, never the loop's
+                reason = (
+                    f"decoding raised {type(exc).__name__}: {exc}: the gateway has a bug; "
+                    "report it with this payload"
+                )
+                log.error("dead letter on %s: %s", topic, reason, exc_info=exc, extra={"topic": topic})
+                batch.letters.append(letter(received_at, topic, payload, UNEXPECTED_CODE, reason))
         return rest
 
     def _write(self, state: _SinkState, records: list[Record]) -> bool:
@@ -553,8 +662,8 @@ class Gateway:
             # Woken early by stop(): the loop makes one last attempt before giving up.
             self._stopping.wait(max(min(retry_at) - time.monotonic(), 0.001))
         acked = self._ack(batch)
-        for letter in batch.letters:
-            self.metrics.dead_letters.labels(letter.code).inc()
+        for dead in batch.letters:
+            self.metrics.dead_letters.labels(dead.code).inc()
         self.metrics.acked.inc(acked)
         self.metrics.inflight.set(self._received - self._taken)
         with self._stats_lock:
