@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.retention_cli import app as retention_app
 from kits.errors import SuitcaseError
 
 __all__ = ["app"]
@@ -23,6 +24,9 @@ app = typer.Typer(help="Gateway: write every reading from MQTT to the store", no
 _RESTART_MIN_S = 1.0
 _EXIT_FATAL = 70  # EX_SOFTWARE (sysexits.h): a worker thread died
 _RESTART_MAX_S = 30.0
+
+
+app.add_typer(retention_app, name="retention")
 
 
 @app.callback()
@@ -78,6 +82,13 @@ def run(
             "[env SUITCASE_GATEWAY_WORKERS]"
         ),
     ] = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            help="retention settings (YAML) to apply to the stores on start and every hour "
+            "[env SUITCASE_GATEWAY_RETENTION]"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no live status line")] = False,
 ) -> None:
     """Consume telemetry from the broker into the sinks; ack each message after it is written."""
@@ -95,6 +106,7 @@ def run(
             batch_messages=batch_messages,
             metrics_port=metrics_port,
             workers=workers,
+            retention=retention,
         )
     except SuitcaseError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -114,10 +126,18 @@ def _run_one(settings: object, quiet: bool) -> None:
     from gateway.settings import GatewaySettings
     from gateway.sinks import open_sink
     from gateway.store import open_store
+    from gateway.store.retention import RetentionLoop, load_retention
 
     assert isinstance(settings, GatewaySettings)
     console = Console(stderr=True)
     try:
+        keeper = None
+        if settings.retention:
+            keeper = RetentionLoop(
+                load_retention(settings.retention),
+                settings.sinks or [settings.store],
+                every_s=settings.retention_every_s,
+            )
         opened = open_store(settings.store)
         # The store is also the default sink, opened from its URL: it writes from a child process.
         sinks = [open_sink(url) for url in settings.sinks or [settings.store]]
@@ -140,11 +160,14 @@ def _run_one(settings: object, quiet: bool) -> None:
         metrics=metrics,
         mqtt_version=settings.mqtt_version,
         on_fatal=lambda _: done.set(),  # a worker thread died: stop, then exit non-zero below
+        max_series_per_device=settings.max_series_per_device,
     )
     try:
         if settings.metrics_port:
             metrics.serve(settings.metrics_port, settings.metrics_host)
         gateway.start()
+        if keeper is not None:
+            keeper.start()
     except (SuitcaseError, OSError) as exc:
         opened.close()
         typer.echo(f"error: {exc}", err=True)
@@ -176,6 +199,8 @@ def _run_one(settings: object, quiet: bool) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         console.print("stopping the gateway: writing what is batched, the broker keeps the rest")
+        if keeper is not None:
+            keeper.stop()
         try:
             gateway.stop()
         except GatewayFatal as exc:

@@ -15,8 +15,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.agent import Agent
 from edge.emulated import build_bus
-from edge.emulated.bme280 import Bme280Emulator
 from edge.emulated.bus import EmulatedI2C
+from edge.parts.bme280.emulator import Bme280Emulator
 from kits.errors import ConfigError
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings
 from kits.wire import Status, build_topic, decode_pack, encode_pack
