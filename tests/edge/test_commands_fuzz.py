@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from edge.agent import Agent
 from edge.commands import run_command
-from edge.emulated.bme280 import Bme280Emulator
 from edge.emulated.bus import EmulatedI2C
+from edge.parts.bme280.emulator import Bme280Emulator
 from kits.models import DeviceConfig, DeviceSensor
 from kits.wire import COMMANDS, CommandReply
 from tests.edge.conftest import FakeClock, Targets
