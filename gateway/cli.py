@@ -160,6 +160,7 @@ def _run_one(settings: object, quiet: bool) -> None:
         metrics=metrics,
         mqtt_version=settings.mqtt_version,
         on_fatal=lambda _: done.set(),  # a worker thread died: stop, then exit non-zero below
+        max_series_per_device=settings.max_series_per_device,
     )
     try:
         if settings.metrics_port:

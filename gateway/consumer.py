@@ -44,7 +44,8 @@ from types import TracebackType
 from gateway._mqtt import Delivery, MqttSession, MqttVersion
 from gateway.dead_letters import letter
 from gateway.metrics import Metrics
-from gateway.sinks import Sink
+from gateway.series_cap import DEFAULT_MAX_SERIES_PER_DEVICE, SeriesCap
+from gateway.sinks import Sink, SinkRefused
 from gateway.sinks.sqlite import SqliteSink
 from gateway.store import DeadLetter, SqliteStore
 from kits.errors import BadTopic, SuitcaseError, WireError
@@ -71,6 +72,8 @@ class GatewayFatal(GatewayError):
 
 # The dead-letter code of a message whose decoding raised something other than a WireError.
 UNEXPECTED_CODE = "unexpected"
+# The dead-letter code of a message whose readings a required sink refused for their content.
+SINK_REFUSED_CODE = "sink_refused"
 
 
 @dataclass(slots=True)
@@ -100,9 +103,14 @@ class GatewayStats:
 _Chunk = tuple[int, float, list[Delivery]]
 
 
+# One message's readings in its batch: (start, end) in the records, then what its dead letter needs.
+_Span = tuple[int, int, float, str, bytes]
+
+
 @dataclass(slots=True)
 class _Batch:
     records: list[Record] = dataclasses.field(default_factory=list)
+    spans: list[_Span] = dataclasses.field(default_factory=list)
     letters: list[DeadLetter] = dataclasses.field(default_factory=list)
     # Per message: (connection generation, packet id, QoS), the order they arrived in.
     acks: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
@@ -159,6 +167,8 @@ class Gateway:
         on_fatal: called once, from the dying thread, with a :class:`GatewayFatal` when a
             worker thread dies; it must return quickly (set an event). Whether or not it is
             given, the gateway stops consuming and :meth:`stop` and :meth:`wait` raise the error.
+        max_series_per_device: the most series (sensor, quantity) one device may create; a
+            message past it is dead-lettered as ``series_limit`` (gateway/series_cap.py).
     """
 
     def __init__(
@@ -179,6 +189,7 @@ class Gateway:
         mqtt_version: MqttVersion = "3.1.1",
         receive_maximum: int | None = None,
         on_fatal: Callable[[GatewayFatal], None] | None = None,
+        max_series_per_device: int = DEFAULT_MAX_SERIES_PER_DEVICE,
     ) -> None:
         if batch_messages < 1:
             raise GatewayError(f"batch_messages is {batch_messages}: use 1 or more")
@@ -221,6 +232,9 @@ class Gateway:
         self._ready: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self._opened = False
         self._on_fatal = on_fatal
+        if max_series_per_device < 1:
+            raise GatewayError(f"max_series_per_device is {max_series_per_device}: use 1 or more")
+        self._series_cap = SeriesCap(max_series_per_device)
         self._fatal: GatewayFatal | None = None
         self._dead = threading.Event()  # set once a worker thread has died
         self._username = username
@@ -540,6 +554,7 @@ class Gateway:
         self._taken += len(messages)
         now = self._clock()
         records = batch.records
+        spans = batch.spans
         acks = batch.acks
         topics = self._topics
         for topic, payload, mid, qos in messages:
@@ -550,7 +565,11 @@ class Gateway:
                     known = self._device_of(topic)
                 if isinstance(known, WireError):
                     raise known
-                records.extend(decode_pack(payload, org=known[0], device=known[1], now=now))
+                decoded = decode_pack(payload, org=known[0], device=known[1], now=now)
+                self._series_cap.admit(known[0], known[1], decoded)
+                start = len(records)
+                records.extend(decoded)
+                spans.append((start, len(records), received_at, topic, payload))
             except WireError as exc:
                 log.warning(
                     "dead letter on %s: %s: %s",
@@ -569,13 +588,21 @@ class Gateway:
                 batch.letters.append(letter(received_at, topic, payload, UNEXPECTED_CODE, reason))
         return rest
 
-    def _write(self, state: _SinkState, records: list[Record]) -> bool:
-        """One attempt to write ``records`` to one sink; update its retry state and metrics."""
+    def _write(self, state: _SinkState, records: list[Record]) -> bool | SinkRefused:
+        """One attempt to write ``records`` to one sink; update its retry state and metrics.
+
+        Returns:
+            True once written; False if the sink failed (unreachable, timed out, 5xx: retried
+            later, acks held); the :class:`SinkRefused` error if it refused the content.
+        """
         name = state.sink.name
         started = time.perf_counter()
         try:
             state.sink.write(records)
-        except Exception as exc:  # any failure of a sink: keep the batch, retry later
+        except SinkRefused as exc:
+            self.metrics.refused.labels(name).inc()
+            return exc
+        except Exception as exc:  # any other failure of a sink: keep the batch, retry later
             state.failed(time.monotonic())
             self.metrics.failures.labels(name).inc()
             self.metrics.sink_up.labels(name).set(0)
@@ -602,13 +629,69 @@ class Gateway:
             state.backlog.append(records)
             state.backlog_points += len(records)
         if time.monotonic() >= state.retry_at:
-            while state.backlog and self._write(state, state.backlog[0]):
-                state.backlog_points -= len(state.backlog.popleft())
+            while state.backlog:
+                outcome = self._write(state, state.backlog[0])
+                if outcome is False:
+                    break
+                done = state.backlog.popleft()
+                state.backlog_points -= len(done)
+                if outcome is not True:  # refused for its content: it would be refused forever
+                    self.metrics.dropped.labels(state.sink.name).inc(len(done))
+                    log.error(
+                        "optional sink %s refused %d readings, dropped: %s",
+                        state.sink.name,
+                        len(done),
+                        outcome,
+                    )
         while state.backlog_points > _OPTIONAL_BACKLOG_POINTS:
             dropped = state.backlog.popleft()
             state.backlog_points -= len(dropped)
             self.metrics.dropped.labels(state.sink.name).inc(len(dropped))
             log.error("optional sink %s is behind: dropped %d readings", state.sink.name, len(dropped))
+
+    def _bisect(self, state: _SinkState, batch: _Batch, refused: SinkRefused) -> bool:
+        """Find the messages ``state``'s sink refuses in ``batch``; dead-letter them, write the rest.
+
+        Halves of a refused range of messages are written until each refused range is one
+        message: k bad messages among n cost about 2k·log2(n) writes. Rewrites are idempotent.
+
+        Returns:
+            True once every other message is written; False if the sink failed otherwise
+            meanwhile (the whole batch is retried later, acks held).
+        """
+        spans, records = batch.spans, batch.records
+        culprits: dict[int, SinkRefused] = {}
+        ranges = [(0, len(spans), refused)]
+        while ranges:
+            lo, hi, error = ranges.pop()
+            if hi - lo <= 1:
+                culprits[lo] = error
+                continue
+            mid = (lo + hi) // 2
+            for a, b in ((lo, mid), (mid, hi)):
+                outcome = self._write(state, records[spans[a][0] : spans[b - 1][1]])
+                if outcome is False:
+                    return False
+                if outcome is not True:
+                    ranges.append((a, b, outcome))
+        kept: list[Record] = []
+        kept_spans: list[_Span] = []
+        for index, (start, end, received_at, topic, payload) in enumerate(spans):
+            if index in culprits:
+                reason = f"sink {state.sink.name} refused its readings: {culprits[index]}"
+                batch.letters.append(letter(received_at, topic, payload, SINK_REFUSED_CODE, reason))
+            else:
+                kept_spans.append((len(kept), len(kept) + end - start, received_at, topic, payload))
+                kept.extend(records[start:end])
+        batch.records, batch.spans = kept, kept_spans
+        log.warning(
+            "sink %s refused %d of %d messages for their content: dead-lettered (%s)",
+            state.sink.name,
+            len(culprits),
+            len(spans),
+            refused,
+        )
+        return True
 
     def _write_letters(self, letters: list[DeadLetter]) -> bool:
         try:
@@ -628,19 +711,24 @@ class Gateway:
             if not state.sink.required:
                 self._write_optional(state, batch.records)
         pending = [st for st in self._states if st.sink.required and batch.records]
-        letters_pending = bool(batch.letters)
+        letters_done = 0  # how many of batch.letters are written (a refusal appends more)
         while True:
             stopping = self._stopping.is_set()
             now = time.monotonic()
             failures = 0
             for state in list(pending):
                 if stopping or now >= state.retry_at:
-                    if self._write(state, batch.records):
+                    outcome = self._write(state, batch.records)
+                    if outcome is not True and outcome is not False:
+                        outcome = self._bisect(state, batch, outcome)
+                    if outcome:
                         pending.remove(state)
                     else:
                         failures += 1
+            letters_pending = letters_done < len(batch.letters)
             if letters_pending and (stopping or now >= self._letters_state.retry_at):
-                if self._write_letters(batch.letters):
+                if self._write_letters(batch.letters[letters_done:]):
+                    letters_done = len(batch.letters)
                     letters_pending = False
                 else:
                     failures += 1

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from gateway.sinks import SinkError, parse_sink_url
+from gateway.sinks import REFUSED_STATUSES, SinkError, SinkRefused, parse_sink_url
 from gateway.sinks._http import HttpClient
 from gateway.sinks._late import LateFolder
 from gateway.sinks._lines import DEFAULT_DATABASE, database_name, encode_lines, group_by_org
@@ -83,7 +83,9 @@ class InfluxDB1Sink:
         """Write ``batch``, one request per organisation.
 
         Raises:
-            SinkError: InfluxDB is unreachable, timed out or refused the points. Organisations
+            SinkRefused: InfluxDB refused the points' content (HTTP 400, 413, 422: a field-type
+                conflict, a partial write, a series limit); the gateway finds the culprits.
+            SinkError: InfluxDB is unreachable, timed out or answered otherwise. Organisations
                 written before the failure are rewritten on retry, which overwrites, never doubles.
         """
         for org, records in group_by_org(batch).items():
@@ -97,7 +99,7 @@ class InfluxDB1Sink:
                 self._create(db)
                 status, answer = self.http.request("POST", "/write", {"db": db, "precision": "ns"}, body)
             if status != 204:
-                raise SinkError(
+                raise (SinkRefused if status in REFUSED_STATUSES else SinkError)(
                     f"InfluxDB 1.x at {self.http.base} answered HTTP {status} to a write of "
                     f"{len(records)} points to {db}: {answer[:300].decode(errors='replace')}"
                 )
