@@ -10,12 +10,15 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gateway.retention_cli import app as retention_app
 from kits.errors import SuitcaseError
+
+if TYPE_CHECKING:
+    from gateway.store.retention import RetentionLoop
 
 __all__ = ["app"]
 
@@ -112,9 +115,37 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     if settings.workers > 1:
-        _supervise(settings.workers, settings.client_id, settings.group or "gateways", settings.metrics_port)
+        keeper = _retention_keeper(settings)  # one for the pool, in the supervisor
+        try:
+            _supervise(
+                settings.workers, settings.client_id, settings.group or "gateways", settings.metrics_port
+            )
+        finally:
+            if keeper is not None:
+                keeper.stop()
         return
     _run_one(settings, quiet)
+
+
+def _retention_keeper(settings: object) -> RetentionLoop | None:
+    """Start applying the retention settings to the gateway's stores, if it has any; exit 2 if bad."""
+    from gateway.settings import GatewaySettings
+    from gateway.store.retention import RetentionLoop, load_retention
+
+    assert isinstance(settings, GatewaySettings)
+    if not settings.retention:
+        return None
+    try:
+        keeper = RetentionLoop(
+            load_retention(settings.retention),
+            settings.sinks or [settings.store],
+            every_s=settings.retention_every_s,
+        )
+    except SuitcaseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    keeper.start()
+    return keeper
 
 
 def _run_one(settings: object, quiet: bool) -> None:
@@ -126,18 +157,11 @@ def _run_one(settings: object, quiet: bool) -> None:
     from gateway.settings import GatewaySettings
     from gateway.sinks import open_sink
     from gateway.store import open_store
-    from gateway.store.retention import RetentionLoop, load_retention
 
     assert isinstance(settings, GatewaySettings)
     console = Console(stderr=True)
+    keeper = _retention_keeper(settings)
     try:
-        keeper = None
-        if settings.retention:
-            keeper = RetentionLoop(
-                load_retention(settings.retention),
-                settings.sinks or [settings.store],
-                every_s=settings.retention_every_s,
-            )
         opened = open_store(settings.store)
         # The store is also the default sink, opened from its URL: it writes from a child process.
         sinks = [open_sink(url) for url in settings.sinks or [settings.store]]
@@ -166,8 +190,6 @@ def _run_one(settings: object, quiet: bool) -> None:
         if settings.metrics_port:
             metrics.serve(settings.metrics_port, settings.metrics_host)
         gateway.start()
-        if keeper is not None:
-            keeper.start()
     except (SuitcaseError, OSError) as exc:
         opened.close()
         typer.echo(f"error: {exc}", err=True)
@@ -216,6 +238,7 @@ def _supervise(workers: int, client_id: str, group: str, metrics_port: int | Non
     base = [sys.executable, "-m", "suitcase", "gateway", "run", "--workers", "1", "--quiet", "--group", group]
     env = dict(os.environ)
     env.pop("SUITCASE_GATEWAY_WORKERS", None)
+    env.pop("SUITCASE_GATEWAY_RETENTION", None)  # applied once, by the supervisor
 
     def spawn(i: int) -> subprocess.Popen[bytes]:
         args = [*base, "--client-id", f"{client_id}-{i}"]

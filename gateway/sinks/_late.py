@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from gateway.sinks import SinkError
-from gateway.sinks._http import HttpClient
 from gateway.store.influxdb1_rollups import (
     LATE_AFTER_S,
     fold_statements,
@@ -28,11 +28,21 @@ from kits.wire import Record
 __all__ = ["LateFolder"]
 
 
+class _Http(Protocol):
+    """What the folder needs of the sink's HTTP client: ``POST /query`` and its base URL."""
+
+    @property
+    def base(self) -> str: ...
+    def request(
+        self, method: str, path: str, params: dict[str, str], body: bytes | None = None
+    ) -> tuple[int, bytes]: ...
+
+
 class LateFolder:
     """Recomputes the rollup windows of late readings just written to InfluxDB 1.x."""
 
     def __init__(
-        self, http: HttpClient, *, clock: Callable[[], float] = time.time, recheck_s: float = 300.0
+        self, http: _Http, *, clock: Callable[[], float] = time.time, recheck_s: float = 300.0
     ) -> None:
         self.http = http
         self.clock = clock

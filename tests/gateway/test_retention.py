@@ -109,6 +109,21 @@ def test_bad_retention_settings_say_what_to_fix(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "minute_dayz" in result.output
 
 
+def test_gateway_run_refuses_bad_retention_settings(tmp_path: Path) -> None:
+    """Test that `gateway run --retention` with a missing or wrong file exits 2 naming it."""
+    runner = CliRunner()
+    missing = runner.invoke(
+        app, ["run", "--store", str(tmp_path / "s.db"), "--retention", str(tmp_path / "no.yaml")]
+    )
+    assert missing.exit_code == 2 and "no.yaml" in missing.output
+    wrong = tmp_path / "r.yaml"
+    wrong.write_text("orgs:\n  aarhus:\n    raw_days: forever\n")
+    result = runner.invoke(
+        app, ["run", "--store", str(tmp_path / "s.db"), "--retention", str(wrong), "--workers", "2"]
+    )
+    assert result.exit_code == 2 and "raw_days" in result.output
+
+
 def test_retention_loop_applies_every_store_and_survives_one_down(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
