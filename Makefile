@@ -14,11 +14,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.demo-installed: pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/pip install -q -e ".[demo]"
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml requirements-dev.lock | $(BIN)/python
+$(VENV)/.dev-installed: pyproject.toml setup.py requirements-dev.lock | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.lock
 	$(BIN)/pip install -q --no-deps -e ".[all,dev]"
 	touch $@ $(VENV)/.demo-installed
@@ -57,7 +57,8 @@ dist: $(VENV)/.dev-installed
 # (pip installs a requirements file with hashes in hash-checking mode: a changed file is refused).
 lock: | $(BIN)/python
 	$(BIN)/pip install -q pip-tools
-	$(BIN)/pip-compile -q --generate-hashes --extra all --extra dev --strip-extras \
+	CUSTOM_COMPILE_COMMAND="make lock  (pip-compile --generate-hashes, see the Makefile)" \
+	  $(BIN)/pip-compile -q --generate-hashes --extra all --extra dev --strip-extras \
 	  --no-emit-index-url --no-emit-find-links --unsafe-package iot-suitcase \
 	  -o requirements-dev.lock pyproject.toml
 
