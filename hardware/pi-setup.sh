@@ -174,8 +174,9 @@ install_agent() {
     say "unchanged agent $wanted in $VENV"
     return
   fi
+  # the edge extra: the agent and its parts' drivers, not the server's or the demo's libraries
   # shellcheck disable=SC2086  # PIP_ARGS is a list of arguments on purpose
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_ARGS "$WHEEL"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_ARGS "${WHEEL}[edge]"
   say "installed agent $wanted in $VENV (was: ${installed:-none})"
 }
 
@@ -193,7 +194,7 @@ write_config() {
 # IoT Suitcase edge agent (format: edge/config.py), written by pi-setup.sh. Keep it secret: the
 # claim code lets anyone who has it link this Pi to an organisation.
 # The agent polls the server with the claim code until a staff member claims this Pi, then saves
-# the device config it receives in state_dir (ARCHITECTURE.md, "Enrollment").
+# the device config it receives in state_dir (docs/architecture.md, "Enrollment").
 state_dir = "$STATE/edge"
 
 [claim]

@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kits import __version__
 from server.api import API_PREFIX, build_api_router
+from server.body_limit import BodyLimit
+from server.headers import SecurityHeaders, security_headers
 from server.resources import Clock, Resources, open_resources
 from server.settings import ServerSettings
 from server.web import mount_web
@@ -94,6 +96,11 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     app.add_exception_handler(DataError, _out_of_range)
     app.add_exception_handler(IntegrityError, _conflict)
     mount_web(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        SecurityHeaders,
+        headers=security_headers(settings.map_tiles_url, https=settings.environment == "production"),
+    )
     return app
 
 
@@ -138,7 +145,7 @@ async def _conflict(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _alert_loop(resources: Resources) -> None:
-    from server.alerts import evaluate
+    from server.alerts import evaluate, notify_due
 
     while True:
         await asyncio.sleep(resources.settings.alert_interval_s)
@@ -146,3 +153,7 @@ async def _alert_loop(resources: Resources) -> None:
             await asyncio.to_thread(evaluate, resources)
         except Exception:  # one failed round must not stop alerting
             log.exception("alert evaluation failed")
+        try:  # after evaluate's commit: retries of earlier rounds go out too
+            await asyncio.to_thread(notify_due, resources)
+        except Exception:
+            log.exception("sending notifications failed")

@@ -398,6 +398,17 @@ class SqliteStore:
                     [(d.received_at, d.topic, bytes(d.payload), d.code, d.reason) for d in letters],
                 )
 
+    def prune_dead_letters(self, before: float) -> int:
+        """Drop the dead letters received before ``before`` (their retention, gateway/dead_letters.py).
+
+        Returns:
+            How many were dropped.
+        """
+        with self._translate("drop old dead letters"), self._lock:
+            conn = self._conn()
+            with self._transaction(conn):
+                return conn.execute("DELETE FROM dead_letters WHERE received_at < ?", (before,)).rowcount
+
     # ------------------------------------------------------------------ reads
 
     def readings(
@@ -609,6 +620,12 @@ class SqliteStore:
                                 (width, now - days * 86_400, org),
                             )
         return deleted
+
+    def retention(self) -> dict[str, tuple[float | None, float | None, float | None]]:
+        """Return per org the (raw, minute, hour) days :meth:`set_retention` recorded."""
+        with self._translate("read the retention"):
+            rows = self._conn().execute("SELECT org, raw_days, minute_days, hour_days FROM retention")
+        return {org: (raw, minute, hour) for org, raw, minute, hour in rows}
 
     def count_readings(self) -> int:
         """Return the number of distinct readings stored."""
