@@ -40,6 +40,8 @@ from suitcase.demo_history import HISTORY_DAYS, DemoAccess, backfill_history, se
 from suitcase.demo_output import Progress, open_output
 from suitcase.demo_pis import DemoFleet, DemoPi
 from suitcase.demo_stage import seed_fault_stage
+from suitcase.lan import LanJoin, make_join_codes, qr_text
+from suitcase.lan import lan_address as find_lan_address
 
 __all__ = ["DemoResult", "demo", "run_demo"]
 
@@ -48,6 +50,7 @@ DEMO_ORG = "open-lab"
 _FROZEN_S = 150.0
 
 log = logging.getLogger(__name__)
+JOIN_CODE_TTL_S = 12 * 3600.0  # an Open Lab evening
 
 
 @dataclass(frozen=True)
@@ -182,14 +185,22 @@ def run_demo(
     stop: threading.Event | None = None,
     speed: float = 1.0,
     faults: bool = True,
-    host: str = "127.0.0.1",
+    lan: bool = False,
+    lan_address: str | None = None,
+    lan_pis: int = 3,
+    map_tiles_url: str | None = None,
 ) -> DemoResult:
     """Run the demo until ``duration`` seconds pass or ``stop`` is set; return what landed.
 
     Args:
         speed: play the fault script this many times faster (1: a ten-minute demo).
         faults: play the fault script at all.
-        host: the address the broker and the server listen on (loopback, or the LAN's with --lan).
+        lan: listen on the laptop's network address (``lan_address``, or found) instead of
+            loopback, and make ``lan_pis`` single-use codes with which real Pis join.
+        map_tiles_url: the pages' map tiles; "" draws the offline outline map; None: the default.
+
+    Raises:
+        ConfigError: ``lan`` on a machine with no network address, or a wrong ``lan_address``.
     """
     console = console or Console()
     stop = stop or threading.Event()
@@ -199,6 +210,7 @@ def run_demo(
         with contextlib.suppress(OSError, ValueError):  # the terminal may be gone (SIGHUP)
             output.say(line)
 
+    host = find_lan_address(lan_address) if lan or lan_address else "127.0.0.1"
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     shutdown = _Shutdown(say)
@@ -228,6 +240,8 @@ def run_demo(
                 alert_interval_s=max(1.0, min(60.0, 15.0 / speed)),
                 public_url=url.rstrip("/"),
             )
+            if map_tiles_url is not None:
+                settings = settings.model_copy(update={"map_tiles_url": map_tiles_url})
             configs = [_agent_config(i, broker.host, broker.port, interval, speed) for i in range(devices)]
             backfill_started = time.monotonic()
             now = time.time()
@@ -240,6 +254,12 @@ def run_demo(
                 now=now,
             )
             stage = seed_fault_stage(settings.registry_url, DEMO_ORG, now, speed=speed, interval=interval)
+            join = None
+            if host != "127.0.0.1":
+                name, codes = make_join_codes(
+                    settings.registry_url, DEMO_ORG, now, count=lan_pis, ttl_s=JOIN_CODE_TTL_S
+                )
+                join = LanJoin(url, codes, name)
             history = backfill_history(store, configs, DEMO_ORG, now)
             history_seconds = time.monotonic() - backfill_started
             server = ServerThread(create_app(settings), host, server_port)
@@ -267,6 +287,10 @@ def run_demo(
                     login=login,
                 )
 
+            extra = dict(join.lines()) if join is not None else {}
+            if faults:
+                extra["faults"] = f"a scripted fault every minute or two (speed x{speed:g})"
+
             def progress(result: DemoResult) -> Progress:
                 return Progress(
                     url=url,
@@ -279,11 +303,11 @@ def run_demo(
                     login=login,
                     history=history,
                     history_seconds=history_seconds,
-                    extra={"faults": f"a scripted fault every minute or two (speed x{speed:g})"}
-                    if faults
-                    else {},
+                    extra=extra,
                 )
 
+            if join is not None:
+                say(qr_text(url).rstrip("\n"))
             output.start(progress(snapshot()))
             if faults:
                 player = FaultPlayer(fleet, script(devices), speed=speed, say=say)
@@ -332,6 +356,18 @@ def demo(
     faults: Annotated[
         bool, typer.Option(help="Play the script of faults (unplugged, stuck, offline...).")
     ] = True,
+    lan: Annotated[
+        bool, typer.Option(help="Listen on the laptop's network address so real Pis (and phones) can join.")
+    ] = False,
+    lan_address: Annotated[
+        str | None, typer.Option(help="With --lan: which of the laptop's addresses (default: found).")
+    ] = None,
+    tiles: Annotated[
+        str | None,
+        typer.Option(
+            help="Map tile URL ({z}/{x}/{y}); empty: the offline outline map (default: OpenStreetMap)."
+        ),
+    ] = None,
 ) -> None:
     """Run broker, gateway, server and emulated Pis; open the printed URL in a browser."""
     console = Console()
@@ -350,6 +386,9 @@ def demo(
             console=console,
             speed=speed,
             faults=faults,
+            lan=lan,
+            lan_address=lan_address,
+            map_tiles_url=tiles,
         )
     except SuitcaseError as exc:
         console.print(f"[red]demo failed: {exc}[/]")
