@@ -48,7 +48,7 @@ def _with_sensor_noise(values: Scenario, seed: int) -> Scenario:
         rng = random.Random(f"{seed}:{now!r}")
         out = {}
         for quantity, value in values(now).items():
-            jitter = rng.uniform(-1.0, 1.0) * max(0.05, abs(value) * 0.01)
+            jitter = rng.uniform(-1.0, 1.0) * (0.02 + abs(value) * 0.0002)  # 0.02 Cel, 0.2 hPa
             out[quantity] = max(0.0, value + jitter) if value >= 0 else value + jitter
         return out
 

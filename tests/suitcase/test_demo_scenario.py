@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -91,6 +93,7 @@ def sped_up_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDe
                 console=Console(file=output, width=200),
                 stop=stop,
                 speed=SPEED,
+                map_tiles_url="",  # the offline outline map: the test reaches no tile server
             )
         except BaseException as exc:
             failed.append(exc)
@@ -123,6 +126,105 @@ def _wait_script_end(demo: RunningDemo) -> None:
         timeout=SCRIPT_S / SPEED + 60,
         what="the end of the fault script",
     )
+
+
+def _row(html: str, device: str) -> str:
+    found = re.search(rf'<tr data-device="{device}".*?</tr>', html, re.DOTALL)
+    return found.group(0) if found else ""
+
+
+@pytest.mark.browser
+def test_a_browser_walks_every_page_and_finds_the_faults(
+    sped_up_demo: RunningDemo, browser: Any, screenshot_dir: Path
+) -> None:
+    """Test that while the script plays, the fleet page shows each fault as it happens (the Pi
+    offline, the unplugged sensor, the stuck sensor, the calibration due), and afterwards every page
+    (fleet, kits, deployments, public, use-cases, kiosk, an unknown page) loads in Chromium without
+    console errors and with no serious axe violation, showing what the faults left: the alerts that
+    fired and resolved, the overdue loan, the new calibration, the offline outline map."""
+    from tests.server.test_web_pages import axe, watch
+
+    demo = sped_up_demo
+    url = demo.url
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        login = context.request.post(
+            f"{url}api/v1/auth/login", data={"email": demo.email, "password": demo.password}
+        )
+        assert login.ok, login.text()
+
+        wanted: dict[str, Callable[[str], bool]] = {
+            "offline": lambda h: 'data-device="demo-pi-3" data-state="offline"' in h,
+            "unplugged": lambda h: re.search(r"bme280: (missing|failing)", _row(h, "demo-pi-2")) is not None,
+            "stuck": lambda h: "bme280: stuck" in _row(h, "demo-pi-1"),
+            "calibration due": lambda h: (
+                re.search(r'class="badge err">due ', _row(h, "demo-pi-1")) is not None
+            ),
+        }
+        seen: set[str] = set()
+        deadline = time.monotonic() + SCRIPT_S / SPEED + 30
+        while seen != set(wanted) and time.monotonic() < deadline:
+            html = context.request.get(f"{url}fleet/live").text()
+            seen |= {name for name, shows in wanted.items() if shows(html)}
+            time.sleep(0.2)
+        assert seen == set(wanted), f"the fleet page never showed: {set(wanted) - seen}"
+        _wait_script_end(demo)
+        time.sleep(3)  # a few alert rounds (every 1 s at this speed) after the last fault cleared
+
+        page = context.new_page()
+        errors = watch(page)
+
+        def visit(path: str, name: str | None = None) -> str:
+            response = page.goto(f"{url}{path.lstrip('/')}")
+            assert response is not None and response.ok, (path, response and response.status)
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(300)  # charts and maps draw
+            if name:
+                page.screenshot(path=str(screenshot_dir / f"demo-{name}.png"), full_page=True)
+            assert axe(page) == [], path
+            assert errors == [], (path, errors)
+            return str(page.content())
+
+        fleet = visit("/fleet", "fleet")
+        for pi in ("demo-pi-1", "demo-pi-2", "demo-pi-3"):
+            row = _row(fleet, pi)
+            assert 'data-state="online"' in row and "bme280: ok" in row, row
+        assert re.search(r'class="badge ok">next ', _row(fleet, "demo-pi-1")), "no recalibration shown"
+
+        kits = visit("/kits")
+        assert re.search(r'id="count-overdue">1<', kits), "the overdue loan is not on the kits page"
+        assert "OPEN-LAB-LOAN" in kits
+
+        deployments = dict(re.findall(r'<a href="/deployments/(\d+)">[^<]*demo Pi (\d)', fleet))
+        assert len(deployments) == 3, deployments
+        by_pi = {pi: dep for dep, pi in deployments.items()}
+        offline = visit(f"/deployments/{by_pi['3']}", "deployment")
+        assert re.search(r"demo-pi-3 sent no data|demo-pi-3 is offline", offline), "offline alert not shown"
+        assert 'class="badge ok">resolved' in offline
+        unplugged = visit(f"/deployments/{by_pi['2']}")
+        assert "sensor bme280 on demo-pi-2 is" in unplugged, "the unplugged sensor's alert is not shown"
+
+        public = visit("/public", "public")
+        assert "Natural Earth" in public  # the outlines' credit on the offline map
+        assert int(page.get_attribute("[data-basemap]", "data-basemap") or 0) >= 5
+        visit(f"/public/deployments/{by_pi['1']}")
+        visit("/use-cases")
+
+        kiosk = context.new_page()
+        kiosk_errors = watch(kiosk)
+        kiosk.goto(demo.kiosk_url)
+        kiosk.wait_for_load_state("networkidle")
+        kiosk.wait_for_timeout(1500)
+        kiosk.screenshot(path=str(screenshot_dir / "demo-kiosk.png"), full_page=True)
+        assert axe(kiosk) == [] and kiosk_errors == []
+        assert "Street air" in kiosk.content() or "Office climate" in kiosk.content()
+
+        missing = page.goto(f"{url}no/such/page")
+        assert missing is not None and missing.status == 404
+        assert "Page not found" in page.content() and '<header class="site">' in page.content()
+        assert axe(page) == []
+    finally:
+        context.close()
 
 
 def test_each_fault_fires_an_alert_that_resolves(sped_up_demo: RunningDemo) -> None:
