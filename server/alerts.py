@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from server.export import iter_readings
 from server.fleet import current_calibrations
 from server.resources import Resources
+from server.security import redact_url
 from server.settings import ServerSettings
 from server.tables import (
     AlertRow,
@@ -217,7 +218,10 @@ def notify(settings: ServerSettings, rule: AlertRuleRow, alert: AlertRow, event:
             with urllib.request.urlopen(request, timeout=5) as response:
                 outcomes.append({"event": event, "target": url, "ok": 200 <= response.status < 300})
         except Exception as exc:
-            log.warning("webhook failed", extra={"url": url, "error": str(exc)})
+            log.warning(
+                "webhook failed",
+                extra={"url": redact_url(url), "error": str(exc).replace(url, redact_url(url))},
+            )
             outcomes.append({"event": event, "target": url, "ok": False, "error": str(exc)[:200]})
     if rule.emails:
         if settings.smtp_host is None:
