@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kits import __version__
 from server.api import API_PREFIX, build_api_router
+from server.body_limit import BodyLimit
+from server.headers import SecurityHeaders, security_headers
 from server.resources import Clock, Resources, open_resources
 from server.security import redact_url
 from server.settings import ServerSettings
@@ -101,6 +103,11 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     app.add_exception_handler(DataError, _out_of_range)
     app.add_exception_handler(IntegrityError, _conflict)
     mount_web(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        SecurityHeaders,
+        headers=security_headers(settings.map_tiles_url, https=settings.environment == "production"),
+    )
     return app
 
 
