@@ -180,7 +180,7 @@ def test_readings_before_the_clock_syncs_are_held_then_stamped(bme280_bus: Emula
     mono = FakeClock(50.0)
     agent = Agent(_config(INDOOR), bme280_bus, clock=wall, monotonic=mono)
     assert agent.sample_once() == []
-    assert agent.counters["held_unsynced"] == 3
+    assert agent.counters.held_unsynced == 3
     assert agent.meta()["clock_synced"] is False
     assert agent.outbox.unstamped() == 3
     assert agent.outbox.take(10) == []
