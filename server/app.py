@@ -145,7 +145,7 @@ async def _conflict(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _alert_loop(resources: Resources) -> None:
-    from server.alerts import evaluate
+    from server.alerts import evaluate, notify_due
 
     while True:
         await asyncio.sleep(resources.settings.alert_interval_s)
@@ -153,3 +153,7 @@ async def _alert_loop(resources: Resources) -> None:
             await asyncio.to_thread(evaluate, resources)
         except Exception:  # one failed round must not stop alerting
             log.exception("alert evaluation failed")
+        try:  # after evaluate's commit: retries of earlier rounds go out too
+            await asyncio.to_thread(notify_due, resources)
+        except Exception:
+            log.exception("sending notifications failed")

@@ -123,6 +123,20 @@ class ServerSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _outbound_allow_networks(self) -> ServerSettings:
+        import ipaddress
+
+        for entry in self.outbound_allow:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"outbound_allow entry {entry!r} is not an address or network: write e.g. "
+                    "10.20.0.0/16 or 10.20.0.5"
+                ) from None
+        return self
+
+    @model_validator(mode="after")
     def _refuse_default_secret(self) -> ServerSettings:
         if self.environment == "production" and self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
             raise ValueError(
