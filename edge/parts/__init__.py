@@ -27,6 +27,7 @@ PARTS: dict[str, str] = {
     "lis3dh": "edge.parts.lis3dh",
     "pmsa003i": "edge.parts.pmsa003i",
     "scd4x": "edge.parts.scd4x",
+    "seesaw_soil": "edge.parts.seesaw_soil",
     "sgp40": "edge.parts.sgp40",
     "sht4x": "edge.parts.sht4x",
     "veml7700": "edge.parts.veml7700",
