@@ -26,6 +26,7 @@ PARTS: dict[str, str] = {
     "bme280": "edge.parts.bme280",
     "lis3dh": "edge.parts.lis3dh",
     "pmsa003i": "edge.parts.pmsa003i",
+    "scd30": "edge.parts.scd30",
     "scd4x": "edge.parts.scd4x",
     "seesaw_soil": "edge.parts.seesaw_soil",
     "sgp40": "edge.parts.sgp40",
