@@ -23,6 +23,7 @@ from server.api import API_PREFIX, build_api_router
 from server.body_limit import BodyLimit
 from server.headers import SecurityHeaders, security_headers
 from server.resources import Clock, Resources, open_resources
+from server.security import redact_url
 from server.settings import ServerSettings
 from server.web import mount_web
 
@@ -71,7 +72,13 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
                 alerts_task = asyncio.create_task(_alert_loop(resources))
             app.state.resources = resources
             app.state.listener = listener
-            log.info("server started", extra={"store": settings.store, "registry": settings.registry_url})
+            log.info(
+                "server started",
+                extra={
+                    "store": settings.store,
+                    "registry": redact_url(settings.registry_url, keep_path=True),
+                },
+            )
             yield
         finally:
             if alerts_task is not None:
