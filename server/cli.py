@@ -43,7 +43,9 @@ def run(
     store: Annotated[
         str | None,
         typer.Option(
-            help="embedded store file the gateway writes (path or sqlite:///path) [env SUITCASE_SERVER_STORE]"
+            help="the store the gateway writes: a file path or sqlite:///path (embedded), "
+            "influxdb1://host:8086?username=&password= (InfluxDB 1.x) or influxdb://host:8086?token= "
+            "(2.x/3.x, InfluxQL) [env SUITCASE_SERVER_STORE]"
         ),
     ] = None,
     registry_url: Annotated[
@@ -68,7 +70,8 @@ def run(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"serving on http://{settings.host}:{settings.port} (store {settings.store})", err=True)
+    shown = settings.store.split("?", 1)[0]  # options may hold a password or token
+    typer.echo(f"serving on http://{settings.host}:{settings.port} (store {shown})", err=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 

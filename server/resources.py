@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from gateway.store import SqliteStore, open_store
+from gateway.store import Reader, open_reader
 from kits.catalog import Catalog, load_catalog
 from kits.errors import ConfigError, SuitcaseError
 from server.broker_admin import BrokerAdmin
@@ -16,7 +16,7 @@ from server.db import create_registry_engine, init_registry
 from server.security import GuessLimiter
 from server.settings import ServerSettings
 
-__all__ = ["Clock", "Resources", "open_resources"]
+__all__ = ["Clock", "Resources", "open_resources", "open_store_checked"]
 
 Clock = Callable[[], float]
 
@@ -28,7 +28,7 @@ class Resources:
     settings: ServerSettings
     engine: Engine
     catalog: Catalog
-    store: SqliteStore
+    store: Reader
     clock: Clock = time.time
     guesses: GuessLimiter = field(default_factory=lambda: GuessLimiter(10, time.time))
     broker: BrokerAdmin | None = None
@@ -39,6 +39,32 @@ class Resources:
             self.broker.close()
         self.store.close()
         self.engine.dispose()
+
+
+def open_store_checked(url: str) -> Reader:
+    """Open the store's read side at ``url`` and probe it once, or refuse with the fix.
+
+    Raises:
+        ConfigError: the scheme is unknown, an option is wrong, or the store does not answer,
+            refuses the credentials or lacks its database; the message names the setting.
+    """
+    shown = url.split("?", 1)[0]  # options may hold a password or token
+    try:
+        store = open_reader(url)
+    except (SuitcaseError, OSError) as exc:
+        raise ConfigError(
+            f"store {shown!r} cannot be opened ({exc}): fix the store setting (--store or "
+            "SUITCASE_SERVER_STORE): a file path, sqlite:///path, influxdb1://host:8086?... or "
+            "influxdb://host:8086?token=..."
+        ) from exc
+    try:
+        store.health()
+    except (SuitcaseError, OSError) as exc:
+        store.close()
+        raise ConfigError(
+            f"store {shown!r} is not usable: {exc} (the store setting: --store or SUITCASE_SERVER_STORE)"
+        ) from exc
+    return store
 
 
 def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resources:
@@ -52,13 +78,7 @@ def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resour
     engine = create_registry_engine(settings.registry_url)
     try:
         init_registry(engine, catalog, upgrade=settings.environment == "development")
-        try:
-            store = open_store(settings.store)
-        except (SuitcaseError, OSError) as exc:
-            raise ConfigError(
-                f"store {settings.store!r} cannot be opened ({exc}): check the path, or set it with "
-                "--store or SUITCASE_SERVER_STORE"
-            ) from exc
+        store = open_store_checked(settings.store)
     except BaseException:
         engine.dispose()
         raise

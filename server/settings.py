@@ -33,7 +33,8 @@ class ServerSettings(BaseSettings):
     )
     store: str = Field(
         default="suitcase-store.db",
-        description="path (or sqlite:///path) of the embedded time-series store the gateway writes",
+        description="the time-series store the gateway writes: a path or sqlite:///path (embedded), "
+        "influxdb1://host:8086?... or influxdb://host:8086?token=... (read in InfluxQL)",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

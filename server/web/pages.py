@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from kits.quantities import QUANTITIES
+from kits.wire import Record
 from server.api import API_PREFIX
 from server.api.deps import ClockDep, SettingsDep, StoreDep
 from server.timeutil import iso
@@ -83,9 +84,12 @@ def index(request: Request, store: StoreDep, settings: SettingsDep, clock: Clock
     now = clock()
     order = list(QUANTITIES)
     devices = []
+    newest: dict[tuple[str, str], list[Record]] = {}
+    for record in store.latest():  # every device's newest readings in one read
+        newest.setdefault((record.org, record.device), []).append(record)
     for seen in store.devices():
         latest = sorted(
-            store.latest(seen.device),
+            newest.get((seen.org, seen.device), []),
             key=lambda r: (order.index(r.quantity) if r.quantity in QUANTITIES else len(order), r.sensor),
         )
         devices.append(
