@@ -54,6 +54,13 @@ def run(
             help="registry database URL, e.g. sqlite:///registry.db [env SUITCASE_SERVER_REGISTRY_URL]"
         ),
     ] = None,
+    org_store: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="an organisation's own store, ORG=URL (repeatable), e.g. aarhus=influxdb1://db.aarhus:8086 "
+            '[env SUITCASE_SERVER_ORG_STORES=\'{"aarhus": "influxdb1://..."}\']'
+        ),
+    ] = None,
 ) -> None:
     """Serve the API (/api/v1, docs at /docs) and the live readings page (/)."""
     import uvicorn
@@ -63,7 +70,22 @@ def run(
     from server.settings import load_settings
 
     try:
-        settings = load_settings(host=host, port=port, store=store, registry_url=registry_url)
+        org_stores = None
+        if org_store:
+            pairs = [item.partition("=") for item in org_store]
+            bad = [
+                item
+                for item, (org, eq, url) in zip(org_store, pairs, strict=True)
+                if not (org and eq and url)
+            ]
+            if bad:
+                raise ConfigError(
+                    f"--org-store {bad[0]!r} is not ORG=URL: e.g. aarhus=influxdb1://db.aarhus:8086"
+                )
+            org_stores = {org: url for org, _, url in pairs}
+        settings = load_settings(
+            host=host, port=port, store=store, registry_url=registry_url, org_stores=org_stores
+        )
         # Fail here, with exit code 2 and a clear message, rather than inside uvicorn's startup.
         open_resources(settings).close()
         _check_port_free(settings.host, settings.port)

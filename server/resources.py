@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from gateway.store import Reader, open_reader
+from gateway.store.routed import OrgRoutedReader
 from kits.catalog import Catalog, load_catalog
 from kits.errors import ConfigError, SuitcaseError
 from server.broker_admin import BrokerAdmin
@@ -41,7 +42,7 @@ class Resources:
         self.engine.dispose()
 
 
-def open_store_checked(url: str) -> Reader:
+def open_store_checked(url: str, setting: str = "--store or SUITCASE_SERVER_STORE") -> Reader:
     """Open the store's read side at ``url`` and probe it once, or refuse with the fix.
 
     Raises:
@@ -53,17 +54,14 @@ def open_store_checked(url: str) -> Reader:
         store = open_reader(url)
     except (SuitcaseError, OSError) as exc:
         raise ConfigError(
-            f"store {shown!r} cannot be opened ({exc}): fix the store setting (--store or "
-            "SUITCASE_SERVER_STORE): a file path, sqlite:///path, influxdb1://host:8086?... or "
-            "influxdb://host:8086?token=..."
+            f"store {shown!r} cannot be opened ({exc}): fix the setting {setting}: a file path, "
+            "sqlite:///path, influxdb1://host:8086?... or influxdb://host:8086?token=..."
         ) from exc
     try:
         store.health()
     except (SuitcaseError, OSError) as exc:
         store.close()
-        raise ConfigError(
-            f"store {shown!r} is not usable: {exc} (the store setting: --store or SUITCASE_SERVER_STORE)"
-        ) from exc
+        raise ConfigError(f"store {shown!r} is not usable: {exc} (the setting {setting})") from exc
     return store
 
 
@@ -79,6 +77,16 @@ def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resour
     try:
         init_registry(engine, catalog, upgrade=settings.environment == "development")
         store = open_store_checked(settings.store)
+        if settings.org_stores:
+            own: dict[str, Reader] = {}
+            try:
+                for org, url in sorted(settings.org_stores.items()):
+                    own[org] = open_store_checked(url, f"org_stores[{org!r}] (SUITCASE_SERVER_ORG_STORES)")
+            except BaseException:
+                for reader in (store, *own.values()):
+                    reader.close()
+                raise
+            store = OrgRoutedReader(store, own)
     except BaseException:
         engine.dispose()
         raise

@@ -66,7 +66,9 @@ def open_sink(url: str) -> Sink:
     """Create (not yet open) the sink named by ``url``.
 
     Every sink takes ``?required=false`` to be written best-effort: the gateway then acks
-    without waiting for it, keeps a bounded backlog for it and counts what it drops.
+    without waiting for it, keeps a bounded backlog for it and counts what it drops. Every sink
+    also takes ``orgs=a,b`` (only those organisations' readings: an organisation's own store) or
+    ``skip_orgs=a,b`` (all but those: the default store beside them); see ``gateway/sinks/_orgs.py``.
 
     Raises:
         ConfigError: the scheme is unknown or an option is wrong.
@@ -80,4 +82,7 @@ def open_sink(url: str) -> Sink:
         )
     module_name, _, attr = target.partition(":")
     factory = cast(Callable[[str], Sink], getattr(importlib.import_module(module_name), attr))
-    return factory(url)
+    from gateway.sinks._orgs import split_org_options, wrap_for_orgs
+
+    plain, only, skip = split_org_options(url)
+    return wrap_for_orgs(factory(plain), only, skip)
