@@ -1,4 +1,4 @@
-"""Claiming a device config from the server (ARCHITECTURE.md, "Enrollment").
+"""Claiming a device config from the server (docs/architecture.md, "Enrollment").
 
 The agent, with no credentials yet, POSTs its claim code to ``{server}/api/v1/claims/poll``:
 

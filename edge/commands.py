@@ -1,4 +1,4 @@
-"""The commands an agent answers on ``cmd/{name}`` (ARCHITECTURE.md, "Commands").
+"""The commands an agent answers on ``cmd/{name}`` (docs/architecture.md, "Commands").
 
 A request is ``{"id": uuid, "args": {...}}``; the reply on ``cmd/{name}/reply`` is
 ``{"id": uuid, "ok": true, "result": ...}`` or ``{"id": uuid, "ok": false, "error": "..."}``.

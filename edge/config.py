@@ -49,7 +49,7 @@ SAVED = "device.json"
 
 
 class ClaimSettings(BaseModel):
-    """How a Pi without credentials claims its config (ARCHITECTURE.md, "Enrollment")."""
+    """How a Pi without credentials claims its config (docs/architecture.md, "Enrollment")."""
 
     model_config = ConfigDict(extra="forbid")
 

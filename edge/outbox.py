@@ -1,4 +1,4 @@
-"""The store-and-forward outbox (ARCHITECTURE.md, "Delivery guarantees" 1).
+"""The store-and-forward outbox (docs/architecture.md, "Delivery guarantees" 1).
 
 Every reading is written here before it is published. Rows go pending -> sent (when the broker's
 PUBACK for the pack arrives) -> pruned once older than the retention window, so ``resend`` can

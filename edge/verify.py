@@ -72,7 +72,7 @@ class Check:
 class PartHint:
     """What a person sees of a part: its short name, the tag on its cable, how to set each address.
 
-    The facts live in ``hardware/parts.yaml`` (not shipped to the Pi); the CLI passes them in.
+    The facts live in ``edge/parts/<part>/facts.yaml``; the CLI passes them in.
     """
 
     name: str

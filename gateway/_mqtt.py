@@ -6,7 +6,7 @@ not the broker, was the gateway's ceiling (``benchmarks/bench_gateway.py``). Thi
 the socket in large chunks, parses every PUBLISH of a chunk in one pass and sends a batch's
 PUBACKs in one ``sendall``.
 
-It does only what the gateway needs (ARCHITECTURE.md, "Delivery guarantees" 2 and 3):
+It does only what the gateway needs (docs/architecture.md, "Delivery guarantees" 2 and 3):
 
 - a persistent session: a fixed client id, clean session / clean start off, with MQTT 5 a session
   that never expires and the Receive Maximum the gateway declares;
@@ -228,7 +228,9 @@ class PacketReader:
             if header >> 4 == _PUBLISH:
                 qos = (header >> 1) & 3
                 at = start + 2 + ((data[start] << 8) | data[start + 1])
-                topic = data[start + 2 : at].decode()
+                # A topic that is not UTF-8 is that message's fault (dead-lettered as a bad
+                # topic), never the connection's: dropping it would loop on the redelivery.
+                topic = data[start + 2 : at].decode(errors="replace")
                 mid = 0
                 if qos:
                     if qos != 1:
@@ -297,6 +299,7 @@ class MqttSession:
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 10.0,
         max_held: int | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -316,6 +319,7 @@ class MqttSession:
         self._on_connected = on_connected
         self._on_subscribed = on_subscribed
         self._on_lost = on_lost
+        self._on_fatal = on_fatal
         self._clock = clock
         self._reconnect_min_s = reconnect_min_s
         self._reconnect_max_s = reconnect_max_s
@@ -346,7 +350,7 @@ class MqttSession:
             raise MqttError(f"session {self.client_id} is already running")
         self._stopping.clear()
         self._open()
-        self._thread = threading.Thread(target=self._run, name=f"mqtt-{self.client_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run_guarded, name=f"mqtt-{self.client_id}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -418,6 +422,15 @@ class MqttSession:
                 raise OSError("connection closed")
             sock.sendall(packet)
             self._last_sent = time.monotonic()
+
+    def _run_guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # the thread's death must reach the owner, never pass unseen
+            if self._on_fatal is None:
+                log.critical("MQTT session %s: the network thread died", self.client_id, exc_info=exc)
+            else:
+                self._on_fatal(exc)
 
     def _run(self) -> None:
         delay = self._reconnect_min_s

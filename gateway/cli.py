@@ -10,18 +10,26 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from gateway.retention_cli import app as retention_app
 from kits.errors import SuitcaseError
+
+if TYPE_CHECKING:
+    from gateway.store.retention import RetentionLoop
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Gateway: write every reading from MQTT to the store", no_args_is_help=True)
 
 _RESTART_MIN_S = 1.0
+_EXIT_FATAL = 70  # EX_SOFTWARE (sysexits.h): a worker thread died
 _RESTART_MAX_S = 30.0
+
+
+app.add_typer(retention_app, name="retention")
 
 
 @app.callback()
@@ -77,6 +85,13 @@ def run(
             "[env SUITCASE_GATEWAY_WORKERS]"
         ),
     ] = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            help="retention settings (YAML) to apply to the stores on start and every hour "
+            "[env SUITCASE_GATEWAY_RETENTION]"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no live status line")] = False,
 ) -> None:
     """Consume telemetry from the broker into the sinks; ack each message after it is written."""
@@ -94,21 +109,50 @@ def run(
             batch_messages=batch_messages,
             metrics_port=metrics_port,
             workers=workers,
+            retention=retention,
         )
     except SuitcaseError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     if settings.workers > 1:
-        _supervise(settings.workers, settings.client_id, settings.group or "gateways", settings.metrics_port)
+        keeper = _retention_keeper(settings)  # one for the pool, in the supervisor
+        try:
+            _supervise(
+                settings.workers, settings.client_id, settings.group or "gateways", settings.metrics_port
+            )
+        finally:
+            if keeper is not None:
+                keeper.stop()
         return
     _run_one(settings, quiet)
+
+
+def _retention_keeper(settings: object) -> RetentionLoop | None:
+    """Start applying the retention settings to the gateway's stores, if it has any; exit 2 if bad."""
+    from gateway.settings import GatewaySettings
+    from gateway.store.retention import RetentionLoop, load_retention
+
+    assert isinstance(settings, GatewaySettings)
+    if not settings.retention:
+        return None
+    try:
+        keeper = RetentionLoop(
+            load_retention(settings.retention),
+            settings.sinks or [settings.store],
+            every_s=settings.retention_every_s,
+        )
+    except SuitcaseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    keeper.start()
+    return keeper
 
 
 def _run_one(settings: object, quiet: bool) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from gateway.consumer import Gateway
+    from gateway.consumer import Gateway, GatewayFatal
     from gateway.metrics import Metrics
     from gateway.settings import GatewaySettings
     from gateway.sinks import open_sink
@@ -116,6 +160,7 @@ def _run_one(settings: object, quiet: bool) -> None:
 
     assert isinstance(settings, GatewaySettings)
     console = Console(stderr=True)
+    keeper = _retention_keeper(settings)
     try:
         opened = open_store(settings.store)
         # The store is also the default sink, opened from its URL: it writes from a child process.
@@ -124,6 +169,7 @@ def _run_one(settings: object, quiet: bool) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     metrics = Metrics()
+    done = threading.Event()
     gateway = Gateway(
         opened,
         host=settings.mqtt_host,
@@ -137,6 +183,8 @@ def _run_one(settings: object, quiet: bool) -> None:
         sinks=sinks,
         metrics=metrics,
         mqtt_version=settings.mqtt_version,
+        on_fatal=lambda _: done.set(),  # a worker thread died: stop, then exit non-zero below
+        max_series_per_device=settings.max_series_per_device,
     )
     try:
         if settings.metrics_port:
@@ -146,8 +194,6 @@ def _run_one(settings: object, quiet: bool) -> None:
         opened.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-
-    done = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         done.set()
@@ -175,8 +221,16 @@ def _run_one(settings: object, quiet: bool) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         console.print("stopping the gateway: writing what is batched, the broker keeps the rest")
-        gateway.stop()
-        opened.close()
+        if keeper is not None:
+            keeper.stop()
+        try:
+            gateway.stop()
+        except GatewayFatal as exc:
+            # Exit non-zero with the reason: the supervisor (systemd, --workers, the demo) restarts it.
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(_EXIT_FATAL) from exc
+        finally:
+            opened.close()
 
 
 def _supervise(workers: int, client_id: str, group: str, metrics_port: int | None) -> None:
@@ -184,6 +238,7 @@ def _supervise(workers: int, client_id: str, group: str, metrics_port: int | Non
     base = [sys.executable, "-m", "suitcase", "gateway", "run", "--workers", "1", "--quiet", "--group", group]
     env = dict(os.environ)
     env.pop("SUITCASE_GATEWAY_WORKERS", None)
+    env.pop("SUITCASE_GATEWAY_RETENTION", None)  # applied once, by the supervisor
 
     def spawn(i: int) -> subprocess.Popen[bytes]:
         args = [*base, "--client-id", f"{client_id}-{i}"]

@@ -2,7 +2,7 @@
 
 The gateway holds a persistent session (fixed client id, clean session off, or with MQTT 5 clean
 start off and a session that never expires) with a QoS 1 subscription and acknowledges by hand
-(ARCHITECTURE.md, "Delivery guarantees" 2 and 3):
+(docs/architecture.md, "Delivery guarantees" 2 and 3):
 
 - the network thread (``gateway/_mqtt.py``: reads the socket in large chunks) only queues each
   chunk of messages (so it keeps pinging the broker whatever the sinks do);
@@ -20,7 +20,13 @@ start off and a session that never expires) with a QoS 1 subscription and acknow
   so the broker's inflight window (MQTT 5: the Receive Maximum the gateway declares) bounds what
   is held in memory; when the sink returns, everything lands;
 - a message acked on an older connection than the one it arrived on is not acked: the broker
-  redelivers it on the new connection and the idempotent sinks absorb the duplicate.
+  redelivers it on the new connection and the idempotent sinks absorb the duplicate;
+- one message's failure, of any kind (a ``WireError`` or any other exception its decoding
+  raises), is that message's: it is dead-lettered with its reason and the gateway goes on;
+- a worker thread (decoder, flusher, network) that dies anyway calls the gateway's fatal
+  handler: the gateway stops consuming, ``on_fatal`` is called with a :class:`GatewayFatal`
+  naming the thread and the cause, and :meth:`Gateway.stop` / :meth:`Gateway.wait` raise it
+  (``suitcase gateway run`` exits non-zero with the reason, so its supervisor restarts it).
 """
 
 from __future__ import annotations
@@ -36,14 +42,16 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from gateway._mqtt import Delivery, MqttSession, MqttVersion
+from gateway.dead_letters import letter
 from gateway.metrics import Metrics
-from gateway.sinks import DeadLetterSink, Sink
+from gateway.series_cap import DEFAULT_MAX_SERIES_PER_DEVICE, SeriesCap
+from gateway.sinks import DeadLetterSink, Sink, SinkRefused
 from gateway.sinks.sqlite import SqliteSink
 from gateway.store import DeadLetter, SqliteStore
 from kits.errors import BadTopic, SuitcaseError, WireError
 from kits.wire import Record, decode_pack, parse_topic, subscription
 
-__all__ = ["Gateway", "GatewayError", "GatewayStats"]
+__all__ = ["Gateway", "GatewayError", "GatewayFatal", "GatewayStats"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,16 @@ _OPTIONAL_BACKLOG_POINTS = 1_000_000
 
 class GatewayError(SuitcaseError):
     """The gateway cannot reach its broker or was used in the wrong order."""
+
+
+class GatewayFatal(GatewayError):
+    """A worker thread of the gateway died: it consumes nothing more until it is restarted."""
+
+
+# The dead-letter code of a message whose decoding raised something other than a WireError.
+UNEXPECTED_CODE = "unexpected"
+# The dead-letter code of a message whose readings a required sink refused for their content.
+SINK_REFUSED_CODE = "sink_refused"
 
 
 @dataclass(slots=True)
@@ -85,9 +103,14 @@ class GatewayStats:
 _Chunk = tuple[int, float, list[Delivery]]
 
 
+# One message's readings in its batch: (start, end) in the records, then what its dead letter needs.
+_Span = tuple[int, int, float, str, bytes]
+
+
 @dataclass(slots=True)
 class _Batch:
     records: list[Record] = dataclasses.field(default_factory=list)
+    spans: list[_Span] = dataclasses.field(default_factory=list)
     letters: list[DeadLetter] = dataclasses.field(default_factory=list)
     # Per message: (connection generation, packet id, QoS), the order they arrived in.
     acks: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
@@ -141,6 +164,11 @@ class Gateway:
         receive_maximum: the most unacknowledged messages the gateway holds: declared to the
             broker with MQTT 5, and enforced by reading no further either way; default twice
             ``batch_messages`` (so one batch is written while the next fills).
+        on_fatal: called once, from the dying thread, with a :class:`GatewayFatal` when a
+            worker thread dies; it must return quickly (set an event). Whether or not it is
+            given, the gateway stops consuming and :meth:`stop` and :meth:`wait` raise the error.
+        max_series_per_device: the most series (sensor, quantity) one device may create; a
+            message past it is dead-lettered as ``series_limit`` (gateway/series_cap.py).
     """
 
     def __init__(
@@ -160,6 +188,8 @@ class Gateway:
         metrics: Metrics | None = None,
         mqtt_version: MqttVersion = "3.1.1",
         receive_maximum: int | None = None,
+        on_fatal: Callable[[GatewayFatal], None] | None = None,
+        max_series_per_device: int = DEFAULT_MAX_SERIES_PER_DEVICE,
     ) -> None:
         if batch_messages < 1:
             raise GatewayError(f"batch_messages is {batch_messages}: use 1 or more")
@@ -201,6 +231,12 @@ class Gateway:
         # Decoded batches on their way to the flusher: one is written while the next is decoded.
         self._ready: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self._opened = False
+        self._on_fatal = on_fatal
+        if max_series_per_device < 1:
+            raise GatewayError(f"max_series_per_device is {max_series_per_device}: use 1 or more")
+        self._series_cap = SeriesCap(max_series_per_device)
+        self._fatal: GatewayFatal | None = None
+        self._dead = threading.Event()  # set once a worker thread has died
         self._username = username
         self._password = password
         self._session = self._new_session()
@@ -244,6 +280,7 @@ class Gateway:
             on_lost=self._on_lost,
             clock=self._clock,
             max_held=self.receive_maximum,
+            on_fatal=lambda exc: self._die("network", exc),
         )
 
     def start(self) -> None:
@@ -255,6 +292,10 @@ class Gateway:
         """
         if self._worker is not None:
             raise GatewayError(f"gateway {self.client_id} is already running: stop() it first")
+        if self._fatal is not None:
+            raise GatewayError(
+                f"gateway {self.client_id} died ({self._fatal}): create a new Gateway to start again"
+            )
         self._stopping.clear()
         if not self._opened:
             for sink in self.sinks:
@@ -269,9 +310,13 @@ class Gateway:
             ) from exc
         self._ready = queue.Queue(maxsize=1)
         self._flusher = threading.Thread(
-            target=self._flush_all, name=f"gateway-{self.client_id}-flush", daemon=True
+            target=self._guarded("flusher", self._flush_all),
+            name=f"gateway-{self.client_id}-flush",
+            daemon=True,
         )
-        self._worker = threading.Thread(target=self._work, name=f"gateway-{self.client_id}", daemon=True)
+        self._worker = threading.Thread(
+            target=self._guarded("decoder", self._work), name=f"gateway-{self.client_id}", daemon=True
+        )
         self._flusher.start()
         self._worker.start()
         log.info(
@@ -296,15 +341,67 @@ class Gateway:
                 f"check the broker at {self.host}:{self.port} and its ACL"
             )
 
+    @property
+    def failure(self) -> GatewayFatal | None:
+        """Why a worker thread died, or None while the gateway is healthy."""
+        return self._fatal
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until a worker thread dies (then raise) or ``timeout`` seconds pass (then return).
+
+        Raises:
+            GatewayFatal: a worker thread died; the gateway consumes nothing more.
+        """
+        if self._dead.wait(timeout) and self._fatal is not None:
+            raise self._fatal
+
+    def _guarded(self, thread: str, target: Callable[[], None]) -> Callable[[], None]:
+        """Wrap a worker thread's ``target`` so that its death calls the fatal handler."""
+
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # whatever kills the thread must be said, never swallowed
+                self._die(thread, exc)
+
+        return run
+
+    def _die(self, thread: str, exc: BaseException) -> None:
+        """The fatal handler: record why ``thread`` died, stop consuming, tell ``on_fatal``."""
+        fatal = GatewayFatal(
+            f"gateway {self.client_id}: its {thread} thread died ({type(exc).__name__}: {exc}); "
+            "it consumes nothing more: restart it (unacknowledged messages are redelivered) "
+            "and report this traceback"
+        )
+        fatal.__cause__ = exc
+        with self._stats_lock:
+            if self._fatal is not None:
+                return
+            self._fatal = fatal
+        log.critical("%s", fatal, exc_info=exc)
+        self._stopping.set()
+        self._dead.set()
+        self.metrics.connected.set(0)
+        if self._on_fatal is not None:
+            try:
+                self._on_fatal(fatal)
+            except Exception:
+                log.exception("gateway %s: the fatal handler itself failed", self.client_id)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Write and ack what is batched if the sinks take it, then disconnect and close the sinks.
 
         Messages not written by then stay unacknowledged: the broker redelivers them to the
         next session with this client id.
+
+        Raises:
+            GatewayFatal: a worker thread had died (raised after the cleanup).
         """
         worker, self._worker = self._worker, None
         flusher, self._flusher = self._flusher, None
         if worker is None or flusher is None:
+            if self._fatal is not None:
+                raise self._fatal
             return
         self._stopping.set()
         deadline = time.monotonic() + timeout
@@ -329,6 +426,8 @@ class Gateway:
                     log.warning("closing sink %s failed: %s", sink.name, exc)
             self._opened = False
         log.info("gateway %s stopped: %s", self.client_id, self.stats)
+        if self._fatal is not None:
+            raise self._fatal
 
     def __enter__(self) -> Gateway:
         self.start()
@@ -395,8 +494,17 @@ class Gateway:
                 batch = _Batch()
         # Stopping: one attempt at what is batched; what is still queued is left to redelivery.
         if batch.acks:
-            self._ready.put(batch)
-        self._ready.put(None)
+            self._put_last(batch)
+        self._put_last(None)
+
+    def _put_last(self, item: _Batch | None) -> None:
+        """Hand ``item`` to the flusher while stopping, unless the flusher is dead."""
+        while self._fatal is None:
+            try:
+                self._ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def _hand_over(self, batch: _Batch) -> bool:
         """Give ``batch`` to the flusher, waiting while it writes the one before; False if stopping."""
@@ -410,7 +518,15 @@ class Gateway:
 
     def _flush_all(self) -> None:
         """The flusher: write each handed-over batch to the sinks, then ack it, until the decoder ends."""
-        while (batch := self._ready.get()) is not None:
+        while True:
+            try:
+                batch = self._ready.get(timeout=0.2)
+            except queue.Empty:
+                if self._fatal is not None:
+                    return  # the decoder died: nothing more comes
+                continue
+            if batch is None:
+                return
             self._flush(batch)
 
     def _device_of(self, topic: str) -> tuple[str, str] | WireError:
@@ -438,6 +554,7 @@ class Gateway:
         self._taken += len(messages)
         now = self._clock()
         records = batch.records
+        spans = batch.spans
         acks = batch.acks
         topics = self._topics
         for topic, payload, mid, qos in messages:
@@ -448,7 +565,11 @@ class Gateway:
                     known = self._device_of(topic)
                 if isinstance(known, WireError):
                     raise known
-                records.extend(decode_pack(payload, org=known[0], device=known[1], now=now))
+                decoded = decode_pack(payload, org=known[0], device=known[1], now=now)
+                self._series_cap.admit(known[0], known[1], decoded)
+                start = len(records)
+                records.extend(decoded)
+                spans.append((start, len(records), received_at, topic, payload))
             except WireError as exc:
                 log.warning(
                     "dead letter on %s: %s: %s",
@@ -457,16 +578,31 @@ class Gateway:
                     exc,
                     extra={"topic": topic, "code": exc.code},
                 )
-                batch.letters.append(DeadLetter(received_at, topic, payload, exc.code, str(exc)))
+                batch.letters.append(letter(received_at, topic, payload, exc.code, str(exc)))
+            except Exception as exc:  # any other failure is this message's too, never the loop's
+                reason = (
+                    f"decoding raised {type(exc).__name__}: {exc}: the gateway has a bug; "
+                    "report it with this payload"
+                )
+                log.error("dead letter on %s: %s", topic, reason, exc_info=exc, extra={"topic": topic})
+                batch.letters.append(letter(received_at, topic, payload, UNEXPECTED_CODE, reason))
         return rest
 
-    def _write(self, state: _SinkState, records: list[Record]) -> bool:
-        """One attempt to write ``records`` to one sink; update its retry state and metrics."""
+    def _write(self, state: _SinkState, records: list[Record]) -> bool | SinkRefused:
+        """One attempt to write ``records`` to one sink; update its retry state and metrics.
+
+        Returns:
+            True once written; False if the sink failed (unreachable, timed out, 5xx: retried
+            later, acks held); the :class:`SinkRefused` error if it refused the content.
+        """
         name = state.sink.name
         started = time.perf_counter()
         try:
             state.sink.write(records)
-        except Exception as exc:  # any failure of a sink: keep the batch, retry later
+        except SinkRefused as exc:
+            self.metrics.refused.labels(name).inc()
+            return exc
+        except Exception as exc:  # any other failure of a sink: keep the batch, retry later
             state.failed(time.monotonic())
             self.metrics.failures.labels(name).inc()
             self.metrics.sink_up.labels(name).set(0)
@@ -493,13 +629,69 @@ class Gateway:
             state.backlog.append(records)
             state.backlog_points += len(records)
         if time.monotonic() >= state.retry_at:
-            while state.backlog and self._write(state, state.backlog[0]):
-                state.backlog_points -= len(state.backlog.popleft())
+            while state.backlog:
+                outcome = self._write(state, state.backlog[0])
+                if outcome is False:
+                    break
+                done = state.backlog.popleft()
+                state.backlog_points -= len(done)
+                if outcome is not True:  # refused for its content: it would be refused forever
+                    self.metrics.dropped.labels(state.sink.name).inc(len(done))
+                    log.error(
+                        "optional sink %s refused %d readings, dropped: %s",
+                        state.sink.name,
+                        len(done),
+                        outcome,
+                    )
         while state.backlog_points > _OPTIONAL_BACKLOG_POINTS:
             dropped = state.backlog.popleft()
             state.backlog_points -= len(dropped)
             self.metrics.dropped.labels(state.sink.name).inc(len(dropped))
             log.error("optional sink %s is behind: dropped %d readings", state.sink.name, len(dropped))
+
+    def _bisect(self, state: _SinkState, batch: _Batch, refused: SinkRefused) -> bool:
+        """Find the messages ``state``'s sink refuses in ``batch``; dead-letter them, write the rest.
+
+        Halves of a refused range of messages are written until each refused range is one
+        message: k bad messages among n cost about 2k·log2(n) writes. Rewrites are idempotent.
+
+        Returns:
+            True once every other message is written; False if the sink failed otherwise
+            meanwhile (the whole batch is retried later, acks held).
+        """
+        spans, records = batch.spans, batch.records
+        culprits: dict[int, SinkRefused] = {}
+        ranges = [(0, len(spans), refused)]
+        while ranges:
+            lo, hi, error = ranges.pop()
+            if hi - lo <= 1:
+                culprits[lo] = error
+                continue
+            mid = (lo + hi) // 2
+            for a, b in ((lo, mid), (mid, hi)):
+                outcome = self._write(state, records[spans[a][0] : spans[b - 1][1]])
+                if outcome is False:
+                    return False
+                if outcome is not True:
+                    ranges.append((a, b, outcome))
+        kept: list[Record] = []
+        kept_spans: list[_Span] = []
+        for index, (start, end, received_at, topic, payload) in enumerate(spans):
+            if index in culprits:
+                reason = f"sink {state.sink.name} refused its readings: {culprits[index]}"
+                batch.letters.append(letter(received_at, topic, payload, SINK_REFUSED_CODE, reason))
+            else:
+                kept_spans.append((len(kept), len(kept) + end - start, received_at, topic, payload))
+                kept.extend(records[start:end])
+        batch.records, batch.spans = kept, kept_spans
+        log.warning(
+            "sink %s refused %d of %d messages for their content: dead-lettered (%s)",
+            state.sink.name,
+            len(culprits),
+            len(spans),
+            refused,
+        )
+        return True
 
     def _write_letters(self, letters: list[DeadLetter]) -> bool:
         try:
@@ -524,19 +716,24 @@ class Gateway:
             if not state.sink.required:
                 self._write_optional(state, batch.records)
         pending = [st for st in self._states if st.sink.required and batch.records]
-        letters_pending = bool(batch.letters)
+        letters_done = 0  # how many of batch.letters are written (a refusal appends more)
         while True:
             stopping = self._stopping.is_set()
             now = time.monotonic()
             failures = 0
             for state in list(pending):
                 if stopping or now >= state.retry_at:
-                    if self._write(state, batch.records):
+                    outcome = self._write(state, batch.records)
+                    if outcome is not True and outcome is not False:
+                        outcome = self._bisect(state, batch, outcome)
+                    if outcome:
                         pending.remove(state)
                     else:
                         failures += 1
+            letters_pending = letters_done < len(batch.letters)
             if letters_pending and (stopping or now >= self._letters_state.retry_at):
-                if self._write_letters(batch.letters):
+                if self._write_letters(batch.letters[letters_done:]):
+                    letters_done = len(batch.letters)
                     letters_pending = False
                 else:
                     failures += 1
@@ -558,8 +755,8 @@ class Gateway:
             # Woken early by stop(): the loop makes one last attempt before giving up.
             self._stopping.wait(max(min(retry_at) - time.monotonic(), 0.001))
         acked = self._ack(batch)
-        for letter in batch.letters:
-            self.metrics.dead_letters.labels(letter.code).inc()
+        for dead in batch.letters:
+            self.metrics.dead_letters.labels(dead.code).inc()
         self.metrics.acked.inc(acked)
         self.metrics.inflight.set(self._received - self._taken)
         with self._stats_lock:

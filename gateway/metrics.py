@@ -12,7 +12,8 @@ Counters move once per batch, not per message, so they cost nothing measurable a
 | ``suitcase_gateway_write_seconds`` | sink | write latency of one batch (histogram) |
 | ``suitcase_gateway_write_failures_total`` | sink | failed writes (each retry counts) |
 | ``suitcase_gateway_dropped_points_total`` | sink | readings an optional sink's full backlog dropped |
-| ``suitcase_gateway_dead_letters_total`` | reason | messages dead-lettered, by wire error code |
+| ``suitcase_gateway_dead_letters_total`` | reason | messages dead-lettered, by code (docs/architecture.md) |
+| ``suitcase_gateway_refused_writes_total`` | sink | writes refused for their content (then split) |
 | ``suitcase_gateway_inflight_messages`` | | received, not yet acknowledged |
 | ``suitcase_gateway_sink_up`` | sink | 1 if the sink's last write succeeded |
 | ``suitcase_gateway_connected`` | | 1 while subscribed to the broker |
@@ -57,6 +58,12 @@ class Metrics:
         )
         self.dead_letters = Counter(
             "suitcase_gateway_dead_letters", "messages dead-lettered by reason", ["reason"], registry=r
+        )
+        self.refused = Counter(
+            "suitcase_gateway_refused_writes",
+            "writes a sink refused for their content, per sink (the batch is split to find the culprits)",
+            ["sink"],
+            registry=r,
         )
         self.inflight = Gauge(
             "suitcase_gateway_inflight_messages", "messages received, not yet acknowledged", registry=r

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.series_cap import DEFAULT_MAX_SERIES_PER_DEVICE
 from kits.config_file import settings_from
 
 __all__ = ["ENV_PREFIX", "GatewaySettings", "load_settings"]
@@ -51,6 +52,15 @@ class GatewaySettings(BaseSettings):
         default="3.1.1", description="5 declares the Receive Maximum (Mosquitto); 3.1.1 suits any broker"
     )
     workers: int = Field(default=1, ge=1, le=64, description="gateway processes sharing the subscription")
+    retention: str | None = Field(
+        default=None, description="retention settings (YAML) applied to the stores on start and every hour"
+    )
+    retention_every_s: float = Field(default=3600.0, gt=0, description="how often the retention is applied")
+    max_series_per_device: int = Field(
+        default=DEFAULT_MAX_SERIES_PER_DEVICE,
+        ge=1,
+        description="the most series (sensor, quantity) one device may create; more is dead-lettered",
+    )
 
 
 def load_settings(**overrides: Any) -> GatewaySettings:

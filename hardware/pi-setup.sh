@@ -193,7 +193,7 @@ write_config() {
 # IoT Suitcase edge agent (format: edge/config.py), written by pi-setup.sh. Keep it secret: the
 # claim code lets anyone who has it link this Pi to an organisation.
 # The agent polls the server with the claim code until a staff member claims this Pi, then saves
-# the device config it receives in state_dir (ARCHITECTURE.md, "Enrollment").
+# the device config it receives in state_dir (docs/architecture.md, "Enrollment").
 state_dir = "$STATE/edge"
 
 [claim]

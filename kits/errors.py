@@ -43,7 +43,7 @@ class SensorError(SuitcaseError):
 
 
 class WireError(SuitcaseError):
-    """An MQTT topic or payload breaks the wire contract (ARCHITECTURE.md, "The wire").
+    """An MQTT topic or payload breaks the wire contract (docs/architecture.md, "The wire").
 
     ``code`` is a stable short slug stored with dead letters and counted in metrics.
     """

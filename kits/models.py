@@ -201,7 +201,7 @@ class Calibration(_Model):
 
 
 class OutboxSettings(_Model):
-    """The edge agent's store-and-forward outbox (ARCHITECTURE.md, "Delivery guarantees" 1).
+    """The edge agent's store-and-forward outbox (docs/architecture.md, "Delivery guarantees" 1).
 
     ``sync``: ``full`` commits each cycle with fsync (no loss on power cut); ``normal`` commits
     each cycle without fsync (no loss on a crash or kill; on a power cut, the commits since the

@@ -1,4 +1,4 @@
-"""The registry of quantities and their SenML units (ARCHITECTURE.md, the table under "The wire").
+"""The registry of quantities and their SenML units (docs/architecture.md, the table under "The wire").
 
 Add a quantity here, one line, before a driver emits it.
 """

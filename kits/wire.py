@@ -1,4 +1,4 @@
-"""The wire contract: MQTT topics and payloads (ARCHITECTURE.md, "The wire").
+"""The wire contract: MQTT topics and payloads (docs/architecture.md, "The wire").
 
 Every part builds and parses topics and SenML packs here; none re-implements them.
 
@@ -131,7 +131,7 @@ def parse_topic(topic: str) -> Topic:
     """Parse a topic published under ``suitcase/v1``.
 
     Raises:
-        BadTopic: the topic is not one of the shapes in ARCHITECTURE.md.
+        BadTopic: the topic is not one of the shapes in docs/architecture.md.
     """
     parts = topic.split("/")
     if len(parts) < 5 or "/".join(parts[:2]) != TOPIC_ROOT:
@@ -279,6 +279,10 @@ def _parse_json(payload: bytes | str) -> Any:
         return json.loads(payload, parse_constant=_reject_constant)
     except BadValue:
         raise
+    except RecursionError as exc:  # deep nesting: the parser's recursion limit, not the thread's end
+        raise PayloadShapeError(
+            "payload nests arrays or objects too deeply to parse: a SenML pack is an array of flat records"
+        ) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadNotJson(f"payload is not JSON ({exc}): send a SenML JSON array") from exc
 
@@ -460,12 +464,12 @@ def _decode_checked(data: list[Any], org: str, device: str, now: float) -> list[
             )
         if not base_name.startswith(BASE_NAME_PREFIX) or not base_name.endswith(":"):
             raise PayloadShapeError(
-                f"{where}: base name {base_name!r} is not of the form {BASE_NAME_PREFIX}{{device}}:"
+                f"{where}: base name {_short(base_name)} is not of the form {BASE_NAME_PREFIX}{{device}}:"
             )
         named = base_name[len(BASE_NAME_PREFIX) : -1]
         if named != device:
             raise DeviceMismatch(
-                f"pack names device {named!r} but arrived on the topic of device {device!r}: "
+                f"pack names device {_short(named)} but arrived on the topic of device {device!r}: "
                 "a device may only publish its own readings"
             )
         if "n" not in entry:
@@ -473,69 +477,91 @@ def _decode_checked(data: list[Any], org: str, device: str, now: float) -> list[
         name = entry["n"]
         if not isinstance(name, str):
             raise PayloadShapeError(f"{where}: n must be a string")
+        label = _label(name)
         if "v" not in entry:
             extra = [k for k in ("vs", "vb", "vd", "s") if k in entry]
             hint = f" ({extra[0]} is not accepted: send a number in v)" if extra else ""
-            raise MissingField(f"{where} ({name}): no numeric value v{hint}")
+            raise MissingField(f"{where} ({label}): no numeric value v{hint}")
         sensor, sep, qty = name.partition("/")
         if not sep or not _SENSOR.match(sensor):
             raise PayloadShapeError(
-                f"{where}: name {name!r} is not of the form {{sensor}}/{{quantity}} "
+                f"{where}: name {_short(name)} is not of the form {{sensor}}/{{quantity}} "
                 "with a sensor name of lower-case letters, digits and '_'"
             )
         spec = QUANTITIES.get(qty)
         if spec is None:
-            raise UnknownQuantity(f"{where}: quantity {qty!r} is not in the registry (kits/quantities.py)")
+            raise UnknownQuantity(
+                f"{where}: quantity {_short(qty)} is not in the registry (kits/quantities.py)"
+            )
         unit = entry.get("u", base_unit)
         if unit is not None and not isinstance(unit, str):
-            raise PayloadShapeError(f"{where} ({name}): u must be a string")
-        _check_unit(where, name, unit, spec.unit, bver)
+            raise PayloadShapeError(f"{where} ({label}): u must be a string")
+        _check_unit(where, label, unit, spec.unit, bver)
         value = entry["v"]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BadValue(f"{where} ({name}): v must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise BadValue(f"{where} ({name}): v is not finite")
+            raise BadValue(f"{where} ({label}): v must be a number, got {_short(value)}")
+        if not _finite(value):
+            raise BadValue(f"{where} ({label}): v is not a finite number a float can hold")
         offset = _number(entry["t"], where, "t") if "t" in entry else 0.0
         time = base_time + offset
         if not math.isfinite(time) or time < MIN_VALID_TIME:
             raise TimeOutOfRange(
-                f"{where} ({name}): time {time} is before 2020 or relative: "
+                f"{where} ({label}): time {time} is before 2020 or relative: "
                 "stamp readings with UTC epoch seconds once the clock has synced"
             )
         if time > now + MAX_FUTURE_SKEW_S:
             raise TimeOutOfRange(
-                f"{where} ({name}): time {time:.0f} is {time - now:.0f} s in the future: "
+                f"{where} ({label}): time {time:.0f} is {time - now:.0f} s in the future: "
                 "check the device's clock (NTP)"
             )
         records.append(Record(org, device, sensor, qty, float(value), float(time)))
     return records
 
 
+def _finite(value: float) -> bool:
+    """Whether ``value`` (a JSON int or float) is finite as a float: a huge int is not."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range (JSON allows 4300 digits)
+        return False
+
+
+def _label(name: str) -> str:
+    """A record name as error messages show it: as is when short and printable, else cut and escaped."""
+    return name if len(name) <= 80 and name.isprintable() else _short(name)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages about untrusted input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _number(value: object, where: str, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PayloadShapeError(f"{where}: {field} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise BadValue(f"{where}: {field} is not finite")
+        raise PayloadShapeError(f"{where}: {field} must be a number, got {_short(value)}")
+    if not _finite(value):
+        raise BadValue(f"{where}: {field} is not a finite number a float can hold")
     return float(value)
 
 
-def _check_unit(where: str, name: str, unit: str | None, expected: str | None, bver: float) -> None:
+def _check_unit(where: str, label: str, unit: str | None, expected: str | None, bver: float) -> None:
     if unit == expected:
         if unit in SECONDARY_UNITS and not int(bver) & 16:
             raise UnknownUnit(
-                f"{where} ({name}): {unit!r} is an RFC 8798 secondary unit: "
+                f"{where} ({label}): {_short(unit)} is an RFC 8798 secondary unit: "
                 f'declare "bver": {BVER_SECONDARY_UNITS} in the first record'
             )
         return
     known = {q.unit for q in QUANTITIES.values()}
     if unit is not None and unit not in known:
         raise UnknownUnit(
-            f"{where} ({name}): unit {unit!r} is unknown: use {expected!r}"
+            f"{where} ({label}): unit {_short(unit)} is unknown: use {expected!r}"
             if expected
-            else f"{where} ({name}): unit {unit!r} is unknown: omit u, the quantity is dimensionless"
+            else f"{where} ({label}): unit {_short(unit)} is unknown: omit u, the quantity is dimensionless"
         )
     raise UnitMismatch(
-        f"{where} ({name}): unit {unit!r} does not match the registry: use "
+        f"{where} ({label}): unit {_short(unit)} does not match the registry: use "
         + (f"{expected!r}" if expected else "no unit (omit u)")
     )
 
@@ -574,7 +600,7 @@ class CommandReply(_Message):
     error: str | None = None
 
 
-# The commands an edge agent answers on cmd/{name} (ARCHITECTURE.md, "Commands"):
+# The commands an edge agent answers on cmd/{name} (docs/architecture.md, "Commands"):
 # ping -> {"pong": t, "agent": version, "uptime_s": s}; identify {"seconds": n} -> blinks the ACT
 # LED; config {<DeviceConfig fields but device, org, mqtt, bus>} -> applied and persisted, result
 # {"applied": [fields], "calibration_version": v}; resend {"from": t0, "to": t1} -> re-publishes
@@ -600,7 +626,7 @@ class SensorMeta(_Message):
 
 
 class OutboxMeta(_Message):
-    """The outbox in ``meta``: backlog and losses (ARCHITECTURE.md, "Delivery guarantees" 1)."""
+    """The outbox in ``meta``: backlog and losses (docs/architecture.md, "Delivery guarantees" 1)."""
 
     pending: int
     oldest_pending: float | None = None

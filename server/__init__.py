@@ -1,6 +1,6 @@
 """The server: registry API, catalogue and web pages (FastAPI).
 
-Imports ``kits`` and the read side of ``gateway.store`` only (ARCHITECTURE.md). The names below
+Imports ``kits`` and the read side of ``gateway.store`` only (docs/architecture.md). The names below
 are imported on first use, so ``import server.cli`` (the ``suitcase`` CLI) stays light.
 """
 

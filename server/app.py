@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.store import StoreError
 from kits import __version__
 from server.api import API_PREFIX, build_api_router
+from server.body_limit import BodyLimit
+from server.headers import SecurityHeaders, security_headers
 from server.resources import Clock, Resources, open_resources
 from server.settings import ServerSettings
 from server.web import mount_web
@@ -96,6 +98,11 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     app.add_exception_handler(IntegrityError, _conflict)
     app.add_exception_handler(StoreError, _store_unavailable)
     mount_web(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        SecurityHeaders,
+        headers=security_headers(settings.map_tiles_url, https=settings.environment == "production"),
+    )
     return app
 
 

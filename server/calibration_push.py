@@ -1,6 +1,6 @@
 """The server sends each Pi's current calibration to its device with the ``config`` command.
 
-The server is the single source of truth for calibration (ARCHITECTURE.md, "Calibration"). When
+The server is the single source of truth for calibration (docs/architecture.md, "Calibration"). When
 a calibration of a kit's Pi changes, every enrolled device of that Pi gets a delivery: a
 ``config`` command ``{"id": uuid, "args": {"calibration": [...]}}`` (QoS 1) on
 ``suitcase/v1/{org}/{device}/cmd/config``, carrying all the Pi's current records (the agent

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from kits.quantities import QUANTITIES
 from kits.wire import BASE_NAME_PREFIX, BVER_SECONDARY_UNITS, Record
 from server.timeutil import iso
 
-__all__ = ["csv_lines", "geojson_chunks", "iter_readings", "senml_chunks"]
+__all__ = ["csv_lines", "geojson_chunks", "iter_readings", "neutralise_cell", "senml_chunks"]
 
 CHUNK = 5000
 _SECONDARY = {"hPa", "ppm", "ug/m3", "mm"}
@@ -58,8 +59,34 @@ def iter_readings(
         cursor = last_time
 
 
+# OWASP "CSV injection": a cell a spreadsheet would read as a formula (or whose leading tab or
+# carriage return it would strip to reach one) is prefixed with a single quote, which shows as text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def neutralise_cell(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet evaluates: a leading = + - @ tab or CR gets a ``'``."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _header_value(value: Any) -> str:
+    """A metadata value on one ``#`` line: control characters (newlines) become spaces, and each
+    comma- or semicolon-separated piece a spreadsheet would split off is neutralised."""
+    flat = _CONTROL.sub(" ", str(value))
+    pieces = re.split(r"([,;])", flat)
+    return "".join(p if p in (",", ";") or i == 0 else _neutralise_piece(p) for i, p in enumerate(pieces))
+
+
+def _neutralise_piece(piece: str) -> str:
+    stripped = piece.lstrip(" ")
+    if stripped.startswith(_FORMULA_START):
+        return piece[: len(piece) - len(stripped)] + "'" + stripped
+    return piece
+
+
 def _header(meta: dict[str, Any]) -> list[str]:
-    return [f"# {key}: {value}" for key, value in meta.items()]
+    return [f"# {_CONTROL.sub(' ', str(key))}: {_header_value(value)}" for key, value in meta.items()]
 
 
 def csv_lines(rows: Iterable[tuple[str, Record]], meta: dict[str, Any]) -> Iterator[str]:
@@ -75,11 +102,11 @@ def csv_lines(rows: Iterable[tuple[str, Record]], meta: dict[str, Any]) -> Itera
             [
                 iso(record.time),
                 repr(record.time),
-                deployment,
-                record.device,
-                record.sensor,
-                record.quantity,
-                spec.unit if spec and spec.unit else "",
+                neutralise_cell(deployment),
+                neutralise_cell(record.device),
+                neutralise_cell(record.sensor),
+                neutralise_cell(record.quantity),
+                neutralise_cell(spec.unit if spec and spec.unit else ""),
                 repr(record.value),
             ]
         )

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from gateway.store import Reader, open_reader
-from gateway.store.routed import OrgRoutedReader
+from gateway.store import OrgRoutedReader, Reader, open_reader
 from kits.catalog import Catalog, load_catalog
 from kits.errors import ConfigError, SuitcaseError
 from server.broker_admin import BrokerAdmin

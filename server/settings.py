@@ -87,6 +87,24 @@ class ServerSettings(BaseSettings):
     # ``org_timezones`` (slug -> IANA name, e.g. {"tromso": "Europe/Oslo"}).
     timezone: str = Field(default="Europe/Copenhagen", description="IANA time zone of the organisations")
     org_timezones: dict[str, str] = Field(default_factory=dict)
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, description="largest request body accepted; larger ones get 413"
+    )
+    outbound_allow: list[str] = Field(
+        default_factory=list,
+        description="addresses (CIDR, e.g. 10.20.0.0/16, or single IPs) on loopback, private or "
+        "link-local networks that webhooks and data targets may reach; everything else there is refused",
+    )
+    notify_attempts: int = Field(default=8, ge=1, le=50, description="tries per notification")
+    notify_backoff_s: float = Field(
+        default=30.0, gt=0, description="wait before the first retry of a notification; doubles per try"
+    )
+    export_per_min: int = Field(
+        default=6, ge=1, description="readings exports a client (address or account) may start per minute"
+    )
+    public_cache_s: float = Field(
+        default=300.0, ge=0, description="how long public pages' computed figures are reused; 0: never"
+    )
     map_tiles_url: str = Field(
         default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
         description="map tiles of the pages (OpenStreetMap); empty: no tiles, an offline outline map",

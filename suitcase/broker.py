@@ -1,7 +1,7 @@
 """Start an MQTT broker for the demo and the tests: embedded (amqtt) or a real Mosquitto.
 
 Both listen on loopback on a free port and are stopped with ``stop()`` (or as a context manager).
-Mosquitto always loads ``deploy/mosquitto/suitcase.conf`` (ARCHITECTURE.md, "Delivery guarantees").
+Mosquitto always loads ``deploy/mosquitto/suitcase.conf`` (docs/architecture.md, "Delivery guarantees").
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from kits.catalog import load_catalog
 from kits.errors import ConfigError
 from kits.models import DeviceConfig, KitProfile
 from suitcase.hardware_docs import (
-    PARTS_FILE,
     build_docs,
     load_claim_codes,
     load_part_facts,
@@ -48,16 +47,13 @@ def _profile(kit: str) -> KitProfile:
 @app.command()
 def docs(
     out: Annotated[Path, typer.Option("--out", help="the hardware folder to write")] = Path("hardware"),
-    parts: Annotated[
-        Path, typer.Option("--parts", help="the part facts (accuracy, placement, ...)")
-    ] = PARTS_FILE,
     check: Annotated[
         bool, typer.Option("--check", help="write nothing; exit 1 if a generated file is out of date")
     ] = False,
 ) -> None:
     """(Re)generate hardware/README.md and a page and wiring picture per part."""
     try:
-        files = build_docs(load_catalog(), load_part_facts(parts))
+        files = build_docs(load_catalog(), load_part_facts())
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     console = Console()
@@ -105,10 +101,7 @@ def card(
     try:
         profile = _profile(kit)
         claim_codes = load_claim_codes(codes) if codes is not None else []
-        try:
-            facts = load_part_facts()
-        except ConfigError:
-            facts = {}  # an installed wheel has no hardware/parts.yaml: the card goes without cable tags
+        facts = load_part_facts()
         text = render_card(profile, claim_codes, facts)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
@@ -173,10 +166,7 @@ def verify(
         profile_id = kit or (device.kit_profile if device is not None else None)
         profile = _profile(profile_id) if profile_id else None
         expected = expected_sensors(device.sensors if device is not None else None, profile)
-        try:
-            facts = load_part_facts()
-        except ConfigError:
-            facts = {}  # an installed wheel has no hardware/parts.yaml: fixes name the part, not its tag
+        facts = load_part_facts()
         hints = {
             part: PartHint(name=f.name.split(" (")[0], cable=f.cable_label, addresses=dict(f.addresses))
             for part, f in facts.items()

@@ -1,7 +1,8 @@
-"""Sensor drivers, one module per part, and their registry.
+"""The driver contract and the driver registry.
 
-A new part is one new module plus one line in :data:`DRIVERS`. Modules are imported lazily, so
-an agent on a Pi imports only the drivers of its own sensors.
+Each part's driver is ``edge/parts/<part>/driver.py``; :data:`DRIVERS` is derived from the one
+registry line of each part in :data:`edge.parts.PARTS`. Modules are imported lazily, so an agent
+on a Pi imports only the drivers of its own sensors.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from edge.drivers.base import (
     ReadContext,
     Reading,
 )
+from edge.parts import PARTS, part_module
 from kits.errors import ConfigError
 
 __all__ = [
@@ -35,17 +37,7 @@ __all__ = [
 ]
 
 # part name -> module path; the module defines INFO and create().
-DRIVERS: dict[str, str] = {
-    "bme280": "edge.drivers.bme280",
-    "sht4x": "edge.drivers.sht4x",
-    "scd4x": "edge.drivers.scd4x",
-    "sgp40": "edge.drivers.sgp40",
-    "pmsa003i": "edge.drivers.pmsa003i",
-    "veml7700": "edge.drivers.veml7700",
-    "vl53l1x": "edge.drivers.vl53l1x",
-    "lis3dh": "edge.drivers.lis3dh",
-    "ads1x15": "edge.drivers.ads1x15",
-}
+DRIVERS: dict[str, str] = {part: part_module(part, "driver") for part in PARTS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +58,7 @@ def load_driver(part: str) -> DriverModule:
     if path is None:
         raise ConfigError(
             f"no driver for part {part!r}: use one of {', '.join(sorted(DRIVERS))} "
-            "(a new part needs a module in edge/drivers/ and a line in edge.drivers.DRIVERS)"
+            "(a new part is a folder edge/parts/<part>/ and a line in edge.parts.PARTS)"
         )
     module: ModuleType = importlib.import_module(path)
     return DriverModule(info=module.INFO, create=module.create)

@@ -11,23 +11,14 @@ from collections.abc import Callable, Sequence
 
 from edge.emulated.bus import Chip, EmulatedI2C
 from edge.emulated.scenarios import SCENARIOS, Scenario, get_scenario
+from edge.parts import PARTS, part_module
 from kits.errors import ConfigError
 from kits.models import DeviceSensor
 
 __all__ = ["EMULATORS", "SCENARIOS", "Chip", "EmulatedI2C", "Scenario", "build_bus", "get_scenario"]
 
 # part name -> module path; the module defines create(values, *, clock) -> Chip.
-EMULATORS: dict[str, str] = {
-    "bme280": "edge.emulated.bme280",
-    "sht4x": "edge.emulated.sht4x",
-    "scd4x": "edge.emulated.scd4x",
-    "sgp40": "edge.emulated.sgp40",
-    "pmsa003i": "edge.emulated.pmsa003i",
-    "veml7700": "edge.emulated.veml7700",
-    "vl53l1x": "edge.emulated.vl53l1x",
-    "lis3dh": "edge.emulated.lis3dh",
-    "ads1x15": "edge.emulated.ads1x15",
-}
+EMULATORS: dict[str, str] = {part: part_module(part, "emulator") for part in PARTS}
 
 
 def build_bus(

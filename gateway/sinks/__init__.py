@@ -21,7 +21,17 @@ from gateway.store.base import DeadLetter
 from kits.errors import ConfigError, SuitcaseError
 from kits.wire import Record
 
-__all__ = ["SINKS", "DeadLetterSink", "Sink", "SinkError", "SinkUrl", "open_sink", "parse_sink_url"]
+__all__ = [
+    "REFUSED_STATUSES",
+    "SINKS",
+    "DeadLetterSink",
+    "Sink",
+    "SinkError",
+    "SinkRefused",
+    "SinkUrl",
+    "open_sink",
+    "parse_sink_url",
+]
 
 # URL scheme -> "module:factory(url) -> Sink".
 SINKS: dict[str, str] = {
@@ -33,6 +43,20 @@ SINKS: dict[str, str] = {
 
 class SinkError(SuitcaseError):
     """A sink could not take a batch; the gateway keeps the batch and retries with backoff."""
+
+
+class SinkRefused(SinkError):
+    """The sink refused the batch for its *content*; writing the same points again fails the same way.
+
+    InfluxDB answering 400 (a field-type conflict, a partial write, a series or tag-value limit),
+    413 or 422 (points beyond the retention). The gateway splits the batch until it has found the
+    messages the sink refuses, dead-letters them with this error's message, and writes the rest.
+    Only unreachability, timeouts and 5xx (plain :class:`SinkError`) hold the acks.
+    """
+
+
+# HTTP statuses of an InfluxDB write that mean "these points", not "this server" or "this config".
+REFUSED_STATUSES = frozenset({400, 413, 422})
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.influx.lines import DEFAULT_DATABASE, database_name, encode_lines, group_by_org
-from gateway.sinks import SinkError, parse_sink_url
+from gateway.sinks import REFUSED_STATUSES, SinkError, SinkRefused, parse_sink_url
 from kits.errors import ConfigError
 from kits.wire import Record
 
@@ -74,7 +74,8 @@ class InfluxDB2Sink:
         """Write ``batch``, one request per bucket.
 
         Raises:
-            SinkError: the server is unreachable, timed out or refused the points.
+            SinkRefused: the server refused the points' content (HTTP 400, 413, 422).
+            SinkError: the server is unreachable, timed out or answered otherwise.
         """
         if self._write is None:
             raise SinkError(f"sink {self.name} is not open: call open() first")
@@ -91,7 +92,10 @@ class InfluxDB2Sink:
                     403: "give the token write access to the bucket",
                     404: f"create bucket {bucket} (gateway/sinks/README.md)",
                 }.get(exc.status or 0, "the gateway retries")
-                raise SinkError(
+                refused = (exc.status or 0) in REFUSED_STATUSES
+                if refused:
+                    hint = "the points' content is refused: the gateway dead-letters them"
+                raise (SinkRefused if refused else SinkError)(
                     f"InfluxDB at {self.url} answered HTTP {exc.status} to a write of {len(records)} "
                     f"points to bucket {bucket}: {str(exc.body)[:300]}: {hint}"
                 ) from exc

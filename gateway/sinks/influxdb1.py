@@ -4,7 +4,9 @@ URL: ``influxdb1://host:8086?database=suitcase_{org}&username=&password=&tls=fal
 Each organisation's readings go to its own database (default ``suitcase_{org}``, the org slug
 with '-' replaced by '_'), created on first use (``CREATE DATABASE`` is idempotent). The schema
 is the fixed contract of ``gateway/sinks/README.md``; points are keyed by measurement, tags and
-timestamp, so a redelivered reading overwrites its twin.
+timestamp, so a redelivered reading overwrites its twin. Where the org's database holds the
+rollup policies of ``suitcase gateway retention apply``, readings that arrive late are folded into
+the rollups before the batch counts as written (``gateway/sinks/_late.py``).
 
 Beside the readings, the sink keeps what the server reads without a shared file, in the ``meta``
 database (default ``suitcase``): after each batch, one ``devices_seen`` point per device it
@@ -16,8 +18,9 @@ side is ``gateway/store/influxdb1.py``.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gateway.influx.http import HttpClient
 from gateway.influx.lines import (
@@ -29,7 +32,8 @@ from gateway.influx.lines import (
     encode_seen,
     group_by_org,
 )
-from gateway.sinks import SinkError, parse_sink_url
+from gateway.sinks import REFUSED_STATUSES, SinkError, SinkRefused, parse_sink_url
+from gateway.sinks._late import LateFolder
 from gateway.store.base import DeadLetter
 from kits.wire import Record
 
@@ -51,6 +55,7 @@ class InfluxDB1Sink:
         timeout: seconds to wait for an answer before the write counts as failed.
         create_databases: issue ``CREATE DATABASE`` on first use of each database.
         required: whether the gateway waits for this sink before acking.
+        clock: UTC epoch seconds now, to tell late readings (folded into the rollups) apart.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class InfluxDB1Sink:
         create_databases: bool = True,
         required: bool = True,
         meta: str = DEFAULT_META_DATABASE,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.database = database
         self.meta = meta
@@ -86,6 +92,7 @@ class InfluxDB1Sink:
         )
         self.name = f"influxdb1:{self.http.base}"
         self._created: set[str] = set()
+        self.late = LateFolder(self.http, clock=clock)
 
     def open(self) -> None:
         """Create the meta database (the server's health probe looks for it); the org databases
@@ -110,7 +117,9 @@ class InfluxDB1Sink:
         """Write ``batch``, one request per organisation.
 
         Raises:
-            SinkError: InfluxDB is unreachable, timed out or refused the points. Organisations
+            SinkRefused: InfluxDB refused the points' content (HTTP 400, 413, 422: a field-type
+                conflict, a partial write, a series limit); the gateway finds the culprits.
+            SinkError: InfluxDB is unreachable, timed out or answered otherwise. Organisations
                 written before the failure are rewritten on retry, which overwrites, never doubles.
         """
         for org, records in group_by_org(batch).items():
@@ -124,10 +133,11 @@ class InfluxDB1Sink:
                 self._create(db)
                 status, answer = self.http.request("POST", "/write", {"db": db, "precision": "ns"}, body)
             if status != 204:
-                raise SinkError(
+                raise (SinkRefused if status in REFUSED_STATUSES else SinkError)(
                     f"InfluxDB 1.x at {self.http.base} answered HTTP {status} to a write of "
                     f"{len(records)} points to {db}: {answer[:300].decode(errors='replace')}"
                 )
+            self.late.fold(db, records)
         self._write_seen(batch)
 
     def _write_seen(self, batch: Sequence[Record]) -> None:

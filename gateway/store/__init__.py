@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import cast
 
 from gateway.store.base import DeadLetter, DeviceKey, DeviceSeen, Reader, Store, StoreError, Window
+from gateway.store.routed import OrgRoutedReader
 from gateway.store.sqlite import SqliteStore
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "DeadLetter",
     "DeviceKey",
     "DeviceSeen",
+    "OrgRoutedReader",
     "Reader",
     "SqliteStore",
     "Store",

@@ -641,6 +641,12 @@ class SqliteStore:
                             )
         return deleted
 
+    def retention(self) -> dict[str, tuple[float | None, float | None, float | None]]:
+        """Return per org the (raw, minute, hour) days :meth:`set_retention` recorded."""
+        with self._translate("read the retention"):
+            rows = self._conn().execute("SELECT org, raw_days, minute_days, hour_days FROM retention")
+        return {org: (raw, minute, hour) for org, raw, minute, hour in rows}
+
     def count_readings(self) -> int:
         """Return the number of distinct readings stored."""
         with self._translate("count the readings"):

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from edge.emulated.bme280 import Bme280Emulator
 from edge.emulated.bus import EmulatedI2C
+from edge.parts.bme280.emulator import Bme280Emulator
 
 # 2026-03-04 (a Wednesday) 10:00 UTC: office hours, clock synced.
 WEDNESDAY_10H = 1_772_618_400.0

@@ -15,8 +15,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.agent import Agent
 from edge.emulated import build_bus
-from edge.emulated.bme280 import Bme280Emulator
 from edge.emulated.bus import EmulatedI2C
+from edge.parts.bme280.emulator import Bme280Emulator
 from kits.errors import ConfigError
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings
 from kits.wire import Status, build_topic, decode_pack, encode_pack
@@ -175,7 +175,7 @@ def test_impossible_values_are_counted_not_published(
 
 def test_readings_before_the_clock_syncs_are_held_then_stamped(bme280_bus: EmulatedI2C) -> None:
     """Test that readings taken before NTP are held with their monotonic time, not published, and
-    stamped with the right UTC time once the clock syncs (ARCHITECTURE.md, "Clock")."""
+    stamped with the right UTC time once the clock syncs (docs/architecture.md, "Clock")."""
     wall = FakeClock(1000.0)  # 1970: no NTP yet
     mono = FakeClock(50.0)
     agent = Agent(_config(INDOOR), bme280_bus, clock=wall, monotonic=mono)

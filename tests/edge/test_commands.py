@@ -12,8 +12,8 @@ import pytest
 from edge.agent import Agent
 from edge.commands import run_command
 from edge.config import load_saved_device_config
-from edge.emulated.bme280 import Bme280Emulator
 from edge.emulated.bus import EmulatedI2C
+from edge.parts.bme280.emulator import Bme280Emulator
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings, SensorFilter
 from suitcase.broker import MosquittoBroker, find_mosquitto
 from tests.edge.conftest import FakeClock, Targets

@@ -1,4 +1,4 @@
-"""Delivery guarantees of the edge agent against a real Mosquitto (ARCHITECTURE.md, "Delivery
+"""Delivery guarantees of the edge agent against a real Mosquitto (docs/architecture.md, "Delivery
 guarantees" 1 and 5): a graceful broker restart loses nothing and doubles nothing in the store; a
 broker crash loses acknowledged readings, which ``resend`` recovers from the outbox.
 

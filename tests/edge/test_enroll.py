@@ -1,7 +1,7 @@
 """Tests of claiming and enrolling (edge/claim.py, `suitcase edge enroll`, `run` with [claim]).
 
 The server side is written concurrently by another engineer: these tests run against a tiny
-local HTTP stub that follows the contract in ARCHITECTURE.md "Enrollment" as edge/claim.py states
+local HTTP stub that follows the contract in docs/architecture.md "Enrollment" as edge/claim.py states
 it (POST /api/v1/claims/poll {"code"}: 202 pending, 200 {"config": DeviceConfig}, 404 unknown).
 """
 

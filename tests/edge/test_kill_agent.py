@@ -1,7 +1,7 @@
 """A kill -9 of the real agent process (`python -m suitcase edge run`) while the broker is down.
 
 The readings the agent sampled wait in its outbox; after the kill the outbox is intact and holds
-them in time order, and the next run of the agent, with the broker up, drains them (ARCHITECTURE.md,
+them in time order, and the next run of the agent, with the broker up, drains them (docs/architecture.md,
 "Delivery guarantees" 1).
 """
 

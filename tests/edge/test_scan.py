@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge.emulated.bme280 import BMP280_CHIP_ID, Bme280Emulator
 from edge.emulated.bus import EmulatedI2C
+from edge.parts.bme280.emulator import BMP280_CHIP_ID, Bme280Emulator
 from edge.scan import Found, scan
 from tests.edge.conftest import FakeClock, Targets
 from tests.edge.emulated.test_bus import Echo

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edge.emulated import build_bus
-from edge.emulated import scd4x as scd4x_emulator
 from edge.emulated.bus import EmulatedI2C
+from edge.parts.scd4x import emulator as scd4x_emulator
 from edge.verify import (
     PartHint,
     Report,
@@ -48,7 +48,7 @@ class FakeClock:
 
 @pytest.fixture()
 def hints() -> dict[str, PartHint]:
-    """The cable tags and address how-tos of hardware/parts.yaml, as the CLI passes them."""
+    """The cable tags and address how-tos of the parts' facts, as the CLI passes them."""
     return {
         part: PartHint(name=f.name.split(" (")[0], cable=f.cable_label, addresses=dict(f.addresses))
         for part, f in load_part_facts().items()
@@ -149,7 +149,7 @@ def test_an_implausible_reading_fails_and_is_not_trusted(hints: dict[str, PartHi
     def nonsense(now: float) -> dict[str, float]:
         return {"temperature": 500.0, "humidity": 150.0, "pressure": 5000.0}
 
-    from edge.emulated import bme280 as bme280_emulator
+    from edge.parts.bme280 import emulator as bme280_emulator
 
     bus = EmulatedI2C({0x77: bme280_emulator.create(nonsense, clock=clock)})
     report = _run(bus, expected, clock, hints)

@@ -66,3 +66,42 @@ def test_run_writes_readings_and_stops_on_sigterm(tmp_path: Path, embedded_broke
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert "stopping the gateway" in err
+
+
+def test_run_exits_non_zero_with_the_reason_when_a_worker_thread_dies(
+    tmp_path: Path, embedded_broker: EmbeddedBroker
+) -> None:
+    """Test that `gateway run` whose flusher thread dies exits 70 saying which thread died and why.
+
+    The sink registry gains a ``dying://`` sink (tests/gateway/dying_sink.py) whose write kills the
+    thread; the rest is the real command. Its supervisor (systemd, --workers) then restarts it.
+    """
+    env = dict(
+        os.environ,
+        SUITCASE_GATEWAY_STORE=f"sqlite:///{tmp_path / 'store.db'}",
+        SUITCASE_GATEWAY_MQTT_PORT=str(embedded_broker.port),
+        SUITCASE_GATEWAY_CLIENT_ID=f"gw-die-{tmp_path.name}"[:60],
+    )
+    code = (
+        "from gateway.sinks import SINKS; SINKS['dying'] = 'tests.gateway.dying_sink:from_url'; "
+        "from gateway.cli import app; app(['run', '--quiet', '--sink', 'dying://x'])"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    pub = Publisher(embedded_broker.host, embedded_broker.port)
+    try:
+        i = 0
+
+        def ended() -> bool:
+            nonlocal i
+            i += 1
+            pub.publish(*pack("dev-die", i))  # keep publishing until the gateway is subscribed
+            return proc.poll() is not None
+
+        wait_until(ended, timeout=30, what="the gateway process to exit")
+    finally:
+        pub.close()
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 70, err
+    assert "error: gateway" in err and "flusher thread died (SinkCrash: the dying sink was given" in err

@@ -244,3 +244,111 @@ def test_a_queued_backlog_is_taken_within_the_window_while_the_store_is_stuck(
             store.gate.set()
         wait_until(lambda: gw.stats.acked >= len(backlog), timeout=30, what="the whole backlog")
     assert store.count_readings() == 6 * len(backlog)
+
+
+def test_every_poison_is_dead_lettered_and_the_good_packs_around_it_land(
+    embedded_broker: EmbeddedBroker, publisher: Publisher, store: FlakyStore, client_id: str
+) -> None:
+    """Test that each poison pack (tests/gateway/poison.py) is dead-lettered with its code.
+
+    Good packs between them all land.
+
+    Before the fix, the first of them killed the decoder thread and nothing more was acked.
+    """
+    from tests.gateway.poison import DEVICE, POISON
+
+    topic = build_topic(ORG, DEVICE, "telemetry")
+    with gateway(store, embedded_broker, client_id) as gw:
+        gw.wait_subscribed()
+        for i, (_, payload, _) in enumerate(POISON):
+            publisher.publish(*pack(DEVICE, i))
+            publisher.publish(topic, payload)
+        publisher.publish(*pack(DEVICE, len(POISON)))
+        wait_until(lambda: gw.stats.acked == 2 * len(POISON) + 1, what="every message acked")
+        assert gw.failure is None
+    letters = {d.payload: d for d in store.dead_letters(limit=1000)}
+    assert {payload: letters[payload].code for _, payload, _ in POISON} == {p: c for _, p, c in POISON}
+    assert all(d.reason for d in letters.values())
+    assert store.count_readings() == 2 * (len(POISON) + 1)
+
+
+def test_any_exception_of_one_message_is_that_messages_dead_letter(
+    embedded_broker: EmbeddedBroker,
+    publisher: Publisher,
+    store: FlakyStore,
+    client_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Test that a decoder bug that raises anything (not a WireError) dead-letters only that message.
+
+    The decoder is made to fail on one payload, the way a hidden input would.
+    """
+    from gateway import consumer
+
+    real = consumer.decode_pack
+
+    def buggy(payload: bytes | str, **kw: object) -> list[Record]:
+        if payload == b"[1]":
+            raise ZeroDivisionError("division by zero")
+        return real(payload, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(consumer, "decode_pack", buggy)
+    with gateway(store, embedded_broker, client_id) as gw:
+        gw.wait_subscribed()
+        publisher.publish(*pack("dev-a", 1))
+        publisher.publish(build_topic(ORG, "dev-a", "telemetry"), b"[1]")
+        publisher.publish(*pack("dev-a", 2))
+        wait_until(lambda: gw.stats.acked == 3, what="every message acked")
+    (letter,) = store.dead_letters()
+    assert letter.code == "unexpected"
+    assert "ZeroDivisionError: division by zero" in letter.reason and letter.payload == b"[1]"
+    assert store.count_readings() == 4
+
+
+class _Crash(BaseException):
+    """What no ``except Exception`` catches: stands for whatever kills a thread."""
+
+
+def test_a_dying_decoder_thread_calls_the_fatal_handler_and_stop_raises(
+    embedded_broker: EmbeddedBroker, publisher: Publisher, store: FlakyStore, client_id: str
+) -> None:
+    """Test that the decoder thread's death reaches on_fatal, wait() and stop(), naming thread and cause."""
+    from gateway.consumer import GatewayFatal
+
+    told: list[GatewayFatal] = []
+    gw = gateway(store, embedded_broker, client_id, on_fatal=told.append)
+
+    def crash(*args: object) -> None:
+        raise _Crash("decoder bug")
+
+    gw._add = crash  # type: ignore[method-assign]
+    gw.start()
+    gw.wait_subscribed()
+    publisher.publish(*pack("dev-a", 1))
+    with pytest.raises(GatewayFatal, match=r"decoder thread died .*_Crash: decoder bug"):
+        gw.wait(timeout=10)
+    assert len(told) == 1 and told[0] is gw.failure
+    assert gw.stats.acked == 0  # unacked: the broker redelivers it to the restarted gateway
+    with pytest.raises(GatewayFatal):
+        gw.stop(timeout=5)
+    with pytest.raises(GatewayError, match="create a new Gateway"):
+        gw.start()
+
+
+def test_a_dying_flusher_thread_calls_the_fatal_handler(
+    embedded_broker: EmbeddedBroker, publisher: Publisher, store: FlakyStore, client_id: str
+) -> None:
+    """Test that a sink raising what no ``except Exception`` catches ends the gateway loudly, not silently."""
+    from gateway.consumer import GatewayFatal
+    from gateway.sinks.sqlite import SqliteSink
+
+    class DyingSink(SqliteSink):
+        def write(self, batch: object) -> None:
+            raise _Crash("sink bug")
+
+    gw = gateway(store, embedded_broker, client_id, sinks=[DyingSink(store)])
+    with pytest.raises(GatewayFatal, match=r"flusher thread died .*sink bug"), gw:
+        gw.wait_subscribed()
+        publisher.publish(*pack("dev-a", 1))
+        gw.wait(timeout=10)
+    assert gw.failure is not None

@@ -224,3 +224,48 @@ def test_unreachable_broker_raises_and_a_lost_one_is_retried() -> None:
     session = MqttSession("127.0.0.1", free_port(), "x", "t", lambda g, r, m: None)
     with pytest.raises(OSError):
         session.start()
+
+
+def test_a_topic_that_is_not_utf8_is_delivered_not_fatal_to_the_connection() -> None:
+    """Test that a PUBLISH whose topic is not UTF-8 is delivered (replacement characters), not an error.
+
+    Refusing it would drop the connection, and the broker would redeliver it: a loop.
+    """
+    messages, _ = PacketReader("3.1.1").feed(b"\x30\x06\x00\x02a\xffxy")
+    assert messages == [("a\ufffd", b"xy", 0, 0)]
+
+
+@pytest.mark.mosquitto
+def test_a_dying_network_thread_calls_on_fatal(mosquitto: MosquittoBroker) -> None:
+    """Test that an exception that ends the network thread reaches ``on_fatal`` instead of passing unseen."""
+    died: list[BaseException] = []
+    subscribed = threading.Event()
+
+    def lost(reason: str) -> None:
+        raise RuntimeError(f"on_lost failed ({reason})")
+
+    cid = f"fatal-{uuid.uuid4().hex[:8]}"
+    session = MqttSession(
+        mosquitto.host,
+        mosquitto.port,
+        cid,
+        "suitcase/v1/+/+/telemetry",
+        lambda g, r, m: None,
+        on_subscribed=subscribed.set,
+        on_lost=lost,
+        on_fatal=died.append,
+    )
+    session.start()
+    try:
+        assert subscribed.wait(10)
+        thief = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid)  # takes the session over
+        thief.connect(mosquitto.host, mosquitto.port)
+        thief.loop_start()
+        try:
+            wait_until(lambda: bool(died), what="the network thread's death reported")
+        finally:
+            thief.disconnect()
+            thief.loop_stop()
+        assert isinstance(died[0], RuntimeError) and "on_lost failed" in str(died[0])
+    finally:
+        session.stop()

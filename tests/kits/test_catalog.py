@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -24,13 +25,23 @@ def test_shipped_catalogue_loads() -> None:
 
 
 def test_every_use_case_cites_existing_seed_lines() -> None:
-    """Test that each cited line range exists in the seed report."""
+    """Test that each cited line range exists in the seed report.
+
+    The seed report lives beside the repository (``../shared/seed/``), not in it: a plain clone
+    skips this test and says why; CI (``SUITCASE_REQUIRE_SERVICES=1``) clones with the seed beside
+    it, so there a missing seed fails.
+    """
     repo = Path(__file__).resolve().parents[2]
-    seed = next((repo.parent / "shared" / "seed").glob("*.txt"), None)
+    seed_dir = repo.parent / "shared" / "seed"
+    seed = next(iter(sorted(seed_dir.glob("*.txt"))), None) if seed_dir.is_dir() else None
     if seed is None:
-        pytest.fail(
-            f"{repo.parent / 'shared' / 'seed'} is missing: the seed report sits beside the repository"
+        message = (
+            f"the seed report ({seed_dir}/*.txt) is not beside this clone, so the use-cases' "
+            "seed_lines cannot be checked: put the project's shared/ folder next to the repository"
         )
+        if os.environ.get("SUITCASE_REQUIRE_SERVICES") == "1":
+            pytest.fail(message + " [SUITCASE_REQUIRE_SERVICES=1]", pytrace=False)
+        pytest.skip(message)
     lines = seed.read_text().count("\n")
     for case in load_catalog().use_cases.values():
         for span in case.seed_lines:

@@ -35,6 +35,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   wal-dir = "{root}/wal"
   query-log-enabled = false
   wal-fsync-delay = "0s"
+{data_options}
 [coordinator]
   log-queries-after = "0s"
 [retention]
@@ -66,11 +67,12 @@ def find_influxd() -> str | None:
 class InfluxD:
     """One influxd process with its own config, data directories and ports; restartable."""
 
-    def __init__(self, root: Path, *, auth: bool = False) -> None:
+    def __init__(self, root: Path, data_options: str = "", *, auth: bool = False) -> None:
         binary = find_influxd()
         assert binary is not None
         self.binary = binary
         self.root = root
+        self.data_options = data_options  # extra lines of the [data] section, e.g. limits
         self.host = "127.0.0.1"
         self.port = free_port()
         self.rpc_port = free_port()
@@ -91,7 +93,11 @@ class InfluxD:
         config = self.root / "influxdb.conf"
         config.write_text(
             _CONFIG.format(
-                root=self.root, port=self.port, rpc_port=self.rpc_port, auth="true" if self.auth else "false"
+                root=self.root,
+                port=self.port,
+                rpc_port=self.rpc_port,
+                data_options=self.data_options,
+                auth="true" if self.auth else "false",
             )
         )
         log = (self.root / "influxd.log").open("ab")
@@ -170,13 +176,17 @@ class InfluxD:
 
 @pytest.fixture(scope="session")
 def influxd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., InfluxD]]:
-    """Start private InfluxD servers on demand; all are stopped at the end of the session."""
+    """Start private InfluxD servers on demand; all are stopped at the end of the session.
+
+    ``data_options`` adds lines to the server's ``[data]`` section (``max-values-per-tag = 5``);
+    ``auth=True`` turns authentication on.
+    """
     if find_influxd() is None:
         require_service("influxdb", "apt-get install influxdb")
     started: list[InfluxD] = []
 
-    def make(auth: bool = False) -> InfluxD:
-        server = InfluxD(tmp_path_factory.mktemp("influxd"), auth=auth)
+    def make(data_options: str = "", *, auth: bool = False) -> InfluxD:
+        server = InfluxD(tmp_path_factory.mktemp("influxd"), data_options, auth=auth)
         server.start()
         started.append(server)
         return server

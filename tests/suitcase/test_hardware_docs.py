@@ -12,7 +12,6 @@ from edge.drivers import DRIVERS
 from kits.catalog import load_catalog
 from kits.errors import ConfigError
 from suitcase.hardware_docs import (
-    PARTS_FILE,
     build_docs,
     collect_parts,
     load_part_facts,
@@ -90,22 +89,19 @@ def test_part_pages_carry_the_facts(files: dict[str, str]) -> None:
     assert "straight down" in " ".join(facts["vl53l1x"].placement)
 
 
-def test_parts_file_addresses_must_match_the_driver(tmp_path: Path) -> None:
-    """Test that a parts file disagreeing with a driver's addresses is refused, naming the fix."""
-    text = PARTS_FILE.read_text(encoding="utf-8").replace(
-        "    0x76: connect the SDO pin", "    0x75: connect the SDO pin"
-    )
-    bad = tmp_path / "parts.yaml"
-    bad.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"bme280.*match the driver"):
-        collect_parts(load_catalog(), load_part_facts(bad))
-
-
-def test_parts_file_must_cover_every_driver() -> None:
-    """Test that a part without facts is refused with a pointer to hardware/parts.yaml."""
+def test_a_kit_naming_an_unknown_part_is_refused() -> None:
+    """Test that a kit profile's part without a folder is refused, naming the file, field and fix."""
     facts = load_part_facts()
     del facts["bme280"]
-    with pytest.raises(ConfigError, match=r"'bme280' has no entry in hardware/parts.yaml"):
+    with pytest.raises(ConfigError, match=r"starter.yaml, field sensors.0.part: 'bme280' is not a part"):
+        collect_parts(load_catalog(), facts)
+
+
+def test_a_kit_price_contradicting_the_part_facts_is_refused() -> None:
+    """Test that a bill of materials pricing a part's board differently from its facts is refused."""
+    facts = load_part_facts()
+    facts["bme280"] = facts["bme280"].model_copy(update={"price_eur": 14.0})
+    with pytest.raises(ConfigError, match=r"materials.3.price_eur: 15 for product 2652.*price_eur 14"):
         collect_parts(load_catalog(), facts)
 
 

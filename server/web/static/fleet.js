@@ -11,6 +11,7 @@
       if (response.ok) {
         const html = await response.text();
         if (live.contains(document.activeElement)) return; // do not pull focus from under the keyboard
+        // trusted: a fragment our own autoescaping template rendered (same origin)
         live.innerHTML = html;
         live.dataset.updated = String(Date.now());
       }

@@ -38,7 +38,10 @@
       } else { title.textContent = m.name; }
       if (m.note) { const p = document.createElement("div"); p.textContent = m.note; title.appendChild(p); }
       marker.bindPopup(title);
-      marker.bindTooltip(m.name);
+      // Names are data (a deployment's name is typed by its operator): text nodes, never HTML.
+      const tip = document.createElement("span");
+      tip.textContent = m.name;
+      marker.bindTooltip(tip);
       marker.addTo(map);
       layer.push(marker);
     });

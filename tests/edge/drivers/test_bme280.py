@@ -1,13 +1,13 @@
-"""Tests of edge/drivers/bme280.py: the wrapper over the real Adafruit driver, on an emulated bus."""
+"""Tests of edge/parts/bme280/driver.py: the wrapper over the real Adafruit driver, on an emulated bus."""
 
 from __future__ import annotations
 
 import pytest
 
 from edge.drivers.base import ReadContext, Reading
-from edge.drivers.bme280 import INFO, create
-from edge.emulated.bme280 import BMP280_CHIP_ID, Bme280Emulator
 from edge.emulated.bus import EmulatedI2C
+from edge.parts.bme280.driver import INFO, create
+from edge.parts.bme280.emulator import BMP280_CHIP_ID, Bme280Emulator
 from kits.errors import ConfigError, SensorError
 from tests.edge.conftest import FakeClock, Targets
 

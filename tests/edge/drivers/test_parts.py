@@ -13,8 +13,8 @@ import pytest
 from edge.drivers import NotReady, ReadContext, Reading, load_driver
 from edge.emulated import EMULATORS, build_bus, get_scenario
 from edge.emulated.bus import EmulatedI2C
-from edge.emulated.scd4x import Scd4xEmulator
-from edge.emulated.sgp40 import Sgp40Emulator
+from edge.parts.scd4x.emulator import Scd4xEmulator
+from edge.parts.sgp40.emulator import Sgp40Emulator
 from edge.scan import scan
 from kits.errors import ConfigError, SensorError
 from kits.models import DeviceSensor
@@ -190,7 +190,7 @@ def test_vl53l1x_reports_no_target_and_not_ready(clock: FakeClock) -> None:
     bus = build_bus(
         [DeviceSensor(name="bin", part="vl53l1x", address=0x29)], "bin-filling", clock=clock, seed=0
     )
-    from edge.emulated.vl53l1x import Vl53l1xEmulator
+    from edge.parts.vl53l1x.emulator import Vl53l1xEmulator
 
     bus.attach(0x29, Vl53l1xEmulator(targets, clock=clock))
     driver = load_driver("vl53l1x").create(bus, 0x29, {})
@@ -237,7 +237,7 @@ def test_ads1x15_rms_channel_measures_a_current_clamp(clock: FakeClock) -> None:
 
 def test_veml7700_saturation_says_what_to_do(clock: FakeClock) -> None:
     """Test that a saturated count is an error that names the outdoor range option."""
-    from edge.emulated.veml7700 import Veml7700Emulator
+    from edge.parts.veml7700.emulator import Veml7700Emulator
 
     targets = Targets(illuminance=1e6)
     bus = EmulatedI2C({0x10: Veml7700Emulator(targets, clock=clock)})

@@ -1,4 +1,4 @@
-"""Tests of edge/drivers/__init__.py: the lazily imported driver registry."""
+"""Tests of edge/drivers/__init__.py: the lazily imported driver registry, derived from edge.parts."""
 
 from __future__ import annotations
 

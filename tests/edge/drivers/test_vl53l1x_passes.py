@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from edge.drivers import ReadContext, Reading, load_driver
-from edge.drivers.vl53l1x import PassCounter
 from edge.emulated import build_bus
 from edge.emulated.scenarios import Footpath
+from edge.parts.vl53l1x.driver import PassCounter
 from kits.errors import ConfigError
 from kits.models import DeviceSensor
 from tests.edge.conftest import FakeClock

@@ -1,4 +1,4 @@
-"""Tests of edge/emulated/bme280.py: the REAL Adafruit driver reads back what the emulator is told."""
+"""Tests of edge/parts/bme280/emulator.py: the REAL Adafruit driver reads back what the emulator is told."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from adafruit_bme280.basic import Adafruit_BME280_I2C
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.emulated.bme280 import (
+from edge.emulated.bus import EmulatedI2C
+from edge.parts.bme280.emulator import (
     BMP280_CHIP_ID,
     DEFAULT_TRIM,
     Bme280Emulator,
@@ -17,7 +18,6 @@ from edge.emulated.bme280 import (
     compensate_pressure,
     compensate_t_fine,
 )
-from edge.emulated.bus import EmulatedI2C
 from tests.edge.conftest import FakeClock, Targets
 
 TOLERANCE = 0.1

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge.drivers._common import check_options, did_not_answer, read_register
-from edge.drivers.base import DriverInfo, I2CBus, NotReady, ReadContext, Reading
+from edge.drivers.base import I2CBus, NotReady, ReadContext, Reading
+from edge.parts._facts import driver_info
 from kits.errors import ConfigError, SensorError
-from kits.quantities import quantity
 
 __all__ = ["INFO", "Ads1x15", "create", "probe"]
 
@@ -35,16 +35,7 @@ def probe(i2c: I2CBus, address: int) -> str | None:
     return "thresholds 0x8000/0x7fff (no id register)" if lo == b"\x80\x00" and hi == b"\x7f\xff" else None
 
 
-INFO = DriverInfo(
-    part=PART,
-    title="TI ADS1115/ADS1015 4-channel ADC",
-    addresses=(0x48, 0x49, 0x4A, 0x4B),
-    quantities=tuple(quantity(f"voltage_{c}") for c in _CHANNELS),
-    min_interval_s=1.0,
-    warmup_s=0.0,
-    probe=probe,
-    burst="rms channels: rms_samples (default 128) conversions at 860 SPS (ADS1115)",
-)
+INFO = driver_info(__file__, probe=probe)
 
 
 class Ads1x15:

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge.drivers._common import CRC_FIX, bad_data, check_options, did_not_answer, sensirion_command
-from edge.drivers.base import DriverInfo, I2CBus, NotReady, ReadContext, Reading
+from edge.drivers.base import I2CBus, NotReady, ReadContext, Reading
+from edge.parts._facts import driver_info
 from kits.errors import SensorError
-from kits.quantities import quantity
 
 __all__ = ["INFO", "Sgp40", "create", "probe"]
 
@@ -30,16 +30,7 @@ def probe(i2c: I2CBus, address: int) -> str | None:
     return f"feature set {features[0]:#06x}"
 
 
-INFO = DriverInfo(
-    part=PART,
-    title="Sensirion SGP40 VOC index",
-    addresses=(0x59,),
-    quantities=(quantity("voc_index"),),
-    # Sensirion's VOC algorithm is tuned for one sample per second.
-    min_interval_s=1.0,
-    warmup_s=0.0,
-    probe=probe,
-)
+INFO = driver_info(__file__, probe=probe)
 
 
 class Sgp40:

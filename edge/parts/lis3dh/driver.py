@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edge.drivers._common import check_options, did_not_answer, read_register
-from edge.drivers.base import DriverInfo, I2CBus, NotReady, ReadContext, Reading
+from edge.drivers.base import I2CBus, NotReady, ReadContext, Reading
+from edge.parts._facts import driver_info
 from kits.errors import SensorError
-from kits.quantities import quantity
 
 __all__ = ["INFO", "Lis3dh", "create", "probe"]
 
@@ -31,22 +31,7 @@ def probe(i2c: I2CBus, address: int) -> str | None:
     return "who_am_i 0x33" if data == b"\x33" else None
 
 
-INFO = DriverInfo(
-    part=PART,
-    title="ST LIS3DH accelerometer (acceleration, vibration RMS)",
-    addresses=(0x18, 0x19),
-    quantities=(
-        quantity("acceleration_x"),
-        quantity("acceleration_y"),
-        quantity("acceleration_z"),
-        quantity("vibration_rms"),
-    ),
-    chip_id_register=0x0F,
-    chip_id=0x33,
-    min_interval_s=1.0,
-    warmup_s=0.0,
-    burst="64 samples at 400 Hz per read (options samples, rate_hz)",
-)
+INFO = driver_info(__file__)
 
 
 class Lis3dh:

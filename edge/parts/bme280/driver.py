@@ -9,31 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from edge.drivers.base import DriverInfo, I2CBus, NotReady, ReadContext, Reading
+from edge.drivers.base import I2CBus, NotReady, ReadContext, Reading
+from edge.parts._facts import driver_info
 from kits.errors import ConfigError, SensorError
-from kits.quantities import quantity
 
 __all__ = ["INFO", "Bme280", "create"]
 
-INFO = DriverInfo(
-    part="bme280",
-    title="Bosch BME280 temperature, humidity and pressure",
-    addresses=(0x77, 0x76),
-    quantities=(quantity("temperature"), quantity("humidity"), quantity("pressure")),
-    chip_id_register=0xD0,
-    chip_id=0x60,
-    look_alikes={
-        0x56: "bmp280 (engineering sample; no humidity)",
-        0x57: "bmp280 (engineering sample; no humidity)",
-        0x58: "bmp280 (no humidity)",
-        0x61: "bme680",
-    },
-    # Bosch suggests one forced reading a minute for weather monitoring; faster than 1 Hz only
-    # heats the die and the readings with it.
-    min_interval_s=1.0,
-    # Start-up time is 2 ms (datasheet table 1); the soft reset in create() covers it.
-    warmup_s=0.0,
-)
+INFO = driver_info(__file__)
 
 _WIRING_HINT = "check the wiring on pins 3/5 (SDA/SCL) or run `suitcase edge scan`"
 

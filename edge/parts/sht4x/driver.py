@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge.drivers._common import CRC_FIX, bad_data, check_options, crc8, did_not_answer, locked
-from edge.drivers.base import DriverInfo, I2CBus, NotReady, ReadContext, Reading
+from edge.drivers.base import I2CBus, NotReady, ReadContext, Reading
+from edge.parts._facts import driver_info
 from kits.errors import SensorError
-from kits.quantities import quantity
 
 __all__ = ["INFO", "Sht4x", "create", "probe"]
 
@@ -34,16 +34,7 @@ def probe(i2c: I2CBus, address: int) -> str | None:
     return f"serial {int.from_bytes(buf[0:2] + buf[3:5], 'big'):#010x}"
 
 
-INFO = DriverInfo(
-    part=PART,
-    title="Sensirion SHT4x temperature and humidity",
-    addresses=(0x44, 0x45),
-    quantities=(quantity("temperature"), quantity("humidity")),
-    # A high-precision measurement takes 8.3 ms; faster than 1 Hz self-heats the die.
-    min_interval_s=1.0,
-    warmup_s=0.0,
-    probe=probe,
-)
+INFO = driver_info(__file__, probe=probe)
 
 
 class Sht4x:

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge.drivers._common import CRC_FIX, bad_data, check_options, did_not_answer, sensirion_command
-from edge.drivers.base import DriverInfo, I2CBus, NotReady, ReadContext, Reading
+from edge.drivers.base import I2CBus, NotReady, ReadContext, Reading
+from edge.parts._facts import driver_info
 from kits.errors import SensorError
-from kits.quantities import quantity
 
 __all__ = ["INFO", "Scd4x", "create", "probe"]
 
@@ -36,16 +36,7 @@ def probe(i2c: I2CBus, address: int) -> str | None:
     return "measuring (data-ready status answered)" if ready is not None else None
 
 
-INFO = DriverInfo(
-    part=PART,
-    title="Sensirion SCD4x CO2, temperature and humidity",
-    addresses=(0x62,),
-    quantities=(quantity("co2"), quantity("temperature"), quantity("humidity")),
-    # Periodic measurement gives a new value every 5 s (datasheet, section 3.5.1).
-    min_interval_s=5.0,
-    warmup_s=5.0,
-    probe=probe,
-)
+INFO = driver_info(__file__, probe=probe)
 
 
 class Scd4x:

@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edge.drivers._common import check_options, did_not_answer, read_register
-from edge.drivers.base import DriverInfo, I2CBus, NotReady, ReadContext, Reading
+from edge.drivers.base import I2CBus, NotReady, ReadContext, Reading
+from edge.parts._facts import driver_info
 from kits.errors import ConfigError, SensorError
-from kits.quantities import quantity
 
 __all__ = ["INFO", "Vl53l1x", "Vl53l1xPasses", "create", "probe"]
 
@@ -44,16 +44,7 @@ def probe(i2c: I2CBus, address: int) -> str | None:
     return "model id 0xea, module type 0xcc" if data == b"\xea\xcc" else None
 
 
-INFO = DriverInfo(
-    part=PART,
-    title="ST VL53L1X time-of-flight distance",
-    addresses=(0x29,),
-    quantities=(quantity("distance"), quantity("passes")),
-    min_interval_s=0.1,
-    warmup_s=0.0,
-    probe=probe,
-    burst="in mode passes only, burst_s seconds (default 1) at rate_hz (default 20 Hz), counting passes",
-)
+INFO = driver_info(__file__, probe=probe)
 
 
 class Vl53l1x:

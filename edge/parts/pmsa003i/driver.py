@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge.drivers._common import bad_data, check_options, did_not_answer, locked, probe_address
-from edge.drivers.base import DriverInfo, I2CBus, NotReady, ReadContext, Reading
+from edge.drivers.base import I2CBus, NotReady, ReadContext, Reading
+from edge.parts._facts import driver_info
 from kits.errors import SensorError
-from kits.quantities import quantity
 
 __all__ = ["INFO", "Pmsa003i", "create", "probe"]
 
@@ -44,16 +44,7 @@ def probe(i2c: I2CBus, address: int) -> str | None:
     return "frame header BM" if buf[:2] == b"BM" and buf[2:4] == b"\x00\x1c" else None
 
 
-INFO = DriverInfo(
-    part=PART,
-    title="Plantower PMSA003I particulate matter",
-    addresses=(0x12,),
-    quantities=tuple(quantity(q) for q in _FIELDS),
-    min_interval_s=1.0,
-    # Plantower: "stable data should be got at least 30 seconds after the sensor wakeup".
-    warmup_s=30.0,
-    probe=probe,
-)
+INFO = driver_info(__file__, probe=probe)
 
 
 class Pmsa003i:

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge.drivers._common import check_options, did_not_answer, read_register
-from edge.drivers.base import DriverInfo, I2CBus, NotReady, ReadContext, Reading
+from edge.drivers.base import I2CBus, NotReady, ReadContext, Reading
+from edge.parts._facts import driver_info
 from kits.errors import SensorError
-from kits.quantities import quantity
 
 __all__ = ["INFO", "Veml7700", "create", "probe"]
 
@@ -28,16 +28,7 @@ def probe(i2c: I2CBus, address: int) -> str | None:
     return f"device id {data[0]:#04x}" if data is not None and data[0] == 0x81 else None
 
 
-INFO = DriverInfo(
-    part=PART,
-    title="Vishay VEML7700 ambient light",
-    addresses=(0x10,),
-    quantities=(quantity("illuminance"),),
-    min_interval_s=1.0,
-    # The first conversion completes one integration time (at most 100 ms) after power-on.
-    warmup_s=0.0,
-    probe=probe,
-)
+INFO = driver_info(__file__, probe=probe)
 
 
 class Veml7700:

@@ -1,0 +1,1 @@
+"""The lis3dh part: driver.py, emulator.py and facts.yaml (see edge.parts)."""

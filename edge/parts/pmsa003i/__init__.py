@@ -1,0 +1,1 @@
+"""The pmsa003i part: driver.py, emulator.py and facts.yaml (see edge.parts)."""

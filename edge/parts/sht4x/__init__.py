@@ -1,0 +1,1 @@
+"""The sht4x part: driver.py, emulator.py and facts.yaml (see edge.parts)."""

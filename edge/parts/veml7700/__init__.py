@@ -1,0 +1,1 @@
+"""The veml7700 part: driver.py, emulator.py and facts.yaml (see edge.parts)."""

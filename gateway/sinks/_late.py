@@ -1,0 +1,96 @@
+"""Late readings into InfluxDB 1.x rollups: the ``influxdb1`` sink's part of downsampling.
+
+The rollup continuous queries (``gateway.store.influxdb1_rollups``) only recompute recent windows.
+After the sink writes a batch, every device with readings older than ``LATE_AFTER_S`` (an
+outbox draining a long outage) gets the minutes and hours those readings fall in recomputed from
+the raw readings, in the same request, before the batch is acknowledged. Only databases that
+hold the rollup policies (``suitcase gateway retention apply`` made them) are folded; which do is
+asked once per database and again every ``recheck_s`` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from gateway.sinks import SinkError
+from gateway.store.influxdb1_rollups import (
+    LATE_AFTER_S,
+    fold_statements,
+    has_rollups,
+    policies_from,
+    show_policies,
+)
+from kits.wire import Record
+
+__all__ = ["LateFolder"]
+
+
+class _Http(Protocol):
+    """What the folder needs of the sink's HTTP client: ``POST /query`` and its base URL."""
+
+    @property
+    def base(self) -> str: ...
+    def request(
+        self, method: str, path: str, params: dict[str, str], body: bytes | None = None
+    ) -> tuple[int, bytes]: ...
+
+
+class LateFolder:
+    """Recomputes the rollup windows of late readings just written to InfluxDB 1.x."""
+
+    def __init__(
+        self, http: _Http, *, clock: Callable[[], float] = time.time, recheck_s: float = 300.0
+    ) -> None:
+        self.http = http
+        self.clock = clock
+        self.recheck_s = recheck_s
+        self._raw: dict[str, tuple[str | None, float]] = {}  # db -> (raw policy if rollups, when asked)
+        self.folded = 0
+
+    def _query(self, statements: list[str]) -> list[list[dict[str, object]]]:
+        status, body = self.http.request("POST", "/query", {"q": ";".join(statements)})
+        answer = json.loads(body) if status == 200 else {}
+        results = answer.get("results", [])
+        errors = [r["error"] for r in results if "error" in r]
+        if status != 200 or errors or len(results) != len(statements):
+            raise SinkError(
+                f"InfluxDB 1.x at {self.http.base} refused to fold late readings into the rollups "
+                f"(HTTP {status}: {(errors or [body[:200]])[0]!r}): give the gateway's user write "
+                "rights on the rollup_1m and rollup_1h policies"
+            )
+        return [r.get("series", []) for r in results]
+
+    def _raw_policy(self, db: str, now: float) -> str | None:
+        known = self._raw.get(db)
+        if known is None or now - known[1] >= self.recheck_s:
+            default, durations = policies_from(self._query([show_policies(db)])[0])
+            known = (default if has_rollups(durations) else None, now)
+            self._raw[db] = known
+        return known[0]
+
+    def fold(self, db: str, records: Sequence[Record]) -> None:
+        """Recompute the rollup windows of ``records`` (just written to ``db``) that are late.
+
+        Raises:
+            SinkError: the recomputation failed; the batch is retried (rewriting overwrites).
+        """
+        now = self.clock()
+        cutoff = now - LATE_AFTER_S
+        spans: dict[str, tuple[float, float]] = {}
+        for rec in records:
+            if rec.time < cutoff:
+                lo, hi = spans.get(rec.device, (rec.time, rec.time))
+                spans[rec.device] = (min(lo, rec.time), max(hi, rec.time))
+        if not spans:
+            return
+        raw = self._raw_policy(db, now)
+        if raw is None:
+            return
+        statements = [
+            s for dev, (lo, hi) in sorted(spans.items()) for s in fold_statements(db, raw, dev, lo, hi)
+        ]
+        self._query(statements)
+        self.folded += len(spans)

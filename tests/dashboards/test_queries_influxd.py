@@ -1,0 +1,144 @@
+"""The Grafana dashboards' InfluxQL queries run against a real InfluxDB 1.x and return the series
+they should: the gateway's sink writes the readings, Grafana's macros and template variables are
+expanded as Grafana does (tests/dashboards/grafana_macros.py), and every panel of every template
+answers one series per device and sensor whose values are the mean (sum for counts) per interval.
+
+Grafana itself cannot run here: the expansion follows Grafana's code and docs, cited there. The
+Flux flavour needs InfluxDB 2, which cannot run here either; it stays string-checked."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from dashboards.build import build_all
+from dashboards.schema import database_for
+from gateway.sinks.influxdb1 import InfluxDB1Sink
+from kits.wire import Record
+from tests.dashboards.grafana_macros import (
+    GrafanaRange,
+    expand,
+    format_interval,
+    interval_ms,
+    resolve_variables,
+)
+from tests.services.influxdb import InfluxD
+
+pytestmark = pytest.mark.influxdb
+
+HOUR_MS = 3_600_000
+DEVICES = ("aarhus-pi-1", "aarhus-pi-2")
+
+
+def _value(device: str, quantity: str, t: float) -> float:
+    base = 1.0 + (len(quantity) % 7) + DEVICES.index(device) * 10
+    return round(base + (int(t) // 600) % 13 + (int(t) % 600) / 100, 3)
+
+
+def _write(influxd: InfluxD, now: float) -> list[Record]:
+    """Readings of every quantity any dashboard shows: two devices of aarhus, one of odense."""
+    quantities = sorted(
+        {
+            p["targets"][0]["query"].split('FROM "')[1].split('"')[0]
+            for d in build_all().values()
+            for p in d["panels"]
+        }
+    )
+    records = [
+        Record("aarhus", device, "s1", quantity, _value(device, quantity, t), t)
+        for device in DEVICES
+        for quantity in quantities
+        for start in range(int(now - 30 * 3600), int(now), 600)
+        for t in (start, start + 7)  # two readings in most intervals: mean and sum differ
+    ]
+    others = [Record("odense", "odense-pi-9", "s1", q, 99.0, now - 60) for q in quantities]
+    InfluxDB1Sink(influxd.host, influxd.port).write(records + others)
+    return records
+
+
+def _expected(
+    records: list[Record], quantity: str, rng: GrafanaRange, devices: tuple[str, ...]
+) -> dict[tuple[str, str], dict[int, float]]:
+    width = interval_ms(rng)
+    summed = quantity == "passes"
+    buckets: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        ms = round(r.time * 1000)
+        if r.quantity == quantity and r.device in devices and rng.from_ms <= ms <= rng.to_ms:
+            buckets[(r.device, r.sensor)][ms - ms % width].append(r.value)
+    return {
+        key: {t: (sum(v) if summed else sum(v) / len(v)) for t, v in by_time.items()}
+        for key, by_time in buckets.items()
+    }
+
+
+def _series(influxd: InfluxD, query: str, db: str) -> dict[tuple[str, str], dict[int, float]]:
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for s in influxd.query(query, db):
+        tags = s["tags"]
+        out[(tags["device"], tags["sensor"])] = {
+            round(row[0] / 1e6): row[1] for row in s["values"] if row[1] is not None
+        }
+    return out
+
+
+def test_interval_follows_grafana_rounding() -> None:
+    """Test the $__interval rule on the ranges a dashboard offers (1000 points wide)."""
+    day, week, year = 24 * HOUR_MS, 7 * 24 * HOUR_MS, 365 * 24 * HOUR_MS
+    assert [format_interval(interval_ms(GrafanaRange(0, span))) for span in (HOUR_MS, day, week, year)] == [
+        "5s",
+        "1m",
+        "10m",
+        "6h",
+    ]
+    assert format_interval(interval_ms(GrafanaRange(0, day, max_data_points=100))) == "15m"
+    assert format_interval(interval_ms(GrafanaRange(0, HOUR_MS, min_interval_ms=60_000))) == "1m"
+
+
+@pytest.mark.parametrize("hours", [6, 24])
+def test_every_panel_returns_each_device_series(influxd: InfluxD, hours: int) -> None:
+    """Test that every panel of every InfluxQL dashboard, expanded as Grafana would for org
+    aarhus and "All" devices over the last ``hours``, returns exactly aarhus's devices' series
+    with the mean (sum for counts) of each interval, and nothing of another organisation."""
+    now = time.time()
+    records = _write(influxd, now)
+    db = database_for("aarhus")
+    rng = GrafanaRange(round((now - hours * 3600) * 1000), round(now * 1000))
+    checked = 0
+    for template, dashboard in build_all("influxql").items():
+        values = resolve_variables(dashboard, lambda q: influxd.query(q, db))
+        assert values == {"org": "aarhus", "device": list(DEVICES)}, template
+        for panel in dashboard["panels"]:
+            target = panel["targets"][0]
+            query = expand(target["query"], dashboard, values, rng)
+            assert f"GROUP BY time({format_interval(interval_ms(rng))})" in query
+            quantity = query.split('FROM "')[1].split('"')[0]
+            got = _series(influxd, query, db)
+            want = _expected(records, quantity, rng, DEVICES)
+            assert set(got) == set(want) == {(d, "s1") for d in DEVICES}, (template, quantity)
+            for key, by_time in want.items():
+                assert got[key].keys() == by_time.keys(), (template, quantity, key)
+                for t, value in by_time.items():
+                    assert got[key][t] == pytest.approx(value), (template, quantity, key, t)
+            checked += 1
+    assert checked >= sum(len(d["panels"]) for d in build_all("influxql").values())
+
+
+def test_one_device_selected_returns_only_its_series(influxd: InfluxD) -> None:
+    """Test that choosing one device (a multi-value variable: ``(name)``) narrows every query to it,
+    and that another organisation's database answers its own devices only."""
+    now = time.time()
+    _write(influxd, now)
+    dashboard = build_all("influxql")["indoor-climate"]
+    rng = GrafanaRange(round((now - 3 * 3600) * 1000), round(now * 1000))
+    values: dict[str, Any] = {"org": "aarhus", "device": ["aarhus-pi-2"]}
+    query = expand(dashboard["panels"][0]["targets"][0]["query"], dashboard, values, rng)
+    assert '"device" =~ /^(aarhus-pi-2)$/' in query
+    assert set(_series(influxd, query, database_for("aarhus"))) == {("aarhus-pi-2", "s1")}
+    odense = resolve_variables(dashboard, lambda q: influxd.query(q, database_for("odense")))
+    assert odense == {"org": "odense", "device": ["odense-pi-9"]}
+    query = expand(dashboard["panels"][0]["targets"][0]["query"], dashboard, odense, rng)
+    assert set(_series(influxd, query, database_for("odense"))) == {("odense-pi-9", "s1")}
