@@ -37,15 +37,16 @@ class Series:
 def bucket_width(span: float, points: int) -> float:
     """Return a window width (seconds) so ``span`` holds at most ``points`` epoch-aligned windows.
 
-    At a minute or more the width is a whole number of minutes, at an hour or more of hours, so
-    the store reads its rollups instead of every reading.
+    The width is a whole number of seconds, of minutes once it is a minute or more, of hours
+    once it is an hour or more, so the store reads its rollups instead of every reading.
     """
     raw = span / max(points - 1, 1)  # an unaligned span may touch one window more
     if raw >= 3600:
         return math.ceil(raw / 3600) * 3600.0
     if raw >= 60:
         return math.ceil(raw / 60) * 60.0
-    return raw
+    # Whole seconds: every backend then aligns its windows on the same instants.
+    return float(math.ceil(raw))
 
 
 def downsample(
