@@ -3,8 +3,8 @@
 ``orgs=aarhus,odense`` on any sink URL keeps only those organisations' readings (their own
 InfluxDB); ``skip_orgs=aarhus`` keeps all others (the default store beside it). The server reads
 each organisation where its readings went (``org_stores`` setting, ``gateway.store.routed``).
-Such a sink keeps no dead letters (a dead letter may have no organisation): they go to the
-sinks without ``orgs``.
+A sink with ``orgs=`` keeps no dead letters (a dead letter may have no organisation); one with
+``skip_orgs=`` (the default store) keeps them as it would without the option.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from kits.wire import Record
 
 if TYPE_CHECKING:
     from gateway.sinks import Sink
+    from gateway.store.base import DeadLetter
 
-__all__ = ["OrgFilterSink", "split_org_options", "wrap_for_orgs"]
+__all__ = ["OrgFilterSink", "SkipOrgsLettersSink", "split_org_options", "wrap_for_orgs"]
 
 
 def split_org_options(url: str) -> tuple[str, frozenset[str], frozenset[str]]:
@@ -65,6 +66,23 @@ class OrgFilterSink:
         self.inner.close()
 
 
+class SkipOrgsLettersSink(OrgFilterSink):
+    """The default store beside organisations' own: all but some orgs' readings, and dead letters."""
+
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        self.inner.write_dead_letters(letters)  # type: ignore[attr-defined]
+
+
 def wrap_for_orgs(sink: Sink, only: frozenset[str], skip: frozenset[str]) -> Sink:
     """``sink`` itself, or wrapped to take only the organisations ``only`` / all but ``skip``."""
-    return OrgFilterSink(sink, only, skip) if only or skip else sink
+    from gateway.sinks import DeadLetterSink
+
+    if only:
+        return OrgFilterSink(sink, only, skip)
+    if skip:
+        return (
+            SkipOrgsLettersSink(sink, only, skip)
+            if isinstance(sink, DeadLetterSink)
+            else OrgFilterSink(sink, only, skip)
+        )
+    return sink

@@ -27,7 +27,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Collection, Iterator
+import time
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from gateway.influx.http import HttpClient
@@ -42,6 +43,7 @@ from gateway.store.base import (
     check_keys,
     check_window_width,
 )
+from gateway.store.influxdb1_rollups import has_rollups, plan_windows, policies_from, show_policies
 from kits.errors import SuitcaseError
 from kits.wire import Record
 
@@ -81,11 +83,30 @@ class InfluxQLReader:
     """
 
     def __init__(
-        self, http: HttpClient, database: str = DEFAULT_DATABASE, meta: str = DEFAULT_META_DATABASE
+        self,
+        http: HttpClient,
+        database: str = DEFAULT_DATABASE,
+        meta: str = DEFAULT_META_DATABASE,
+        *,
+        clock: Callable[[], float] = time.time,
+        recheck_s: float = 300.0,
     ) -> None:
         self.http = http
         self.database = database
         self.meta = meta
+        self.clock = clock
+        self.recheck_s = recheck_s
+        self._rollups: dict[str, tuple[bool, float]] = {}  # db -> (has rollup policies, when asked)
+
+    def _has_rollups(self, db: str) -> bool:
+        """Whether ``db`` holds the rollup policies of ``suitcase gateway retention apply`` (cached)."""
+        now = self.clock()
+        known = self._rollups.get(db)
+        if known is None or now - known[1] >= self.recheck_s:
+            _, durations = policies_from(self._query([show_policies(db)])[0])
+            known = (has_rollups(durations), now)
+            self._rollups[db] = known
+        return known[0]
 
     # ------------------------------------------------------------------ plumbing
 
@@ -250,19 +271,25 @@ class InfluxQLReader:
         sensor: str | None = None,
         quantity: str | None = None,
     ) -> list[Window]:
-        """Return (``org``, ``device``)'s readings as epoch-aligned windows of ``every`` seconds."""
+        """Return (``org``, ``device``)'s readings as epoch-aligned windows of ``every`` seconds.
+
+        Where the org's database has rollups (``suitcase gateway retention apply``) and ``every``
+        is whole minutes or hours, the windows older than a few minutes are read from the rollups
+        (``gateway.store.influxdb1_rollups.plan_windows``): a year costs one point per hour, and
+        stays drawn after the raw readings expire.
+        """
         check_window_width(every)
-        where = f'"device" = {_quote(device)} AND time >= {_ns(start)} AND time < {_ns(end)}'
+        db = self._db(org)
+        conditions = f'"device" = {_quote(device)}'
         if sensor:
-            where += f' AND "sensor" = {_quote(sensor)}'
-        source = f"{_ident(self._db(org))}..{_ident(quantity) if quantity else '/.*/'}"
-        statement = (
-            f'SELECT count("value"), mean("value"), min("value"), max("value") FROM {source} WHERE {where} '
-            f'GROUP BY time({round(every * 1000)}ms), "sensor" fill(none)'
+            conditions += f' AND "sensor" = {_quote(sensor)}'
+        measurement = _ident(quantity) if quantity else "/.*/"
+        statements = plan_windows(
+            db, measurement, conditions, start, end, every, now=self.clock(), rollups=self._has_rollups(db)
         )
         out = [
             Window(org, device, tags["sensor"], name, row[0] / 1e9, int(row[1]), *map(float, row[2:5]))
-            for name, tags, rows in self._rows(self._query([statement]))
+            for name, tags, rows in self._rows(self._query(statements))
             for row in rows
             if row[1]
         ]
