@@ -2,64 +2,183 @@
 
 A request is ``{"id": uuid, "args": {...}}``; the reply on ``cmd/{name}/reply`` is
 ``{"id": uuid, "ok": true, "result": ...}`` or ``{"id": uuid, "ok": false, "error": "..."}``.
+
+Every command arrives from the network, so each is that command's problem and never the agent's:
+a request that names an id gets a reply saying what was wrong; one without an id to answer to is
+counted (``bad_commands`` in ``meta``) and logged at a limited rate. A ``config`` command may not
+set what would harm the device (:data:`COMMAND_LIMITS`): a local config file still may.
+
+The handlers see the agent through :class:`CommandTarget` only.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from pydantic import ValidationError
+from edge.logs import RateLimit
+from kits.errors import ConfigError, SuitcaseError
+from kits.models import DeviceConfig
+from kits.wire import COMMANDS, CommandReply
 
-from kits.errors import SuitcaseError
-from kits.wire import COMMANDS, CommandReply, CommandRequest
-
-if TYPE_CHECKING:
-    from edge.agent import Agent
-
-__all__ = ["HANDLERS", "run_command"]
+__all__ = [
+    "COMMAND_LIMITS",
+    "HANDLERS",
+    "CommandError",
+    "CommandLimits",
+    "CommandTarget",
+    "check_command_limits",
+    "run_command",
+]
 
 log = logging.getLogger(__name__)
+_bad_requests = RateLimit()
 
 
 class CommandError(SuitcaseError):
     """A command's arguments are wrong or it cannot run now."""
 
 
+class CommandTarget(Protocol):
+    """What the commands may do to an agent, and nothing more."""
+
+    @property
+    def agent_version(self) -> str:
+        """The agent's version."""
+        ...
+
+    def now(self) -> float:
+        """The agent's UTC epoch time."""
+        ...
+
+    def uptime_s(self) -> float:
+        """Seconds since the agent started."""
+        ...
+
+    def identify(self, seconds: float) -> str:
+        """Blink the ACT LED for ``seconds``; raises OSError when there is none."""
+        ...
+
+    def apply_config(
+        self, changes: dict[str, Any], *, check: Callable[[DeviceConfig, Collection[str]], None]
+    ) -> list[str]:
+        """Validate, ``check``, apply and persist config changes; return the changed fields."""
+        ...
+
+    def calibration_version(self) -> int | None:
+        """The highest calibration version in force."""
+        ...
+
+    def resend(self, start: float, end: float) -> int:
+        """Publish the outbox's readings stamped in ``[start, end]`` again; return how many."""
+        ...
+
+    def note_bad_command(self) -> None:
+        """Count a command that could not be answered."""
+        ...
+
+
+@dataclass(frozen=True)
+class CommandLimits:
+    """What a remote ``config`` or ``resend`` may ask of a device."""
+
+    min_interval_s: float = 1.0
+    max_pending: int = 5_000_000
+    min_drain_readings_per_s: float = 10.0
+    max_drain_readings_per_s: float = 100_000.0
+    max_resend_s: float = 86_400.0
+
+
+COMMAND_LIMITS = CommandLimits()
+
+
+def check_command_limits(
+    config: DeviceConfig, changed: Collection[str], limits: CommandLimits = COMMAND_LIMITS
+) -> None:
+    """Refuse a ``config`` command whose ``changed`` fields go beyond ``limits``.
+
+    Only the fields the command sets are checked: a device whose local config file reads faster
+    than a command may set keeps working.
+
+    Raises:
+        ConfigError: every field beyond its limit, each with the allowed range.
+    """
+    problems = []
+    floor = limits.min_interval_s
+    if "publish_interval_s" in changed and config.publish_interval_s < floor:
+        problems.append(f"publish_interval_s {config.publish_interval_s:g} s is below {floor:g} s")
+    if "sensors" in changed:
+        problems += [
+            f"sensors.{s.name}.interval_s {s.interval_s:g} s is below {floor:g} s"
+            for s in config.sensors
+            if s.interval_s < floor
+        ]
+    if "outbox" in changed:
+        outbox = config.outbox
+        if outbox.max_pending > limits.max_pending:
+            problems.append(f"outbox.max_pending {outbox.max_pending} is over {limits.max_pending}")
+        low, high = limits.min_drain_readings_per_s, limits.max_drain_readings_per_s
+        if not low <= outbox.drain_readings_per_s <= high:
+            problems.append(
+                f"outbox.drain_readings_per_s {outbox.drain_readings_per_s:g} is outside {low:g}..{high:g}"
+            )
+    if problems:
+        raise ConfigError(
+            f"config refused, nothing changed: {'; '.join(problems)}: a config command may not set "
+            "these (they would wear out or stall the device); change the device's config file instead"
+        )
+
+
 def _number(args: dict[str, Any], key: str, default: float | None = None) -> float:
     value = args.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CommandError(f"argument {key!r} must be a number (UTC epoch seconds for times), got {value!r}")
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CommandError(
+            f"argument {key!r} must be a number (UTC epoch seconds for times), got {value!r:.80}"
+        )
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise CommandError(f"argument {key!r} must be a finite number, got {value!r:.80}")
+    return number
 
 
-def _ping(agent: Agent, args: dict[str, Any]) -> Any:
-    return {"pong": agent._clock(), "agent": agent.agent_version, "uptime_s": agent.meta()["uptime_s"]}
+def _ping(target: CommandTarget, args: dict[str, Any]) -> Any:
+    return {"pong": target.now(), "agent": target.agent_version, "uptime_s": target.uptime_s()}
 
 
-def _identify(agent: Agent, args: dict[str, Any]) -> Any:
+def _identify(target: CommandTarget, args: dict[str, Any]) -> Any:
     seconds = _number(args, "seconds", 10.0)
     try:
-        return {"blinking": True, "detail": agent.identify(min(max(seconds, 1.0), 300.0))}
+        return {"blinking": True, "detail": target.identify(min(max(seconds, 1.0), 300.0))}
     except OSError as exc:
         return {"blinking": False, "detail": f"{exc}: find the device by its label instead"}
 
 
-def _config(agent: Agent, args: dict[str, Any]) -> Any:
-    applied = agent.apply_config(args)
-    return {"applied": applied, "calibration_version": agent.calibrator.version()}
+def _config(target: CommandTarget, args: dict[str, Any]) -> Any:
+    applied = target.apply_config(args, check=check_command_limits)
+    return {"applied": applied, "calibration_version": target.calibration_version()}
 
 
-def _resend(agent: Agent, args: dict[str, Any]) -> Any:
+def _resend(target: CommandTarget, args: dict[str, Any]) -> Any:
     start, end = _number(args, "from"), _number(args, "to")
     if end < start:
         raise CommandError(f"'to' ({end}) is before 'from' ({start}): swap them")
-    return {"readings": agent.resend(start, end)}
+    span = COMMAND_LIMITS.max_resend_s
+    if end - start > span:
+        raise CommandError(
+            f"resend of {end - start:g} s refused: one resend covers at most {span:g} s "
+            f"({span / 3600:g} h): send one command per {span / 3600:g} h"
+        )
+    return {"readings": target.resend(start, end)}
 
 
-HANDLERS: dict[str, Callable[[Agent, dict[str, Any]], Any]] = {
+HANDLERS: dict[str, Callable[[CommandTarget, dict[str, Any]], Any]] = {
     "ping": _ping,
     "identify": _identify,
     "config": _config,
@@ -68,24 +187,59 @@ HANDLERS: dict[str, Callable[[Agent, dict[str, Any]], Any]] = {
 assert set(HANDLERS) == set(COMMANDS)
 
 
-def run_command(agent: Agent, name: str, payload: bytes) -> CommandReply | None:
-    """Run command ``name`` with ``payload``; return the reply (None if no id to answer to)."""
+def _request(payload: bytes) -> tuple[str | None, dict[str, Any] | str]:
+    """The request's id (None when there is none to answer to) and its args, or what is wrong."""
     try:
-        request = CommandRequest.model_validate_json(payload)
-    except ValidationError as exc:
-        log.warning('command %s with a bad request ignored (%s): send {"id": ..., "args": {...}}', name, exc)
+        data = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        return None, f"not JSON ({type(exc).__name__})"
+    if not isinstance(data, dict):
+        return None, f"a JSON {type(data).__name__}, not an object"
+    request_id = data.get("id")
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= 64:
+        return None, "no id (a string of 1 to 64 characters) to reply to"
+    unknown = sorted(set(data) - {"id", "args"})
+    if unknown:
+        return request_id, f"unknown request keys {', '.join(map(repr, unknown))}: send only id and args"
+    args = data.get("args", {})
+    if not isinstance(args, dict):
+        return request_id, f"args must be an object, got a JSON {type(args).__name__}"
+    return request_id, args
+
+
+def run_command(target: CommandTarget, name: str, payload: bytes) -> CommandReply | None:
+    """Run command ``name`` with ``payload``; return the reply (None if no id to answer to).
+
+    Never raises: whatever ``payload`` holds is this command's error.
+    """
+    request_id, args = _request(payload)
+    if request_id is None:
+        target.note_bad_command()
+        hint = 'send {"id": ..., "args": {...}}'
+        _bad_requests.log(
+            log, logging.WARNING, "command %s with a bad request ignored (%s): %s", name[:64], args, hint
+        )
         return None
+    if isinstance(args, str):
+        return CommandReply(id=request_id, ok=False, error=f"bad request: {args}")
     handler = HANDLERS.get(name)
     if handler is None:
         return CommandReply(
-            id=request.id, ok=False, error=f"unknown command {name!r}: use one of {', '.join(COMMANDS)}"
+            id=request_id, ok=False, error=f"unknown command {name[:64]!r}: use one of {', '.join(COMMANDS)}"
         )
     try:
-        result = handler(agent, request.args)
+        result = handler(target, args)
     except SuitcaseError as exc:
-        return CommandReply(id=request.id, ok=False, error=str(exc))
+        return CommandReply(id=request_id, ok=False, error=_short(str(exc)))
     except Exception as exc:  # a command bug must not stop the agent
         log.exception("command %s failed", name)
-        return CommandReply(id=request.id, ok=False, error=f"internal error {type(exc).__name__}: {exc}")
-    log.info("command %s (%s) done", name, request.id)
-    return CommandReply(id=request.id, ok=True, result=result)
+        return CommandReply(
+            id=request_id, ok=False, error=_short(f"internal error {type(exc).__name__}: {exc}")
+        )
+    log.info("command %s (%s) done", name, request_id)
+    return CommandReply(id=request_id, ok=True, result=result)
+
+
+def _short(error: str, limit: int = 2000) -> str:
+    """An error for a reply: a request's huge field must not come back in full."""
+    return error if len(error) <= limit else f"{error[: limit - 20]}... ({len(error)} characters)"

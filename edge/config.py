@@ -19,9 +19,11 @@ The device config the server sends (at claim, or later with the ``config`` comma
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
+import secrets
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -149,16 +151,33 @@ def _inner(annotation: Any) -> Any:
 
 
 def save_device_config(state_dir: Path, config: DeviceConfig) -> Path:
-    """Write ``config`` to ``{state_dir}/device.json`` atomically (a power cut leaves old or new)."""
+    """Write ``config`` to ``{state_dir}/device.json`` atomically (a power cut leaves old or new).
+
+    The file holds the broker password, so it is readable by the agent's user only from the
+    moment it exists: a new temporary file is created with mode 0600 (never an existing one, never
+    through a symlink), written, synced and renamed over the old one.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     target = state_dir / SAVED
-    tmp = target.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(config.model_dump_json(indent=2))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o600)  # it holds the broker password
-    os.replace(tmp, target)
+    tmp = state_dir / f".{SAVED}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(config.model_dump_json(indent=2))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # the rename itself survives a power cut once the folder is synced
+        folder = os.open(state_dir, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     return target
 
 

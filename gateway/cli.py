@@ -153,6 +153,7 @@ def _run_one(settings: object, quiet: bool) -> None:
     from rich.live import Live
 
     from gateway.consumer import Gateway, GatewayFatal
+    from gateway.dead_letters import DeadLetterPolicy
     from gateway.metrics import Metrics
     from gateway.settings import GatewaySettings
     from gateway.sinks import open_sink
@@ -185,6 +186,11 @@ def _run_one(settings: object, quiet: bool) -> None:
         mqtt_version=settings.mqtt_version,
         on_fatal=lambda _: done.set(),  # a worker thread died: stop, then exit non-zero below
         max_series_per_device=settings.max_series_per_device,
+        dead_letters=DeadLetterPolicy(
+            burst=settings.dead_letter_burst,
+            per_s=settings.dead_letter_rate,
+            retention_s=settings.dead_letter_retention_days * 86_400,
+        ),
     )
     try:
         if settings.metrics_port:

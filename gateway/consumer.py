@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from gateway._mqtt import Delivery, MqttSession, MqttVersion
-from gateway.dead_letters import letter
+from gateway.dead_letters import DeadLetterPolicy, DeadLetters
 from gateway.metrics import Metrics
 from gateway.series_cap import DEFAULT_MAX_SERIES_PER_DEVICE, SeriesCap
 from gateway.sinks import DeadLetterSink, Sink, SinkRefused
@@ -60,6 +60,7 @@ _RETRY_MAX_S = 5.0
 _KEEPALIVE_S = 30
 _TOPIC_CACHE = 100_000
 _OPTIONAL_BACKLOG_POINTS = 1_000_000
+_TRACEBACKS = 10
 
 
 class GatewayError(SuitcaseError):
@@ -84,6 +85,7 @@ class GatewayStats:
         received: messages received from the broker (redeliveries included).
         written: readings written to every required sink (a rewritten reading counts again).
         dead_lettered: messages written to the dead-letter table.
+        unstored: dead messages counted and acked but not stored (over their device's rate limit).
         batches: batches written.
         acked: messages acknowledged to the broker.
         store_failures: failed writes to a required sink or the dead letters (each retry counts).
@@ -93,6 +95,7 @@ class GatewayStats:
     received: int = 0
     written: int = 0
     dead_lettered: int = 0
+    unstored: int = 0
     batches: int = 0
     acked: int = 0
     store_failures: int = 0
@@ -169,6 +172,8 @@ class Gateway:
             given, the gateway stops consuming and :meth:`stop` and :meth:`wait` raise the error.
         max_series_per_device: the most series (sensor, quantity) one device may create; a
             message past it is dead-lettered as ``series_limit`` (gateway/series_cap.py).
+        dead_letters: the bounds of dead letters: payload kept, per-device rate, retention,
+            log rate (gateway/dead_letters.py).
     """
 
     def __init__(
@@ -190,6 +195,7 @@ class Gateway:
         receive_maximum: int | None = None,
         on_fatal: Callable[[GatewayFatal], None] | None = None,
         max_series_per_device: int = DEFAULT_MAX_SERIES_PER_DEVICE,
+        dead_letters: DeadLetterPolicy | None = None,
     ) -> None:
         if batch_messages < 1:
             raise GatewayError(f"batch_messages is {batch_messages}: use 1 or more")
@@ -235,6 +241,8 @@ class Gateway:
         if max_series_per_device < 1:
             raise GatewayError(f"max_series_per_device is {max_series_per_device}: use 1 or more")
         self._series_cap = SeriesCap(max_series_per_device)
+        self._letters = DeadLetters(dead_letters, self.metrics)
+        self._tracebacks = 0  # of unexpected decoding failures logged, at most _TRACEBACKS
         self._fatal: GatewayFatal | None = None
         self._dead = threading.Event()  # set once a worker thread has died
         self._username = username
@@ -468,6 +476,7 @@ class Gateway:
         get_nowait = self._queue.get_nowait
         rest: _Chunk | None = None  # what did not fit in the last batch, taken first
         while not self._stopping.is_set():
+            self._letters.tick()
             chunk: _Chunk | None = rest
             rest = None
             if chunk is None:
@@ -559,6 +568,7 @@ class Gateway:
         topics = self._topics
         for topic, payload, mid, qos in messages:
             acks.append((generation, mid, qos))
+            known: tuple[str, str] | WireError | None = None
             try:
                 known = topics.get(topic)
                 if known is None:
@@ -571,22 +581,36 @@ class Gateway:
                 records.extend(decoded)
                 spans.append((start, len(records), received_at, topic, payload))
             except WireError as exc:
-                log.warning(
-                    "dead letter on %s: %s: %s",
-                    topic,
-                    exc.code,
-                    exc,
-                    extra={"topic": topic, "code": exc.code},
-                )
-                batch.letters.append(letter(received_at, topic, payload, exc.code, str(exc)))
+                self._dead_letter(batch, known, received_at, topic, payload, exc.code, str(exc))
             except Exception as exc:  # any other failure is this message's too, never the loop's
                 reason = (
                     f"decoding raised {type(exc).__name__}: {exc}: the gateway has a bug; "
                     "report it with this payload"
                 )
-                log.error("dead letter on %s: %s", topic, reason, exc_info=exc, extra={"topic": topic})
-                batch.letters.append(letter(received_at, topic, payload, UNEXPECTED_CODE, reason))
+                if self._tracebacks < _TRACEBACKS:
+                    self._tracebacks += 1
+                    log.error("unexpected failure decoding a message on %s", topic[:200], exc_info=exc)
+                self._dead_letter(batch, known, received_at, topic, payload, UNEXPECTED_CODE, reason)
         return rest
+
+    def _dead_letter(
+        self,
+        batch: _Batch,
+        known: tuple[str, str] | WireError | None,
+        received_at: float,
+        topic: str,
+        payload: bytes,
+        code: str,
+        reason: str,
+    ) -> None:
+        """Dead-letter one message of ``batch`` within the policy's bounds (gateway/dead_letters.py)."""
+        key = known if isinstance(known, tuple) else None
+        dead = self._letters.make(key, received_at, topic, payload, code, reason)
+        if dead is not None:
+            batch.letters.append(dead)
+        else:
+            with self._stats_lock:
+                self._stats.unstored += 1
 
     def _write(self, state: _SinkState, records: list[Record]) -> bool | SinkRefused:
         """One attempt to write ``records`` to one sink; update its retry state and metrics.
@@ -679,7 +703,8 @@ class Gateway:
         for index, (start, end, received_at, topic, payload) in enumerate(spans):
             if index in culprits:
                 reason = f"sink {state.sink.name} refused its readings: {culprits[index]}"
-                batch.letters.append(letter(received_at, topic, payload, SINK_REFUSED_CODE, reason))
+                key = self._topics.get(topic)
+                self._dead_letter(batch, key, received_at, topic, payload, SINK_REFUSED_CODE, reason)
             else:
                 kept_spans.append((len(kept), len(kept) + end - start, received_at, topic, payload))
                 kept.extend(records[start:end])
@@ -754,6 +779,8 @@ class Gateway:
                 retry_at.append(self._letters_state.retry_at)
             # Woken early by stop(): the loop makes one last attempt before giving up.
             self._stopping.wait(max(min(retry_at) - time.monotonic(), 0.001))
+        if batch.letters:
+            self._letters.prune(self.store, self._clock())
         acked = self._ack(batch)
         for dead in batch.letters:
             self.metrics.dead_letters.labels(dead.code).inc()

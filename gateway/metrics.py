@@ -13,6 +13,7 @@ Counters move once per batch, not per message, so they cost nothing measurable a
 | ``suitcase_gateway_write_failures_total`` | sink | failed writes (each retry counts) |
 | ``suitcase_gateway_dropped_points_total`` | sink | readings an optional sink's full backlog dropped |
 | ``suitcase_gateway_dead_letters_total`` | reason | messages dead-lettered, by code (docs/architecture.md) |
+| ``suitcase_gateway_dead_letters_unstored_total`` | reason | counted, not stored: over the device's rate |
 | ``suitcase_gateway_refused_writes_total`` | sink | writes refused for their content (then split) |
 | ``suitcase_gateway_inflight_messages`` | | received, not yet acknowledged |
 | ``suitcase_gateway_sink_up`` | sink | 1 if the sink's last write succeeded |
@@ -58,6 +59,12 @@ class Metrics:
         )
         self.dead_letters = Counter(
             "suitcase_gateway_dead_letters", "messages dead-lettered by reason", ["reason"], registry=r
+        )
+        self.unstored_letters = Counter(
+            "suitcase_gateway_dead_letters_unstored",
+            "dead letters counted but not stored: their device was over its dead-letter rate limit",
+            ["reason"],
+            registry=r,
         )
         self.refused = Counter(
             "suitcase_gateway_refused_writes",

@@ -61,6 +61,15 @@ class GatewaySettings(BaseSettings):
         ge=1,
         description="the most series (sensor, quantity) one device may create; more is dead-lettered",
     )
+    dead_letter_burst: float = Field(
+        default=100.0, ge=1, description="dead letters a device may store at once (then dead_letter_rate)"
+    )
+    dead_letter_rate: float = Field(
+        default=1.0, gt=0, description="dead letters a device may store per second after its burst"
+    )
+    dead_letter_retention_days: float = Field(
+        default=30.0, gt=0, description="how long the store keeps dead letters"
+    )
 
 
 def load_settings(**overrides: Any) -> GatewaySettings:

@@ -174,8 +174,9 @@ install_agent() {
     say "unchanged agent $wanted in $VENV"
     return
   fi
+  # the edge extra: the agent and its parts' drivers, not the server's or the demo's libraries
   # shellcheck disable=SC2086  # PIP_ARGS is a list of arguments on purpose
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_ARGS "$WHEEL"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_ARGS "${WHEEL}[edge]"
   say "installed agent $wanted in $VENV (was: ${installed:-none})"
 }
 

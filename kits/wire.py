@@ -251,7 +251,7 @@ def _check_record(rec: Record) -> None:
 def _fast_json_loads() -> Callable[[bytes | str], Any] | None:
     try:
         from orjson import loads
-    except ImportError:  # the base install (edge agent, demo) runs without the [gateway] extra
+    except ImportError:  # the edge agent installs without orjson (it is in the gateway and demo extras)
         return None
     return loads
 

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
-import smtplib
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from typing import Any
 
 from sqlmodel import Session, col, select
 
 from server.export import iter_readings
 from server.fleet import current_calibrations
+from server.outbox import Delivery, deliver_due, enqueue
 from server.resources import Resources
-from server.settings import ServerSettings
 from server.tables import (
     AlertRow,
     AlertRuleRow,
@@ -32,7 +28,7 @@ from server.tables import (
     OrganisationRow,
 )
 
-__all__ = ["KINDS", "Evaluation", "Violation", "evaluate", "notify"]
+__all__ = ["KINDS", "Evaluation", "Violation", "evaluate", "notify_due", "queue_notifications"]
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +194,13 @@ _CHECKS = {
 }
 
 
-def notify(settings: ServerSettings, rule: AlertRuleRow, alert: AlertRow, event: str) -> list[dict[str, Any]]:
-    """Send ``event`` (firing/resolved) of ``alert`` to the rule's webhooks and e-mail addresses.
+def queue_notifications(
+    session: Session, rule: AlertRuleRow, alert: AlertRow, event: str, now: float
+) -> None:
+    """Queue ``event`` (firing/resolved) of ``alert`` for the rule's webhooks and e-mail addresses.
 
-    Returns one outcome per target; a failed target is logged and recorded, never retried forever.
+    Queued in the caller's transaction (:mod:`server.outbox`): they are sent after it commits, with
+    retries, and their outcomes are appended to ``alert.notifications`` as they come.
     """
     body = {
         "event": event,
@@ -215,49 +214,32 @@ def notify(settings: ServerSettings, rule: AlertRuleRow, alert: AlertRow, event:
         },
         "rule": {"id": rule.id, "name": rule.name, "kind": rule.kind, "org_id": rule.org_id},
     }
-    outcomes: list[dict[str, Any]] = []
     for url in rule.webhooks:
-        try:
-            request = urllib.request.Request(
-                url,
-                data=json.dumps(body).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
-            with urllib.request.urlopen(request, timeout=5) as response:
-                outcomes.append({"event": event, "target": url, "ok": 200 <= response.status < 300})
-        except Exception as exc:
-            log.warning("webhook failed", extra={"url": url, "error": str(exc)})
-            outcomes.append({"event": event, "target": url, "ok": False, "error": str(exc)[:200]})
+        enqueue(session, "webhook", url, body, now, org_id=rule.org_id, alert_id=alert.id, event=event)
     if rule.emails:
-        if settings.smtp_host is None:
-            outcomes.append(
-                {
-                    "event": event,
-                    "target": "smtp",
-                    "ok": False,
-                    "error": "no SMTP server: set SUITCASE_SERVER_SMTP_HOST",
-                }
-            )
-        else:
-            message = EmailMessage()
-            message["From"] = settings.smtp_sender
-            message["To"] = ", ".join(rule.emails)
-            state = "FIRING" if event == "firing" else "RESOLVED"
-            message["Subject"] = f"[{state}] {rule.name}: {alert.subject}"
-            message.set_content(f"{alert.message}\n\n{json.dumps(body, indent=2)}\n")
-            try:
-                with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10) as smtp:
-                    smtp.send_message(message)
-                outcomes.append({"event": event, "target": "smtp", "ok": True})
-            except (OSError, smtplib.SMTPException) as exc:
-                log.warning("alert e-mail failed", extra={"error": str(exc)})
-                outcomes.append({"event": event, "target": "smtp", "ok": False, "error": str(exc)[:200]})
-    return outcomes
+        state = "FIRING" if event == "firing" else "RESOLVED"
+        mail = {
+            "subject": f"[{state}] {rule.name}: {alert.subject}",
+            "text": f"{alert.message}\n\n{json.dumps(body, indent=2)}\n",
+        }
+        enqueue(
+            session,
+            "email",
+            ", ".join(rule.emails),
+            mail,
+            now,
+            org_id=rule.org_id,
+            alert_id=alert.id,
+            event=event,
+        )
 
 
 def evaluate(res: Resources, org_ids: set[int] | None = None) -> Evaluation:
-    """Evaluate every enabled rule (of ``org_ids``, or all), firing and resolving alerts."""
+    """Evaluate every enabled rule (of ``org_ids``, or all), firing and resolving alerts.
+
+    Notifications are only queued here, in the transaction that records the alerts; send them
+    after it with :func:`server.outbox.deliver_due`.
+    """
     now = res.clock()
     result = Evaluation()
     with Session(res.engine) as session:
@@ -291,15 +273,19 @@ def evaluate(res: Resources, org_ids: set[int] | None = None) -> Evaluation:
                 )
                 session.add(alert)
                 session.flush()
-                alert.notifications = notify(res.settings, rule, alert, "firing")
-                session.add(alert)
+                queue_notifications(session, rule, alert, "firing", now)
                 result.fired.append(alert.id or 0)
             for subject, alert in open_alerts.items():
                 if subject in violations:
                     continue
                 alert.state, alert.resolved_at = "resolved", now
-                alert.notifications = [*alert.notifications, *notify(res.settings, rule, alert, "resolved")]
                 session.add(alert)
+                queue_notifications(session, rule, alert, "resolved", now)
                 result.resolved.append(alert.id or 0)
             session.commit()
     return result
+
+
+def notify_due(res: Resources, org_ids: set[int] | None = None) -> Delivery:
+    """Send the queued notifications that are due (after :func:`evaluate` has committed)."""
+    return deliver_due(res.engine, res.settings, res.clock(), policy=res.outbound, org_ids=org_ids)

@@ -24,6 +24,7 @@ from server.api import API_PREFIX, build_api_router
 from server.body_limit import BodyLimit
 from server.headers import SecurityHeaders, security_headers
 from server.resources import Clock, Resources, open_resources
+from server.security import redact_url
 from server.settings import ServerSettings
 from server.web import mount_web
 
@@ -72,7 +73,13 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
                 alerts_task = asyncio.create_task(_alert_loop(resources))
             app.state.resources = resources
             app.state.listener = listener
-            log.info("server started", extra={"store": settings.store, "registry": settings.registry_url})
+            log.info(
+                "server started",
+                extra={
+                    "store": settings.store,
+                    "registry": redact_url(settings.registry_url, keep_path=True),
+                },
+            )
             yield
         finally:
             if alerts_task is not None:
@@ -157,7 +164,7 @@ async def _store_unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def _alert_loop(resources: Resources) -> None:
-    from server.alerts import evaluate
+    from server.alerts import evaluate, notify_due
 
     while True:
         await asyncio.sleep(resources.settings.alert_interval_s)
@@ -165,3 +172,7 @@ async def _alert_loop(resources: Resources) -> None:
             await asyncio.to_thread(evaluate, resources)
         except Exception:  # one failed round must not stop alerting
             log.exception("alert evaluation failed")
+        try:  # after evaluate's commit: retries of earlier rounds go out too
+            await asyncio.to_thread(notify_due, resources)
+        except Exception:
+            log.exception("sending notifications failed")

@@ -205,7 +205,7 @@ def check_alerts(
     store: Annotated[str | None, typer.Option(help="embedded store file")] = None,
 ) -> None:
     """Evaluate every alert rule once (fire/resolve, notify), e.g. from cron."""
-    from server.alerts import evaluate
+    from server.alerts import evaluate, notify_due
     from server.resources import open_resources
     from server.settings import load_settings
 
@@ -216,6 +216,10 @@ def check_alerts(
         raise typer.Exit(2) from exc
     try:
         result = evaluate(resources)
+        sent = notify_due(resources)
     finally:
         resources.close()
-    typer.echo(f"alerts: {len(result.fired)} fired, {len(result.resolved)} resolved")
+    typer.echo(
+        f"alerts: {len(result.fired)} fired, {len(result.resolved)} resolved; notifications: "
+        f"{len(sent.sent)} sent, {len(sent.retrying)} to retry, {len(sent.failed)} given up"
+    )

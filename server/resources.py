@@ -13,6 +13,7 @@ from kits.catalog import Catalog, load_catalog
 from kits.errors import ConfigError, SuitcaseError
 from server.broker_admin import BrokerAdmin
 from server.db import create_registry_engine, init_registry
+from server.outbound import OutboundPolicy
 from server.security import GuessLimiter
 from server.settings import ServerSettings
 
@@ -32,6 +33,7 @@ class Resources:
     clock: Clock = time.time
     guesses: GuessLimiter = field(default_factory=lambda: GuessLimiter(10, time.time))
     broker: BrokerAdmin | None = None
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
     def close(self) -> None:
         """Close the broker admin client, the store and the registry engine."""
@@ -96,4 +98,5 @@ def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resour
         store=store,
         clock=clock,
         guesses=GuessLimiter(settings.guess_limit_per_min, clock),
+        outbound=OutboundPolicy.from_settings(settings.outbound_allow),
     )

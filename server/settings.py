@@ -71,6 +71,11 @@ class ServerSettings(BaseSettings):
     device_mqtt_port: int | None = Field(default=None, ge=1, le=65535)
     public_url: str = Field(default="http://127.0.0.1:8000", description="base URL on QR labels")
     enrollment_code_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    pending_ttl_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="how long a bound Pi's config waits for the Pi to collect it; then bind again",
+    )
     guess_limit_per_min: int = Field(
         default=10, ge=1, description="failed code or login attempts per client address per minute"
     )
@@ -125,6 +130,20 @@ class ServerSettings(BaseSettings):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(
                     f"time zone {name!r} ({where}) is unknown: use an IANA name such as Europe/Copenhagen"
+                ) from None
+        return self
+
+    @model_validator(mode="after")
+    def _outbound_allow_networks(self) -> ServerSettings:
+        import ipaddress
+
+        for entry in self.outbound_allow:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"outbound_allow entry {entry!r} is not an address or network: write e.g. "
+                    "10.20.0.0/16 or 10.20.0.5"
                 ) from None
         return self
 

@@ -30,6 +30,7 @@ __all__ = [
     "LoanRow",
     "MembershipRow",
     "OrganisationRow",
+    "OutboundMessageRow",
     "SessionRow",
     "UserRow",
 ]
@@ -338,6 +339,29 @@ class AlertRow(SQLModel, table=True):
     fired_at: float
     resolved_at: float | None = None
     notifications: list[dict[str, Any]] = _json(list)
+
+
+class OutboundMessageRow(SQLModel, table=True):
+    """A message for the outside (webhook, e-mail, later data targets), queued in the transaction
+    that caused it and sent after its commit, with retries (``server.outbox``)."""
+
+    __tablename__ = "outbound_messages"
+    __table_args__ = (Index("outbound_due", "state", "next_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    target: str = Field(max_length=4000)
+    payload: dict[str, Any] = _json(dict)
+    org_id: int | None = Field(default=None, index=True)
+    alert_id: int | None = Field(default=None, index=True)
+    event: str = Field(default="", max_length=16)
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_at: float
+    lease_until: float | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: float
+    done_at: float | None = None
 
 
 class AuditRow(SQLModel, table=True):

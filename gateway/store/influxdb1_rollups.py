@@ -247,6 +247,7 @@ class InfluxDB1Rollups:
         username: a user with admin rights (retention policies and continuous queries need them).
         password: its password.
         timeout: seconds to wait for an answer.
+        meta: the store's database of dead letters and devices seen, which gets no retention.
     """
 
     def __init__(
@@ -257,9 +258,11 @@ class InfluxDB1Rollups:
         username: str = "",
         password: str = "",
         timeout: float = 60.0,
+        meta: str = "suitcase",
     ) -> None:
         self.url = url.rstrip("/")
         self.database = database
+        self.meta = meta
         self.timeout = timeout
         self._headers: dict[str, str] = {}
         if username:
@@ -301,7 +304,15 @@ class InfluxDB1Rollups:
     def databases(self) -> list[str]:
         """The org databases on the server (those matching the template)."""
         names = [row[0] for s in self.query(["SHOW DATABASES"])[0] for row in s.get("values", [])]
-        return sorted(n for n in names if n.startswith(self._prefix) and n.endswith(self._suffix))
+        return sorted(
+            n
+            for n in names
+            if n.startswith(self._prefix)
+            and n.endswith(self._suffix)
+            and len(n) > len(self._prefix + self._suffix)
+            and n != self.meta  # dead letters and devices seen: never shortened by a reading retention
+            and not n.startswith("_")  # _internal
+        )
 
     def policies(self, db: str) -> tuple[str, dict[str, int | None]]:
         """Return ``db``'s default retention policy and every policy's duration in hours."""
@@ -422,4 +433,5 @@ def from_url(url: str) -> InfluxDB1Rollups:
         options.get("database", DEFAULT_DATABASE),
         username=options.get("username", ""),
         password=options.get("password", ""),
+        meta=options.get("meta", "suitcase"),
     )

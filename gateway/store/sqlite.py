@@ -407,6 +407,17 @@ class SqliteStore:
                     [(d.received_at, d.topic, bytes(d.payload), d.code, d.reason) for d in letters],
                 )
 
+    def prune_dead_letters(self, before: float) -> int:
+        """Drop the dead letters received before ``before`` (their retention, gateway/dead_letters.py).
+
+        Returns:
+            How many were dropped.
+        """
+        with self._translate("drop old dead letters"), self._lock:
+            conn = self._conn()
+            with self._transaction(conn):
+                return conn.execute("DELETE FROM dead_letters WHERE received_at < ?", (before,)).rowcount
+
     # ------------------------------------------------------------------ reads
 
     def readings(

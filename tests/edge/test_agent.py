@@ -180,7 +180,7 @@ def test_readings_before_the_clock_syncs_are_held_then_stamped(bme280_bus: Emula
     mono = FakeClock(50.0)
     agent = Agent(_config(INDOOR), bme280_bus, clock=wall, monotonic=mono)
     assert agent.sample_once() == []
-    assert agent.counters["held_unsynced"] == 3
+    assert agent.counters.held_unsynced == 3
     assert agent.meta()["clock_synced"] is False
     assert agent.outbox.unstamped() == 3
     assert agent.outbox.take(10) == []
@@ -294,3 +294,72 @@ def test_agent_publishes_status_meta_and_telemetry_then_goes_offline(broker: Any
         assert retained.retain and _status(retained) == "offline"
     finally:
         after.close()
+
+
+@pytest.mark.mosquitto
+def test_bad_commands_never_stop_the_agent(mosquitto: Any) -> None:
+    """Test that commands of every kind of wrong, sent to a running agent through a real Mosquitto,
+    are each answered with the reason (when they name an id) or counted and dropped, and that the
+    agent answers the next good command and goes on publishing."""
+    device = f"edge-test-{uuid.uuid4().hex[:8]}"
+    config = _config(
+        DeviceSensor(name="indoor", part="bme280", address=0x77, interval_s=1.0),
+        host=mosquitto.host,
+        port=mosquitto.port,
+        publish_interval_s=0.2,
+    ).model_copy(update={"device": device})
+    replies: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device}-server")
+    client.on_message = lambda c, u, m: replies.put((m.topic, json.loads(m.payload)))
+    client.connect(mosquitto.host, mosquitto.port)
+    client.subscribe(f"suitcase/v1/{ORG}/{device}/cmd/+/reply", qos=1)
+    client.loop_start()
+    sub = Subscriber(mosquitto, f"{device}-sub", device)
+    agent = Agent(config, build_bus(config.sensors, "office-day", clock=time.time, seed=1))
+    agent.start()
+    try:
+        assert agent.wait_connected(10)
+        ping = json.dumps({"id": "warm-up", "args": {}}).encode()
+        deadline = time.monotonic() + 20  # until the agent's subscription is in place at the broker
+        while time.monotonic() < deadline:
+            client.publish(build_topic(ORG, device, "cmd", "ping"), ping, qos=1)
+            try:
+                replies.get(timeout=0.5)
+                break
+            except queue.Empty:
+                continue
+        sent = [
+            ("ping", b"not json"),
+            ("ping", b"[" * 50_000),
+            ("ping", json.dumps({"id": "a", "args": [1]}).encode()),
+            # over the agent's 256 KiB, under the broker's packet limit (deploy/mosquitto, 300,000 B)
+            ("config", b'{"id": "big", "args": {"kit_profile": "' + b"x" * 270_000 + b'"}}'),
+            ("reboot", json.dumps({"id": "b", "args": {}}).encode()),
+            ("config", json.dumps({"id": "c", "args": {"outbox": {"max_pending": 10**12}}}).encode()),
+            ("resend", json.dumps({"id": "d", "args": {"from": 0, "to": 10**400}}).encode()),
+            ("ping", json.dumps({"id": "z", "args": {}}).encode()),
+        ]
+        for name, payload in sent:
+            client.publish(build_topic(ORG, device, "cmd", name), payload, qos=1)
+        got: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 20
+        while "z" not in got and time.monotonic() < deadline:
+            try:
+                _, reply = replies.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            got[reply["id"]] = reply
+        assert "z" in got, (sorted(got), agent.counters)
+        assert got["z"]["ok"] is True
+        assert "args must be an object" in got["a"]["error"]
+        assert "unknown command 'reboot'" in got["b"]["error"]
+        assert "max_pending" in got["c"]["error"] and agent.config.outbox.max_pending == 1_000_000
+        assert "finite number" in got["d"]["error"]
+        assert "big" not in got  # over 256 KiB: dropped unread
+        assert (agent.counters.bad_commands, agent.counters.commands_dropped) == (2, 1)
+        sub.next("telemetry")  # still publishing
+    finally:
+        agent.stop()
+        client.loop_stop()
+        client.disconnect()
+        sub.close()

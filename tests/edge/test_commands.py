@@ -85,7 +85,7 @@ def test_identify_blinks_the_act_led_or_says_why_not(
 ) -> None:
     """Test that identify sets the ACT LED's trigger to timer, and off a Pi replies why it cannot."""
     agent = _agent(bme280_bus, clock)
-    agent._leds_dir = tmp_path
+    agent.leds_dir = tmp_path
     assert _cmd(agent, "identify", {"seconds": 1})["result"]["blinking"] is False
     (tmp_path / "ACT").mkdir()
     (tmp_path / "ACT" / "trigger").write_text("none [mmc0] timer heartbeat")
@@ -173,12 +173,91 @@ def test_a_broker_refusing_the_credentials_is_reported_and_sampling_goes_on(
         agent = Agent(config, bus)
         agent.start()
         deadline = time.monotonic() + 10
-        while agent.counters["connection_refused"] == 0 and time.monotonic() < deadline:
+        while agent.counters.connection_refused == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1.5)
-        assert agent.counters["connection_refused"] >= 1
+        assert agent.counters.connection_refused >= 1
         assert agent.connection_error is not None and "refused" in agent.connection_error
         assert agent.outbox.pending >= 3  # readings kept for when the credentials are fixed
         agent.stop()
     finally:
         broker.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ({"outbox": {"max_pending": 10**12}}, "outbox.max_pending 1000000000000 is over 5000000"),
+        ({"publish_interval_s": 0.01}, "publish_interval_s 0.01 s is below 1 s"),
+        (
+            {"sensors": [{"name": "indoor", "part": "bme280", "address": 0x77, "interval_s": 0.001}]},
+            "sensors.indoor.interval_s 0.001 s is below 1 s",
+        ),
+        ({"outbox": {"drain_readings_per_s": 1e12}}, "drain_readings_per_s 1e+12 is outside 10..100000"),
+        ({"outbox": {"drain_readings_per_s": 1e-6}}, "drain_readings_per_s 1e-06 is outside"),
+    ],
+)
+def test_a_config_command_beyond_the_device_limits_is_refused(
+    bme280_bus: EmulatedI2C, clock: FakeClock, tmp_path: Path, args: dict[str, object], error: str
+) -> None:
+    """Test that a config command may not set an unbounded backlog, a tiny interval or an absurd
+    drain rate: the reply names the field, the limit and where to change it; nothing changes."""
+    agent = _agent(bme280_bus, clock, tmp_path)
+    before = agent.config
+    reply = _cmd(agent, "config", args)
+    assert reply["ok"] is False and error in str(reply["error"]), reply
+    assert "config file" in str(reply["error"])
+    assert agent.config is before and load_saved_device_config(tmp_path) is None
+
+
+def test_limits_apply_to_what_the_command_changes_only(bme280_bus: EmulatedI2C, clock: FakeClock) -> None:
+    """Test that a device whose own config file samples faster than a command may set still takes
+    a calibration command (the limits bound the command, not the device)."""
+    agent = _agent(bme280_bus, clock, publish_interval_s=0.2)
+    calibration = [{"sensor": "indoor", "quantity": "temperature", "offset": 0.5, "version": 2}]
+    reply = _cmd(agent, "config", {"calibration": calibration})
+    assert reply["ok"] is True and agent.config.publish_interval_s == 0.2
+    assert _cmd(agent, "config", {"publish_interval_s": 1})["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ({"from": 0, "to": 1e12}, "covers at most 86400 s"),
+        ({"from": 1_772_000_000, "to": 1_772_000_000 + 86_401}, "covers at most 86400 s"),
+        ({"from": 0, "to": 10**400}, "must be a finite number"),
+        ({"from": "yesterday", "to": 1}, "must be a number"),
+    ],
+)
+def test_a_resend_beyond_one_day_is_refused(
+    bme280_bus: EmulatedI2C, clock: FakeClock, args: dict[str, object], error: str
+) -> None:
+    """Test that one resend covers at most a day (a wider one would hold the publisher for hours):
+    the reply says so and how to ask instead."""
+    reply = _cmd(_agent(bme280_bus, clock), "resend", args)
+    assert reply["ok"] is False and error in str(reply["error"]), reply
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b'{"id": "r1", "args": [1, 2]}', "args must be an object, got a JSON list"),
+        (b'{"id": "r1", "args": {}, "argz": {}}', "unknown request keys 'argz'"),
+        (b'{"id": "r1", "args": null}', "args must be an object"),
+    ],
+)
+def test_a_request_with_an_id_gets_the_reason_in_its_reply(
+    bme280_bus: EmulatedI2C, clock: FakeClock, payload: bytes, error: str
+) -> None:
+    """Test that a malformed request that still names its id is answered with what is wrong."""
+    reply = run_command(_agent(bme280_bus, clock), "ping", payload)
+    assert reply is not None and reply.id == "r1" and reply.ok is False
+    assert reply.error is not None and error in reply.error
+
+
+def test_a_request_without_an_id_is_counted_in_meta(bme280_bus: EmulatedI2C, clock: FakeClock) -> None:
+    """Test that requests with nothing to reply to are counted (meta counters.bad_commands)."""
+    agent = _agent(bme280_bus, clock)
+    for payload in (b"not json", b"[]", b'{"args": {}}', b'{"id": 7}', b'{"id": ""}', b"[" * 100_000):
+        assert run_command(agent, "ping", payload) is None
+    assert agent.meta()["counters"]["bad_commands"] == 6

@@ -145,7 +145,7 @@ def test_a_broker_restart_delivers_every_reading_exactly_once(
         assert agent.wait_connected(10)
         time.sleep(2.0)
         own_broker.stop()
-        wait_until(lambda: not agent._connected.is_set(), 20.0, "the agent to notice the outage", every=0.05)
+        wait_until(lambda: not agent.connected, 20.0, "the agent to notice the outage", every=0.05)
         backlog_before = agent.outbox.pending
         time.sleep(4.0)  # the outage: readings go on, into the outbox
         assert agent.outbox.pending >= backlog_before + 10
@@ -160,7 +160,7 @@ def test_a_broker_restart_delivers_every_reading_exactly_once(
     store.disconnect()
     assert keys <= set(store.readings)
     assert set(store.readings) <= _outbox_keys_of(tmp_path / "state")  # nothing that was not read
-    assert agent.counters["readings_acknowledged"] >= len(keys) - 10
+    assert agent.counters.readings_acknowledged >= len(keys) - 10
 
 
 def test_resend_recovers_what_a_broker_crash_lost(own_broker: MosquittoBroker, tmp_path: Path) -> None:

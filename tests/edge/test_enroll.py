@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from edge.claim import ClaimError, claim, poll_once
+from edge.claim import BadReply, ClaimError, claim, poll_once
 from edge.cli import app
 from edge.config import ClaimSettings, load_saved_device_config
+from kits.errors import SuitcaseError
 
 DEVICE = {
     "device": "aarhus-school7-k3f9",
@@ -36,12 +37,24 @@ class StubServer:
     def __init__(self) -> None:
         self.bound = False
         self.polls: list[dict[str, Any]] = []
+        self.replies: list[bytes | None] = []  # served first, one per poll (None: not HTTP at all)
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.polls.append(body)
+                if stub.replies:
+                    reply = stub.replies.pop(0)
+                    if reply is None:
+                        self.wfile.write(b"garbage\r\n\r\n")
+                        self.close_connection = True
+                        return
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                    return
                 if self.path != "/api/v1/claims/poll" or body.get("code") not in ("GOOD-CODE",):
                     self.send_response(404)
                     self.end_headers()
@@ -117,3 +130,40 @@ def test_enroll_saves_the_config_for_run(server: StubServer, tmp_path: Path) -> 
     saved = load_saved_device_config(tmp_path)
     assert saved is not None and saved.device == DEVICE["device"]
     assert (tmp_path / "device.json").stat().st_mode & 0o777 == 0o600
+
+
+BAD_REPLIES: list[bytes | None] = [
+    b"[" * 100_000,  # nested too deep for the JSON parser
+    b"<html>a captive portal</html>",
+    b"\xff\xfe not UTF-8",
+    json.dumps([1, 2]).encode(),
+    json.dumps({"config": {**DEVICE, "sensors": "all"}}).encode(),
+    json.dumps({"config": {**DEVICE, "device": "x" * 10_000}}).encode(),
+    b'{"config": "' + b"x" * (2 * 1024 * 1024) + b'"}',  # larger than any device config
+    None,  # not HTTP at all
+]
+
+
+def test_each_bad_reply_is_that_polls_problem(server: StubServer) -> None:
+    """Test that a reply the agent cannot use is a BadReply naming the problem (poll again), never
+    a ClaimError that ends polling, nor an exception that ends the agent."""
+    for reply in BAD_REPLIES:
+        server.replies = [reply]
+        with pytest.raises(SuitcaseError) as caught:
+            poll_once(server.url, "GOOD-CODE")
+        assert not isinstance(caught.value, ClaimError), (reply or b"")[:80]
+        assert isinstance(caught.value, BadReply) or reply is None, caught.value
+        assert len(str(caught.value)) < 600
+
+
+def test_claim_polls_on_through_bad_replies_until_bound(server: StubServer) -> None:
+    """Test that claim() goes on polling, backing off, through every kind of bad reply, and returns
+    the config the first good reply brings."""
+    server.replies = list(BAD_REPLIES)
+    server.bound = True
+    waits: list[float] = []
+    settings = ClaimSettings(server=server.url, code="GOOD-CODE", poll_s=1, max_poll_s=10)
+    config = claim(settings, stop=threading.Event(), wait=waits.append)
+    assert config is not None and config.device == DEVICE["device"]
+    assert len(server.polls) == len(BAD_REPLIES) + 1 and len(waits) == len(BAD_REPLIES)
+    assert waits[0] >= 1.5 * 0.8 and max(waits) <= 10 * 1.2  # backing off, up to max_poll_s

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.consumer import Gateway, GatewayError
+from gateway.dead_letters import PAYLOAD_LIMIT
 from kits.wire import Record, build_topic, encode_pack
 from suitcase.broker import EmbeddedBroker, MosquittoBroker, free_port
 from tests.gateway.gwtools import NOW, FlakyStore, Publisher
@@ -127,8 +128,12 @@ def test_each_bad_payload_kind_is_dead_lettered_with_its_code(
         wait_until(lambda: gw.stats.acked == len(BAD) + 2, what="every message acked")
         stats = gw.stats
     letters = store.dead_letters()
-    assert {(d.topic, d.payload): d.code for d in letters} == {v: k for k, v in BAD.items()}
+    # Payloads are kept up to the dead-letter limit, the full size in the reason.
+    kept = {(t, p[:PAYLOAD_LIMIT]): code for code, (t, p) in BAD.items()}
+    assert {(d.topic, d.payload): d.code for d in letters} == kept
     assert all(d.received_at == NOW and d.reason for d in letters)
+    (oversize,) = [d for d in letters if d.code == "oversize"]
+    assert f"[payload of {len(BAD['oversize'][1])} bytes, first {PAYLOAD_LIMIT} kept]" in oversize.reason
     assert stats.dead_lettered == len(BAD)
     assert store.count_readings() == 4
 
@@ -267,7 +272,8 @@ def test_every_poison_is_dead_lettered_and_the_good_packs_around_it_land(
         wait_until(lambda: gw.stats.acked == 2 * len(POISON) + 1, what="every message acked")
         assert gw.failure is None
     letters = {d.payload: d for d in store.dead_letters(limit=1000)}
-    assert {payload: letters[payload].code for _, payload, _ in POISON} == {p: c for _, p, c in POISON}
+    kept = {p[:PAYLOAD_LIMIT]: c for _, p, c in POISON}
+    assert {payload: letters[payload].code for payload in kept} == kept
     assert all(d.reason for d in letters.values())
     assert store.count_readings() == 2 * (len(POISON) + 1)
 

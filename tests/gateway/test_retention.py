@@ -200,9 +200,11 @@ def test_influxdb1_apply_creates_policies_and_continuous_queries(influxd: Influx
     1-hour retention policies and the two continuous queries; a second run changes nothing; a
     changed setting alters the policy."""
     influxd.query('CREATE DATABASE "suitcase_odense"')
+    influxd.query('CREATE DATABASE "suitcase"')  # the store's meta database: left alone
     config = parse_retention(SETTINGS)
     tool = rollups_of(influxd.sink_url)
     first = tool.apply(config, NOW)
+    assert not [a for a in first.actions if a.startswith("suitcase:")]
     assert "suitcase_aarhus: created" in first.actions  # named in the settings: made up front
     policies = {
         s["values"][i][0]: (s["values"][i][1], s["values"][i][4])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import http.server
 import io
 import json
@@ -16,6 +17,7 @@ from aiosmtpd.controller import Controller
 from gateway.store import SqliteStore
 from kits.wire import Record
 from server.geo import blur
+from server.outbound import OutboundPolicy
 from suitcase.broker import free_port
 from tests.server.data import NOW
 from tests.server.world import World
@@ -67,8 +69,14 @@ def test_offline_alert_notifies_once_by_webhook_and_email(
     """Test that an offline device fires one webhook and one e-mail, and its return resolves once."""
     port, box = smtp
     url, posts = webhook
-    settings = world.client.app.state.resources.settings  # type: ignore[attr-defined]
+    app = world.client.app
+    settings = app.state.resources.settings  # type: ignore[attr-defined]
     settings.smtp_host, settings.smtp_port = "127.0.0.1", port
+    # The receivers run on loopback, which the outbound guard refuses unless allow-listed.
+    app.state.resources = dataclasses.replace(  # type: ignore[attr-defined]
+        app.state.resources,  # type: ignore[attr-defined]
+        outbound=OutboundPolicy.from_settings(["127.0.0.1/32"]),
+    )
     dep = world.ok("a-operator", "POST", "/deployments", 201, json={"name": "hall"})
     code = world.ok("a-operator", "POST", "/enrollment-codes", 201, json={"deployment_id": dep["id"]})["code"]
     device = world.client.post("/api/v1/enroll", json={"code": code}).json()["config"]["device"]

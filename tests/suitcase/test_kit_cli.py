@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edge.config import DEFAULT_STATE_DIR, load_edge_settings
+from edge.parts import PARTS, facts_of
 from kits.catalog import load_catalog
 from kits.errors import ConfigError
 from kits.models import KitSensor
@@ -183,6 +184,28 @@ def test_wheel_holds_the_data_files(wheel: Path) -> None:
     assert any(n.startswith("server/web/templates/") for n in names)
     assert "deploy/mosquitto/suitcase.conf" in names
     assert "suitcase/kit_cli.py" in names
+    assert {f"edge/parts/{part}/facts.yaml" for part in PARTS} <= names
+
+
+def test_wheel_extras_keep_the_pi_lean(wheel: Path) -> None:
+    """Test that the base install carries no server or demo library, and the edge extra carries each
+    part's driver library (from its facts.yaml) but nothing of the server, the gateway or the demo."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = archive.read(name).decode()
+    requires = [
+        line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist: ")
+    ]
+    base = {r.split(">")[0].split(";")[0].strip() for r in requires if "extra ==" not in r}
+    edge = {r.split(">")[0].split(";")[0].strip() for r in requires if 'extra == "edge"' in r}
+    assert base == {"pydantic", "pyyaml", "typer", "rich"}
+    assert {"paho-mqtt", "adafruit-blinka"} <= edge
+    for part in PARTS:
+        for requirement in facts_of(part).requires:
+            assert requirement.split(">")[0] in edge, part
+    for heavy in ("fastapi", "uvicorn", "sqlmodel", "amqtt", "influxdb-client", "psycopg[binary]", "segno"):
+        assert heavy not in base | edge, heavy
+    assert "Provides-Extra: demo" in metadata
 
 
 def _tree(root: Path) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import col, select
 
 from kits.quantities import QUANTITIES
-from server.alerts import evaluate
+from server.alerts import evaluate, notify_due
 from server.api.auth import AuthDep, not_found
 from server.api.common import Page, PagingDep, audit_change, page, resolve_org, scoped
 from server.api.deps import ClockDep, ResourcesDep, SessionDep
@@ -213,5 +213,6 @@ def evaluate_now(principal: AuthDep, resources: ResourcesDep) -> EvaluationPubli
     orgs = principal.org_ids("operator")
     if orgs is not None and not orgs:
         raise HTTPException(status_code=403, detail="evaluating alerts needs the operator role")
-    result = evaluate(resources, orgs)
+    result = evaluate(resources, orgs)  # commits the alerts and their queued notifications
+    notify_due(resources, orgs)
     return EvaluationPublic(fired=result.fired, resolved=result.resolved)
