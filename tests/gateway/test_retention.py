@@ -21,6 +21,7 @@ from gateway.store.retention import RetentionLoop, open_target, parse_retention
 from kits.errors import ConfigError
 from kits.wire import Record
 from tests.services.influxdb import InfluxD
+from tests.waiting import wait_until
 
 DAY = 86_400.0
 ORG_OF = {"pi-a": "aarhus", "pi-o": "odense"}
@@ -338,3 +339,35 @@ def test_influxdb1_long_ranges_stay_drawn_after_raw_readings_expire(influxd: Inf
     assert {t: v for t, v in still.items() if t < now - FRESH_S - 3600} == {
         t: v for t, v in got.items() if t < now - FRESH_S - 3600
     }
+
+
+@pytest.mark.slow
+@pytest.mark.influxdb
+def test_influxdb1_continuous_queries_run_on_their_own(influxd: InfluxD) -> None:
+    """Test that influxd itself runs the rollup continuous queries the tool created: on-time
+    readings of the last two minutes reach both rollups without the sink folding anything (the
+    minute query fires at the next minute boundary: this waits up to 150 s)."""
+    now = time.time()
+    rollups_of(influxd.sink_url).apply(parse_retention("orgs: {o: {}}"), now)
+    records = [Record("o", "pi", "s", "temperature", float(i), now - 120 + i) for i in range(120)]
+    sink = InfluxDB1Sink(influxd.host, influxd.port)
+    sink.write(records)
+    assert sink.late.folded == 0
+    closed = [r for r in records if r.time < now - now % 60]  # minutes closed when written
+
+    def minutes_done() -> bool:
+        got = _rollup(influxd, "suitcase_o", "rollup_1m", "pi")
+        want = _expected(closed, 60)
+        return all(t in got and got[t][0] == n for t, (n, *_) in want.items())
+
+    wait_until(minutes_done, timeout=150, every=2, what="the minute continuous query to run")
+    _same(
+        {t: v for t, v in _rollup(influxd, "suitcase_o", "rollup_1m", "pi").items() if t < now - now % 60},
+        _expected(closed, 60),
+    )
+    wait_until(
+        lambda: bool(_rollup(influxd, "suitcase_o", "rollup_1h", "pi")),
+        timeout=150,
+        every=2,
+        what="the hour continuous query to run",
+    )
