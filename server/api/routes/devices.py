@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 from sqlmodel import col, select
 
-from gateway.store import DeviceSeen, SqliteStore
+from gateway.store import DeviceSeen, Reader
 from server.api.auth import AuthDep, Principal, PrincipalDep, not_found
 from server.api.common import audit_change
 from server.api.deps import ClockDep, ResourcesDep, SessionDep, SettingsDep, StoreDep
@@ -105,7 +105,7 @@ def _public(seen: DeviceSeen, now: float, stale_after_s: float) -> DevicePublic:
     )
 
 
-def require_device(store: SqliteStore, device: str, *, reveal: bool = True) -> DeviceSeen:
+def require_device(store: Reader, device: str, *, reveal: bool = True) -> DeviceSeen:
     """Return the store's summary of ``device``.
 
     Raises:
@@ -323,5 +323,5 @@ def latest(device: DEVICE_ID, principal: PrincipalDep, store: StoreDep, clock: C
         principal.require_user()
     seen = require_device(store, device, reveal=principal.sees_all())
     check_device_access(principal, seen.org, device)
-    readings = [ReadingPublic.of(record) for record in store.latest(device)]
+    readings = [ReadingPublic.of(record) for record in store.latest([(seen.org, device)])]
     return LatestPublic(org=seen.org, device=device, now=clock(), readings=readings)

@@ -8,14 +8,15 @@
   the averaging period, freshness (stale sensors greyed), and the low-cost-sensor humidity caveat.
 - ``GET /public/deployments/{id}/series``: chart data of a public deployment.
 
-Hourly means are read as one bucket mean per clock hour (``server.charts.downsample`` with an
-hour-aligned start and one bucket per hour), i.e. the mean of the raw readings of that hour.
+Hourly means are the store's one-hour windows (:meth:`gateway.store.Reader.windows`, clock-hour
+aligned), i.e. the mean of the raw readings of that hour.
 A private address is shown blurred (``settings.blur_m``); notes, device ids, kits and alerts never.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -23,7 +24,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, select
 
-from gateway.store import SqliteStore
+from gateway.store import Reader, Window
+from kits.wire import Record
 from server.airquality import (
     EAQI_SOURCE,
     EAQI_VERSION,
@@ -39,12 +41,11 @@ from server.airquality import (
 )
 from server.api.auth import PrincipalDep
 from server.api.deps import ClockDep, ResourcesDep, SessionDep, SettingsDep, StoreDep
-from server.api.routes.deployments import device_spans
 from server.bounded import TtlCache
-from server.charts import downsample
 from server.geo import blur
 from server.models import UseCaseRow
 from server.settings import ServerSettings
+from server.spans import DeviceSpan, device_spans
 from server.tables import DeploymentRow, OrganisationRow
 from server.web.i18n import Translator, pick_language
 from server.web.render import ago, fmt_number, local_time, org_zone, quantity_label, render, unit_label
@@ -62,8 +63,27 @@ PUBLIC_STALE_MIN_S = 900.0
 POLLUTANTS: tuple[Pollutant, ...] = ("pm2_5", "pm10")
 
 
+def _hourly(store: Reader, spans: list[DeviceSpan], start: float, end: float) -> Iterator[Window]:
+    for org, device, span_from, span_to in spans:
+        lo, hi = max(start, span_from), min(end, span_to)
+        if lo < hi:
+            yield from store.windows(org, device, lo, hi, 3600.0)
+
+
+def _latest_in_spans(store: Reader, spans: list[DeviceSpan]) -> Iterator[tuple[Record, float, float]]:
+    """Each newest reading of the spans' devices (one store call), with the span it may fall in."""
+    by_key: dict[tuple[str, str], list[DeviceSpan]] = {}
+    for span in spans:
+        by_key.setdefault((span.org, span.device), []).append(span)
+    if not by_key:
+        return
+    for r in store.latest(list(by_key)):
+        for span in by_key.get((r.org, r.device), []):
+            yield r, span.start, span.end
+
+
 def hourly_series(
-    store: SqliteStore, spans: list[tuple[str, float, float]], start_hour: float, end: float
+    store: Reader, spans: list[DeviceSpan], start_hour: float, end: float
 ) -> dict[str, dict[datetime, float]]:
     """Hourly means per quantity from ``start_hour`` (an hour boundary) to ``end``.
 
@@ -72,13 +92,9 @@ def hourly_series(
     """
     hours = max(1, math.ceil((end - start_hour) / 3600.0))
     per: dict[str, dict[datetime, list[float]]] = {}
-    for s in downsample(
-        store.path, spans, start_hour, start_hour + hours * 3600.0, points=hours, mode="mean"
-    ):
-        slot = per.setdefault(s.quantity, {})
-        for t, v in zip(s.times, s.values, strict=True):
-            hour = datetime.fromtimestamp(math.floor(t / 3600.0) * 3600.0, UTC)
-            slot.setdefault(hour, []).append(v)
+    for w in _hourly(store, spans, start_hour, start_hour + hours * 3600.0):
+        hour = datetime.fromtimestamp(math.floor(w.start / 3600.0) * 3600.0, UTC)
+        per.setdefault(w.quantity, {}).setdefault(hour, []).append(w.mean)
     return {q: {h: math.fsum(vs) / len(vs) for h, vs in sorted(d.items())} for q, d in per.items()}
 
 
@@ -90,7 +106,7 @@ def _location(settings: ServerSettings, row: DeploymentRow) -> tuple[float, floa
 
 def station(
     session: Session,
-    store: SqliteStore,
+    store: Reader,
     settings: ServerSettings,
     row: DeploymentRow,
     now: float,
@@ -121,10 +137,9 @@ def station(
     )
     latest: dict[str, float] = {}
     latest_at: dict[str, float] = {}
-    for device, span_from, span_to in spans:
-        for r in store.latest(device):
-            if span_from <= r.time < span_to and r.time >= latest_at.get(r.quantity, -math.inf):
-                latest[r.quantity], latest_at[r.quantity] = r.value, r.time
+    for r, span_from, span_to in _latest_in_spans(store, spans):
+        if span_from <= r.time < span_to and r.time >= latest_at.get(r.quantity, -math.inf):
+            latest[r.quantity], latest_at[r.quantity] = r.value, r.time
     latest_time = max(latest_at.values(), default=None)
     stale_after = max(settings.stale_after_s, PUBLIC_STALE_MIN_S)
     fresh = freshness(latest_time, now, timedelta(seconds=stale_after))
@@ -234,7 +249,7 @@ def _markers(settings: ServerSettings, stations: list[dict[str, Any]], t: Transl
 
 def _light_station(
     session: Session,
-    store: SqliteStore,
+    store: Reader,
     settings: ServerSettings,
     row: DeploymentRow,
     now: float,
@@ -244,10 +259,9 @@ def _light_station(
     assert row.id is not None
     org = session.get(OrganisationRow, row.org_id)
     latest_time = None
-    for device, span_from, span_to in device_spans(session, row.id):
-        times = [r.time for r in store.latest(device) if span_from <= r.time < span_to]
-        if times:
-            latest_time = max(times) if latest_time is None else max(latest_time, *times)
+    for r, span_from, span_to in _latest_in_spans(store, device_spans(session, row.id)):
+        if span_from <= r.time < span_to:
+            latest_time = r.time if latest_time is None else max(latest_time, r.time)
     stale_after = max(settings.stale_after_s, PUBLIC_STALE_MIN_S)
     case = session.get(UseCaseRow, row.use_case_id) if row.use_case_id else None
     return {
