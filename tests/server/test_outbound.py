@@ -139,5 +139,5 @@ def test_a_bad_allow_list_entry_stops_the_server_from_starting() -> None:
 
     from server.settings import ServerSettings
 
-    with pytest.raises(ValidationError, match="10.20.0.0/16"):
+    with pytest.raises(ValidationError, match=r"10\.20\.0\.0/16"):
         ServerSettings(outbound_allow=["10.20.0.0/33"])
