@@ -24,6 +24,7 @@ from tests.services.influxdb import InfluxD
 from tests.waiting import wait_until
 
 DAY = 86_400.0
+ORG_OF = {"pi-a": "aarhus", "pi-o": "odense"}
 NOW = 1_750_000_000.0 - 1_750_000_000.0 % 3600 + 1800.0  # half past an hour
 
 SETTINGS = """\
@@ -57,7 +58,9 @@ def test_cli_applies_sqlite_retention_and_long_ranges_stay_drawn(tmp_path: Path)
     with SqliteStore(path) as store:
         store.write(_readings("aarhus", "pi-a", start, now, 300.0))
         store.write(_readings("odense", "pi-o", start, now, 300.0))
-        before = {d: store.windows(d, start, now, 3600.0) for d in ("pi-a", "pi-o")}
+        before = {
+            d: store.windows(o, d, start, now, 3600.0) for o, d in (("aarhus", "pi-a"), ("odense", "pi-o"))
+        }
     runner = CliRunner()
     result = runner.invoke(app, ["retention", "apply", "--config", str(config), "--store", str(path)])
     assert result.exit_code == 0, result.output
@@ -65,11 +68,14 @@ def test_cli_applies_sqlite_retention_and_long_ranges_stay_drawn(tmp_path: Path)
     assert "odense: keep raw 2 d, 1-minute windows 5 d, 1-hour windows forever" in result.output
     assert "readings past their retention deleted" in result.output
     with SqliteStore(path) as store:
-        oldest = {d: min(r.time for r in store.readings(d, 0, now + 1)) for d in ("pi-a", "pi-o")}
+        oldest = {
+            d: min(r.time for r in store.readings(o, d, 0, now + 1))
+            for o, d in (("aarhus", "pi-a"), ("odense", "pi-o"))
+        }
         assert now - 1 * DAY - 1 <= oldest["pi-a"] <= now - 1 * DAY + 300
         assert now - 2 * DAY - 1 <= oldest["pi-o"] <= now - 2 * DAY + 300
         for device in ("pi-a", "pi-o"):  # four days still drawn, from the hour rollups
-            assert store.windows(device, start, now, 3600.0) == before[device]
+            assert store.windows(ORG_OF[device], device, start, now, 3600.0) == before[device]
     again = runner.invoke(app, ["retention", "apply", "--config", str(config), "--store", str(path)])
     assert again.exit_code == 0 and "nothing to change" in again.output
     shown = runner.invoke(app, ["retention", "show", "--store", str(path)])
@@ -87,8 +93,8 @@ def test_late_readings_reach_the_sqlite_rollups(tmp_path: Path) -> None:
         late = _readings("o", "pi", hour + 7, hour + 3600, 60.0)
         for _ in range(2):
             store.write(late)
-        (window,) = store.windows("pi", hour, hour + 3600, 3600.0)
-        raw = store.readings("pi", hour, hour + 3600)
+        (window,) = store.windows("o", "pi", hour, hour + 3600, 3600.0)
+        raw = store.readings("o", "pi", hour, hour + 3600)
         assert window.count == len(raw) > len(late)
         assert abs(window.mean - sum(r.value for r in raw) / len(raw)) < 1e-9
 
