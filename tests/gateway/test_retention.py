@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.sinks.influxdb1 import InfluxDB1Sink
-from gateway.store import SqliteStore
+from gateway.store import SqliteStore, open_reader
 from gateway.store.base import StoreError
 from gateway.store.influxdb1_rollups import CQ_NAMES, FRESH_S, InfluxDB1Rollups, plan_windows
 from gateway.store.influxdb1_rollups import from_url as rollups_of
@@ -371,3 +371,36 @@ def test_influxdb1_continuous_queries_run_on_their_own(influxd: InfluxD) -> None
         every=2,
         what="the hour continuous query to run",
     )
+
+
+@pytest.mark.influxdb
+def test_reader_windows_stay_drawn_on_influxdb_after_raw_expiry(influxd: InfluxD) -> None:
+    """Test, through the store's read interface (what the server's charts call), that a 3-day chart
+    of hourly windows on InfluxDB reads the hour rollups, and draws the same windows once the raw
+    readings are gone; and that a database without rollups is read from its raw readings."""
+    now = time.time()
+    tool = rollups_of(influxd.sink_url)
+    tool.apply(parse_retention("orgs: {o: {}}"), now)
+    records = _readings("o", "pi", now - 3 * DAY, now, 150.0)
+    InfluxDB1Sink(influxd.host, influxd.port).write(records + _readings("p", "pi-p", now - DAY, now, 600.0))
+    tool.backfill("suitcase_o", now - 4 * DAY, now)
+    reader = open_reader(influxd.sink_url)
+    try:
+        start = now - 3 * DAY
+        before = reader.windows("o", "pi", start, now, 3600.0)
+        assert len(before) >= 72 and sum(w.count for w in before) >= len(records)
+        raw_only = reader.windows("p", "pi-p", now - DAY, now, 3600.0)  # no rollups in suitcase_p
+        assert sum(w.count for w in raw_only) == len(_readings("p", "pi-p", now - DAY, now, 600.0))
+        for (shard,) in [
+            row[:1]
+            for s in influxd.query("SHOW SHARDS")
+            for row in s["values"]
+            if row[1:3] == ["suitcase_o", "autogen"]
+        ]:
+            influxd.query(f"DROP SHARD {shard}")
+        assert reader.readings("o", "pi", start, now) == []
+        old = now - FRESH_S - 3600
+        after = reader.windows("o", "pi", start, now, 3600.0)
+        assert [w for w in after if w.start < old] == [w for w in before if w.start < old]
+    finally:
+        reader.close()
