@@ -50,8 +50,10 @@ class InfluxStore:
     def latest(self, devices: Collection[DeviceKey] | None = None) -> list[Record]:
         return self.reader.latest(devices)
 
-    def devices(self, org: str | None = None) -> list[DeviceSeen]:
-        return self.reader.devices(org)
+    def devices(
+        self, org: str | None = None, *, keys: Collection[DeviceKey] | None = None
+    ) -> list[DeviceSeen]:
+        return self.reader.devices(org, keys=keys)
 
     def windows(
         self,

@@ -107,8 +107,14 @@ class Reader(Protocol):
         in one call, ordered by device, sensor and quantity."""
         ...
 
-    def devices(self, org: str | None = None) -> list[DeviceSeen]:
-        """Return every device with readings (of ``org``, or of every org), ordered by org and device."""
+    def devices(
+        self, org: str | None = None, *, keys: Collection[DeviceKey] | None = None
+    ) -> list[DeviceSeen]:
+        """Return every device with readings (of ``org``, or of every org), ordered by org and device.
+
+        ``keys`` narrows it to those (org, device) pairs: a page of 50 among 10,000 devices is one
+        small read, not a read of all.
+        """
         ...
 
     def windows(

@@ -63,12 +63,21 @@ class OrgRoutedReader:
         out.sort(key=lambda r: (r.device, r.sensor, r.quantity))
         return out
 
-    def devices(self, org: str | None = None) -> list[DeviceSeen]:
-        if org is not None:
+    def devices(
+        self, org: str | None = None, *, keys: Collection[DeviceKey] | None = None
+    ) -> list[DeviceSeen]:
+        if keys is not None:
+            groups: dict[int, tuple[Reader, list[DeviceKey]]] = {}
+            for key in check_keys(keys):
+                reader = self._for(key[0])
+                groups.setdefault(id(reader), (reader, []))[1].append(key)
+            out = [d for reader, group in groups.values() for d in reader.devices(org, keys=group)]
+        elif org is not None:
             return self._for(org).devices(org)
-        out = [d for d in self.default.devices() if d.org not in self.by_org]
-        for own, reader in self.by_org.items():
-            out += reader.devices(own)
+        else:
+            out = [d for d in self.default.devices() if d.org not in self.by_org]
+            for own, reader in self.by_org.items():
+                out += reader.devices(own)
         out.sort(key=lambda d: (d.org, d.device))
         return out
 

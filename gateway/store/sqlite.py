@@ -477,16 +477,31 @@ class SqliteStore:
         rows.sort(key=lambda r: (r.device, r.sensor, r.quantity))
         return rows
 
-    def devices(self, org: str | None = None) -> list[DeviceSeen]:
-        """Return every device with readings (of ``org``, or of all), ordered by org and device."""
-        sql = "SELECT org, device, first_seen, last_seen, readings FROM devices"
-        params: tuple[str, ...] = ()
+    def devices(
+        self, org: str | None = None, *, keys: Collection[DeviceKey] | None = None
+    ) -> list[DeviceSeen]:
+        """Return every device with readings (of ``org``, or of all; only ``keys`` if given),
+        ordered by org and device."""
+        sql = "SELECT org, device, first_seen, last_seen, readings FROM devices WHERE 1"
+        params: list[str] = []
         if org is not None:
-            sql += " WHERE org = ?"
-            params = (org,)
+            sql += " AND org = ?"
+            params.append(org)
         with self._translate("read the devices"):
-            rows = self._conn().execute(sql + " ORDER BY org, device", params).fetchall()
-        return [DeviceSeen(*row) for row in rows]
+            conn = self._conn()
+            if keys is None:
+                return [DeviceSeen(*row) for row in conn.execute(sql + " ORDER BY org, device", params)]
+            wanted = sorted(set(check_keys(keys)))
+            out: list[DeviceSeen] = []
+            for i in range(0, len(wanted), _KEYS_PER_QUERY):
+                chunk = wanted[i : i + _KEYS_PER_QUERY]
+                values = ", ".join(["(?, ?)"] * len(chunk))
+                chunk_sql = f"{sql} AND (org, device) IN (VALUES {values})"
+                out.extend(
+                    DeviceSeen(*row) for row in conn.execute(chunk_sql, [*params, *itertools.chain(*chunk)])
+                )
+        out.sort(key=lambda d: (d.org, d.device))
+        return out
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Return up to ``limit`` dead letters, newest first."""

@@ -131,6 +131,10 @@ def test_every_read_answers_what_was_written(store: Any) -> None:
     # SQLite counts distinct readings; the InfluxDB sink counts what it wrote (a redelivery again).
     assert all(d.readings >= len(of(d.org, d.device)) for d in got_seen)
     assert [d.device for d in store.devices("city-x")] == ["pi-1", "pi-2"]
+    page = store.devices(keys=[("city-x", "pi-1"), ("aarhus", "nobody"), ("aarhus", "pi-1")])
+    assert [(d.org, d.device) for d in page] == [("aarhus", "pi-1"), ("city-x", "pi-1")]
+    assert page == [d for d in got_seen if (d.org, d.device) in {("aarhus", "pi-1"), ("city-x", "pi-1")}]
+    assert store.devices(keys=[]) == []
 
     assert store.count_dead_letters() == 3
     got_letters = store.dead_letters()
