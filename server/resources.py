@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
 from gateway.store import OrgRoutedReader, Reader, open_reader
 from kits.catalog import Catalog, load_catalog
 from kits.errors import ConfigError, SuitcaseError
+from server.bounded import RateLimiter, TtlCache
 from server.broker_admin import BrokerAdmin
 from server.db import create_registry_engine, init_registry
 from server.outbound import OutboundPolicy
@@ -34,6 +36,8 @@ class Resources:
     guesses: GuessLimiter = field(default_factory=lambda: GuessLimiter(10, time.time))
     broker: BrokerAdmin | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    exports: RateLimiter = field(default_factory=lambda: RateLimiter(6, time.time))
+    figures: TtlCache[Any] = field(default_factory=lambda: TtlCache(300.0, time.time))
 
     def close(self) -> None:
         """Close the broker admin client, the store and the registry engine."""
@@ -99,4 +103,6 @@ def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resour
         clock=clock,
         guesses=GuessLimiter(settings.guess_limit_per_min, clock),
         outbound=OutboundPolicy.from_settings(settings.outbound_allow),
+        exports=RateLimiter(settings.export_per_min, clock),
+        figures=TtlCache(settings.public_cache_s, clock),
     )

@@ -18,6 +18,7 @@ from kits.wire import Record
 from server.api.auth import Principal, PrincipalDep, not_found
 from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
 from server.api.routes.deployments import _range
+from server.api.throttle import ExportSlotDep
 from server.export import csv_lines, geojson_chunks, iter_readings, senml_chunks
 from server.geo import blur
 from server.models import UseCaseRow
@@ -107,6 +108,7 @@ def export_deployment(
     store: StoreDep,
     settings: SettingsDep,
     clock: ClockDep,
+    _slot: ExportSlotDep,
     format: Format = "csv",
     start: Annotated[str | None, Query(description="default: end - 30 days")] = None,
     end: Annotated[str | None, Query(description="default: now")] = None,
@@ -140,6 +142,7 @@ def export_use_case(
     store: StoreDep,
     settings: SettingsDep,
     clock: ClockDep,
+    _slot: ExportSlotDep,
     format: Format = "csv",
     start: Annotated[str | None, Query()] = None,
     end: Annotated[str | None, Query()] = None,

@@ -26,6 +26,7 @@ from server.api.auth import AuthDep
 from server.api.common import audit_change
 from server.api.deps import ClockDep, SessionDep, StoreDep
 from server.api.routes.deployments import get_deployment
+from server.api.throttle import ExportSlotDep
 from server.export import iter_readings
 from server.models import UseCaseRow
 from server.spans import device_spans
@@ -265,6 +266,7 @@ def report(
     session: SessionDep,
     store: StoreDep,
     clock: ClockDep,
+    _slot: ExportSlotDep,
     format: Literal["md", "html"] = "md",
 ) -> Response:
     """Return the deployment's pilot report (Annex I template) as Markdown or printable HTML."""
@@ -275,8 +277,8 @@ def report(
     body = "\n".join(_md_line(line) for line in text.splitlines())
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(dep.name)}</title>"
-        "<style>body{font-family:sans-serif;max-width:50em;margin:auto}table{border-collapse:collapse}"
-        "td{border:1px solid #999;padding:2px 6px}</style></head><body>" + body + "</body></html>"
+        # A stylesheet, not an inline <style>: the pages' Content-Security-Policy refuses those.
+        "<link rel='stylesheet' href='/static/report.css'></head><body>" + body + "</body></html>"
     )
     return Response(page, media_type="text/html; charset=utf-8")
 

@@ -40,7 +40,8 @@ from server.airquality import (
     rolling_24h,
 )
 from server.api.auth import PrincipalDep
-from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
+from server.api.deps import ClockDep, ResourcesDep, SessionDep, SettingsDep, StoreDep
+from server.bounded import TtlCache
 from server.geo import blur
 from server.models import UseCaseRow
 from server.settings import ServerSettings
@@ -111,8 +112,13 @@ def station(
     now: float,
     t: Translator,
     lang: str,
+    cache: TtlCache[Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the public page shows of one public deployment."""
+    """Everything the public page shows of one public deployment.
+
+    The hourly means (the 7-day scan) come from ``cache`` when given: anyone may load these pages,
+    so the figures are computed at most once per ``public_cache_s`` per deployment and hour.
+    """
     assert row.id is not None
     org = session.get(OrganisationRow, row.org_id)
     tz = org_zone(settings, org.slug if org else None)
@@ -123,7 +129,12 @@ def station(
     )
     first_day = (local_midnight - timedelta(days=DAYS_SHOWN - 1)).astimezone(UTC).timestamp()
     start_hour = min(now_hour - 24 * 3600.0, math.floor(first_day / 3600.0) * 3600.0)
-    hourly = hourly_series(store, spans, start_hour, now)
+    key = ("hourly", row.id, start_hour, tuple(spans))
+    hourly = (
+        cache.get(key, lambda: hourly_series(store, spans, start_hour, now))
+        if cache is not None
+        else hourly_series(store, spans, start_hour, now)
+    )
     latest: dict[str, float] = {}
     latest_at: dict[str, float] = {}
     for r, span_from, span_to in _latest_in_spans(store, spans):
@@ -322,6 +333,7 @@ def public_deployment(
     request: Request,
     principal: PrincipalDep,
     session: SessionDep,
+    resources: ResourcesDep,
     store: StoreDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -332,7 +344,7 @@ def public_deployment(
     row = session.get(DeploymentRow, deployment_id)
     if row is None or not row.public:
         return not_found_page(request, f"public deployment {deployment_id}")
-    one = station(session, store, settings, row, clock(), t, lang)
+    one = station(session, store, settings, row, clock(), t, lang, resources.figures)
     return _page(request, principal, settings, [one], row.name, t, full=True)
 
 
@@ -342,6 +354,7 @@ def public_use_case(
     request: Request,
     principal: PrincipalDep,
     session: SessionDep,
+    resources: ResourcesDep,
     store: StoreDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -354,7 +367,8 @@ def public_use_case(
         return not_found_page(request, f"use-case {use_case_id}")
     now = clock()
     stations = [
-        station(session, store, settings, row, now, t, lang) for row in _public_rows(session, use_case_id)
+        station(session, store, settings, row, now, t, lang, resources.figures)
+        for row in _public_rows(session, use_case_id)
     ]
     return _page(request, principal, settings, stations, case.title, t, full=True, case=case)
 
@@ -364,6 +378,7 @@ def public_series(
     deployment_id: int,
     request: Request,
     session: SessionDep,
+    resources: ResourcesDep,
     store: StoreDep,
     clock: ClockDep,
     range: Annotated[str, Query(pattern="^(1h|6h|24h|7d|30d|1y)$")] = "24h",
@@ -372,8 +387,15 @@ def public_series(
     row = session.get(DeploymentRow, deployment_id)
     if row is None or not row.public:
         raise HTTPException(status_code=404, detail=f"public deployment {deployment_id} does not exist")
-    payload = chart_payload(session, store, row, clock(), range, Translator(pick_language(request)))
-    for block in payload["quantities"]:  # device ids are not public
-        for i, s in enumerate(block["series"], start=1):
-            s["device"] = f"sensor {i}"
+    lang, now = pick_language(request), clock()
+
+    def compute() -> dict[str, Any]:
+        payload = chart_payload(session, store, row, now, range, Translator(lang))
+        for block in payload["quantities"]:  # device ids are not public
+            for i, s in enumerate(block["series"], start=1):
+                s["device"] = f"sensor {i}"
+        return payload
+
+    # Open to anyone, up to a year of data: computed at most once per public_cache_s.
+    payload = resources.figures.get(("series", deployment_id, range, lang), compute)
     return JSONResponse(payload, headers={"Cache-Control": "no-store"})
