@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.store import StoreError
 from kits import __version__
 from server.api import API_PREFIX, build_api_router
 from server.body_limit import BodyLimit
@@ -103,6 +104,7 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     app.add_exception_handler(OverflowError, _out_of_range)
     app.add_exception_handler(DataError, _out_of_range)
     app.add_exception_handler(IntegrityError, _conflict)
+    app.add_exception_handler(StoreError, _store_unavailable)
     app.add_exception_handler(Exception, _server_error(security_headers(settings.map_tiles_url)))
     mount_web(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
@@ -172,6 +174,16 @@ async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
 async def _conflict(request: Request, exc: Exception) -> JSONResponse:
     """Two requests raced for the same unique value: the loser is told to retry."""
     return _error(409, "the change conflicts with another made at the same time: reload and try again")
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """The store failed a read: a 503 with the reason (a page saying so), never an empty answer."""
+    log.warning("store unavailable: %s", exc, extra={"path": request.url.path})
+    if request.url.path.startswith(API_PREFIX):
+        return _error(503, str(exc), "store_unavailable", headers={"Retry-After": "10"})
+    from server.web.render import render
+
+    return render(request, "store_unavailable.html", {"message": str(exc)}, status_code=503)
 
 
 async def _alert_loop(resources: Resources) -> None:

@@ -33,7 +33,13 @@ class ServerSettings(BaseSettings):
     )
     store: str = Field(
         default="suitcase-store.db",
-        description="path (or sqlite:///path) of the embedded time-series store the gateway writes",
+        description="the time-series store the gateway writes: a path or sqlite:///path (embedded), "
+        "influxdb1://host:8086?... or influxdb://host:8086?token=... (read in InfluxQL)",
+    )
+    org_stores: dict[str, str] = Field(
+        default_factory=dict,
+        description="organisations with a store of their own: org slug -> store URL (e.g. their "
+        "own InfluxDB); the gateway writes their readings there with a sink ?orgs=<slug>",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -27,16 +27,19 @@ import typer
 from rich.console import Console
 
 from gateway.consumer import Gateway
-from gateway.store import SqliteStore
+from gateway.sinks import Sink, open_sink
+from gateway.store import DeviceSeen, Reader, SqliteStore
 from kits.catalog import load_catalog
 from kits.errors import SuitcaseError
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings
+from kits.wire import Record
 from server.app import create_app
+from server.resources import open_store_checked
 from server.runner import ServerThread
 from server.settings import ServerSettings
 from suitcase.broker import BrokerKind, MosquittoBroker, default_broker_kind, free_port, start_broker
 from suitcase.demo_faults import FaultPlayer, script
-from suitcase.demo_history import HISTORY_DAYS, DemoAccess, backfill_history, seed_registry
+from suitcase.demo_history import HISTORY_DAYS, DemoAccess, HistoryTarget, backfill_history, seed_registry
 from suitcase.demo_output import Progress, open_output
 from suitcase.demo_pis import DemoFleet, DemoPi
 from suitcase.demo_stage import seed_fault_stage
@@ -100,6 +103,20 @@ def _agent_config(index: int, host: str, port: int, interval: float, speed: floa
         scenario="street-air" if street else "office-day",
         publish_interval_s=interval,
     )
+
+
+@dataclass(frozen=True)
+class _SinkTarget:
+    """History written through a sink (as the gateway writes), devices read from the store."""
+
+    sink: Sink
+    reader: Reader
+
+    def write(self, records: Sequence[Record]) -> None:
+        self.sink.write(records)
+
+    def devices(self) -> list[DeviceSeen]:
+        return self.reader.devices()
 
 
 class _Signals:
@@ -189,6 +206,7 @@ def run_demo(
     lan_address: str | None = None,
     lan_pis: int = 3,
     map_tiles_url: str | None = None,
+    store_url: str | None = None,
 ) -> DemoResult:
     """Run the demo until ``duration`` seconds pass or ``stop`` is set; return what landed.
 
@@ -198,6 +216,8 @@ def run_demo(
         lan: listen on the laptop's network address (``lan_address``, or found) instead of
             loopback, and make ``lan_pis`` single-use codes with which real Pis join.
         map_tiles_url: the pages' map tiles; "" draws the offline outline map; None: the default.
+        store_url: where the gateway writes and the server reads (e.g. ``influxdb1://127.0.0.1:8086``),
+            as a city runs it; by default the embedded SQLite store in ``workdir``.
 
     Raises:
         ConfigError: ``lan`` on a machine with no network address, or a wrong ``lan_address``.
@@ -225,15 +245,34 @@ def run_demo(
             )
 
             store = SqliteStore(workdir / "store.sqlite")
-            shutdown.add("store", store.close)
-            gateway = Gateway(store, host=broker.host, port=broker.port, client_id="suitcase-demo-gateway")
+            closing: list[Callable[[], None]] = [store.close]
+
+            def close_stores() -> None:
+                for close in reversed(closing):
+                    close()
+
+            shutdown.add("store", close_stores)
+            sinks = None if store_url is None else [open_sink(store_url)]
+            gateway = Gateway(
+                store, host=broker.host, port=broker.port, client_id="suitcase-demo-gateway", sinks=sinks
+            )
             gateway.start()
             shutdown.add("gateway", gateway.stop)
+            # What the demo writes history into and counts from: the store the server reads.
+            target: HistoryTarget = store
+            reader: Reader = store
+            if store_url is not None:
+                history_sink = open_sink(store_url)  # the gateway's sink is its threads' own
+                history_sink.open()
+                closing.append(history_sink.close)
+                reader = open_store_checked(store_url)
+                closing.append(reader.close)
+                target = _SinkTarget(history_sink, reader)
 
             server_port = port or free_port(host)
             url = f"http://{host}:{server_port}/"
             settings = ServerSettings(
-                store=str(workdir / "store.sqlite"),
+                store=store_url or str(workdir / "store.sqlite"),
                 registry_url=f"sqlite:///{workdir / 'registry.sqlite'}",
                 mqtt_host=broker.host,
                 mqtt_port=broker.port,
@@ -260,7 +299,7 @@ def run_demo(
                     settings.registry_url, DEMO_ORG, now, count=lan_pis, ttl_s=JOIN_CODE_TTL_S
                 )
                 join = LanJoin(url, codes, name)
-            history = backfill_history(store, configs, DEMO_ORG, now)
+            history = backfill_history(target, configs, DEMO_ORG, now)
             history_seconds = time.monotonic() - backfill_started
             server = ServerThread(create_app(settings), host, server_port)
             server.start()
@@ -278,8 +317,8 @@ def run_demo(
                 return DemoResult(
                     url=url,
                     devices=devices,
-                    readings=store.count_readings(),
-                    dead_letters=len(store.dead_letters(limit=10_000)),
+                    readings=sum(d.readings for d in reader.devices()),
+                    dead_letters=reader.count_dead_letters(),
                     seconds=time.monotonic() - started,
                     history=history,
                     history_seconds=history_seconds,
@@ -368,6 +407,13 @@ def demo(
             help="Map tile URL ({z}/{x}/{y}); empty: the offline outline map (default: OpenStreetMap)."
         ),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Where readings go and the server reads them, as a city runs it: influxdb1://host:8086 "
+            "(default: the embedded SQLite store in --workdir)."
+        ),
+    ] = None,
 ) -> None:
     """Run broker, gateway, server and emulated Pis; open the printed URL in a browser."""
     console = Console()
@@ -389,6 +435,7 @@ def demo(
             lan=lan,
             lan_address=lan_address,
             map_tiles_url=tiles,
+            store_url=store,
         )
     except SuitcaseError as exc:
         console.print(f"[red]demo failed: {exc}[/]")

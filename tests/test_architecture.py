@@ -47,6 +47,7 @@ SERVER_STORE = frozenset(
         "Window",
         "StoreError",
         "open_reader",
+        "OrgRoutedReader",
         "check_keys",
         "check_window_width",
     }
@@ -67,6 +68,11 @@ NEVER: tuple[Never, ...] = tuple(
     [
         Never("gateway.store", "gateway.consumer", "the store is read by the server; it knows no MQTT"),
         Never("gateway.sinks", "gateway.consumer", "a sink takes batches; it knows no MQTT"),
+        Never(
+            "gateway.store", "gateway.sinks", "the server imports the store: it must not pull in the sinks"
+        ),
+        Never("gateway.influx", "gateway.sinks", "the InfluxDB helpers sit below the sinks and the store"),
+        Never("gateway.influx", "gateway.store", "the InfluxDB helpers sit below the sinks and the store"),
     ]
     + [
         Never("edge", lib, "the agent runs on a Raspberry Pi and imports only what it uses there")
@@ -88,32 +94,6 @@ NEVER: tuple[Never, ...] = tuple(
         for lib in ("paho", "fastapi")
     ]
 )
-
-# Imports that issue #12 (item 1, engineer `store`) is removing right now: the server's uses of the
-# concrete SQLite store (replaced by the Reader protocol) and the store's uses of the sinks'
-# helpers. (file, imported name or module) pairs tolerated until that lands; then this is empty.
-# Nothing may be added here.
-PENDING: frozenset[tuple[str, str]] = frozenset(
-    (path, "SqliteStore")
-    for path in (
-        "server/api/deps.py",
-        "server/api/routes/devices.py",
-        "server/api/routes/export.py",
-        "server/export.py",
-        "server/resources.py",
-        "server/web/series.py",
-        "server/web/views/deployment.py",
-        "server/web/views/fleet.py",
-        "server/web/views/public.py",
-    )
-) | {
-    ("server/resources.py", "open_store"),
-    ("gateway/store/influxdb1.py", "gateway.sinks"),
-    ("gateway/store/influxdb1.py", "gateway.sinks._http"),
-    ("gateway/store/influxdb1.py", "gateway.sinks._lines"),
-    ("gateway/store/influxdb2.py", "gateway.sinks"),
-    ("gateway/store/influxdb2.py", "gateway.sinks._lines"),
-}
 
 _REGISTRY_STRING = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+):[A-Za-z_]\w*$")
 
@@ -171,11 +151,8 @@ def _within(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
 
-def violations(root: Path, pending: frozenset[tuple[str, str]] = frozenset()) -> list[str]:
-    """Return one message per forbidden import under ``root``: file, line, what and the fix.
-
-    ``pending`` holds (file, name) imports tolerated for now (:data:`PENDING`).
-    """
+def violations(root: Path) -> list[str]:
+    """Return one message per forbidden import under ``root``: file, line, what and the fix."""
     found: list[str] = []
     for package in MAY_IMPORT:
         folder = root / package
@@ -183,11 +160,11 @@ def violations(root: Path, pending: frozenset[tuple[str, str]] = frozenset()) ->
             continue
         for path in sorted(folder.rglob("*.py")):
             for imp in imports_of(path, root):
-                found.extend(_check(package, imp, root, pending))
+                found.extend(_check(package, imp, root))
     return found
 
 
-def _check(package: str, imp: Import, root: Path, pending: frozenset[tuple[str, str]]) -> Iterator[str]:
+def _check(package: str, imp: Import, root: Path) -> Iterator[str]:
     file = imp.path.relative_to(root).as_posix()
     where = f"{file}:{imp.line}"
     importer = _module_of(imp.path, root)
@@ -195,7 +172,7 @@ def _check(package: str, imp: Import, root: Path, pending: frozenset[tuple[str, 
     top = imp.module.split(".")[0]
     if top in OURS and top != package and top not in MAY_IMPORT[package]:
         if package == "server" and imp.module in SERVER_STORE_MODULES and imp.names:
-            wrong = [n for n in imp.names if n not in SERVER_STORE and (file, n) not in pending]
+            wrong = [n for n in imp.names if n not in SERVER_STORE]
             if wrong:
                 yield (
                     f"{where}: {what}: the server may take only the store's read interface "
@@ -216,17 +193,13 @@ def _check(package: str, imp: Import, root: Path, pending: frozenset[tuple[str, 
                 f"'Who may import whom'). Fix: move what both need to kits/, or wire the two in suitcase/"
             )
     for rule in NEVER:
-        if (
-            _within(importer, rule.importer)
-            and _within(imp.module, rule.imported)
-            and (file, imp.module) not in pending
-        ):
+        if _within(importer, rule.importer) and _within(imp.module, rule.imported):
             yield f"{where}: {what}: {rule.importer} never imports {rule.imported}: {rule.why}. Fix: drop it"
 
 
 def test_every_import_obeys_the_architecture() -> None:
     """Test that no module of any part imports what docs/architecture.md forbids."""
-    found = violations(REPO, PENDING)
+    found = violations(REPO)
     assert not found, "forbidden imports:\n" + "\n".join(found)
 
 

@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from kits.quantities import QUANTITIES
+from kits.wire import Record
 from server.api import API_PREFIX
 from server.api.auth import PrincipalDep
 from server.api.deps import ClockDep, SettingsDep, StoreDep
@@ -88,11 +89,15 @@ def index(
     order = list(QUANTITIES)
     devices = []
     slugs = None if principal.sees_all() else set(principal.slugs.values())
+    newest: dict[tuple[str, str], list[Record]] = {}
+    for record in store.latest():  # every device's newest readings in one read
+        if slugs is None or record.org in slugs:
+            newest.setdefault((record.org, record.device), []).append(record)
     for seen in store.devices():
         if slugs is not None and seen.org not in slugs:
             continue
         latest = sorted(
-            store.latest(seen.device),
+            newest.get((seen.org, seen.device), []),
             key=lambda r: (order.index(r.quantity) if r.quantity in QUANTITIES else len(order), r.sensor),
         )
         devices.append(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.sinks.influxdb1 import InfluxDB1Sink
-from gateway.store import SqliteStore
+from gateway.store import SqliteStore, open_reader
 from gateway.store.base import StoreError
 from gateway.store.influxdb1_rollups import CQ_NAMES, FRESH_S, InfluxDB1Rollups, plan_windows
 from gateway.store.influxdb1_rollups import from_url as rollups_of
@@ -21,8 +22,10 @@ from gateway.store.retention import RetentionLoop, open_target, parse_retention
 from kits.errors import ConfigError
 from kits.wire import Record
 from tests.services.influxdb import InfluxD
+from tests.waiting import wait_until
 
 DAY = 86_400.0
+ORG_OF = {"pi-a": "aarhus", "pi-o": "odense"}
 NOW = 1_750_000_000.0 - 1_750_000_000.0 % 3600 + 1800.0  # half past an hour
 
 SETTINGS = """\
@@ -56,7 +59,9 @@ def test_cli_applies_sqlite_retention_and_long_ranges_stay_drawn(tmp_path: Path)
     with SqliteStore(path) as store:
         store.write(_readings("aarhus", "pi-a", start, now, 300.0))
         store.write(_readings("odense", "pi-o", start, now, 300.0))
-        before = {d: store.windows(d, start, now, 3600.0) for d in ("pi-a", "pi-o")}
+        before = {
+            d: store.windows(o, d, start, now, 3600.0) for o, d in (("aarhus", "pi-a"), ("odense", "pi-o"))
+        }
     runner = CliRunner()
     result = runner.invoke(app, ["retention", "apply", "--config", str(config), "--store", str(path)])
     assert result.exit_code == 0, result.output
@@ -64,11 +69,14 @@ def test_cli_applies_sqlite_retention_and_long_ranges_stay_drawn(tmp_path: Path)
     assert "odense: keep raw 2 d, 1-minute windows 5 d, 1-hour windows forever" in result.output
     assert "readings past their retention deleted" in result.output
     with SqliteStore(path) as store:
-        oldest = {d: min(r.time for r in store.readings(d, 0, now + 1)) for d in ("pi-a", "pi-o")}
+        oldest = {
+            d: min(r.time for r in store.readings(o, d, 0, now + 1))
+            for o, d in (("aarhus", "pi-a"), ("odense", "pi-o"))
+        }
         assert now - 1 * DAY - 1 <= oldest["pi-a"] <= now - 1 * DAY + 300
         assert now - 2 * DAY - 1 <= oldest["pi-o"] <= now - 2 * DAY + 300
         for device in ("pi-a", "pi-o"):  # four days still drawn, from the hour rollups
-            assert store.windows(device, start, now, 3600.0) == before[device]
+            assert store.windows(ORG_OF[device], device, start, now, 3600.0) == before[device]
     again = runner.invoke(app, ["retention", "apply", "--config", str(config), "--store", str(path)])
     assert again.exit_code == 0 and "nothing to change" in again.output
     shown = runner.invoke(app, ["retention", "show", "--store", str(path)])
@@ -86,8 +94,8 @@ def test_late_readings_reach_the_sqlite_rollups(tmp_path: Path) -> None:
         late = _readings("o", "pi", hour + 7, hour + 3600, 60.0)
         for _ in range(2):
             store.write(late)
-        (window,) = store.windows("pi", hour, hour + 3600, 3600.0)
-        raw = store.readings("pi", hour, hour + 3600)
+        (window,) = store.windows("o", "pi", hour, hour + 3600, 3600.0)
+        raw = store.readings("o", "pi", hour, hour + 3600)
         assert window.count == len(raw) > len(late)
         assert abs(window.mean - sum(r.value for r in raw) / len(raw)) < 1e-9
 
@@ -332,3 +340,75 @@ def test_influxdb1_long_ranges_stay_drawn_after_raw_readings_expire(influxd: Inf
     assert {t: v for t, v in still.items() if t < now - FRESH_S - 3600} == {
         t: v for t, v in got.items() if t < now - FRESH_S - 3600
     }
+
+
+def _complete(
+    influxd: InfluxD, policy: str, want: dict[float, tuple[int, float, float, float]]
+) -> Callable[[], bool]:
+    def check() -> bool:
+        got = _rollup(influxd, "suitcase_o", policy, "pi")
+        return all(t in got and got[t][0] == v[0] for t, v in want.items())
+
+    return check
+
+
+@pytest.mark.slow
+@pytest.mark.influxdb
+def test_influxdb1_continuous_queries_run_on_their_own(influxd_factory: Callable[[], InfluxD]) -> None:
+    """Test that influxd itself runs the rollup continuous queries the tool created: readings of the
+    last two minutes reach both rollups without the sink folding anything. On a server of its own
+    (a new continuous query runs at once; a known one waits for its next interval, up to 10 min for
+    the hour query)."""
+    influxd = influxd_factory()
+    try:
+        now = time.time()
+        records = [Record("o", "pi", "s", "temperature", float(i), now - 120 + i) for i in range(120)]
+        sink = InfluxDB1Sink(influxd.host, influxd.port)
+        sink.write(records)  # before the queries exist: their first run covers it
+        rollups_of(influxd.sink_url).apply(parse_retention("orgs: {o: {}}"), now)
+        assert sink.late.folded == 0
+        for policy, width in (("rollup_1m", 60), ("rollup_1h", 3600)):
+            want = _expected([r for r in records if r.time < now - now % width], width)
+            wait_until(
+                _complete(influxd, policy, want),
+                timeout=90,
+                every=1,
+                what=f"the {policy} continuous query to run",
+            )
+            got = _rollup(influxd, "suitcase_o", policy, "pi")
+            _same({t: v for t, v in got.items() if t in want}, want)
+    finally:
+        influxd.stop()
+
+
+@pytest.mark.influxdb
+def test_reader_windows_stay_drawn_on_influxdb_after_raw_expiry(influxd: InfluxD) -> None:
+    """Test, through the store's read interface (what the server's charts call), that a 3-day chart
+    of hourly windows on InfluxDB reads the hour rollups, and draws the same windows once the raw
+    readings are gone; and that a database without rollups is read from its raw readings."""
+    now = time.time()
+    tool = rollups_of(influxd.sink_url)
+    tool.apply(parse_retention("orgs: {o: {}}"), now)
+    records = _readings("o", "pi", now - 3 * DAY, now, 150.0)
+    InfluxDB1Sink(influxd.host, influxd.port).write(records + _readings("p", "pi-p", now - DAY, now, 600.0))
+    tool.backfill("suitcase_o", now - 4 * DAY, now)
+    reader = open_reader(influxd.sink_url)
+    try:
+        start = now - 3 * DAY
+        before = reader.windows("o", "pi", start, now, 3600.0)
+        assert len(before) >= 72 and sum(w.count for w in before) >= len(records)
+        raw_only = reader.windows("p", "pi-p", now - DAY, now, 3600.0)  # no rollups in suitcase_p
+        assert sum(w.count for w in raw_only) == len(_readings("p", "pi-p", now - DAY, now, 600.0))
+        for (shard,) in [
+            row[:1]
+            for s in influxd.query("SHOW SHARDS")
+            for row in s["values"]
+            if row[1:3] == ["suitcase_o", "autogen"]
+        ]:
+            influxd.query(f"DROP SHARD {shard}")
+        assert reader.readings("o", "pi", start, now) == []
+        old = now - FRESH_S - 3600
+        after = reader.windows("o", "pi", start, now, 3600.0)
+        assert [w for w in after if w.start < old] == [w for w in before if w.start < old]
+    finally:
+        reader.close()
