@@ -421,6 +421,8 @@ def test_cli_on_influxdb1(influxd: InfluxD, tmp_path: Path) -> None:
     2 with the fix."""
     now = time.time()
     InfluxDB1Sink(influxd.host, influxd.port).write(_readings("aarhus", "pi", now - 5 * 3600, now, 60.0))
+    before = CliRunner().invoke(app, ["retention", "show", "--store", influxd.sink_url])
+    assert "suitcase_aarhus: no rollups yet" in before.output
     config = tmp_path / "retention.yaml"
     config.write_text(SETTINGS)
     runner = CliRunner()
@@ -441,5 +443,6 @@ def test_cli_on_influxdb1(influxd: InfluxD, tmp_path: Path) -> None:
     assert sum(v[0] for v in _rollup(influxd, "suitcase_aarhus", "rollup_1h", "pi").values()) == 300
     shown = runner.invoke(app, ["retention", "show", "--store", influxd.sink_url])
     assert shown.exit_code == 0 and "aarhus: raw 1 d, 1-minute windows forever" in shown.output
+    assert "no rollups yet" not in shown.output
     down = runner.invoke(app, ["retention", "show", "--store", "influxdb1://127.0.0.1:1"])
     assert down.exit_code == 2 and "check the host and port" in down.output
