@@ -3,7 +3,11 @@ real ``adafruit_tca9548a`` on the emulated bus, scan and the agent's sampler."""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+import uuid
+from typing import Any
 
 import pytest
 
@@ -17,7 +21,8 @@ from edge.sampler import Sampler
 from edge.scan import scan
 from kits.config_file import parse_yaml_model
 from kits.errors import ConfigError, SensorError
-from kits.models import DeviceConfig, DeviceSensor, KitProfile, MuxPort
+from kits.models import DeviceConfig, DeviceSensor, KitProfile, MqttSettings, MuxPort
+from kits.wire import decode_pack
 from tests.edge.conftest import FakeClock, Targets
 
 TWO_BEHIND_ONE_MUX = """\
@@ -217,3 +222,40 @@ def test_verify_names_a_missing_multiplexer_and_its_fix(clock: FakeClock) -> Non
     assert "A0-A2 pins" in by_name["multiplexer at 0x70"].fix
     assert by_name["north (bme280 at 0x70/0/0x77)"].outcome == "fail"
     assert [s.name for s in present] == ["air"]
+
+
+@pytest.mark.mosquitto
+def test_the_agent_publishes_both_bme280s_behind_the_mux_over_mosquitto(mosquitto: Any) -> None:
+    """Test end to end: the agent built from the path config reads both BME280s at 0x77 through
+    the real TCA9548A driver and publishes both to a real Mosquitto, with each path in meta."""
+    from edge.agent import Agent
+    from tests.edge.test_agent import Subscriber
+
+    device = f"mux-{uuid.uuid4().hex[:8]}"  # the session's Mosquitto keeps retained messages
+    text = TWO_BEHIND_ONE_MUX.replace("garden-pi", device).replace(
+        "org: aarhus", "org: aarhus\npublish_interval_s: 0.2"
+    )
+    config = parse_yaml_model(text, DeviceConfig, source="edge.yaml")
+    config = config.model_copy(update={"mqtt": MqttSettings(host=mosquitto.host, port=mosquitto.port)})
+    sub = Subscriber(mosquitto, f"{device}-sub", device)
+    agent = Agent(config, build_bus(config.sensors, "office-day", clock=time.time, seed=1))
+    agent.start()
+    try:
+        meta = json.loads(sub.next("meta").payload)
+        assert {n: s.get("path") for n, s in meta["sensors"].items()} == {
+            "north": "0x70/0/0x77",
+            "south": "0x70/5/0x77",
+            "air": None,
+        }
+        seen: set[str] = set()
+        deadline = time.monotonic() + 20
+        while not {"north/temperature", "south/temperature", "air/temperature"} <= seen:
+            assert time.monotonic() < deadline, seen
+            pack = sub.next("telemetry")
+            seen |= {
+                f"{r.sensor}/{r.quantity}"
+                for r in decode_pack(bytes(pack.payload), org="aarhus", device=device, now=time.time())
+            }
+    finally:
+        agent.stop()
+        sub.close()
