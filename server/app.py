@@ -26,6 +26,7 @@ from server.headers import SecurityHeaders, security_headers
 from server.resources import Clock, Resources, open_resources
 from server.security import redact_url
 from server.settings import ServerSettings
+from server.untrusted import safe_json, safe_text
 from server.web import mount_web
 
 __all__ = ["create_app"]
@@ -137,10 +138,31 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    from fastapi.encoders import jsonable_encoder
+    """A body, path or query that fails validation: 422 naming each field and what is wrong.
 
-    return _error(422, jsonable_encoder(exc.errors()), "validation_error")
+    The errors echo the input, which is untrusted: NaN, lone surrogates, bytes that are not UTF-8
+    or a 100 kB string would make the answer itself fail (a 500); they are made safe first.
+    """
+    assert isinstance(exc, RequestValidationError)
+    return _error(422, [_safe_error(e) for e in list(exc.errors())[:50]], "validation_error")
+
+
+def _safe_ctx(value: object) -> Any:
+    return safe_json(value) if isinstance(value, int | float | str) else safe_text(str(value), 500)
+
+
+def _safe_error(error: Any) -> dict[str, Any]:
+    if not isinstance(error, dict):
+        return {"msg": safe_text(str(error), 500)}
+    safe: dict[str, Any] = {}
+    for key, value in error.items():
+        if key == "ctx" and isinstance(value, dict):
+            safe[key] = {str(k): _safe_ctx(v) for k, v in value.items()}
+        elif key == "input" and isinstance(value, bytes):
+            safe[key] = safe_text(value[:500].decode("utf-8", "replace"), 500)
+        else:
+            safe[str(key)] = safe_json(value)
+    return safe
 
 
 async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:

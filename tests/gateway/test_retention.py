@@ -412,3 +412,37 @@ def test_reader_windows_stay_drawn_on_influxdb_after_raw_expiry(influxd: InfluxD
         assert [w for w in after if w.start < old] == [w for w in before if w.start < old]
     finally:
         reader.close()
+
+
+@pytest.mark.influxdb
+def test_cli_on_influxdb1(influxd: InfluxD, tmp_path: Path) -> None:
+    """Test `suitcase gateway retention apply|show` on InfluxDB 1.x: policies and queries made,
+    rollups of existing data recomputed with --backfill-days, then shown; an unreachable server exits
+    2 with the fix."""
+    now = time.time()
+    InfluxDB1Sink(influxd.host, influxd.port).write(_readings("aarhus", "pi", now - 5 * 3600, now, 60.0))
+    before = CliRunner().invoke(app, ["retention", "show", "--store", influxd.sink_url])
+    assert "suitcase_aarhus: no rollups yet" in before.output
+    config = tmp_path / "retention.yaml"
+    config.write_text(SETTINGS)
+    runner = CliRunner()
+    args = [
+        "retention",
+        "apply",
+        "--config",
+        str(config),
+        "--store",
+        influxd.sink_url,
+        "--backfill-days",
+        "1",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "suitcase_aarhus: retention policy autogen now keeps 24h" in result.output
+    assert "suitcase_aarhus: rollups recomputed for the last 1 days" in result.output
+    assert sum(v[0] for v in _rollup(influxd, "suitcase_aarhus", "rollup_1h", "pi").values()) == 300
+    shown = runner.invoke(app, ["retention", "show", "--store", influxd.sink_url])
+    assert shown.exit_code == 0 and "aarhus: raw 1 d, 1-minute windows forever" in shown.output
+    assert "no rollups yet" not in shown.output
+    down = runner.invoke(app, ["retention", "show", "--store", "influxdb1://127.0.0.1:1"])
+    assert down.exit_code == 2 and "check the host and port" in down.output
