@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["DemoOutput", "LivePanel", "PlainLines", "Progress", "open_output"]
 
@@ -107,11 +108,12 @@ class LivePanel:
     @staticmethod
     def _panel(p: Progress) -> Panel:
         table = Table.grid(padding=(0, 2))
+        # Text, never markup: a URL or a password may hold "[" (rich would read it as a tag).
         for name, value in _rows(p):
-            table.add_row(name, f"[bold link={value}]{value}[/]" if name == "page" else value)
-        table.add_row("readings landed", f"[green]{p.readings}[/]")
-        table.add_row("dead letters", str(p.dead_letters))
-        table.add_row("running", f"{p.elapsed:.0f} s  (Ctrl-C to stop)")
+            table.add_row(name, Text(value, style=f"bold link {value}" if name == "page" else ""))
+        table.add_row("readings landed", Text(str(p.readings), style="green"))
+        table.add_row("dead letters", Text(str(p.dead_letters)))
+        table.add_row("running", Text(f"{p.elapsed:.0f} s  (Ctrl-C to stop)"))
         return Panel(table, title="IoT Suitcase demo", border_style="cyan")
 
     def start(self, progress: Progress) -> None:
