@@ -10,6 +10,14 @@
 
 The registry is SQLite; set ``SUITCASE_BENCH_PG_URL`` (an empty PostgreSQL database) to also run
 the fleet list on PostgreSQL. The store is filled with bulk SQL (the setup is not measured).
+
+The same figures on InfluxDB 1.x (a private ``influxd`` on a free loopback port, when installed):
+the readings written as line protocol, the rollups of ``suitcase gateway retention apply`` made
+and backfilled (setup, not measured), the server reading through ``--store influxdb1://...``.
+Baselines in the same run: the chart's bare InfluxQL aggregation (the very statements the reader
+sends, over plain HTTP), and for the fleet the one bare query of every device's last reading
+time (``devices_seen``); 10,000 devices are seen by the store as well as enrolled.
+``SUITCASE_BENCH_SCALE`` (default 1) shrinks the data sets for a quick run.
 """
 
 from __future__ import annotations
@@ -145,7 +153,14 @@ def _fill_store(path: Path, device: str, span_s: int, step_s: int) -> int:
                 "INSERT OR REPLACE INTO readings (series_id, time, value) VALUES (?, ?, ?)", rows
             )
             total += span_s // step_s
+        # Written behind the store's back: mark every minute for its rollups (setup).
+        conn.execute(
+            "INSERT OR IGNORE INTO rollup_dirty SELECT DISTINCT series_id, time - time % 60 FROM readings"
+        )
     conn.close()
+    store = SqliteStore(path)
+    store.refresh_rollups()
+    store.close()
     return total
 
 
@@ -199,6 +214,171 @@ def _chart_figure(name: str, folder: Path, span_s: int, step_s: int) -> Figure:
     return Figure(name, api, "bare scan of 10 x 1,000 rows", base, 10_000, "points")
 
 
+def _influx_post(base: str, path: str, params: dict[str, str], body: bytes | None = None) -> bytes:
+    import urllib.parse
+    import urllib.request
+
+    request = urllib.request.Request(f"{base}{path}?{urllib.parse.urlencode(params)}", data=body or b"")
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        data: bytes = answer.read()
+    return data
+
+
+def _influx_fill(base: str, device: str, span_s: int, step_s: int) -> int:
+    """Write ``span_s`` of readings every ``step_s`` for 10 quantities of ``device``, in bulk."""
+    from gateway.influx.lines import encode_lines
+
+    _influx_post(base, "/query", {"q": 'CREATE DATABASE "suitcase_bench"'})
+    total = 0
+    for q in QUANTITIES:
+        chunk: list[Record] = []
+        for t in range(0, span_s, step_s):
+            chunk.append(Record("bench", device, "s", q, 20.0 + (t % 600) / 60, NOW - span_s + t))
+            if len(chunk) == 50_000:
+                _influx_post(base, "/write", {"db": "suitcase_bench", "precision": "ns"}, encode_lines(chunk))
+                total, chunk = total + len(chunk), []
+        if chunk:
+            _influx_post(base, "/write", {"db": "suitcase_bench", "precision": "ns"}, encode_lines(chunk))
+            total += len(chunk)
+    return total
+
+
+def _influx_chart_figure(name: str, influx: str, folder: Path, span_s: int, step_s: int) -> Figure:
+    from gateway.store.influxdb1 import from_url as reader_from_url
+    from gateway.store.influxdb1_rollups import InfluxDB1Rollups
+    from gateway.store.retention import RetentionSettings
+
+    base = influx.replace("influxdb1://", "http://")
+    device = f"bench-chart-{span_s}"
+    readings = _influx_fill(base, device, span_s, step_s)
+    # Rollups as `suitcase gateway retention apply --backfill-days` makes them (setup).
+    rollups = InfluxDB1Rollups(base)
+    rollups.apply(RetentionSettings(), NOW, backfill_days=span_s / 86_400 + 1)
+    settings = ServerSettings(
+        registry_url=f"sqlite:///{folder / f'influx-chart-{span_s}.registry.db'}",
+        store=influx,
+        alert_interval_s=0,
+        open_reads=False,
+    )
+    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+        headers, org_id = _fleet(client, 0)
+        engine = client.app.state.resources.engine  # type: ignore[attr-defined]
+        with Session(engine) as session:
+            dep = DeploymentRow(org_id=org_id, name="bench", starts_at=NOW - span_s, created_at=NOW)
+            session.add(dep)
+            session.add(DeviceRow(id=device, org_id=org_id, registered_at=NOW))
+            session.flush()
+            assert dep.id is not None
+            session.add(DeploymentDeviceRow(deployment_id=dep.id, device_id=device, from_t=NOW - span_s))
+            session.commit()
+            dep_id = dep.id
+
+        def chart() -> None:
+            body = client.get(
+                f"/api/v1/deployments/{dep_id}/chart",
+                params={"start": NOW - span_s, "end": NOW, "points": 1000},
+                headers=headers,
+            ).json()
+            assert len(body["series"]) == 10 and all(0 < len(s["times"]) <= 1000 for s in body["series"])
+
+        api = p99(chart, 40)
+    # The bare aggregation the chart needs: the reader's own statements, sent over plain HTTP.
+    from server.charts import bucket_width
+
+    reader = reader_from_url(influx)
+    reader.clock = lambda: NOW
+    from gateway.store.influxdb1_rollups import plan_windows
+
+    statements = plan_windows(
+        "suitcase_bench",
+        "/.*/",
+        f"\"device\" = '{device}'",
+        NOW - span_s,
+        NOW,
+        bucket_width(span_s, 1000),
+        now=NOW,
+        rollups=reader._has_rollups("suitcase_bench"),
+    )
+    reader.close()
+    query = ";".join(statements)
+    base_s = p99(lambda: _influx_post(base, "/query", {"q": query, "epoch": "ns"}), 40)
+    print(
+        f"  {name}: {readings:,} readings, p99 {api * 1000:.1f} ms (target <= 300 ms and <= 1.5x), "
+        f"bare InfluxQL p99 {base_s * 1000:.2f} ms"
+    )
+    return Figure(name, api, "bare InfluxQL aggregation", base_s, 10_000, "points")
+
+
+def _influx_fleet_figure(name: str, influx: str, folder: Path) -> Figure:
+    from gateway.influx.lines import encode_seen
+
+    base = influx.replace("influxdb1://", "http://")
+    _influx_post(base, "/query", {"q": 'CREATE DATABASE "suitcase"'})
+    seen = {("bench", f"bench-dev-{i:05d}"): (NOW - 86_400.0, NOW - i, 1000) for i in range(10_000)}
+    _influx_post(base, "/write", {"db": "suitcase", "precision": "ns"}, encode_seen(seen, "bench-gw"))
+    settings = ServerSettings(
+        registry_url=f"sqlite:///{folder / 'influx-fleet.db'}",
+        store=influx,
+        alert_interval_s=0,
+        open_reads=False,
+    )
+    rng = random.Random(7)
+    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+        headers, _ = _fleet(client, 10_000)
+
+        def page() -> None:
+            offset = rng.randrange(0, 10_000 - 50)
+            response = client.get(
+                "/api/v1/devices",
+                params={"registered": "true", "limit": 50, "offset": offset},
+                headers=headers,
+            )
+            body = response.json()
+            assert response.status_code == 200 and len(body["data"]) == 50
+            assert all(d["last_seen"] is not None for d in body["data"])
+
+        api = p99(page, 100)
+    bare = 'SELECT "first", "last", "readings" FROM "suitcase".."devices_seen" GROUP BY "org", "device"'
+    base_s = p99(lambda: _influx_post(base, "/query", {"q": bare, "epoch": "ns"}), 100)
+    print(f"  {name}: p99 {api * 1000:.1f} ms (target <= 100 ms), bare InfluxQL p99 {base_s * 1000:.2f} ms")
+    return Figure(name, api, "bare InfluxQL of 10k devices seen", base_s, 50, "devices")
+
+
+def _influx_figures(folder: Path, scale: float) -> list[Figure]:
+    """The fleet and chart figures on a private influxd (none when influxd is not installed)."""
+    import shutil
+
+    if shutil.which("influxd") is None:
+        print("  influxd is not installed: no InfluxDB figures (apt-get install influxdb)")
+        return []
+    from tests.services.influxdb import InfluxD
+
+    server = InfluxD(folder / "influxd")
+    server.start()
+    try:
+        return [
+            _influx_fleet_figure(
+                "server fleet page p99 (InfluxDB 1.x, 10k devices)", server.sink_url, folder
+            ),
+            _influx_chart_figure(
+                "server chart p99 (InfluxDB 1.x), 7 d at 1 Hz x 10",
+                server.sink_url,
+                folder,
+                int(7 * 86_400 * scale),
+                1,
+            ),
+            _influx_chart_figure(
+                "server chart p99 (InfluxDB 1.x), 1 y at 1/min x 10",
+                server.sink_url,
+                folder,
+                int(365 * 86_400 * scale),
+                60,
+            ),
+        ]
+    finally:
+        server.stop()
+
+
 def run() -> list[Figure]:
     figures = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -225,8 +405,14 @@ def run() -> list[Figure]:
             figures.append(
                 _fleet_figure("server fleet page p99 (PostgreSQL, 10k devices)", pg, folder, bare_pg)
             )
-        figures.append(_chart_figure("server chart p99, 7 d at 1 Hz x 10", folder, 7 * 86_400, 1))
-        figures.append(_chart_figure("server chart p99, 1 y at 1/min x 10", folder, 365 * 86_400, 60))
+        scale = float(os.environ.get("SUITCASE_BENCH_SCALE", "1"))
+        figures.append(
+            _chart_figure("server chart p99, 7 d at 1 Hz x 10", folder, int(7 * 86_400 * scale), 1)
+        )
+        figures.append(
+            _chart_figure("server chart p99, 1 y at 1/min x 10", folder, int(365 * 86_400 * scale), 60)
+        )
+        figures.extend(_influx_figures(folder, scale))
     return figures
 
 

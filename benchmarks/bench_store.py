@@ -72,8 +72,8 @@ def run(devices: int = 20, seconds: int = 86_400, batch: int = 5_000) -> list[Fi
         _baseline(folder / "read-baseline.sqlite", batches)
         plain = sqlite3.connect(folder / "read-baseline.sqlite")
         hour = (START + 43_200, START + 46_800)
-        rows = len(store.readings("pi-3", *hour))
-        read = best_of(lambda: [store.readings("pi-3", *hour) for _ in range(100)], 3)
+        rows = len(store.readings("aarhus", "pi-3", *hour))
+        read = best_of(lambda: [store.readings("aarhus", "pi-3", *hour) for _ in range(100)], 3)
         read_baseline = best_of(
             lambda: [
                 plain.execute(

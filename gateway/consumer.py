@@ -45,7 +45,7 @@ from gateway._mqtt import Delivery, MqttSession, MqttVersion
 from gateway.dead_letters import DeadLetterPolicy, DeadLetters
 from gateway.metrics import Metrics
 from gateway.series_cap import DEFAULT_MAX_SERIES_PER_DEVICE, SeriesCap
-from gateway.sinks import Sink, SinkRefused
+from gateway.sinks import DeadLetterSink, Sink, SinkRefused
 from gateway.sinks.sqlite import SqliteSink
 from gateway.store import DeadLetter, SqliteStore
 from kits.errors import BadTopic, SuitcaseError, WireError
@@ -720,6 +720,11 @@ class Gateway:
 
     def _write_letters(self, letters: list[DeadLetter]) -> bool:
         try:
+            # The required sinks that keep dead letters first (a retry overwrites there), so the
+            # server reads them where it reads readings; then the gateway's own store.
+            for state in self._states:
+                if state.sink.required and isinstance(state.sink, DeadLetterSink):
+                    state.sink.write_dead_letters(letters)
             self.store.write_dead_letters(letters)
         except Exception as exc:
             self._letters_state.failed(time.monotonic())

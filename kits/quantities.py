@@ -58,6 +58,8 @@ QUANTITIES: dict[str, Quantity] = dict(
         _q("voltage_a2", "V", -6.2, 6.2, "Voltage A2"),
         _q("voltage_a3", "V", -6.2, 6.2, "Voltage A3"),
         _q("passes", "count", 0.0, 100000.0, "Passes"),
+        # a capacitive probe's raw count (about 200 dry to 2000 wet); a calibration turns it into %
+        _q("soil_moisture", None, 0.0, 4095.0, "Soil moisture"),
     ]
 )
 

@@ -60,10 +60,16 @@ def _devices(session: Session, rule: AlertRuleRow) -> list[DeviceRow]:
     return list(session.exec(query.order_by(col(DeviceRow.id))).all())
 
 
+def _slug(session: Session, rule: AlertRuleRow) -> str:
+    """The rule's organisation as the store keys it (its slug)."""
+    org = session.get(OrganisationRow, rule.org_id)
+    return org.slug if org is not None else ""
+
+
 def _offline(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
     interval = float(rule.params.get("interval_s", 60.0))
     limit = interval * float(rule.params.get("intervals", 3))
-    seen = {s.device: s.last_seen for s in res.store.devices()}
+    seen = {s.device: s.last_seen for s in res.store.devices(_slug(session, rule))}
     for device in _devices(session, rule):
         last = max((t for t in (seen.get(device.id), device.last_seen) if t is not None), default=None)
         if last is None or now - last > limit:
@@ -101,7 +107,9 @@ def _stuck(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> 
     for device in _devices(session, rule):
         flagged = {s.get("name") or s.get("part") for s in device.sensors if s.get("state") == "stuck"}
         values: dict[tuple[str, str], list[float]] = {}
-        for record in iter_readings(res.store, device.id, now - window, now + 1, quantity=quantity):
+        for record in iter_readings(
+            res.store, _slug(session, rule), device.id, now - window, now + 1, quantity=quantity
+        ):
             values.setdefault((record.sensor, record.quantity), []).append(record.value)
         for (sensor, qty), series in values.items():
             if len(series) >= 3 and max(series) == min(series):
@@ -125,7 +133,9 @@ def _threshold(session: Session, res: Resources, rule: AlertRuleRow, now: float)
     for device in _devices(session, rule):
         series: dict[str, list[float]] = {}
         first: dict[str, float] = {}
-        for record in iter_readings(res.store, device.id, now - window, now + 1, quantity=quantity):
+        for record in iter_readings(
+            res.store, _slug(session, rule), device.id, now - window, now + 1, quantity=quantity
+        ):
             series.setdefault(record.sensor, []).append(record.value)
             first.setdefault(record.sensor, record.time)
         for sensor, values in series.items():

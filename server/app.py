@@ -14,15 +14,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.store import StoreError
 from kits import __version__
 from server.api import API_PREFIX, build_api_router
 from server.body_limit import BodyLimit
 from server.headers import SecurityHeaders, security_headers
 from server.resources import Clock, Resources, open_resources
+from server.security import redact_url
 from server.settings import ServerSettings
 from server.web import mount_web
 
@@ -71,7 +73,13 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
                 alerts_task = asyncio.create_task(_alert_loop(resources))
             app.state.resources = resources
             app.state.listener = listener
-            log.info("server started", extra={"store": settings.store, "registry": settings.registry_url})
+            log.info(
+                "server started",
+                extra={
+                    "store": settings.store,
+                    "registry": redact_url(settings.registry_url, keep_path=True),
+                },
+            )
             yield
         finally:
             if alerts_task is not None:
@@ -95,6 +103,7 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     app.add_exception_handler(OverflowError, _out_of_range)
     app.add_exception_handler(DataError, _out_of_range)
     app.add_exception_handler(IntegrityError, _conflict)
+    app.add_exception_handler(StoreError, _store_unavailable)
     mount_web(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(
@@ -142,6 +151,16 @@ async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
 async def _conflict(request: Request, exc: Exception) -> JSONResponse:
     """Two requests raced for the same unique value: the loser is told to retry."""
     return _error(409, "the change conflicts with another made at the same time: reload and try again")
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """The store failed a read: a 503 with the reason (a page saying so), never an empty answer."""
+    log.warning("store unavailable: %s", exc, extra={"path": request.url.path})
+    if request.url.path.startswith(API_PREFIX):
+        return _error(503, str(exc), "store_unavailable", headers={"Retry-After": "10"})
+    from server.web.render import render
+
+    return render(request, "store_unavailable.html", {"message": str(exc)}, status_code=503)
 
 
 async def _alert_loop(resources: Resources) -> None:

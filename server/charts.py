@@ -1,50 +1,32 @@
 """Chart queries: a series downsampled to at most N points, at a cost bounded by N, not by the data.
 
-For each of N equal buckets of the range, the first reading in the bucket is found by one index
-seek on the store's ``(series_id, time)`` primary key, so a year of 1/min readings costs the same
-as an hour. This is point sampling (decimation): a short peak between two sampled points is not
-shown; ``mode="mean"`` averages each bucket instead, scanning every reading in the range.
-
-The embedded store (``gateway.store.sqlite``) has no downsampling read yet, so this module reads
-its documented schema through a separate read-only connection.
+Every chart reads the store's downsampled windows (:meth:`gateway.store.Reader.windows`): one
+window per point, epoch-aligned, with its count, mean, min and max. The window width is rounded up
+to whole minutes or hours once it is that long, so the embedded store answers from its minute
+or hour rollups and InfluxDB from one ``GROUP BY time()`` query: a year of 1/min readings costs
+about as much as an hour. Nothing here knows which backend runs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-from collections.abc import Iterator
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
-__all__ = ["Series", "downsample"]
+from gateway.store import Reader
+from server.spans import DeviceSpan
 
-Mode = Literal["sample", "mean"]
+__all__ = ["Series", "Statistic", "bucket_width", "downsample"]
 
-_SAMPLE_SQL = """
-WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < :n)
-SELECT r.time, r.value FROM b
-JOIN readings AS r ON r.series_id = :sid AND r.time = (
-    SELECT min(time) FROM readings
-    WHERE series_id = :sid
-      AND time >= max(:lo, :start + b.i * :step)
-      AND time < min(:hi, :start + (b.i + 1) * :step)
-)
-ORDER BY r.time
-"""
-
-_MEAN_SQL = """
-SELECT min(time), avg(value) FROM readings
-WHERE series_id = :sid AND time >= :lo AND time < :hi
-GROUP BY CAST((time - :start) / :step AS INTEGER) ORDER BY 1
-"""
+Statistic = Literal["mean", "min", "max"]
 
 
 @dataclass
 class Series:
-    """One downsampled series: ``times`` and ``values`` of equal length."""
+    """One downsampled series: ``times`` (window starts) and ``values`` of equal length."""
 
+    org: str
     device: str
     sensor: str
     quantity: str
@@ -52,56 +34,54 @@ class Series:
     values: list[float] = field(default_factory=list)
 
 
-@contextlib.contextmanager
-def _connect(path: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        yield conn
-    finally:
-        conn.close()
+def bucket_width(span: float, points: int) -> float:
+    """Return a window width (seconds) so ``span`` holds at most ``points`` epoch-aligned windows.
+
+    The width is a whole number of seconds, of minutes once it is a minute or more, of hours
+    once it is an hour or more, so the store reads its rollups instead of every reading.
+    """
+    raw = span / max(points - 1, 1)  # an unaligned span may touch one window more
+    if raw >= 3600:
+        return math.ceil(raw / 3600) * 3600.0
+    if raw >= 60:
+        return math.ceil(raw / 60) * 60.0
+    # Whole seconds: every backend then aligns its windows on the same instants.
+    return float(math.ceil(raw))
 
 
 def downsample(
-    store_path: Path,
-    spans: list[tuple[str, float, float]],
+    store: Reader,
+    spans: Sequence[DeviceSpan],
     start: float,
     end: float,
     *,
     points: int = 1000,
     quantity: str | None = None,
     sensor: str | None = None,
-    mode: Mode = "sample",
+    statistic: Statistic = "mean",
 ) -> list[Series]:
     """Return each series of the devices in ``spans`` between ``start`` and ``end``, downsampled.
 
     Args:
-        store_path: the embedded store's file.
-        spans: (device, from, to) windows: a deployment's device history, or one device's range.
-        points: buckets across ``[start, end)``; each series has at most this many points.
+        store: the store's read side.
+        spans: (org, device, from, to) windows: a deployment's device history, or one device's range.
+        points: at most this many points per series across ``[start, end)``.
+        statistic: which of each window's mean, min or max is drawn.
+
+    Raises:
+        StoreError: the store could not be read.
     """
-    if end <= start or points < 1 or not store_path.exists():
+    if end <= start or points < 1:
         return []
-    step = (end - start) / points
+    every = bucket_width(end - start, points)
     out: dict[tuple[str, str, str], Series] = {}
-    with _connect(store_path) as conn:
-        for device, span_from, span_to in spans:
-            lo, hi = max(start, span_from), min(end, span_to)
-            if hi <= lo:
-                continue
-            sql = "SELECT id, sensor, quantity FROM series WHERE device = ?"
-            params: list[object] = [device]
-            if quantity is not None:
-                sql += " AND quantity = ?"
-                params.append(quantity)
-            if sensor is not None:
-                sql += " AND sensor = ?"
-                params.append(sensor)
-            for sid, sensor_name, quantity_name in conn.execute(sql + " ORDER BY sensor, quantity", params):
-                key = (device, sensor_name, quantity_name)
-                series = out.setdefault(key, Series(device, sensor_name, quantity_name))
-                args = {"sid": sid, "lo": lo, "hi": hi, "start": start, "step": step, "n": points}
-                rows = conn.execute(_SAMPLE_SQL if mode == "sample" else _MEAN_SQL, args).fetchall()
-                for time, value in rows:
-                    series.times.append(time)
-                    series.values.append(value)
-    return list(out.values())
+    for org, device, span_from, span_to in spans:
+        lo, hi = max(start, span_from), min(end, span_to)
+        if hi <= lo:
+            continue
+        for w in store.windows(org, device, lo, hi, every, sensor=sensor, quantity=quantity):
+            key = (device, w.sensor, w.quantity)
+            series = out.setdefault(key, Series(org, device, w.sensor, w.quantity))
+            series.times.append(w.start)
+            series.values.append(w.mean if statistic == "mean" else w.min if statistic == "min" else w.max)
+    return sorted(out.values(), key=lambda s: (s.device, s.sensor, s.quantity))

@@ -43,13 +43,22 @@ def run(
     store: Annotated[
         str | None,
         typer.Option(
-            help="embedded store file the gateway writes (path or sqlite:///path) [env SUITCASE_SERVER_STORE]"
+            help="the store the gateway writes: a file path or sqlite:///path (embedded), "
+            "influxdb1://host:8086?username=&password= (InfluxDB 1.x) or influxdb://host:8086?token= "
+            "(2.x/3.x, InfluxQL) [env SUITCASE_SERVER_STORE]"
         ),
     ] = None,
     registry_url: Annotated[
         str | None,
         typer.Option(
             help="registry database URL, e.g. sqlite:///registry.db [env SUITCASE_SERVER_REGISTRY_URL]"
+        ),
+    ] = None,
+    org_store: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="an organisation's own store, ORG=URL (repeatable), e.g. aarhus=influxdb1://db.aarhus:8086 "
+            '[env SUITCASE_SERVER_ORG_STORES=\'{"aarhus": "influxdb1://..."}\']'
         ),
     ] = None,
 ) -> None:
@@ -61,14 +70,30 @@ def run(
     from server.settings import load_settings
 
     try:
-        settings = load_settings(host=host, port=port, store=store, registry_url=registry_url)
+        org_stores = None
+        if org_store:
+            pairs = [item.partition("=") for item in org_store]
+            bad = [
+                item
+                for item, (org, eq, url) in zip(org_store, pairs, strict=True)
+                if not (org and eq and url)
+            ]
+            if bad:
+                raise ConfigError(
+                    f"--org-store {bad[0]!r} is not ORG=URL: e.g. aarhus=influxdb1://db.aarhus:8086"
+                )
+            org_stores = {org: url for org, _, url in pairs}
+        settings = load_settings(
+            host=host, port=port, store=store, registry_url=registry_url, org_stores=org_stores
+        )
         # Fail here, with exit code 2 and a clear message, rather than inside uvicorn's startup.
         open_resources(settings).close()
         _check_port_free(settings.host, settings.port)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"serving on http://{settings.host}:{settings.port} (store {settings.store})", err=True)
+    shown = settings.store.split("?", 1)[0]  # options may hold a password or token
+    typer.echo(f"serving on http://{settings.host}:{settings.port} (store {shown})", err=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from gateway.store import SqliteStore
+from gateway.store import Reader
 from kits.quantities import QUANTITIES
 from kits.wire import BASE_NAME_PREFIX, BVER_SECONDARY_UNITS, Record
 from server.timeutil import iso
@@ -24,7 +24,8 @@ _SECONDARY = {"hPa", "ppm", "ug/m3", "mm"}
 
 
 def iter_readings(
-    store: SqliteStore,
+    store: Reader,
+    org: str,
     device: str,
     start: float,
     end: float,
@@ -32,14 +33,14 @@ def iter_readings(
     quantity: str | None = None,
     chunk: int = CHUNK,
 ) -> Iterator[Record]:
-    """Yield ``device``'s readings in ``[start, end)`` oldest first, ``chunk`` at a time from the store."""
+    """Yield (``org``, ``device``)'s readings in ``[start, end)`` oldest first, ``chunk`` at a time."""
     if end <= start:
         return
     seen_at_last: set[tuple[str, str]] = set()
     last_time: float | None = None
     cursor = start
     while True:
-        batch = store.readings(device, cursor, end, quantity=quantity, limit=chunk)
+        batch = store.readings(org, device, cursor, end, quantity=quantity, limit=chunk)
         fresh = 0
         for record in batch:
             key = (record.sensor, record.quantity)

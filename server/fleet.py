@@ -48,7 +48,10 @@ RESET_STEPS = (
     "or run `suitcase edge reset` on the Pi: the agent goes back to polling with its claim code.",
     "Delete the outbox (/var/lib/suitcase/outbox.db) so no reading of this loan is sent again.",
     "Check the contents against the kit's list and record the condition.",
-    "Put the SD cards back: the next borrower's staff claims each Pi by scanning its label.",
+    "The return rotated every Pi's claim code (the old labels no longer work): print the new codes "
+    "shown once in this answer as labels (POST /api/v1/claims/qr) and give each Pi its new code "
+    "(`pi-setup.sh --claim-code NEW-CODE`, or the claim code in its agent config).",
+    "Put the SD cards back: the next borrower's staff claims each Pi by scanning its new label.",
 )
 
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
-from gateway.store import SqliteStore, open_store
+from gateway.store import OrgRoutedReader, Reader, open_reader
 from kits.catalog import Catalog, load_catalog
 from kits.errors import ConfigError, SuitcaseError
+from server.bounded import RateLimiter, TtlCache
 from server.broker_admin import BrokerAdmin
 from server.db import create_registry_engine, init_registry
 from server.outbound import OutboundPolicy
 from server.security import GuessLimiter
 from server.settings import ServerSettings
 
-__all__ = ["Clock", "Resources", "open_resources"]
+__all__ = ["Clock", "Resources", "open_resources", "open_store_checked"]
 
 Clock = Callable[[], float]
 
@@ -29,11 +31,13 @@ class Resources:
     settings: ServerSettings
     engine: Engine
     catalog: Catalog
-    store: SqliteStore
+    store: Reader
     clock: Clock = time.time
     guesses: GuessLimiter = field(default_factory=lambda: GuessLimiter(10, time.time))
     broker: BrokerAdmin | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    exports: RateLimiter = field(default_factory=lambda: RateLimiter(6, time.time))
+    figures: TtlCache[Any] = field(default_factory=lambda: TtlCache(300.0, time.time))
 
     def close(self) -> None:
         """Close the broker admin client, the store and the registry engine."""
@@ -41,6 +45,29 @@ class Resources:
             self.broker.close()
         self.store.close()
         self.engine.dispose()
+
+
+def open_store_checked(url: str, setting: str = "--store or SUITCASE_SERVER_STORE") -> Reader:
+    """Open the store's read side at ``url`` and probe it once, or refuse with the fix.
+
+    Raises:
+        ConfigError: the scheme is unknown, an option is wrong, or the store does not answer,
+            refuses the credentials or lacks its database; the message names the setting.
+    """
+    shown = url.split("?", 1)[0]  # options may hold a password or token
+    try:
+        store = open_reader(url)
+    except (SuitcaseError, OSError) as exc:
+        raise ConfigError(
+            f"store {shown!r} cannot be opened ({exc}): fix the setting {setting}: a file path, "
+            "sqlite:///path, influxdb1://host:8086?... or influxdb://host:8086?token=..."
+        ) from exc
+    try:
+        store.health()
+    except (SuitcaseError, OSError) as exc:
+        store.close()
+        raise ConfigError(f"store {shown!r} is not usable: {exc} (the setting {setting})") from exc
+    return store
 
 
 def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resources:
@@ -54,13 +81,17 @@ def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resour
     engine = create_registry_engine(settings.registry_url)
     try:
         init_registry(engine, catalog, upgrade=settings.environment == "development")
-        try:
-            store = open_store(settings.store)
-        except (SuitcaseError, OSError) as exc:
-            raise ConfigError(
-                f"store {settings.store!r} cannot be opened ({exc}): check the path, or set it with "
-                "--store or SUITCASE_SERVER_STORE"
-            ) from exc
+        store = open_store_checked(settings.store)
+        if settings.org_stores:
+            own: dict[str, Reader] = {}
+            try:
+                for org, url in sorted(settings.org_stores.items()):
+                    own[org] = open_store_checked(url, f"org_stores[{org!r}] (SUITCASE_SERVER_ORG_STORES)")
+            except BaseException:
+                for reader in (store, *own.values()):
+                    reader.close()
+                raise
+            store = OrgRoutedReader(store, own)
     except BaseException:
         engine.dispose()
         raise
@@ -72,4 +103,6 @@ def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resour
         clock=clock,
         guesses=GuessLimiter(settings.guess_limit_per_min, clock),
         outbound=OutboundPolicy.from_settings(settings.outbound_allow),
+        exports=RateLimiter(settings.export_per_min, clock),
+        figures=TtlCache(settings.public_cache_s, clock),
     )

@@ -13,6 +13,7 @@ import secrets
 import threading
 from collections import deque
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -29,6 +30,7 @@ __all__ = [
     "new_password",
     "new_token",
     "normalise_code",
+    "redact_url",
     "verify_password",
 ]
 
@@ -100,33 +102,85 @@ def normalise_code(text: str) -> str:
     return cleaned.translate(str.maketrans("OIL", "011"))
 
 
+def redact_url(url: str, *, keep_path: bool = False) -> str:
+    """Return ``url`` fit for a log: no password, no query, and no path unless ``keep_path``.
+
+    Webhook URLs carry their secret in the path (``/services/T0/B0/XXXX``), database URLs in the
+    password or the query (``?password=``); the host is what an operator needs to read.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if not parts.netloc:  # sqlite:///file.db: no host, no password
+        bare = url.split("?", 1)[0]
+        return (bare + ("?***" if parts.query else "")) if keep_path else f"{parts.scheme}:/***"
+    if ":" in host:
+        host = f"[{host}]"
+    user = f"{parts.username}:***@" if parts.username and parts.password else ""
+    user = user or (f"{parts.username}@" if parts.username else "")
+    netloc = f"{user}{host}" + (f":{port}" if port else "")
+    path = parts.path if keep_path else ("/***" if parts.path.strip("/") or parts.query else "")
+    query = "***" if parts.query and keep_path else ""
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
 class GuessLimiter:
     """Counts failed guesses (codes, logins) per client address in a sliding window.
+
+    Memory is bounded: keys whose failures have all left the window are dropped (a sweep at most
+    once per window, so the cost per call stays constant), and at most ``max_keys`` are kept, the
+    least recently failing dropped first.
 
     Args:
         limit: failures allowed per ``window_s``.
         clock: UTC epoch seconds now.
+        max_keys: the most client addresses remembered at once.
     """
 
-    def __init__(self, limit: int, clock: Callable[[], float], window_s: float = 60.0) -> None:
+    def __init__(
+        self, limit: int, clock: Callable[[], float], window_s: float = 60.0, max_keys: int = 10_000
+    ) -> None:
         self.limit = limit
         self.window_s = window_s
+        self.max_keys = max_keys
         self._clock = clock
+        # Insertion order is the order of the latest failure: a failing key moves to the end.
         self._failures: dict[str, deque[float]] = {}
+        self._swept_at = clock()
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
+    def __len__(self) -> int:
+        """The number of client addresses remembered."""
+        return len(self._failures)
+
+    def _recent(self, key: str, now: float) -> deque[float] | None:
+        times = self._failures.get(key)
+        if times is None:
+            return None
         while times and times[0] <= now - self.window_s:
             times.popleft()
+        if not times:
+            del self._failures[key]
+            return None
         return times
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept_at < self.window_s:
+            return
+        self._swept_at = now
+        horizon = now - self.window_s
+        self._failures = {k: v for k, v in self._failures.items() if v and v[-1] > horizon}
 
     def retry_after(self, key: str) -> float:
         """Return 0 when ``key`` may guess now, else the seconds until it may."""
         now = self._clock()
         with self._lock:
+            self._sweep(now)
             times = self._recent(key, now)
-            if len(times) < self.limit:
+            if times is None or len(times) < self.limit:
                 return 0.0
             return max(1.0, times[0] + self.window_s - now)
 
@@ -134,6 +188,10 @@ class GuessLimiter:
         """Count one failed guess of ``key``."""
         now = self._clock()
         with self._lock:
-            self._recent(key, now).append(now)
-            if len(self._failures) > 100_000:  # bound memory under a distributed guessing run
-                self._failures = {k: v for k, v in self._failures.items() if v}
+            self._sweep(now)
+            times = self._recent(key, now) or deque(maxlen=self.limit)
+            self._failures.pop(key, None)
+            times.append(now)
+            self._failures[key] = times
+            while len(self._failures) > self.max_keys:
+                del self._failures[next(iter(self._failures))]

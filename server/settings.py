@@ -33,7 +33,13 @@ class ServerSettings(BaseSettings):
     )
     store: str = Field(
         default="suitcase-store.db",
-        description="path (or sqlite:///path) of the embedded time-series store the gateway writes",
+        description="the time-series store the gateway writes: a path or sqlite:///path (embedded), "
+        "influxdb1://host:8086?... or influxdb://host:8086?token=... (read in InfluxQL)",
+    )
+    org_stores: dict[str, str] = Field(
+        default_factory=dict,
+        description="organisations with a store of their own: org slug -> store URL (e.g. their "
+        "own InfluxDB); the gateway writes their readings there with a sink ?orgs=<slug>",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -65,6 +71,11 @@ class ServerSettings(BaseSettings):
     device_mqtt_port: int | None = Field(default=None, ge=1, le=65535)
     public_url: str = Field(default="http://127.0.0.1:8000", description="base URL on QR labels")
     enrollment_code_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    pending_ttl_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="how long a bound Pi's config waits for the Pi to collect it; then bind again",
+    )
     guess_limit_per_min: int = Field(
         default=10, ge=1, description="failed code or login attempts per client address per minute"
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +30,18 @@ from rich.table import Table
 from edge.agent import Agent
 from edge.emulated import build_bus
 from gateway.consumer import Gateway
-from gateway.store import SqliteStore
+from gateway.sinks import Sink, open_sink
+from gateway.store import DeviceSeen, Reader, SqliteStore
 from kits.catalog import load_catalog
 from kits.errors import SuitcaseError
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings
+from kits.wire import Record
 from server.app import create_app
+from server.resources import open_store_checked
 from server.runner import ServerThread
 from server.settings import ServerSettings
 from suitcase.broker import BrokerKind, default_broker_kind, free_port, start_broker
-from suitcase.demo_history import HISTORY_DAYS, DemoAccess, backfill_history, seed_registry
+from suitcase.demo_history import HISTORY_DAYS, DemoAccess, HistoryTarget, backfill_history, seed_registry
 
 __all__ = ["DemoResult", "demo", "run_demo"]
 
@@ -112,6 +115,20 @@ def _status(result: DemoResult, broker: str, elapsed: float) -> Panel:
     return Panel(table, title="IoT Suitcase demo", border_style="cyan")
 
 
+@dataclass(frozen=True)
+class _SinkTarget:
+    """History written through a sink (as the gateway writes), devices read from the store."""
+
+    sink: Sink
+    reader: Reader
+
+    def write(self, records: Sequence[Record]) -> None:
+        self.sink.write(records)
+
+    def devices(self) -> list[DeviceSeen]:
+        return self.reader.devices()
+
+
 def run_demo(
     *,
     broker_kind: BrokerKind,
@@ -122,8 +139,13 @@ def run_demo(
     interval: float = 2.0,
     console: Console | None = None,
     stop: threading.Event | None = None,
+    store_url: str | None = None,
 ) -> DemoResult:
-    """Run the demo until ``duration`` seconds pass or ``stop`` is set; return what landed."""
+    """Run the demo until ``duration`` seconds pass or ``stop`` is set; return what landed.
+
+    ``store_url`` (e.g. ``influxdb1://127.0.0.1:8086``) is where the gateway writes and the server
+    reads, as a city runs it; by default the embedded SQLite store in ``workdir``.
+    """
     console = console or Console()
     stop = stop or threading.Event()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -135,12 +157,25 @@ def run_demo(
 
         store = SqliteStore(workdir / "store.sqlite")
         stack.callback(store.close)
-        gateway = Gateway(store, host=broker.host, port=broker.port, client_id="suitcase-demo-gateway")
+        sinks = None if store_url is None else [open_sink(store_url)]
+        gateway = Gateway(
+            store, host=broker.host, port=broker.port, client_id="suitcase-demo-gateway", sinks=sinks
+        )
         gateway.start()
         stack.callback(gateway.stop)
+        # What the demo writes history into and counts from: the store the server reads.
+        target: HistoryTarget = store
+        reader: Reader = store
+        if store_url is not None:
+            history_sink = open_sink(store_url)  # the gateway's sink is its threads' own
+            history_sink.open()
+            stack.callback(history_sink.close)
+            reader = open_store_checked(store_url)
+            stack.callback(reader.close)
+            target = _SinkTarget(history_sink, reader)
 
         settings = ServerSettings(
-            store=str(workdir / "store.sqlite"),
+            store=store_url or str(workdir / "store.sqlite"),
             registry_url=f"sqlite:///{workdir / 'registry.sqlite'}",
         )
         configs = [_agent_config(i, broker.host, broker.port, interval) for i in range(devices)]
@@ -154,7 +189,7 @@ def run_demo(
             since=now - HISTORY_DAYS * 86400.0,
             now=now,
         )
-        history = backfill_history(store, configs, DEMO_ORG, now)
+        history = backfill_history(target, configs, DEMO_ORG, now)
         history_seconds = time.monotonic() - backfill_started
         server_port = port or free_port()
         server = ServerThread(create_app(settings), "127.0.0.1", server_port)
@@ -174,8 +209,8 @@ def run_demo(
             return DemoResult(
                 url=url,
                 devices=devices,
-                readings=store.count_readings(),
-                dead_letters=len(store.dead_letters(limit=10_000)),
+                readings=sum(d.readings for d in reader.devices()),
+                dead_letters=reader.count_dead_letters(),
                 seconds=time.monotonic() - started,
                 history=history,
                 history_seconds=history_seconds,
@@ -215,6 +250,13 @@ def demo(
         ".suitcase/demo"
     ),
     interval: Annotated[float, typer.Option(min=0.5, max=3600, help="Seconds between readings.")] = 2.0,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Where readings go and the server reads them, as a city runs it: influxdb1://host:8086 "
+            "(default: the embedded SQLite store in --workdir)."
+        ),
+    ] = None,
 ) -> None:
     """Run broker, gateway, server and emulated Pis; open the printed URL in a browser."""
     console = Console()
@@ -231,6 +273,7 @@ def demo(
             port=port,
             interval=interval,
             console=console,
+            store_url=store,
         )
     except SuitcaseError as exc:
         console.print(f"[red]demo failed: {exc}[/]")

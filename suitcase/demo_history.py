@@ -6,7 +6,8 @@
   Open Lab screen.
 - The store: several days of scenario history per Pi, one reading every 5 minutes, computed from the
   same scenario the Pi's emulated chips read (``edge.emulated.scenarios``) and written in big
-  batches through ``SqliteStore.write``. History is written only when the Pi has none yet.
+  batches through the store's ``write`` (the embedded store, or the gateway's sink). History is
+  written only when the Pi has none yet.
 
 Marking: the history is simulated because its organisation is a demo organisation
 (``OrganisationRow.kind == "demo"``); every deployment's notes say so as well. Sensor names are
@@ -18,11 +19,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlmodel import Session, col, select
 
 from edge.emulated.scenarios import get_scenario
-from gateway.store import SqliteStore
+from gateway.store import DeviceSeen
 from kits.catalog import Catalog
 from kits.models import DeviceConfig
 from kits.wire import Record
@@ -46,6 +48,7 @@ __all__ = [
     "HISTORY_DAYS",
     "PART_QUANTITIES",
     "DemoAccess",
+    "HistoryTarget",
     "backfill_history",
     "seed_registry",
 ]
@@ -204,8 +207,15 @@ def seed_registry(
         engine.dispose()
 
 
+class HistoryTarget(Protocol):
+    """Where history goes: written as the gateway writes, and its devices seen (to skip them)."""
+
+    def write(self, records: Sequence[Record]) -> None: ...
+    def devices(self) -> list[DeviceSeen]: ...
+
+
 def backfill_history(
-    store: SqliteStore,
+    store: HistoryTarget,
     configs: Sequence[DeviceConfig],
     org: str,
     now: float,

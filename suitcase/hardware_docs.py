@@ -84,8 +84,8 @@ def load_part_facts(parts: Iterable[str] | None = None) -> dict[str, PartFacts]:
 def collect_parts(catalog: Catalog, facts: Mapping[str, PartFacts]) -> dict[str, PartDoc]:
     """Join each part's driver ``INFO`` with its facts, checking the kit profiles against them.
 
-    Every part a kit profile names must be a registered part with facts, and a kit's bill of
-    materials must not give a part's board another price than the part's facts.
+    Every part a kit profile or a use-case names must be a registered part with facts, and a kit's
+    bill of materials must not give a part's board another price than the part's facts.
 
     Raises:
         ConfigError: a part is unknown or lacks facts, or a price disagrees; the message says which
@@ -109,6 +109,13 @@ def collect_parts(catalog: Catalog, facts: Mapping[str, PartFacts]) -> dict[str,
                         f"{line.part_number}, but edge/parts/{part}/facts.yaml says price_eur "
                         f"{f.price_eur:g}: make the two prices the same"
                     )
+    for case in sorted(catalog.use_cases.values(), key=lambda c: c.id):
+        for i, part in enumerate(case.sensors):
+            if part not in facts:
+                problems.append(
+                    f"kits/catalog/usecases/{case.id}.yaml, field sensors.{i}: {part!r} is not a part in "
+                    f"edge.parts.PARTS: use one of {', '.join(sorted(facts))}"
+                )
     if problems:
         raise ConfigError("\n".join(problems))
     return {part: PartDoc(part, load_driver(part).info, f) for part, f in sorted(facts.items())}

@@ -15,14 +15,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast, runtime_checkable
-from urllib.parse import parse_qsl, urlsplit
 
+from gateway.influx.urls import ServiceUrl
+from gateway.store.base import DeadLetter
 from kits.errors import ConfigError, SuitcaseError
 from kits.wire import Record
 
 __all__ = [
     "REFUSED_STATUSES",
     "SINKS",
+    "DeadLetterSink",
     "Sink",
     "SinkError",
     "SinkRefused",
@@ -69,65 +71,28 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class SinkUrl:
-    """A parsed sink URL: ``scheme://host:port/path?option=value``.
+@runtime_checkable
+class DeadLetterSink(Protocol):
+    """A sink that also keeps dead letters where the server reads them (the InfluxDB sinks)."""
 
-    Options are read with :meth:`take`; :meth:`done` refuses any option left unread, so a
-    misspelt option fails with the list of the right ones.
-    """
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        parts = urlsplit(url)
-        self.scheme = parts.scheme
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port
-        self.path = parts.path
-        self._options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        self._known: list[str] = []
 
-    def take(self, key: str, default: str) -> str:
-        """Return option ``key`` (or ``default``) and mark it known."""
-        self._known.append(key)
-        return self._options.pop(key, default)
-
-    def take_float(self, key: str, default: float) -> float:
-        raw = self.take(key, str(default))
-        try:
-            return float(raw)
-        except ValueError as exc:
-            raise ConfigError(f"sink {self.redacted}: {key}={raw!r} is not a number") from exc
-
-    def take_bool(self, key: str, default: bool) -> bool:
-        raw = self.take(key, "true" if default else "false").lower()
-        if raw not in ("true", "false", "1", "0", "yes", "no"):
-            raise ConfigError(f"sink {self.redacted}: {key}={raw!r}: use true or false")
-        return raw in ("true", "1", "yes")
-
-    def done(self) -> None:
-        """Raise ConfigError naming any option that was not read."""
-        if self._options:
-            raise ConfigError(
-                f"sink {self.redacted}: unknown option(s) {', '.join(sorted(self._options))}: "
-                f"{self.scheme} takes {', '.join(sorted(self._known))}"
-            )
-
-    @property
-    def redacted(self) -> str:
-        """The URL without secrets, fit for logs and errors."""
-        return self.url.split("?", 1)[0]
+SinkUrl = ServiceUrl  # the sinks' name for the shared URL parser (gateway/influx/urls.py)
 
 
 def parse_sink_url(url: str) -> SinkUrl:
     """Parse ``url``; a plain path (no ``://``) is the embedded SQLite store."""
-    return SinkUrl(url if "://" in url else f"sqlite:///{url}")
+    return ServiceUrl(url if "://" in url else f"sqlite:///{url}", what="sink")
 
 
 def open_sink(url: str) -> Sink:
     """Create (not yet open) the sink named by ``url``.
 
     Every sink takes ``?required=false`` to be written best-effort: the gateway then acks
-    without waiting for it, keeps a bounded backlog for it and counts what it drops.
+    without waiting for it, keeps a bounded backlog for it and counts what it drops. Every sink
+    also takes ``orgs=a,b`` (only those organisations' readings: an organisation's own store) or
+    ``skip_orgs=a,b`` (all but those: the default store beside them); see ``gateway/sinks/_orgs.py``.
 
     Raises:
         ConfigError: the scheme is unknown or an option is wrong.
@@ -141,4 +106,7 @@ def open_sink(url: str) -> Sink:
         )
     module_name, _, attr = target.partition(":")
     factory = cast(Callable[[str], Sink], getattr(importlib.import_module(module_name), attr))
-    return factory(url)
+    from gateway.sinks._orgs import split_org_options, wrap_for_orgs
+
+    plain, only, skip = split_org_options(url)
+    return wrap_for_orgs(factory(plain), only, skip)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.influx.lines import DEFAULT_DATABASE, database_name, encode_lines, group_by_org
 from gateway.sinks import REFUSED_STATUSES, SinkError, SinkRefused, parse_sink_url
-from gateway.sinks._lines import DEFAULT_DATABASE, database_name, encode_lines, group_by_org
 from kits.errors import ConfigError
 from kits.wire import Record
 

@@ -7,18 +7,34 @@ is the fixed contract of ``gateway/sinks/README.md``; points are keyed by measur
 timestamp, so a redelivered reading overwrites its twin. Where the org's database holds the
 rollup policies of ``suitcase gateway retention apply``, readings that arrive late are folded into
 the rollups before the batch counts as written (``gateway/sinks/_late.py``).
+
+Beside the readings, the sink keeps what the server reads without a shared file, in the ``meta``
+database (default ``suitcase``): after each batch, one ``devices_seen`` point per device it
+wrote (first and last reading time, readings written; one point per device and sink, overwritten),
+and the dead letters the gateway hands it (:meth:`InfluxDB1Sink.write_dead_letters`). The read
+side is ``gateway/store/influxdb1.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
+from gateway.influx.http import HttpClient
+from gateway.influx.lines import (
+    DEFAULT_DATABASE,
+    DEFAULT_META_DATABASE,
+    database_name,
+    encode_dead_letters,
+    encode_lines,
+    encode_seen,
+    group_by_org,
+)
 from gateway.sinks import REFUSED_STATUSES, SinkError, SinkRefused, parse_sink_url
-from gateway.sinks._http import HttpClient
 from gateway.sinks._late import LateFolder
-from gateway.sinks._lines import DEFAULT_DATABASE, database_name, encode_lines, group_by_org
+from gateway.store.base import DeadLetter
 from kits.wire import Record
 
 __all__ = ["InfluxDB1Sink", "from_url"]
@@ -54,20 +70,38 @@ class InfluxDB1Sink:
         timeout: float = 10.0,
         create_databases: bool = True,
         required: bool = True,
+        meta: str = DEFAULT_META_DATABASE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.database = database
+        self.meta = meta
+        # This sink's devices_seen points: (org, device) -> (first, last, readings written).
+        self._seen: dict[tuple[str, str], tuple[float, float, int]] = {}
+        self._writer = uuid.uuid4().hex[:12]
         self.create_databases = create_databases
         self.required = required
         self.http = HttpClient(
-            host, port, tls=tls, timeout=timeout, username=username, password=password, what="InfluxDB 1.x"
+            host,
+            port,
+            tls=tls,
+            timeout=timeout,
+            username=username,
+            password=password,
+            what="InfluxDB 1.x",
+            error=SinkError,
         )
         self.name = f"influxdb1:{self.http.base}"
         self._created: set[str] = set()
         self.late = LateFolder(self.http, clock=clock)
 
     def open(self) -> None:
-        """Nothing to do up front: the connection opens, and databases are created, on first write."""
+        """Create the meta database (the server's health probe looks for it); the org databases
+        are created on first write."""
+        if self.create_databases:
+            try:
+                self._create(self.meta)
+            except SinkError as exc:  # InfluxDB down at start: the first write retries
+                log.warning("%s", exc)
 
     def _create(self, db: str) -> None:
         status, body = self.http.request("POST", "/query", {"q": f'CREATE DATABASE "{db}"'})
@@ -104,6 +138,40 @@ class InfluxDB1Sink:
                     f"{len(records)} points to {db}: {answer[:300].decode(errors='replace')}"
                 )
             self.late.fold(db, records)
+        self._write_seen(batch)
+
+    def _write_seen(self, batch: Sequence[Record]) -> None:
+        touched: dict[tuple[str, str], tuple[float, float, int]] = {}
+        for rec in batch:
+            key = (rec.org, rec.device)
+            first, last, count = touched.get(key) or self._seen.get(key) or (rec.time, rec.time, 0)
+            touched[key] = (min(first, rec.time), max(last, rec.time), count + 1)
+        if touched:
+            self._write_meta(encode_seen(touched, self._writer), f"{len(touched)} devices_seen")
+            self._seen.update(touched)  # only once written: a retry counts the batch once
+
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Write ``letters`` to the ``meta`` database, where the server reads them.
+
+        Raises:
+            SinkError: as :meth:`write`; a retry overwrites what was written, never doubles.
+        """
+        if letters:
+            rows = [(d.received_at, d.topic, bytes(d.payload), d.code, d.reason) for d in letters]
+            self._write_meta(encode_dead_letters(rows), f"{len(rows)} dead letters")
+
+    def _write_meta(self, body: bytes, what: str) -> None:
+        if self.create_databases and self.meta not in self._created:
+            self._create(self.meta)
+        status, answer = self.http.request("POST", "/write", {"db": self.meta, "precision": "ns"}, body)
+        if status == 404 and self.create_databases:
+            self._create(self.meta)
+            status, answer = self.http.request("POST", "/write", {"db": self.meta, "precision": "ns"}, body)
+        if status != 204:
+            raise SinkError(
+                f"InfluxDB 1.x at {self.http.base} answered HTTP {status} to a write of {what} to "
+                f"{self.meta}: {answer[:300].decode(errors='replace')}"
+            )
 
     def close(self) -> None:
         """Close the connection."""
@@ -123,6 +191,7 @@ def from_url(url: str) -> InfluxDB1Sink:
         timeout=u.take_float("timeout", 10.0),
         create_databases=u.take_bool("create_databases", True),
         required=u.take_bool("required", True),
+        meta=u.take("meta", DEFAULT_META_DATABASE),
     )
     u.done()
     return sink

@@ -12,14 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from gateway.store.base import DeadLetter, DeviceSeen, Reader, Store, StoreError, Window
+from gateway.store.base import DeadLetter, DeviceKey, DeviceSeen, Reader, Store, StoreError, Window
+from gateway.store.routed import OrgRoutedReader
 from gateway.store.sqlite import SqliteStore
 
 __all__ = [
     "BACKENDS",
     "READERS",
     "DeadLetter",
+    "DeviceKey",
     "DeviceSeen",
+    "OrgRoutedReader",
     "Reader",
     "SqliteStore",
     "Store",
@@ -34,11 +37,13 @@ BACKENDS: dict[str, str] = {
     "sqlite": "gateway.store.sqlite:from_url",
 }
 
-# URL scheme -> "module:factory" of the read side (range, latest, windows) of each backend.
+# URL scheme -> "module:factory" of the read side (gateway.store.base.Reader) of each backend.
+# InfluxDB is read in InfluxQL on /query whichever version runs: 1.x natively, 2.x and 3.x through
+# their v1-compatible /query (so the 2.x sink's influxdb:// URL opens the same reader).
 READERS: dict[str, str] = {
     "sqlite": "gateway.store.sqlite:from_url",
     "influxdb1": "gateway.store.influxdb1:from_url",
-    "influxdb": "gateway.store.influxdb2:from_url",
+    "influxdb": "gateway.store.influxdb1:from_v2_url",
 }
 
 
@@ -58,8 +63,9 @@ def open_store(url_or_path: str | Path) -> SqliteStore:
 def open_reader(url_or_path: str | Path) -> Reader:
     """Open the read side of the store at ``url_or_path``, whichever backend a city runs.
 
-    ``sqlite:///...`` or a path (the embedded store), ``influxdb1://host:port?...`` (InfluxQL) or
-    ``influxdb://host:port?org=...&token=...`` (Flux); the options are the sinks' (same URL).
+    ``sqlite:///...`` or a path (the embedded store), ``influxdb1://host:port?...`` or
+    ``influxdb://host:port?token=...&bucket=...`` (both read in InfluxQL on ``/query``); the
+    options are the sinks' (same URL).
 
     Raises:
         StoreError: the scheme is unknown, or the store cannot be opened.

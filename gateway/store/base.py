@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from kits.errors import SuitcaseError
 from kits.wire import Record
 
-__all__ = ["DeadLetter", "DeviceSeen", "Reader", "Store", "StoreError", "Window", "check_window_width"]
+__all__ = [
+    "DeadLetter",
+    "DeviceKey",
+    "DeviceSeen",
+    "Reader",
+    "Store",
+    "StoreError",
+    "Window",
+    "check_keys",
+    "check_window_width",
+]
 
 
 class StoreError(SuitcaseError):
@@ -60,11 +70,22 @@ class Window:
     max: float
 
 
+DeviceKey = tuple[str, str]
+"""A device as every read names it: (org slug, device id). Device ids are never read alone."""
+
+
 class Reader(Protocol):
-    """The read side every backend answers (SQL on SQLite, InfluxQL on 1.x, Flux on 2.x)."""
+    """The read side of the time-series store: the only thing the server depends on.
+
+    Every backend answers it (SQL on the embedded SQLite store, InfluxQL on ``/query`` for
+    InfluxDB 1.x, 2.x and 3.x). Every read names its device by (org, device). A read that cannot
+    reach the store raises :class:`StoreError` (never an empty answer that pretends there is no
+    data).
+    """
 
     def readings(
         self,
+        org: str,
         device: str,
         start: float,
         end: float,
@@ -72,10 +93,33 @@ class Reader(Protocol):
         sensor: str | None = None,
         quantity: str | None = None,
         limit: int = 100_000,
-    ) -> list[Record]: ...
-    def latest(self, device: str | None = None) -> list[Record]: ...
+    ) -> list[Record]:
+        """Return up to ``limit`` readings of (``org``, ``device``) with ``start <= time < end``.
+
+        Oldest first, ties ordered by sensor and quantity. A page ends at the time of its last
+        reading: the next page starts there (``start = last.time``) and skips what it already has
+        (``server.export.iter_readings`` does this).
+        """
+        ...
+
+    def latest(self, devices: Collection[DeviceKey] | None = None) -> list[Record]:
+        """Return the newest reading of each (device, sensor, quantity) of ``devices`` (None: all),
+        in one call, ordered by device, sensor and quantity."""
+        ...
+
+    def devices(
+        self, org: str | None = None, *, keys: Collection[DeviceKey] | None = None
+    ) -> list[DeviceSeen]:
+        """Return every device with readings (of ``org``, or of every org), ordered by org and device.
+
+        ``keys`` narrows it to those (org, device) pairs: a page of 50 among 10,000 devices is one
+        small read, not a read of all.
+        """
+        ...
+
     def windows(
         self,
+        org: str,
         device: str,
         start: float,
         end: float,
@@ -83,33 +127,53 @@ class Reader(Protocol):
         *,
         sensor: str | None = None,
         quantity: str | None = None,
-    ) -> list[Window]: ...
+    ) -> list[Window]:
+        """Return (``org``, ``device``)'s readings as windows of ``every`` seconds (epoch-aligned).
+
+        One :class:`Window` (count, mean, min, max) per series and window that has readings,
+        oldest first; any range from an hour to a year.
+        """
+        ...
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Return up to ``limit`` dead letters, newest first."""
+        ...
+
+    def count_dead_letters(self) -> int:
+        """Return how many dead letters the store holds."""
+        ...
+
+    def health(self) -> None:
+        """Check cheaply that the store answers (never a count of every reading).
+
+        Raises:
+            StoreError: the store is unreachable, refuses the credentials or has no such database;
+                the message names the setting and the fix.
+        """
+        ...
+
     def close(self) -> None: ...
 
 
-class Store(Protocol):
-    """The interface every time-series store backend offers (the SQLite one is the reference)."""
+class Store(Reader, Protocol):
+    """The read side plus the writes the gateway makes (the SQLite store is the reference)."""
 
     def write(self, records: Sequence[Record]) -> None: ...
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
-    def readings(
-        self,
-        device: str,
-        start: float,
-        end: float,
-        *,
-        sensor: str | None = None,
-        quantity: str | None = None,
-        limit: int = 100_000,
-    ) -> list[Record]: ...
-    def latest(self, device: str | None = None) -> list[Record]: ...
-    def devices(self) -> list[DeviceSeen]: ...
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
     def count_readings(self) -> int: ...
-    def close(self) -> None: ...
 
 
 def check_window_width(every: float) -> None:
     """Raise StoreError unless ``every`` (a window width in seconds, for ``windows()``) is positive."""
     if not every > 0:
         raise StoreError(f"window width {every} s is not positive: use e.g. 60, 3600 or 86400")
+
+
+def check_keys(devices: Collection[DeviceKey]) -> Collection[DeviceKey]:
+    """Return ``devices`` if it is a collection of (org, device) pairs; raise TypeError otherwise.
+
+    A bare device id (a ``str``, itself a collection) is refused: reads are keyed by org too.
+    """
+    if isinstance(devices, str) or any(not isinstance(k, tuple) or len(k) != 2 for k in devices):
+        raise TypeError(f"devices must be (org, device) pairs, not {devices!r}")
+    return devices

@@ -1,90 +1,180 @@
-"""The read side of InfluxDB 1.x: range, latest and downsampled windows in InfluxQL.
+"""The read side of InfluxDB in InfluxQL on ``/query``: readings, latest, windows, devices, dead letters.
 
-Open it with the very URL of the ``influxdb1`` sink (``influxdb1://host:8086?database=...``). The
-schema is gateway/sinks/README.md's: measurement = quantity, tags org/device/sensor, field
-``value``, one database per org. A device id is unique across orgs, so a read asks every
-``suitcase_*`` database (one HTTP request, one statement per database) and merges the answers.
+InfluxQL on ``/query`` is the one read language InfluxDB 1.x, 2.x (its v1 compatibility API, with a
+database/retention-policy mapping per bucket) and 3.x all serve; Flux is in maintenance mode and
+InfluxDB 3 does not run it. Open it with the very URL of the ``influxdb1`` sink
+(``influxdb1://host:8086?database=suitcase_{org}&username=&password=&meta=suitcase``); for 2.x/3.x
+add ``token=...`` (sent as ``Authorization: Token``).
+
+The schema is gateway/sinks/README.md's: measurement = quantity, tags org/device/sensor, field
+``value``, one database per org (``database`` template, ``{org}`` = org slug with '-' -> '_').
+Every read names its (org, device), so it asks that org's database only. What is not a reading
+lives in the ``meta`` database, which the sink writes beside the readings (no file is shared
+between gateway and server, and no retention policy of an org's readings removes it):
+
+- ``devices_seen``: one point per (org, device, gateway) at time 0, fields ``first``, ``last``
+  (epoch seconds of the oldest and newest reading that gateway wrote) and ``readings`` (how many
+  it wrote; a redelivery counts again). Overwritten on every batch, so listing 10,000 devices
+  reads 10,000 points in one query.
+- ``dead_letters``: one point per dead letter at its ``received_at``, tag ``code``, fields
+  ``topic``, ``payload`` (base64) and ``reason``.
+
 Times come back at the microsecond resolution the sink writes (``Record.time`` rounded to 1 us).
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Iterator
+import re
+import time
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
-from gateway.sinks import SinkError, parse_sink_url
-from gateway.sinks._http import HttpClient
-from gateway.sinks._lines import DEFAULT_DATABASE
-from gateway.store.base import StoreError, Window, check_window_width
+from gateway.influx.http import HttpClient
+from gateway.influx.lines import DEFAULT_DATABASE, DEFAULT_META_DATABASE, database_name
+from gateway.influx.urls import ServiceUrl
+from gateway.store.base import (
+    DeadLetter,
+    DeviceKey,
+    DeviceSeen,
+    StoreError,
+    Window,
+    check_keys,
+    check_window_width,
+)
+from gateway.store.influxdb1_rollups import has_rollups, plan_windows, policies_from, show_policies
+from kits.errors import SuitcaseError
 from kits.wire import Record
 
-__all__ = ["InfluxDB1Reader", "from_url"]
+__all__ = ["InfluxQLReader", "from_url", "from_v2_url"]
+
+_Series = tuple[str, dict[str, str], list[list[Any]]]  # measurement, tags, rows
+
+# Devices per statement of latest(): a regex alternation, kept well below the URL/body limits.
+_KEYS_PER_STATEMENT = 500
 
 
 def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _ident(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _regex_any(values: Collection[str]) -> str:
+    """An InfluxQL regex literal matching exactly one of ``values``."""
+    escaped = (re.sub(r"([^A-Za-z0-9_-])", r"\\\1", v).replace("/", "\\/") for v in sorted(values))
+    return "/^(" + "|".join(escaped) + ")$/"
+
+
 def _ns(seconds: float) -> int:
     return round(seconds * 1_000_000) * 1000
 
 
-class InfluxDB1Reader:
-    """Answers the store's read queries from InfluxDB 1.x.
+class InfluxQLReader:
+    """Answers the store's read interface from InfluxDB with InfluxQL.
 
     Args:
         http: a client of the server.
         database: the database template of the sink (``{org}`` = org slug, '-' -> '_').
+        meta: the database of devices seen and dead letters.
     """
 
-    def __init__(self, http: HttpClient, database: str = DEFAULT_DATABASE) -> None:
+    def __init__(
+        self,
+        http: HttpClient,
+        database: str = DEFAULT_DATABASE,
+        meta: str = DEFAULT_META_DATABASE,
+        *,
+        clock: Callable[[], float] = time.time,
+        recheck_s: float = 300.0,
+    ) -> None:
         self.http = http
         self.database = database
-        self._prefix, _, self._suffix = database.partition("{org}")
+        self.meta = meta
+        self.clock = clock
+        self.recheck_s = recheck_s
+        self._rollups: dict[str, tuple[bool, float]] = {}  # db -> (has rollup policies, when asked)
 
-    def _databases(self) -> list[str]:
-        series = self._query(["SHOW DATABASES"])[0]
-        names = [row[0] for s in series for row in s.get("values", [])]
-        return [n for n in names if n.startswith(self._prefix) and n.endswith(self._suffix)]
+    def _has_rollups(self, db: str) -> bool:
+        """Whether ``db`` holds the rollup policies of ``suitcase gateway retention apply`` (cached)."""
+        now = self.clock()
+        known = self._rollups.get(db)
+        if known is None or now - known[1] >= self.recheck_s:
+            _, durations = policies_from(self._query([show_policies(db)])[0])
+            known = (has_rollups(durations), now)
+            self._rollups[db] = known
+        return known[0]
 
-    def _query(self, statements: list[str]) -> list[list[dict[str, Any]]]:
+    # ------------------------------------------------------------------ plumbing
+
+    def _query(self, statements: list[str], *, missing_ok: bool = True) -> list[list[dict[str, Any]]]:
+        """Run ``statements`` in one request; return each statement's series.
+
+        A statement on a database that does not exist (an org that never sent a reading) answers
+        no series when ``missing_ok``.
+        """
         try:
             status, body = self.http.request("POST", "/query", {"q": ";".join(statements), "epoch": "ns"})
-        except SinkError as exc:
+        except SuitcaseError as exc:
             raise StoreError(str(exc)) from exc
+        if status in (401, 403):
+            raise StoreError(
+                f"InfluxDB at {self.http.base} refused the credentials (HTTP {status}): set username= "
+                "and password= (1.x) or token= (2.x/3.x) in the store URL to a user that may read"
+            )
         if status != 200:
             raise StoreError(
-                f"InfluxDB 1.x at {self.http.base} answered HTTP {status} to a query: {body[:300]!r}"
+                f"InfluxDB at {self.http.base} answered HTTP {status} to a query: {body[:300]!r}"
             )
-        results = json.loads(body).get("results", [])
+        try:
+            results = json.loads(body).get("results", [])
+        except ValueError as exc:
+            raise StoreError(
+                f"InfluxDB at {self.http.base} answered a query with no JSON: {body[:200]!r}"
+            ) from exc
         out: list[list[dict[str, Any]]] = []
         for result in results:
-            if "error" in result:
-                raise StoreError(f"InfluxDB 1.x at {self.http.base}: query failed: {result['error']}")
+            error = result.get("error")
+            if error is not None:
+                if missing_ok and str(error).startswith("database not found"):
+                    out.append([])
+                    continue
+                raise StoreError(f"InfluxDB at {self.http.base}: query failed: {error}")
             out.append(result.get("series", []))
         return out
 
-    def _each(
-        self, template: str, device: str | None, sensor: str | None, quantity: str | None, where: str = ""
-    ) -> Iterator[tuple[str, dict[str, str], list[str], list[list[Any]]]]:
-        conditions = [f'"device" = {_quote(device)}'] if device else []
-        if sensor:
-            conditions.append(f'"sensor" = {_quote(sensor)}')
-        if where:
-            conditions.append(where)
-        source = f'"{quantity}"' if quantity else "/.*/"
-        dbs = self._databases()
-        if not dbs:
-            return
-        clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        statements = [template.format(source=f'"{db}"..{source}', where=clause) for db in dbs]
-        for series_list in self._query(statements):
+    def _db(self, org: str) -> str:
+        return database_name(self.database, org)
+
+    def _org_databases(self) -> dict[str, str]:
+        """Every org database on the server: database -> org slug (as the template spells it)."""
+        prefix, _, suffix = self.database.partition("{org}")
+        names = [row[0] for s in self._query(["SHOW DATABASES"])[0] for row in s.get("values", [])]
+        return {
+            n: n[len(prefix) : len(n) - len(suffix) if suffix else None]
+            for n in names
+            if n.startswith(prefix)
+            and n.endswith(suffix)
+            and n != self.meta
+            and len(n) > len(prefix + suffix)
+        }
+
+    @staticmethod
+    def _rows(
+        series_lists: list[list[dict[str, Any]]],
+    ) -> Iterator[tuple[str, dict[str, str], list[list[Any]]]]:
+        for series_list in series_lists:
             for s in series_list:
-                yield s["name"], s.get("tags", {}), s["columns"], s["values"]
+                yield s["name"], s.get("tags", {}), s["values"]
+
+    # ------------------------------------------------------------------ reads
 
     def readings(
         self,
+        org: str,
         device: str,
         start: float,
         end: float,
@@ -93,39 +183,104 @@ class InfluxDB1Reader:
         quantity: str | None = None,
         limit: int = 100_000,
     ) -> list[Record]:
-        """Return ``device``'s readings with ``start <= time < end``, oldest first."""
-        where = f"time >= {_ns(start)} AND time < {_ns(end)}"
+        """Return up to ``limit`` readings of (``org``, ``device``) in ``[start, end)``, oldest first."""
+        where = f'"device" = {_quote(device)} AND time >= {_ns(start)} AND time < {_ns(end)}'
+        if sensor:
+            where += f' AND "sensor" = {_quote(sensor)}'
+        source = f"{_ident(self._db(org))}..{_ident(quantity) if quantity else '/.*/'}"
+        # LIMIT is per series: the first `limit` overall are among the first `limit` of each.
+        statement = f'SELECT "value" FROM {source} WHERE {where} GROUP BY "sensor" LIMIT {int(limit)}'
         out = [
-            Record(tags["org"], device, tags["sensor"], name, float(row[1]), row[0] / 1e9)
-            for name, tags, _, rows in self._each(
-                'SELECT "value" FROM {source}{where} GROUP BY "org", "sensor"',
-                device,
-                sensor,
-                quantity,
-                where,
-            )
+            Record(org, device, tags["sensor"], name, float(row[1]), row[0] / 1e9)
+            for name, tags, rows in self._rows(self._query([statement]))
             for row in rows
         ]
         out.sort(key=lambda r: (r.time, r.sensor, r.quantity))
         return out[:limit]
 
-    def latest(self, device: str | None = None) -> list[Record]:
-        """Return the newest reading of each (device, sensor, quantity), of one device or all."""
-        out = [
-            Record(tags["org"], tags["device"], tags["sensor"], name, float(row[1]), row[0] / 1e9)
-            for name, tags, _, rows in self._each(
-                'SELECT last("value") FROM {source}{where} GROUP BY "org", "device", "sensor"',
-                device,
-                None,
-                None,
-            )
-            for row in rows
-        ]
+    def latest(self, devices: Collection[DeviceKey] | None = None) -> list[Record]:
+        """Return the newest reading of each (device, sensor, quantity) of ``devices`` (None: all).
+
+        One request: one statement per org (and per 500 devices of an org).
+        """
+        statements: list[str] = []
+        orgs: list[str] = []
+        template = 'SELECT last("value") FROM {db}../.*/{where} GROUP BY "org", "device", "sensor"'
+        if devices is None:
+            for db, org in sorted(self._org_databases().items()):
+                statements.append(template.format(db=_ident(db), where=""))
+                orgs.append(org)
+        else:
+            by_org: dict[str, set[str]] = {}
+            for org, device in check_keys(devices):
+                by_org.setdefault(org, set()).add(device)
+            for org, names in sorted(by_org.items()):
+                ordered = sorted(names)
+                for i in range(0, len(ordered), _KEYS_PER_STATEMENT):
+                    where = f' WHERE "device" =~ {_regex_any(ordered[i : i + _KEYS_PER_STATEMENT])}'
+                    statements.append(template.format(db=_ident(self._db(org)), where=where))
+                    orgs.append(org)
+        if not statements:
+            return []
+        out: list[Record] = []
+        for org, series_list in zip(orgs, self._query(statements), strict=True):
+            for s in series_list:
+                tags, row = s.get("tags", {}), s["values"][0]
+                out.append(
+                    # The org tag, not the database's name, where a slug's '-' is '_'.
+                    Record(
+                        tags.get("org", org),
+                        tags["device"],
+                        tags["sensor"],
+                        s["name"],
+                        float(row[1]),
+                        row[0] / 1e9,
+                    )
+                )
         out.sort(key=lambda r: (r.device, r.sensor, r.quantity))
         return out
 
+    def devices(
+        self, org: str | None = None, *, keys: Collection[DeviceKey] | None = None
+    ) -> list[DeviceSeen]:
+        """Return every device with readings (of ``org``, or of all; only ``keys`` if given),
+        ordered by org and device.
+
+        Read from the ``devices_seen`` points the sink keeps (one point per device and gateway),
+        never from the readings themselves; ``keys`` reads only theirs.
+        """
+        base = f'SELECT "first", "last", "readings", "org", "device" FROM {_ident(self.meta)}.."devices_seen"'
+        conditions = [f'"org" = {_quote(org)}'] if org is not None else []
+        statements: list[str] = []
+        if keys is None:
+            statements.append(base + (f" WHERE {conditions[0]}" if conditions else ""))
+        else:
+            by_org: dict[str, set[str]] = {}
+            for key_org, device in check_keys(keys):
+                if org is None or key_org == org:
+                    by_org.setdefault(key_org, set()).add(device)
+            for key_org, names in sorted(by_org.items()):
+                ordered = sorted(names)
+                for i in range(0, len(ordered), _KEYS_PER_STATEMENT):
+                    regex = _regex_any(ordered[i : i + _KEYS_PER_STATEMENT])
+                    statements.append(f'{base} WHERE "org" = {_quote(key_org)} AND "device" =~ {regex}')
+        if not statements:
+            return []
+        merged: dict[tuple[str, str], tuple[float, float, int]] = {}
+        # No GROUP BY: one series of rows (tags as columns) is a third of the JSON of 10,000 series.
+        for _, _, rows in self._rows(self._query(statements)):
+            for _, first, last, count, row_org, device in rows:
+                known = merged.get((row_org, device))
+                merged[row_org, device] = (
+                    (float(first), float(last), int(count))
+                    if known is None
+                    else (min(known[0], float(first)), max(known[1], float(last)), known[2] + int(count))
+                )
+        return [DeviceSeen(o, d, f, la, n) for (o, d), (f, la, n) in sorted(merged.items())]
+
     def windows(
         self,
+        org: str,
         device: str,
         start: float,
         end: float,
@@ -134,31 +289,77 @@ class InfluxDB1Reader:
         sensor: str | None = None,
         quantity: str | None = None,
     ) -> list[Window]:
-        """Return ``device``'s readings downsampled to epoch-aligned windows of ``every`` seconds."""
+        """Return (``org``, ``device``)'s readings as epoch-aligned windows of ``every`` seconds.
+
+        Where the org's database has rollups (``suitcase gateway retention apply``) and ``every``
+        is whole minutes or hours, the windows older than a few minutes are read from the rollups
+        (``gateway.store.influxdb1_rollups.plan_windows``): a year costs one point per hour, and
+        stays drawn after the raw readings expire.
+        """
         check_window_width(every)
-        where = f"time >= {_ns(start)} AND time < {_ns(end)}"
-        template = (
-            'SELECT count("value"), mean("value"), min("value"), max("value") FROM {source}{where} '
-            f'GROUP BY time({round(every * 1000)}ms), "org", "sensor" fill(none)'
+        db = self._db(org)
+        conditions = f'"device" = {_quote(device)}'
+        if sensor:
+            conditions += f' AND "sensor" = {_quote(sensor)}'
+        measurement = _ident(quantity) if quantity else "/.*/"
+        statements = plan_windows(
+            db, measurement, conditions, start, end, every, now=self.clock(), rollups=self._has_rollups(db)
         )
         out = [
-            Window(
-                tags["org"], device, tags["sensor"], name, row[0] / 1e9, int(row[1]), *map(float, row[2:5])
-            )
-            for name, tags, _, rows in self._each(template, device, sensor, quantity, where)
+            Window(org, device, tags["sensor"], name, row[0] / 1e9, int(row[1]), *map(float, row[2:5]))
+            for name, tags, rows in self._rows(self._query(statements))
             for row in rows
             if row[1]
         ]
         out.sort(key=lambda w: (w.start, w.sensor, w.quantity))
         return out
 
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Return up to ``limit`` dead letters, newest first."""
+        statement = (
+            f'SELECT "topic", "payload", "reason", "code" FROM {_ident(self.meta)}.."dead_letters" '
+            f"ORDER BY time DESC LIMIT {int(limit)}"
+        )
+        out = []
+        for _, _, rows in self._rows(self._query([statement])):
+            for t, topic, payload, reason, code in rows:
+                # The nanoseconds hold a checksum (gateway/influx/lines.py): received_at is to the us.
+                received_at = (t // 1000) / 1e6
+                out.append(DeadLetter(received_at, topic, base64.b64decode(payload or ""), code, reason))
+        return out
+
+    def count_dead_letters(self) -> int:
+        """Return how many dead letters the store holds."""
+        statement = f'SELECT count("reason") FROM {_ident(self.meta)}.."dead_letters"'
+        return sum(int(rows[0][1]) for _, _, rows in self._rows(self._query([statement])))
+
+    def health(self) -> None:
+        """Check that InfluxDB answers, takes the credentials and holds the meta database.
+
+        One ``SHOW DATABASES``: cheap whatever the number of readings.
+        """
+        names = {row[0] for s in self._query(["SHOW DATABASES"])[0] for row in s.get("values", [])}
+        if self.meta not in names:
+            raise StoreError(
+                f"InfluxDB at {self.http.base} has no database {self.meta!r} (the store's meta= setting): "
+                "start a gateway writing to it (its sink creates it), or run "
+                f'CREATE DATABASE "{self.meta}" there, or fix meta= in the store URL'
+            )
+
     def close(self) -> None:
         self.http.close()
 
+    def __repr__(self) -> str:
+        return f"InfluxQLReader({self.http.base!r}, database={self.database!r}, meta={self.meta!r})"
 
-def from_url(url: str) -> InfluxDB1Reader:
-    """Open the reader of an ``influxdb1://`` URL (the sink's URL; write-only options are ignored)."""
-    u = parse_sink_url(url)
+
+def from_url(url: str) -> InfluxQLReader:
+    """Open the reader of an ``influxdb1://`` URL (the sink's URL; write-only options are ignored).
+
+    Raises:
+        ConfigError: an option is misspelt or malformed.
+    """
+    u = ServiceUrl(url, what="store")
     http = HttpClient(
         u.host,
         u.port or 8086,
@@ -166,6 +367,37 @@ def from_url(url: str) -> InfluxDB1Reader:
         timeout=u.take_float("timeout", 30.0),
         username=u.take("username", ""),
         password=u.take("password", ""),
-        what="InfluxDB 1.x",
+        token=u.take("token", ""),
+        what="InfluxDB",
+        error=StoreError,
     )
-    return InfluxDB1Reader(http, u.take("database", DEFAULT_DATABASE))
+    reader = InfluxQLReader(http, u.take("database", DEFAULT_DATABASE), u.take("meta", DEFAULT_META_DATABASE))
+    for write_only in ("required", "create_databases", "precision"):
+        u.take(write_only, "")
+    u.done()
+    return reader
+
+
+def from_v2_url(url: str) -> InfluxQLReader:
+    """Open the InfluxQL reader of the 2.x sink's ``influxdb://`` URL (``token``, ``bucket``).
+
+    InfluxDB 2.x answers InfluxQL on ``/query`` for buckets that have a database/retention-policy
+    mapping (``influx v1 dbrp create --db suitcase_aarhus --rp autogen --bucket-id ...``, one per
+    bucket, and one for the ``meta`` bucket); InfluxDB 3 maps databases itself. The token is sent
+    as ``Authorization: Token``; the sink's ``org`` and ``precision`` are write-only.
+    """
+    u = ServiceUrl(url, what="store")
+    http = HttpClient(
+        u.host,
+        u.port or 8086,
+        tls=u.take_bool("tls", False),
+        timeout=u.take_float("timeout", 30.0),
+        token=u.take("token", ""),
+        what="InfluxDB",
+        error=StoreError,
+    )
+    reader = InfluxQLReader(http, u.take("bucket", DEFAULT_DATABASE), u.take("meta", DEFAULT_META_DATABASE))
+    for write_only in ("org", "required", "precision"):
+        u.take(write_only, "")
+    u.done()
+    return reader

@@ -35,10 +35,18 @@ import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from gateway.store.base import DeadLetter, DeviceSeen, StoreError, Window, check_window_width
+from gateway.store.base import (
+    DeadLetter,
+    DeviceKey,
+    DeviceSeen,
+    StoreError,
+    Window,
+    check_keys,
+    check_window_width,
+)
 from kits.wire import Record
 
 __all__ = ["ROLLUP_WIDTHS", "SCHEMA_VERSION", "SeriesColumns", "SqliteStore", "from_url", "series_columns"]
@@ -111,6 +119,7 @@ ROLLUP_WIDTHS = (60, 3600)
 # Readings go in INSERTs of this many rows each: one statement step per chunk instead of per row
 # costs about a third less CPU than executemany of single rows (measured: benchmarks/, gateway).
 _INSERT_CHUNK = 100
+_KEYS_PER_QUERY = 400
 _INSERT_ONE = "INSERT OR IGNORE INTO readings (series_id, time, value) VALUES (?, ?, ?)"
 _INSERT_MANY = _INSERT_ONE.replace("(?, ?, ?)", ", ".join(["(?, ?, ?)"] * _INSERT_CHUNK))
 
@@ -413,6 +422,7 @@ class SqliteStore:
 
     def readings(
         self,
+        org: str,
         device: str,
         start: float,
         end: float,
@@ -421,16 +431,16 @@ class SqliteStore:
         quantity: str | None = None,
         limit: int = 100_000,
     ) -> list[Record]:
-        """Return ``device``'s readings with ``start <= time < end``, oldest first.
+        """Return (``org``, ``device``)'s readings with ``start <= time < end``, oldest first.
 
         Ties in time are ordered by sensor and quantity. At most ``limit`` readings.
         """
         sql = (
             "SELECT s.org, s.device, s.sensor, s.quantity, r.value, r.time "
             "FROM series AS s JOIN readings AS r ON r.series_id = s.id "
-            "WHERE s.device = ? AND r.time >= ? AND r.time < ?"
+            "WHERE s.device = ? AND s.org = ? AND r.time >= ? AND r.time < ?"
         )
-        params: list[object] = [device, start, end]
+        params: list[object] = [device, org, start, end]
         if sensor is not None:
             sql += " AND s.sensor = ?"
             params.append(sensor)
@@ -443,32 +453,55 @@ class SqliteStore:
             rows = self._conn().execute(sql, params).fetchall()
         return [Record(*row) for row in rows]
 
-    def latest(self, device: str | None = None) -> list[Record]:
-        """Return the newest reading of each (device, sensor, quantity), of one device or all."""
-        sql = (
+    def latest(self, devices: Collection[DeviceKey] | None = None) -> list[Record]:
+        """Return the newest reading of each (device, sensor, quantity) of ``devices`` (None: all).
+
+        One statement per 400 devices (SQLite's bound-parameter limit), one row per series read.
+        """
+        base = (
             "SELECT org, device, sensor, quantity, last_value, last_time FROM series "
             "WHERE last_time IS NOT NULL"
         )
-        params: list[object] = []
-        if device is not None:
-            sql += " AND device = ?"
-            params.append(device)
-        sql += " ORDER BY device, sensor, quantity"
+        order = " ORDER BY device, sensor, quantity"
         with self._translate("read the latest readings"):
-            rows = self._conn().execute(sql, params).fetchall()
-        return [Record(*row) for row in rows]
+            conn = self._conn()
+            if devices is None:
+                return [Record(*row) for row in conn.execute(base + order)]
+            keys = sorted(set(check_keys(devices)))
+            rows: list[Record] = []
+            for i in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = keys[i : i + _KEYS_PER_QUERY]
+                values = ", ".join(["(?, ?)"] * len(chunk))
+                sql = f"{base} AND (org, device) IN (VALUES {values})"
+                rows.extend(Record(*row) for row in conn.execute(sql, list(itertools.chain(*chunk))))
+        rows.sort(key=lambda r: (r.device, r.sensor, r.quantity))
+        return rows
 
-    def devices(self) -> list[DeviceSeen]:
-        """Return every device with readings, ordered by org and device."""
+    def devices(
+        self, org: str | None = None, *, keys: Collection[DeviceKey] | None = None
+    ) -> list[DeviceSeen]:
+        """Return every device with readings (of ``org``, or of all; only ``keys`` if given),
+        ordered by org and device."""
+        sql = "SELECT org, device, first_seen, last_seen, readings FROM devices WHERE 1"
+        params: list[str] = []
+        if org is not None:
+            sql += " AND org = ?"
+            params.append(org)
         with self._translate("read the devices"):
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT org, device, first_seen, last_seen, readings FROM devices ORDER BY org, device"
+            conn = self._conn()
+            if keys is None:
+                return [DeviceSeen(*row) for row in conn.execute(sql + " ORDER BY org, device", params)]
+            wanted = sorted(set(check_keys(keys)))
+            out: list[DeviceSeen] = []
+            for i in range(0, len(wanted), _KEYS_PER_QUERY):
+                chunk = wanted[i : i + _KEYS_PER_QUERY]
+                values = ", ".join(["(?, ?)"] * len(chunk))
+                chunk_sql = f"{sql} AND (org, device) IN (VALUES {values})"
+                out.extend(
+                    DeviceSeen(*row) for row in conn.execute(chunk_sql, [*params, *itertools.chain(*chunk)])
                 )
-                .fetchall()
-            )
-        return [DeviceSeen(*row) for row in rows]
+        out.sort(key=lambda d: (d.org, d.device))
+        return out
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Return up to ``limit`` dead letters, newest first."""
@@ -485,6 +518,17 @@ class SqliteStore:
         return [
             DeadLetter(t, topic, bytes(payload), code, reason) for t, topic, payload, code, reason in rows
         ]
+
+    def count_dead_letters(self) -> int:
+        """Return how many dead letters the store holds."""
+        with self._translate("count the dead letters"):
+            row = self._conn().execute("SELECT count(*) FROM dead_letters").fetchone()
+        return int(row[0])
+
+    def health(self) -> None:
+        """Check that the file answers a query (one page read, never a count of the readings)."""
+        with self._translate("read the schema version"):
+            self._conn().execute("PRAGMA user_version").fetchone()
 
     def refresh_rollups(self) -> int:
         """Recompute the rollups of the minutes written since the last refresh; return how many.
@@ -507,6 +551,7 @@ class SqliteStore:
 
     def windows(
         self,
+        org: str,
         device: str,
         start: float,
         end: float,
@@ -515,7 +560,7 @@ class SqliteStore:
         sensor: str | None = None,
         quantity: str | None = None,
     ) -> list[Window]:
-        """Return ``device``'s readings downsampled to windows of ``every`` seconds.
+        """Return (``org``, ``device``)'s readings downsampled to windows of ``every`` seconds.
 
         Windows are aligned to the epoch (a window starts at a multiple of ``every``); one per
         series and window that has readings, oldest first. Whole minutes read the 1-minute
@@ -532,7 +577,7 @@ class SqliteStore:
                 "CAST(r.start / :every AS INTEGER) * :every AS w, sum(r.count), sum(r.sum) / sum(r.count), "
                 "min(r.min), max(r.max) "
                 "FROM series AS s JOIN rollups AS r ON r.series_id = s.id AND r.width = :width "
-                "WHERE s.device = :device AND r.start >= :lo AND r.start < :end"
+                "WHERE s.device = :device AND s.org = :org AND r.start >= :lo AND r.start < :end"
             )
         else:
             sql = (
@@ -540,12 +585,13 @@ class SqliteStore:
                 "CAST(r.time / :every AS INTEGER) * :every AS w, count(*), avg(r.value), "
                 "min(r.value), max(r.value) "
                 "FROM series AS s JOIN readings AS r ON r.series_id = s.id "
-                "WHERE s.device = :device AND r.time >= :start AND r.time < :end"
+                "WHERE s.device = :device AND s.org = :org AND r.time >= :start AND r.time < :end"
             )
         params: dict[str, object] = {
             "every": every,
             "width": width,
             "device": device,
+            "org": org,
             "start": start,
             "lo": start - start % (width or 1),
             "end": end,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
 from sqlmodel import Session, col, select
 
+from server.api.access import KIND_ROUTES, LOGIN_PAGES, OPEN_READS, PUBLIC, route_key
 from server.api.deps import ClockDep, ResourcesDep, SessionDep
 from server.security import hash_secret, secrets_equal
 from server.tables import ROLES, ApiTokenRow, MembershipRow, OrganisationRow, SessionRow, UserRow
@@ -26,6 +28,7 @@ __all__ = [
     "Role",
     "client_key",
     "get_principal",
+    "lesser_role",
     "not_found",
 ]
 
@@ -39,6 +42,11 @@ _LAST_USED_RESOLUTION_S = 60.0
 
 def _rank(role: str | None) -> int:
     return ROLES.index(role) if role in ROLES else -1
+
+
+def lesser_role(a: str, b: str) -> str:
+    """Return the weaker of two roles."""
+    return a if _rank(a) <= _rank(b) else b
 
 
 def not_found(kind: str, ident: object, hint: str = "") -> HTTPException:
@@ -62,6 +70,7 @@ class Principal:
     slugs: dict[int, str] = field(default_factory=dict)
     token_kind: str | None = None
     token_id: int | None = None
+    token_expires_at: float | None = None
     kiosk_deployments: frozenset[int] | None = None
     device_id: str | None = None
     open_reads: bool = False
@@ -142,31 +151,50 @@ def _unauthorised(message: str) -> HTTPException:
     return HTTPException(status_code=401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def _current_role(session: Session, row: ApiTokenRow) -> str | None:
+    """The role the token's person has now in the token's organisation (None: not a member)."""
+    assert row.user_id is not None
+    user = session.get(UserRow, row.user_id)
+    if user is None or not user.active:
+        raise _unauthorised("the API token's user is deactivated or deleted")
+    if user.is_global_admin:
+        return "admin"
+    membership = session.get(MembershipRow, (row.user_id, row.org_id))
+    return membership.role if membership is not None else None
+
+
 def _from_token(session: Session, raw: str, now: float) -> Principal:
     row = session.exec(select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_secret(raw))).first()
     if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         state = "unknown" if row is None else "revoked" if row.revoked_at is not None else "expired"
         raise _unauthorised(f"the API token is {state}: create a new one with POST /api/v1/tokens")
     assert row.id is not None
+    role = row.role
+    if row.user_id is not None:
+        # A token never outranks its person: demoted, it is demoted; removed, it is revoked.
+        current = _current_role(session, row)
+        if current is None:
+            row.revoked_at = now
+            session.add(row)
+            session.commit()
+            raise _unauthorised(
+                "the API token is revoked: its user is no longer a member of its organisation"
+            )
+        role = lesser_role(role, current)
     if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION_S:
         row.last_used_at = now
         session.add(row)
         session.commit()
     org = session.get(OrganisationRow, row.org_id)
-    global_admin = False
-    if row.user_id is not None:
-        user = session.get(UserRow, row.user_id)
-        if user is None or not user.active:
-            raise _unauthorised("the API token's user is deactivated or deleted")
     return Principal(
         kind="token",
         label=f"token:{row.prefix}",
         user_id=row.user_id,
-        global_admin=global_admin,
-        roles={row.org_id: row.role},
+        roles={row.org_id: role},
         slugs={row.org_id: org.slug if org else ""},
         token_kind=row.kind,
         token_id=row.id,
+        token_expires_at=row.expires_at,
         kiosk_deployments=frozenset(row.deployment_ids) if row.kind == "kiosk" else None,
         device_id=row.device_id,
     )
@@ -201,24 +229,58 @@ def _from_session(session: Session, request: Request, raw: str, now: float) -> P
 def get_principal(
     request: Request, session: SessionDep, resources: ResourcesDep, clock: ClockDep
 ) -> Principal:
-    """Resolve the caller from the bearer token or the session cookie.
+    """Resolve the caller from the bearer token or the session cookie, and check that its kind may
+    use this route (:mod:`server.api.access`: deny by default).
 
     Raises:
-        HTTPException: 401 for a bad token, 403 for a cookie request without its CSRF header.
+        HTTPException: 401 for a bad token or an anonymous caller of a closed route (a page: 303
+            to the login), 403 for a token whose kind may not use the route or a cookie request
+            without its CSRF header.
     """
     now = clock()
     header = request.headers.get("Authorization", "")
+    principal: Principal | None = None
     if header:
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
             raise _unauthorised("the Authorization header must be 'Bearer <token>'")
-        return _from_token(session, raw.strip(), now)
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        principal = _from_session(session, request, cookie, now)
-        if principal is not None:
+        principal = _from_token(session, raw.strip(), now)
+    else:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            principal = _from_session(session, request, cookie, now)
+    anonymous = Principal(kind="anonymous", label="anonymous", open_reads=resources.settings.reads_open)
+    return _admit(request, principal or anonymous, anonymous)
+
+
+def _admit(request: Request, principal: Principal, anonymous: Principal) -> Principal:
+    key = route_key(request)
+    if principal.kind == "anonymous":
+        if key in PUBLIC or (principal.open_reads and key in OPEN_READS):
             return principal
-    return Principal(kind="anonymous", label="anonymous", open_reads=resources.settings.reads_open)
+        if key in LOGIN_PAGES:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise HTTPException(
+                status_code=303,
+                detail="log in to see this page",
+                headers={"Location": f"/login?next={quote(target, safe='')}"},
+            )
+        principal.require_user()
+        return principal
+    allowed = KIND_ROUTES.get(principal.token_kind or "")
+    if allowed is None or key in allowed:
+        if principal.token_kind == "device" and request.path_params.get("device", principal.device_id) != (
+            principal.device_id
+        ):
+            raise not_found("device", request.path_params["device"], "a device token reads its own device")
+        return principal
+    if key in PUBLIC:
+        return anonymous  # what is public, a kiosk or a device sees as everyone does
+    raise HTTPException(
+        status_code=403,
+        detail=f"a {principal.token_kind} token may not use {request.method} "
+        f"{key[1] if key else request.url.path}: use a person's API token (POST /api/v1/tokens) or log in",
+    )
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from gateway.store import SqliteStore
+from gateway.store import Reader
 from kits.catalog import Catalog
 from server.resources import Clock, Resources
 from server.settings import ServerSettings
@@ -40,7 +40,7 @@ def get_session(resources: ResourcesDep) -> Iterator[Session]:
         yield session
 
 
-def get_store(resources: ResourcesDep) -> SqliteStore:
+def get_store(resources: ResourcesDep) -> Reader:
     """Return the time-series store (read side)."""
     return resources.store
 
@@ -61,7 +61,7 @@ def get_catalog(resources: ResourcesDep) -> Catalog:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-StoreDep = Annotated[SqliteStore, Depends(get_store)]
+StoreDep = Annotated[Reader, Depends(get_store)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]

@@ -1,4 +1,4 @@
-"""``GET /``: every device seen, its latest readings and live charts of the last 15 minutes.
+"""``GET /``: every device the caller may see, its latest readings and live charts of the last 15 minutes.
 
 The page is rendered with the store's current state, then ``static/live.js`` polls the JSON API
 every 2 s and updates it in place.
@@ -15,7 +15,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from kits.quantities import QUANTITIES
+from kits.wire import Record
 from server.api import API_PREFIX
+from server.api.auth import PrincipalDep
 from server.api.deps import ClockDep, SettingsDep, StoreDep
 from server.timeutil import iso
 
@@ -78,14 +80,24 @@ def _page_config() -> dict[str, Any]:
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request, store: StoreDep, settings: SettingsDep, clock: ClockDep) -> HTMLResponse:
-    """Render the live readings page."""
+def index(
+    request: Request, principal: PrincipalDep, store: StoreDep, settings: SettingsDep, clock: ClockDep
+) -> HTMLResponse:
+    """Render the live readings page: every device on a demo server, else the caller's
+    organisations' devices (an anonymous visitor of a closed server is sent to the login)."""
     now = clock()
     order = list(QUANTITIES)
     devices = []
+    slugs = None if principal.sees_all() else set(principal.slugs.values())
+    newest: dict[tuple[str, str], list[Record]] = {}
+    for record in store.latest():  # every device's newest readings in one read
+        if slugs is None or record.org in slugs:
+            newest.setdefault((record.org, record.device), []).append(record)
     for seen in store.devices():
+        if slugs is not None and seen.org not in slugs:
+            continue
         latest = sorted(
-            store.latest(seen.device),
+            newest.get((seen.org, seen.device), []),
             key=lambda r: (order.index(r.quantity) if r.quantity in QUANTITIES else len(order), r.sensor),
         )
         devices.append(

@@ -1,21 +1,20 @@
 """Chart data of a deployment for the pages: every quantity, downsampled on the server.
 
 A range is one of :data:`RANGES` (1 h to 1 year); each series has at most :data:`MAX_POINTS`
-points, read by :func:`server.charts.downsample` (bucket means up to a day, point samples beyond,
-where averaging would scan every reading of the range).
+points, the means of the store's downsampled windows (:func:`server.charts.downsample`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from sqlmodel import Session
 
-from gateway.store import SqliteStore
+from gateway.store import Reader
 from kits.quantities import QUANTITIES
-from server.api.routes.deployments import device_spans
 from server.charts import downsample
 from server.models import UseCaseRow
+from server.spans import device_spans
 from server.tables import DeploymentRow
 from server.web.i18n import Translator
 from server.web.render import quantity_label, unit_label
@@ -31,7 +30,6 @@ RANGES: dict[str, float] = {
     "1y": 365 * 86400.0,
 }
 MAX_POINTS = 1000
-_MEAN_UP_TO_S = 86400.0
 
 
 def thresholds_of(session: Session, use_case_id: str | None) -> dict[str, list[dict[str, Any]]]:
@@ -56,7 +54,7 @@ def _order(quantity: str) -> int:
 
 def chart_payload(
     session: Session,
-    store: SqliteStore,
+    store: Reader,
     deployment: DeploymentRow,
     now: float,
     range_key: str,
@@ -68,10 +66,7 @@ def chart_payload(
     assert deployment.id is not None
     span = RANGES.get(range_key, RANGES["24h"])
     start = now - span
-    mode: Literal["sample", "mean"] = "mean" if span <= _MEAN_UP_TO_S else "sample"
-    series = downsample(
-        store.path, device_spans(session, deployment.id), start, now, points=MAX_POINTS, mode=mode
-    )
+    series = downsample(store, device_spans(session, deployment.id), start, now, points=MAX_POINTS)
     lines = thresholds_of(session, deployment.use_case_id)
     grouped: dict[str, list[dict[str, Any]]] = {}
     for s in series:
@@ -88,7 +83,7 @@ def chart_payload(
         "start": start,
         "end": now,
         "range": range_key if range_key in RANGES else "24h",
-        "mode": mode,
+        "mode": "mean",
         "max_points": MAX_POINTS,
         "quantities": [
             {

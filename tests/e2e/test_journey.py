@@ -297,7 +297,9 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
     watcher = None
     try:
         assert agent.wait_connected(10)
-        wait_until(lambda: store.latest(device_id), 15, "readings of the Pi in the store", every=0.1)
+        wait_until(
+            lambda: store.latest([("aarhus", device_id)]), 15, "readings of the Pi in the store", every=0.1
+        )
         steps.done("agent connects and its first readings are in the store")
         readings = wait_until(
             lambda: _ok(

@@ -56,7 +56,7 @@ def test_valid_packs_land_and_are_acked(
     assert store.count_readings() == 60
     assert (stats.received, stats.written, stats.dead_lettered) == (30, 60, 0)
     assert stats.batches >= 3
-    got = store.readings("dev-1", 0, 2e9, quantity="temperature")
+    got = store.readings(ORG, "dev-1", 0, 2e9, quantity="temperature")
     assert [r.value for r in got] == [20.0 + i / 100 for i in range(1, 30, 3)]
     assert {d.device: d.readings for d in store.devices()} == {"dev-0": 20, "dev-1": 20, "dev-2": 20}
 
@@ -154,7 +154,7 @@ def test_store_failure_then_recovery_loses_nothing(
         store.failing = False
         wait_until(lambda: gw.stats.acked == 41, timeout=15, what="all 41 acked after recovery")
     assert store.count_readings() == 82
-    times = [r.time for r in store.readings("dev-a", 0, 2e9, quantity="humidity")]
+    times = [r.time for r in store.readings(ORG, "dev-a", 0, 2e9, quantity="humidity")]
     assert times == [NOW - 10_000 + i for i in range(41)]
 
 
@@ -192,7 +192,7 @@ def _crash_and_resume(broker: EmbeddedBroker | MosquittoBroker, store: FlakyStor
         with gateway(store, broker, client_id) as second:
             wait_until(lambda: store.count_readings() == 160, timeout=20, what="all 80 packs written")
             wait_until(lambda: second.stats.acked >= 60, what="the 60 redelivered/queued acked")
-        readings = store.readings("dev-a", 0, 2e9)
+        readings = store.readings(ORG, "dev-a", 0, 2e9)
         assert len(readings) == 160
         assert len({(r.sensor, r.quantity, r.time) for r in readings}) == 160
         assert [r.value for r in readings if r.quantity == "temperature"] == [

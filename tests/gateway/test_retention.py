@@ -21,8 +21,10 @@ from gateway.store.retention import RetentionLoop, open_target, parse_retention
 from kits.errors import ConfigError
 from kits.wire import Record
 from tests.services.influxdb import InfluxD
+from tests.waiting import wait_until
 
 DAY = 86_400.0
+ORG_OF = {"pi-a": "aarhus", "pi-o": "odense"}
 NOW = 1_750_000_000.0 - 1_750_000_000.0 % 3600 + 1800.0  # half past an hour
 
 SETTINGS = """\
@@ -56,7 +58,9 @@ def test_cli_applies_sqlite_retention_and_long_ranges_stay_drawn(tmp_path: Path)
     with SqliteStore(path) as store:
         store.write(_readings("aarhus", "pi-a", start, now, 300.0))
         store.write(_readings("odense", "pi-o", start, now, 300.0))
-        before = {d: store.windows(d, start, now, 3600.0) for d in ("pi-a", "pi-o")}
+        before = {
+            d: store.windows(o, d, start, now, 3600.0) for o, d in (("aarhus", "pi-a"), ("odense", "pi-o"))
+        }
     runner = CliRunner()
     result = runner.invoke(app, ["retention", "apply", "--config", str(config), "--store", str(path)])
     assert result.exit_code == 0, result.output
@@ -64,11 +68,14 @@ def test_cli_applies_sqlite_retention_and_long_ranges_stay_drawn(tmp_path: Path)
     assert "odense: keep raw 2 d, 1-minute windows 5 d, 1-hour windows forever" in result.output
     assert "readings past their retention deleted" in result.output
     with SqliteStore(path) as store:
-        oldest = {d: min(r.time for r in store.readings(d, 0, now + 1)) for d in ("pi-a", "pi-o")}
+        oldest = {
+            d: min(r.time for r in store.readings(o, d, 0, now + 1))
+            for o, d in (("aarhus", "pi-a"), ("odense", "pi-o"))
+        }
         assert now - 1 * DAY - 1 <= oldest["pi-a"] <= now - 1 * DAY + 300
         assert now - 2 * DAY - 1 <= oldest["pi-o"] <= now - 2 * DAY + 300
         for device in ("pi-a", "pi-o"):  # four days still drawn, from the hour rollups
-            assert store.windows(device, start, now, 3600.0) == before[device]
+            assert store.windows(ORG_OF[device], device, start, now, 3600.0) == before[device]
     again = runner.invoke(app, ["retention", "apply", "--config", str(config), "--store", str(path)])
     assert again.exit_code == 0 and "nothing to change" in again.output
     shown = runner.invoke(app, ["retention", "show", "--store", str(path)])
@@ -86,8 +93,8 @@ def test_late_readings_reach_the_sqlite_rollups(tmp_path: Path) -> None:
         late = _readings("o", "pi", hour + 7, hour + 3600, 60.0)
         for _ in range(2):
             store.write(late)
-        (window,) = store.windows("pi", hour, hour + 3600, 3600.0)
-        raw = store.readings("pi", hour, hour + 3600)
+        (window,) = store.windows("o", "pi", hour, hour + 3600, 3600.0)
+        raw = store.readings("o", "pi", hour, hour + 3600)
         assert window.count == len(raw) > len(late)
         assert abs(window.mean - sum(r.value for r in raw) / len(raw)) < 1e-9
 
@@ -332,3 +339,35 @@ def test_influxdb1_long_ranges_stay_drawn_after_raw_readings_expire(influxd: Inf
     assert {t: v for t, v in still.items() if t < now - FRESH_S - 3600} == {
         t: v for t, v in got.items() if t < now - FRESH_S - 3600
     }
+
+
+@pytest.mark.slow
+@pytest.mark.influxdb
+def test_influxdb1_continuous_queries_run_on_their_own(influxd: InfluxD) -> None:
+    """Test that influxd itself runs the rollup continuous queries the tool created: on-time
+    readings of the last two minutes reach both rollups without the sink folding anything (the
+    minute query fires at the next minute boundary: this waits up to 150 s)."""
+    now = time.time()
+    rollups_of(influxd.sink_url).apply(parse_retention("orgs: {o: {}}"), now)
+    records = [Record("o", "pi", "s", "temperature", float(i), now - 120 + i) for i in range(120)]
+    sink = InfluxDB1Sink(influxd.host, influxd.port)
+    sink.write(records)
+    assert sink.late.folded == 0
+    closed = [r for r in records if r.time < now - now % 60]  # minutes closed when written
+
+    def minutes_done() -> bool:
+        got = _rollup(influxd, "suitcase_o", "rollup_1m", "pi")
+        want = _expected(closed, 60)
+        return all(t in got and got[t][0] == n for t, (n, *_) in want.items())
+
+    wait_until(minutes_done, timeout=150, every=2, what="the minute continuous query to run")
+    _same(
+        {t: v for t, v in _rollup(influxd, "suitcase_o", "rollup_1m", "pi").items() if t < now - now % 60},
+        _expected(closed, 60),
+    )
+    wait_until(
+        lambda: bool(_rollup(influxd, "suitcase_o", "rollup_1h", "pi")),
+        timeout=150,
+        every=2,
+        what="the hour continuous query to run",
+    )

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.influx.lines import database_name, encode_lines, timestamp
 from gateway.sinks import SINKS, Sink, SinkError, open_sink
-from gateway.sinks._lines import database_name, encode_lines, timestamp
 from gateway.sinks.influxdb import InfluxDB2Sink
 from gateway.sinks.influxdb1 import InfluxDB1Sink
 from gateway.sinks.sqlite import SqliteSink
@@ -95,7 +95,7 @@ def test_sqlite_sink_from_a_url_writes_from_a_child_process_bit_for_bit(
     batch.append(Record("aarhus", "pi-x", "scd40", "co2", 999.5, odd[0]))  # same key: this one wins
     process_sink.write(batch)
     with SqliteStore(tmp_path / "p.db") as store:
-        got = store.readings("pi-x", 0, 2e9)
+        got = store.readings("aarhus", "pi-x", 0, 2e9)
     assert sorted((r.time, r.value) for r in got) == sorted(
         [(t, 400.0 + i / 7) for i, t in enumerate(odd) if i] + [(odd[0], 999.5)]
     )

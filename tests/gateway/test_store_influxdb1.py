@@ -1,61 +1,207 @@
-"""Tests of gateway/store/influxdb1.py: InfluxQL reads against a real influxd, written by the sink."""
+"""Tests of the store's read interface on both backends: the embedded SQLite store and InfluxDB 1.x.
+
+The same data is written the way the gateway writes it (SQLite: ``SqliteStore.write``; InfluxDB:
+the real ``influxdb1`` sink into a real influxd) and every read of ``gateway.store.base.Reader``
+is checked against answers computed from the records themselves.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway.sinks import open_sink
-from gateway.store import SqliteStore, open_reader
-from gateway.store.influxdb1 import InfluxDB1Reader
+from gateway.store import DeadLetter, DeviceSeen, SqliteStore, StoreError, open_reader
+from gateway.store.influxdb1 import InfluxQLReader
+from kits.errors import ConfigError
 from kits.wire import Record
 from tests.services.influxdb import InfluxD
-
-pytestmark = pytest.mark.influxdb
+from tests.stores import InfluxStore
 
 T0 = 1_750_000_000.0 - (1_750_000_000.0 % 3600)
+KEYS = [("aarhus", "pi-1"), ("city-x", "pi-2"), ("city-x", "pi-1")]  # pi-1 in two orgs: never mixed
 
 
 def data() -> list[Record]:
     return [
-        Record(org, dev, sensor, q, round(20 + i * 0.37 + len(q), 3), T0 + i * 20)
-        for org, dev in (("aarhus", "pi-1"), ("city-x", "pi-2"))
+        Record(org, dev, sensor, q, round(20 + i * 0.37 + len(q) + len(org), 3), T0 + i * 20 + len(org))
+        for org, dev in KEYS
         for sensor in ("bme280", "scd40")
         for q in ("temperature", "humidity")
         for i in range(360)
     ]
 
 
-def test_influxql_reads_match_the_embedded_store(influxd: InfluxD, tmp_path: Path) -> None:
-    """Test that range, latest and window reads from InfluxDB 1.x equal the embedded store's answers."""
+LETTERS = [
+    DeadLetter(T0 + 5, "suitcase/v1/aarhus/pi-9/telemetry", b"\x00\xffnot senml", "bad_payload", "not JSON"),
+    DeadLetter(T0 + 5, "suitcase/v1/aarhus/pi-8/telemetry", b"[]", "empty_pack", 'empty "pack"'),
+    DeadLetter(T0 + 9, "suitcase/v1/x/y/z", b"{}", "bad_topic", "unknown channel z"),
+]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influxdb)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The store written as the gateway writes it and read as the server reads it."""
+    if request.param == "influxdb":
+        influxd: InfluxD = request.getfixturevalue("influxd")
+        with InfluxStore(influxd.sink_url) as handle:
+            yield handle
+    else:
+        with SqliteStore(tmp_path / "s.db") as handle:
+            yield handle
+
+
+def _expected_windows(
+    records: list[Record], every: float
+) -> list[tuple[float, str, str, int, float, float, float]]:
+    groups: dict[tuple[float, str, str], list[float]] = {}
+    for r in records:
+        groups.setdefault((math.floor(r.time / every) * every, r.sensor, r.quantity), []).append(r.value)
+    return sorted(
+        (k[0], k[1], k[2], len(v), math.fsum(v) / len(v), min(v), max(v)) for k, v in groups.items()
+    )
+
+
+def test_every_read_answers_what_was_written(store: Any) -> None:
+    """Test that readings, latest, devices, windows, dead letters and health answer from the records,
+    keyed by (org, device): the same device id in two orgs is two devices."""
     records = data()
-    sink = open_sink(influxd.sink_url)
-    sink.open()
-    sink.write(records)
-    sink.close()
-    reader = open_reader(influxd.sink_url)
-    assert isinstance(reader, InfluxDB1Reader)
-    with SqliteStore(tmp_path / "s.db") as store:
-        store.write(records)
-        for kwargs in ({}, {"sensor": "scd40"}, {"quantity": "humidity"}):
-            assert reader.readings("pi-2", T0 + 100, T0 + 2000, **kwargs) == store.readings(  # type: ignore[arg-type]
-                "pi-2",
-                T0 + 100,
-                T0 + 2000,
-                **kwargs,  # type: ignore[arg-type]
-            )
-        assert reader.readings("pi-1", T0, T0 + 9999, limit=7) == store.readings(
-            "pi-1", T0, T0 + 9999, limit=7
+    store.write(records[: len(records) // 2])
+    store.write(records[len(records) // 2 :])
+    store.write(records[:100])  # a redelivery: stored once
+    store.write_dead_letters(LETTERS)
+    store.health()
+
+    def of(org: str, dev: str) -> list[Record]:
+        return sorted(
+            (r for r in records if (r.org, r.device) == (org, dev)),
+            key=lambda r: (r.time, r.sensor, r.quantity),
         )
-        assert reader.latest() == store.latest()
-        assert reader.latest("pi-1") == store.latest("pi-1")
+
+    for org, dev in KEYS:
+        mine = of(org, dev)
+        assert store.readings(org, dev, T0 + 100, T0 + 2000) == [
+            r for r in mine if T0 + 100 <= r.time < T0 + 2000
+        ]
+        assert store.readings(org, dev, T0, T0 + 9999, sensor="scd40", quantity="humidity") == [
+            r for r in mine if r.sensor == "scd40" and r.quantity == "humidity"
+        ]
+        assert store.readings(org, dev, T0, T0 + 9999, limit=7) == mine[:7]
         for every in (60.0, 600.0, 3600.0):
-            got = reader.windows("pi-1", T0, T0 + 7200, every, quantity="temperature")
-            want = store.windows("pi-1", T0, T0 + 7200, every, quantity="temperature")
-            assert [(w.start, w.count, w.min, w.max, w.sensor) for w in got] == [
-                (w.start, w.count, w.min, w.max, w.sensor) for w in want
+            got = store.windows(org, dev, T0, T0 + 7200, every, quantity="temperature")
+            want = _expected_windows([r for r in mine if r.quantity == "temperature"], every)
+            assert [(w.start, w.sensor, w.quantity, w.count, w.min, w.max) for w in got] == [
+                (s, sn, q, n, lo, hi) for s, sn, q, n, _, lo, hi in want
             ]
-            assert all(abs(a.mean - b.mean) < 1e-9 for a, b in zip(got, want, strict=True))
-    assert reader.readings("nobody", T0, T0 + 10) == []
-    reader.close()
+            assert all(
+                abs(w.mean - m) < 1e-9 and (w.org, w.device) == (org, dev)
+                for w, (*_, m, _, _) in zip(got, want, strict=True)
+            )
+    assert store.readings("aarhus", "pi-2", T0, T0 + 9999) == []  # pi-2 is city-x's
+    assert store.readings("nobody", "pi-1", T0, T0 + 9999) == []
+
+    newest: dict[tuple[str, str, str, str], Record] = {}
+    for r in records:
+        key = (r.org, r.device, r.sensor, r.quantity)
+        if key not in newest or r.time > newest[key].time:
+            newest[key] = r
+    by_device = sorted(newest.values(), key=lambda r: (r.device, r.sensor, r.quantity))
+    assert sorted(store.latest(), key=lambda r: (r.org, r.device, r.sensor, r.quantity)) == sorted(
+        by_device, key=lambda r: (r.org, r.device, r.sensor, r.quantity)
+    )
+    assert store.latest([("city-x", "pi-1")]) == [
+        r for r in by_device if (r.org, r.device) == ("city-x", "pi-1")
+    ]
+    assert store.latest([]) == []
+    assert store.latest([("aarhus", "nobody")]) == []
+    with pytest.raises(TypeError, match="org, device"):
+        store.latest("pi-1")
+
+    seen = [
+        DeviceSeen(org, dev, of(org, dev)[0].time, of(org, dev)[-1].time, len(of(org, dev)))
+        for org, dev in KEYS
+    ]
+    got_seen = store.devices()
+    assert [(d.org, d.device, d.first_seen, d.last_seen) for d in got_seen] == sorted(
+        (d.org, d.device, d.first_seen, d.last_seen) for d in seen
+    )
+    # SQLite counts distinct readings; the InfluxDB sink counts what it wrote (a redelivery again).
+    assert all(d.readings >= len(of(d.org, d.device)) for d in got_seen)
+    assert [d.device for d in store.devices("city-x")] == ["pi-1", "pi-2"]
+    page = store.devices(keys=[("city-x", "pi-1"), ("aarhus", "nobody"), ("aarhus", "pi-1")])
+    assert [(d.org, d.device) for d in page] == [("aarhus", "pi-1"), ("city-x", "pi-1")]
+    assert page == [d for d in got_seen if (d.org, d.device) in {("aarhus", "pi-1"), ("city-x", "pi-1")}]
+    assert store.devices(keys=[]) == []
+
+    assert store.count_dead_letters() == 3
+    got_letters = store.dead_letters()
+    assert got_letters[0].topic == LETTERS[2].topic  # newest first; the two of one instant both kept
+    assert {(d.topic, d.payload, d.code, d.reason) for d in got_letters} == {
+        (d.topic, d.payload, d.code, d.reason) for d in LETTERS
+    }
+    assert got_letters[0].received_at == pytest.approx(T0 + 9, abs=1e-5)
+    assert len(store.dead_letters(limit=1)) == 1
+
+
+def test_influxdb_reader_opens_from_the_sinks_urls(influxd: InfluxD) -> None:
+    """Test that the 1.x sink URL and the 2.x sink URL (token, bucket) open the InfluxQL reader, and that
+    a misspelt option is refused naming the right ones."""
+    one = open_reader(f"{influxd.sink_url}?database=x_{{org}}&required=false&timeout=5")
+    two = open_reader(f"influxdb://{influxd.host}:{influxd.port}?org=o&token=t&bucket=x_{{org}}&precision=ms")
+    assert isinstance(one, InfluxQLReader) and isinstance(two, InfluxQLReader)
+    assert one.database == two.database == "x_{org}"
+    assert two.http._headers["Authorization"] == "Token t"
+    with InfluxStore(f"{influxd.sink_url}?database=x_{{org}}") as store:
+        store.write(data()[:10])
+    assert two.readings("aarhus", "pi-1", T0, T0 + 9999) == data()[:10]
+    one.close()
+    two.close()
+    with pytest.raises(ConfigError, match=r"databse.*takes.*database"):
+        open_reader(f"{influxd.sink_url}?databse=x")
+
+
+def test_influxdb_reader_refuses_a_server_it_cannot_use(
+    influxd: InfluxD, influxd_factory: Callable[..., InfluxD]
+) -> None:
+    """Test that an unreachable InfluxDB, a missing meta database and wrong credentials raise
+    StoreError naming the setting and the fix, and that a store going down fails reads (never an
+    empty answer)."""
+    from suitcase.broker import free_port
+
+    down = open_reader(f"influxdb1://127.0.0.1:{free_port()}?timeout=2")
+    with pytest.raises(StoreError, match=r"cannot reach InfluxDB at http://127\.0\.0\.1:.*check that it"):
+        down.health()
+    with pytest.raises(StoreError, match="cannot reach"):
+        down.readings("aarhus", "pi-1", T0, T0 + 10)
+
+    empty = open_reader(influxd.sink_url)
+    with pytest.raises(StoreError, match=r"no database 'suitcase'.*meta=.*CREATE DATABASE"):
+        empty.health()
+    empty.close()
+
+    private = influxd_factory()
+    with InfluxStore(private.sink_url) as store:
+        store.write(data()[:10])
+        assert len(store.readings("aarhus", "pi-1", 0, 2e9)) == 10
+        private.kill()
+        with pytest.raises(StoreError, match=r"cannot reach|dropped the connection"):
+            store.readings("aarhus", "pi-1", 0, 2e9)
+        with pytest.raises(StoreError):
+            store.devices()
+        with pytest.raises(StoreError):
+            store.latest()
+
+
+def test_influxdb_reader_refuses_wrong_credentials(influxd_factory: Callable[..., InfluxD]) -> None:
+    """Test that InfluxDB with auth on answers a wrong password with a StoreError naming the URL options."""
+    secured = influxd_factory(auth=True)
+    secured.query("CREATE USER admin WITH PASSWORD 'right' WITH ALL PRIVILEGES", auth=("admin", "right"))
+    wrong = open_reader(f"{secured.sink_url}?username=admin&password=wrong")
+    with pytest.raises(StoreError, match=r"refused the credentials.*username= and password="):
+        wrong.health()
+    right = open_reader(f"{secured.sink_url}?username=admin&password=right")
+    with pytest.raises(StoreError, match="no database 'suitcase'"):
+        right.health()  # credentials accepted: only the database is missing

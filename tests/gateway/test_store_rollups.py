@@ -32,7 +32,7 @@ def test_windows_from_rollups_equal_windows_from_readings(tmp_path: Path) -> Non
                 store.refresh_rollups()  # refreshed halfway: later writes re-dirty the minutes
         end = T0 + 2000 * 7.5
         for every in (60.0, 3600.0, 7200.0):
-            got = store.windows("pi", T0, end, every)
+            got = store.windows("o", "pi", T0, end, every)
             want: dict[float, list[float]] = {}
             for r in recs:
                 want.setdefault(r.time - r.time % every, []).append(r.value)
@@ -41,7 +41,7 @@ def test_windows_from_rollups_equal_windows_from_readings(tmp_path: Path) -> Non
                 values = want[w.start]
                 assert (w.count, w.min, w.max) == (len(values), min(values), max(values))
                 assert abs(w.mean - sum(values) / len(values)) < 1e-9
-        odd = store.windows("pi", T0, T0 + 600, 45.0)  # not a whole minute: from the readings
+        odd = store.windows("o", "pi", T0, T0 + 600, 45.0)  # not a whole minute: from the readings
         assert sum(w.count for w in odd) == 80 and odd[0].start == T0 - T0 % 45
 
 
@@ -55,7 +55,7 @@ def test_a_year_of_hourly_windows_reads_the_hour_rollups(tmp_path: Path) -> None
     ]
     with SqliteStore(tmp_path / "s.db") as store:
         store.write(recs)
-        rows = store.windows("pi", d0, d0 + 366 * DAY, 86_400.0)
+        rows = store.windows("o", "pi", d0, d0 + 366 * DAY, 86_400.0)
         assert len(rows) == 365 and all(w.count == 48 for w in rows)
         assert rows[0].min == 400.0 and rows[0].max == 423.0
 
@@ -71,9 +71,11 @@ def test_retention_per_org_deletes_old_readings_and_keeps_rollups(tmp_path: Path
         store.write(old + new)
         store.set_retention("a", raw_days=7, minute_days=400)
         assert store.apply_retention(now) == 10
-        assert [len(store.readings(d, 0, 2e9)) for d in ("pi-a", "pi-b")] == [1, 11]
+        assert [len(store.readings(o, "pi-" + o, 0, 2e9)) for o in ("a", "b")] == [1, 11]
         assert {d.device: d.readings for d in store.devices()} == {"pi-a": 1, "pi-b": 11}
-        assert sum(w.count for w in store.windows("pi-a", T0, now, 3600)) == 11  # rollups outlive readings
+        assert (
+            sum(w.count for w in store.windows("a", "pi-a", T0, now, 3600)) == 11
+        )  # rollups outlive readings
         store.set_retention("a", raw_days=7, minute_days=1, hour_days=1)
         store.apply_retention(now)
-        assert sum(w.count for w in store.windows("pi-a", T0, now, 60)) == 1
+        assert sum(w.count for w in store.windows("a", "pi-a", T0, now, 60)) == 1

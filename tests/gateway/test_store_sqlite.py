@@ -42,7 +42,7 @@ def test_round_trip_is_exact(store: SqliteStore) -> None:
     """Test that readings come back exactly as written, times bit for bit, ordered by time."""
     records = [rec(time=T0 + 0.1 * i, value=i / 3) for i in range(50)][::-1]
     store.write(records)
-    got = store.readings("dev-a", T0, T0 + 100)
+    got = store.readings("aarhus", "dev-a", T0, T0 + 100)
     assert got == sorted(records, key=lambda r: r.time)
     assert store.count_readings() == 50
 
@@ -51,7 +51,7 @@ def test_rewrite_overwrites_and_never_duplicates(store: SqliteStore) -> None:
     """Test that a redelivered reading with a new value overwrites the stored one."""
     store.write([rec(value=1.0)])
     store.write([rec(value=2.0)])
-    assert store.readings("dev-a", T0, T0 + 1) == [rec(value=2.0)]
+    assert store.readings("aarhus", "dev-a", T0, T0 + 1) == [rec(value=2.0)]
     assert store.count_readings() == 1
     assert store.latest() == [rec(value=2.0)]
 
@@ -59,7 +59,7 @@ def test_rewrite_overwrites_and_never_duplicates(store: SqliteStore) -> None:
 def test_last_record_of_a_key_within_a_batch_wins(store: SqliteStore) -> None:
     """Test that when one batch repeats a key, the last record of it is stored."""
     store.write([rec(value=1.0), rec(value=2.0), rec(value=3.0)])
-    assert store.readings("dev-a", T0, T0 + 1) == [rec(value=3.0)]
+    assert store.readings("aarhus", "dev-a", T0, T0 + 1) == [rec(value=3.0)]
     assert store.latest() == [rec(value=3.0)]
     assert store.devices()[0].readings == 1
 
@@ -67,9 +67,9 @@ def test_last_record_of_a_key_within_a_batch_wins(store: SqliteStore) -> None:
 def test_range_is_half_open(store: SqliteStore) -> None:
     """Test that readings() returns start <= time < end."""
     store.write([rec(time=T0 + i) for i in range(10)])
-    got = store.readings("dev-a", T0 + 2, T0 + 5)
+    got = store.readings("aarhus", "dev-a", T0 + 2, T0 + 5)
     assert [r.time for r in got] == [T0 + 2, T0 + 3, T0 + 4]
-    assert store.readings("dev-a", T0 + 10, T0 + 20) == []
+    assert store.readings("aarhus", "dev-a", T0 + 10, T0 + 20) == []
 
 
 def test_range_filters_device_sensor_quantity_and_limit(store: SqliteStore) -> None:
@@ -80,14 +80,14 @@ def test_range_filters_device_sensor_quantity_and_limit(store: SqliteStore) -> N
         + [rec(sensor="scd41", quantity="co2", value=600.0, time=T0 + i) for i in range(5)]
         + [rec(device="dev-b", time=T0 + i) for i in range(5)]
     )
-    assert len(store.readings("dev-a", T0, T0 + 10)) == 15
-    assert {r.quantity for r in store.readings("dev-a", T0, T0 + 10, sensor="bme280")} == {
+    assert len(store.readings("aarhus", "dev-a", T0, T0 + 10)) == 15
+    assert {r.quantity for r in store.readings("aarhus", "dev-a", T0, T0 + 10, sensor="bme280")} == {
         "temperature",
         "humidity",
     }
-    assert {r.quantity for r in store.readings("dev-a", T0, T0 + 10, quantity="co2")} == {"co2"}
-    assert all(r.device == "dev-b" for r in store.readings("dev-b", T0, T0 + 10))
-    limited = store.readings("dev-a", T0, T0 + 10, limit=4)
+    assert {r.quantity for r in store.readings("aarhus", "dev-a", T0, T0 + 10, quantity="co2")} == {"co2"}
+    assert all(r.device == "dev-b" for r in store.readings("aarhus", "dev-b", T0, T0 + 10))
+    limited = store.readings("aarhus", "dev-a", T0, T0 + 10, limit=4)
     assert [r.time for r in limited] == [T0, T0, T0, T0 + 1]
 
 
@@ -101,8 +101,8 @@ def test_latest_is_newest_per_series_even_when_written_out_of_order(store: Sqlit
         rec(time=T0 + 10, value=10.0),
         rec(device="dev-b", time=T0 + 1, value=1.0),
     ]
-    assert store.latest("dev-b") == [rec(device="dev-b", time=T0 + 1, value=1.0)]
-    assert store.latest("nobody") == []
+    assert store.latest([("aarhus", "dev-b")]) == [rec(device="dev-b", time=T0 + 1, value=1.0)]
+    assert store.latest([("aarhus", "nobody")]) == []
 
 
 def test_devices_summarise_first_last_and_distinct_count(store: SqliteStore) -> None:
@@ -141,7 +141,7 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
     with SqliteStore(tmp_path / "s.db") as s:
         s.write([rec()])
     with SqliteStore(tmp_path / "s.db") as s:
-        assert s.readings("dev-a", T0, T0 + 1) == [rec()]
+        assert s.readings("aarhus", "dev-a", T0, T0 + 1) == [rec()]
         assert s.devices()[0].readings == 1
 
 
@@ -164,7 +164,7 @@ def test_failed_write_raises_store_error_and_writes_nothing(store: SqliteStore) 
     with pytest.raises(StoreError, match="disk on fire") as info:
         store.write(batch)
     assert isinstance(info.value, SuitcaseError)
-    assert store.readings("dev-a", T0, T0 + 10) == [rec(time=T0)]
+    assert store.readings("aarhus", "dev-a", T0, T0 + 10) == [rec(time=T0)]
     assert store.devices()[0].readings == 1
     assert store.latest() == [rec(time=T0)]
     store.write(batch[:2])  # the store still works, and the rolled-back series is usable
@@ -204,7 +204,7 @@ def test_concurrent_writers_and_readers(store: SqliteStore) -> None:
         try:
             for i in range(20):
                 store.write([rec(device=f"dev-{n}", time=T0 + i)])
-                store.readings(f"dev-{n}", T0, T0 + 100)
+                store.readings("aarhus", f"dev-{n}", T0, T0 + 100)
                 store.devices()
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -244,8 +244,9 @@ def test_writing_twice_equals_writing_once(
         once.write(records)
         twice.write(records)
         twice.write(records)
-        for device in ("dev-a", "dev-b"):
-            assert once.readings(device, 0, 2e9) == twice.readings(device, 0, 2e9)
+        for org in ("aarhus", "odense"):
+            for device in ("dev-a", "dev-b"):
+                assert once.readings(org, device, 0, 2e9) == twice.readings(org, device, 0, 2e9)
         assert once.latest() == twice.latest()
         assert once.devices() == twice.devices()
         distinct = {(r.org, r.device, r.sensor, r.quantity, r.time) for r in records}

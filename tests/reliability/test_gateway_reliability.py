@@ -55,7 +55,7 @@ def packs(n: int, devices: int = 10, org: str = ORG) -> list[tuple[str, bytes]]:
 def assert_exactly_once(store: SqliteStore, n_packs: int, devices: int = 10) -> None:
     assert store.count_readings() == 6 * n_packs
     for d in range(devices):
-        got = store.readings(f"dev-{d}", 0, 2e9, limit=10**7)
+        got = store.readings(ORG, f"dev-{d}", 0, 2e9, limit=10**7)
         assert (
             len(got)
             == len({(r.sensor, r.quantity, r.time) for r in got})

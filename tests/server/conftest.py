@@ -13,6 +13,8 @@ from server.app import create_app
 from server.settings import ServerSettings
 from tests.server.data import NOW
 from tests.server.world import World
+from tests.services.influxdb import InfluxD
+from tests.stores import InfluxStore
 
 
 @pytest.fixture(autouse=True)
@@ -25,18 +27,62 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The registry database: an SQLite file, and a fresh database on a real PostgreSQL."""
-    if request.param == "postgres":
+# The suites that run on both stores (the embedded SQLite store and a real influxd), with the
+# registry on SQLite; the registry runs on PostgreSQL with the SQLite store everywhere, and with
+# influxd in STORE_AND_POSTGRES only (so CI grows by the store suites, not by their square).
+STORE_SUITES = {
+    "test_pages",
+    "test_routes_readings",
+    "test_routes_devices",
+    "test_routes_dead_letters",
+    "test_routes_health",
+    "test_features",
+    "test_store_parity",
+}
+STORE_AND_POSTGRES = {"test_routes_readings"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``backend`` (registry+store) per suite: see STORE_SUITES."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    params = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    if module in STORE_SUITES:
+        params.append(pytest.param("influxdb", marks=pytest.mark.influxdb))
+    if module in STORE_AND_POSTGRES:
+        params.append(pytest.param("postgres+influxdb", marks=[pytest.mark.postgres, pytest.mark.influxdb]))
+    metafunc.parametrize("backend", params, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which registry database and store a test runs on: sqlite, postgres, influxdb, postgres+influxdb."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def registry_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The registry database: an SQLite file, or a fresh database on a real PostgreSQL."""
+    if "postgres" in backend:
         url: str = request.getfixturevalue("postgres_db")
         return url
     return f"sqlite:///{tmp_path / 'registry.db'}"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, registry_url: str) -> ServerSettings:
-    return ServerSettings(registry_url=registry_url, store=str(tmp_path / "store.db"), alert_interval_s=0)
+def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store the server reads: an SQLite file, or a real influxd (emptied for the test)."""
+    if "influxdb" in backend:
+        influxd: InfluxD = request.getfixturevalue("influxd")
+        return influxd.sink_url
+    return str(tmp_path / "store.db")
+
+
+@pytest.fixture
+def settings(registry_url: str, store_url: str) -> ServerSettings:
+    return ServerSettings(registry_url=registry_url, store=store_url, alert_interval_s=0)
 
 
 @pytest.fixture
@@ -58,9 +104,15 @@ def world(closed_client: TestClient) -> World:
 
 
 @pytest.fixture
-def store(settings: ServerSettings) -> Iterator[SqliteStore]:
-    """The store as the gateway sees it (a separate handle on the server's file)."""
-    with SqliteStore(settings.store) as handle:
+def store(settings: ServerSettings) -> Iterator[SqliteStore | InfluxStore]:
+    """The store as the gateway writes it: a separate handle on the server's file, or the gateway's
+    InfluxDB sink (which also creates the database the server's startup probe looks for)."""
+    opened: SqliteStore | InfluxStore
+    if settings.store.startswith("influxdb1://"):
+        opened = InfluxStore(settings.store)
+    else:
+        opened = SqliteStore(settings.store)
+    with opened as handle:
         yield handle
 
 

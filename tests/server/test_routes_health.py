@@ -1,15 +1,66 @@
-"""Tests of server/api/routes/health.py."""
+"""Tests of server/api/routes/health.py, and of what the server answers when its store goes down."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
 from fastapi.testclient import TestClient
 
-from gateway.store import SqliteStore
+from server.app import create_app
+from server.settings import ServerSettings
 from tests.server.data import NOW, climate
+from tests.services.influxdb import InfluxD
+from tests.stores import InfluxStore
 
 
-def test_health_counts_readings(client: TestClient, store: SqliteStore) -> None:
-    """Test that health is ok and counts the readings the gateway wrote."""
-    assert client.get("/api/v1/health").json() == {"status": "ok", "readings": 0}
+def test_health_probes_the_store(client: TestClient, store: Any, settings: ServerSettings) -> None:
+    """Test that health is ok and names the store's backend once the store answers, before and after
+    the gateway wrote readings."""
+    scheme = "influxdb1" if settings.store.startswith("influxdb1://") else "sqlite"
+    assert client.get("/api/v1/health").json() == {"status": "ok", "store": scheme}
     store.write(climate("dev-a", NOW - 5))
-    assert client.get("/api/v1/health").json() == {"status": "ok", "readings": 3}
+    assert client.get("/api/v1/health").json() == {"status": "ok", "store": scheme}
+
+
+@pytest.mark.influxdb
+def test_store_down_at_runtime_is_a_503_and_a_page_that_says_so(
+    influxd_factory: Callable[..., InfluxD], tmp_path: Path
+) -> None:
+    """Test that once InfluxDB stops, the API answers 503 with the reason and the pages say the store
+    is unreachable (never a 500, never an empty page that pretends there is no data), and that it
+    recovers when InfluxDB is back."""
+    private = influxd_factory()
+    settings = ServerSettings(
+        registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        store=f"{private.sink_url}?timeout=3",
+        alert_interval_s=0,
+    )
+    with InfluxStore(private.sink_url) as gateway:
+        gateway.write(climate("dev-a", NOW - 5))
+        with TestClient(create_app(settings, clock=lambda: NOW), raise_server_exceptions=False) as client:
+            assert client.get("/api/v1/devices/dev-a/latest").status_code == 200
+            assert "dev-a" in client.get("/").text
+            private.stop()
+            for path in (
+                "/api/v1/health",
+                "/api/v1/devices",
+                "/api/v1/devices/dev-a/latest",
+                "/api/v1/dead-letters",
+            ):
+                answer = client.get(path)
+                assert answer.status_code == 503, (path, answer.status_code, answer.text)
+                body = answer.json()
+                assert body["error"] == "store_unavailable" and "cannot reach InfluxDB" in body["detail"], (
+                    body
+                )
+                assert answer.headers["Retry-After"] == "10"
+            page = client.get("/")
+            assert page.status_code == 503
+            assert "The data store is unreachable" in page.text and "cannot reach InfluxDB" in page.text
+            assert "No readings yet" not in page.text
+            private.start()
+            assert client.get("/api/v1/health").status_code == 200
+            assert client.get("/api/v1/devices/dev-a/latest").json()["readings"]

@@ -45,6 +45,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 [http]
   enabled = true
   bind-address = "127.0.0.1:{port}"
+  auth-enabled = {auth}
   log-enabled = false
   write-tracing = false
   max-body-size = 0
@@ -66,7 +67,7 @@ def find_influxd() -> str | None:
 class InfluxD:
     """One influxd process with its own config, data directories and ports; restartable."""
 
-    def __init__(self, root: Path, data_options: str = "") -> None:
+    def __init__(self, root: Path, data_options: str = "", *, auth: bool = False) -> None:
         binary = find_influxd()
         assert binary is not None
         self.binary = binary
@@ -75,6 +76,7 @@ class InfluxD:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.rpc_port = free_port()
+        self.auth = auth
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -91,7 +93,11 @@ class InfluxD:
         config = self.root / "influxdb.conf"
         config.write_text(
             _CONFIG.format(
-                root=self.root, port=self.port, rpc_port=self.rpc_port, data_options=self.data_options
+                root=self.root,
+                port=self.port,
+                rpc_port=self.rpc_port,
+                data_options=self.data_options,
+                auth="true" if self.auth else "false",
             )
         )
         log = (self.root / "influxd.log").open("ab")
@@ -136,9 +142,11 @@ class InfluxD:
         assert self._process is not None
         self._process.send_signal(18)
 
-    def query(self, q: str, db: str = "") -> list[dict[str, Any]]:
-        """Run InfluxQL ``q``; return the result's series (empty list when none)."""
+    def query(self, q: str, db: str = "", auth: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        """Run InfluxQL ``q`` (as user ``auth``); return the result's series (empty list when none)."""
         params = {"q": q, "epoch": "ns"}
+        if auth is not None:
+            params["u"], params["p"] = auth
         if db:
             params["db"] = db
         data = urllib.parse.urlencode(params).encode()
@@ -170,14 +178,15 @@ class InfluxD:
 def influxd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., InfluxD]]:
     """Start private InfluxD servers on demand; all are stopped at the end of the session.
 
-    ``data_options`` adds lines to the server's ``[data]`` section (``max-values-per-tag = 5``).
+    ``data_options`` adds lines to the server's ``[data]`` section (``max-values-per-tag = 5``);
+    ``auth=True`` turns authentication on.
     """
     if find_influxd() is None:
         require_service("influxdb", "apt-get install influxdb")
     started: list[InfluxD] = []
 
-    def make(data_options: str = "") -> InfluxD:
-        server = InfluxD(tmp_path_factory.mktemp("influxd"), data_options)
+    def make(data_options: str = "", *, auth: bool = False) -> InfluxD:
+        server = InfluxD(tmp_path_factory.mktemp("influxd"), data_options, auth=auth)
         server.start()
         started.append(server)
         return server
@@ -188,7 +197,7 @@ def influxd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callab
 
 
 @pytest.fixture(scope="session")
-def influxd_session(influxd_factory: Callable[[], InfluxD]) -> InfluxD:
+def influxd_session(influxd_factory: Callable[..., InfluxD]) -> InfluxD:
     """The shared InfluxDB 1.x of the session."""
     return influxd_factory()
 

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from gateway.store import SqliteStore
 from suitcase.broker import find_mosquitto
+from suitcase.demo import DEMO_ORG
 from tests.services import require_service
+from tests.services.influxdb import InfluxD
 
 
-def _run_demo(broker: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _run_demo(broker: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -30,6 +33,7 @@ def _run_demo(broker: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
             str(tmp_path / "demo"),
             "--interval",
             "1",
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -53,6 +57,21 @@ def test_demo_runs_and_reports_readings_landed(broker: str, tmp_path: Path) -> N
     assert "http://127.0.0.1:" in result.stdout
     kiosk = r"Open Lab kiosk: http://127\.0\.0\.1:\d+/kiosk#token=sct_\S{20,}\n"
     assert re.search(kiosk, result.stdout), result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.influxdb
+def test_demo_on_influxdb_writes_and_reads_there(influxd: InfluxD, tmp_path: Path) -> None:
+    """Test that `suitcase demo --store influxdb1://...` lands its readings (history and live) in
+    InfluxDB, one database per org, counts them from there, and leaves the embedded file empty."""
+    result = _run_demo("embedded", tmp_path, "--store", influxd.sink_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    landed = re.search(r"(\d+) readings landed from 2 devices", result.stdout)
+    assert landed and int(landed.group(1)) >= 2 * 3 * 5, result.stdout
+    database = "suitcase_" + DEMO_ORG.replace("-", "_")
+    assert influxd.count(database) >= int(landed.group(1)) * 0.9
+    with SqliteStore(tmp_path / "demo" / "store.sqlite") as local:
+        assert local.count_readings() == 0
 
 
 def test_demo_rejects_an_unknown_broker(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def test_first_start_backfills_days_of_history_in_under_5_s(tmp_path: Path) -> N
     seen = {d.device: d for d in store.devices()}
     assert set(seen) == {"demo-pi-1", "demo-pi-2"}
     assert all(d.first_seen <= now - (HISTORY_DAYS - 0.01) * 86400 for d in seen.values())
-    pm = store.readings("demo-pi-2", now - 86400, now, quantity="pm2_5")
+    pm = store.readings(DEMO_ORG, "demo-pi-2", now - 86400, now, quantity="pm2_5")
     assert len(pm) >= 24 * 12 - 1 and all(math.isfinite(r.value) and r.value >= 0 for r in pm)
     assert backfill_history(store, configs, DEMO_ORG, now + 60) == 0
     store.close()

@@ -97,6 +97,14 @@ def test_a_kit_naming_an_unknown_part_is_refused() -> None:
         collect_parts(load_catalog(), facts)
 
 
+def test_a_use_case_naming_an_unknown_part_is_refused() -> None:
+    """Test that a use-case recommending a part without a folder is refused, naming the file and field."""
+    facts = load_part_facts()
+    del facts["seesaw_soil"]
+    with pytest.raises(ConfigError, match=r"soil-moisture.yaml, field sensors.0: 'seesaw_soil'"):
+        collect_parts(load_catalog(), facts)
+
+
 def test_a_kit_price_contradicting_the_part_facts_is_refused() -> None:
     """Test that a bill of materials pricing a part's board differently from its facts is refused."""
     facts = load_part_facts()

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import String, cast, func, or_
 from sqlmodel import Session, col, delete, select
 
 from server.api.auth import SESSION_COOKIE, AuthDep, client_key
@@ -15,7 +16,11 @@ from server.api.deps import ClockDep, ResourcesDep, SessionDep
 from server.security import hash_secret, verify_password
 from server.tables import (
     ApiTokenRow,
+    AssessmentRow,
     AuditRow,
+    CalibrationRow,
+    EnrollmentCodeRow,
+    LoanRow,
     MembershipRow,
     OrganisationRow,
     SessionRow,
@@ -160,12 +165,56 @@ def me(principal: AuthDep, request: Request, session: SessionDep) -> MePublic:
     )
 
 
+def _labels(session: Session, user: UserRow) -> set[str]:
+    """How ``user`` is named in free-text fields: their e-mail and their tokens' labels."""
+    prefixes = session.exec(select(ApiTokenRow.prefix).where(ApiTokenRow.user_id == user.id)).all()
+    return {user.email, *(f"token:{p}" for p in prefixes)}
+
+
+def _mentions(session: Session, user: UserRow) -> list[AuditRow]:
+    """Audit entries by others whose details name ``user`` (e-mail, name)."""
+    needles = [user.email] + ([user.name] if len(user.name.strip()) >= 3 else [])
+    text = cast(AuditRow.detail, String)
+    return list(
+        session.exec(
+            select(AuditRow)
+            .where(or_(*(text.contains(n) for n in needles)))
+            .where(or_(col(AuditRow.actor_user_id).is_(None), col(AuditRow.actor_user_id) != user.id))
+            .order_by(col(AuditRow.at))
+        ).all()
+    )
+
+
+def _loans(session: Session, user: UserRow) -> list[LoanRow]:
+    """Loans whose borrower (a contact person, free text) is ``user`` by e-mail or name."""
+    names = {user.email.lower()} | ({user.name.strip().lower()} if user.name.strip() else set())
+    return list(
+        session.exec(select(LoanRow).where(func.lower(func.trim(LoanRow.borrower)).in_(sorted(names)))).all()
+    )
+
+
+def _scrub(value: Any, needles: list[str], label: str) -> Any:
+    if isinstance(value, str):
+        for needle in needles:
+            value = value.replace(needle, label)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v, needles, label) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, needles, label) for v in value]
+    return value
+
+
 def export_user_data(session: Session, user: UserRow) -> dict[str, Any]:
-    """Return everything the registry holds about ``user`` (GDPR art. 15/20)."""
+    """Return everything the registry holds about ``user`` (GDPR art. 15/20): account, tokens,
+    what they did (audit log), where others' audit entries, assessments, calibrations, enrollment
+    codes and loans name them."""
     tokens = session.exec(select(ApiTokenRow).where(ApiTokenRow.user_id == user.id)).all()
     entries = session.exec(
         select(AuditRow).where(AuditRow.actor_user_id == user.id).order_by(col(AuditRow.at))
     ).all()
+    labels = sorted(_labels(session, user))
+    audit_fields = {"at", "action", "entity", "entity_id", "org_id", "detail"}
     return {
         "user": user_public(session, user).model_dump(),
         "api_tokens": [
@@ -184,16 +233,68 @@ def export_user_data(session: Session, user: UserRow) -> dict[str, Any]:
             )
             for t in tokens
         ],
-        "audit_log": [
-            e.model_dump(include={"at", "action", "entity", "entity_id", "org_id", "detail"}) for e in entries
+        "audit_log": [e.model_dump(include=audit_fields) for e in entries],
+        "audit_mentions": [e.model_dump(include=audit_fields) for e in _mentions(session, user)],
+        "assessments": [
+            a.model_dump(include={"deployment_id", "updated_at", "updated_by"})
+            for a in session.exec(
+                select(AssessmentRow).where(col(AssessmentRow.updated_by).in_(labels))
+            ).all()
+        ],
+        "calibrations": [
+            c.model_dump(
+                include={"kit_id", "pi_index", "sensor", "quantity", "version", "calibrated_at", "created_by"}
+            )
+            for c in session.exec(
+                select(CalibrationRow).where(col(CalibrationRow.created_by).in_(labels))
+            ).all()
+        ],
+        "enrollment_codes": [
+            c.model_dump(include={"id", "org_id", "deployment_id", "created_at", "created_by"})
+            for c in session.exec(
+                select(EnrollmentCodeRow).where(col(EnrollmentCodeRow.created_by).in_(labels))
+            ).all()
+        ],
+        "loans": [
+            loan.model_dump(
+                include={"id", "kit_id", "org_id", "borrower", "starts_at", "due_at", "returned_at"}
+            )
+            for loan in _loans(session, user)
         ],
         "note": "Readings hold no personal data by design: sensors measure rooms and places, never people.",
     }
 
 
 def delete_user_data(session: Session, user: UserRow, now: float) -> None:
-    """Delete ``user``, their memberships, sessions and tokens; pseudonymise their audit entries."""
+    """Delete ``user``, their memberships, sessions and tokens; pseudonymise their audit entries and
+    every other place that names them (audit details, assessments, calibrations, enrollment codes,
+    loans)."""
     label = f"deleted user #{user.id}"
+    labels = sorted(_labels(session, user))
+    needles = sorted(
+        {user.email, *([user.name] if len(user.name.strip()) >= 3 else [])}, key=len, reverse=True
+    )
+    for entry in _mentions(session, user):
+        entry.detail = _scrub(entry.detail, needles, label)
+        session.add(entry)
+    for assessment in session.exec(
+        select(AssessmentRow).where(col(AssessmentRow.updated_by).in_(labels))
+    ).all():
+        assessment.updated_by = label
+        session.add(assessment)
+    for calibration in session.exec(
+        select(CalibrationRow).where(col(CalibrationRow.created_by).in_(labels))
+    ).all():
+        calibration.created_by = label
+        session.add(calibration)
+    for code in session.exec(
+        select(EnrollmentCodeRow).where(col(EnrollmentCodeRow.created_by).in_(labels))
+    ).all():
+        code.created_by = label
+        session.add(code)
+    for loan in _loans(session, user):
+        loan.borrower = label
+        session.add(loan)
     session.exec(delete(SessionRow).where(col(SessionRow.user_id) == user.id))
     session.exec(delete(MembershipRow).where(col(MembershipRow.user_id) == user.id))
     for token in session.exec(select(ApiTokenRow).where(ApiTokenRow.user_id == user.id)).all():
@@ -203,6 +304,7 @@ def delete_user_data(session: Session, user: UserRow, now: float) -> None:
         session.add(token)
     for entry in session.exec(select(AuditRow).where(AuditRow.actor_user_id == user.id)).all():
         entry.actor, entry.actor_user_id = label, None
+        entry.detail = _scrub(entry.detail, needles, label)
         session.add(entry)
     session.delete(user)
 

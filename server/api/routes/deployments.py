@@ -16,18 +16,20 @@ from server.api.auth import AuthDep, Principal, PrincipalDep, not_found
 from server.api.common import Page, PagingDep, audit_change, page, resolve_org, scoped
 from server.api.deps import ClockDep, SessionDep, StoreDep
 from server.api.schemas import ReadingPublic, invalid
-from server.charts import downsample
+from server.charts import Statistic, downsample
 from server.export import iter_readings
 from server.fleet import end_deployment, kit_org_ids
 from server.geo import blur
 from server.models import UseCaseRow
-from server.tables import DeploymentDeviceRow, DeploymentRow, KitRow
+from server.spans import DeviceSpan, device_spans
+from server.tables import DeploymentRow, KitRow
 from server.timeutil import parse_time
 
 __all__ = [
     "DeploymentCreate",
     "DeploymentPublic",
     "DeploymentUpdate",
+    "DeviceSpan",
     "device_spans",
     "get_deployment",
     "router",
@@ -145,19 +147,9 @@ def get_deployment(
     return row
 
 
-def device_spans(session: Session, deployment_id: int) -> list[tuple[str, float, float]]:
-    """Return (device, from, to) of every device that was in the deployment."""
-    links = session.exec(
-        select(DeploymentDeviceRow).where(DeploymentDeviceRow.deployment_id == deployment_id)
-    ).all()
-    return [
-        (link.device_id, link.from_t, link.to_t if link.to_t is not None else float("inf")) for link in links
-    ]
-
-
 def public_of(session: Session, row: DeploymentRow, now: float) -> DeploymentPublic:
     assert row.id is not None
-    devices = sorted({d for d, _, _ in device_spans(session, row.id)})
+    devices = sorted({s.device for s in device_spans(session, row.id)})
     data = row.model_dump()
     data["active"] = row.starts_at <= now and (row.ends_at is None or row.ends_at > now)
     return DeploymentPublic(**data, devices=devices)
@@ -313,8 +305,10 @@ def deployment_readings(
     row = get_deployment(session, principal, deployment_id)
     s, e = _range(start, end, clock(), 3600.0)
     out: list[dict[str, object]] = []
-    for device, span_from, span_to in device_spans(session, deployment_id):
-        for record in iter_readings(store, device, max(s, span_from), min(e, span_to), quantity=quantity):
+    for org, device, span_from, span_to in device_spans(session, deployment_id):
+        for record in iter_readings(
+            store, org, device, max(s, span_from), min(e, span_to), quantity=quantity
+        ):
             out.append({"device": device, **ReadingPublic.of(record).model_dump()})
             if len(out) >= limit:
                 break
@@ -337,22 +331,33 @@ def deployment_chart(
     end: Annotated[str | None, Query(description="default: now")] = None,
     quantity: Annotated[str | None, Query(max_length=32)] = None,
     points: Annotated[int, Query(ge=10, le=5000)] = 1000,
-    mode: Literal["sample", "mean"] = "sample",
+    mode: Annotated[
+        Literal["mean", "min", "max", "sample"],
+        Query(description="each window's mean, min or max; 'sample' is the old name of 'mean'"),
+    ] = "mean",
 ) -> ChartPublic:
-    """Return each series of the deployment downsampled to at most ``points`` points."""
+    """Return each series of the deployment downsampled to at most ``points`` windows (their mean,
+    min or max)."""
     from kits.quantities import QUANTITIES
 
     get_deployment(session, principal, deployment_id)
     s, e = _range(start, end, clock(), 7 * 86400.0)
+    statistic: Statistic = "mean" if mode == "sample" else mode
     series = downsample(
-        store.path, device_spans(session, deployment_id), s, e, points=points, quantity=quantity, mode=mode
+        store,
+        device_spans(session, deployment_id),
+        s,
+        e,
+        points=points,
+        quantity=quantity,
+        statistic=statistic,
     )
     return ChartPublic(
         deployment_id=deployment_id,
         start=s,
         end=e,
         points=points,
-        mode=mode,
+        mode=statistic,
         series=[
             ChartSeries(
                 device=x.device,

@@ -25,6 +25,7 @@ from server.api.routes.deployments import get_deployment
 from server.broker_admin import BrokerAdminError
 from server.fleet import Issued, bind_device
 from server.resources import Resources
+from server.sealed import SealBroken, seal, unseal
 from server.security import ENROLL_PREFIX, hash_secret, new_enrollment_code, normalise_code
 from server.tables import DeploymentRow, EnrollmentCodeRow, KitPiRow, KitRow
 
@@ -145,10 +146,22 @@ def poll(
             status_code=404, detail="unknown or revoked claim code: check the label on the Pi"
         )
     if pi.pending is not None:
-        device = EnrolledDevice.model_validate(pi.pending)
-        pi.pending = None  # delivered once; a lost config is re-issued by binding again
+        sealed, pi.pending = pi.pending, None  # delivered once; a lost config is re-issued by binding again
         session.add(pi)
         session.commit()
+        if float(sealed.get("expires_at", 0)) <= clock():
+            return PollPublic(
+                status="pending",
+                message="the binding expired before this Pi collected its config: ask staff to scan "
+                "the label and bind it again",
+            )
+        try:
+            device = EnrolledDevice.model_validate(unseal(normalise_code(body.text), sealed))
+        except SealBroken:
+            return PollPublic(
+                status="pending",
+                message="the waiting config could not be opened with this code: ask staff to bind again",
+            )
         return PollPublic(status="ready", message="bound: start with this config", device=device)
     if pi.device_id is not None:
         return PollPublic(
@@ -212,7 +225,13 @@ def bind(
         session.rollback()
         raise HTTPException(status_code=503, detail=f"{exc}: nothing was changed; try again") from exc
     pi.device_id = issued.device.id
-    pi.pending = _enrolled(issued).model_dump(mode="json")
+    # Sealed to the claim code, which the registry keeps only hashed, and expiring: no readable
+    # device secret waits at rest.
+    pi.pending = seal(
+        normalise_code(body.claim_code),
+        _enrolled(issued).model_dump(mode="json"),
+        {"expires_at": now + resources.settings.pending_ttl_s},
+    )
     session.add(pi)
     audit_change(
         session,

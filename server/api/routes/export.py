@@ -13,15 +13,17 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
-from gateway.store import SqliteStore
+from gateway.store import Reader
 from kits.wire import Record
 from server.api.auth import Principal, PrincipalDep, not_found
 from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
-from server.api.routes.deployments import _range, device_spans
+from server.api.routes.deployments import _range
+from server.api.throttle import ExportSlotDep
 from server.export import csv_lines, geojson_chunks, iter_readings, senml_chunks
 from server.geo import blur
 from server.models import UseCaseRow
 from server.settings import ServerSettings
+from server.spans import DeviceSpan, device_spans
 from server.tables import DeploymentRow, OrganisationRow
 
 __all__ = ["router"]
@@ -42,7 +44,7 @@ def _visible(principal: Principal, row: DeploymentRow) -> bool:
 
 def _rows(
     session: Session,
-    store: SqliteStore,
+    store: Reader,
     deployments: list[DeploymentRow],
     start: float,
     end: float,
@@ -50,20 +52,22 @@ def _rows(
 ) -> Iterator[tuple[str, Record]]:
     # Resolved now: the registry session is closed by the time the response streams.
     spans = [(d.id, device_spans(session, d.id or 0)) for d in deployments]
+    # Once streaming, the status is sent: a store that is down is found out before (a 503).
+    store.health()
     return _stream_rows(store, spans, start, end, quantity)
 
 
 def _stream_rows(
-    store: SqliteStore,
-    spans: list[tuple[int | None, list[tuple[str, float, float]]]],
+    store: Reader,
+    spans: list[tuple[int | None, list[DeviceSpan]]],
     start: float,
     end: float,
     quantity: str | None,
 ) -> Iterator[tuple[str, Record]]:
     for dep_id, links in spans:
-        for device, span_from, span_to in links:
+        for org, device, span_from, span_to in links:
             for record in iter_readings(
-                store, device, max(start, span_from), min(end, span_to), quantity=quantity
+                store, org, device, max(start, span_from), min(end, span_to), quantity=quantity
             ):
                 yield str(dep_id), record
 
@@ -104,6 +108,7 @@ def export_deployment(
     store: StoreDep,
     settings: SettingsDep,
     clock: ClockDep,
+    _slot: ExportSlotDep,
     format: Format = "csv",
     start: Annotated[str | None, Query(description="default: end - 30 days")] = None,
     end: Annotated[str | None, Query(description="default: now")] = None,
@@ -137,6 +142,7 @@ def export_use_case(
     store: StoreDep,
     settings: SettingsDep,
     clock: ClockDep,
+    _slot: ExportSlotDep,
     format: Format = "csv",
     start: Annotated[str | None, Query()] = None,
     end: Annotated[str | None, Query()] = None,

@@ -1,4 +1,4 @@
-"""``GET /health``: is the server up, and how many readings does the store hold."""
+"""``GET /health``: is the server up, and does its store answer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from server.api.deps import StoreDep
+from server.api.deps import SettingsDep, StoreDep
 
 __all__ = ["Health", "router"]
 
@@ -15,13 +15,15 @@ router = APIRouter(tags=["health"])
 
 
 class Health(BaseModel):
-    """The server's health."""
+    """The server's health: ``store`` names the backend (its URL scheme), never its secrets."""
 
     status: Literal["ok"]
-    readings: int
+    store: str
 
 
-@router.get("/health")
-def health(store: StoreDep) -> Health:
-    """Return ``ok`` and the number of readings in the store."""
-    return Health(status="ok", readings=store.count_readings())
+@router.get("/health", responses={503: {"description": "the store does not answer; the body says why"}})
+def health(store: StoreDep, settings: SettingsDep) -> Health:
+    """Return ``ok`` once the store answers a cheap probe (a 503 with the reason when it does not)."""
+    store.health()
+    scheme = settings.store.partition("://")[0] if "://" in settings.store else "sqlite"
+    return Health(status="ok", store=scheme)

@@ -125,6 +125,8 @@ class ReturnPublic(BaseModel):
     devices_revoked: list[str]
     tokens_revoked: int
     reset_steps: list[str]
+    claim_codes: list[ClaimCode] = []
+    """Every Pi's new claim code (the old ones were revoked by the return); shown this once."""
 
 
 class CalibrationCreate(_Body):
@@ -537,6 +539,15 @@ def return_kit_route(
     except BrokerAdminError as exc:
         session.rollback()
         raise HTTPException(status_code=503, detail=f"{exc}: the kit stays on loan; try again") from exc
+    # A claim code seen during the loan (labels, phones, the borrower's staff) must not claim the
+    # kit's Pis again: every Pi gets a new one, and nothing bound for the last borrower waits on.
+    claim_codes = []
+    for pi in session.exec(
+        select(KitPiRow).where(KitPiRow.kit_id == kit_id).order_by(col(KitPiRow.pi_index))
+    ):
+        claim_codes.append(_new_claim(resources, pi))
+        pi.pending = None
+        session.add(pi)
     audit_change(
         session,
         principal,
@@ -547,9 +558,11 @@ def return_kit_route(
         kit.org_id,
         loan=report.loan_id,
         devices_revoked=report.devices_revoked,
+        claim_codes_rotated=len(claim_codes),
     )
     session.commit()
     return ReturnPublic(
+        claim_codes=claim_codes,
         kit=kit_public(session, kit, now),
         loan_id=report.loan_id,
         deployments_ended=report.deployments_ended,

@@ -14,7 +14,7 @@ from server.api.common import Page, PagingDep, audit_change, page, scoped
 from server.api.deps import ClockDep, SessionDep
 from server.api.routes.auth import UserPublic, delete_user_data, export_user_data, user_public
 from server.security import hash_password
-from server.tables import AuditRow, MembershipRow, OrganisationRow, UserRow
+from server.tables import ApiTokenRow, AuditRow, MembershipRow, OrganisationRow, UserRow
 
 __all__ = ["OrgCreate", "OrgPublic", "OrgUpdate", "create_org", "create_user", "router"]
 
@@ -246,13 +246,27 @@ def set_member(
 def remove_member(
     org_id: int, user_id: int, principal: AuthDep, session: SessionDep, clock: ClockDep
 ) -> None:
-    """Remove a person from the organisation (its admins)."""
+    """Remove a person from the organisation (its admins); their tokens for it are revoked."""
     _org(session, principal, org_id, "admin")
     membership = session.get(MembershipRow, (user_id, org_id))
     if membership is None:
         raise not_found("member", user_id)
+    now = clock()
     session.delete(membership)
-    audit_change(session, principal, clock(), "remove", "membership", f"{user_id}@{org_id}", org_id)
+    revoked = 0
+    for token in session.exec(
+        select(ApiTokenRow).where(
+            ApiTokenRow.user_id == user_id,
+            ApiTokenRow.org_id == org_id,
+            col(ApiTokenRow.revoked_at).is_(None),
+        )
+    ).all():
+        token.revoked_at = now
+        session.add(token)
+        revoked += 1
+    audit_change(
+        session, principal, now, "remove", "membership", f"{user_id}@{org_id}", org_id, tokens_revoked=revoked
+    )
     session.commit()
 
 

@@ -99,7 +99,7 @@ def readings(
         principal.require_user()
     seen = require_device(store, device, reveal=principal.sees_all())
     check_device_access(principal, seen.org, device)
-    records = store.readings(device, start_t, end_t, sensor=sensor, quantity=quantity, limit=limit)
+    records = store.readings(seen.org, device, start_t, end_t, sensor=sensor, quantity=quantity, limit=limit)
     return ReadingsPublic(
         device=device,
         start=start_t,

@@ -13,6 +13,7 @@ with the deployment's facts and a summary of its data filled in; the rest is the
 from __future__ import annotations
 
 import html
+import math
 from typing import Annotated, Literal
 
 from fastapi import APIRouter
@@ -24,9 +25,11 @@ from kits.quantities import QUANTITIES
 from server.api.auth import AuthDep
 from server.api.common import audit_change
 from server.api.deps import ClockDep, SessionDep, StoreDep
-from server.api.routes.deployments import device_spans, get_deployment
+from server.api.routes.deployments import get_deployment
+from server.api.throttle import ExportSlotDep
 from server.export import iter_readings
 from server.models import UseCaseRow
+from server.spans import device_spans
 from server.tables import AssessmentRow, DeploymentRow, OrganisationRow
 from server.timeutil import iso
 
@@ -163,14 +166,33 @@ def get_assessment(
     return _public(row)
 
 
+def _add(
+    stats: dict[str, list[float]], quantity: str, count: int, low: float, high: float, total: float
+) -> None:
+    s = stats.setdefault(quantity, [0, float("inf"), float("-inf"), 0.0])
+    s[0] += count
+    s[1], s[2], s[3] = min(s[1], low), max(s[2], high), s[3] + total
+
+
 def _summary(session: Session, store: StoreDep, dep: DeploymentRow, now: float) -> list[str]:
     stats: dict[str, list[float]] = {}
     end = dep.ends_at if dep.ends_at is not None else now
-    for device, span_from, span_to in device_spans(session, dep.id or 0):
-        for record in iter_readings(store, device, max(dep.starts_at, span_from), min(end, span_to)):
-            s = stats.setdefault(record.quantity, [0, float("inf"), float("-inf"), 0.0])
-            s[0] += 1
-            s[1], s[2], s[3] = min(s[1], record.value), max(s[2], record.value), s[3] + record.value
+    for org, device, span_from, span_to in device_spans(session, dep.id or 0):
+        lo, hi = max(dep.starts_at, span_from), min(end, span_to)
+        if hi <= lo:
+            continue
+        # Whole hours from the store's daily windows (its rollups), the partial hours at each
+        # end from the raw readings: a year-long pilot costs a few hundred rows, and is exact.
+        inner_lo, inner_hi = math.ceil(lo / 3600) * 3600.0, math.floor(hi / 3600) * 3600.0
+        if inner_lo < inner_hi:
+            for w in store.windows(org, device, inner_lo, inner_hi, 86400.0):
+                _add(stats, w.quantity, w.count, w.min, w.max, w.mean * w.count)
+            edges = [(lo, inner_lo), (inner_hi, hi)]
+        else:
+            edges = [(lo, hi)]
+        for a, b in edges:
+            for record in iter_readings(store, org, device, a, b):
+                _add(stats, record.quantity, 1, record.value, record.value, record.value)
     lines = []
     for quantity, (count, low, high, total) in sorted(stats.items()):
         unit = QUANTITIES[quantity].unit if quantity in QUANTITIES else ""
@@ -186,7 +208,7 @@ def render_markdown(session: Session, store: StoreDep, dep: DeploymentRow, now: 
     case = session.get(UseCaseRow, dep.use_case_id) if dep.use_case_id else None
     row = session.get(AssessmentRow, dep.id) or AssessmentRow(deployment_id=dep.id or 0, updated_at=now)
     assessment = _public(row)
-    devices = sorted({d for d, _, _ in device_spans(session, dep.id or 0)})
+    devices = sorted({s.device for s in device_spans(session, dep.id or 0)})
     out = [
         f"# Pilot report: {dep.name}",
         "",
@@ -244,6 +266,7 @@ def report(
     session: SessionDep,
     store: StoreDep,
     clock: ClockDep,
+    _slot: ExportSlotDep,
     format: Literal["md", "html"] = "md",
 ) -> Response:
     """Return the deployment's pilot report (Annex I template) as Markdown or printable HTML."""
@@ -254,8 +277,8 @@ def report(
     body = "\n".join(_md_line(line) for line in text.splitlines())
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(dep.name)}</title>"
-        "<style>body{font-family:sans-serif;max-width:50em;margin:auto}table{border-collapse:collapse}"
-        "td{border:1px solid #999;padding:2px 6px}</style></head><body>" + body + "</body></html>"
+        # A stylesheet, not an inline <style>: the pages' Content-Security-Policy refuses those.
+        "<link rel='stylesheet' href='/static/report.css'></head><body>" + body + "</body></html>"
     )
     return Response(page, media_type="text/html; charset=utf-8")
 

@@ -17,9 +17,12 @@ from server.api.deps import ClockDep, SessionDep
 from server.security import hash_secret, new_token
 from server.tables import ROLES, ApiTokenRow, DeploymentRow
 
-__all__ = ["TokenCreate", "TokenCreated", "TokenPublic", "router"]
+__all__ = ["MAX_TOKEN_AGE_S", "TokenCreate", "TokenCreated", "TokenPublic", "router"]
 
 router = APIRouter(tags=["tokens"])
+
+# Every token expires: a leaked one stops working by itself within a year.
+MAX_TOKEN_AGE_S = 366 * 86400.0
 
 
 class TokenCreate(BaseModel):
@@ -30,7 +33,15 @@ class TokenCreate(BaseModel):
     role: Role = "viewer"
     kind: Literal["api", "kiosk"] = "api"
     deployment_ids: list[int] = Field(default_factory=list, max_length=100, description="kiosk tokens only")
-    expires_in_s: Annotated[float, Field(gt=0, le=5 * 366 * 86400)] | None = None
+    expires_in_s: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=MAX_TOKEN_AGE_S,
+            description="lifetime; default and most: 366 days, and never past the expiry of the token "
+            "that makes it",
+        ),
+    ] = None
 
 
 class TokenPublic(BaseModel):
@@ -60,7 +71,8 @@ def _public(row: ApiTokenRow) -> TokenPublic:
 
 @router.post("/tokens", status_code=201)
 def create_token(body: TokenCreate, principal: AuthDep, session: SessionDep, clock: ClockDep) -> TokenCreated:
-    """Create an API token for the caller in one of their organisations, with at most their role."""
+    """Create an API token for the caller in one of their organisations, with at most their role;
+    made with a token, it expires no later than that token."""
     principal.require(body.org_id, "viewer", "organisation", body.org_id)
     if principal.kiosk_deployments is not None or principal.device_id is not None:
         raise HTTPException(status_code=403, detail="kiosk and device tokens cannot create tokens")
@@ -86,6 +98,15 @@ def create_token(body: TokenCreate, principal: AuthDep, session: SessionDep, clo
             if dep is None or dep.org_id != body.org_id:
                 raise not_found("deployment", dep_id)
     now = clock()
+    expires_at = now + (body.expires_in_s or MAX_TOKEN_AGE_S)
+    if principal.token_expires_at is not None and expires_at > principal.token_expires_at:
+        if body.expires_in_s is not None:
+            raise HTTPException(
+                status_code=403,
+                detail="a token cannot outlive the token that makes it: ask for at most "
+                f"{max(0.0, principal.token_expires_at - now):.0f} s, or log in to make a longer one",
+            )
+        expires_at = principal.token_expires_at
     raw = new_token()
     row = ApiTokenRow(
         name=body.name,
@@ -97,7 +118,7 @@ def create_token(body: TokenCreate, principal: AuthDep, session: SessionDep, clo
         user_id=principal.user_id,
         deployment_ids=body.deployment_ids if body.kind == "kiosk" else [],
         created_at=now,
-        expires_at=now + body.expires_in_s if body.expires_in_s else None,
+        expires_at=expires_at,
     )
     session.add(row)
     session.flush()

@@ -13,13 +13,14 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, or_, select
 
-from gateway.store import SqliteStore
+from gateway.store import Reader
 from server.api.auth import PrincipalDep
 from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
 from server.api.routes import ROUTES
-from server.api.routes.deployments import device_spans, get_deployment
+from server.api.routes.deployments import get_deployment
 from server.models import UseCaseRow
 from server.settings import ServerSettings
+from server.spans import device_spans
 from server.tables import AlertRow, AlertRuleRow, DeploymentRow, OrganisationRow
 from server.web.i18n import Translator, pick_language
 from server.web.render import (
@@ -43,7 +44,7 @@ RangeKey = Annotated[str, Query(pattern="^(1h|6h|24h|7d|30d|1y)$")]
 
 def latest_of(
     session: Session,
-    store: SqliteStore,
+    store: Reader,
     settings: ServerSettings,
     deployment: DeploymentRow,
     now: float,
@@ -53,24 +54,22 @@ def latest_of(
     """The newest reading of each current device, sensor and quantity of the deployment."""
     assert deployment.id is not None
     out = []
-    for device, _, until in device_spans(session, deployment.id):
-        if until < now:
-            continue
-        for r in store.latest(device):
-            out.append(
-                {
-                    "device": device,
-                    "sensor": r.sensor,
-                    "quantity": r.quantity,
-                    "label": quantity_label(r.quantity, t),
-                    "unit": unit_label(r.quantity),
-                    "value": r.value,
-                    "text": fmt_number(r.value, lang),
-                    "time": r.time,
-                    "ago": ago(now - r.time, t),
-                    "stale": now - r.time > settings.stale_after_s,
-                }
-            )
+    current = [(s.org, s.device) for s in device_spans(session, deployment.id) if s.end >= now]
+    for r in store.latest(current):
+        out.append(
+            {
+                "device": r.device,
+                "sensor": r.sensor,
+                "quantity": r.quantity,
+                "label": quantity_label(r.quantity, t),
+                "unit": unit_label(r.quantity),
+                "value": r.value,
+                "text": fmt_number(r.value, lang),
+                "time": r.time,
+                "ago": ago(now - r.time, t),
+                "stale": now - r.time > settings.stale_after_s,
+            }
+        )
     return out
 
 
@@ -104,7 +103,7 @@ def deployment_page(
     org = session.get(OrganisationRow, row.org_id)
     tz = org_zone(settings, org.slug if org else None)
     case = session.get(UseCaseRow, row.use_case_id) if row.use_case_id else None
-    devices = sorted({d for d, _, until in device_spans(session, deployment_id) if until >= now})
+    devices = sorted({s.device for s in device_spans(session, deployment_id) if s.end >= now})
     alerts = session.exec(
         select(AlertRow, AlertRuleRow.name)
         .join(AlertRuleRow, col(AlertRuleRow.id) == AlertRow.rule_id)

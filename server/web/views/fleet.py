@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from gateway.store import SqliteStore
+from gateway.store import Reader
 from server.api.auth import Principal, PrincipalDep
 from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
 from server.fleet import current_calibrations
@@ -73,7 +73,7 @@ def _visible_orgs(session: Session, principal: Principal) -> dict[int, Organisat
 
 
 def fleet_rows(
-    session: Session, store: SqliteStore, settings: ServerSettings, principal: Principal, now: float
+    session: Session, store: Reader, settings: ServerSettings, principal: Principal, now: float
 ) -> list[FleetRow]:
     """Return every device of the organisations ``principal`` may see (none of any other)."""
     orgs = _visible_orgs(session, principal)
@@ -218,7 +218,7 @@ class Filters:
 def _context(
     request: Request,
     session: Session,
-    store: SqliteStore,
+    store: Reader,
     settings: ServerSettings,
     principal: Principal,
     now: float,

@@ -8,14 +8,15 @@
   the averaging period, freshness (stale sensors greyed), and the low-cost-sensor humidity caveat.
 - ``GET /public/deployments/{id}/series``: chart data of a public deployment.
 
-Hourly means are read as one bucket mean per clock hour (``server.charts.downsample`` with an
-hour-aligned start and one bucket per hour), i.e. the mean of the raw readings of that hour.
+Hourly means are the store's one-hour windows (:meth:`gateway.store.Reader.windows`, clock-hour
+aligned), i.e. the mean of the raw readings of that hour.
 A private address is shown blurred (``settings.blur_m``); notes, device ids, kits and alerts never.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -23,7 +24,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, select
 
-from gateway.store import SqliteStore
+from gateway.store import Reader, Window
+from kits.wire import Record
 from server.airquality import (
     EAQI_SOURCE,
     EAQI_VERSION,
@@ -38,12 +40,12 @@ from server.airquality import (
     rolling_24h,
 )
 from server.api.auth import PrincipalDep
-from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
-from server.api.routes.deployments import device_spans
-from server.charts import downsample
+from server.api.deps import ClockDep, ResourcesDep, SessionDep, SettingsDep, StoreDep
+from server.bounded import TtlCache
 from server.geo import blur
 from server.models import UseCaseRow
 from server.settings import ServerSettings
+from server.spans import DeviceSpan, device_spans
 from server.tables import DeploymentRow, OrganisationRow
 from server.web.i18n import Translator, pick_language
 from server.web.render import ago, fmt_number, local_time, org_zone, quantity_label, render, unit_label
@@ -61,8 +63,27 @@ PUBLIC_STALE_MIN_S = 900.0
 POLLUTANTS: tuple[Pollutant, ...] = ("pm2_5", "pm10")
 
 
+def _hourly(store: Reader, spans: list[DeviceSpan], start: float, end: float) -> Iterator[Window]:
+    for org, device, span_from, span_to in spans:
+        lo, hi = max(start, span_from), min(end, span_to)
+        if lo < hi:
+            yield from store.windows(org, device, lo, hi, 3600.0)
+
+
+def _latest_in_spans(store: Reader, spans: list[DeviceSpan]) -> Iterator[tuple[Record, float, float]]:
+    """Each newest reading of the spans' devices (one store call), with the span it may fall in."""
+    by_key: dict[tuple[str, str], list[DeviceSpan]] = {}
+    for span in spans:
+        by_key.setdefault((span.org, span.device), []).append(span)
+    if not by_key:
+        return
+    for r in store.latest(list(by_key)):
+        for span in by_key.get((r.org, r.device), []):
+            yield r, span.start, span.end
+
+
 def hourly_series(
-    store: SqliteStore, spans: list[tuple[str, float, float]], start_hour: float, end: float
+    store: Reader, spans: list[DeviceSpan], start_hour: float, end: float
 ) -> dict[str, dict[datetime, float]]:
     """Hourly means per quantity from ``start_hour`` (an hour boundary) to ``end``.
 
@@ -71,13 +92,9 @@ def hourly_series(
     """
     hours = max(1, math.ceil((end - start_hour) / 3600.0))
     per: dict[str, dict[datetime, list[float]]] = {}
-    for s in downsample(
-        store.path, spans, start_hour, start_hour + hours * 3600.0, points=hours, mode="mean"
-    ):
-        slot = per.setdefault(s.quantity, {})
-        for t, v in zip(s.times, s.values, strict=True):
-            hour = datetime.fromtimestamp(math.floor(t / 3600.0) * 3600.0, UTC)
-            slot.setdefault(hour, []).append(v)
+    for w in _hourly(store, spans, start_hour, start_hour + hours * 3600.0):
+        hour = datetime.fromtimestamp(math.floor(w.start / 3600.0) * 3600.0, UTC)
+        per.setdefault(w.quantity, {}).setdefault(hour, []).append(w.mean)
     return {q: {h: math.fsum(vs) / len(vs) for h, vs in sorted(d.items())} for q, d in per.items()}
 
 
@@ -89,14 +106,19 @@ def _location(settings: ServerSettings, row: DeploymentRow) -> tuple[float, floa
 
 def station(
     session: Session,
-    store: SqliteStore,
+    store: Reader,
     settings: ServerSettings,
     row: DeploymentRow,
     now: float,
     t: Translator,
     lang: str,
+    cache: TtlCache[Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the public page shows of one public deployment."""
+    """Everything the public page shows of one public deployment.
+
+    The hourly means (the 7-day scan) come from ``cache`` when given: anyone may load these pages,
+    so the figures are computed at most once per ``public_cache_s`` per deployment and hour.
+    """
     assert row.id is not None
     org = session.get(OrganisationRow, row.org_id)
     tz = org_zone(settings, org.slug if org else None)
@@ -107,13 +129,17 @@ def station(
     )
     first_day = (local_midnight - timedelta(days=DAYS_SHOWN - 1)).astimezone(UTC).timestamp()
     start_hour = min(now_hour - 24 * 3600.0, math.floor(first_day / 3600.0) * 3600.0)
-    hourly = hourly_series(store, spans, start_hour, now)
+    key = ("hourly", row.id, start_hour, tuple(spans))
+    hourly = (
+        cache.get(key, lambda: hourly_series(store, spans, start_hour, now))
+        if cache is not None
+        else hourly_series(store, spans, start_hour, now)
+    )
     latest: dict[str, float] = {}
     latest_at: dict[str, float] = {}
-    for device, span_from, span_to in spans:
-        for r in store.latest(device):
-            if span_from <= r.time < span_to and r.time >= latest_at.get(r.quantity, -math.inf):
-                latest[r.quantity], latest_at[r.quantity] = r.value, r.time
+    for r, span_from, span_to in _latest_in_spans(store, spans):
+        if span_from <= r.time < span_to and r.time >= latest_at.get(r.quantity, -math.inf):
+            latest[r.quantity], latest_at[r.quantity] = r.value, r.time
     latest_time = max(latest_at.values(), default=None)
     stale_after = max(settings.stale_after_s, PUBLIC_STALE_MIN_S)
     fresh = freshness(latest_time, now, timedelta(seconds=stale_after))
@@ -223,7 +249,7 @@ def _markers(settings: ServerSettings, stations: list[dict[str, Any]], t: Transl
 
 def _light_station(
     session: Session,
-    store: SqliteStore,
+    store: Reader,
     settings: ServerSettings,
     row: DeploymentRow,
     now: float,
@@ -233,10 +259,9 @@ def _light_station(
     assert row.id is not None
     org = session.get(OrganisationRow, row.org_id)
     latest_time = None
-    for device, span_from, span_to in device_spans(session, row.id):
-        times = [r.time for r in store.latest(device) if span_from <= r.time < span_to]
-        if times:
-            latest_time = max(times) if latest_time is None else max(latest_time, *times)
+    for r, span_from, span_to in _latest_in_spans(store, device_spans(session, row.id)):
+        if span_from <= r.time < span_to:
+            latest_time = r.time if latest_time is None else max(latest_time, r.time)
     stale_after = max(settings.stale_after_s, PUBLIC_STALE_MIN_S)
     case = session.get(UseCaseRow, row.use_case_id) if row.use_case_id else None
     return {
@@ -308,6 +333,7 @@ def public_deployment(
     request: Request,
     principal: PrincipalDep,
     session: SessionDep,
+    resources: ResourcesDep,
     store: StoreDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -318,7 +344,7 @@ def public_deployment(
     row = session.get(DeploymentRow, deployment_id)
     if row is None or not row.public:
         return not_found_page(request, f"public deployment {deployment_id}")
-    one = station(session, store, settings, row, clock(), t, lang)
+    one = station(session, store, settings, row, clock(), t, lang, resources.figures)
     return _page(request, principal, settings, [one], row.name, t, full=True)
 
 
@@ -328,6 +354,7 @@ def public_use_case(
     request: Request,
     principal: PrincipalDep,
     session: SessionDep,
+    resources: ResourcesDep,
     store: StoreDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -340,7 +367,8 @@ def public_use_case(
         return not_found_page(request, f"use-case {use_case_id}")
     now = clock()
     stations = [
-        station(session, store, settings, row, now, t, lang) for row in _public_rows(session, use_case_id)
+        station(session, store, settings, row, now, t, lang, resources.figures)
+        for row in _public_rows(session, use_case_id)
     ]
     return _page(request, principal, settings, stations, case.title, t, full=True, case=case)
 
@@ -350,6 +378,7 @@ def public_series(
     deployment_id: int,
     request: Request,
     session: SessionDep,
+    resources: ResourcesDep,
     store: StoreDep,
     clock: ClockDep,
     range: Annotated[str, Query(pattern="^(1h|6h|24h|7d|30d|1y)$")] = "24h",
@@ -358,8 +387,15 @@ def public_series(
     row = session.get(DeploymentRow, deployment_id)
     if row is None or not row.public:
         raise HTTPException(status_code=404, detail=f"public deployment {deployment_id} does not exist")
-    payload = chart_payload(session, store, row, clock(), range, Translator(pick_language(request)))
-    for block in payload["quantities"]:  # device ids are not public
-        for i, s in enumerate(block["series"], start=1):
-            s["device"] = f"sensor {i}"
+    lang, now = pick_language(request), clock()
+
+    def compute() -> dict[str, Any]:
+        payload = chart_payload(session, store, row, now, range, Translator(lang))
+        for block in payload["quantities"]:  # device ids are not public
+            for i, s in enumerate(block["series"], start=1):
+                s["device"] = f"sensor {i}"
+        return payload
+
+    # Open to anyone, up to a year of data: computed at most once per public_cache_s.
+    payload = resources.figures.get(("series", deployment_id, range, lang), compute)
     return JSONResponse(payload, headers={"Cache-Control": "no-store"})

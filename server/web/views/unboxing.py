@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, select
 
+from gateway.store import Reader
 from kits.quantities import QUANTITIES
 from server.api.auth import PrincipalDep
 from server.api.deps import ClockDep, SessionDep, StoreDep
@@ -44,7 +45,7 @@ def _plausible(quantity: str, value: float) -> bool:
     return spec is not None and spec.low <= value <= spec.high
 
 
-def unboxing_status(session: Session, store: Any, kit: KitRow) -> dict[str, Any]:
+def unboxing_status(session: Session, store: Reader, kit: KitRow) -> dict[str, Any]:
     """The checklist of every Pi of ``kit``: a list of steps each ``ok``, ``todo`` or ``wait``."""
     profile_row = session.get(KitProfileRow, kit.profile_id)
     profile = profile_row.profile() if profile_row else None
@@ -84,7 +85,11 @@ def unboxing_status(session: Session, store: Any, kit: KitRow) -> dict[str, Any]
             )
         )
         meta_sensors = {str(s.get("name")): s for s in (device.sensors if device else [])}
-        latest = store.latest(device.id) if device is not None else []
+        latest = (
+            store.latest([(seen[device.id].org, device.id)])
+            if device is not None and device.id in seen
+            else []
+        )
         for name, part, address in expected:
             state = meta_sensors.get(name, {}).get("state")
             if device is None or device.meta_at is None:

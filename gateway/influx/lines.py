@@ -6,15 +6,28 @@ prefers), one float field ``value``, the reading's time as the timestamp.
 
 from __future__ import annotations
 
+import base64
 import re
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 
 from kits.wire import Record
 
-__all__ = ["DEFAULT_DATABASE", "database_name", "encode_lines", "group_by_org", "timestamp"]
+__all__ = [
+    "DEFAULT_DATABASE",
+    "DEFAULT_META_DATABASE",
+    "database_name",
+    "encode_dead_letters",
+    "encode_lines",
+    "encode_seen",
+    "group_by_org",
+    "timestamp",
+]
 
 # The per-org database (1.x) / bucket (2.x); '{org}' is replaced by the org slug with '-' -> '_'.
 DEFAULT_DATABASE = "suitcase_{org}"
+# Devices seen and dead letters (gateway/store/influxdb1.py): not an org's data, never expired.
+DEFAULT_META_DATABASE = "suitcase"
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 _PRECISION = {"ns": 1_000_000_000, "us": 1_000_000, "ms": 1_000, "s": 1}
@@ -70,3 +83,37 @@ def group_by_org(records: Sequence[Record]) -> dict[str, list[Record]]:
     for rec in records:
         groups.setdefault(rec.org, []).append(rec)
     return groups
+
+
+def _field_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def encode_seen(seen: Mapping[tuple[str, str], tuple[float, float, int]], writer: str) -> bytes:
+    """Encode the ``devices_seen`` points of one writer: (org, device) -> (first, last, readings).
+
+    Each point sits at time 0, so the next batch's point of the same (org, device, writer)
+    overwrites it: one point per device and writer, however long it runs.
+    """
+    return "\n".join(
+        f"devices_seen,device={_escape(device)},org={_escape(org)},writer={_escape(writer)} "
+        f"first={first!r},last={last!r},readings={count}i 0"
+        for (org, device), (first, last, count) in sorted(seen.items())
+    ).encode()
+
+
+def encode_dead_letters(letters: Iterable[tuple[float, str, bytes, str, str]]) -> bytes:
+    """Encode ``dead_letters`` points from (received_at, topic, payload, code, reason).
+
+    The timestamp is ``received_at`` to the microsecond plus a checksum of the message in the
+    nanoseconds, so two letters of one instant stay two, and a retried write overwrites its twin.
+    """
+    out = []
+    for received_at, topic, payload, code, reason in letters:
+        ns = round(received_at * 1_000_000) * 1000 + zlib.crc32(topic.encode() + payload) % 1000
+        out.append(
+            f"dead_letters,code={_escape(code)} topic={_field_string(topic)},"
+            f"payload={_field_string(base64.b64encode(payload).decode())},"
+            f"reason={_field_string(' '.join(reason.splitlines()))} {ns}"
+        )
+    return "\n".join(out).encode()

@@ -1,4 +1,4 @@
-"""A small keep-alive HTTP client for the line-protocol sinks (stdlib only: no client library)."""
+"""A small keep-alive HTTP client for InfluxDB (stdlib only: no client library), for the sinks and readers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
-from gateway.sinks import SinkError
+from kits.errors import SuitcaseError
 
 __all__ = ["HttpClient"]
 
@@ -16,8 +16,9 @@ __all__ = ["HttpClient"]
 class HttpClient:
     """One persistent connection to ``host:port``; reconnects after any failure.
 
-    Every failure (refused, timed out, reset, non-2xx answer) raises :class:`SinkError` naming the
-    server, what happened and what to check.
+    Every failure (refused, timed out, reset) raises ``error`` (the caller's error class: the
+    sinks' ``SinkError``, the store's ``StoreError``) naming the server, what happened and what
+    to check.
     """
 
     def __init__(
@@ -30,16 +31,21 @@ class HttpClient:
         username: str = "",
         password: str = "",
         what: str = "InfluxDB",
+        error: type[SuitcaseError] = SuitcaseError,
+        token: str = "",
     ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
         self.timeout = timeout
         self.what = what
+        self.error = error
         self._headers: dict[str, str] = {}
         if username:
-            token = base64.b64encode(f"{username}:{password}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {token}"
+            basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {basic}"
+        elif token:
+            self._headers["Authorization"] = f"Token {token}"
         self._conn: http.client.HTTPConnection | None = None
 
     @property
@@ -67,7 +73,7 @@ class HttpClient:
         """Send one request; return (status, body).
 
         Raises:
-            SinkError: the server could not be reached or did not answer in time.
+            SuitcaseError: (``error``) the server could not be reached or did not answer in time.
         """
         url = f"{path}?{urlencode(params)}" if params else path
         all_headers = dict(self._headers)
@@ -85,18 +91,18 @@ class HttpClient:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()  # a keep-alive connection the server closed: one fresh try
                 if attempt == 2:
-                    raise SinkError(
+                    raise self.error(
                         f"{self.what} at {self.base} dropped the connection ({exc}): check that it runs"
                     ) from exc
             except TimeoutError as exc:
                 self.close()
-                raise SinkError(
+                raise self.error(
                     f"{self.what} at {self.base} did not answer within {self.timeout:.0f} s: "
-                    "it is overloaded or stuck; the gateway retries"
+                    "it is overloaded or stuck"
                 ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
-                raise SinkError(
+                raise self.error(
                     f"cannot reach {self.what} at {self.base} ({exc}): check that it runs "
                     "and the host and port are right"
                 ) from exc

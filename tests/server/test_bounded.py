@@ -1,0 +1,120 @@
+"""Bounds on the work a client can cause (``server/bounded.py``, ``server/api/throttle.py``):
+exports and reports rate-limited per client, public figures cached, both bounded in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.store import SqliteStore
+from kits.wire import Record
+from server.app import create_app
+from server.bounded import RateLimiter, TtlCache
+from server.settings import ServerSettings
+from tests.server.data import NOW
+from tests.server.web_world import Clock
+from tests.server.world import World
+
+
+def test_rate_limiter_counts_per_key_in_a_sliding_window() -> None:
+    """Test that a key gets ``limit`` starts a window, others are unaffected, and the window slides."""
+    clock = Clock(0.0)
+    limiter = RateLimiter(3, clock, window_s=60.0)
+    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a") == 60.0 and limiter.take("b") == 0.0
+    clock.now = 30.0
+    assert limiter.take("a") == 30.0
+    clock.now = 60.5
+    assert limiter.take("a") == 0.0
+
+
+def test_rate_limiter_and_cache_stay_bounded() -> None:
+    """Test that a flood of distinct keys (addresses) keeps at most max_keys / max_entries."""
+    clock = Clock(0.0)
+    limiter = RateLimiter(1, clock, max_keys=100)
+    cache: TtlCache[int] = TtlCache(60.0, clock, max_entries=50)
+    for i in range(10_000):
+        limiter.take(f"10.0.{i // 256}.{i % 256}")
+        cache.get(i, lambda i=i: i)  # type: ignore[misc]
+    assert len(limiter) == 100 and len(cache) == 50
+
+
+def test_cache_reuses_a_value_until_it_expires() -> None:
+    """Test that a value is computed once per TTL, and a TTL of 0 turns the cache off."""
+    clock = Clock(0.0)
+    calls: list[int] = []
+    cache: TtlCache[int] = TtlCache(300.0, clock)
+    assert [cache.get("k", lambda: calls.append(1) or len(calls)) for _ in range(3)] == [1, 1, 1]
+    clock.now = 301.0
+    assert cache.get("k", lambda: calls.append(1) or len(calls)) == 2
+    off: TtlCache[int] = TtlCache(0.0, clock)
+    assert [off.get("k", lambda: calls.append(1) or len(calls)) for _ in range(2)] == [3, 4]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def timed(tmp_path: Path, clock: Clock) -> Iterator[tuple[World, SqliteStore]]:
+    settings = ServerSettings(
+        registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        store=str(tmp_path / "store.db"),
+        alert_interval_s=0,
+        open_reads=False,
+    )
+    with SqliteStore(settings.store) as store, TestClient(create_app(settings, clock=clock)) as client:
+        yield World.build(client), store
+
+
+def _public_deployment(world: World, store: SqliteStore) -> int:
+    dep = world.ok(
+        "a-operator",
+        "POST",
+        "/deployments",
+        201,
+        json={"name": "square", "public": True, "lat": 56.1, "lon": 10.2, "starts_at": NOW - 7 * 86400},
+    )
+    code = world.ok("a-operator", "POST", "/enrollment-codes", 201, json={"deployment_id": dep["id"]})["code"]
+    device = world.client.post("/api/v1/enroll", json={"code": code}).json()["config"]["device"]
+    store.write([Record("city-a", device, "bme280", "temperature", 20.0, NOW - 600 + i) for i in range(3)])
+    return int(dep["id"])
+
+
+def test_exports_are_rate_limited_per_client(timed: tuple[World, SqliteStore], clock: Clock) -> None:
+    """Test that an anonymous client gets 6 exports a minute, then 429 with Retry-After and a
+    message; a logged-in user counts apart; a minute later the client may export again."""
+    world, store = timed
+    dep = _public_deployment(world, store)
+    url = f"/api/v1/export/deployments/{dep}/readings"
+    start = {"start": "2000-01-01T00:00:00Z"}  # an uncapped span: allowed, streamed
+    statuses = [world.client.get(url, params=start).status_code for _ in range(7)]
+    assert statuses == [200] * 6 + [429]
+    refused = world.client.get(url)
+    assert refused.headers["retry-after"] == "61" and "6 a minute" in refused.json()["detail"]
+    assert world.call("a-viewer", "GET", f"/export/deployments/{dep}/readings").status_code == 200
+    assert world.call("a-viewer", "GET", f"/deployments/{dep}/report").status_code == 200  # counts too
+    clock.now = NOW + 61
+    assert world.client.get(url).status_code == 200
+
+
+def test_public_figures_are_computed_once_per_ttl(timed: tuple[World, SqliteStore], clock: Clock) -> None:
+    """Test that the public page's 7-day means and the open series are computed once and reused by
+    every visitor until public_cache_s (300 s) has passed."""
+    world, store = timed
+    dep = _public_deployment(world, store)
+    figures: Any = world.client.app.state.resources.figures  # type: ignore[attr-defined]
+    for _ in range(5):
+        assert world.client.get(f"/public/deployments/{dep}").status_code == 200
+        assert (
+            world.client.get(f"/public/deployments/{dep}/series", params={"range": "1y"}).status_code == 200
+        )
+    assert (figures.misses, figures.hits) == (2, 8)
+    clock.now = NOW + 301
+    world.client.get(f"/public/deployments/{dep}/series", params={"range": "1y"})
+    assert figures.misses == 3
