@@ -92,6 +92,8 @@ class Agent:
         self.log = device_log(log, config.org, config.device)
         self._stop = threading.Event()
         self._sampling: threading.Thread | None = None
+        # Set after the first sampling round (see Reporter.meta_ready).
+        self.meta_ready = False
         self._started_at: float | None = None
         self.counters = AgentCounters()
         self._bad_commands = RateLimit()
@@ -236,6 +238,7 @@ class Agent:
                 self.sample_once()
             except Exception:  # the sampler must outlive any one bad cycle
                 self.log.exception("sampling cycle failed; trying again next cycle")
+            self.meta_ready = True
             next_cycle += self.config.publish_interval_s
             now = time.monotonic()
             if next_cycle < now:  # a slow cycle: skip the missed ones rather than burst
@@ -284,6 +287,7 @@ class Agent:
             raise RuntimeError("the agent is already running")
         self._started_at = self._monotonic()
         self._stop.clear()
+        self.meta_ready = False
         self.publisher.start()
         self._sampling = threading.Thread(
             target=self._sample_loop, name=f"sampler-{self.config.device}", daemon=True

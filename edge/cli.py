@@ -194,7 +194,8 @@ def scan(
         raise _fail(str(exc)) from None
 
     found = scan_bus(i2c)
-    expected = {s.address: s for s in device.sensors} if device is not None else {}
+    expected = {s.path: s for s in device.sensors} if device is not None else {}
+    muxes = {s.mux.address for s in device.sensors if s.mux is not None} if device is not None else set()
     table = Table(title=f"I2C bus ({bus})")
     table.add_column("address")
     table.add_column("part")
@@ -202,19 +203,21 @@ def scan(
     if device is not None:
         table.add_column("config")
     for item in found:
-        row = [f"{item.address:#04x}", item.part or "unknown", item.detail]
+        row = [item.path, item.part or "unknown", item.detail]
         if device is not None:
-            want = expected.get(item.address)
+            want = expected.get(item.path)
             if want is None:
-                row.append("not in config")
+                row.append(
+                    "multiplexer in config" if item.mux is None and item.address in muxes else "not in config"
+                )
             elif want.part == item.part:
                 row.append(f"{want.name}: ok")
             else:
                 row.append(f"{want.name}: config says {want.part}")
         table.add_row(*row)
-    for address, sensor in sorted(expected.items()):
-        if address not in {item.address for item in found}:
-            table.add_row(f"{address:#04x}", "-", "no answer: check the wiring", f"{sensor.name}: missing")
+    for path, sensor in sorted(expected.items()):
+        if path not in {item.path for item in found}:
+            table.add_row(path, "-", "no answer: check the wiring", f"{sensor.name}: missing")
     console = Console()
     console.print(table)
     if not found:

@@ -23,6 +23,7 @@ from edge.calibration import Calibrator, Filter
 from edge.drivers import DriverModule, load_driver
 from edge.drivers.base import Driver, I2CBus, NotReady, ReadContext, Reading
 from edge.logs import AgentLog
+from edge.mux import BusTree
 from edge.scan import scan
 from kits.errors import ConfigError, SensorError
 from kits.models import DeviceConfig, DeviceSensor
@@ -69,6 +70,7 @@ class SensorStatus:
         return SensorMeta(
             part=self.config.part,
             address=self.config.address,
+            path=self.config.path if self.config.mux is not None else None,
             state=self.state,
             consecutive_failures=self.consecutive_failures,
             failures=self.failures,
@@ -96,6 +98,7 @@ class Sampler:
 
     def __init__(self, config: DeviceConfig, i2c: I2CBus, *, log: AgentLog) -> None:
         self._i2c = i2c
+        self._buses = BusTree(i2c)  # the Pi's bus and any multiplexer channels behind it
         self.log = log
         self._lock = threading.RLock()
         self.sensors: list[SensorStatus] = []
@@ -234,7 +237,8 @@ class Sampler:
     def _create(self, status: SensorStatus, now: float) -> bool:
         sensor = status.config
         try:
-            status.driver = status.driver_module.create(self._i2c, sensor.address, sensor.options)
+            bus = self._buses.bus_for(sensor.mux)
+            status.driver = status.driver_module.create(bus, sensor.address, sensor.options)
         except SensorError as exc:
             self._failed(status, "missing", str(exc), now)
             return False
@@ -246,7 +250,11 @@ class Sampler:
             self._failed(status, "failing", f"driver error {type(exc).__name__}: {exc}", now)
             return False
         status.created_at = now
-        self.log.info("sensor %s: %s at %#04x ready", sensor.name, sensor.part, sensor.address)
+        # The chip answered: it is there, even while it warms up (a PMSA003I takes 30 s) and before
+        # its first reading; "missing" would raise a false alarm on every start.
+        if status.state == "missing":
+            status.state, status.last_error = "ok", None
+        self.log.info("sensor %s: %s at %s ready", sensor.name, sensor.part, sensor.path)
         return True
 
     def _failed(self, status: SensorStatus, state: SensorState, message: str, now: float) -> None:
@@ -280,7 +288,8 @@ class Sampler:
 
     def scan_unexpected(self) -> list[dict[str, Any]]:
         """Scan the bus and record the devices that answer but are not in the config (for meta)."""
-        configured = {s.config.address for s in self.sensors}
+        configured = {s.config.path for s in self.sensors}
+        muxes = {s.config.mux.address for s in self.sensors if s.config.mux is not None}
         try:
             found = scan(self._i2c)
         except (OSError, ValueError, RuntimeError) as exc:
@@ -288,20 +297,21 @@ class Sampler:
             return self.unexpected
         self.unexpected = [
             {"address": f.address, "part": f.part, "detail": f.detail}
+            | ({"path": f.path} if f.mux is not None else {})
             for f in found
-            if f.address not in configured
+            if f.path not in configured and not (f.mux is None and f.address in muxes)
         ]
         for item in self.unexpected:
             self.log.warning(
-                "unexpected device at %#04x (%s): add it to the device config or unplug it",
-                item["address"],
+                "unexpected device at %s (%s): add it to the device config or unplug it",
+                item.get("path", f"{item['address']:#04x}"),
                 item["part"] or item["detail"],
             )
         return self.unexpected
 
 
 def _key(sensor: DeviceSensor) -> tuple[object, ...]:
-    return (sensor.name, sensor.part, sensor.address, json.dumps(sensor.options, sort_keys=True))
+    return (sensor.name, sensor.part, sensor.path, json.dumps(sensor.options, sort_keys=True))
 
 
 def _impossible(qty: str, value: float, rejected: list[str], what: str) -> bool:

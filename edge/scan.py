@@ -1,4 +1,8 @@
-"""Scan an I2C bus and tell which part answers at each address, by its chip-id register."""
+"""Scan an I2C bus and tell which part answers at each address, by its chip-id register.
+
+A TCA9548A multiplexer found on the bus is scanned too, channel by channel, through the real
+Adafruit driver: what answers behind it is reported with its path (``0x70/3/0x77``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from dataclasses import dataclass
 
 from edge.drivers import DRIVERS
 from edge.drivers.base import DriverInfo, I2CBus
+from kits.models import MUX_ADDRESSES, MuxPort
 
 __all__ = ["Found", "identify", "scan"]
 
@@ -24,6 +29,12 @@ class Found:
     address: int
     part: str | None
     detail: str
+    mux: MuxPort | None = None
+
+    @property
+    def path(self) -> str:
+        """``0x77``, or ``0x70/3/0x77`` behind channel 3 of the multiplexer at 0x70."""
+        return f"{self.mux}/{self.address:#04x}" if self.mux is not None else f"{self.address:#04x}"
 
 
 def _infos() -> list[DriverInfo]:
@@ -76,12 +87,63 @@ def identify(i2c: I2CBus, address: int, infos: list[DriverInfo] | None = None) -
     return Found(address, None, "; ".join(seen) or "no known part uses this address")
 
 
+MUX_PART = "tca9548a"
+
+
 def scan(i2c: I2CBus) -> list[Found]:
-    """Return every address that answers on ``i2c``, identified where a driver knows the chip."""
+    """Return every address that answers on ``i2c``, identified where a driver knows the chip.
+
+    Behind each TCA9548A multiplexer found, each of its eight channels is scanned in turn; what
+    answers there is listed after the multiplexer, with its path.
+    """
     _lock(i2c)
     try:
         addresses = sorted(i2c.scan())
     finally:
         i2c.unlock()
     infos = _infos()
-    return [identify(i2c, address, infos) for address in addresses]
+    out: list[Found] = []
+    for address in addresses:
+        found = identify(i2c, address, infos)
+        if found.part is None and address in MUX_ADDRESSES and _is_mux(i2c, address):
+            out.append(Found(address, MUX_PART, "TCA9548A multiplexer, channels 0 to 7"))
+            out += _behind(i2c, address, set(addresses), infos)
+        else:
+            out.append(found)
+    return out
+
+
+def _is_mux(i2c: I2CBus, address: int) -> bool:
+    """Whether ``address`` holds a TCA9548A: its one register reads back what was written."""
+    _lock(i2c)
+    try:
+        seen = []
+        for mask in (0x05, 0x00):
+            buf = bytearray(1)
+            i2c.writeto(address, bytes([mask]))
+            i2c.readfrom_into(address, buf)
+            seen.append(buf[0])
+    except OSError:
+        return False
+    finally:
+        i2c.unlock()
+    return seen == [0x05, 0x00]
+
+
+def _behind(i2c: I2CBus, mux: int, on_the_bus: set[int], infos: list[DriverInfo]) -> list[Found]:
+    import adafruit_tca9548a  # type: ignore[import-untyped]
+
+    tca = adafruit_tca9548a.TCA9548A(i2c, address=mux)
+    out: list[Found] = []
+    for number in range(8):
+        channel: I2CBus = tca[number]
+        _lock(channel)
+        try:
+            addresses = sorted(set(channel.scan()) - on_the_bus)
+        finally:
+            channel.unlock()
+        port = MuxPort(address=mux, channel=number)
+        for address in addresses:
+            found = identify(channel, address, infos)
+            out.append(Found(address, found.part, found.detail, port))
+    return out

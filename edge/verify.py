@@ -23,7 +23,8 @@ from typing import Any, Literal
 from edge import system
 from edge.drivers import load_driver
 from edge.drivers.base import I2CBus, NotReady, ReadContext, Reading
-from edge.scan import Found, scan
+from edge.mux import BusTree
+from edge.scan import MUX_PART, Found, scan
 from kits.errors import ConfigError, SensorError
 from kits.models import DeviceSensor, KitProfile, MqttSettings
 from kits.quantities import QUANTITIES
@@ -131,7 +132,10 @@ def expected_sensors(
     if sensors:
         return list(sensors)
     if profile is not None:
-        return [DeviceSensor(name=s.sensor_name, part=s.part, address=s.address) for s in profile.sensors]
+        return [
+            DeviceSensor(name=s.sensor_name, part=s.part, address=s.address, mux=s.mux)
+            for s in profile.sensors
+        ]
     raise ConfigError("nothing to verify against: pass --config (the agent's config) or --kit PROFILE")
 
 
@@ -161,50 +165,63 @@ def check_bus(
                 "check the wiring on pins 1/3/5/6 (3V3/SDA/SCL/GND)",
             )
         ], []
-    by_address: dict[int, Found] = {f.address: f for f in found}
-    claimed: set[int] = set()
+    by_path: dict[str, Found] = {f.path: f for f in found}
+    claimed: set[str] = set()
     present: list[DeviceSensor] = []
+    for mux in sorted({s.mux.address for s in expected if s.mux is not None}):
+        at = by_path.get(f"{mux:#04x}")
+        if at is not None and at.part == MUX_PART:
+            claimed.add(at.path)
+            checks.append(Check("bus", f"multiplexer at {mux:#04x}", "ok", f"TCA9548A found at {mux:#04x}"))
+        else:
+            checks.append(
+                Check(
+                    "bus",
+                    f"multiplexer at {mux:#04x}",
+                    "fail",
+                    f"no TCA9548A multiplexer answers at {mux:#04x}"
+                    + (f" ({at.part or 'an unknown chip'} does)" if at is not None else ""),
+                    "reseat the multiplexer's cable and check its A0-A2 pins, or fix the sensors' paths "
+                    "in the device config",
+                )
+            )
     for sensor in expected:
         hint = _hint(sensor.part, hints)
-        name = f"{sensor.name} ({sensor.part} at {sensor.address:#04x})"
-        at = by_address.get(sensor.address)
+        name = f"{sensor.name} ({sensor.part} at {sensor.path})"
+        at = by_path.get(sensor.path)
         if at is not None and at.part == sensor.part:
-            claimed.add(sensor.address)
+            claimed.add(sensor.path)
             present.append(sensor)
-            checks.append(
-                Check("bus", name, "ok", f"{hint.name} found at {sensor.address:#04x} ({at.detail})")
-            )
+            checks.append(Check("bus", name, "ok", f"{hint.name} found at {sensor.path} ({at.detail})"))
             continue
         elsewhere = [
-            f
-            for f in found
-            if f.part == sensor.part and f.address != sensor.address and f.address not in claimed
+            f for f in found if f.part == sensor.part and f.path != sensor.path and f.path not in claimed
         ]
         if elsewhere:
             other = elsewhere[0]
-            claimed.add(other.address)
+            claimed.add(other.path)
             how = hint.addresses.get(sensor.address)
-            fix = f"set the board to {sensor.address:#04x}" + (f" ({how})" if how else "")
-            fix += f", or change the sensor's address to {other.address:#04x} in the device config"
+            fix = f"set the board to {sensor.path}" + (f" ({how})" if how else "")
+            fix += f", or change the sensor's address to {other.path} in the device config"
             checks.append(
                 Check(
                     "bus",
                     name,
                     "fail",
-                    f"{hint.name} found at {other.address:#04x}, not at {sensor.address:#04x}",
+                    f"{hint.name} found at {other.path}, not at {sensor.path}",
                     fix,
                 )
             )
         elif at is not None:
-            claimed.add(sensor.address)
+            claimed.add(sensor.path)
             what = at.part or "an unknown chip"
             checks.append(
                 Check(
                     "bus",
                     name,
                     "fail",
-                    f"{what} answers at {sensor.address:#04x}, not {hint.name} ({at.detail})",
-                    f"plug {hint.name} into {_cable(hint)}; the part at {sensor.address:#04x} "
+                    f"{what} answers at {sensor.path}, not {hint.name} ({at.detail})",
+                    f"plug {hint.name} into {_cable(hint)}; the part at {sensor.path} "
                     "is not the one the kit expects",
                 )
             )
@@ -214,31 +231,31 @@ def check_bus(
                     "bus",
                     name,
                     "fail",
-                    f"{hint.name} not found at {sensor.address:#04x}",
+                    f"{hint.name} not found at {sensor.path}",
                     f"reseat {_cable(hint)} at both ends (the connector clicks in), then run this again",
                 )
             )
     for item in found:
-        if item.address in claimed:
+        if item.path in claimed:
             continue
         what = item.part or "unknown chip"
         checks.append(
             Check(
                 "bus",
-                f"{what} at {item.address:#04x}",
+                f"{what} at {item.path}",
                 "warn",
                 f"answers but is not expected ({item.detail})",
                 "unplug it, or add it to the device config if it belongs to this kit",
             )
         )
     if profile is not None:
-        configured = {(s.part, s.address) for s in expected}
+        configured = {(s.part, s.path) for s in expected}
         for kit_sensor in profile.sensors:
-            if (kit_sensor.part, kit_sensor.address) not in configured:
+            if (kit_sensor.part, kit_sensor.path) not in configured:
                 checks.append(
                     Check(
                         "bus",
-                        f"{kit_sensor.sensor_name} ({kit_sensor.part} at {kit_sensor.address:#04x})",
+                        f"{kit_sensor.sensor_name} ({kit_sensor.part} at {kit_sensor.path})",
                         "warn",
                         f"in kit profile {profile.id} but not in the device config",
                         "bind the Pi again on the server to get the kit's full config",
@@ -261,9 +278,10 @@ def check_readings(
     hints = hints or {}
     checks: list[Check] = []
     values: dict[str, dict[str, float]] = {}
+    buses = BusTree(i2c)
     for sensor in sensors:
         hint = _hint(sensor.part, hints)
-        name = f"{sensor.name} ({sensor.part} at {sensor.address:#04x})"
+        name = f"{sensor.name} ({sensor.part} at {sensor.path})"
         module = load_driver(sensor.part)
         info = module.info
         budget = info.warmup_s + grace_s + 2 * info.min_interval_s
@@ -271,7 +289,7 @@ def check_readings(
         reason = ""
         result: Reading | NotReady = NotReady("not read yet")
         try:
-            driver = module.create(i2c, sensor.address, sensor.options)
+            driver = module.create(buses.bus_for(sensor.mux), sensor.address, sensor.options)
             while True:
                 now = clock()
                 if now - start >= info.warmup_s:

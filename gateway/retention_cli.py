@@ -31,12 +31,16 @@ def _store(store: str | None) -> str:
 @app.command()
 def show(store: Annotated[str | None, typer.Option(help=_STORE_HELP)] = None) -> None:
     """Show the retention each org of the store keeps now."""
+    from gateway.store.influxdb1_rollups import InfluxDB1Rollups
     from gateway.store.retention import open_target
 
+    bare: list[str] = []
     try:
         target = open_target(_store(store))
         try:
             orgs = target.show()
+            if isinstance(target, InfluxDB1Rollups):
+                bare = target.without_rollups()
         finally:
             target.close()
     except SuitcaseError as exc:
@@ -46,6 +50,8 @@ def show(store: Annotated[str | None, typer.Option(help=_STORE_HELP)] = None) ->
         typer.echo("no org has a retention yet: every tier is kept forever")
     for org, retention in sorted(orgs.items()):
         typer.echo(f"{org}: {retention.describe()}")
+    for db in bare:
+        typer.echo(f"{db}: no rollups yet (charts read raw readings only): run `retention apply`")
 
 
 @app.command()

@@ -70,6 +70,8 @@ def _explain(exc: ValidationError, root: yaml.Node | None, model: type[BaseModel
             message = f"unknown field {loc[-1]!r}: {fix}"
         elif err["type"] == "missing":
             message = f"required field {loc[-1]!r} is missing: add it"
+        elif isinstance(err.get("input"), dict | list):  # a whole block: the message names what
+            message = f"{message.removeprefix('Value error, ')}"
         else:
             message = f"{message} (got {err.get('input')!r}): correct the value"
         lines.append(f"{source}{line}, field {field}: {message}")

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from kits.quantities import QUANTITIES
 
@@ -19,17 +27,22 @@ __all__ = [
     "KitProfile",
     "KitSensor",
     "MqttSettings",
+    "MuxPort",
     "OutboxSettings",
     "SensorFilter",
     "Slug",
     "Theme",
     "Threshold",
     "UseCase",
+    "check_paths",
 ]
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")]
 SensorName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,31}$")]
 I2CAddress = Annotated[int, Field(ge=0x03, le=0x77)]
+MUX_ADDRESSES = range(0x70, 0x78)  # a TCA9548A's A0-A2 pins set 0x70 to 0x77
+MUX_CHANNELS = range(8)
+_PATH_PATTERN = r"^0x7[0-7]/[0-7]/0x[0-7][0-9a-fA-F]$"
 DashboardTemplate = Literal["indoor-climate", "air-quality", "bin-fill", "counting", "energy", "vibration"]
 Theme = Literal[
     "buildings",
@@ -62,11 +75,139 @@ def _check_quantities(quantities: list[str]) -> list[str]:
     return quantities
 
 
-class KitSensor(_Model):
-    """A sensor in a kit profile: which part, at which I2C address, measuring what."""
+class MuxPort(_Model):
+    """A channel of a TCA9548A I2C multiplexer: the multiplexer's address and the channel (0-7)."""
 
-    part: str = Field(description="driver name in edge/drivers, e.g. bme280")
-    address: I2CAddress
+    address: int = Field(ge=MUX_ADDRESSES.start, le=MUX_ADDRESSES.stop - 1)
+    channel: int = Field(ge=MUX_CHANNELS.start, le=MUX_CHANNELS.stop - 1)
+
+    def __str__(self) -> str:
+        return f"{self.address:#04x}/{self.channel}"
+
+
+def _parse_path(data: Any) -> Any:
+    """Split ``address: "0x70/3/0x77"`` (multiplexer, channel, part) into ``mux`` and ``address``."""
+    if not isinstance(data, dict) or not isinstance(data.get("address"), str):
+        return data
+    text = data["address"].strip()
+    pieces = text.split("/")
+    if len(pieces) == 1:
+        return {**data, "address": _int(text)}
+    if len(pieces) != 3:
+        raise ValueError(
+            f"address {text!r} is not a bus path: write the part's address (0x77), or behind a "
+            "TCA9548A multiplexer its address, the channel and the part's address (0x70/3/0x77)"
+        )
+    if data.get("mux") is not None:
+        raise ValueError(f"address {text!r} is a path and mux is given too: keep one of the two")
+    mux, channel, address = _int(pieces[0]), _int(pieces[1]), _int(pieces[2])
+    if mux not in MUX_ADDRESSES:
+        raise ValueError(
+            f"address {text!r}: {pieces[0]} is not a TCA9548A address: a multiplexer is at 0x70 to 0x77 "
+            "(0x70 unless its A0-A2 pins are set)"
+        )
+    if channel not in MUX_CHANNELS:
+        raise ValueError(
+            f"address {text!r}: a TCA9548A has channels 0 to 7, not {pieces[1]}: fix the channel"
+        )
+    return {**data, "address": address, "mux": {"address": mux, "channel": channel}}
+
+
+def _int(text: str) -> int | str:
+    try:
+        return int(text.strip(), 0)
+    except ValueError:
+        return text  # left for the field's own check, which names it
+
+
+class _OnTheBus(_Model):
+    """A sensor's place on the bus: its address, behind a multiplexer channel or not.
+
+    In files and messages the place is one ``address``: ``0x77`` on the Pi's bus, or the path
+    ``"0x70/3/0x77"`` behind channel 3 of the TCA9548A at 0x70.
+    """
+
+    address: Annotated[
+        int,
+        Field(ge=0x03, le=0x77),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 0x03, "maximum": 0x77},
+                    {"type": "string", "pattern": _PATH_PATTERN},
+                ],
+                "description": "the I2C address, or behind a multiplexer its path, e.g. 0x70/3/0x77",
+            }
+        ),
+    ]
+    mux: MuxPort | None = Field(
+        default=None, exclude=True, description="the multiplexer channel, when behind one (from the path)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path(cls, data: Any) -> Any:
+        return _parse_path(data)
+
+    @model_validator(mode="after")
+    def _not_the_mux(self) -> _OnTheBus:
+        if self.mux is not None and self.address == self.mux.address:
+            raise ValueError(
+                f"address {self.path}: the part cannot have its multiplexer's address: fix the part's address"
+            )
+        return self
+
+    @field_serializer("address")
+    def _address_or_path(self, address: int) -> int | str:
+        return self.path if self.mux is not None else address
+
+    @property
+    def path(self) -> str:
+        """``0x77``, or ``0x70/3/0x77`` behind channel 3 of the multiplexer at 0x70."""
+        return f"{self.mux}/{self.address:#04x}" if self.mux is not None else f"{self.address:#04x}"
+
+
+def check_paths(sensors: list[tuple[str, _OnTheBus]]) -> None:
+    """Refuse two sensors at one place on the bus, or one that a multiplexer's channel shadows.
+
+    Raises:
+        ValueError: two sensors claim the same path; a sensor on the Pi's bus has the address of a
+            sensor behind a multiplexer (they answer together when its channel is open) or of a
+            multiplexer in use.
+    """
+    seen: dict[str, str] = {}
+    direct = {s.address: name for name, s in sensors if s.mux is None}
+    muxes = {s.mux.address for _, s in sensors if s.mux is not None}
+    for name, sensor in sensors:
+        if sensor.path in seen:
+            where = (
+                f"on another channel of the multiplexer ({sensor.mux.address:#04x}/0 to 7)"
+                if sensor.mux is not None
+                else f"behind a TCA9548A multiplexer, each on its own channel (0x70/0/{sensor.address:#04x}, "
+                f"0x70/1/{sensor.address:#04x})"
+            )
+            raise ValueError(
+                f"sensors {seen[sensor.path]!r} and {name!r} both claim {sensor.path}: move one with its "
+                f"address jumper, or put it {where}"
+            )
+        seen[sensor.path] = name
+        if sensor.mux is not None and sensor.address in direct:
+            raise ValueError(
+                f"sensor {direct[sensor.address]!r} at {sensor.address:#04x} on the Pi's bus and sensor "
+                f"{name!r} at {sensor.path} answer together whenever channel {sensor.mux.channel} is open: "
+                "put both behind the multiplexer, on different channels"
+            )
+        if sensor.mux is None and sensor.address in muxes:
+            raise ValueError(
+                f"sensor {name!r} at {sensor.address:#04x} has the address of a multiplexer in use: "
+                "set the multiplexer's A0-A2 pins to another address, or move the sensor"
+            )
+
+
+class KitSensor(_OnTheBus):
+    """A sensor in a kit profile: which part, at which I2C address (or multiplexer path), measuring what."""
+
+    part: str = Field(description="part name in edge/parts, e.g. bme280")
     name: SensorName | None = Field(default=None, description="defaults to the part name")
     quantities: list[str]
     label: str = ""
@@ -106,13 +247,13 @@ class KitProfile(_Model):
         names = [s.sensor_name for s in self.sensors]
         if len(set(names)) != len(names):
             raise ValueError(f"sensor names repeat in {names}: give each sensor a distinct name")
-        addresses = [s.address for s in self.sensors]
-        if len(set(addresses)) != len(addresses):
-            raise ValueError(
-                f"two sensors share an I2C address in {[hex(a) for a in addresses]}: "
-                "move one with its address jumper or put it behind a TCA9548A multiplexer"
-            )
         return self
+
+    @field_validator("sensors")
+    @classmethod
+    def _one_per_path(cls, sensors: list[KitSensor]) -> list[KitSensor]:
+        check_paths([(s.sensor_name, s) for s in sensors])
+        return sensors
 
 
 class Threshold(_Model):
@@ -217,12 +358,11 @@ class OutboxSettings(_Model):
     pack_records: int = Field(default=250, ge=1, le=1000, description="readings per backlog pack")
 
 
-class DeviceSensor(_Model):
-    """A sensor on a device's bus, as the agent should read it."""
+class DeviceSensor(_OnTheBus):
+    """A sensor on a device's bus (or behind a multiplexer channel), as the agent should read it."""
 
     name: SensorName
     part: str
-    address: I2CAddress
     interval_s: float = Field(default=10.0, gt=0, le=86400)
     options: dict[str, Any] = Field(default_factory=dict, description="driver options, see its module")
     filter: SensorFilter | None = None
@@ -244,6 +384,12 @@ class DeviceConfig(_Model):
     publish_interval_s: float = Field(default=10.0, gt=0, le=86400)
     calibration: list[Calibration] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+
+    @field_validator("sensors")
+    @classmethod
+    def _one_sensor_per_path(cls, sensors: list[DeviceSensor]) -> list[DeviceSensor]:
+        check_paths([(s.name, s) for s in sensors])
+        return sensors
 
     @model_validator(mode="after")
     def _calibration_names_sensors(self) -> DeviceConfig:

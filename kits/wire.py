@@ -615,6 +615,9 @@ class SensorMeta(_Message):
 
     part: str
     address: int
+    path: str | None = Field(
+        default=None, description="behind a multiplexer: its address, channel, then address"
+    )
     state: SensorState
     consecutive_failures: int = 0
     failures: int = 0

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
@@ -26,7 +26,9 @@ from server.headers import SecurityHeaders, security_headers
 from server.resources import Clock, Resources, open_resources
 from server.security import redact_url
 from server.settings import ServerSettings
+from server.untrusted import safe_json, safe_text
 from server.web import mount_web
+from server.web.errors import error_page, wants_html
 
 __all__ = ["create_app"]
 
@@ -104,6 +106,7 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     app.add_exception_handler(DataError, _out_of_range)
     app.add_exception_handler(IntegrityError, _conflict)
     app.add_exception_handler(StoreError, _store_unavailable)
+    app.add_exception_handler(Exception, _server_error(security_headers(settings.map_tiles_url)))
     mount_web(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(
@@ -131,16 +134,58 @@ def _error(
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """A JSON body for the API and its clients; a page in the site's layout for a browser."""
     assert isinstance(exc, StarletteHTTPException)
-    return _error(exc.status_code, exc.detail, headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if wants_html(request):
+        return error_page(request, exc.status_code, exc.detail, headers)
+    return _error(exc.status_code, exc.detail, headers=headers)
+
+
+def _server_error(headers: list[tuple[bytes, bytes]]) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A bug's 500: the traceback goes to the log (Starlette re-raises it to the server), the
+    visitor gets a page or a JSON body that gives nothing of it away. This answer is sent from
+    outside the other middleware, so it carries the security headers itself."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        if wants_html(request):
+            response: Response = error_page(request, 500)
+        else:
+            response = _error(500, "the server failed to answer: the error is logged; try again later")
+        for name, value in headers:
+            response.headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        return response
+
+    return handler
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    from fastapi.encoders import jsonable_encoder
+    """A body, path or query that fails validation: 422 naming each field and what is wrong.
 
-    return _error(422, jsonable_encoder(exc.errors()), "validation_error")
+    The errors echo the input, which is untrusted: NaN, lone surrogates, bytes that are not UTF-8
+    or a 100 kB string would make the answer itself fail (a 500); they are made safe first.
+    """
+    assert isinstance(exc, RequestValidationError)
+    return _error(422, [_safe_error(e) for e in list(exc.errors())[:50]], "validation_error")
+
+
+def _safe_ctx(value: object) -> Any:
+    return safe_json(value) if isinstance(value, int | float | str) else safe_text(str(value), 500)
+
+
+def _safe_error(error: Any) -> dict[str, Any]:
+    if not isinstance(error, dict):
+        return {"msg": safe_text(str(error), 500)}
+    safe: dict[str, Any] = {}
+    for key, value in error.items():
+        if key == "ctx" and isinstance(value, dict):
+            safe[key] = {str(k): _safe_ctx(v) for k, v in value.items()}
+        elif key == "input" and isinstance(value, bytes):
+            safe[key] = safe_text(value[:500].decode("utf-8", "replace"), 500)
+        else:
+            safe[str(key)] = safe_json(value)
+    return safe
 
 
 async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:

@@ -12,7 +12,6 @@ next reports ``online``.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from typing import Any, Protocol
@@ -23,6 +22,7 @@ from kits.errors import WireError
 from kits.wire import CommandReply, CommandRequest, build_topic, parse_topic
 from server.fleet import current_calibrations
 from server.tables import CalibrationDeliveryRow, DeviceRow, OrganisationRow
+from server.untrusted import load_json, safe_text
 
 __all__ = [
     "REPLY_SUBSCRIPTION",
@@ -145,11 +145,13 @@ def apply_reply(session: Session, topic: str, payload: bytes, now: float) -> boo
     """Record a device's reply on ``cmd/config/reply``; return whether a delivery changed."""
     try:
         parsed = parse_topic(topic)
-        reply = CommandReply.model_validate(json.loads(payload))
+        reply = CommandReply.model_validate(load_json(payload))
     except (WireError, ValueError):
         return False
     if not (parsed.kind == "cmd" and parsed.command == "config" and parsed.reply):
         return False
+    if safe_text(reply.id, 64) != reply.id:
+        return False  # no command id of ours is that long or holds what a database refuses
     row = session.exec(
         select(CalibrationDeliveryRow).where(CalibrationDeliveryRow.command_id == reply.id)
     ).first()
@@ -158,7 +160,7 @@ def apply_reply(session: Session, topic: str, payload: bytes, now: float) -> boo
     if row is None or row.device_id != parsed.device or org is None or org.slug != parsed.org:
         return False  # not ours, or a reply forged on another device's behalf
     row.state = "ok" if reply.ok else "error"
-    row.error = None if reply.ok else (reply.error or "refused")[:2000]
+    row.error = None if reply.ok else (safe_text(reply.error, 2000) or "refused")
     row.replied_at = now
     session.add(row)
     session.commit()

@@ -174,7 +174,7 @@ def bind_device(
     interval = interval_s or 10.0
     sensors = (
         [
-            DeviceSensor(name=s.sensor_name, part=s.part, address=s.address, interval_s=interval)
+            DeviceSensor(name=s.sensor_name, part=s.part, address=s.address, mux=s.mux, interval_s=interval)
             for s in profile.sensors
         ]
         if profile

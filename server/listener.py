@@ -20,6 +20,7 @@ from kits.wire import Status, parse_topic, subscription
 from server.resources import Clock
 from server.settings import ServerSettings
 from server.tables import DeviceRow, OrganisationRow
+from server.untrusted import load_json, safe_float, safe_int, safe_json, safe_text
 
 __all__ = ["StatusListener", "apply_message"]
 
@@ -27,14 +28,26 @@ log = logging.getLogger(__name__)
 
 
 def apply_message(session: Session, topic: str, payload: bytes, now: float) -> bool:
-    """Apply one status or meta message to the registry; return whether a device changed."""
+    """Apply one status or meta message to the registry; return whether a device changed.
+
+    Any payload is safe: what is not JSON, not the message's shape or not storable changes
+    nothing (a field of meta that is, is kept; server/untrusted.py).
+    """
     try:
         parsed = parse_topic(topic)
-        body = json.loads(payload) if payload else None
-    except (WireError, ValueError):
+    except WireError:
         return False
+    body = load_json(payload)
     if parsed.kind not in ("status", "meta") or not isinstance(body, dict):
         return False
+    status: Status | None = None
+    if parsed.kind == "status":
+        try:
+            status = Status.model_validate(body)
+        except ValueError:
+            return False
+        if safe_float(status.since) is None:
+            return False
     device = session.get(DeviceRow, parsed.device)
     if device is None or device.revoked_at is not None:
         return False
@@ -42,14 +55,10 @@ def apply_message(session: Session, topic: str, payload: bytes, now: float) -> b
     if org is None or org.slug != parsed.org:
         log.warning("status/meta of a device under another organisation", extra={"topic": topic})
         return False
-    if parsed.kind == "status":
-        try:
-            status = Status.model_validate(body)
-        except ValueError:
-            return False
+    if status is not None:
         device.online = status.state == "online"
         device.status_since = status.since
-        device.agent_version = status.agent
+        device.agent_version = safe_text(status.agent, _AGENT_LENGTH)
         if device.online:
             device.last_seen = max(device.last_seen or 0.0, now)
     else:
@@ -59,6 +68,11 @@ def apply_message(session: Session, topic: str, payload: bytes, now: float) -> b
     return True
 
 
+_LOGGED_FAILURES = 10
+_AGENT_LENGTH = 32  # DeviceRow.agent_version
+_PROFILE_LENGTH = 64  # DeviceRow.kit_profile
+
+
 def _apply_meta(device: DeviceRow, meta: dict[str, Any], now: float) -> None:
     def pick(*names: str) -> Any:
         for name in names:
@@ -66,8 +80,8 @@ def _apply_meta(device: DeviceRow, meta: dict[str, Any], now: float) -> None:
                 return meta[name]
         return None
 
-    device.agent_version = pick("agent", "agent_version") or device.agent_version
-    device.kit_profile = pick("kit_profile", "profile") or device.kit_profile
+    device.agent_version = safe_text(pick("agent", "agent_version"), _AGENT_LENGTH) or device.agent_version
+    device.kit_profile = safe_text(pick("kit_profile", "profile"), _PROFILE_LENGTH) or device.kit_profile
     synced = pick("clock_synced")
     device.clock_synced = bool(synced) if synced is not None else device.clock_synced
     uptime, backlog, oldest = (
@@ -78,18 +92,19 @@ def _apply_meta(device: DeviceRow, meta: dict[str, Any], now: float) -> None:
     outbox = meta.get("outbox")
     if isinstance(outbox, dict):  # kits.wire.Meta: the outbox's backlog
         backlog, oldest = outbox.get("pending"), outbox.get("oldest_pending")
-    device.uptime_s = float(uptime) if isinstance(uptime, int | float) else device.uptime_s
-    device.backlog = int(backlog) if isinstance(backlog, int | float) else device.backlog
-    device.oldest_pending = float(oldest) if isinstance(oldest, int | float) else None
+    device.uptime_s = safe_float(uptime) if safe_float(uptime) is not None else device.uptime_s
+    device.backlog = safe_int(backlog) if safe_int(backlog) is not None else device.backlog
+    device.oldest_pending = safe_float(oldest)
     sensors = meta.get("sensors")
     if isinstance(sensors, dict):
         sensors = [{"name": name, **value} for name, value in sensors.items() if isinstance(value, dict)]
     if isinstance(sensors, list):
-        device.sensors = [s for s in sensors if isinstance(s, dict)][:64]
+        device.sensors = safe_json([s for s in sensors if isinstance(s, dict)][:64])
     for key, target in (("missing", "missing"), ("unexpected", "unexpected")):
         value = meta.get(key)
         if isinstance(value, list):
-            setattr(device, target, [v if isinstance(v, str) else json.dumps(v) for v in value][:64])
+            texts = [v if isinstance(v, str) else json.dumps(safe_json(v)) for v in value[:64]]
+            setattr(device, target, [safe_text(t, 500) for t in texts])
     device.meta_at = now
     device.last_seen = max(device.last_seen or 0.0, now)
 
@@ -105,6 +120,7 @@ class StatusListener:
         self.engine = engine
         self.clock = clock
         self.applied = 0
+        self.failures = 0  # messages whose applying raised (bad messages are refused, not raised)
         self.subscribed = threading.Event()  # set once the broker has granted the subscriptions
         self._changed = threading.Condition()
         self._client = mqtt.Client(
@@ -147,8 +163,14 @@ class StatusListener:
                         device = session.get(DeviceRow, message.topic.split("/")[3])
                         if device is not None and device.online:  # back online: send what waited
                             send_pending(session, device.id, self, self.clock())
-        except Exception:  # a bad message or a busy registry must not kill the listener thread
-            log.exception("status/meta not applied", extra={"topic": message.topic})
+        except Exception:  # a busy registry (or a bug) must not kill the listener thread
+            self.failures += 1
+            if self.failures <= _LOGGED_FAILURES or self.failures % 1000 == 0:  # never a log flood
+                log.exception(
+                    "status/meta/reply not applied (%d failures so far)",
+                    self.failures,
+                    extra={"topic": message.topic[:200]},
+                )
             return
         if changed:
             with self._changed:

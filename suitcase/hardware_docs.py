@@ -328,7 +328,7 @@ def _kit_section(profile: KitProfile, parts: Mapping[str, PartDoc]) -> list[str]
         (
             s.label or s.sensor_name,
             f"[{parts[s.part].facts.name}](parts/{s.part}.md)" if s.part in parts else s.part,
-            f"{s.address:#04x}",
+            s.path,
             ", ".join(s.quantities),
             parts[s.part].facts.cable_label if s.part in parts else "-",
         )
@@ -381,7 +381,7 @@ def _address_section(catalog: Catalog, parts: Mapping[str, PartDoc]) -> list[str
             )
     singles = [d.facts.name for _, d in items if len(d.info.addresses) == 1]
     kit_rows = [
-        (p.name, ", ".join(f"{s.address:#04x} {s.part}" for s in sorted(p.sensors, key=lambda s: s.address)))
+        (p.name, ", ".join(f"{s.path} {s.part}" for s in sorted(p.sensors, key=lambda s: s.path)))
         for p in sorted(catalog.kit_profiles.values(), key=lambda p: p.id)
     ]
     return [
@@ -411,9 +411,15 @@ def _address_section(catalog: Catalog, parts: Mapping[str, PartDoc]) -> list[str
         "sensor's address in the device's config on the server.",
         f"2. **TCA9548A multiplexer.** Parts with one fixed address ({', '.join(singles)}) cannot "
         "move. A TCA9548A multiplexer board (Adafruit product 5626, with STEMMA QT) sits between "
-        "the Pi and the sensors and gives each sensor its own branch (8 branches), so equal "
-        "addresses no longer meet. The agent does not read sensors behind a multiplexer yet; until "
-        "it does, use a second Pi.",
+        "the Pi and the sensors and gives each sensor its own branch (8 channels, 0 to 7), so equal "
+        "addresses no longer meet. Plug the multiplexer into the Pi, and each sensor into one of "
+        "its channel sockets. In the device's config the sensor's address becomes a path: the "
+        "multiplexer's address, the channel, then the sensor's address, for example "
+        "`address: 0x70/0/0x77` and `address: 0x70/1/0x77` for two BME280s on channels 0 and 1. "
+        "The multiplexer is at 0x70 unless its A0-A2 pins are set (0x71 to 0x77). A sensor on the "
+        "Pi's own wires must not have the address of a sensor behind the multiplexer: the two "
+        "answer together whenever that channel is open. `suitcase edge scan` lists what answers "
+        "behind each channel, with its path.",
         "3. **A second Pi.** The simplest fix: each Pi has its own I2C wires.",
         "",
         "`suitcase edge scan` on the Pi lists what answers at each address.",

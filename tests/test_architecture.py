@@ -95,11 +95,6 @@ NEVER: tuple[Never, ...] = tuple(
     ]
 )
 
-# Imports tolerated for now: (file, imported name or module) pairs. Empty since issue #12 item 1
-# (the server reads through gateway.store.Reader; the InfluxDB helpers live in gateway/influx/).
-# Nothing may be added here.
-PENDING: frozenset[tuple[str, str]] = frozenset()
-
 _REGISTRY_STRING = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+):[A-Za-z_]\w*$")
 
 
@@ -156,11 +151,8 @@ def _within(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
 
-def violations(root: Path, pending: frozenset[tuple[str, str]] = frozenset()) -> list[str]:
-    """Return one message per forbidden import under ``root``: file, line, what and the fix.
-
-    ``pending`` holds (file, name) imports tolerated for now (:data:`PENDING`).
-    """
+def violations(root: Path) -> list[str]:
+    """Return one message per forbidden import under ``root``: file, line, what and the fix."""
     found: list[str] = []
     for package in MAY_IMPORT:
         folder = root / package
@@ -168,11 +160,11 @@ def violations(root: Path, pending: frozenset[tuple[str, str]] = frozenset()) ->
             continue
         for path in sorted(folder.rglob("*.py")):
             for imp in imports_of(path, root):
-                found.extend(_check(package, imp, root, pending))
+                found.extend(_check(package, imp, root))
     return found
 
 
-def _check(package: str, imp: Import, root: Path, pending: frozenset[tuple[str, str]]) -> Iterator[str]:
+def _check(package: str, imp: Import, root: Path) -> Iterator[str]:
     file = imp.path.relative_to(root).as_posix()
     where = f"{file}:{imp.line}"
     importer = _module_of(imp.path, root)
@@ -180,7 +172,7 @@ def _check(package: str, imp: Import, root: Path, pending: frozenset[tuple[str, 
     top = imp.module.split(".")[0]
     if top in OURS and top != package and top not in MAY_IMPORT[package]:
         if package == "server" and imp.module in SERVER_STORE_MODULES and imp.names:
-            wrong = [n for n in imp.names if n not in SERVER_STORE and (file, n) not in pending]
+            wrong = [n for n in imp.names if n not in SERVER_STORE]
             if wrong:
                 yield (
                     f"{where}: {what}: the server may take only the store's read interface "
@@ -201,17 +193,13 @@ def _check(package: str, imp: Import, root: Path, pending: frozenset[tuple[str, 
                 f"'Who may import whom'). Fix: move what both need to kits/, or wire the two in suitcase/"
             )
     for rule in NEVER:
-        if (
-            _within(importer, rule.importer)
-            and _within(imp.module, rule.imported)
-            and (file, imp.module) not in pending
-        ):
+        if _within(importer, rule.importer) and _within(imp.module, rule.imported):
             yield f"{where}: {what}: {rule.importer} never imports {rule.imported}: {rule.why}. Fix: drop it"
 
 
 def test_every_import_obeys_the_architecture() -> None:
     """Test that no module of any part imports what docs/architecture.md forbids."""
-    found = violations(REPO, PENDING)
+    found = violations(REPO)
     assert not found, "forbidden imports:\n" + "\n".join(found)
 
 

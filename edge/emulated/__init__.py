@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from edge.emulated.bus import Chip, EmulatedI2C
 from edge.emulated.scenarios import SCENARIOS, Scenario, get_scenario
+from edge.emulated.tca9548a import Tca9548aEmulator
 from edge.parts import PARTS, part_module
 from kits.errors import ConfigError
 from kits.models import DeviceSensor
@@ -25,6 +26,9 @@ def build_bus(
     sensors: Sequence[DeviceSensor], scenario: str, *, clock: Callable[[], float], seed: int
 ) -> EmulatedI2C:
     """Return an emulated bus with one chip per sensor, all measuring ``scenario``.
+
+    A sensor behind a multiplexer (``address: 0x70/3/0x77``) gets an emulated TCA9548A at the
+    multiplexer's address, and its chip on that channel.
 
     Args:
         sensors: the sensors of a device config; each part needs an emulator.
@@ -46,5 +50,10 @@ def build_bus(
             )
         module = importlib.import_module(path)
         chip: Chip = module.create(values, clock=clock)
-        bus.attach(sensor.address, chip)
+        if sensor.mux is None:
+            bus.attach(sensor.address, chip)
+            continue
+        if not isinstance(bus.chip_at(sensor.mux.address), Tca9548aEmulator):
+            bus.attach(sensor.mux.address, Tca9548aEmulator())
+        bus.attach_behind(sensor.mux.address, sensor.mux.channel, sensor.address, chip)
     return bus

@@ -2,7 +2,9 @@
 
 It stands in for Raspberry Pi I2C hardware only (STYLE.md, "Tests"): the real Adafruit drivers
 run unchanged on top of it. A transfer to an address with no chip fails like Linux i2c-dev does,
-with ``OSError(121, "Remote I/O error")`` (the chip did not acknowledge its address).
+with ``OSError(121, "Remote I/O error")`` (the chip did not acknowledge its address). Chips behind
+an emulated TCA9548A multiplexer (:meth:`EmulatedI2C.attach_behind`) answer while their channel is
+open, as on a real bus; two chips answering at one address garble the transfer (``EIO``).
 """
 
 from __future__ import annotations
@@ -11,20 +13,12 @@ import errno
 import os
 import threading
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
+
+from edge.emulated.chip import Chip
+from edge.emulated.tca9548a import Tca9548aEmulator
 
 __all__ = ["Chip", "EmulatedI2C"]
-
-
-class Chip(Protocol):
-    """A register-level chip emulator on the bus.
-
-    ``write`` receives the bytes of one write transfer (register pointer first); ``read`` returns
-    ``length`` bytes of one read transfer.
-    """
-
-    def write(self, data: bytes) -> None: ...
-    def read(self, length: int) -> bytes: ...
 
 
 def _nack(address: int) -> OSError:
@@ -45,6 +39,7 @@ class EmulatedI2C:
         self._closed = False
         self._failing: dict[int, int] = {}
         self._corrupting: dict[int, int] = {}
+        self._hubs = self._find_hubs()  # the multiplexers on the bus, routed to on every transfer
 
     # --- wiring and faults, for scenarios and tests
 
@@ -78,11 +73,34 @@ class EmulatedI2C:
         """Plug ``chip`` in at ``address``."""
         with self._transfer_lock:
             self._chips[address] = chip
+            self._hubs = self._find_hubs()
 
     def detach(self, address: int) -> Chip | None:
         """Unplug the chip at ``address`` (as a loose cable would) and return it."""
         with self._transfer_lock:
-            return self._chips.pop(address, None)
+            chip = self._chips.pop(address, None)
+            self._hubs = self._find_hubs()
+            return chip
+
+    def chip_at(self, address: int) -> Chip | None:
+        """The chip plugged in at ``address`` on the bus itself, if any."""
+        with self._transfer_lock:
+            return self._chips.get(address)
+
+    def attach_behind(self, mux: int, channel: int, address: int, chip: Chip) -> None:
+        """Plug ``chip`` in at ``address`` on ``channel`` of the multiplexer at ``mux``.
+
+        Raises:
+            ValueError: no emulated multiplexer at ``mux``.
+        """
+        with self._transfer_lock:
+            hub = self._chips.get(mux)
+            if not isinstance(hub, Tca9548aEmulator):
+                raise ValueError(f"no emulated TCA9548A at {mux:#04x}: attach one there first")
+            hub.channels[channel][address] = chip
+
+    def _find_hubs(self) -> list[Tca9548aEmulator]:
+        return [c for c in self._chips.values() if isinstance(c, Tca9548aEmulator)]
 
     # --- busio.I2C
 
@@ -98,7 +116,8 @@ class EmulatedI2C:
         """Return the addresses that acknowledge, in ascending order."""
         self._check_open()
         with self._transfer_lock:
-            return sorted(self._chips)
+            behind = {a for hub in self._hubs for a in hub.open_addresses()}
+            return sorted(set(self._chips) | behind)
 
     def writeto(self, address: int, buffer: Any, *, start: int = 0, end: int | None = None) -> None:
         """Write ``buffer[start:end]`` to the chip at ``address``.
@@ -167,7 +186,19 @@ class EmulatedI2C:
 
     def _chip(self, address: int) -> Chip:
         self._check_open()
-        chip = self._chips.get(address)
-        if chip is None:
+        if not self._hubs:  # no multiplexer: one chip or none
+            chip = self._chips.get(address)
+            if chip is None:
+                raise _nack(address)
+            return chip
+        answering = [self._chips[address]] if address in self._chips else []
+        for hub in self._hubs:
+            answering += [chip for _, chip in hub.open_chips(address)]
+        if not answering:
             raise _nack(address)
-        return chip
+        if len(answering) > 1:
+            raise OSError(
+                errno.EIO,
+                f"{os.strerror(errno.EIO)} ({len(answering)} chips answer at {address:#04x} at once)",
+            )
+        return answering[0]

@@ -418,6 +418,10 @@ class InfluxDB1Rollups:
             )
         return out
 
+    def without_rollups(self) -> list[str]:
+        """The org databases that hold no rollup policies yet (``apply`` has not run on them)."""
+        return [db for db in self.databases() if not has_rollups(self.policies(db)[1])]
+
     def close(self) -> None:
         """Nothing held open: every request has its own connection."""
 

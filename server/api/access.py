@@ -96,12 +96,12 @@ LOGIN_PAGES: frozenset[RouteKey] = frozenset(
 
 # The only routes a token of each kind may use (``api`` tokens act for their person: all routes).
 # Within these, the routes still scope by organisation and, for kiosks, by deployment; a device
-# token reads only its own device.
+# token reads only its own device. Neither may ask who it is (``/auth/me`` names the person who
+# made a kiosk token, with their e-mail and organisations).
 KIND_ROUTES: dict[str, frozenset[RouteKey]] = {
     "kiosk": frozenset(
         {
             ("GET", "/kiosk/data"),
-            ("GET", "/api/v1/auth/me"),
             ("GET", "/api/v1/deployments"),
             ("GET", "/api/v1/deployments/{deployment_id}"),
             ("GET", "/api/v1/deployments/{deployment_id}/readings"),
@@ -111,7 +111,6 @@ KIND_ROUTES: dict[str, frozenset[RouteKey]] = {
     ),
     "device": frozenset(
         {
-            ("GET", "/api/v1/auth/me"),
             ("GET", "/api/v1/devices/{device}"),
             ("GET", "/api/v1/devices/{device}/latest"),
             ("GET", "/api/v1/devices/{device}/readings"),

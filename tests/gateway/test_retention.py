@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.sinks.influxdb1 import InfluxDB1Sink
-from gateway.store import SqliteStore
+from gateway.store import SqliteStore, open_reader
 from gateway.store.base import StoreError
 from gateway.store.influxdb1_rollups import CQ_NAMES, FRESH_S, InfluxDB1Rollups, plan_windows
 from gateway.store.influxdb1_rollups import from_url as rollups_of
@@ -341,33 +342,107 @@ def test_influxdb1_long_ranges_stay_drawn_after_raw_readings_expire(influxd: Inf
     }
 
 
+def _complete(
+    influxd: InfluxD, policy: str, want: dict[float, tuple[int, float, float, float]]
+) -> Callable[[], bool]:
+    def check() -> bool:
+        got = _rollup(influxd, "suitcase_o", policy, "pi")
+        return all(t in got and got[t][0] == v[0] for t, v in want.items())
+
+    return check
+
+
 @pytest.mark.slow
 @pytest.mark.influxdb
-def test_influxdb1_continuous_queries_run_on_their_own(influxd: InfluxD) -> None:
-    """Test that influxd itself runs the rollup continuous queries the tool created: on-time
-    readings of the last two minutes reach both rollups without the sink folding anything (the
-    minute query fires at the next minute boundary: this waits up to 150 s)."""
+def test_influxdb1_continuous_queries_run_on_their_own(influxd_factory: Callable[[], InfluxD]) -> None:
+    """Test that influxd itself runs the rollup continuous queries the tool created: readings of the
+    last two minutes reach both rollups without the sink folding anything. On a server of its own
+    (a new continuous query runs at once; a known one waits for its next interval, up to 10 min for
+    the hour query)."""
+    influxd = influxd_factory()
+    try:
+        now = time.time()
+        records = [Record("o", "pi", "s", "temperature", float(i), now - 120 + i) for i in range(120)]
+        sink = InfluxDB1Sink(influxd.host, influxd.port)
+        sink.write(records)  # before the queries exist: their first run covers it
+        rollups_of(influxd.sink_url).apply(parse_retention("orgs: {o: {}}"), now)
+        assert sink.late.folded == 0
+        for policy, width in (("rollup_1m", 60), ("rollup_1h", 3600)):
+            want = _expected([r for r in records if r.time < now - now % width], width)
+            wait_until(
+                _complete(influxd, policy, want),
+                timeout=90,
+                every=1,
+                what=f"the {policy} continuous query to run",
+            )
+            got = _rollup(influxd, "suitcase_o", policy, "pi")
+            _same({t: v for t, v in got.items() if t in want}, want)
+    finally:
+        influxd.stop()
+
+
+@pytest.mark.influxdb
+def test_reader_windows_stay_drawn_on_influxdb_after_raw_expiry(influxd: InfluxD) -> None:
+    """Test, through the store's read interface (what the server's charts call), that a 3-day chart
+    of hourly windows on InfluxDB reads the hour rollups, and draws the same windows once the raw
+    readings are gone; and that a database without rollups is read from its raw readings."""
     now = time.time()
-    rollups_of(influxd.sink_url).apply(parse_retention("orgs: {o: {}}"), now)
-    records = [Record("o", "pi", "s", "temperature", float(i), now - 120 + i) for i in range(120)]
-    sink = InfluxDB1Sink(influxd.host, influxd.port)
-    sink.write(records)
-    assert sink.late.folded == 0
-    closed = [r for r in records if r.time < now - now % 60]  # minutes closed when written
+    tool = rollups_of(influxd.sink_url)
+    tool.apply(parse_retention("orgs: {o: {}}"), now)
+    records = _readings("o", "pi", now - 3 * DAY, now, 150.0)
+    InfluxDB1Sink(influxd.host, influxd.port).write(records + _readings("p", "pi-p", now - DAY, now, 600.0))
+    tool.backfill("suitcase_o", now - 4 * DAY, now)
+    reader = open_reader(influxd.sink_url)
+    try:
+        start = now - 3 * DAY
+        before = reader.windows("o", "pi", start, now, 3600.0)
+        assert len(before) >= 72 and sum(w.count for w in before) >= len(records)
+        raw_only = reader.windows("p", "pi-p", now - DAY, now, 3600.0)  # no rollups in suitcase_p
+        assert sum(w.count for w in raw_only) == len(_readings("p", "pi-p", now - DAY, now, 600.0))
+        for (shard,) in [
+            row[:1]
+            for s in influxd.query("SHOW SHARDS")
+            for row in s["values"]
+            if row[1:3] == ["suitcase_o", "autogen"]
+        ]:
+            influxd.query(f"DROP SHARD {shard}")
+        assert reader.readings("o", "pi", start, now) == []
+        old = now - FRESH_S - 3600
+        after = reader.windows("o", "pi", start, now, 3600.0)
+        assert [w for w in after if w.start < old] == [w for w in before if w.start < old]
+    finally:
+        reader.close()
 
-    def minutes_done() -> bool:
-        got = _rollup(influxd, "suitcase_o", "rollup_1m", "pi")
-        want = _expected(closed, 60)
-        return all(t in got and got[t][0] == n for t, (n, *_) in want.items())
 
-    wait_until(minutes_done, timeout=150, every=2, what="the minute continuous query to run")
-    _same(
-        {t: v for t, v in _rollup(influxd, "suitcase_o", "rollup_1m", "pi").items() if t < now - now % 60},
-        _expected(closed, 60),
-    )
-    wait_until(
-        lambda: bool(_rollup(influxd, "suitcase_o", "rollup_1h", "pi")),
-        timeout=150,
-        every=2,
-        what="the hour continuous query to run",
-    )
+@pytest.mark.influxdb
+def test_cli_on_influxdb1(influxd: InfluxD, tmp_path: Path) -> None:
+    """Test `suitcase gateway retention apply|show` on InfluxDB 1.x: policies and queries made,
+    rollups of existing data recomputed with --backfill-days, then shown; an unreachable server exits
+    2 with the fix."""
+    now = time.time()
+    InfluxDB1Sink(influxd.host, influxd.port).write(_readings("aarhus", "pi", now - 5 * 3600, now, 60.0))
+    before = CliRunner().invoke(app, ["retention", "show", "--store", influxd.sink_url])
+    assert "suitcase_aarhus: no rollups yet" in before.output
+    config = tmp_path / "retention.yaml"
+    config.write_text(SETTINGS)
+    runner = CliRunner()
+    args = [
+        "retention",
+        "apply",
+        "--config",
+        str(config),
+        "--store",
+        influxd.sink_url,
+        "--backfill-days",
+        "1",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "suitcase_aarhus: retention policy autogen now keeps 24h" in result.output
+    assert "suitcase_aarhus: rollups recomputed for the last 1 days" in result.output
+    assert sum(v[0] for v in _rollup(influxd, "suitcase_aarhus", "rollup_1h", "pi").values()) == 300
+    shown = runner.invoke(app, ["retention", "show", "--store", influxd.sink_url])
+    assert shown.exit_code == 0 and "aarhus: raw 1 d, 1-minute windows forever" in shown.output
+    assert "no rollups yet" not in shown.output
+    down = runner.invoke(app, ["retention", "show", "--store", "influxdb1://127.0.0.1:1"])
+    assert down.exit_code == 2 and "check the host and port" in down.output

@@ -205,3 +205,48 @@ def test_influxdb_reader_refuses_wrong_credentials(influxd_factory: Callable[...
     right = open_reader(f"{secured.sink_url}?username=admin&password=right")
     with pytest.raises(StoreError, match="no database 'suitcase'"):
         right.health()  # credentials accepted: only the database is missing
+
+
+def test_influxdb_windows_read_the_rollups_and_outlive_the_raw_readings(
+    influxd: InfluxD, tmp_path: Path
+) -> None:
+    """Test that the reader's hourly windows of three days, on a database with the rollups of
+    `suitcase gateway retention apply`, equal the embedded store's, and stay drawn once the raw
+    readings' shards are dropped (what their retention does)."""
+    import time
+
+    from gateway.store.influxdb1_rollups import FRESH_S
+    from gateway.store.influxdb1_rollups import from_url as rollups_of
+    from gateway.store.retention import parse_retention
+
+    now = time.time()
+    day = 86_400.0
+    records = [
+        Record("o", "pi", "s", "temperature", round(20 + (i % 37) * 0.1, 2), now - 3 * day + i * 150)
+        for i in range(int(3 * day / 150))
+    ]
+    tool = rollups_of(influxd.sink_url)
+    tool.apply(parse_retention("orgs: {o: {}}"), now)
+    with InfluxStore(influxd.sink_url) as store:
+        store.write(records)
+    tool.backfill("suitcase_o", now - 4 * day, now)
+    reader = open_reader(influxd.sink_url)
+    start = now - 3 * day + 3600 - now % 3600  # whole hours: both stores read their hour rollups
+    before = reader.windows("o", "pi", start, now, 3600.0)
+    with SqliteStore(tmp_path / "s.db") as lite:
+        lite.write(records)
+        want = lite.windows("o", "pi", start, now, 3600.0)
+    assert [(w.start, w.count, w.min, w.max) for w in before] == [
+        (w.start, w.count, w.min, w.max) for w in want
+    ]
+    assert all(abs(a.mean - b.mean) < 1e-9 for a, b in zip(before, want, strict=True))
+    shards = [
+        r[0] for s in influxd.query("SHOW SHARDS") for r in s["values"] if r[1:3] == ["suitcase_o", "autogen"]
+    ]
+    for shard in shards:
+        influxd.query(f"DROP SHARD {shard}")
+    assert reader.readings("o", "pi", start, now - FRESH_S - 3600) == []  # the raw readings are gone
+    after = reader.windows("o", "pi", start, now, 3600.0)
+    old = now - FRESH_S - 3600
+    assert [w for w in after if w.start < old] == [w for w in before if w.start < old] != []
+    reader.close()

@@ -39,7 +39,7 @@ STORE_SUITES = {
     "test_features",
     "test_store_parity",
 }
-STORE_AND_POSTGRES = {"test_routes_readings"}
+STORE_AND_POSTGRES = {"test_routes_devices"}  # the registry joined with the devices seen
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -62,6 +62,7 @@ def test_kiosk_token_may_not_act_for_its_person(world: World) -> None:
     for method, path in (
         ("DELETE", "/me"),
         ("GET", "/me/export"),
+        ("GET", "/auth/me"),
         ("DELETE", f"/tokens/{own}"),
         ("POST", "/tokens"),
         ("GET", f"/orgs/{a}/members"),
@@ -243,7 +244,7 @@ def test_secrets_in_urls_are_not_logged(
             pass
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "s3cr3tw3bh00k" not in logged
-    assert "'registry': 'sqlite:///" in logged
+    assert f"'registry': '{redact_url(settings.registry_url, keep_path=True)}'" in logged
 
 
 def _personal(world: World) -> dict[str, Any]:
@@ -288,3 +289,15 @@ def test_personal_data_deletion_leaves_no_mention(world: World) -> None:
     for text in (audit, str(assessment), str(loans)):
         assert person["email"] not in text and "Vera Viewer" not in text
     assert f"deleted user #{person['user_id']}" in str(loans)
+
+
+def test_a_viewer_sees_that_a_rule_notifies_not_where(world: World) -> None:
+    """Test that viewers get alert rules with the webhook's host only and masked e-mails (a
+    webhook URL carries its secret), while operators, who edit the rule, see them whole."""
+    hook = "https://hooks.example.org/services/T0/B0/s3cr3t"
+    body = {"name": "r", "kind": "offline", "webhooks": [hook], "emails": ["duty@a.example.org"]}
+    rule = world.ok("a-operator", "POST", "/alert-rules", 201, json=body)
+    seen = world.ok("a-viewer", "GET", f"/alert-rules/{rule['id']}")
+    assert seen["webhooks"] == ["https://hooks.example.org/***"] and seen["emails"] == ["d***@a.example.org"]
+    assert "s3cr3t" not in str(world.ok("a-viewer", "GET", "/alert-rules"))
+    assert world.ok("a-operator", "GET", f"/alert-rules/{rule['id']}")["webhooks"] == [hook]

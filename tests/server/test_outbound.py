@@ -131,3 +131,13 @@ def test_only_http_urls_go_out(url: str) -> None:
     """Test that other schemes are refused."""
     with pytest.raises(OutboundRefused, match="http"):
         post_json(OutboundPolicy(), url, {})
+
+
+def test_a_bad_allow_list_entry_stops_the_server_from_starting() -> None:
+    """Test that a typo in SUITCASE_SERVER_OUTBOUND_ALLOW is refused with the expected format."""
+    from pydantic import ValidationError
+
+    from server.settings import ServerSettings
+
+    with pytest.raises(ValidationError, match=r"10\.20\.0\.0/16"):
+        ServerSettings(outbound_allow=["10.20.0.0/33"])

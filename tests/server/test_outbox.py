@@ -89,7 +89,7 @@ def test_notifications_leave_after_the_commit(world: World, hook: Hook, box: Mai
     assert "[FIRING]" in box.messages[0].content.decode() and box.messages[0].rcpt_tos == [
         "ops@a.example.org"
     ]
-    alert = world.ok("a-viewer", "GET", "/alerts")["data"][0]
+    alert = world.ok("a-operator", "GET", "/alerts")["data"][0]
     assert [(n["target"], n["ok"]) for n in alert["notifications"]] == [(hook.url, True), ("smtp", True)]
 
 
@@ -129,7 +129,7 @@ def test_a_receiver_that_never_answers_is_given_up(world: World, hook: Hook) -> 
         t += 3600
         deliver_due(res.engine, res.settings, t, policy=LOOPBACK)
     assert len(hook.posts) == 3
-    alert = world.ok("a-viewer", "GET", "/alerts")["data"][0]
+    alert = world.ok("a-operator", "GET", "/alerts")["data"][0]
     assert alert["notifications"] == [
         {
             "event": "firing",
@@ -149,7 +149,7 @@ def test_a_refused_target_is_not_retried_and_says_why(world: World, hook: Hook) 
     res: Any = world.client.app.state.resources  # type: ignore[attr-defined]
     deliver_due(res.engine, res.settings, NOW + 86400)
     assert hook.posts == []
-    notes = world.ok("a-viewer", "GET", "/alerts")["data"][0]["notifications"]
+    notes = world.ok("a-operator", "GET", "/alerts")["data"][0]["notifications"]
     assert [(n["ok"], n["attempts"]) for n in notes] == [(False, 1), (False, 1)]
     assert all("SUITCASE_SERVER_OUTBOUND_ALLOW" in n["error"] for n in notes)
     assert hook.url.rsplit(":", 1)[1].split("/")[0] not in notes[0]["error"]

@@ -10,9 +10,10 @@ from sqlmodel import col, select
 
 from kits.quantities import QUANTITIES
 from server.alerts import evaluate, notify_due
-from server.api.auth import AuthDep, not_found
+from server.api.auth import AuthDep, Principal, not_found
 from server.api.common import Page, PagingDep, audit_change, page, resolve_org, scoped
 from server.api.deps import ClockDep, ResourcesDep, SessionDep
+from server.security import redact_url
 from server.tables import AlertRow, AlertRuleRow, DeploymentRow
 
 __all__ = ["AlertRuleCreate", "AlertRulePublic", "AlertRuleUpdate", "router"]
@@ -105,8 +106,28 @@ class EvaluationPublic(BaseModel):
     resolved: list[int]
 
 
-def _rule_public(row: AlertRuleRow) -> AlertRulePublic:
-    return AlertRulePublic.model_validate(row.model_dump())
+def _mask_email(address: str) -> str:
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def _rule_public(row: AlertRuleRow, principal: Principal) -> AlertRulePublic:
+    """The rule; a viewer sees that it notifies, not where (a webhook URL carries its secret)."""
+    public = AlertRulePublic.model_validate(row.model_dump())
+    if not principal.can(row.org_id, "operator"):
+        public.webhooks = [redact_url(u) for u in public.webhooks]
+        public.emails = [_mask_email(e) for e in public.emails]
+    return public
+
+
+def _alert_public(row: AlertRow, principal: Principal) -> AlertPublic:
+    public = AlertPublic.model_validate(row.model_dump())
+    if not principal.can(row.org_id, "operator"):
+        public.notifications = [
+            {**n, "target": redact_url(str(n["target"]))} if "://" in str(n.get("target", "")) else n
+            for n in public.notifications
+        ]
+    return public
 
 
 @router.post("/alert-rules", status_code=201)
@@ -135,7 +156,7 @@ def create_rule(
     session.flush()
     audit_change(session, principal, now, "create", "alert_rule", row.id, row.org_id, kind=row.kind)
     session.commit()
-    return _rule_public(row)
+    return _rule_public(row, principal)
 
 
 @router.get("/alert-rules")
@@ -144,7 +165,7 @@ def list_rules(principal: AuthDep, session: SessionDep, paging: PagingDep) -> Pa
     rows, total = page(
         session, scoped(select(AlertRuleRow), AlertRuleRow.org_id, principal), paging, col(AlertRuleRow.id)
     )
-    return Page(data=[_rule_public(r) for r in rows], count=total, **paging.model_dump())
+    return Page(data=[_rule_public(r, principal) for r in rows], count=total, **paging.model_dump())
 
 
 def _rule(session: Any, principal: Any, rule_id: int, role: str) -> AlertRuleRow:
@@ -158,7 +179,7 @@ def _rule(session: Any, principal: Any, rule_id: int, role: str) -> AlertRuleRow
 @router.get("/alert-rules/{rule_id}")
 def read_rule(rule_id: int, principal: AuthDep, session: SessionDep) -> AlertRulePublic:
     """Return one alert rule."""
-    return _rule_public(_rule(session, principal, rule_id, "viewer"))
+    return _rule_public(_rule(session, principal, rule_id, "viewer"), principal)
 
 
 @router.patch("/alert-rules/{rule_id}")
@@ -173,7 +194,7 @@ def update_rule(
     session.add(row)
     audit_change(session, principal, clock(), "update", "alert_rule", rule_id, row.org_id, **changes)
     session.commit()
-    return _rule_public(row)
+    return _rule_public(row, principal)
 
 
 @router.delete("/alert-rules/{rule_id}", status_code=204)
@@ -202,9 +223,7 @@ def list_alerts(
     if rule_id is not None:
         query = query.where(AlertRow.rule_id == rule_id)
     rows, total = page(session, query, paging, col(AlertRow.id).desc())
-    return Page(
-        data=[AlertPublic.model_validate(r.model_dump()) for r in rows], count=total, **paging.model_dump()
-    )
+    return Page(data=[_alert_public(r, principal) for r in rows], count=total, **paging.model_dump())
 
 
 @router.post("/alerts/evaluate")

@@ -49,7 +49,7 @@ def unboxing_status(session: Session, store: Reader, kit: KitRow) -> dict[str, A
     """The checklist of every Pi of ``kit``: a list of steps each ``ok``, ``todo`` or ``wait``."""
     profile_row = session.get(KitProfileRow, kit.profile_id)
     profile = profile_row.profile() if profile_row else None
-    expected = [(s.sensor_name, s.part, s.address) for s in profile.sensors] if profile else []
+    expected = [(s.sensor_name, s.part, s.path) for s in profile.sensors] if profile else []
     seen = {d.device: d for d in store.devices()}
     pis = session.exec(
         select(KitPiRow).where(KitPiRow.kit_id == kit.id).order_by(col(KitPiRow.pi_index))
@@ -97,12 +97,10 @@ def unboxing_status(session: Session, store: Reader, kit: KitRow) -> dict[str, A
                 detail = ""
             elif state is None or state == "missing":
                 ok = False
-                detail = (
-                    f"not found at {address:#04x}: reseat its cable" if state == "missing" else "not reported"
-                )
+                detail = f"not found at {address}: reseat its cable" if state == "missing" else "not reported"
             else:
                 ok = True
-                detail = f"{part} at {address:#04x}: {state}"
+                detail = f"{part} at {address}: {state}"
             steps.append(_step(f"sensor:{name}", f"Sensor {name} ({part}) detected", ok, detail))
         plausible = [r for r in latest if _plausible(r.quantity, r.value)]
         steps.append(
