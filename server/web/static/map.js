@@ -33,6 +33,10 @@
       el.dataset.tiles = "off";
       if (note) note.textContent = config.offline_note || "";
       basemap();
+      // The outlines are 1:10m: zoomed in to a street they are a straight line. Zoom out far
+      // enough that the coast around the markers shows (a lone marker: its part of the country).
+      const cap = markers.length > 1 ? 11 : 8;
+      if (map.getZoom() > cap) map.setZoom(cap);
     }
     if (config.tiles && navigator.onLine !== false) {
       let failures = 0;
@@ -64,8 +68,9 @@
       marker.addTo(map);
       layer.push(marker);
     });
-    if (markers.length === 1) map.setView([markers[0].lat, markers[0].lon], 14);
-    else if (markers.length > 1) map.fitBounds(L.featureGroup(layer).getBounds().pad(0.3));
+    const zoom = tiles ? 14 : 8;
+    if (markers.length === 1) map.setView([markers[0].lat, markers[0].lon], zoom);
+    else if (markers.length > 1) map.fitBounds(L.featureGroup(layer).getBounds().pad(0.3), { maxZoom: tiles ? 18 : 11 });
     else map.setView([56.0, 10.5], 6);
     el.dataset.markers = String(markers.length);
     return map;
