@@ -71,9 +71,11 @@ class DemoResult:
 
 def stuck_after(interval: float, speed: float) -> int:
     """Identical readings in a row that flag a sensor stuck in the demo: the scripted stuck sensor
-    is seen well within its frozen time (production waits an hour or more), never fewer than 3."""
+    is flagged within the first third of its frozen time, so the fleet page shows it for a while
+    (production waits an hour or more); never fewer than 3 (the chips' noise makes a natural
+    repeat of every value unlikely, see suitcase.demo_pis)."""
     readings = _FROZEN_S / speed / max(interval, 1.0)  # the BME280 reads at most once a second
-    return max(5, min(10, int(readings / 2)))
+    return max(3, min(10, int(readings / 3)))
 
 
 def _agent_config(index: int, host: str, port: int, interval: float, speed: float = 1.0) -> DeviceConfig:
