@@ -46,7 +46,7 @@ bench: $(VENV)/.dev-installed
 
 # The fuzz of every consumer of untrusted messages, ten times what CI runs (1,000,000 packs into
 # kits.wire's decode, 100,000 per other consumer); CI runs the same tests at scale 1 in `make test`.
-FUZZ_TESTS := tests/kits/test_wire_fuzz.py tests/server/test_message_fuzz.py
+FUZZ_TESTS := tests/kits/test_wire_fuzz.py tests/server/test_message_fuzz.py tests/edge/test_commands_fuzz.py
 fuzz: $(VENV)/.dev-installed
 	SUITCASE_FUZZ_SCALE=10 $(BIN)/pytest -q -p no:cacheprovider --timeout=3600 $(FUZZ_TESTS) $(PYTEST_ARGS)
 

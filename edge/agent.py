@@ -25,28 +25,22 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 import kits
 from edge import system
 from edge.commands import run_command
-from edge.config import save_device_config
+from edge.config import merge_changes, save_device_config
 from edge.counters import AgentCounters
 from edge.drivers.base import I2CBus
-from edge.logs import device_log
+from edge.logs import RateLimit, device_log
 from edge.outbox import Outbox, OutboxError, Row
 from edge.publisher import META_EVERY_S, Publisher
 from edge.sampler import MAX_BACKOFF_S, Sampler, SensorState, SensorStatus
-from kits.errors import ConfigError
 from kits.models import DeviceConfig
 from kits.wire import MIN_VALID_TIME, CommandReply, Meta, OutboxMeta, Record
 
 __all__ = ["MAX_BACKOFF_S", "META_EVERY_S", "Agent", "SensorState", "SensorStatus"]
 
 log = logging.getLogger(__name__)
-
-# Fields the config command may not change: identity and the session it arrives on.
-_FIXED = ("device", "org", "mqtt", "bus")
 
 
 class Agent:
@@ -98,8 +92,11 @@ class Agent:
         self.log = device_log(log, config.org, config.device)
         self._stop = threading.Event()
         self._sampling: threading.Thread | None = None
+        # Set after the first sampling round (see Reporter.meta_ready).
+        self.meta_ready = False
         self._started_at: float | None = None
         self.counters = AgentCounters()
+        self._bad_commands = RateLimit()
         self.outbox_error: str | None = None
         self.sampler = Sampler(config, i2c, log=self.log)
         self.outbox = outbox or Outbox(
@@ -178,18 +175,7 @@ class Agent:
         Raises:
             ConfigError: a field that may not change, or a value the device config or ``check`` refuses.
         """
-        fixed = sorted(set(changes) & set(_FIXED))
-        if fixed:
-            raise ConfigError(
-                f"config may not change {', '.join(fixed)}: "
-                "re-enroll the device to change its identity or broker"
-            )
-        merged = {**self.config.model_dump(), **changes}
-        try:
-            new = DeviceConfig.model_validate(merged)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"config refused, nothing changed: {problems}") from exc
+        new = merge_changes(self.config, changes)
         if check is not None:
             check(new, changes.keys())
         self.sampler.configure(new)
@@ -252,6 +238,7 @@ class Agent:
                 self.sample_once()
             except Exception:  # the sampler must outlive any one bad cycle
                 self.log.exception("sampling cycle failed; trying again next cycle")
+            self.meta_ready = True
             next_cycle += self.config.publish_interval_s
             now = time.monotonic()
             if next_cycle < now:  # a slow cycle: skip the missed ones rather than burst
@@ -300,6 +287,7 @@ class Agent:
             raise RuntimeError("the agent is already running")
         self._started_at = self._monotonic()
         self._stop.clear()
+        self.meta_ready = False
         self.publisher.start()
         self._sampling = threading.Thread(
             target=self._sample_loop, name=f"sampler-{self.config.device}", daemon=True
@@ -335,9 +323,12 @@ class Agent:
         """Run command ``name`` (:mod:`edge.commands`); return its reply, None if no id to answer."""
         return run_command(self, name, payload)
 
-    def note_bad_command(self) -> None:
-        """Count a command that could not be answered (``bad_commands`` in ``meta``)."""
+    def note_bad_command(self, name: str, reason: str) -> None:
+        """Count a command that could not be answered (``bad_commands`` in ``meta``) and log it,
+        at most 5 lines a minute."""
         self.counters.bad_commands += 1
+        hint = 'send {"id": ..., "args": {...}}'
+        self._bad_commands.log(self.log, logging.WARNING, "command %s ignored (%s): %s", name, reason, hint)
 
     def resend(self, start: float, end: float) -> int:
         """Publish again every reading stamped in ``[start, end]`` that the outbox still holds.

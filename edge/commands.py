@@ -5,7 +5,7 @@ A request is ``{"id": uuid, "args": {...}}``; the reply on ``cmd/{name}/reply`` 
 
 Every command arrives from the network, so each is that command's problem and never the agent's:
 a request that names an id gets a reply saying what was wrong; one without an id to answer to is
-counted (``bad_commands`` in ``meta``) and logged at a limited rate. A ``config`` command may not
+counted (``bad_commands`` in ``meta``) and logged at a limited rate by the agent. A ``config`` command may not
 set what would harm the device (:data:`COMMAND_LIMITS`): a local config file still may.
 
 The handlers see the agent through :class:`CommandTarget` only.
@@ -20,7 +20,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge.logs import RateLimit
 from kits.errors import ConfigError, SuitcaseError
 from kits.models import DeviceConfig
 from kits.wire import COMMANDS, CommandReply
@@ -36,7 +35,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_bad_requests = RateLimit()
 
 
 class CommandError(SuitcaseError):
@@ -77,8 +75,8 @@ class CommandTarget(Protocol):
         """Publish the outbox's readings stamped in ``[start, end]`` again; return how many."""
         ...
 
-    def note_bad_command(self) -> None:
-        """Count a command that could not be answered."""
+    def note_bad_command(self, name: str, reason: str) -> None:
+        """Count (and log, at a limited rate) a command that could not be answered."""
         ...
 
 
@@ -214,11 +212,8 @@ def run_command(target: CommandTarget, name: str, payload: bytes) -> CommandRepl
     """
     request_id, args = _request(payload)
     if request_id is None:
-        target.note_bad_command()
-        hint = 'send {"id": ..., "args": {...}}'
-        _bad_requests.log(
-            log, logging.WARNING, "command %s with a bad request ignored (%s): %s", name[:64], args, hint
-        )
+        assert isinstance(args, str)
+        target.note_bad_command(name[:64], args)
         return None
     if isinstance(args, str):
         return CommandReply(id=request_id, ok=False, error=f"bad request: {args}")

@@ -42,12 +42,15 @@ __all__ = [
     "effective_device_config",
     "load_edge_settings",
     "load_saved_device_config",
+    "merge_changes",
     "save_device_config",
 ]
 
 DEFAULT_CONFIG = Path("/etc/suitcase/edge.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/suitcase/edge")
 SAVED = "device.json"
+# Fields a config command may not change: identity and the session it arrives on.
+FIXED = ("device", "org", "mqtt", "bus")
 
 
 class ClaimSettings(BaseModel):
@@ -148,6 +151,25 @@ def _inner(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def merge_changes(config: DeviceConfig, changes: dict[str, Any]) -> DeviceConfig:
+    """``config`` with a ``config`` command's top-level ``changes``, validated as a whole.
+
+    Raises:
+        ConfigError: a field that may not change (:data:`FIXED`), or a value the device config
+            refuses; the message names each field.
+    """
+    fixed = sorted(set(changes) & set(FIXED))
+    if fixed:
+        raise ConfigError(
+            f"config may not change {', '.join(fixed)}: re-enroll the device to change its identity or broker"
+        )
+    try:
+        return DeviceConfig.model_validate({**config.model_dump(), **changes})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"config refused, nothing changed: {problems}") from exc
 
 
 def save_device_config(state_dir: Path, config: DeviceConfig) -> Path:

@@ -53,6 +53,11 @@ class Reporter(Protocol):
         """Why the outbox cannot be written now, or None."""
         ...
 
+    @property
+    def meta_ready(self) -> bool:
+        """Whether every sensor has been tried once: before that, meta would call them missing."""
+        ...
+
     def meta(self) -> dict[str, Any]:
         """The ``meta`` message as a dict."""
         ...
@@ -242,7 +247,7 @@ class Publisher:
                 self.session.publish(topic, reply.model_dump_json().encode())
 
     def _publish_meta(self, *, force: bool = False) -> None:
-        if not self.session.is_open:
+        if not self.session.is_open or not self._reporter.meta_ready:
             return
         meta = self._reporter.meta()
         key = _meta_key(meta, self._reporter.outbox_error)

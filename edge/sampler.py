@@ -250,6 +250,10 @@ class Sampler:
             self._failed(status, "failing", f"driver error {type(exc).__name__}: {exc}", now)
             return False
         status.created_at = now
+        # The chip answered: it is there, even while it warms up (a PMSA003I takes 30 s) and before
+        # its first reading; "missing" would raise a false alarm on every start.
+        if status.state == "missing":
+            status.state, status.last_error = "ok", None
         self.log.info("sensor %s: %s at %s ready", sensor.name, sensor.part, sensor.path)
         return True
 

@@ -127,6 +127,9 @@ def run(
     _run_one(settings, quiet)
 
 
+_PLAIN_EVERY_S = 10.0
+
+
 def _retention_keeper(settings: object) -> RetentionLoop | None:
     """Start applying the retention settings to the gateway's stores, if it has any; exit 2 if bad."""
     from gateway.settings import GatewaySettings
@@ -210,6 +213,16 @@ def _run_one(settings: object, quiet: bool) -> None:
         if quiet:
             while not done.wait(0.5):
                 pass
+        elif not console.is_terminal:  # piped, logged or under systemd: plain lines, flushed
+            typer.echo(f"gateway {settings.mqtt_host}:{settings.mqtt_port} -> {targets}: running", err=True)
+            while not done.wait(_PLAIN_EVERY_S):
+                s = gateway.stats
+                typer.echo(
+                    f"{'subscribed' if gateway.subscribed else 'connecting'}: messages {s.received}, "
+                    f"readings {s.written}, dead letters {s.dead_lettered}, acked {s.acked}, "
+                    f"write failures {s.store_failures}",
+                    err=True,
+                )
         else:
             with Live(console=console, refresh_per_second=2, transient=False) as live:
                 while not done.wait(0.5):

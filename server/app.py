@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
@@ -28,6 +28,7 @@ from server.security import redact_url
 from server.settings import ServerSettings
 from server.untrusted import safe_json, safe_text
 from server.web import mount_web
+from server.web.errors import error_page, wants_html
 
 __all__ = ["create_app"]
 
@@ -105,6 +106,7 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     app.add_exception_handler(DataError, _out_of_range)
     app.add_exception_handler(IntegrityError, _conflict)
     app.add_exception_handler(StoreError, _store_unavailable)
+    app.add_exception_handler(Exception, _server_error(security_headers(settings.map_tiles_url)))
     mount_web(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(
@@ -132,9 +134,30 @@ def _error(
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """A JSON body for the API and its clients; a page in the site's layout for a browser."""
     assert isinstance(exc, StarletteHTTPException)
-    return _error(exc.status_code, exc.detail, headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if wants_html(request):
+        return error_page(request, exc.status_code, exc.detail, headers)
+    return _error(exc.status_code, exc.detail, headers=headers)
+
+
+def _server_error(headers: list[tuple[bytes, bytes]]) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A bug's 500: the traceback goes to the log (Starlette re-raises it to the server), the
+    visitor gets a page or a JSON body that gives nothing of it away. This answer is sent from
+    outside the other middleware, so it carries the security headers itself."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        if wants_html(request):
+            response: Response = error_page(request, 500)
+        else:
+            response = _error(500, "the server failed to answer: the error is logged; try again later")
+        for name, value in headers:
+            response.headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        return response
+
+    return handler
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -159,8 +161,35 @@ class EmbeddedBroker(_BrokerBase):
         self._thread = None
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent_hook() -> Any:
+    """A ``preexec_fn`` that asks Linux to SIGTERM the child when its parent dies, or None.
+
+    The libc function is looked up here, before the fork, so the child only makes one system call.
+    Only from the main thread: the "parent" of PR_SET_PDEATHSIG is the forking *thread*.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, 15, 0, 0, 0)
+
+    return hook
+
+
 class MosquittoBroker(_BrokerBase):
     """A real Mosquitto 2 process on loopback, loading deploy/mosquitto/suitcase.conf.
+
+    It runs in its own session, so a Ctrl-C or a hang-up meant for its parent's terminal never
+    reaches it directly (the parent stops it last, after the clients that use it), and on Linux it
+    is sent SIGTERM when its parent dies, however that happens: it is never left orphaned holding
+    its port.
 
     Args:
         workdir: where the run's config, persistence file and log go.
@@ -229,6 +258,8 @@ class MosquittoBroker(_BrokerBase):
             [self.binary, "-c", str(self.config_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent_hook(),  # one prctl call, resolved before the fork
         )
         try:
             wait_for_port(self.host, self.port)
@@ -242,6 +273,16 @@ class MosquittoBroker(_BrokerBase):
             ) from exc
         log.info("mosquitto on %s (config %s)", self.url, self.config_path)
 
+    @property
+    def pid(self) -> int | None:
+        """The Mosquitto process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def kill(self) -> None:
+        """Kill Mosquitto at once (a forced stop); no wait."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
@@ -253,10 +294,12 @@ class MosquittoBroker(_BrokerBase):
         self._process = None
 
 
-def start_broker(kind: BrokerKind, workdir: Path) -> EmbeddedBroker | MosquittoBroker:
-    """Start a broker of ``kind`` on a free loopback port and return it."""
+def start_broker(
+    kind: BrokerKind, workdir: Path, host: str = "127.0.0.1"
+) -> EmbeddedBroker | MosquittoBroker:
+    """Start a broker of ``kind`` on a free port of ``host`` (loopback by default) and return it."""
     broker: EmbeddedBroker | MosquittoBroker = (
-        EmbeddedBroker() if kind == "embedded" else MosquittoBroker(workdir / "mosquitto")
+        EmbeddedBroker(host) if kind == "embedded" else MosquittoBroker(workdir / "mosquitto", host=host)
     )
     broker.start()
     return broker

@@ -150,9 +150,14 @@ class InfluxQLReader:
         return database_name(self.database, org)
 
     def _org_databases(self) -> dict[str, str]:
-        """Every org database on the server: database -> org slug (as the template spells it)."""
+        """Every org database on the server: database -> org slug (as the template spells it).
+
+        A template without ``{org}`` is one database for every org (the org tag tells them apart).
+        """
         prefix, _, suffix = self.database.partition("{org}")
         names = [row[0] for s in self._query(["SHOW DATABASES"])[0] for row in s.get("values", [])]
+        if "{org}" not in self.database:
+            return {self.database: ""} if self.database in names else {}
         return {
             n: n[len(prefix) : len(n) - len(suffix) if suffix else None]
             for n in names
@@ -184,7 +189,9 @@ class InfluxQLReader:
         limit: int = 100_000,
     ) -> list[Record]:
         """Return up to ``limit`` readings of (``org``, ``device``) in ``[start, end)``, oldest first."""
-        where = f'"device" = {_quote(device)} AND time >= {_ns(start)} AND time < {_ns(end)}'
+        # The org too: a database template without {org} holds every org's readings.
+        where = f'"org" = {_quote(org)} AND "device" = {_quote(device)}'
+        where += f" AND time >= {_ns(start)} AND time < {_ns(end)}"
         if sensor:
             where += f' AND "sensor" = {_quote(sensor)}'
         source = f"{_ident(self._db(org))}..{_ident(quantity) if quantity else '/.*/'}"
@@ -217,7 +224,8 @@ class InfluxQLReader:
             for org, names in sorted(by_org.items()):
                 ordered = sorted(names)
                 for i in range(0, len(ordered), _KEYS_PER_STATEMENT):
-                    where = f' WHERE "device" =~ {_regex_any(ordered[i : i + _KEYS_PER_STATEMENT])}'
+                    regex = _regex_any(ordered[i : i + _KEYS_PER_STATEMENT])
+                    where = f' WHERE "org" = {_quote(org)} AND "device" =~ {regex}'
                     statements.append(template.format(db=_ident(self._db(org)), where=where))
                     orgs.append(org)
         if not statements:
@@ -298,7 +306,7 @@ class InfluxQLReader:
         """
         check_window_width(every)
         db = self._db(org)
-        conditions = f'"device" = {_quote(device)}'
+        conditions = f'"org" = {_quote(org)} AND "device" = {_quote(device)}'
         if sensor:
             conditions += f' AND "sensor" = {_quote(sensor)}'
         measurement = _ident(quantity) if quantity else "/.*/"

@@ -121,6 +121,22 @@ def test_a_sensor_missing_at_start_is_picked_up_when_plugged_in(targets: Targets
     assert len(agent.sample_once()) == 3
 
 
+def test_a_sensor_warming_up_is_present_not_missing(clock: FakeClock) -> None:
+    """Test that a PMSA003I in its 30 s warm-up is reported ok (it answered), not missing, and has
+    no reading yet; a chip that never answered stays missing."""
+    sensors = [
+        DeviceSensor(name="air", part="pmsa003i", address=0x12, interval_s=1),
+        DeviceSensor(name="gone", part="bme280", address=0x77, interval_s=1),
+    ]
+    bus = build_bus(sensors[:1], "street-air", clock=clock, seed=0)
+    agent = Agent(_config(*sensors), bus, clock=clock)
+    assert agent.sample_once() == []
+    meta = agent.meta()["sensors"]
+    assert meta["air"]["state"] == "ok" and meta["air"]["readings"] == 0
+    assert meta["gone"]["state"] == "missing"
+    assert agent.meta()["missing"] == ["gone"]
+
+
 def test_a_driver_bug_is_contained_to_its_sensor(
     targets: Targets, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,13 +6,16 @@ and sends it as each command, and as commands that do not exist. 0 escapes: ``ru
 never raises, never answers "internal error" (a bug caught is still a bug), every reply
 encodes, and the agent samples normally afterwards.
 
-``SUITCASE_FUZZ_EXAMPLES`` sets the number of inputs (10,000 by default; CI's fuzz tier).
+A second pass writes the JSON text itself (:class:`tests.fuzzing.JsonFuzzer`), to reach what no
+encoder writes: ``NaN`` and ``Infinity`` literals, ``1e400``, integers of thousands of digits,
+lone surrogate escapes, duplicate keys and cut or flipped bytes, in every field a command reads.
+
+10,000 inputs each in CI; ``make fuzz`` (``SUITCASE_FUZZ_SCALE=10``) runs ten times more.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +29,9 @@ from edge.parts.bme280.emulator import Bme280Emulator
 from kits.models import DeviceConfig, DeviceSensor
 from kits.wire import COMMANDS, CommandReply
 from tests.edge.conftest import FakeClock, Targets
+from tests.fuzzing import JsonFuzzer, fuzz_count
 
-EXAMPLES = int(os.environ.get("SUITCASE_FUZZ_EXAMPLES", "10000"))
+EXAMPLES = fuzz_count(10_000)
 _PER_EXAMPLE = 2 * (len(COMMANDS) + 1)
 
 _numbers = st.one_of(
@@ -119,22 +123,42 @@ def _agent(tmp_path: Path, clock: FakeClock) -> Agent:
     return Agent(config, bus, clock=clock, leds_dir=tmp_path / "no-leds", cpu_temperature=lambda: None)
 
 
+class _Checker:
+    """Sends inputs to the handler and tallies the outcomes; fails on any escape."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.outcomes = {"ok": 0, "refused": 0, "unanswerable": 0}
+
+    def __call__(self, name: str, payload: bytes) -> None:
+        reply = run_command(self.agent, name, payload)
+        if reply is None:
+            self.outcomes["unanswerable"] += 1
+            return
+        assert isinstance(reply, CommandReply)
+        assert "internal error" not in (reply.error or ""), (name, payload[:300], reply.error)
+        CommandReply.model_validate_json(reply.model_dump_json())  # it goes out on the wire
+        self.outcomes["ok" if reply.ok else "refused"] += 1
+
+    def still_works(self, clock: FakeClock) -> None:
+        """The agent takes a good config command, and the next cycle reads the sensor."""
+        sensors = [{"name": "indoor", "part": "bme280", "address": 0x77, "interval_s": 1.0}]
+        request = {"id": "ok", "args": {"sensors": sensors, "calibration": []}}
+        reset = run_command(self.agent, "config", json.dumps(request).encode())
+        assert reset is not None and reset.ok, reset
+        clock.advance(3600.0)
+        records = self.agent.sample_once()
+        assert sorted(r.quantity for r in records) == ["humidity", "pressure", "temperature"]
+        assert self.agent.config.device == "pi-1" and self.agent.config.org == "aarhus"
+
+
 def test_no_command_input_escapes_the_handler(tmp_path: Path) -> None:
     """Test that 10,000 commands of every JSON shape each end in a reply or a counted drop, never an
     exception or an internal error, and that the agent still samples afterwards."""
     clock = FakeClock()
     agent = _agent(tmp_path, clock)
-    outcomes = {"ok": 0, "refused": 0, "unanswerable": 0}
-
-    def check(name: str, payload: bytes) -> None:
-        reply = run_command(agent, name, payload)
-        if reply is None:
-            outcomes["unanswerable"] += 1
-            return
-        assert isinstance(reply, CommandReply)
-        assert "internal error" not in (reply.error or ""), (name, payload[:300], reply.error)
-        CommandReply.model_validate_json(reply.model_dump_json())  # it goes out on the wire
-        outcomes["ok" if reply.ok else "refused"] += 1
+    check = _Checker(agent)
+    outcomes = check.outcomes
 
     @settings(
         max_examples=max(1, EXAMPLES // _PER_EXAMPLE),
@@ -158,13 +182,24 @@ def test_no_command_input_escapes_the_handler(tmp_path: Path) -> None:
     assert sum(outcomes.values()) >= EXAMPLES
     assert outcomes["ok"] and outcomes["refused"] and outcomes["unanswerable"], outcomes
     assert agent.meta()["counters"]["bad_commands"] == outcomes["unanswerable"]
-    assert agent.config.device == "pi-1" and agent.config.org == "aarhus"
-    # The agent still works: a good config command is taken, and the next cycle reads the sensor.
-    sensors = [{"name": "indoor", "part": "bme280", "address": 0x77, "interval_s": 1.0}]
-    reset = run_command(
-        agent, "config", json.dumps({"id": "ok", "args": {"sensors": sensors, "calibration": []}}).encode()
-    )
-    assert reset is not None and reset.ok, reset
-    clock.advance(3600.0)
-    records = agent.sample_once()
-    assert sorted(r.quantity for r in records) == ["humidity", "pressure", "temperature"]
+    check.still_works(clock)
+
+
+def test_no_raw_json_command_escapes_the_handler(tmp_path: Path) -> None:
+    """Test that 10,000 commands written as raw JSON text (NaN, 1e400, huge integers, lone
+    surrogates, duplicate keys, cut and flipped bytes, wrong types in every field a command
+    reads) each end in a reply or a counted drop, and that the agent still samples afterwards."""
+    clock = FakeClock()
+    check = _Checker(_agent(tmp_path, clock))
+    fuzzer = JsonFuzzer(seed=17)
+    count = fuzz_count(10_000)
+    names = [*COMMANDS, "reboot"]
+    for k, payload in enumerate(
+        fuzzer.objects(count, lambda f: '{"id":"f","args":' + f.object_of(_FIELDS) + "}")
+    ):
+        if k % 10 == 9:
+            payload = fuzzer.mutate(payload)
+        check(names[k % len(names)], payload)
+    assert sum(check.outcomes.values()) == count
+    assert check.outcomes["refused"] > count // 4, check.outcomes
+    check.still_works(clock)

@@ -36,7 +36,8 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path: Path) -> None:
 
 
 def test_run_writes_readings_and_stops_on_sigterm(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
-    """Test that `gateway run` (configured by environment) writes readings and exits 0 on SIGTERM."""
+    """Test that `gateway run` (configured by environment) writes readings and exits 0 on SIGTERM,
+    printing plain lines when its output is not a terminal."""
     store_path = tmp_path / "store.db"
     env = dict(
         os.environ,
@@ -66,6 +67,9 @@ def test_run_writes_readings_and_stops_on_sigterm(tmp_path: Path, embedded_broke
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert "stopping the gateway" in err
+    # stderr is a pipe, not a terminal: plain lines, no live panel's escape codes
+    assert f"gateway 127.0.0.1:{embedded_broker.port} -> " in err and ": running" in err, err
+    assert "\x1b[" not in err, err
 
 
 def test_run_exits_non_zero_with_the_reason_when_a_worker_thread_dies(

@@ -159,6 +159,15 @@ def test_influxdb_reader_opens_from_the_sinks_urls(influxd: InfluxD) -> None:
     assert two.readings("aarhus", "pi-1", T0, T0 + 9999) == data()[:10]
     one.close()
     two.close()
+    with InfluxStore(f"{influxd.sink_url}?database=one_for_all") as shared:  # no {org}: one database
+        shared.write(data())
+        assert {(r.org, r.device) for r in shared.latest()} == set(KEYS)
+        mine = [r for r in data() if (r.org, r.device) == ("city-x", "pi-1") and r.time < T0 + 200]
+        assert shared.readings("city-x", "pi-1", T0, T0 + 200) == sorted(
+            mine, key=lambda r: (r.time, r.sensor, r.quantity)
+        )
+        assert sum(w.count for w in shared.windows("aarhus", "pi-1", T0, T0 + 7200, 600.0)) == 4 * 360
+        assert {r.org for r in shared.latest([("aarhus", "pi-1")])} == {"aarhus"}
     with pytest.raises(ConfigError, match=r"databse.*takes.*database"):
         open_reader(f"{influxd.sink_url}?databse=x")
 

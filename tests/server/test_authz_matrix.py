@@ -547,3 +547,32 @@ def test_every_route_answers_every_caller_as_written_down(fleet: Fleet) -> None:
     if record:
         print("\n".join(lines))
     assert not wrong, "statuses differ (" + " ".join(WHO) + "):\n" + "\n".join(wrong)
+
+
+def _resolves_the_caller(endpoint: Callable[..., Any], path: str) -> bool:
+    from fastapi.dependencies.utils import get_dependant
+
+    from server.api.auth import get_principal
+
+    pending = [get_dependant(path=path, call=endpoint)]
+    while pending:
+        dependant = pending.pop()
+        if dependant.call is get_principal:
+            return True
+        pending.extend(dependant.dependencies)
+    return False
+
+
+def test_every_closed_route_resolves_its_caller(tmp_path: Path) -> None:
+    """Test that every route not listed as public depends on ``get_principal``, where the access
+    table is applied: a route that never asks who calls would be open to anyone whatever the table
+    says."""
+    from server.api.access import PUBLIC
+
+    settings = ServerSettings(registry_url=f"sqlite:///{tmp_path / 'r.db'}", store=str(tmp_path / "s.db"))
+    unguarded = [
+        (method, path)
+        for method, path, endpoint in iter_routes(create_app(settings))
+        if endpoint is not None and (method, path) not in PUBLIC and not _resolves_the_caller(endpoint, path)
+    ]
+    assert not unguarded, f"routes that never resolve their caller: {unguarded}"

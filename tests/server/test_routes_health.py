@@ -64,3 +64,38 @@ def test_store_down_at_runtime_is_a_503_and_a_page_that_says_so(
             private.start()
             assert client.get("/api/v1/health").status_code == 200
             assert client.get("/api/v1/devices/dev-a/latest").json()["readings"]
+
+
+@pytest.mark.browser
+@pytest.mark.influxdb
+def test_store_down_page_in_a_browser(
+    influxd_factory: Callable[..., InfluxD], browser: Any, tmp_path: Path, screenshot_dir: Path
+) -> None:
+    """Test that the page a person sees while the store is down says so plainly, in both languages,
+    with no console error and no serious axe violation."""
+    from server.runner import ServerThread
+    from tests.server.test_web_pages import axe
+
+    private = influxd_factory()
+    settings = ServerSettings(
+        registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        store=f"{private.sink_url}?timeout=3",
+        alert_interval_s=0,
+    )
+    with InfluxStore(private.sink_url) as gateway:
+        gateway.write(climate("dev-a", NOW - 5))
+    with ServerThread(create_app(settings, clock=lambda: NOW), "127.0.0.1", 0) as server:
+        private.stop()
+        for lang, title in (("en", "The data store is unreachable"), ("da", "Datalageret kan ikke nås")):
+            context = browser.new_context(extra_http_headers={"Accept-Language": lang})
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+            answer = page.goto(f"{server.url}/")
+            assert answer is not None and answer.status == 503
+            assert page.locator("h1").inner_text() == title
+            assert "cannot reach InfluxDB" in page.locator(".reason").inner_text()
+            page.screenshot(path=str(screenshot_dir / f"store-unreachable-{lang}.png"), full_page=True)
+            assert axe(page) == []
+            assert errors == []
+            context.close()

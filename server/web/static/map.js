@@ -1,5 +1,6 @@
 /* Maps with Leaflet: OpenStreetMap tiles when online; offline (no tiles URL, the browser offline,
- * or tiles failing to load) a plain grid background with the markers, so the map still works. */
+ * or tiles failing to load) the vendored outlines of the Nordic/Baltic countries (Natural Earth,
+ * /static/vendor/basemap/) under the markers, so they keep their coastlines and borders. */
 "use strict";
 (function () {
   const Suitcase = (window.Suitcase = window.Suitcase || {});
@@ -9,11 +10,33 @@
     const map = L.map(el, { scrollWheelZoom: false, attributionControl: true });
     const note = document.getElementById(config.noteId || "map-note");
     let tiles = null;
+    let outlines = null;
+    function basemap() {
+      if (outlines) return;
+      outlines = true;
+      fetch(config.basemap || "/static/vendor/basemap/nordic.geojson")
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error(String(r.status))); })
+        .then(function (data) {
+          outlines = L.geoJSON(data, {
+            interactive: false,
+            style: { color: "#6b7280", weight: 1, fillColor: "#f3efe4", fillOpacity: 1 },
+            attribution: "Outlines: Natural Earth",
+          }).addTo(map);
+          outlines.bringToBack();
+          el.dataset.basemap = String(data.features.length);
+        })
+        .catch(function () { el.dataset.basemap = "failed"; });
+    }
     function offline() {
       if (tiles) { map.removeLayer(tiles); tiles = null; }
       el.classList.add("offline");
       el.dataset.tiles = "off";
       if (note) note.textContent = config.offline_note || "";
+      basemap();
+      // The outlines are 1:10m: zoomed in to a street they are a straight line. Zoom out far
+      // enough that the coast around the markers shows (a lone marker: its part of the country).
+      const cap = markers.length > 1 ? 11 : 8;
+      if (map.getZoom() > cap) map.setZoom(cap);
     }
     if (config.tiles && navigator.onLine !== false) {
       let failures = 0;
@@ -45,8 +68,9 @@
       marker.addTo(map);
       layer.push(marker);
     });
-    if (markers.length === 1) map.setView([markers[0].lat, markers[0].lon], 14);
-    else if (markers.length > 1) map.fitBounds(L.featureGroup(layer).getBounds().pad(0.3));
+    const zoom = tiles ? 14 : 8;
+    if (markers.length === 1) map.setView([markers[0].lat, markers[0].lon], zoom);
+    else if (markers.length > 1) map.fitBounds(L.featureGroup(layer).getBounds().pad(0.3), { maxZoom: tiles ? 18 : 11 });
     else map.setView([56.0, 10.5], 6);
     el.dataset.markers = String(markers.length);
     return map;

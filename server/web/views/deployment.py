@@ -108,7 +108,14 @@ def deployment_page(
         select(AlertRow, AlertRuleRow.name)
         .join(AlertRuleRow, col(AlertRuleRow.id) == AlertRow.rule_id)
         .where(AlertRow.org_id == row.org_id)
-        .where(or_(AlertRuleRow.deployment_id == deployment_id, col(AlertRow.subject).in_(devices or [""])))
+        .where(
+            or_(
+                AlertRuleRow.deployment_id == deployment_id,
+                col(AlertRow.subject).in_(devices or [""]),
+                # a sensor's alert: "{device}:{sensor}" or "{device}:{sensor}/{quantity}"
+                *(col(AlertRow.subject).startswith(f"{d}:", autoescape=True) for d in devices),
+            )
+        )
         .order_by(col(AlertRow.state).desc(), col(AlertRow.fired_at).desc())
         .limit(20)
     ).all()
