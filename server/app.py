@@ -221,3 +221,17 @@ async def _alert_loop(resources: Resources) -> None:
             await asyncio.to_thread(notify_due, resources)
         except Exception:
             log.exception("sending notifications failed")
+        try:
+            await asyncio.to_thread(_expire_pending, resources)
+        except Exception:
+            log.exception("dropping expired enrollment configs failed")
+
+
+def _expire_pending(resources: Resources) -> None:
+    from sqlmodel import Session
+
+    from server.fleet import expire_pending
+
+    with Session(resources.engine) as session:
+        if expire_pending(session, resources.clock()):
+            session.commit()

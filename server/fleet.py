@@ -35,6 +35,7 @@ __all__ = [
     "current_calibrations",
     "device_slug",
     "end_deployment",
+    "expire_pending",
     "kit_org_ids",
     "return_kit",
     "revoke_device",
@@ -298,3 +299,18 @@ def return_kit(session: Session, broker: BrokerAdmin | None, kit: KitRow, now: f
     kit.status = "in_repair" if kit.condition == "damaged" else "in_stock"
     session.add(kit)
     return report
+
+
+def expire_pending(session: Session, now: float) -> int:
+    """Drop every bound Pi's config that waited past its expiry without being collected.
+
+    The poll drops an expired one too; this sweep (run with the alert rounds) also clears those of
+    Pis that never poll again. Returns how many were dropped; the caller commits.
+    """
+    dropped = 0
+    for pi in session.exec(select(KitPiRow).where(col(KitPiRow.pending).is_not(None))).all():
+        if pi.pending is not None and float(pi.pending.get("expires_at", 0)) <= now:
+            pi.pending = None
+            session.add(pi)
+            dropped += 1
+    return dropped

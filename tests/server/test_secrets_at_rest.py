@@ -108,3 +108,21 @@ def test_return_rotates_every_claim_code(timed: World) -> None:
     assert old != fresh[0]["code"]
     listed = timed.ok("a-viewer", "GET", f"/kits/{kit['id']}")
     assert fresh[0]["code"] not in str(listed)  # shown once, never listed
+
+
+def test_expired_configs_are_swept_without_a_poll(timed: World, clock: Clock) -> None:
+    """Test that the periodic sweep drops a config whose Pi never came to collect it, and keeps one
+    that has not expired yet."""
+    from sqlmodel import Session
+
+    from server.fleet import expire_pending
+
+    _bound(timed)
+    engine = timed.client.app.state.resources.engine  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        assert expire_pending(session, NOW + 3600) == 0
+    assert len(_raw_pending(timed)) == 1
+    with Session(engine) as session:
+        assert expire_pending(session, NOW + 24 * 3600 + 1) == 1
+        session.commit()
+    assert _raw_pending(timed) == []
