@@ -7,7 +7,6 @@ and the short command a Pi with the agent runs to join.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import ipaddress
 import socket
@@ -30,6 +29,10 @@ _ROUTES = Path("/proc/net/route")
 
 
 def _ipv4_of(name: str) -> str | None:
+    try:
+        import fcntl  # not on Windows: there --lan finds no interface and needs --lan-address
+    except ImportError:
+        return None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
             packed = fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
@@ -51,13 +54,33 @@ def _default_route_interfaces(routes: Path = _ROUTES) -> list[str]:
 
 
 def interface_addresses() -> dict[str, str]:
-    """Interface name -> IPv4 address, for the interfaces that have one (Linux)."""
-    found = {}
-    for _, name in socket.if_nameindex():
+    """Interface name -> IPv4 address, for the interfaces that have one (Linux, macOS)."""
+    found: dict[str, str] = {}
+    try:
+        names = [name for _, name in socket.if_nameindex()]
+    except OSError:
+        return found
+    for name in names:
         address = _ipv4_of(name)
         if address is not None:
             found[name] = address
+    if not any(_usable(a) for a in found.values()):  # no ioctl here (macOS, Windows): ask the routes
+        routed = _routed_address()
+        if routed is not None:
+            found["default route"] = routed
     return found
+
+
+def _routed_address() -> str | None:
+    """The source address of the default route: a UDP "connect" only picks the route, it sends
+    nothing (the target is TEST-NET-1, which no one uses)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))
+            address: str = sock.getsockname()[0]
+        except OSError:
+            return None  # no route at all
+    return address
 
 
 def _usable(address: str) -> bool:
