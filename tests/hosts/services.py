@@ -16,15 +16,31 @@ import shutil
 import signal
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from kits.errors import ConfigError
 from suitcase.broker import MosquittoBroker
+from suitcase.services.influxdb import (
+    READINGS_DATABASE,
+    InfluxAccounts,
+    apply_accounts,
+    find_influxd,
+    influx_query,
+)
+from suitcase.services.influxdb import render_conf as render_influxd_conf
+from suitcase.services.postgres import (
+    REGISTRY_DATABASE,
+    apply_registry,
+    find_pg_bin,
+    initdb_argv,
+    server_argv,
+    server_options,
+)
+from suitcase.services.postgres import SERVER_ROLE as PG_SERVER_ROLE
 from tests.hosts.host import Host, HostProcess
-from tests.services.influxdb import _CONFIG as INFLUXD_CONFIG
-from tests.services.influxdb import InfluxD, find_influxd
-from tests.services.postgres import PG_BIN
 
 __all__ = [
     "HostInfluxD",
@@ -112,32 +128,61 @@ class HostMosquitto:
 
 
 # -- store ----------------------------------------------------------------------------------------
-class HostInfluxD(InfluxD):
-    """influxd on ``host``: HTTP on the host's address:8086, everything else in its directory.
+class HostInfluxD:
+    """influxd on ``on``, configured as production (:mod:`suitcase.services.influxdb`).
 
-    ``query``/``count`` (from :class:`tests.services.influxdb.InfluxD`) ask it over the lab network.
+    HTTP on the host's address:8086 with authentication on; :func:`apply_accounts` makes the admin,
+    the gateway's user (``sink_url``) and the server's read-only user (``reader_url``), and the
+    databases (every org's readings in ``suitcase_readings``, the org a tag).
     """
 
-    def __init__(self, on: Host, port: int = 8086) -> None:
-        if find_influxd() is None:
+    def __init__(self, on: Host, port: int = 8086, *, data_options: str = "") -> None:
+        binary = find_influxd()
+        if binary is None:
             raise RuntimeError("influxd is not installed: apt-get install influxdb")
-        super().__init__(on.dir / "influxdb")
+        self.binary = binary
         self.on = on
         self.host = on.address
         self.port = port
-        self.rpc_port = 8088  # loopback of its own namespace
+        self.root = on.dir / "influxdb"
+        self.data_options = data_options
+        self.accounts = InfluxAccounts(
+            admin=("admin", secrets.token_urlsafe(12)),
+            gateway=("gateway", secrets.token_urlsafe(12)),
+            server=("server", secrets.token_urlsafe(12)),
+        )
         self.proc: HostProcess | None = None
 
-    def start(self) -> None:
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _store_url(self, user: tuple[str, str], extra: str = "") -> str:
+        query = urllib.parse.urlencode(
+            {"database": READINGS_DATABASE, "username": user[0], "password": user[1]}
+        )
+        return f"influxdb1://{self.host}:{self.port}?{query}{extra}"
+
+    @property
+    def sink_url(self) -> str:
+        """The gateway's sink URL (its own user; the databases exist already)."""
+        return self._store_url(self.accounts.gateway, "&create_databases=false")
+
+    @property
+    def reader_url(self) -> str:
+        """The server's store URL (a read-only user)."""
+        return self._store_url(self.accounts.server)
+
+    def start(self) -> HostInfluxD:
         self.root.mkdir(parents=True, exist_ok=True)
-        template = INFLUXD_CONFIG.replace('"127.0.0.1:{port}"', f'"{self.host}:{{port}}"')
         config = self.root / "influxdb.conf"
         config.write_text(
-            template.format(
-                root=self.root, port=self.port, rpc_port=self.rpc_port, data_options=self.data_options,
-                auth="true" if self.auth else "false",
+            render_influxd_conf(
+                self.root, port=self.port, rpc_port=8088, bind=self.host, auth=True,
+                data_options=self.data_options,
             )
         )  # fmt: skip
+        # RPC (backups) binds the same address; only the test's own hosts are on this network.
         if self.proc is None:
             self.proc = self.on.spawn("influxd", [self.binary, "-config", str(config)])
         else:
@@ -152,90 +197,90 @@ class HostInfluxD(InfluxD):
                 return False
 
         _wait(ping, 30, "influxd to answer /ping", self.proc)
+        apply_accounts(self.url, self.accounts)
+        return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
+    def query(self, q: str, db: str = "") -> list[dict[str, Any]]:
+        """Run InfluxQL ``q`` as the admin; return the result's series."""
+        return influx_query(self.url, q, self.accounts.admin, db)
 
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
+    def count(self, db: str = READINGS_DATABASE) -> int:
+        """The number of points in every measurement of ``db`` (0 if it does not exist yet)."""
+        try:
+            series = self.query('SELECT count("value") FROM /.*/', db)
+        except ConfigError:
+            return 0
+        return sum(int(s["values"][0][1]) for s in series)
 
 
 # -- registry -------------------------------------------------------------------------------------
 class HostPostgres:
-    """PostgreSQL on ``host`` (as user postgres): password login from the lab's /24 only.
+    """PostgreSQL on ``host``, configured as production (:mod:`suitcase.services.postgres`).
 
-    ``url`` is the SQLAlchemy URL of the database ``suitcase`` owned by role ``suitcase``.
+    The cluster belongs to user postgres; TCP logins need a scram-sha-256 password and come only
+    from the lab's /24. ``url`` is the server's: role ``suitcase_server``, owner of the registry
+    database (:func:`apply_registry`). Durability is off: a real server, not a real disk.
     """
 
     def __init__(self, host: Host, subnet: str, port: int = 5432) -> None:
-        if not (PG_BIN / "initdb").exists():
+        pg_bin = find_pg_bin()
+        if pg_bin is None:
             raise RuntimeError("postgresql is not installed: apt-get install postgresql-15")
+        self.pg_bin = pg_bin
         self.host = host
         self.subnet = subnet
         self.port = port
+        self.admin_password = secrets.token_urlsafe(16)
         self.password = secrets.token_urlsafe(16)
         self.data = host.dir / "pgdata"
         self.proc: HostProcess | None = None
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://suitcase:{self.password}@{self.host.address}:{self.port}/suitcase"
+        """The server's registry URL (SQLAlchemy)."""
+        return (
+            f"postgresql+psycopg://{PG_SERVER_ROLE}:{self.password}@{self.host.address}:{self.port}/"
+            f"{REGISTRY_DATABASE}"
+        )
 
     @property
-    def dsn(self) -> str:
-        """The libpq URL (for psycopg directly)."""
-        return self.url.replace("postgresql+psycopg", "postgresql")
+    def admin_dsn(self) -> str:
+        return f"postgresql://postgres:{self.admin_password}@{self.host.address}:{self.port}/postgres"
 
     def start(self) -> HostPostgres:
-        if self.proc is None:
-            self._init()
-            self.proc = self.host.spawn(
-                "postgres",
-                [
-                    str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                    "-c", f"listen_addresses={self.host.address}", "-k", str(self.host.dir / "run"),
-                    "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                    "-c", "max_connections=200",
-                ],
-                user="postgres",
-                stop_signal=signal.SIGINT,  # fast shutdown: SIGTERM would wait for every client
-            )  # fmt: skip
-            self.host.wait_port(self.port, timeout=60, proc=self.proc)
-            self._create_database()
-        else:
+        if self.proc is not None:
             self.proc.start()
             self.host.wait_port(self.port, timeout=60, proc=self.proc)
+            return self
+        self._init()
+        options = server_options(self.host.address, self.port, self.host.dir / "run", durable=False)
+        self.proc = self.host.spawn(
+            "postgres",
+            server_argv(self.pg_bin, self.data, options),
+            user="postgres",
+            stop_signal=signal.SIGINT,  # fast shutdown: SIGTERM would wait for every client to leave
+        )
+        self.host.wait_port(self.port, timeout=60, proc=self.proc)
+        apply_registry(self.admin_dsn, PG_SERVER_ROLE, self.password, REGISTRY_DATABASE)
         return self
 
     def _init(self) -> None:
         (self.host.dir / "run").mkdir(exist_ok=True)
         pwfile = self.host.dir / "pwfile"
-        pwfile.write_text(self.password + "\n")
+        pwfile.write_text(self.admin_password + "\n")
         for path in (self.host.dir, self.host.dir / "run", self.host.dir / "tmp", pwfile):
             shutil.chown(path, "postgres", "postgres")
         initdb = self.host.spawn(
             "initdb",
-            [
-                str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "suitcase", f"--pwfile={pwfile}",
-                "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync",
-            ],
+            initdb_argv(self.pg_bin, self.data, superuser="postgres", password_file=pwfile, durable=False),
             user="postgres",
-        )  # fmt: skip
+        )
         code = initdb.wait(120)
         pwfile.unlink()
         if code != 0:
             raise RuntimeError(f"initdb failed ({code}):\n{initdb.log_tail()}")
         with (self.data / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all all {self.subnet} scram-sha-256\n")
-
-    def _create_database(self) -> None:
-        import psycopg
-
-        admin = self.dsn.rsplit("/", 1)[0] + "/postgres"
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute('CREATE DATABASE "suitcase"')
 
 
 # -- gateway --------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.netns, pytest.mark.mosquitto, pytest.mark.influxdb]
 
 ORG = "lab-city"
-DB = "suitcase_lab_city"
 
 
 def _namespaces() -> list[str]:
@@ -43,11 +42,10 @@ def test_hosts_reach_each_other_only_as_the_network_allows_and_leave_nothing(lab
     """Test that a gateway on its own host lands every reading of the Pis' host once in the store's
     host, through a pulled store cable and a Pi<->broker partition, and no host opens another's files."""
     broker = HostMosquitto(lab.host("broker")).start()
-    store = HostInfluxD(lab.host("store"))
-    store.start()
+    store = HostInfluxD(lab.host("store")).start()
     gw_host, pis_host = lab.host("gateway"), lab.host("pis")
     # A short write timeout: the pulled cable shows as failed writes within seconds.
-    start_gateway(gw_host, broker=broker, sink_url=f"{store.sink_url}?timeout=2", client_id="lab-gw")
+    start_gateway(gw_host, broker=broker, sink_url=f"{store.sink_url}&timeout=2", client_id="lab-gw")
 
     # Faults act on the network, not on the processes.
     assert pis_host.can_reach(broker.address, broker.port)
@@ -62,7 +60,7 @@ def test_hosts_reach_each_other_only_as_the_network_allows_and_leave_nothing(lab
     }  # fmt: skip
     total = len(list(expected(plan)))
     pis = start_pis(pis_host, broker, plan)
-    wait_until(lambda: store.count(DB) >= 1000, timeout=60, what="the first readings in the store")
+    wait_until(lambda: store.count() >= 1000, timeout=60, what="the first readings in the store")
     with lab.link_cut("store"):
         assert not gw_host.can_reach(store.host, store.port)
         wait_until(
@@ -74,9 +72,9 @@ def test_hosts_reach_each_other_only_as_the_network_allows_and_leave_nothing(lab
             time.sleep(1.0)
     assert pis.wait(120) == 0, pis.log_tail()
     assert pis_status(pis_host)["acked"] == len(plan["devices"]) * plan["packs"]
-    wait_until(lambda: store.count(DB) >= total, timeout=90, what=f"all {total} readings in the store")
+    wait_until(lambda: store.count() >= total, timeout=90, what=f"all {total} readings in the store")
     time.sleep(0.5)
-    assert store.count(DB) == total
+    assert store.count() == total
 
     trespasses = lab.trespasses()
     assert trespasses == [], "\n".join(map(str, trespasses))
