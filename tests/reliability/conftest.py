@@ -113,7 +113,9 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, influxd_factory: Callable[..., InfluxD]) -> Iterator[Stack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, influxd_factory: Callable[..., InfluxD]
+) -> Iterator[Stack]:
     """The module's stack (Mosquitto, influxd, gateway), brought back whole before each case."""
     s = Stack(tmp_path_factory.mktemp("stack"), influxd_factory())
     yield s
@@ -239,7 +241,9 @@ def make_agent(
 ) -> LedgerAgent:
     """A real agent of the suite's six readings a second, with its outbox in ``state``."""
     config = device_config(device, port, publish_interval_s=publish_interval_s, **outbox)
-    agent = LedgerAgent(config, build_bus(config.sensors, "office-day", clock=clock, seed=7), clock=clock, state_dir=state)
+    agent = LedgerAgent(
+        config, build_bus(config.sensors, "office-day", clock=clock, seed=7), clock=clock, state_dir=state
+    )
     agent.ledger = Ledger()
     return agent
 

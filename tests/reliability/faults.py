@@ -86,6 +86,7 @@ class Tally:
     lost: int
     doubled: int
     recovery_s: float | None = None
+    conditions: str = ""  # how long, how many, how fast: what the figures were measured under
     admitted: str = ""  # the loss the README admits for this fault, measured (empty: none)
     detail: dict[str, Any] = field(default_factory=dict)
     order: int = 0  # the row's place in the table
@@ -118,6 +119,7 @@ def tally(
     stored: Iterable[Record],
     *,
     recovery_s: float | None = None,
+    conditions: str = "",
     admitted: str = "",
     order: int = 0,
     **detail: Any,
@@ -146,6 +148,7 @@ def tally(
         lost=len(wanted) - landed,
         doubled=doubled,
         recovery_s=None if recovery_s is None else round(recovery_s, 2),
+        conditions=conditions,
         admitted=admitted,
         detail=detail,
         order=order,

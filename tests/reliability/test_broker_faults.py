@@ -57,15 +57,18 @@ def test_graceful_restart_with_a_backlog_for_the_gateway_loses_and_doubles_nothi
             ledger,
             stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5),
             recovery_s=recovery,
+            conditions=f"{AGENTS} agents at 6 readings/s; gateway away {3 * SCALE:.0f} s, broker "
+            "restarted in between",
             order=20,
-            devices=AGENTS,
         )
     )
     assert result.sent >= AGENTS * 6 * 4, result.summary()
     assert (result.lost, result.doubled) == (0, 0), result.summary()
 
 
-def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(ready: Stack, tmp_path: Path) -> None:
+def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(
+    ready: Stack, tmp_path: Path
+) -> None:
     """Test that a kill -9 of Mosquitto loses the backlog it held for the gateway since its last save
     (measured, > 0), and that the ``resend`` command to each agent, sent as the server sends it,
     recovers every reading: nothing lost, nothing doubled in the end."""
@@ -86,12 +89,16 @@ def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(ready
             assert agent.wait_connected(30)
         ledger = ledger_of(agents)
         time.sleep(1.0)  # what the broker still had (if anything) reaches the store
-        before = tally("before resend", ledger, stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5))
+        before = tally(
+            "before resend", ledger, stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5)
+        )
         assert before.lost > 0, f"the kill should have lost the unsaved backlog: {before.summary()}"
         commander = Commander(stack.broker)
         try:
             for agent in agents:
-                reply = commander.send(agent.config.device, "resend", {"from": started - 2, "to": time.time()})
+                reply = commander.send(
+                    agent.config.device, "resend", {"from": started - 2, "to": time.time()}
+                )
                 assert reply["ok"] is True, reply
         finally:
             commander.close()
@@ -102,6 +109,8 @@ def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(ready
             ledger,
             stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5),
             recovery_s=recovery,
+            conditions=f"{AGENTS} agents; {2 * SCALE:.0f} s of backlog queued for the gateway, "
+            "killed before its 30 s autosave",
             admitted=f"{before.lost} readings lost in the broker until the resend",
             order=30,
             lost_before_resend=before.lost,
