@@ -50,7 +50,7 @@ def replace_block(text: str, table: str) -> str:
     """
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"README has no {BEGIN!r} ... {END!r} block: add the two markers where the table goes")
+        raise ValueError(f"no {BEGIN!r} ... {END!r} block: add the two markers where the table goes")
     return text[: start + len(BEGIN)] + "\n" + table + "\n" + text[end:]
 
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = read_results(args.results)
     if not results:
-        print(f"error: no results in {args.results}: run the fault suite first (make faults)", file=sys.stderr)
+        print(f"error: no results in {args.results}: run the fault suite (make faults)", file=sys.stderr)
         return 2
     table = render(results)
     if args.print:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         if new != text:
-            print(f"{args.readme}: the fault table differs from {args.results}: run make faults", file=sys.stderr)
+            print(f"{args.readme}: its fault table differs from {args.results}: make faults", file=sys.stderr)
             return 1
         return 0
     args.readme.write_text(new)

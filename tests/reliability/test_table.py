@@ -34,9 +34,7 @@ def test_the_table_is_written_from_the_results_and_checked(tmp_path: Path) -> No
     assert main([*args, "--check"]) == 0
 
 
-def test_a_readme_without_the_markers_or_no_results_is_a_clear_error(
-    tmp_path: Path, capsys: object
-) -> None:
+def test_a_readme_without_the_markers_or_no_results_is_a_clear_error(tmp_path: Path) -> None:
     """Test that the script refuses, naming the fix, when the markers or the results are missing."""
     results = tmp_path / "results.json"
     readme = tmp_path / "README.md"
