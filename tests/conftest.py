@@ -6,4 +6,6 @@ pytest_plugins = [
     "tests.services.influxdb",
     "tests.services.victoriametrics",
     "tests.services.postgres",
+    "tests.hosts.fixture",
+    "tests.agent_wheels",
 ]
