@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import ssl
 import threading
 from typing import Any
 
@@ -129,8 +130,9 @@ class StatusListener:
         if settings.mqtt_username:
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
             self._client.username_pw_set(settings.mqtt_username, password)
-        if settings.mqtt_tls:
-            self._client.tls_set()
+        tls = settings.mqtt_tls_context()
+        if tls is not None:
+            self._client.tls_set_context(tls)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *_args: self.subscribed.set()
         self._client.on_message = self._on_message
@@ -183,10 +185,22 @@ class StatusListener:
             return self._changed.wait_for(lambda: self.applied >= count, timeout)
 
     def start(self) -> None:
-        """Connect in the background; reconnects by itself."""
-        self._client.connect_async(
-            self.settings.mqtt_host or "127.0.0.1", self.settings.mqtt_port, keepalive=30
-        )
+        """Connect (in the background when the broker is down; reconnects by itself).
+
+        Raises:
+            BrokerAdminError: the broker's certificate is not accepted (wrong CA or host name):
+                retrying would never help, so the server does not start.
+        """
+        from server.broker_admin import BrokerAdminError, tls_refusal
+
+        host, port = self.settings.mqtt_host or "127.0.0.1", self.settings.mqtt_port
+        try:
+            self._client.connect(host, port, keepalive=30)
+        except ssl.SSLError as exc:
+            raise BrokerAdminError(tls_refusal(host, port, exc)) from exc
+        except OSError as exc:
+            log.warning("broker %s:%s not reachable (%s): the status listener keeps trying", host, port, exc)
+            self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()
 
     def stop(self) -> None:

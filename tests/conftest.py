@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.services.influxdb",
     "tests.services.victoriametrics",
     "tests.services.postgres",
+    "tests.services.tls",
 ]
