@@ -198,14 +198,22 @@ async def _conflict(request: Request, exc: Exception) -> JSONResponse:
     return _error(409, "the change conflicts with another made at the same time: reload and try again")
 
 
+PUBLIC_STORE_REASON = "the data store did not answer; the server's log has the reason for its operators"
+
+
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
     """The store failed a read: a 503 with the reason (a page saying so), never an empty answer."""
     log.warning("store unavailable: %s", exc, extra={"path": request.url.path})
+    caller = getattr(request.state, "principal", None)
+    staff = caller is not None and caller.kind != "anonymous" and caller.token_kind != "kiosk"
+    # The store's reason names its address: for the staff who can fix it, not for the public.
+    reason = str(exc) if staff else PUBLIC_STORE_REASON
     if request.url.path.startswith(API_PREFIX):
-        return _error(503, str(exc), "store_unavailable", headers={"Retry-After": "10"})
+        return _error(503, reason, "store_unavailable", headers={"Retry-After": "10"})
     from server.web.render import render
 
-    return render(request, "store_unavailable.html", {"message": str(exc)}, status_code=503)
+    page_reason = str(exc) if staff else None  # the page explains it in the visitor's language
+    return render(request, "store_unavailable.html", {"message": page_reason}, status_code=503)
 
 
 async def _alert_loop(resources: Resources) -> None:

@@ -123,6 +123,10 @@ class StatusListener:
         self.applied = 0
         self.failures = 0  # messages whose applying raised (bad messages are refused, not raised)
         self.subscribed = threading.Event()  # set once the broker has granted the subscriptions
+        # This replica's name on the leases of the commands it dispatches (server.device_commands).
+        self.owner = f"server-{secrets.token_hex(6)}"
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
         self._changed = threading.Condition()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-{secrets.token_hex(4)}"
@@ -141,7 +145,7 @@ class StatusListener:
         if getattr(reason, "is_failure", False):
             log.error("the status listener could not log in to the broker: %s", reason)
             return
-        from server.calibration_push import REPLY_SUBSCRIPTION
+        from server.device_commands import REPLY_SUBSCRIPTION
 
         self.subscribed.clear()
         client.subscribe([(subscription("status"), 1), (subscription("meta"), 1), (REPLY_SUBSCRIPTION, 1)])
@@ -154,17 +158,7 @@ class StatusListener:
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         try:
-            from server.calibration_push import apply_reply, send_pending
-
-            with Session(self.engine) as session:
-                if message.topic.endswith("/cmd/config/reply"):
-                    changed = apply_reply(session, message.topic, message.payload, self.clock())
-                else:
-                    changed = apply_message(session, message.topic, message.payload, self.clock())
-                    if changed and message.topic.endswith("/status"):
-                        device = session.get(DeviceRow, message.topic.split("/")[3])
-                        if device is not None and device.online:  # back online: send what waited
-                            send_pending(session, device.id, self, self.clock())
+            changed = self._apply(message.topic, message.payload)
         except Exception:  # a busy registry (or a bug) must not kill the listener thread
             self.failures += 1
             if self.failures <= _LOGGED_FAILURES or self.failures % 1000 == 0:  # never a log flood
@@ -178,6 +172,26 @@ class StatusListener:
             with self._changed:
                 self.applied += 1
                 self._changed.notify_all()
+
+    def _apply(self, topic: str, payload: bytes) -> bool:
+        from server.calibration_push import apply_reply as apply_calibration_reply
+        from server.calibration_push import send_pending
+        from server.device_commands import apply_reply, dispatch
+
+        with Session(self.engine) as session:
+            if topic.endswith("/reply"):
+                if apply_reply(session, topic, payload, self.clock()) is not None:
+                    return True
+                return topic.endswith("/cmd/config/reply") and apply_calibration_reply(
+                    session, topic, payload, self.clock()
+                )
+            changed = apply_message(session, topic, payload, self.clock())
+            if changed and topic.endswith("/status"):
+                device = session.get(DeviceRow, topic.split("/")[3])
+                if device is not None and device.online:  # back online: send what waited
+                    send_pending(session, device.id, self, self.clock())
+                    dispatch(self.engine, self, self.clock(), self.owner, device.id)
+            return changed
 
     def wait_applied(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` messages have changed devices (for tests)."""
@@ -202,7 +216,30 @@ class StatusListener:
             log.warning("broker %s:%s not reachable (%s): the status listener keeps trying", host, port, exc)
             self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()
+        if self.settings.command_sweep_s > 0:
+            self._stop.clear()
+            self._sweeper = threading.Thread(target=self._sweep_loop, name="command-sweep", daemon=True)
+            self._sweeper.start()
+
+    def sweep_once(self) -> None:
+        """Expire overdue commands and send what waits for online devices (every ``command_sweep_s``)."""
+        from server.device_commands import sweep
+
+        expired, done = sweep(self.engine, self, self.clock(), self.owner)
+        if expired or done.sent:
+            log.info("command sweep: %d expired, %d sent", expired, len(done.sent))
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.wait(self.settings.command_sweep_s):
+            try:
+                self.sweep_once()
+            except Exception:  # a busy registry must not end the sweeps
+                log.exception("command sweep failed; trying again next round")
 
     def stop(self) -> None:
+        self._stop.set()
+        if self._sweeper is not None:
+            self._sweeper.join(5)
+            self._sweeper = None
         self._client.disconnect()
         self._client.loop_stop()

@@ -80,6 +80,11 @@ class ServerSettings(BaseSettings):
         default=None, description="broker host given to devices (default: mqtt_host)"
     )
     device_mqtt_port: int | None = Field(default=None, ge=1, le=65535)
+    command_sweep_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="how often queued device commands are retried and overdue ones expired; 0: never",
+    )
     public_url: str = Field(default="http://127.0.0.1:8000", description="base URL on QR labels")
     enrollment_code_ttl_s: float = Field(default=24 * 3600.0, gt=0)
     pending_ttl_s: float = Field(

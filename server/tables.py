@@ -23,6 +23,8 @@ __all__ = [
     "CalibrationRow",
     "DeploymentDeviceRow",
     "DeploymentRow",
+    "DeviceCommandRow",
+    "DeviceConfigRow",
     "DeviceRow",
     "EnrollmentCodeRow",
     "KitPiRow",
@@ -237,6 +239,60 @@ class DeviceRow(SQLModel, table=True):
     missing: list[str] = _json(list)
     unexpected: list[str] = _json(list)
     meta_at: float | None = None
+    # The device config version the agent reports in force (``meta``), and its diagnostics (disk,
+    # outbox size, storage writes per hour, Wi-Fi signal) as the last ``meta`` gave them.
+    config_version: int | None = None
+    diagnostics: dict[str, Any] = _json(dict)
+
+
+class DeviceCommandRow(SQLModel, table=True):
+    """A command to one device (``server.device_commands``), its state and the device's reply.
+
+    ``state``: queued (waiting: the device is offline, or no broker), sent, answered (the device
+    replied ok), failed (it refused, or the server could not send it: ``error`` says why), expired
+    (not answered before ``expires_at``). ``lease_owner``/``lease_until`` let one server replica
+    dispatch it while the others keep off. Kept as the device's history.
+    """
+
+    __tablename__ = "device_commands"
+    __table_args__ = (Index("device_commands_due", "state", "device_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    command_id: str = Field(max_length=64, unique=True, index=True)
+    device_id: str = Field(foreign_key="devices.id", max_length=64, index=True)
+    org_id: int = Field(foreign_key="organisations.id", index=True)
+    name: str = Field(max_length=32)
+    args: dict[str, Any] = _json(dict)
+    state: str = Field(default="queued", max_length=16)
+    created_at: float
+    created_by: str = Field(default="", max_length=254)
+    expires_at: float
+    sent_at: float | None = None
+    answered_at: float | None = None
+    reply: Any = _json(None, nullable=True)
+    error: str | None = Field(default=None, max_length=2000)
+    attempts: int = 0
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: float | None = None
+
+
+class DeviceConfigRow(SQLModel, table=True):
+    """One version of a device's configuration (never updated; ``server.device_config``).
+
+    ``body`` holds one entry per section (``sampling``, ``calibration``, ...): each section is
+    validated by its model in ``server.device_config.SECTIONS``.
+    """
+
+    __tablename__ = "device_configs"
+    __table_args__ = (UniqueConstraint("device_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(foreign_key="devices.id", max_length=64, index=True)
+    version: int
+    body: dict[str, Any] = _json(dict)
+    created_at: float
+    created_by: str = Field(default="", max_length=254)
+    note: str = Field(default="", max_length=500)
 
 
 class DeploymentRow(SQLModel, table=True):

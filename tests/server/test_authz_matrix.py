@@ -87,6 +87,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/deployments/{deployment_id}/report"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/api/v1/devices"): "401 401 401 403 403 200 200 200 200 200 200",
     ("GET", "/api/v1/devices/{device}"): "401 401 401 403 200 200 200 200 404 200 200",
+    ("GET", "/api/v1/devices/{device}/commands"): "401 401 401 403 403 200 200 200 404 200 401",
+    ("GET", "/api/v1/devices/{device}/commands/{command_id}"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/api/v1/devices/{device}/latest"): "401 401 401 403 200 200 200 200 404 200 200",
     ("GET", "/api/v1/devices/{device}/readings"): "401 401 401 403 200 200 200 200 404 200 200",
     ("GET", "/api/v1/export/deployments.geojson"): "200 200 200 200 200 200 200 200 200 200 200",
@@ -146,6 +148,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/claims/poll"): "200 200 200 200 200 200 200 200 200 200 200",
     ("POST", "/api/v1/claims/qr"): "401 401 401 403 403 403 200 200 404 200 401",
     ("POST", "/api/v1/deployments"): "401 401 401 403 403 403 201 201 404 201 401",
+    ("POST", "/api/v1/devices/{device}/commands"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/deployments/{deployment_id}/end"): "401 401 401 403 403 403 200 200 404 200 401",
     ("POST", "/api/v1/enroll"): "200 200 200 200 200 200 200 200 200 200 200",
     ("POST", "/api/v1/enrollment-codes"): "401 401 401 403 403 403 201 201 404 201 401",
@@ -283,6 +286,8 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         }
         world.ok("a-operator", "POST", "/use-cases", 201, json={"use_case": case})
         member = _user_id(engine, "viewer@a.example.org")
+        device = enrolled["config"]["device"]
+        command = world.ok("a-operator", "POST", f"/devices/{device}/commands", 201, json={"name": "ping"})
         catalogue = [c["id"] for c in client.get("/api/v1/use-cases").json()["data"]]
         with SqliteStore(settings.store) as store:  # the device has sent readings
             store.write(climate(enrolled["config"]["device"], NOW - 5, org="city-a"))
@@ -294,7 +299,8 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             "pi_index": 1,
             "deployment_id": dep["id"],
             "public_deployment_id": square["id"],
-            "device": enrolled["config"]["device"],
+            "device": device,
+            "command_id": command["command_id"],
             "rule_id": rule["id"],
             "token_id": token["id"],
             "use_case_id": "a-own",
@@ -480,6 +486,7 @@ def _bodies(ids: Ids, who: str) -> dict[tuple[str, str], Any]:
         ("POST", "/api/v1/kit-profiles"): {"org_id": org, "profile": _profile(f"p-{n}")},
         ("POST", "/api/v1/deployments"): {"org_id": org, "name": "x"},
         ("PATCH", "/api/v1/deployments/{deployment_id}"): {"notes": "n"},
+        ("POST", "/api/v1/devices/{device}/commands"): {"name": "ping"},
         ("PUT", "/api/v1/deployments/{deployment_id}/assessment"): {"expert_score_pct": 10},
         ("POST", "/api/v1/enrollment-codes"): {"deployment_id": ids["deployment_id"]},
         ("POST", "/api/v1/claims/bind"): {

@@ -15,6 +15,7 @@ ROUTES: tuple[str, ...] = (
     "health",
     "catalog",
     "devices",
+    "commands",
     "readings",
     "dead_letters",
     "auth",
