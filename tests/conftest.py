@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.services.victoriametrics",
     "tests.services.postgres",
     "tests.services.tls",
+    "tests.hosts.fixture",
 ]

@@ -7,6 +7,7 @@ the gateway's user (writes, and reads back for late rollups) and the server's (r
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import urllib.error
@@ -107,14 +108,16 @@ def influx_query(url: str, q: str, auth: tuple[str, str] | None = None, db: str 
         ConfigError: InfluxDB refused the statement or did not answer.
     """
     params = {"q": q, "epoch": "ns"}
-    if auth is not None:
-        params["u"], params["p"] = auth
     if db:
         params["db"] = db
+    request = urllib.request.Request(f"{url}/query", data=urllib.parse.urlencode(params).encode())
+    if auth is not None:
+        # influxd reads u/p from the URL or Basic auth, never from a form body (401 "unable to
+        # parse authentication credentials"); Basic keeps the password out of URLs and logs.
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(
-            f"{url}/query", data=urllib.parse.urlencode(params).encode(), timeout=30
-        ) as r:
+        with urllib.request.urlopen(request, timeout=30) as r:
             body = json.loads(r.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:300]
