@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.services.postgres",
     "tests.services.tls",
     "tests.hosts.fixture",
+    "tests.agent_wheels",
 ]
