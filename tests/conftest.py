@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.services.postgres",
     "tests.hosts.fixture",
     "tests.agent_wheels",
+    "tests.services.stack",
 ]
