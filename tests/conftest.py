@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.services.tls",
     "tests.hosts.fixture",
     "tests.agent_wheels",
+    "tests.services.stack",
 ]
