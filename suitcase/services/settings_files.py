@@ -11,7 +11,13 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from suitcase.services.influxdb import META_DATABASE, READINGS_DATABASE
+from suitcase.services.influxdb import (
+    INFLUX_ADMIN_USER,
+    INFLUX_GATEWAY_USER,
+    INFLUX_SERVER_USER,
+    META_DATABASE,
+    READINGS_DATABASE,
+)
 from suitcase.services.layout import Layout
 from suitcase.services.mosquitto import GATEWAY_ROLE, SERVER_ROLE
 from suitcase.services.postgres import REGISTRY_DATABASE
@@ -20,6 +26,9 @@ from suitcase.services.secrets import Secrets
 
 __all__ = [
     "GATEWAY_GROUP",
+    "INFLUX_ADMIN_USER",
+    "INFLUX_GATEWAY_USER",
+    "INFLUX_SERVER_USER",
     "MQTT_GATEWAY_USER",
     "MQTT_SERVER_USER",
     "gateway_env",
@@ -32,9 +41,6 @@ __all__ = [
 
 MQTT_GATEWAY_USER = GATEWAY_ROLE  # the account has its role's name
 MQTT_SERVER_USER = SERVER_ROLE
-INFLUX_GATEWAY_USER = "suitcase_gateway"
-INFLUX_SERVER_USER = "suitcase_server"
-INFLUX_ADMIN_USER = "suitcase_admin"
 GATEWAY_GROUP = "gw"
 
 
