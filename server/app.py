@@ -63,7 +63,7 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
                         settings.mqtt_port,
                         settings.mqtt_username or "",
                         settings.mqtt_password.get_secret_value() if settings.mqtt_password else "",
-                        tls=settings.mqtt_tls,
+                        tls=settings.mqtt_tls_context(),
                     ),
                 )
             if settings.mqtt_host:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import ssl
 import threading
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
@@ -16,7 +17,15 @@ from typing import Any, NamedTuple, Protocol
 from kits.errors import SuitcaseError
 from kits.wire import TOPIC_ROOT
 
-__all__ = ["BATCH_DEVICES", "BrokerAdmin", "BrokerAdminError", "DeviceAccount", "DynSecAdmin", "device_acls"]
+__all__ = [
+    "BATCH_DEVICES",
+    "BrokerAdmin",
+    "BrokerAdminError",
+    "DeviceAccount",
+    "DynSecAdmin",
+    "device_acls",
+    "tls_refusal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,21 @@ class BrokerAdmin(Protocol):
     def close(self) -> None: ...
 
 
+def tls_refusal(host: str, port: int, exc: ssl.SSLError) -> str:
+    """Say why TLS with the broker failed and which settings fix it."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the certificate of broker {host}:{port} was not accepted ({exc.verify_message}): check "
+            "that SUITCASE_SERVER_MQTT_CA_FILE is the CA that signed it and that SUITCASE_SERVER_MQTT_HOST "
+            "is a name the certificate gives"
+        )
+    return (
+        f"TLS with broker {host}:{port} failed ({exc.reason or exc}): check that SUITCASE_SERVER_MQTT_PORT "
+        "is the broker's TLS listener, and SUITCASE_SERVER_MQTT_CERT_FILE/KEY_FILE if it asks for a "
+        "client certificate"
+    )
+
+
 def device_acls(org: str, device: str) -> list[dict[str, Any]]:
     """The ACL of a device's role: its own topics only (everything else is denied by default)."""
     base = f"{TOPIC_ROOT}/{org}/{device}"
@@ -65,12 +89,20 @@ class DynSecAdmin:
     """Sends dynamic-security commands as the server's admin client and waits for each reply.
 
     Args:
-        host, port, username, password, tls: the broker and the server's admin account.
+        host, port, username, password: the broker and the server's admin account.
+        tls: connect with TLS using this context (``ServerSettings.mqtt_tls_context``).
         timeout: seconds to wait for a reply.
     """
 
     def __init__(
-        self, host: str, port: int, username: str, password: str, *, tls: bool = False, timeout: float = 10.0
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        *,
+        tls: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -82,8 +114,8 @@ class DynSecAdmin:
             CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-dynsec-{secrets.token_hex(4)}"
         )
         self._client.username_pw_set(username, password)
-        if tls:
-            self._client.tls_set()
+        if tls is not None:
+            self._client.tls_set_context(tls)
         self._client.on_message = self._on_message
         self._connected = threading.Event()
         self._refused: list[str] = []
@@ -96,6 +128,8 @@ class DynSecAdmin:
         self._client.on_connect = on_connect
         try:
             self._client.connect(host, port, keepalive=30)
+        except ssl.SSLError as exc:
+            raise BrokerAdminError(tls_refusal(host, port, exc)) from exc
         except OSError as exc:
             raise BrokerAdminError(
                 f"cannot reach the broker at {host}:{port} for device accounts: {exc}"

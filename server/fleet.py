@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from kits.errors import ConfigError
 from kits.models import DeviceConfig, DeviceSensor, KitProfile, MqttSettings
 from kits.wire import build_topic
 from server.broker_admin import BrokerAdmin, BrokerAdminError, DeviceAccount
@@ -117,6 +118,23 @@ def _profile(session: Session, profile_id: str | None) -> KitProfile | None:
     return row.profile() if row else None
 
 
+def device_ca_pem(settings: ServerSettings) -> str | None:
+    """The CA certificate devices are given to check the broker with (``mqtt_ca_file``), if any.
+
+    Raises:
+        ConfigError: the file cannot be read.
+    """
+    if not settings.mqtt_tls or settings.mqtt_ca_file is None:
+        return None
+    try:
+        return settings.mqtt_ca_file.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"SUITCASE_SERVER_MQTT_CA_FILE {str(settings.mqtt_ca_file)!r} cannot be read ({exc}): "
+            "devices need the broker's CA; give the path of its PEM file"
+        ) from exc
+
+
 def bind_device(
     session: Session,
     settings: ServerSettings,
@@ -221,6 +239,7 @@ def issue_device(
             username=device_id,
             password=password,
             tls=settings.mqtt_tls,
+            ca_pem=device_ca_pem(settings),
         ),
         sensors=sensors,
         publish_interval_s=interval,

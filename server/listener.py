@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import ssl
 import threading
 import zlib
 from typing import Any
@@ -142,8 +143,9 @@ class StatusListener:
         if settings.mqtt_username:
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
             self._client.username_pw_set(settings.mqtt_username, password)
-        if settings.mqtt_tls:
-            self._client.tls_set()
+        tls = settings.mqtt_tls_context()
+        if tls is not None:
+            self._client.tls_set_context(tls)
         self._held: dict[str, tuple[str, bytes]] = {}  # key -> (topic, payload), oldest first
         self.held_dropped = 0
         self._apply_lock = threading.Lock()
@@ -269,10 +271,22 @@ class StatusListener:
             return self._changed.wait_for(lambda: self.applied >= count, timeout)
 
     def start(self) -> None:
-        """Connect in the background; reconnects by itself."""
-        self._client.connect_async(
-            self.settings.mqtt_host or "127.0.0.1", self.settings.mqtt_port, keepalive=30
-        )
+        """Connect (in the background when the broker is down; reconnects by itself).
+
+        Raises:
+            BrokerAdminError: the broker's certificate is not accepted (wrong CA or host name):
+                retrying would never help, so the server does not start.
+        """
+        from server.broker_admin import BrokerAdminError, tls_refusal
+
+        host, port = self.settings.mqtt_host or "127.0.0.1", self.settings.mqtt_port
+        try:
+            self._client.connect(host, port, keepalive=30)
+        except ssl.SSLError as exc:
+            raise BrokerAdminError(tls_refusal(host, port, exc)) from exc
+        except OSError as exc:
+            log.warning("broker %s:%s not reachable (%s): the status listener keeps trying", host, port, exc)
+            self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()
         self._stopping.clear()
         self._retrier = threading.Thread(target=self._retry_loop, name="listener-retry", daemon=True)
