@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.store import StoreError
@@ -63,7 +63,7 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
                         settings.mqtt_port,
                         settings.mqtt_username or "",
                         settings.mqtt_password.get_secret_value() if settings.mqtt_password else "",
-                        tls=settings.mqtt_tls,
+                        tls=settings.mqtt_tls_context(),
                     ),
                 )
             if settings.mqtt_host:
@@ -106,6 +106,8 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     app.add_exception_handler(DataError, _out_of_range)
     app.add_exception_handler(IntegrityError, _conflict)
     app.add_exception_handler(StoreError, _store_unavailable)
+    app.add_exception_handler(OperationalError, _registry_unavailable)
+    app.add_exception_handler(InterfaceError, _registry_unavailable)
     app.add_exception_handler(Exception, _server_error(security_headers(settings.map_tiles_url)))
     mount_web(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
@@ -214,6 +216,22 @@ async def _store_unavailable(request: Request, exc: Exception) -> Response:
 
     page_reason = str(exc) if staff else None  # the page explains it in the visitor's language
     return render(request, "store_unavailable.html", {"message": page_reason}, status_code=503)
+
+
+async def _registry_unavailable(request: Request, exc: Exception) -> Response:
+    """The registry database did not answer (stopped, restarting, unreachable, locked): a 503 with
+    Retry-After, never a 500; the request's transaction did not commit, so nothing changed."""
+    log.warning(
+        "registry database unavailable: %s", str(exc).splitlines()[0][:300], extra={"path": request.url.path}
+    )
+    detail = (
+        "the registry database does not answer: nothing was changed; try again in a few seconds "
+        "(operators: check the database server and the server's log)"
+    )
+    headers = {"Retry-After": "10"}
+    if wants_html(request):
+        return error_page(request, 503, detail, headers)
+    return _error(503, detail, "registry_unavailable", headers=headers)
 
 
 async def _alert_loop(resources: Resources) -> None:

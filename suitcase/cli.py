@@ -24,6 +24,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "server": ("server.cli:app", "Server: registry API and web pages."),
     "dashboards": ("dashboards.cli:app", "Grafana dashboards as code: build and push."),
     "kit": ("suitcase.kit_cli:app", "Kits: bill of materials, quick-start card, verification."),
+    "services": ("suitcase.services.cli:app", "Production services on one machine: up, down, backup."),
 }
 # name -> (module:function of a single top-level command, help)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -88,6 +88,7 @@ LOGIN_PAGES: frozenset[RouteKey] = frozenset(
         ("GET", "/"),
         ("GET", "/fleet"),
         ("GET", "/kits"),
+        ("GET", "/kits/import"),
         ("GET", "/deployments/{deployment_id}"),
         ("GET", "/use-cases/{use_case_id}/deploy"),
         ("GET", "/kits/{kit_id}/unboxing"),

@@ -114,8 +114,9 @@ class Layout:
         return replace(self, ports=replace(self.ports, **ports))
 
 
-def save_layout(layout: Layout) -> None:
-    """Write ``services.yaml`` (the stack's host and ports) into the config directory."""
+def save_layout(layout: Layout) -> bool:
+    """Write ``services.yaml`` (the stack's host and ports) into the config directory, when it
+    differs; return whether it was written."""
     data: dict[str, Any] = {
         "version": LAYOUT_VERSION,
         "data_dir": str(layout.data_dir),
@@ -124,11 +125,15 @@ def save_layout(layout: Layout) -> None:
         "bind": layout.bind,
         "ports": asdict(layout.ports),
     }
-    layout.config_dir.mkdir(parents=True, exist_ok=True)
-    (layout.config_dir / _MANIFEST).write_text(
-        "# Written by `suitcase services up`; change a port here and run `up` again.\n"
-        + yaml.safe_dump(data, sort_keys=False)
+    text = "# Written by `suitcase services up`; change a port here and run `up` again.\n" + yaml.safe_dump(
+        data, sort_keys=False
     )
+    path = layout.config_dir / _MANIFEST
+    if path.exists() and path.read_text() == text:
+        return False
+    layout.config_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
 
 
 def load_layout(config_dir: Path) -> Layout | None:

@@ -125,6 +125,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/kiosk"): "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/kiosk/data"): "401 401 401 200 403 401 401 401 401 401 401",
     ("GET", "/kits"): "303 401 401 403 403 200 200 200 200 200 303",
+    ("GET", "/kits/import"): "303 401 401 403 403 200 200 200 200 200 303",
     ("GET", "/kits/{kit_id}/unboxing"): "303 401 401 403 403 200 200 200 404 200 303",
     ("GET", "/kits/{kit_id}/unboxing/status"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/login"): "200 401 401 200 200 200 200 200 200 200 200",
@@ -155,6 +156,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/kit-profiles"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/kits"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/kits/{kit_id}/calibrations"): "401 401 401 403 403 403 201 201 404 201 401",
+    ("POST", "/api/v1/kits/import"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/kits/{kit_id}/loans"): "401 401 401 403 403 403 201 201 404 201 401",
     (
         "POST",
@@ -475,6 +477,7 @@ def _bodies(ids: Ids, who: str) -> dict[tuple[str, str], Any]:
         ("POST", "/api/v1/users"): {"email": f"u-{n}@example.org", "password": PASSWORD},
         ("POST", "/api/v1/tokens"): {"name": "t", "org_id": org},
         ("POST", "/api/v1/kits"): {"inventory_code": f"K-{n}", "profile_id": "starter", "org_id": org},
+        ("POST", "/api/v1/kits/import"): {"csv": f"kit,profile,pi\nI-{n},starter,1\n", "org_id": org},
         ("PATCH", "/api/v1/kits/{kit_id}"): {"notes": "n"},
         ("POST", "/api/v1/kits/{kit_id}/loans"): {"org_id": ids["org_b"], "borrower": "b", "due_at": NOW + 9},
         ("POST", "/api/v1/kits/{kit_id}/return"): {"condition": "good"},

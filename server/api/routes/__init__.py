@@ -21,6 +21,7 @@ ROUTES: tuple[str, ...] = (
     "auth",
     "orgs",
     "tokens",
+    "kit_import",
     "kits",
     "deployments",
     "enrollment",
