@@ -165,6 +165,17 @@ class EmbeddedBroker(_BrokerBase):
 _PR_SET_PDEATHSIG = 1
 
 
+def _raise_child_open_files(pid: int) -> None:
+    """Raise a child's soft open-file limit to its hard limit (Linux ``prlimit``; elsewhere nothing)."""
+    try:
+        import resource
+
+        _soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, AttributeError, OSError, ValueError) as exc:
+        log.warning("could not raise mosquitto's open-file limit: %s", exc)
+
+
 def _die_with_parent_hook() -> Any:
     """A ``preexec_fn`` that asks Linux to SIGTERM the child when its parent dies, or None.
 
@@ -260,6 +271,8 @@ class MosquittoBroker(_BrokerBase):
             start_new_session=True,
             preexec_fn=_die_with_parent_hook(),  # one prctl call, resolved before the fork
         )
+        # One socket per client: thousands of devices need more than the default 1,024 open files.
+        _raise_child_open_files(self._process.pid)
         try:
             wait_for_port(self.host, self.port)
         except SuitcaseError as exc:

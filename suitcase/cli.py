@@ -29,6 +29,10 @@ PARTS: dict[str, tuple[str, str]] = {
 # name -> (module:function of a single top-level command, help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("suitcase.demo:demo", "One command, no hardware: broker, gateway, server and emulated Pis."),
+    "simulate": (
+        "suitcase.simulate.cli:simulate",
+        "Thousands of simulated agents against a real broker, gateway, server.",
+    ),
 }
 
 

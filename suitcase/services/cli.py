@@ -122,3 +122,60 @@ def status(config_dir: ConfigDir = Path("/etc/suitcase")) -> None:
         typer.echo(f"{state.name:<10} {state.address:<22} {'up' if state.listening else 'DOWN'}")
     if not all(s.listening for s in states):
         raise typer.Exit(3)
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="a new or empty directory for the backup")],
+    config_dir: ConfigDir = Path("/etc/suitcase"),
+) -> None:
+    """Back up the registry, the store and the broker's accounts (safe while the gateway writes)."""
+    from suitcase.services.backup import backup as make_backup
+
+    layout = load_layout(config_dir)
+    if layout is None:
+        raise _fail(SuitcaseError(f"no stack in {config_dir}: nothing to back up"))
+    try:
+        manifest = make_backup(layout, dest)
+    except SuitcaseError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"backed up to {dest} (registry at migration {manifest['registry_revision']})")
+
+
+@app.command()
+def restore(
+    src: Annotated[Path, typer.Argument(help="a directory made by `suitcase services backup`")],
+    config_dir: ConfigDir = Path("/etc/suitcase"),
+) -> None:
+    """Restore a backup into a fresh stack (its registry and store empty), migrating the registry."""
+    from suitcase.services.backup import restore as do_restore
+
+    layout = load_layout(config_dir)
+    if layout is None:
+        raise _fail(SuitcaseError(f"no stack in {config_dir}: run `suitcase services up` first"))
+    try:
+        manifest = do_restore(layout, src)
+    except SuitcaseError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"restored the backup made {manifest['made']} into the stack of {config_dir}")
+
+
+@app.command("compose-init")
+def compose_init(
+    config_dir: ConfigDir = Path("/etc/suitcase"),
+    data_dir: Annotated[Path, typer.Option(help="the volume of the broker's data")] = Path(
+        "/var/lib/suitcase"
+    ),
+) -> None:
+    """The Compose stack's init container: configuration and accounts from the environment (.env)."""
+    import os
+
+    from suitcase.services.compose import compose_init as init
+
+    try:
+        changes = init(os.environ, config_dir, data_dir)
+    except SuitcaseError as exc:
+        raise _fail(exc) from exc
+    for change in changes:
+        typer.echo(f"- {change}")
+    typer.echo("nothing changed" if not changes else "configured")

@@ -20,6 +20,9 @@ from typing import Any
 from kits.errors import ConfigError
 
 __all__ = [
+    "INFLUX_ADMIN_USER",
+    "INFLUX_GATEWAY_USER",
+    "INFLUX_SERVER_USER",
     "META_DATABASE",
     "READINGS_DATABASE",
     "InfluxAccounts",
@@ -33,6 +36,9 @@ __all__ = [
 # no right to create databases. The server's device list and dead letters are in META_DATABASE.
 READINGS_DATABASE = "suitcase_readings"
 META_DATABASE = "suitcase"
+INFLUX_ADMIN_USER = "suitcase_admin"
+INFLUX_GATEWAY_USER = "suitcase_gateway"
+INFLUX_SERVER_USER = "suitcase_server"
 
 _CONFIG = """\
 reporting-disabled = true

@@ -88,6 +88,7 @@ def render_conf(
     dynsec_file: Path | None = None,
     plugin: Path | None = None,
     allow_anonymous: bool | None = None,
+    user: str | None = None,
     extra: str = "",
 ) -> str:
     """The complete Mosquitto config of one broker.
@@ -95,14 +96,16 @@ def render_conf(
     Without ``dynsec_file`` the broker takes anonymous clients (tests of the wire, the demo); with
     it, every client authenticates through the dynamic-security plugin (``allow_anonymous``
     overrides either, e.g. for a test's password file in ``extra``). When started as root,
-    Mosquitto drops to ``user``: the owner of ``persistence_dir``, so it can write its
+    Mosquitto drops to ``user``: by default the owner of ``persistence_dir``, so it can write its
     persistence and the plugin's file (a root-owned directory keeps root).
     """
     lines = [
         f"# --- this broker (written by {__name__}) ---",
         "per_listener_settings false",
     ]
-    if os.geteuid() == 0:
+    if user is not None:
+        lines.append(f"user {user}")
+    elif os.geteuid() == 0:
         lines.append(f"user {owner_of(persistence_dir)}")
     lines += [
         f"persistence_location {persistence_dir}/",

@@ -87,8 +87,14 @@ class ProcessSpec:
     stop_signal: int = 15
 
 
-def _run_as(name: str) -> str | None:
-    if os.geteuid() != 0:
+def _run_as(name: str, as_root: bool | None = None) -> str | None:
+    """The user ``name`` runs as: its system user when started by root (checked to exist), else None.
+
+    ``as_root=True`` names the user without checking (units rendered for another machine).
+    """
+    if as_root is True:
+        return SERVICE_USERS[name]
+    if as_root is False or os.geteuid() != 0:
         return None
     user = SERVICE_USERS[name]
     try:
@@ -103,20 +109,20 @@ def _run_as(name: str) -> str | None:
     return user
 
 
-def process_specs(layout: Layout, binaries: Binaries) -> list[ProcessSpec]:
+def process_specs(layout: Layout, binaries: Binaries, *, as_root: bool | None = None) -> list[ProcessSpec]:
     """The stack's three processes, configured from the files ``up`` wrote for ``layout``."""
     ready_host = "127.0.0.1" if layout.mqtt_bind in ("0.0.0.0", "::") else layout.mqtt_bind
     return [
         # Started as root, Mosquitto drops to the `user` of its config (the owner of its data).
         ProcessSpec("mosquitto", [binaries.mosquitto, "-c", str(layout.mosquitto_conf)], None, ready_host,
                     layout.ports.mqtt_tls),
-        ProcessSpec("influxdb", [binaries.influxd, "-config", str(layout.influxdb_conf)], _run_as("influxdb"),
-                    layout.bind, layout.ports.influx_http),
+        ProcessSpec("influxdb", [binaries.influxd, "-config", str(layout.influxdb_conf)],
+                    _run_as("influxdb", as_root), layout.bind, layout.ports.influx_http),
         ProcessSpec(
             "postgres",
             server_argv(binaries.pg_bin, layout.postgres_dir,
                         server_options(layout.bind, layout.ports.postgres, layout.run_dir / "postgres")),
-            _run_as("postgres"),
+            _run_as("postgres", as_root),
             layout.bind,
             layout.ports.postgres,
             stop_signal=2,  # SIGINT: "fast" shutdown (SIGTERM waits for every client to leave)

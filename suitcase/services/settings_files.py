@@ -11,7 +11,13 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from suitcase.services.influxdb import META_DATABASE, READINGS_DATABASE
+from suitcase.services.influxdb import (
+    INFLUX_ADMIN_USER,
+    INFLUX_GATEWAY_USER,
+    INFLUX_SERVER_USER,
+    META_DATABASE,
+    READINGS_DATABASE,
+)
 from suitcase.services.layout import Layout
 from suitcase.services.mosquitto import GATEWAY_ROLE, SERVER_ROLE
 from suitcase.services.postgres import REGISTRY_DATABASE
@@ -20,6 +26,9 @@ from suitcase.services.secrets import Secrets
 
 __all__ = [
     "GATEWAY_GROUP",
+    "INFLUX_ADMIN_USER",
+    "INFLUX_GATEWAY_USER",
+    "INFLUX_SERVER_USER",
     "MQTT_GATEWAY_USER",
     "MQTT_SERVER_USER",
     "gateway_env",
@@ -32,9 +41,6 @@ __all__ = [
 
 MQTT_GATEWAY_USER = GATEWAY_ROLE  # the account has its role's name
 MQTT_SERVER_USER = SERVER_ROLE
-INFLUX_GATEWAY_USER = "suitcase_gateway"
-INFLUX_SERVER_USER = "suitcase_server"
-INFLUX_ADMIN_USER = "suitcase_admin"
 GATEWAY_GROUP = "gw"
 
 
@@ -43,13 +49,14 @@ def influx_url(layout: Layout, user: str, password: str, *, writer: bool) -> str
     options = f"database={READINGS_DATABASE}&meta={META_DATABASE}&username={user}&password={quote(password)}"
     if writer:
         options += "&create_databases=false"
-    return f"influxdb1://{layout.bind}:{layout.ports.influx_http}?{options}"
+    return f"influxdb1://{layout.influx_host or layout.bind}:{layout.ports.influx_http}?{options}"
 
 
 def registry_url(layout: Layout, password: str) -> str:
     """The SQLAlchemy URL of the registry database, as the server's role."""
+    host = layout.postgres_host or layout.bind
     return (
-        f"postgresql+psycopg://{PG_SERVER_ROLE}:{quote(password, safe='')}@{layout.bind}:"
+        f"postgresql+psycopg://{PG_SERVER_ROLE}:{quote(password, safe='')}@{host}:"
         f"{layout.ports.postgres}/{REGISTRY_DATABASE}"
     )
 
@@ -58,7 +65,7 @@ def gateway_env(layout: Layout, secrets: Secrets) -> dict[str, str]:
     """The gateway's settings (what every instance shares; the unit adds its client id and store)."""
     return {
         "SUITCASE_GATEWAY_ENVIRONMENT": "production",
-        "SUITCASE_GATEWAY_MQTT_HOST": layout.hostname,
+        "SUITCASE_GATEWAY_MQTT_HOST": layout.mqtt_host or layout.hostname,
         "SUITCASE_GATEWAY_MQTT_PORT": str(layout.ports.mqtt_tls),
         "SUITCASE_GATEWAY_MQTT_TLS": "true",
         "SUITCASE_GATEWAY_MQTT_CA_FILE": str(layout.tls_dir / "ca.crt"),
@@ -80,7 +87,7 @@ def server_env(layout: Layout, secrets: Secrets) -> dict[str, str]:
         "SUITCASE_SERVER_OPEN_READS": "false",
         "SUITCASE_SERVER_REGISTRY_URL": registry_url(layout, secrets.postgres_server),
         "SUITCASE_SERVER_STORE": influx_url(layout, INFLUX_SERVER_USER, secrets.influx_server, writer=False),
-        "SUITCASE_SERVER_MQTT_HOST": layout.hostname,
+        "SUITCASE_SERVER_MQTT_HOST": layout.mqtt_host or layout.hostname,
         "SUITCASE_SERVER_MQTT_PORT": str(layout.ports.mqtt_tls),
         "SUITCASE_SERVER_MQTT_TLS": "true",
         "SUITCASE_SERVER_MQTT_CA_FILE": str(layout.tls_dir / "ca.crt"),

@@ -249,7 +249,8 @@ def up(
         changes.append(f"made the stack's passwords in {layout.secrets_file}")
     _write_configs(layout, binaries, secrets, tls, changes)
     if systemd:
-        written = install_units(render_units(layout, process_specs(layout, binaries)))
+        suitcase = shutil.which("suitcase") or "/usr/local/bin/suitcase"
+        written = install_units(render_units(layout, process_specs(layout, binaries), suitcase))
         changes += [f"installed unit {name}" for name in written]
     elif running and changes:
         down(layout)

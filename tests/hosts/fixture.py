@@ -15,7 +15,15 @@ import pytest
 from tests.hosts.lab import Lab
 from tests.services import require_service
 
-__all__ = ["lab"]
+__all__ = ["lab", "require_lab"]
+
+
+def require_lab() -> None:
+    """Skip (fail under SUITCASE_REQUIRE_SERVICES=1) unless this process can build a lab."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        require_service(
+            "network namespaces (root, iproute2)", "run the tests as root; apt-get install iproute2"
+        )
 
 
 @pytest.fixture()
@@ -24,10 +32,7 @@ def lab() -> Iterator[Lab]:
 
     Its processes' log tails are printed at teardown (pytest shows them when the test failed).
     """
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        require_service(
-            "network namespaces (root, iproute2)", "run the tests as root; apt-get install iproute2"
-        )
+    require_lab()
     built = Lab()
     try:
         yield built

@@ -18,11 +18,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kits.errors import ConfigError
-from suitcase.broker import MosquittoBroker
+from suitcase.broker import find_mosquitto
 from suitcase.services.influxdb import (
     READINGS_DATABASE,
     InfluxAccounts,
@@ -31,6 +32,8 @@ from suitcase.services.influxdb import (
     influx_query,
 )
 from suitcase.services.influxdb import render_conf as render_influxd_conf
+from suitcase.services.mosquitto import Account, Listener, dynsec_state
+from suitcase.services.mosquitto import render_conf as render_mosquitto_conf
 from suitcase.services.postgres import (
     REGISTRY_DATABASE,
     apply_registry,
@@ -40,6 +43,7 @@ from suitcase.services.postgres import (
     server_options,
 )
 from suitcase.services.postgres import SERVER_ROLE as PG_SERVER_ROLE
+from suitcase.services.tls import TlsFiles
 from tests.hosts.host import Host, HostProcess
 
 __all__ = [
@@ -99,18 +103,34 @@ def http_json(
 
 # -- broker ---------------------------------------------------------------------------------------
 class HostMosquitto:
-    """Mosquitto on ``host`` with the project's config, listening on the host's address."""
+    """Mosquitto on ``host`` with the project's config (:func:`suitcase.services.mosquitto.render_conf`).
 
-    def __init__(self, host: Host, port: int = 1883, extra_config: str = "", allow_anonymous: bool = True):
+    Without arguments: one plain listener on the host's address:1883, anonymous clients (a test of
+    the network). ``accounts`` turns dynamic security on with the stack's roles (every client logs
+    in); ``tls`` adds the TLS listener on :attr:`tls_port` (8883); ``plain=False`` drops the plain one.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        port: int = 1883,
+        *,
+        accounts: Sequence[Account] = (),
+        tls: TlsFiles | None = None,
+        tls_port: int = 8883,
+        plain: bool = True,
+    ) -> None:
+        binary = find_mosquitto()
+        if binary is None:
+            raise RuntimeError("mosquitto is not installed: apt-get install mosquitto")
+        self.binary = binary
         self.host = host
         self.port = port
-        self.broker = MosquittoBroker(
-            host.dir / "mosquitto",
-            host=host.address,
-            port=port,
-            extra_config=extra_config,
-            allow_anonymous=allow_anonymous,
-        )
+        self.tls = tls
+        self.tls_port = tls_port
+        self.plain = plain
+        self.accounts = list(accounts)
+        self.workdir = host.dir / "mosquitto"
         self.proc: HostProcess | None = None
 
     @property
@@ -118,12 +138,30 @@ class HostMosquitto:
         return self.host.address
 
     def start(self) -> HostMosquitto:
-        config = self.broker.write_config()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        dynsec_file = None
+        if self.accounts:
+            dynsec_file = self.workdir / "dynamic-security.json"
+            if not dynsec_file.exists():  # the plugin keeps the device accounts the server adds
+                dynsec_file.write_text(json.dumps(dynsec_state(self.accounts)))
+        listeners = [Listener(self.port, self.address)] if self.plain else []
+        if self.tls is not None:
+            listeners.append(Listener(self.tls_port, self.address, self.tls))
+        config = self.workdir / "mosquitto.conf"
+        config.write_text(
+            render_mosquitto_conf(
+                listeners,
+                persistence_dir=self.workdir,
+                log_file=self.workdir / "mosquitto.log",
+                dynsec_file=dynsec_file,
+            )
+        )
         if self.proc is None:
-            self.proc = self.host.spawn("mosquitto", [self.broker.binary, "-c", str(config)])
+            self.proc = self.host.spawn("mosquitto", [self.binary, "-c", str(config)])
         else:
             self.proc.start()
-        self.host.wait_port(self.port, proc=self.proc)
+        for listener in listeners:
+            self.host.wait_port(listener.port, proc=self.proc)
         return self
 
 
@@ -371,6 +409,11 @@ class HostServer:
             self.proc,
         )
         return self
+
+    def kill(self) -> None:
+        """kill -9 the replica."""
+        if self.proc is not None:
+            self.proc.kill()
 
     def api(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         """Call ``/api/v1{path}``; return (status, body, headers)."""
