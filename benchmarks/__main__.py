@@ -15,6 +15,7 @@ BENCHMARKS = [
     "benchmarks.bench_wire",
     "benchmarks.bench_store",
     "benchmarks.bench_gateway",
+    "benchmarks.bench_mqtt_tls",
     "benchmarks.bench_edge",
     "benchmarks.bench_server",
     "benchmarks.bench_gateways",

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.store import StoreError
 from kits import __version__
+from server.agent_releases import MAX_WHEEL_BYTES
 from server.api import API_PREFIX, build_api_router
 from server.body_limit import BodyLimit
 from server.headers import SecurityHeaders, security_headers
@@ -110,7 +111,12 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     app.add_exception_handler(InterfaceError, _registry_unavailable)
     app.add_exception_handler(Exception, _server_error(security_headers(settings.map_tiles_url)))
     mount_web(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # An agent release (a wheel) is larger than any other request: it has its own bound.
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        larger={("POST", f"{API_PREFIX}/agent-releases"): MAX_WHEEL_BYTES},
+    )
     app.add_middleware(
         SecurityHeaders,
         headers=security_headers(settings.map_tiles_url, https=settings.environment == "production"),

@@ -44,6 +44,7 @@ __all__ = [
     "ON_ANSWER",
     "PAYLOADS",
     "REPLY_SUBSCRIPTION",
+    "SERVER_ONLY",
     "STATES",
     "BadCommand",
     "Dispatched",
@@ -123,6 +124,21 @@ class ConfigArgs(_Args):
     version: int = Field(ge=1, description="the device config version to push")
 
 
+class UpdateArgs(_Args):
+    """``update``: install an agent release and switch to it (``server.rollouts`` gives these)."""
+
+    version: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}$")
+    url: str = Field(pattern=r"^https?://\S{1,2000}$", description="where the device fetches the wheel")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="the wheel's SHA-256; the agent refuses another"
+    )
+    size: int = Field(ge=1, le=64 * 1024 * 1024)
+    filename: str = Field(pattern=r"^iot_suitcase-[0-9A-Za-z.+_]{1,32}-py3-none-any\.whl$")
+    deadline_s: float = Field(
+        default=120.0, ge=5, le=3600, description="to report healthy, or be rolled back"
+    )
+
+
 # The commands the server sends, each with the model of its arguments (docs/architecture.md, "Commands").
 COMMANDS: dict[str, type[_Args]] = {
     "ping": PingArgs,
@@ -130,7 +146,11 @@ COMMANDS: dict[str, type[_Args]] = {
     "resend": ResendArgs,
     "logs": LogsArgs,
     "config": ConfigArgs,
+    "update": UpdateArgs,
 }
+
+# Commands only the server itself gives (a rollout, server.rollouts), never a person directly.
+SERVER_ONLY = frozenset({"update"})
 
 # The wire arguments of a command, when they are not the stored ones (built at dispatch).
 Payload = Callable[[Session, DeviceCommandRow], dict[str, Any]]
@@ -138,7 +158,15 @@ PAYLOADS: dict[str, Payload] = {}
 
 # What the server does when a device answers a command of that name (after the state is set).
 OnAnswer = Callable[[Session, DeviceCommandRow, CommandReply], None]
-ON_ANSWER: dict[str, OnAnswer] = {}
+
+
+def _update_answered(session: Session, row: DeviceCommandRow, reply: CommandReply) -> None:
+    from server.rollouts import on_update_answer
+
+    on_update_answer(session, row, reply)
+
+
+ON_ANSWER: dict[str, OnAnswer] = {"update": _update_answered}
 
 
 def _wire_args(session: Session, row: DeviceCommandRow) -> dict[str, Any]:

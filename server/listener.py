@@ -252,7 +252,10 @@ class StatusListener:
 
         with Session(self.engine) as session:
             if topic.endswith("/reply"):
-                if apply_reply(session, topic, payload, self.clock()) is not None:
+                answered = apply_reply(session, topic, payload, self.clock())
+                if answered is not None:
+                    if answered.name == "update":  # a rollout may have offered its next ring
+                        dispatch(self.engine, self, self.clock(), self.owner)
                     return True
                 return topic.endswith("/cmd/config/reply") and apply_calibration_reply(
                     session, topic, payload, self.clock()
@@ -299,8 +302,15 @@ class StatusListener:
     def sweep_once(self) -> None:
         """Expire overdue commands and send what waits for online devices (every ``command_sweep_s``)."""
         from server.device_commands import sweep
+        from server.rollouts import advance_running
 
+        with Session(self.engine) as session:  # an expired update stops its rollout
+            advance_running(session, self.clock())
+            session.commit()
         expired, done = sweep(self.engine, self, self.clock(), self.owner)
+        with Session(self.engine) as session:
+            advance_running(session, self.clock())
+            session.commit()
         if expired or done.sent:
             log.info("command sweep: %d expired, %d sent", expired, len(done.sent))
 

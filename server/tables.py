@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
     "ROLES",
+    "AgentReleaseRow",
     "AlertRow",
     "AlertRuleRow",
     "ApiTokenRow",
@@ -29,10 +30,14 @@ __all__ = [
     "EnrollmentCodeRow",
     "KitPiRow",
     "KitRow",
+    "LeaseRow",
     "LoanRow",
     "MembershipRow",
     "OrganisationRow",
     "OutboundMessageRow",
+    "RateEventRow",
+    "RolloutRow",
+    "RolloutTargetRow",
     "SessionRow",
     "UserRow",
 ]
@@ -58,6 +63,8 @@ class OrganisationRow(SQLModel, table=True):
     name: str = Field(max_length=200)
     kind: str = Field(default="municipality", max_length=32)
     created_at: float
+    # The organisation takes no agent updates (server.rollouts leaves its devices out).
+    updates_opt_out: bool = False
 
 
 class UserRow(SQLModel, table=True):
@@ -243,6 +250,8 @@ class DeviceRow(SQLModel, table=True):
     # outbox size, storage writes per hour, Wi-Fi signal) as the last ``meta`` gave them.
     config_version: int | None = None
     diagnostics: dict[str, Any] = _json(dict)
+    # This device takes no agent updates (server.rollouts leaves it out).
+    updates_opt_out: bool = False
 
 
 class DeviceCommandRow(SQLModel, table=True):
@@ -420,6 +429,35 @@ class OutboundMessageRow(SQLModel, table=True):
     done_at: float | None = None
 
 
+class LeaseRow(SQLModel, table=True):
+    """A named lease shared by the server replicas: one holder until ``expires_at`` (``server.shared``).
+
+    The alert round holds ``alerts``, so rounds never overlap across replicas.
+    """
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    expires_at: float
+
+
+class RateEventRow(SQLModel, table=True):
+    """One counted event (a failed guess, an export started) of a client, shared by the replicas.
+
+    ``key`` is the SHA-256 of the client's key (address, account): no address is stored. Rows
+    older than their window are deleted (``server.shared``).
+    """
+
+    __tablename__ = "rate_events"
+    __table_args__ = (Index("rate_events_key", "kind", "key", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    key: str = Field(max_length=64)
+    at: float = Field(index=True)
+
+
 class AuditRow(SQLModel, table=True):
     """Who changed what, when."""
 
@@ -434,3 +472,61 @@ class AuditRow(SQLModel, table=True):
     entity: str = Field(max_length=64)
     entity_id: str = Field(max_length=64)
     detail: dict[str, Any] = _json(dict)
+
+
+class AgentReleaseRow(SQLModel, table=True):
+    """An agent version the server offers: its wheel, kept in the registry (every replica serves it)."""
+
+    __tablename__ = "agent_releases"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: str = Field(max_length=32, unique=True, index=True)
+    filename: str = Field(max_length=128)
+    sha256: str = Field(max_length=64)
+    size: int
+    wheel: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: float
+    created_by: str = Field(default="", max_length=254)
+
+
+class RolloutRow(SQLModel, table=True):
+    """A staged rollout of a release: ring 0 (canaries), 1 (a share), 2 (all the others).
+
+    ``state``: running, stopped (by itself when a device of the current ring failed, or by a
+    person: ``reason`` says why) or done.
+    """
+
+    __tablename__ = "rollouts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="agent_releases.id", index=True)
+    state: str = Field(default="running", max_length=16)
+    ring: int = 0
+    share_percent: int = 25
+    deadline_s: float = 120.0
+    soak_s: float = 0.0
+    ttl_s: float = 86_400.0
+    base_url: str = Field(max_length=500)
+    reason: str | None = Field(default=None, max_length=2000)
+    created_at: float
+    created_by: str = Field(default="", max_length=254)
+    ring_started_at: float | None = None
+    finished_at: float | None = None
+
+
+class RolloutTargetRow(SQLModel, table=True):
+    """One device of a rollout: its ring, and where it is (waiting, offered, updated, failed, opted_out)."""
+
+    __tablename__ = "rollout_targets"
+    __table_args__ = (UniqueConstraint("rollout_id", "device_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollouts.id", index=True)
+    device_id: str = Field(foreign_key="devices.id", max_length=64, index=True)
+    ring: int
+    state: str = Field(default="waiting", max_length=16)
+    from_version: str | None = Field(default=None, max_length=32)
+    command_id: str | None = Field(default=None, max_length=64, index=True)
+    offered_at: float | None = None
+    finished_at: float | None = None
+    detail: str | None = Field(default=None, max_length=2000)

@@ -158,3 +158,24 @@ def restore(
     except SuitcaseError as exc:
         raise _fail(exc) from exc
     typer.echo(f"restored the backup made {manifest['made']} into the stack of {config_dir}")
+
+
+@app.command("compose-init")
+def compose_init(
+    config_dir: ConfigDir = Path("/etc/suitcase"),
+    data_dir: Annotated[Path, typer.Option(help="the volume of the broker's data")] = Path(
+        "/var/lib/suitcase"
+    ),
+) -> None:
+    """The Compose stack's init container: configuration and accounts from the environment (.env)."""
+    import os
+
+    from suitcase.services.compose import compose_init as init
+
+    try:
+        changes = init(os.environ, config_dir, data_dir)
+    except SuitcaseError as exc:
+        raise _fail(exc) from exc
+    for change in changes:
+        typer.echo(f"- {change}")
+    typer.echo("nothing changed" if not changes else "configured")

@@ -46,6 +46,9 @@ class Layout:
         mqtt_bind: address of the broker's TLS listener (all interfaces: the Pis connect to it).
         bind: address of InfluxDB and PostgreSQL (loopback on a single machine).
         ports: see :class:`Ports`.
+        influx_host, postgres_host, mqtt_host: where the parts reach each service, when not on
+            ``bind`` (InfluxDB, PostgreSQL) or ``hostname`` (the broker): the service names of a
+            Compose stack.
     """
 
     config_dir: Path
@@ -54,6 +57,9 @@ class Layout:
     mqtt_bind: str = "0.0.0.0"
     bind: str = "127.0.0.1"
     ports: Ports = field(default_factory=Ports)
+    influx_host: str | None = None
+    postgres_host: str | None = None
+    mqtt_host: str | None = None
 
     # -- config files --
     @property

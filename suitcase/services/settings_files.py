@@ -49,13 +49,14 @@ def influx_url(layout: Layout, user: str, password: str, *, writer: bool) -> str
     options = f"database={READINGS_DATABASE}&meta={META_DATABASE}&username={user}&password={quote(password)}"
     if writer:
         options += "&create_databases=false"
-    return f"influxdb1://{layout.bind}:{layout.ports.influx_http}?{options}"
+    return f"influxdb1://{layout.influx_host or layout.bind}:{layout.ports.influx_http}?{options}"
 
 
 def registry_url(layout: Layout, password: str) -> str:
     """The SQLAlchemy URL of the registry database, as the server's role."""
+    host = layout.postgres_host or layout.bind
     return (
-        f"postgresql+psycopg://{PG_SERVER_ROLE}:{quote(password, safe='')}@{layout.bind}:"
+        f"postgresql+psycopg://{PG_SERVER_ROLE}:{quote(password, safe='')}@{host}:"
         f"{layout.ports.postgres}/{REGISTRY_DATABASE}"
     )
 
@@ -64,7 +65,7 @@ def gateway_env(layout: Layout, secrets: Secrets) -> dict[str, str]:
     """The gateway's settings (what every instance shares; the unit adds its client id and store)."""
     return {
         "SUITCASE_GATEWAY_ENVIRONMENT": "production",
-        "SUITCASE_GATEWAY_MQTT_HOST": layout.hostname,
+        "SUITCASE_GATEWAY_MQTT_HOST": layout.mqtt_host or layout.hostname,
         "SUITCASE_GATEWAY_MQTT_PORT": str(layout.ports.mqtt_tls),
         "SUITCASE_GATEWAY_MQTT_TLS": "true",
         "SUITCASE_GATEWAY_MQTT_CA_FILE": str(layout.tls_dir / "ca.crt"),
@@ -86,7 +87,7 @@ def server_env(layout: Layout, secrets: Secrets) -> dict[str, str]:
         "SUITCASE_SERVER_OPEN_READS": "false",
         "SUITCASE_SERVER_REGISTRY_URL": registry_url(layout, secrets.postgres_server),
         "SUITCASE_SERVER_STORE": influx_url(layout, INFLUX_SERVER_USER, secrets.influx_server, writer=False),
-        "SUITCASE_SERVER_MQTT_HOST": layout.hostname,
+        "SUITCASE_SERVER_MQTT_HOST": layout.mqtt_host or layout.hostname,
         "SUITCASE_SERVER_MQTT_PORT": str(layout.ports.mqtt_tls),
         "SUITCASE_SERVER_MQTT_TLS": "true",
         "SUITCASE_SERVER_MQTT_CA_FILE": str(layout.tls_dir / "ca.crt"),

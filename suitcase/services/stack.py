@@ -43,7 +43,7 @@ from suitcase.services.settings_files import (
     server_env,
 )
 from suitcase.services.supervisor import supervisor_pid
-from suitcase.services.systemd import install_units, render_units, systemd_runs
+from suitcase.services.systemd import install_units, render_units, restart_units, systemd_runs
 from suitcase.services.tls import TlsFiles, make_ca, make_server_cert
 
 __all__ = ["ServiceState", "down", "influx_admin", "postgres_admin_url", "status", "up"]
@@ -250,8 +250,12 @@ def up(
     _write_configs(layout, binaries, secrets, tls, changes)
     if systemd:
         suitcase = shutil.which("suitcase") or "/usr/local/bin/suitcase"
+        settings_changed = bool(changes)
         written = install_units(render_units(layout, process_specs(layout, binaries), suitcase))
         changes += [f"installed unit {name}" for name in written]
+        if settings_changed:
+            restart_units()
+            changes.append("restarted the services with the new settings")
     elif running and changes:
         down(layout)
         _start_supervisor(layout)

@@ -17,7 +17,7 @@ from kits.errors import ConfigError
 from suitcase.services.layout import Layout
 from suitcase.services.processes import ProcessSpec
 
-__all__ = ["UNIT_DIR", "install_units", "render_units", "systemd_runs"]
+__all__ = ["UNIT_DIR", "install_units", "render_units", "restart_units", "systemd_runs"]
 
 UNIT_DIR = Path("/etc/systemd/system")
 _SIGNALS = {2: "SIGINT", 15: "SIGTERM"}
@@ -143,3 +143,15 @@ def install_units(units: dict[str, str], unit_dir: Path = UNIT_DIR) -> list[str]
         if result.returncode != 0:
             raise ConfigError(f"`{' '.join(command)}` failed: {result.stderr.strip()}: see `journalctl -xe`")
     return written
+
+
+def restart_units(names: tuple[str, ...] = ("mosquitto", "influxdb", "postgres")) -> None:
+    """Restart the services' units (their settings changed).
+
+    Raises:
+        ConfigError: systemctl refused.
+    """
+    command = ["systemctl", "restart", *(f"suitcase-{name}.service" for name in names)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ConfigError(f"`{' '.join(command)}` failed: {result.stderr.strip()}: see `journalctl -xe`")

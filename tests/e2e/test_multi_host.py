@@ -14,7 +14,6 @@ The scenario runs once (module fixture); each test checks one of its outcomes.
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 import time
@@ -26,9 +25,17 @@ from typing import Any
 import pytest
 
 from gateway.consumer import _RETRY_MAX_S
-from gateway.settings import GatewaySettings
 from suitcase.services.influxdb import READINGS_DATABASE
+from suitcase.services.layout import Layout
 from suitcase.services.mosquitto import GATEWAY_ROLE, SERVER_ROLE, Account
+from suitcase.services.secrets import make_secrets
+from suitcase.services.settings_files import (
+    MQTT_GATEWAY_USER,
+    MQTT_SERVER_USER,
+    gateway_env,
+    registry_url,
+    server_env,
+)
 from suitcase.services.tls import make_ca, make_server_cert
 from tests.hosts.fixture import require_lab
 from tests.hosts.host import HostProcess
@@ -64,19 +71,6 @@ RATE = 500.0  # packs per second over all Pis: a 20 s stream
 STORE_CUT_S = _RETRY_MAX_S + 2.0  # longer than the gateway's longest retry backoff
 GUESS_LIMIT = 10
 ADMIN = ("admin@harbour.example", "a long admin passphrase 1")
-
-# The gateway's own MQTT client speaks TLS once the security work has landed; until then it uses
-# the broker's plain listener (with its dynamic-security account all the same).
-GATEWAY_TLS = "mqtt_ca_file" in GatewaySettings.model_fields
-
-
-def _shared_state_has(name: str) -> bool:
-    """Whether the replicas' shared state in the registry (``server.shared``, secure's) offers ``name``."""
-    try:
-        shared = importlib.import_module("server.shared")
-    except ImportError:
-        return False
-    return hasattr(shared, name)
 
 
 @dataclass
@@ -116,76 +110,63 @@ def _build(lab: Lab) -> Scenario:
         name: lab.host(name)
         for name in ("broker", "store", "registry", "gw-a", "gw-b", "server-a", "server-b", "pis")
     }
-    # The operator's CA (outside every host); each host gets its own copy of the CA certificate.
+    # The stack's secrets, as `suitcase services up` makes them; the operator's CA (outside every
+    # host); each host that connects to the broker gets its own copy of the CA certificate, where
+    # the stack's settings files expect it (<config dir>/tls/ca.crt, the host's directory here).
+    secrets = make_secrets()
     ca = make_ca(lab.root / "operator-ca")
     tls = make_server_cert(ca, hosts["broker"].dir / "tls", [hosts["broker"].address])
     for name in ("gw-a", "gw-b", "server-a", "server-b", "pis"):
-        (hosts[name].dir / "ca.crt").write_bytes(ca[0].read_bytes())
-    gateway_account = Account("suitcase-gateway", "gateway-pass-" + lab.network.prefix, (GATEWAY_ROLE,))
-    server_account = Account("suitcase-server", "server-pass-" + lab.network.prefix, (SERVER_ROLE,))
-    broker = HostMosquitto(
-        hosts["broker"], accounts=[gateway_account, server_account], tls=tls, plain=not GATEWAY_TLS
-    ).start()
-    store = HostInfluxD(hosts["store"]).start()
-    registry = HostPostgres(hosts["registry"], lab.subnet).start()
+        (hosts[name].dir / "tls").mkdir()
+        (hosts[name].dir / "tls" / "ca.crt").write_bytes(ca[0].read_bytes())
+    accounts = [
+        Account(MQTT_GATEWAY_USER, secrets.mqtt_gateway, (GATEWAY_ROLE,)),
+        Account(MQTT_SERVER_USER, secrets.mqtt_server, (SERVER_ROLE,)),
+    ]
+    broker = HostMosquitto(hosts["broker"], accounts=accounts, tls=tls, plain=False).start()
+    store = HostInfluxD(hosts["store"], secrets=secrets).start()
+    registry = HostPostgres(hosts["registry"], lab.subnet, secrets=secrets).start()
 
-    secret = "replicas-share-this-secret-" + lab.network.prefix
+    def layout(name: str, bind: str) -> Layout:
+        """What the stack's settings code needs to know of host ``name``: where the broker, and the
+        store or registry (``bind``), are; its config directory is its own."""
+        return Layout(
+            config_dir=hosts[name].dir, data_dir=hosts[name].dir, hostname=broker.address, bind=bind
+        )
+
     servers: dict[str, HostServer] = {}
     for name in ("server-a", "server-b"):
-        host = hosts[name]
-        settings = {
-            "SUITCASE_SERVER_REGISTRY_URL": registry.url,
-            "SUITCASE_SERVER_STORE": store.reader_url,
-            "SUITCASE_SERVER_SECRET_KEY": secret,
-            "SUITCASE_SERVER_OPEN_READS": "false",
-            "SUITCASE_SERVER_MQTT_HOST": broker.address,
-            "SUITCASE_SERVER_MQTT_PORT": str(broker.tls_port if GATEWAY_TLS else broker.port),
-            "SUITCASE_SERVER_MQTT_USERNAME": server_account.username,
-            "SUITCASE_SERVER_MQTT_PASSWORD": server_account.password,
-            "SUITCASE_SERVER_MQTT_DYNSEC": "true",
-            "SUITCASE_SERVER_DEVICE_MQTT_HOST": broker.address,
-            "SUITCASE_SERVER_DEVICE_MQTT_PORT": str(broker.tls_port),
-            "SUITCASE_SERVER_PUBLIC_URL": f"http://{host.address}:8000",
-            "SUITCASE_SERVER_GUESS_LIMIT_PER_MIN": str(GUESS_LIMIT),
-            "SUITCASE_SERVER_ALERT_INTERVAL_S": "0.5",
-            "SUITCASE_SERVER_STALE_AFTER_S": "5",
-            "SUITCASE_SERVER_OUTBOUND_ALLOW": json.dumps([lab.subnet]),  # the webhook on the operator
-        }
-        if GATEWAY_TLS:
-            settings.update(
-                SUITCASE_SERVER_ENVIRONMENT="production",
-                SUITCASE_SERVER_MQTT_TLS="true",
-                SUITCASE_SERVER_MQTT_CA_FILE=str(host.dir / "ca.crt"),
-            )
-        servers[name] = HostServer(host, settings)
+        settings = server_env(layout(name, store.host), secrets)
+        settings["SUITCASE_SERVER_REGISTRY_URL"] = registry_url(
+            layout(name, registry.host.address), secrets.postgres_server
+        )
+        settings.update(
+            {
+                "SUITCASE_SERVER_PUBLIC_URL": f"http://{hosts[name].address}:8000",
+                "SUITCASE_SERVER_GUESS_LIMIT_PER_MIN": str(GUESS_LIMIT),
+                "SUITCASE_SERVER_ALERT_INTERVAL_S": "0.5",  # compressed: a round every half second
+                "SUITCASE_SERVER_OUTBOUND_ALLOW": json.dumps([lab.subnet]),  # webhooks to the operator
+            }
+        )
+        servers[name] = HostServer(hosts[name], settings)
 
     # The gateway's sink creates nothing: the stack made the databases; the server's start-up probe
     # finds them. One replica migrates the empty registry first, then the second starts.
     servers["server-a"].start()
     admin = hosts["server-a"].python(
         "create-admin",
-        ["-m", "suitcase", "server", "create-admin", "--email", ADMIN[0], "--registry-url", registry.url],
-        {"SUITCASE_ADMIN_PASSWORD": ADMIN[1]},
+        ["-m", "suitcase", "server", "create-admin", "--email", ADMIN[0]],
+        {"SUITCASE_ADMIN_PASSWORD": ADMIN[1], **servers["server-a"].settings},
     )
     assert admin.wait(60) == 0, admin.log_tail()
     servers["server-b"].start()
 
     gateways: dict[str, HostProcess] = {}
     for name in ("gw-a", "gw-b"):
-        env = {
-            "SUITCASE_GATEWAY_USERNAME": gateway_account.username,
-            "SUITCASE_GATEWAY_PASSWORD": gateway_account.password,
-            "SUITCASE_GATEWAY_BATCH_MESSAGES": "500",
-        }
-        if GATEWAY_TLS:
-            env.update(
-                SUITCASE_GATEWAY_ENVIRONMENT="production",
-                SUITCASE_GATEWAY_MQTT_TLS="true",
-                SUITCASE_GATEWAY_MQTT_PORT=str(broker.tls_port),
-                SUITCASE_GATEWAY_MQTT_CA_FILE=str(hosts[name].dir / "ca.crt"),
-            )
+        env = gateway_env(layout(name, store.host), secrets)
+        env["SUITCASE_GATEWAY_BATCH_MESSAGES"] = "500"
         gateways[name] = start_gateway(
-            hosts[name], broker=broker, sink_url=store.sink_url, client_id=name, group="pool", env=env
+            hosts[name], broker=broker, sink_url=store.sink_url, client_id=name, env=env
         )
 
     # The organisation, a deployment and 20 Pis enrolled through both replicas (each Pi gets its own
@@ -215,7 +196,7 @@ def _build(lab: Lab) -> Scenario:
     plan = {
         "org": ORG, "devices": devices, "packs": PACKS, "records": RECORDS, "rate": RATE,
         "start": time.time() - 3 * 86400, "timeout": 300, "credentials": credentials,
-        "port": broker.tls_port, "ca": str(hosts["pis"].dir / "ca.crt"),
+        "port": broker.tls_port, "ca": str(hosts["pis"].dir / "tls" / "ca.crt"),
     }  # fmt: skip
     return Scenario(lab, store, servers, gateways, plan, token["token"], deployment["id"], org["id"], broker)
 
@@ -356,12 +337,6 @@ def test_a_session_made_on_one_replica_works_on_the_other(scenario: Scenario) ->
     assert a.api("GET", "/auth/me", headers=session)[0] == 401
 
 
-@pytest.mark.xfail(
-    condition=not _shared_state_has("SharedGuessLimiter"),
-    reason="needs the guess limit kept in the registry (server.shared.SharedGuessLimiter, secure's, not on "
-    "main yet): server.security.GuessLimiter counts per process, so two replicas allow twice the guesses",
-    strict=True,
-)
 def test_the_guess_limit_holds_across_replicas(scenario: Scenario) -> None:
     """Test that failed logins count across replicas: after the limit, both refuse the address."""
     a, b = scenario.servers["server-a"], scenario.servers["server-b"]
@@ -388,13 +363,6 @@ class _HookHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.xfail(
-    condition=not _shared_state_has("Lease"),
-    reason="needs the alert lease in the registry (server.shared.Lease, secure's, not on main yet): every "
-    "replica runs the alert loop and delivers the outbox, so an alert is notified twice (seen: 60 webhook "
-    "calls for 20 firing + 20 resolved)",
-    strict=True,
-)
 def test_each_alert_fires_once_and_resolves_once_across_replicas(scenario: Scenario) -> None:
     """Test that with both replicas evaluating every half second (and on request at once), each
     device's offline alert fires once and resolves once, and its webhook hears each event once."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import time
@@ -25,6 +24,9 @@ from typing import Any
 from kits.errors import ConfigError
 from suitcase.broker import find_mosquitto
 from suitcase.services.influxdb import (
+    INFLUX_ADMIN_USER,
+    INFLUX_GATEWAY_USER,
+    INFLUX_SERVER_USER,
     READINGS_DATABASE,
     InfluxAccounts,
     apply_accounts,
@@ -43,6 +45,7 @@ from suitcase.services.postgres import (
     server_options,
 )
 from suitcase.services.postgres import SERVER_ROLE as PG_SERVER_ROLE
+from suitcase.services.secrets import Secrets, make_secrets
 from suitcase.services.tls import TlsFiles
 from tests.hosts.host import Host, HostProcess
 
@@ -174,7 +177,9 @@ class HostInfluxD:
     databases (every org's readings in ``suitcase_readings``, the org a tag).
     """
 
-    def __init__(self, on: Host, port: int = 8086, *, data_options: str = "") -> None:
+    def __init__(
+        self, on: Host, port: int = 8086, *, secrets: Secrets | None = None, data_options: str = ""
+    ) -> None:
         binary = find_influxd()
         if binary is None:
             raise RuntimeError("influxd is not installed: apt-get install influxdb")
@@ -184,10 +189,11 @@ class HostInfluxD:
         self.port = port
         self.root = on.dir / "influxdb"
         self.data_options = data_options
+        secrets = secrets or make_secrets()
         self.accounts = InfluxAccounts(
-            admin=("admin", secrets.token_urlsafe(12)),
-            gateway=("gateway", secrets.token_urlsafe(12)),
-            server=("server", secrets.token_urlsafe(12)),
+            admin=(INFLUX_ADMIN_USER, secrets.influx_admin),
+            gateway=(INFLUX_GATEWAY_USER, secrets.influx_gateway),
+            server=(INFLUX_SERVER_USER, secrets.influx_server),
         )
         self.proc: HostProcess | None = None
 
@@ -260,7 +266,7 @@ class HostPostgres:
     database (:func:`apply_registry`). Durability is off: a real server, not a real disk.
     """
 
-    def __init__(self, host: Host, subnet: str, port: int = 5432) -> None:
+    def __init__(self, host: Host, subnet: str, port: int = 5432, *, secrets: Secrets | None = None) -> None:
         pg_bin = find_pg_bin()
         if pg_bin is None:
             raise RuntimeError("postgresql is not installed: apt-get install postgresql-15")
@@ -268,8 +274,9 @@ class HostPostgres:
         self.host = host
         self.subnet = subnet
         self.port = port
-        self.admin_password = secrets.token_urlsafe(16)
-        self.password = secrets.token_urlsafe(16)
+        secrets = secrets or make_secrets()
+        self.admin_password = secrets.postgres_admin
+        self.password = secrets.postgres_server
         self.data = host.dir / "pgdata"
         self.proc: HostProcess | None = None
 

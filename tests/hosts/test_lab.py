@@ -113,3 +113,22 @@ def test_a_lab_removes_everything_and_a_crashed_one_is_cleaned_by_the_next(tmp_p
     assert not (CLAIMS / str(own_slot)).exists()
     assert not own_root.exists()
     Path(root).is_dir() and subprocess.run(["rm", "-rf", root], check=False)  # the crashed run's dir
+
+
+def test_the_watcher_reports_a_file_opened_under_another_hosts_directory(lab: Lab) -> None:
+    """Test that the trespass check can fail: a process of one host holding a file of another
+    host (open, or mapped) is reported with its host, pid, path and the owner."""
+    a, b = lab.host("a"), lab.host("b")
+    secret = b.dir / "b-only.txt"
+    secret.write_text("b's own file\n")
+    own = a.dir / "a-own.txt"
+    own.write_text("a's own file\n")
+    holder = a.python(
+        "holder",
+        ["-c", f"import time\nmine = open({str(own)!r})\ntheirs = open({str(secret)!r})\ntime.sleep(60)\n"],
+    )
+    wait_until(lambda: lab.trespasses(), timeout=30, what="the watcher to see the trespass")
+    (trespass,) = lab.trespasses()
+    assert (trespass.host, trespass.owner, trespass.path, trespass.pid) == ("a", "b", str(secret), holder.pid)
+    assert str(own) in lab.watcher.own_paths["a"]
+    holder.kill()

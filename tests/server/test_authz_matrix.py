@@ -14,11 +14,13 @@ longer exists): a new route is not done until someone has written down who may c
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import re
 import secrets
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +28,26 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from gateway.store import SqliteStore
+from server.agent_releases import add_release
 from server.api.access import iter_routes
 from server.api.auth import CSRF_HEADER, SESSION_COOKIE
 from server.app import create_app
+from server.rollouts import start_rollout, stop_rollout
 from server.security import hash_secret, new_token
 from server.settings import ServerSettings
-from server.tables import AlertRuleRow, ApiTokenRow, DeviceRow, MembershipRow, SessionRow, UserRow
+from server.tables import (
+    AgentReleaseRow,
+    AlertRuleRow,
+    ApiTokenRow,
+    DeviceRow,
+    MembershipRow,
+    RolloutRow,
+    SessionRow,
+    UserRow,
+)
 from tests.server.data import NOW, climate
 from tests.server.world import PASSWORD, World, bearer
 
@@ -146,6 +159,15 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/alerts/evaluate"): "401 401 401 403 403 403 200 200 200 200 401",
     ("POST", "/api/v1/auth/login"): "200 200 200 200 200 200 200 200 200 200 200",
     ("POST", "/api/v1/claims/bind"): "401 401 401 403 403 403 201 201 404 201 401",
+    ("GET", "/api/v1/agent-releases"): "401 401 401 403 403 403 403 403 403 200 401",
+    ("GET", "/api/v1/agent-releases/{version}/{filename}"): "200 200 200 200 200 200 200 200 200 200 200",
+    ("GET", "/api/v1/rollouts"): "401 401 401 403 403 403 403 403 403 200 401",
+    ("GET", "/api/v1/rollouts/{rollout_id}"): "401 401 401 403 403 403 403 403 403 200 401",
+    ("POST", "/api/v1/agent-releases"): "401 401 401 403 403 403 403 403 403 422 401",
+    ("POST", "/api/v1/rollouts"): "401 401 401 403 403 403 403 403 403 201 401",
+    ("POST", "/api/v1/rollouts/{rollout_id}/stop"): "401 401 401 403 403 403 403 403 403 200 401",
+    ("PUT", "/api/v1/devices/{device}/updates"): "401 401 401 403 403 403 403 200 404 200 401",
+    ("PUT", "/api/v1/orgs/{org_id}/updates"): "401 401 401 403 403 403 403 200 404 200 401",
     ("POST", "/api/v1/claims/poll"): "200 200 200 200 200 200 200 200 200 200 200",
     ("POST", "/api/v1/claims/qr"): "401 401 401 403 403 403 200 200 404 200 401",
     ("POST", "/api/v1/deployments"): "401 401 401 403 403 403 201 201 404 201 401",
@@ -293,7 +315,16 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         catalogue = [c["id"] for c in client.get("/api/v1/use-cases").json()["data"]]
         with SqliteStore(settings.store) as store:  # the device has sent readings
             store.write(climate(enrolled["config"]["device"], NOW - 5, org="city-a"))
+        with Session(engine) as session:  # a release (a wheel's METADATA is all it checks) and its rollout
+            release = add_release(session, TINY_WHEEL, _tiny_wheel(), NOW)
+            session.flush()
+            rollout = start_rollout(session, release, NOW, base_url="https://suitcase.example.org")
+            session.commit()
+            rollout_id = rollout.id
         ids: Ids = {
+            "version": "0.0.1",
+            "filename": TINY_WHEEL,
+            "rollout_id": rollout_id,
             "org_id": a,
             "org_b": world.orgs["b"],
             "kit_id": kit["id"],
@@ -447,7 +478,38 @@ def _fresh_enrollment(fleet: Fleet, who: str) -> Ids:
     return {"code": fleet.root("POST", "/enrollment-codes", 201, json=body)["code"]}
 
 
+TINY_WHEEL = "iot_suitcase-0.0.1-py3-none-any.whl"
+
+
+def _tiny_wheel() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        wheel.writestr("iot_suitcase-0.0.1.dist-info/METADATA", "Name: iot-suitcase\nVersion: 0.0.1\n")
+    return buffer.getvalue()
+
+
+def _no_running_rollout(fleet: Fleet, who: str) -> Ids:
+    with Session(fleet.engine) as session:
+        running = session.exec(select(RolloutRow).where(RolloutRow.state == "running")).first()
+        if running is not None:
+            stop_rollout(session, running, "the next test", NOW)
+            session.commit()
+    return {}
+
+
+def _fresh_rollout(fleet: Fleet, who: str) -> Ids:
+    _no_running_rollout(fleet, who)
+    with Session(fleet.engine) as session:
+        release = session.exec(select(AgentReleaseRow)).first()
+        assert release is not None
+        rollout = start_rollout(session, release, NOW, base_url="https://suitcase.example.org")
+        session.commit()
+        return {"rollout_id": rollout.id}
+
+
 FRESH: dict[tuple[str, str], Callable[[Fleet, str], Ids]] = {
+    ("POST", "/api/v1/rollouts"): _no_running_rollout,
+    ("POST", "/api/v1/rollouts/{rollout_id}/stop"): _fresh_rollout,
     ("POST", "/api/v1/kits/{kit_id}/loans"): _fresh_kit,
     ("POST", "/api/v1/kits/{kit_id}/return"): _fresh_loaned_kit,
     ("POST", "/api/v1/claims/bind"): _fresh_kit_and_deployment,
@@ -490,6 +552,9 @@ def _bodies(ids: Ids, who: str) -> dict[tuple[str, str], Any]:
         ("POST", "/api/v1/deployments"): {"org_id": org, "name": "x"},
         ("PATCH", "/api/v1/deployments/{deployment_id}"): {"notes": "n"},
         ("POST", "/api/v1/devices/{device}/commands"): {"name": "ping"},
+        ("POST", "/api/v1/rollouts"): {"version": "0.0.1"},
+        ("PUT", "/api/v1/devices/{device}/updates"): {"opt_out": False},
+        ("PUT", "/api/v1/orgs/{org_id}/updates"): {"opt_out": False},
         ("PUT", "/api/v1/deployments/{deployment_id}/assessment"): {"expert_score_pct": 10},
         ("POST", "/api/v1/enrollment-codes"): {"deployment_id": ids["deployment_id"]},
         ("POST", "/api/v1/claims/bind"): {
@@ -507,7 +572,11 @@ def _bodies(ids: Ids, who: str) -> dict[tuple[str, str], Any]:
 
 
 # Concrete paths of what has no path template of its own.
-CONCRETE = {("GET", "/static"): "/static/app.css"}
+CONCRETE = {
+    ("GET", "/static"): "/static/app.css",
+    # The body (JSON here) is no wheel: the global admin passes the access checks and gets 422.
+    ("POST", "/api/v1/agent-releases"): "/api/v1/agent-releases?filename=iot_suitcase-9.9.9-py3-none-any.whl",
+}
 # Routes whose {deployment_id} and {use_case_id} are public ones (the others: org A's own).
 PUBLIC_TARGET = re.compile(r"^/public/")
 

@@ -141,7 +141,7 @@ def test_unanswered_commands_expire_and_a_lost_broker_keeps_them_queued(sqlite_c
 
 
 BAD = [
-    ({"name": "reboot"}, "unknown command 'reboot': use one of ping, identify, resend, logs, config"),
+    ({"name": "reboot"}, "unknown command 'reboot': use one of ping, identify, resend, logs, config, update"),
     ({"name": "resend", "args": {"from": 20, "to": 10}}, "is before 'from'"),
     ({"name": "resend", "args": {"from": 0, "to": 90000}}, "at most 24 h"),
     ({"name": "resend", "args": {"from": 0}}, "to: Field required"),

@@ -28,6 +28,7 @@ ROUTES: tuple[str, ...] = (
     "alerts",
     "export",
     "reports",
+    "rollouts",
 )
 
 

@@ -12,7 +12,15 @@ from server.api.auth import AuthDep, Principal, not_found
 from server.api.common import audit_change
 from server.api.deps import ClockDep, ResourcesDep, SessionDep
 from server.api.routes.devices import DEVICE_ID
-from server.device_commands import COMMANDS, DEFAULT_TTL_S, MAX_TTL_S, BadCommand, dispatch, queue_command
+from server.device_commands import (
+    COMMANDS,
+    DEFAULT_TTL_S,
+    MAX_TTL_S,
+    SERVER_ONLY,
+    BadCommand,
+    dispatch,
+    queue_command,
+)
 from server.tables import DeviceCommandRow, DeviceRow
 
 __all__ = ["CommandCreate", "CommandPublic", "router"]
@@ -79,6 +87,11 @@ def give_command(
     """Queue a command for the device; it is sent at once when the device is online, else when it
     comes back (until ``ttl_s``). Poll ``GET .../commands/{command_id}`` for the reply."""
     row = command_device(session, principal, device, "operator")
+    if body.name in SERVER_ONLY:
+        raise HTTPException(
+            status_code=422,
+            detail=f"{body.name} commands come from a rollout only: POST /api/v1/rollouts (global admins)",
+        )
     now = clock()
     try:
         command = queue_command(
