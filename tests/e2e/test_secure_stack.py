@@ -321,3 +321,19 @@ def test_the_gateway_drains_a_backlog_over_tls(mosquitto_tls: TlsBroker) -> None
     finally:
         pub.disconnect()
         pub.loop_stop()
+
+
+def test_the_server_says_when_it_cannot_reach_the_broker(
+    mosquitto_tls: TlsBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Test that a server started while the broker is away starts, and logs what to check."""
+    from suitcase.broker import free_port
+
+    settings = _server_settings(mosquitto_tls, tmp_path, mqtt_port=free_port())
+    listener = StatusListener(settings, create_registry_engine("sqlite://"), time.time)
+    caplog.set_level(logging.WARNING, "server.listener")
+    listener.start()
+    try:
+        wait_until(lambda: "SUITCASE_SERVER_MQTT_CA_FILE" in caplog.text, 15, "the listener's warning")
+    finally:
+        listener.stop()
