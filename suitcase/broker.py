@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from kits.errors import ConfigError, SuitcaseError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from suitcase.services.mosquitto import Listener
     from suitcase.services.tls import TlsFiles
 
 __all__ = [
@@ -210,6 +213,7 @@ class MosquittoBroker(_BrokerBase):
         dynsec_file: authenticate every client through the dynamic-security plugin with this state
             (:func:`suitcase.services.mosquitto.dynsec_state`).
         tls: speak only TLS on the listener, with these files (:mod:`suitcase.services.tls`).
+        listeners: further listeners (:class:`suitcase.services.mosquitto.Listener`).
     """
 
     def __init__(
@@ -222,6 +226,7 @@ class MosquittoBroker(_BrokerBase):
         *,
         dynsec_file: Path | None = None,
         tls: TlsFiles | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         binary = find_mosquitto()
         if binary is None:
@@ -237,6 +242,7 @@ class MosquittoBroker(_BrokerBase):
         self.allow_anonymous = allow_anonymous
         self.dynsec_file = dynsec_file
         self.tls = tls
+        self.listeners = tuple(listeners)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -252,7 +258,7 @@ class MosquittoBroker(_BrokerBase):
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         text = render_conf(
-            [Listener(self.port, self.host, self.tls)],
+            [Listener(self.port, self.host, self.tls), *self.listeners],
             persistence_dir=self.workdir,
             log_file=self.log_path,
             dynsec_file=self.dynsec_file,

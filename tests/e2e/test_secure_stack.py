@@ -41,6 +41,7 @@ from server.listener import StatusListener
 from server.settings import ServerSettings
 from server.settings import load_settings as server_settings
 from server.tables import DeviceRow, OrganisationRow
+from suitcase.services.mosquitto import GATEWAY_ROLE
 from tests.services.tls import TlsBroker
 from tests.waiting import wait_until
 
@@ -62,13 +63,11 @@ def _dynsec(broker: TlsBroker, *args: str) -> None:
 
 
 def _gateway_account(broker: TlsBroker) -> tuple[str, str]:
-    """A least-privilege gateway account: it may only subscribe to telemetry."""
+    """A least-privilege gateway account: the role `suitcase services up` gives the gateway (it may
+    only subscribe to and receive telemetry; the broker denies receiving by default)."""
     username, password = f"gateway-{secrets.token_hex(3)}", secrets.token_urlsafe(24)
-    role = f"{username}-role"
     _dynsec(broker, "createClient", username, "-p", password)
-    _dynsec(broker, "createRole", role)
-    _dynsec(broker, "addRoleACL", role, "subscribePattern", "suitcase/v1/+/+/telemetry", "allow")
-    _dynsec(broker, "addClientRole", username, role)
+    _dynsec(broker, "addClientRole", username, GATEWAY_ROLE)
     return username, password
 
 
