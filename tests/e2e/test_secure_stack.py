@@ -320,3 +320,43 @@ def test_the_gateway_drains_a_backlog_over_tls(mosquitto_tls: TlsBroker) -> None
     finally:
         pub.disconnect()
         pub.loop_stop()
+
+
+def test_the_server_says_when_it_cannot_reach_the_broker(
+    mosquitto_tls: TlsBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Test that a server started while the broker is away starts, and logs what to check."""
+    from suitcase.broker import free_port
+
+    settings = _server_settings(mosquitto_tls, tmp_path, mqtt_port=free_port())
+    listener = StatusListener(settings, create_registry_engine("sqlite://"), time.time)
+    caplog.set_level(logging.WARNING, "server.listener")
+    listener.start()
+    try:
+        wait_until(lambda: "SUITCASE_SERVER_MQTT_CA_FILE" in caplog.text, 15, "the listener's warning")
+    finally:
+        listener.stop()
+
+
+def test_gateway_run_exits_2_on_a_broker_it_cannot_trust(
+    mosquitto_tls: TlsBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that `suitcase gateway run` in production with the wrong CA exits 2 saying what to check."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    for name, value in {
+        "ENVIRONMENT": "production",
+        "MQTT_HOST": "localhost",
+        "MQTT_PORT": str(mosquitto_tls.tls_port),
+        "MQTT_TLS": "true",
+        "MQTT_CA_FILE": str(mosquitto_tls.pki.other_ca),
+        "USERNAME": "suitcase-gateway",
+        "PASSWORD": secrets.token_urlsafe(24),
+        "STORE": str(tmp_path / "store.db"),
+    }.items():
+        monkeypatch.setenv(f"SUITCASE_GATEWAY_{name}", value)
+    result = CliRunner().invoke(app, ["run", "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "was not accepted" in result.output and "SUITCASE_GATEWAY_MQTT_CA_FILE" in result.output
