@@ -372,9 +372,18 @@ def test_supervised_workers_share_the_load(broker: MosquittoBroker, tmp_path: Pa
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(store_path.exists, timeout=20, what="the store file")
-        time.sleep(1.5)
-        publish_all(broker.host, broker.port, packs(3000))
         reader = SqliteStore(store_path)
+        all_packs = packs(3000)
+
+        def first_pack_landed() -> bool:
+            # Until a worker has subscribed, the group has no session to queue for: the first
+            # pack is sent again (the store overwrites its twin) until one worker wrote it.
+            publish_all(broker.host, broker.port, all_packs[:1])
+            time.sleep(0.2)
+            return reader.count_readings() >= 6
+
+        wait_until(first_pack_landed, timeout=60, what="a worker subscribed")
+        publish_all(broker.host, broker.port, all_packs)
         wait_until(lambda: reader.count_readings() >= 18_000, timeout=60, what="every reading")
         assert_exactly_once(reader, 3000)
         reader.close()
