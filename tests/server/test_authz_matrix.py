@@ -269,6 +269,9 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         store=str(tmp_path / "store.db"),
         alert_interval_s=0,
         open_reads=False,
+        # Both apps share the registry, so they count exports together (as replicas do): the
+        # matrix asks who may call what, not how often (tests/server/test_bounded.py does).
+        export_per_min=10_000,
     )
     with (
         TestClient(create_app(settings, clock=lambda: NOW)) as client,
