@@ -32,7 +32,7 @@ from kits.errors import (
     UnknownQuantity,
     UnknownUnit,
 )
-from kits.quantities import QUANTITIES, SECONDARY_UNITS
+from kits.quantities import QUANTITIES, SECONDARY_UNITS, spec
 
 __all__ = [
     "BASE_NAME_PREFIX",
@@ -181,7 +181,8 @@ class Record:
 
     @property
     def unit(self) -> str | None:
-        return QUANTITIES[self.quantity].unit
+        found = spec(self.quantity)  # a derived quantity too (computed on read, never on the wire)
+        return found.unit if found is not None else None
 
 
 def encode_pack(records: Sequence[Record]) -> bytes:

@@ -10,8 +10,10 @@ and until then the raw readings are what the pages show, with a note saying what
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 
 from sqlmodel import Session, col, select
 
@@ -29,12 +31,14 @@ from kits.derived import (
 )
 from kits.models import UseCase
 from kits.quantities import DERIVED_QUANTITIES
+from kits.wire import Record
 from server.models import UseCaseRow
 from server.spans import DeviceSpan, device_spans
 from server.tables import DeploymentRow, DerivedConfigRow
 
 __all__ = [
     "Derived",
+    "count_latest",
     "derived_of",
     "save_version",
     "versions",
@@ -151,3 +155,43 @@ def spans_of(session: Session, deployment: DeploymentRow) -> list[DeviceSpan]:
     """The deployment's device spans (as ``server.spans.device_spans``)."""
     assert deployment.id is not None
     return device_spans(session, deployment.id)
+
+
+def count_latest(
+    store: Reader, spans: Sequence[DeviceSpan], now: float, tz: tzinfo, quantity: str = "passes"
+) -> list[Record]:
+    """The counts a person reads now, per device and sensor, timed ``now``: ``passes_per_hour`` (the
+    sum over the whole minutes of the last hour) and ``passes_per_day`` (since local midnight in ``tz``).
+
+    Devices that have counted nothing in the day give none (no count is not a count of 0).
+    """
+    midnight = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    hour: dict[tuple[str, str, str], float] = {}
+    day: dict[tuple[str, str, str], float] = {}
+    for org, device, span_from, span_to in spans:
+        if span_to < now:
+            continue
+        for into, start, every in (
+            (hour, math.ceil((now - 3600.0) / 60) * 60.0, 60.0),
+            (day, midnight, 3600.0),
+        ):
+            lo = max(start, span_from)
+            if lo >= now:
+                continue
+            for w in store.windows(org, device, lo, now, every, quantity=quantity):
+                key = (org, device, w.sensor)
+                into[key] = into.get(key, 0.0) + w.mean * w.count
+    out = []
+    for (org, device, sensor), total in sorted(day.items()):
+        out.append(
+            Record(
+                org,
+                device,
+                sensor,
+                f"{quantity}_per_hour",
+                round(hour.get((org, device, sensor), 0.0), 9),
+                now,
+            )
+        )
+        out.append(Record(org, device, sensor, f"{quantity}_per_day", round(total, 9), now))
+    return out

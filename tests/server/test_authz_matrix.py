@@ -82,6 +82,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/deployments"): "401 401 401 200 403 200 200 200 200 200 401",
     ("GET", "/api/v1/deployments/{deployment_id}"): "401 401 401 200 403 200 200 200 404 200 401",
     ("GET", "/api/v1/deployments/{deployment_id}/assessment"): "401 401 401 403 403 200 200 200 404 200 401",
+    ("GET", "/api/v1/deployments/{deployment_id}/derived"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/api/v1/deployments/{deployment_id}/chart"): "401 401 401 200 403 200 200 200 404 200 200",
     ("GET", "/api/v1/deployments/{deployment_id}/readings"): "401 401 401 200 403 200 200 200 404 200 200",
     ("GET", "/api/v1/deployments/{deployment_id}/report"): "401 401 401 403 403 200 200 200 404 200 401",
@@ -163,6 +164,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/use-cases"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/users"): "401 401 401 403 403 403 403 403 403 201 401",
     ("PUT", "/api/v1/deployments/{deployment_id}/assessment"): "401 401 401 403 403 403 200 200 404 200 401",
+    ("PUT", "/api/v1/deployments/{deployment_id}/derived"): "401 401 401 403 403 403 200 200 404 200 401",
     ("PUT", "/api/v1/orgs/{org_id}/members"): "401 401 401 403 403 403 403 200 404 200 401",
     ("PUT", "/api/v1/use-cases/{use_case_id}"): "401 401 401 403 403 403 200 200 404 200 401",
     ("DELETE", "/api/v1/me"): "401 401 401 403 403 204 204 204 204 204 401",
@@ -481,6 +483,7 @@ def _bodies(ids: Ids, who: str) -> dict[tuple[str, str], Any]:
         ("POST", "/api/v1/deployments"): {"org_id": org, "name": "x"},
         ("PATCH", "/api/v1/deployments/{deployment_id}"): {"notes": "n"},
         ("PUT", "/api/v1/deployments/{deployment_id}/assessment"): {"expert_score_pct": 10},
+        ("PUT", "/api/v1/deployments/{deployment_id}/derived"): {"derivations": [{"kind": "dew_point"}]},
         ("POST", "/api/v1/enrollment-codes"): {"deployment_id": ids["deployment_id"]},
         ("POST", "/api/v1/claims/bind"): {
             "claim_code": ids["claim_code"],

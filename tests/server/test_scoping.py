@@ -121,6 +121,7 @@ def _bodies(ids: dict[str, Any]) -> dict[tuple[str, str], Any]:
         ("POST", "/api/v1/tokens"): {"name": "t", "org_id": ids["org_id"], "role": "viewer"},
         ("POST", "/api/v1/kits"): {"inventory_code": "B-1", "profile_id": "starter", "org_id": ids["org_id"]},
         ("PATCH", "/api/v1/kits/{kit_id}"): {"condition": "damaged"},
+        ("PUT", "/api/v1/deployments/{deployment_id}/derived"): {"derivations": [{"kind": "dew_point"}]},
         ("POST", "/api/v1/kits/{kit_id}/loans"): {
             "org_id": ids["org_id"],
             "borrower": "b",

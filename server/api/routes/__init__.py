@@ -22,6 +22,7 @@ ROUTES: tuple[str, ...] = (
     "tokens",
     "kits",
     "deployments",
+    "derived",
     "enrollment",
     "alerts",
     "export",
