@@ -215,7 +215,7 @@ def test_bin_page_shows_fill_level_first_raw_distance_a_click_away(town: Town) -
     assert "needs the bin" not in after
     series = town.client.get(f"{page}/series?range=6h").json()
     blocks = {b["quantity"]: b for b in series["quantities"]}
-    assert [b["quantity"] for b in series["quantities"]][0] == "fill_level"
+    assert series["quantities"][0]["quantity"] == "fill_level"
     assert blocks["fill_level"]["headline"] and blocks["fill_level"]["derived"]
     assert not blocks["distance"]["headline"]
     assert blocks["fill_level"]["thresholds"][0]["value"] == 80
