@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest services bench fuzz dist clean lock
+.PHONY: demo test lint typecheck pytest services bench fuzz faults soak dist clean lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -49,6 +49,23 @@ bench: $(VENV)/.dev-installed
 FUZZ_TESTS := tests/kits/test_wire_fuzz.py tests/server/test_message_fuzz.py tests/edge/test_commands_fuzz.py
 fuzz: $(VENV)/.dev-installed
 	SUITCASE_FUZZ_SCALE=10 $(BIN)/pytest -q -p no:cacheprovider --timeout=3600 $(FUZZ_TESTS) $(PYTEST_ARGS)
+
+# The fault suite (tests/reliability/: real Mosquitto, influxd, PostgreSQL), then the README's
+# guarantees table written from its own results. CI runs the same cases in `make test`.
+FAULT_TESTS := tests/reliability
+faults: $(VENV)/.dev-installed
+	rm -f .suitcase/faults/results.json
+	SUITCASE_REQUIRE_SERVICES=1 $(BIN)/pytest -q -p no:cacheprovider --durations=0 $(FAULT_TESTS) $(PYTEST_ARGS)
+	$(BIN)/python -m tests.reliability.table
+
+# The same faults, longer: outages, backlogs and hours offline SOAK_SCALE times CI's, 10x the kills.
+# Its table is printed (.suitcase/faults/soak.json), the README keeps CI's.
+SOAK_SCALE ?= 20
+soak: $(VENV)/.dev-installed
+	rm -f .suitcase/faults/soak.json
+	SUITCASE_SOAK_SCALE=$(SOAK_SCALE) SUITCASE_FAULTS_RESULTS=.suitcase/faults/soak.json SUITCASE_REQUIRE_SERVICES=1 \
+	  $(BIN)/pytest -q -p no:cacheprovider --durations=0 --timeout=7200 $(FAULT_TESTS) $(PYTEST_ARGS)
+	$(BIN)/python -m tests.reliability.table --results .suitcase/faults/soak.json --print
 
 dist: $(VENV)/.dev-installed
 	$(BIN)/pip wheel --no-deps -w dist .

@@ -35,6 +35,8 @@ from edge.logs import RateLimit, device_log
 from edge.outbox import Outbox, OutboxError, Row
 from edge.publisher import META_EVERY_S, Publisher
 from edge.sampler import MAX_BACKOFF_S, Sampler, SensorState, SensorStatus
+from edge.updates.home import AgentHome
+from edge.updates.updater import Updater
 from kits.models import DeviceConfig
 from kits.wire import MIN_VALID_TIME, CommandReply, Meta, OutboxMeta, Record
 
@@ -59,6 +61,8 @@ class Agent:
         agent_version: reported in ``status`` and ``meta``.
         cpu_temperature: the SoC temperature, or None off a Pi.
         leds_dir: where the ACT LED is (``identify``).
+        home: the agent home the launcher runs it from (updates); None refuses updates.
+        updates_allowed: False when the Pi's owner opted out of updates.
 
     Raises:
         ConfigError: a sensor's part has no driver.
@@ -78,6 +82,8 @@ class Agent:
         agent_version: str = kits.__version__,
         cpu_temperature: Callable[[], float | None] = system.cpu_temperature,
         leds_dir: Path = Path("/sys/class/leds"),
+        home: AgentHome | None = None,
+        updates_allowed: bool = True,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -115,6 +121,16 @@ class Agent:
             monotonic=monotonic,
             clock_synced=clock_synced,
             agent_version=agent_version,
+        )
+        self._restart = threading.Event()
+        self.updater = Updater(
+            home,
+            agent_version,
+            allowed=updates_allowed,
+            reply=lambda reply: self.publisher.reply("update", reply),
+            request_restart=self._restart.set,
+            healthy=lambda: self.connected and self.meta_ready,
+            log=self.log,
         )
 
     def _after_2020(self) -> bool:
@@ -293,6 +309,7 @@ class Agent:
             target=self._sample_loop, name=f"sampler-{self.config.device}", daemon=True
         )
         self._sampling.start()
+        self.updater.watch()
 
     def wait_connected(self, timeout: float | None = None) -> bool:
         """Block until the broker accepted the connection; False on timeout."""
@@ -301,6 +318,7 @@ class Agent:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop sampling, publish the retained ``offline`` status, disconnect, close the outbox."""
         self._stop.set()
+        self.updater.stop()
         if self._sampling is not None:
             self._sampling.join(timeout)
             self._sampling = None
@@ -308,14 +326,25 @@ class Agent:
         self.outbox.close()
         self.log.info("stopped")
 
-    def run_until(self, stop_event: threading.Event) -> None:
-        """Start, run until ``stop_event`` is set, then stop cleanly."""
+    @property
+    def restart_requested(self) -> bool:
+        """An installed update waits for the agent to stop and switch (:meth:`run_until` returns)."""
+        return self._restart.is_set()
+
+    def run_until(self, stop_event: threading.Event) -> bool:
+        """Start, run until ``stop_event`` is set or an update asks to switch, then stop cleanly.
+
+        Returns whether an update was switched to after the stop (the process should exit with
+        :data:`edge.updates.home.RESTART_EXIT_CODE` for the launcher to start it).
+        """
         self.start()
         try:
-            while not stop_event.wait(0.5):
+            while not stop_event.wait(0.5) and not self._restart.is_set():
                 pass
         finally:
             self.stop()
+        # Only now, with the outbox closed (after any write in progress), may the version change.
+        return self._restart.is_set() and self.updater.commit_switch()
 
     # ------------------------------------------------------------------ commands
 
@@ -337,6 +366,10 @@ class Agent:
             SuitcaseError: not connected to the broker.
         """
         return self.publisher.resend(start, end)
+
+    def start_update(self, command_id: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        """Take an ``update`` offer (:meth:`edge.updates.updater.Updater.offer`)."""
+        return self.updater.offer(command_id, args)
 
     def identify(self, seconds: float) -> str:
         """Blink the ACT LED for ``seconds``.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from edge.config import (
     save_device_config,
 )
 from edge.scan import scan as scan_bus
+from edge.updates.home import HOME_ENV, RESTART_EXIT_CODE, AgentHome
 from kits.config_file import load_yaml_model
 from kits.errors import ConfigError, SuitcaseError
 from kits.models import DeviceConfig, DeviceSensor
@@ -92,12 +94,20 @@ def run(
                 if device is None:
                     return
             i2c = open_bus(device.bus, device.sensors, scenario=device.scenario, clock=time.time, seed=seed)
-            agent = Agent(device, i2c, state_dir=state)
+            home = os.environ.get(HOME_ENV)
+            agent = Agent(
+                device,
+                i2c,
+                state_dir=state,
+                home=AgentHome(Path(home)) if home else None,
+                updates_allowed=settings.updates,
+            )
         except ConfigError as exc:
             raise _fail(str(exc)) from None
         except SuitcaseError as exc:
             raise _fail(str(exc)) from None
-        agent.run_until(stop)
+        if agent.run_until(stop):
+            raise typer.Exit(code=RESTART_EXIT_CODE)  # the launcher starts the version switched to
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

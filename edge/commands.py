@@ -27,6 +27,7 @@ from kits.wire import COMMANDS, CommandReply
 __all__ = [
     "COMMAND_LIMITS",
     "HANDLERS",
+    "LATER_HANDLERS",
     "CommandError",
     "CommandLimits",
     "CommandTarget",
@@ -77,6 +78,13 @@ class CommandTarget(Protocol):
 
     def note_bad_command(self, name: str, reason: str) -> None:
         """Count (and log, at a limited rate) a command that could not be answered."""
+        ...
+
+    def start_update(self, command_id: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        """Take an ``update`` offer: the result now, or None when the reply comes later.
+
+        Raises SuitcaseError when it is refused.
+        """
         ...
 
 
@@ -182,7 +190,15 @@ HANDLERS: dict[str, Callable[[CommandTarget, dict[str, Any]], Any]] = {
     "config": _config,
     "resend": _resend,
 }
-assert set(HANDLERS) == set(COMMANDS)
+
+
+def _update(target: CommandTarget, request_id: str, args: dict[str, Any]) -> Any:
+    return target.start_update(request_id, args)
+
+
+# Commands that may answer later: the handler returns None and the reply is sent when known.
+LATER_HANDLERS: dict[str, Callable[[CommandTarget, str, dict[str, Any]], Any]] = {"update": _update}
+assert set(HANDLERS) | set(LATER_HANDLERS) == set(COMMANDS)
 
 
 def _request(payload: bytes) -> tuple[str | None, dict[str, Any] | str]:
@@ -218,12 +234,20 @@ def run_command(target: CommandTarget, name: str, payload: bytes) -> CommandRepl
     if isinstance(args, str):
         return CommandReply(id=request_id, ok=False, error=f"bad request: {args}")
     handler = HANDLERS.get(name)
-    if handler is None:
+    later = LATER_HANDLERS.get(name)
+    if handler is None and later is None:
         return CommandReply(
             id=request_id, ok=False, error=f"unknown command {name[:64]!r}: use one of {', '.join(COMMANDS)}"
         )
     try:
-        result = handler(target, args)
+        if later is not None:
+            result = later(target, request_id, args)
+            if result is None:
+                log.info("command %s (%s) started; its reply comes when it is done", name, request_id)
+                return None
+        else:
+            assert handler is not None
+            result = handler(target, args)
     except SuitcaseError as exc:
         return CommandReply(id=request_id, ok=False, error=_short(str(exc)))
     except Exception as exc:  # a command bug must not stop the agent

@@ -75,6 +75,8 @@ class EdgeSettings(BaseModel):
     log_level: str = "INFO"
     claim: ClaimSettings | None = None
     device: DeviceConfig | None = None
+    # False: this Pi refuses `update` commands (its owner's opt-out; the server may not change it).
+    updates: bool = True
 
 
 def load_edge_settings(path: Path) -> EdgeSettings:
@@ -92,7 +94,7 @@ def load_edge_settings(path: Path) -> EdgeSettings:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             data = None
-        if (isinstance(data, dict) and not ({"device", "claim", "state_dir"} >= set(data))) or (
+        if (isinstance(data, dict) and not ({"device", "claim", "state_dir", "updates"} >= set(data))) or (
             isinstance(data, dict) and isinstance(data.get("device"), str)
         ):
             return EdgeSettings(device=load_yaml_model(path, DeviceConfig))

@@ -246,6 +246,13 @@ class Publisher:
                 topic = build_topic(self.config.org, self.config.device, "cmd", name, reply=True)
                 self.session.publish(topic, reply.model_dump_json().encode())
 
+    def reply(self, name: str, reply: CommandReply) -> bool:
+        """Publish a reply that comes after its command's round (``update``); False when not connected."""
+        if not self.session.connected:
+            return False
+        topic = build_topic(self.config.org, self.config.device, "cmd", name, reply=True)
+        return self.session.publish(topic, reply.model_dump_json().encode()) is None
+
     def _publish_meta(self, *, force: bool = False) -> None:
         if not self.session.is_open or not self._reporter.meta_ready:
             return

@@ -6,14 +6,24 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["UNIT_NAME", "unit_text", "write_unit"]
+__all__ = ["AGENT_HOME", "UNIT_NAME", "unit_text", "write_unit"]
 
 UNIT_NAME = "suitcase-edge.service"
 
 
-def unit_text(config: Path, python: str = sys.executable) -> str:
-    """The unit: start after the network, restart on failure, keep state in /var/lib/suitcase."""
-    command = f"{shlex.quote(python)} -m suitcase edge run --config {shlex.quote(str(config))}"
+AGENT_HOME = Path("/var/lib/suitcase/agent")
+
+
+def unit_text(config: Path, python: str = sys.executable, home: Path = AGENT_HOME) -> str:
+    """The unit: start after the network, restart on failure, keep state in /var/lib/suitcase.
+
+    It runs the launcher (:mod:`edge.updates.launcher`), which runs the agent version in ``home``
+    and rolls back an update that does not report healthy.
+    """
+    command = (
+        f"{shlex.quote(python)} -m edge.updates.launcher --home {shlex.quote(str(home))} "
+        f"-- edge run --config {shlex.quote(str(config))}"
+    )
     return f"""[Unit]
 Description=IoT Suitcase edge agent (reads the I2C sensors, publishes over MQTT)
 Documentation=https://example.invalid/iot-suitcase
@@ -26,7 +36,7 @@ ExecStart={command}
 Restart=always
 RestartSec=5
 # The outbox and the config received from the server live here (survive reboots and updates).
-StateDirectory=suitcase/edge
+StateDirectory=suitcase/edge suitcase/agent
 # The agent needs the I2C bus and the ACT LED: run as root on a Pi, or give a user group i2c.
 SupplementaryGroups=i2c gpio
 TimeoutStopSec=20

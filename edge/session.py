@@ -22,6 +22,7 @@ from edge.counters import AgentCounters
 from edge.logs import AgentLog, RateLimit
 from kits.errors import ConfigError, WireError
 from kits.models import DeviceConfig
+from kits.tls import client_context
 from kits.wire import build_topic, parse_topic
 
 __all__ = ["WINDOW", "AckWindow", "Session"]
@@ -115,6 +116,7 @@ class Session:
         self._connected = threading.Event()
         self._closing = False
         self._bad_messages = RateLimit()
+        self._connect_failures = RateLimit()
         self.topics = {
             kind: build_topic(config.org, config.device, kind) for kind in ("telemetry", "status", "meta")
         }
@@ -153,13 +155,22 @@ class Session:
         if settings.username is not None:
             client.username_pw_set(settings.username, settings.password)
         if settings.tls:
-            client.tls_set()
+            # The broker's certificate and host name are checked against the CA (ca_file on the Pi,
+            # else the one the server sent, else the system's CAs).
+            client.tls_set_context(
+                client_context(
+                    ca_file=settings.ca_file,
+                    ca_pem=None if settings.ca_file else settings.ca_pem,
+                    setting="mqtt",
+                )
+            )
         client.max_inflight_messages_set(WINDOW + 16)
         # paho retries with backoff doubling from 1 s to 60 s; the broker sees no thundering herd
         # after an outage because every Pi's outage started at a different moment.
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.on_connect = self._connected_cb
         client.on_disconnect = self._disconnected_cb
+        client.on_connect_fail = self._connect_failed_cb
         client.on_publish = self._published_cb
         client.on_message = self._message_cb
         self._client = client
@@ -228,6 +239,17 @@ class Session:
         self._on_connected()
         self._connected.set()
         self._on_acknowledged()
+
+    def _connect_failed_cb(self, client: mqtt.Client, userdata: Any) -> None:
+        settings = self.config.mqtt
+        self.connection_error = f"cannot connect to the MQTT broker {settings.host}:{settings.port}"
+        hint = (
+            ": it is down or unreachable, or (TLS) its certificate was not accepted: check mqtt.ca_file "
+            "(or the CA the server sent) and that mqtt.host is a name the certificate gives"
+            if settings.tls
+            else ": it is down or unreachable"
+        )
+        self._connect_failures.log(self.log, logging.WARNING, "%s%s; retrying", self.connection_error, hint)
 
     def _disconnected_cb(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any

@@ -15,7 +15,10 @@ It does only what the gateway needs (docs/architecture.md, "Delivery guarantees"
   written the messages. A message can only be acked on the connection it arrived on: each
   connection has a *generation*, and acks of an older one are dropped (the broker redelivers
   those messages on the new connection; the idempotent sinks absorb the duplicate);
-- keep-alive pings, and reconnection with bounded exponential backoff after any loss.
+- keep-alive pings, and reconnection with bounded exponential backoff after any loss;
+- TLS when given a context (:func:`kits.tls.client_context`: the broker's certificate and host
+  name are checked). A TLS connection is used by one thread at a time (OpenSSL's objects are not
+  thread-safe): it is non-blocking, and every read and write holds the send lock.
 
 It never publishes, and never receives QoS 2 (the subscription's QoS 1 caps what the broker sends).
 """
@@ -26,13 +29,14 @@ import contextlib
 import logging
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-__all__ = ["Delivery", "MqttError", "MqttSession"]
+__all__ = ["Delivery", "MqttError", "MqttSession", "MqttTlsError"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,10 @@ MqttVersion = Literal["3.1.1", "5"]
 
 class MqttError(Exception):
     """The broker broke the protocol, or refused the connection or the subscription."""
+
+
+class MqttTlsError(MqttError, OSError):
+    """The broker's certificate was not accepted (wrong CA, wrong host name, expired), or TLS failed."""
 
 
 def _varint(value: int) -> bytes:
@@ -277,6 +285,8 @@ class MqttSession:
             connection are not yet released (:meth:`release`); TCP then holds the broker back. The
             broker's own window is not enough: Mosquitto 2.0.11 resuming a session with a queued
             backlog sends all of it after the first PUBACK, whatever the Receive Maximum.
+        on_fatal: called with the exception that ended the network thread.
+        tls: connect with TLS using this context (None: plain TCP).
     """
 
     def __init__(
@@ -300,6 +310,7 @@ class MqttSession:
         reconnect_max_s: float = 10.0,
         max_held: int | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -330,6 +341,7 @@ class MqttSession:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._max_held = max_held
+        self._tls = tls
         self._held = 0  # delivered and not released, of the current generation
         self._released = threading.Condition()  # guards _held
 
@@ -360,7 +372,7 @@ class MqttSession:
             sock, self._sock = self._sock, None
             if sock is not None:
                 with contextlib.suppress(OSError):
-                    sock.sendall(_DISCONNECT_PACKET)
+                    self._write(sock, _DISCONNECT_PACKET)
                 _shutdown(sock)
         thread, self._thread = self._thread, None
         if thread is not None:
@@ -390,7 +402,7 @@ class MqttSession:
             if sock is None or generation != self._generation:
                 return False
             try:
-                sock.sendall(packets)
+                self._write(sock, packets)
             except OSError as exc:
                 log.warning("MQTT session %s: sending %d PUBACKs failed: %s", self.client_id, len(mids), exc)
                 self._sock = None
@@ -405,7 +417,9 @@ class MqttSession:
         sock = socket.create_connection((self.host, self.port), timeout=max(self.keepalive, 1))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            sock.sendall(self._connect_packet)
+            if self._tls is not None:
+                sock = self._handshake(sock, self._tls)
+            self._write(sock, self._connect_packet)
         except OSError:
             sock.close()
             raise
@@ -416,11 +430,63 @@ class MqttSession:
             self._last_sent = time.monotonic()
         return sock
 
+    def _handshake(self, sock: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket:
+        """Wrap ``sock`` in TLS (handshake blocking, bounded by the socket's timeout), then non-blocking."""
+        try:
+            wrapped = context.wrap_socket(sock, server_hostname=self.host)
+        except ssl.SSLCertVerificationError as exc:
+            raise MqttTlsError(
+                f"the certificate of broker {self.host}:{self.port} was not accepted "
+                f"({exc.verify_message}): check that the gateway's CA file "
+                "(SUITCASE_GATEWAY_MQTT_CA_FILE) is the CA that signed it and that the host name "
+                "(SUITCASE_GATEWAY_MQTT_HOST) is one the certificate names"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise MqttTlsError(
+                f"TLS with broker {self.host}:{self.port} failed ({exc.reason or exc}): check that "
+                "SUITCASE_GATEWAY_MQTT_PORT is the broker's TLS listener, and the client certificate "
+                "if the broker asks for one"
+            ) from exc
+        wrapped.setblocking(False)
+        return wrapped
+
+    def _write(self, sock: socket.socket, data: bytes) -> None:
+        """Send all of ``data``; the caller holds the send lock (or owns ``sock`` alone)."""
+        if not isinstance(sock, ssl.SSLSocket):
+            sock.sendall(data)
+            return
+        view = memoryview(data)
+        deadline = time.monotonic() + max(self.keepalive, 1)
+        while view:
+            try:
+                view = view[sock.send(view) :]
+                continue
+            except ssl.SSLWantWriteError:
+                events = select.POLLOUT
+            except ssl.SSLWantReadError:
+                events = select.POLLIN
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"sending to broker {self.host}:{self.port} timed out")
+            poller = select.poll()
+            poller.register(sock, events)
+            poller.poll(min(left, _TICK_S) * 1000)
+
+    def _read(self, sock: socket.socket) -> bytes | None:
+        """Read what has arrived; None when a TLS record is still incomplete (nothing to read yet)."""
+        if not isinstance(sock, ssl.SSLSocket):
+            return sock.recv(_READ_SIZE)
+        with self._send_lock:  # one thread at a time in the TLS connection
+            try:
+                return sock.recv(_READ_SIZE)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return None
+
     def _send(self, sock: socket.socket, packet: bytes) -> None:
         with self._send_lock:
             if self._sock is not sock:
                 raise OSError("connection closed")
-            sock.sendall(packet)
+            self._write(sock, packet)
             self._last_sent = time.monotonic()
 
     def _run_guarded(self) -> None:
@@ -489,6 +555,7 @@ class MqttSession:
         ping_sent = 0.0
         opened = time.monotonic()
         limit = self._max_held if self._max_held is not None else 1 << 62
+        tls = isinstance(sock, ssl.SSLSocket)  # decrypted bytes may wait in it, unseen by poll
         while not self._stopping.is_set():
             if self._held >= limit:
                 with self._released:  # hold the broker back until the caller catches up
@@ -496,11 +563,13 @@ class MqttSession:
                         lambda: self._held < limit or self._stopping.is_set(), timeout=_TICK_S
                     )
                 ping_sent = 0.0  # a PINGRESP waits unread in the socket meanwhile
-            elif poller.poll(_TICK_S * 1000):
+            elif (tls and sock.pending()) or poller.poll(_TICK_S * 1000):  # type: ignore[attr-defined]
                 try:
-                    data = sock.recv(_READ_SIZE)
+                    data = self._read(sock)
                 except OSError as exc:
                     return accepted, f"connection lost ({exc})"
+                if data is None:
+                    continue
                 if not data:
                     return accepted, "the broker closed the connection"
                 messages, control = reader.feed(data)

@@ -161,11 +161,22 @@ def _run_one(settings: object, quiet: bool) -> None:
     from gateway.settings import GatewaySettings
     from gateway.sinks import open_sink
     from gateway.store import open_store
+    from kits.tls import client_context
 
     assert isinstance(settings, GatewaySettings)
     console = Console(stderr=True)
     keeper = _retention_keeper(settings)
     try:
+        tls = (
+            client_context(
+                ca_file=settings.mqtt_ca_file,
+                cert_file=settings.mqtt_cert_file,
+                key_file=settings.mqtt_key_file,
+                setting="SUITCASE_GATEWAY_MQTT",
+            )
+            if settings.mqtt_tls
+            else None
+        )
         opened = open_store(settings.store)
         # The store is also the default sink, opened from its URL: it writes from a child process.
         sinks = [open_sink(url) for url in settings.sinks or [settings.store]]
@@ -189,6 +200,7 @@ def _run_one(settings: object, quiet: bool) -> None:
         mqtt_version=settings.mqtt_version,
         on_fatal=lambda _: done.set(),  # a worker thread died: stop, then exit non-zero below
         max_series_per_device=settings.max_series_per_device,
+        tls=tls,
         dead_letters=DeadLetterPolicy(
             burst=settings.dead_letter_burst,
             per_s=settings.dead_letter_rate,

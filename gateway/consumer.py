@@ -35,13 +35,14 @@ import collections
 import dataclasses
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from gateway._mqtt import Delivery, MqttSession, MqttVersion
+from gateway._mqtt import Delivery, MqttSession, MqttTlsError, MqttVersion
 from gateway.dead_letters import DeadLetterPolicy, DeadLetters
 from gateway.metrics import Metrics
 from gateway.series_cap import DEFAULT_MAX_SERIES_PER_DEVICE, SeriesCap
@@ -174,6 +175,7 @@ class Gateway:
             message past it is dead-lettered as ``series_limit`` (gateway/series_cap.py).
         dead_letters: the bounds of dead letters: payload kept, per-device rate, retention,
             log rate (gateway/dead_letters.py).
+        tls: connect to the broker with TLS using this context (:func:`kits.tls.client_context`).
     """
 
     def __init__(
@@ -196,6 +198,7 @@ class Gateway:
         on_fatal: Callable[[GatewayFatal], None] | None = None,
         max_series_per_device: int = DEFAULT_MAX_SERIES_PER_DEVICE,
         dead_letters: DeadLetterPolicy | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if batch_messages < 1:
             raise GatewayError(f"batch_messages is {batch_messages}: use 1 or more")
@@ -247,6 +250,7 @@ class Gateway:
         self._dead = threading.Event()  # set once a worker thread has died
         self._username = username
         self._password = password
+        self._tls = tls
         self._session = self._new_session()
         for sink in self.sinks:
             self.metrics.sink_up.labels(sink.name).set(1)
@@ -289,6 +293,7 @@ class Gateway:
             clock=self._clock,
             max_held=self.receive_maximum,
             on_fatal=lambda exc: self._die("network", exc),
+            tls=self._tls,
         )
 
     def start(self) -> None:
@@ -311,6 +316,8 @@ class Gateway:
             self._opened = True
         try:
             self._session.start()
+        except MqttTlsError as exc:
+            raise GatewayError(str(exc)) from exc
         except OSError as exc:
             raise GatewayError(
                 f"cannot reach the MQTT broker at {self.host}:{self.port} ({exc}): "

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.series_cap import DEFAULT_MAX_SERIES_PER_DEVICE
 from kits.config_file import settings_from
+from kits.tls import secret_problem
 
-__all__ = ["ENV_PREFIX", "GatewaySettings", "load_settings"]
+__all__ = ["ENV_PREFIX", "GatewaySettings", "load_settings", "production_problems"]
 
 ENV_PREFIX = "SUITCASE_GATEWAY_"
 
@@ -24,6 +26,9 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
+    environment: Literal["development", "production"] = Field(
+        default="development", description="production refuses to start without TLS and a broker account"
+    )
     store: str = Field(default="suitcase-store.db", description="store to write: a path or sqlite:///path")
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
@@ -40,6 +45,15 @@ class GatewaySettings(BaseSettings):
     )
     batch_messages: int = Field(default=4000, ge=1, le=30_000)
     batch_age_s: float = Field(default=0.2, gt=0, le=60)
+    mqtt_tls: bool = Field(default=False, description="connect to the broker's TLS listener")
+    mqtt_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the broker's certificate (default: system's)",
+    )
+    mqtt_cert_file: Path | None = Field(
+        default=None, description="the gateway's client certificate (PEM), for a broker that asks for one"
+    )
+    mqtt_key_file: Path | None = Field(default=None, description="the key of mqtt_cert_file (PEM)")
     username: str | None = None
     password: SecretStr | None = None
     sinks: list[str] = Field(
@@ -70,6 +84,55 @@ class GatewaySettings(BaseSettings):
     dead_letter_retention_days: float = Field(
         default=30.0, gt=0, description="how long the store keeps dead letters"
     )
+
+    @model_validator(mode="after")
+    def _tls_files_need_tls(self) -> GatewaySettings:
+        given = [name for name in ("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file") if getattr(self, name)]
+        if given and not self.mqtt_tls:
+            raise ValueError(
+                f"{', '.join(given)} is set but mqtt_tls is off: set {ENV_PREFIX}MQTT_TLS=true and "
+                f"{ENV_PREFIX}MQTT_PORT to the broker's TLS listener (usually 8883)"
+            )
+        if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
+            raise ValueError(
+                f"{ENV_PREFIX}MQTT_CERT_FILE and {ENV_PREFIX}MQTT_KEY_FILE go together: set both or neither"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _secure_in_production(self) -> GatewaySettings:
+        if self.environment == "production":
+            problems = production_problems(self)
+            if problems:
+                raise ValueError(
+                    "production refuses to start:\n- "
+                    + "\n- ".join(problems)
+                    + f"\n(or set {ENV_PREFIX}ENVIRONMENT=development for a trial that is not secure)"
+                )
+        return self
+
+
+def production_problems(settings: GatewaySettings) -> list[str]:
+    """Return every reason ``settings`` are not secure enough for production, each with its fix."""
+    problems: list[str] = []
+    if not settings.mqtt_tls:
+        problems.append(
+            f"the broker connection is not encrypted: set {ENV_PREFIX}MQTT_TLS=true, "
+            f"{ENV_PREFIX}MQTT_PORT to the broker's TLS listener (usually 8883) and "
+            f"{ENV_PREFIX}MQTT_CA_FILE to the CA that signed its certificate"
+        )
+    if not settings.username:
+        problems.append(
+            f"no broker account: with dynamic security every client logs in; set {ENV_PREFIX}USERNAME "
+            f"and {ENV_PREFIX}PASSWORD to the gateway's account (`suitcase services up` makes it)"
+        )
+    password = secret_problem(settings.password.get_secret_value() if settings.password else None)
+    if settings.username and password is not None:
+        problems.append(
+            f"the broker password is not fit for production ({password}): set {ENV_PREFIX}PASSWORD to "
+            "the long random password of the gateway's broker account"
+        )
+    return problems
 
 
 def load_settings(**overrides: Any) -> GatewaySettings:

@@ -219,7 +219,9 @@ User=$AGENT_USER
 Group=$AGENT_USER
 SupplementaryGroups=i2c
 WorkingDirectory=$STATE
-ExecStart=$VENV/bin/suitcase edge run --config $CONFIG
+# The launcher (from this venv, never updated remotely) runs the agent version in $STATE/agent
+# and rolls back an update that does not report healthy (docs/architecture.md, "Agent updates").
+ExecStart=$VENV/bin/python -m edge.updates.launcher --home $STATE/agent -- edge run --config $CONFIG
 Restart=always
 RestartSec=5
 NoNewPrivileges=yes

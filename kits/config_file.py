@@ -133,6 +133,6 @@ def settings_from(model: type[M], env_prefix: str, what: str, **overrides: Any) 
         problems = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
-            where = f"{field} ({env_prefix}{field.upper()})" if field else "settings"
-            problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{field} ({env_prefix}{field.upper()}): {message}" if field else message)
         raise ConfigError(f"invalid {what} settings: " + "; ".join(problems)) from exc

@@ -345,6 +345,14 @@ class MqttSettings(_Model):
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    ca_file: str | None = Field(
+        default=None, description="PEM file on the Pi of the CA that signed the broker's certificate"
+    )
+    ca_pem: str | None = Field(
+        default=None,
+        max_length=65_536,
+        description="the same CA as PEM text, sent by the server with the config (when no ca_file)",
+    )
     keepalive: int = Field(default=30, ge=5, le=3600)
 
 

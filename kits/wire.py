@@ -606,7 +606,7 @@ class CommandReply(_Message):
 # LED; config {<DeviceConfig fields but device, org, mqtt, bus>} -> applied and persisted, result
 # {"applied": [fields], "calibration_version": v}; resend {"from": t0, "to": t1} -> re-publishes
 # the outbox's readings stamped in [t0, t1], result {"readings": n}.
-COMMANDS = ("ping", "identify", "config", "resend")
+COMMANDS = ("ping", "identify", "config", "resend", "update")
 
 SensorState = Literal["ok", "missing", "failing", "stuck", "out_of_range"]
 

@@ -15,11 +15,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.store import StoreError
 from kits import __version__
+from server.agent_releases import MAX_WHEEL_BYTES
 from server.api import API_PREFIX, build_api_router
 from server.body_limit import BodyLimit
 from server.headers import SecurityHeaders, security_headers
@@ -63,7 +64,7 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
                         settings.mqtt_port,
                         settings.mqtt_username or "",
                         settings.mqtt_password.get_secret_value() if settings.mqtt_password else "",
-                        tls=settings.mqtt_tls,
+                        tls=settings.mqtt_tls_context(),
                     ),
                 )
             if settings.mqtt_host:
@@ -106,9 +107,16 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     app.add_exception_handler(DataError, _out_of_range)
     app.add_exception_handler(IntegrityError, _conflict)
     app.add_exception_handler(StoreError, _store_unavailable)
+    app.add_exception_handler(OperationalError, _registry_unavailable)
+    app.add_exception_handler(InterfaceError, _registry_unavailable)
     app.add_exception_handler(Exception, _server_error(security_headers(settings.map_tiles_url)))
     mount_web(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # An agent release (a wheel) is larger than any other request: it has its own bound.
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        larger={("POST", f"{API_PREFIX}/agent-releases"): MAX_WHEEL_BYTES},
+    )
     app.add_middleware(
         SecurityHeaders,
         headers=security_headers(settings.map_tiles_url, https=settings.environment == "production"),
@@ -198,14 +206,38 @@ async def _conflict(request: Request, exc: Exception) -> JSONResponse:
     return _error(409, "the change conflicts with another made at the same time: reload and try again")
 
 
+PUBLIC_STORE_REASON = "the data store did not answer; the server's log has the reason for its operators"
+
+
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
     """The store failed a read: a 503 with the reason (a page saying so), never an empty answer."""
     log.warning("store unavailable: %s", exc, extra={"path": request.url.path})
+    caller = getattr(request.state, "principal", None)
+    staff = caller is not None and caller.kind != "anonymous" and caller.token_kind != "kiosk"
+    # The store's reason names its address: for the staff who can fix it, not for the public.
+    reason = str(exc) if staff else PUBLIC_STORE_REASON
     if request.url.path.startswith(API_PREFIX):
-        return _error(503, str(exc), "store_unavailable", headers={"Retry-After": "10"})
+        return _error(503, reason, "store_unavailable", headers={"Retry-After": "10"})
     from server.web.render import render
 
-    return render(request, "store_unavailable.html", {"message": str(exc)}, status_code=503)
+    page_reason = str(exc) if staff else None  # the page explains it in the visitor's language
+    return render(request, "store_unavailable.html", {"message": page_reason}, status_code=503)
+
+
+async def _registry_unavailable(request: Request, exc: Exception) -> Response:
+    """The registry database did not answer (stopped, restarting, unreachable, locked): a 503 with
+    Retry-After, never a 500; the request's transaction did not commit, so nothing changed."""
+    log.warning(
+        "registry database unavailable: %s", str(exc).splitlines()[0][:300], extra={"path": request.url.path}
+    )
+    detail = (
+        "the registry database does not answer: nothing was changed; try again in a few seconds "
+        "(operators: check the database server and the server's log)"
+    )
+    headers = {"Retry-After": "10"}
+    if wants_html(request):
+        return error_page(request, 503, detail, headers)
+    return _error(503, detail, "registry_unavailable", headers=headers)
 
 
 async def _alert_loop(resources: Resources) -> None:

@@ -9,17 +9,40 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import ssl
 import threading
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
 
 from kits.errors import SuitcaseError
 from kits.wire import TOPIC_ROOT
 
-__all__ = ["BrokerAdmin", "BrokerAdminError", "DynSecAdmin", "device_acls"]
+__all__ = [
+    "BATCH_DEVICES",
+    "BrokerAdmin",
+    "BrokerAdminError",
+    "DeviceAccount",
+    "DynSecAdmin",
+    "device_acls",
+    "tls_refusal",
+]
 
 log = logging.getLogger(__name__)
 
 _CONTROL = "$CONTROL/dynamic-security/v1"
+# Devices per control message in a bulk creation (two commands each). Mosquitto 2.0's plugin
+# rewrites its whole JSON file after every command, so a bulk creation costs O(n^2) bytes written
+# whatever the batch; batching removes the round trip per device (README, "Sizing").
+BATCH_DEVICES = 250
+
+
+class DeviceAccount(NamedTuple):
+    """One device's broker account: its org, device id, username and password."""
+
+    org: str
+    device: str
+    username: str
+    password: str
 
 
 class BrokerAdminError(SuitcaseError):
@@ -28,8 +51,24 @@ class BrokerAdminError(SuitcaseError):
 
 class BrokerAdmin(Protocol):
     def create_device(self, org: str, device: str, username: str, password: str) -> None: ...
+    def create_devices(self, accounts: Sequence[DeviceAccount]) -> None: ...
     def delete_device(self, username: str) -> None: ...
     def close(self) -> None: ...
+
+
+def tls_refusal(host: str, port: int, exc: ssl.SSLError) -> str:
+    """Say why TLS with the broker failed and which settings fix it."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the certificate of broker {host}:{port} was not accepted ({exc.verify_message}): check "
+            "that SUITCASE_SERVER_MQTT_CA_FILE is the CA that signed it and that SUITCASE_SERVER_MQTT_HOST "
+            "is a name the certificate gives"
+        )
+    return (
+        f"TLS with broker {host}:{port} failed ({exc.reason or exc}): check that SUITCASE_SERVER_MQTT_PORT "
+        "is the broker's TLS listener, and SUITCASE_SERVER_MQTT_CERT_FILE/KEY_FILE if it asks for a "
+        "client certificate"
+    )
 
 
 def device_acls(org: str, device: str) -> list[dict[str, Any]]:
@@ -50,12 +89,20 @@ class DynSecAdmin:
     """Sends dynamic-security commands as the server's admin client and waits for each reply.
 
     Args:
-        host, port, username, password, tls: the broker and the server's admin account.
+        host, port, username, password: the broker and the server's admin account.
+        tls: connect with TLS using this context (``ServerSettings.mqtt_tls_context``).
         timeout: seconds to wait for a reply.
     """
 
     def __init__(
-        self, host: str, port: int, username: str, password: str, *, tls: bool = False, timeout: float = 10.0
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        *,
+        tls: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -67,8 +114,8 @@ class DynSecAdmin:
             CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-dynsec-{secrets.token_hex(4)}"
         )
         self._client.username_pw_set(username, password)
-        if tls:
-            self._client.tls_set()
+        if tls is not None:
+            self._client.tls_set_context(tls)
         self._client.on_message = self._on_message
         self._connected = threading.Event()
         self._refused: list[str] = []
@@ -81,6 +128,8 @@ class DynSecAdmin:
         self._client.on_connect = on_connect
         try:
             self._client.connect(host, port, keepalive=30)
+        except ssl.SSLError as exc:
+            raise BrokerAdminError(tls_refusal(host, port, exc)) from exc
         except OSError as exc:
             raise BrokerAdminError(
                 f"cannot reach the broker at {host}:{port} for device accounts: {exc}"
@@ -111,8 +160,10 @@ class DynSecAdmin:
             command["correlationData"] = secrets.token_hex(8)
             ids.append(command["correlationData"])
         self._client.publish(_CONTROL, json.dumps({"commands": commands}), qos=1)
+        # The plugin saves its file after each command: a long batch gets time in proportion.
+        timeout = self.timeout + 0.2 * len(commands)
         with self._cond:
-            done = self._cond.wait_for(lambda: all(i in self._replies for i in ids), self.timeout)
+            done = self._cond.wait_for(lambda: all(i in self._replies for i in ids), timeout)
             replies = [self._replies.pop(i, None) for i in ids]
         if not done:
             raise BrokerAdminError(
@@ -122,7 +173,8 @@ class DynSecAdmin:
         for command, reply in zip(commands, replies, strict=True):
             error = (reply or {}).get("error")
             if error and not any(ok in error for ok in ok_errors):
-                raise BrokerAdminError(f"the broker refused {command['command']}: {error}")
+                what = command.get("username") or command.get("rolename") or ""
+                raise BrokerAdminError(f"the broker refused {command['command']} {what}: {error}")
 
     def create_device(self, org: str, device: str, username: str, password: str) -> None:
         """Create (or replace) the device's role and client."""
@@ -143,6 +195,55 @@ class DynSecAdmin:
             ]
         )
         log.info("broker client created", extra={"device": device, "org": org})
+
+    def create_devices(self, accounts: Sequence[DeviceAccount]) -> None:
+        """Create many new devices' roles and clients, :data:`BATCH_DEVICES` per control message.
+
+        For new device ids only (nothing is replaced). When the broker refuses one, the accounts
+        already made by this call are deleted again and :class:`BrokerAdminError` names the device.
+        """
+        made: list[DeviceAccount] = []
+        try:
+            for start in range(0, len(accounts), BATCH_DEVICES):
+                chunk = accounts[start : start + BATCH_DEVICES]
+                commands: list[dict[str, Any]] = []
+                for account in chunk:
+                    role = f"device-{account.device}"
+                    commands.append(
+                        {
+                            "command": "createRole",
+                            "rolename": role,
+                            "acls": device_acls(account.org, account.device),
+                        }
+                    )
+                    commands.append(
+                        {
+                            "command": "createClient",
+                            "username": account.username,
+                            "password": account.password,
+                            "roles": [{"rolename": role}],
+                        }
+                    )
+                try:
+                    self._call(commands)
+                finally:
+                    made.extend(chunk)  # a refused batch may have made some of its accounts
+        except BrokerAdminError:
+            self._delete_quietly(made)
+            raise
+        log.info("broker clients created", extra={"devices": len(accounts)})
+
+    def _delete_quietly(self, accounts: Sequence[DeviceAccount]) -> None:
+        for start in range(0, len(accounts), BATCH_DEVICES):
+            commands: list[dict[str, Any]] = []
+            for account in accounts[start : start + BATCH_DEVICES]:
+                commands.append({"command": "deleteClient", "username": account.username})
+                commands.append({"command": "deleteRole", "rolename": f"device-{account.device}"})
+            try:
+                self._call(commands, ok_errors=("not found",))
+            except BrokerAdminError:
+                log.error("could not delete broker clients after a refused bulk creation")
+                return
 
     def delete_device(self, username: str) -> None:
         """Delete the device's client and role (nothing to do when already gone)."""

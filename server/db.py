@@ -46,7 +46,9 @@ def create_registry_engine(url: str) -> Engine:
         # FastAPI runs sync routes in a thread pool; each Session still stays on one thread.
         connect_args["check_same_thread"] = False
     try:
-        engine = create_engine(url, connect_args=connect_args)
+        # A server (PostgreSQL) that restarted leaves dead connections in the pool: each is
+        # tested before use, so the first request after the restart does not fail on one.
+        engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not url.startswith("sqlite"))
         if url.startswith("sqlite"):
             from sqlalchemy import event
 

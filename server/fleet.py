@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from kits.errors import ConfigError
 from kits.models import DeviceConfig, DeviceSensor, KitProfile, MqttSettings
 from kits.wire import build_topic
-from server.broker_admin import BrokerAdmin, BrokerAdminError
+from server.broker_admin import BrokerAdmin, BrokerAdminError, DeviceAccount
 from server.models import KitProfileRow
 from server.security import hash_secret, new_password, new_token
 from server.settings import ServerSettings
@@ -36,7 +37,9 @@ __all__ = [
     "device_slug",
     "end_deployment",
     "expire_pending",
+    "issue_device",
     "kit_org_ids",
+    "record_issued",
     "return_kit",
     "revoke_device",
 ]
@@ -104,6 +107,8 @@ class Issued:
     topics: dict[str, str]
     calibration: list[dict[str, Any]]
     token: str
+    account: DeviceAccount = field(default_factory=lambda: DeviceAccount("", "", "", ""))
+    rows: list[Any] = field(default_factory=list)
 
 
 def _profile(session: Session, profile_id: str | None) -> KitProfile | None:
@@ -111,6 +116,23 @@ def _profile(session: Session, profile_id: str | None) -> KitProfile | None:
         return None
     row = session.get(KitProfileRow, profile_id)
     return row.profile() if row else None
+
+
+def device_ca_pem(settings: ServerSettings) -> str | None:
+    """The CA certificate devices are given to check the broker with (``mqtt_ca_file``), if any.
+
+    Raises:
+        ConfigError: the file cannot be read.
+    """
+    if not settings.mqtt_tls or settings.mqtt_ca_file is None:
+        return None
+    try:
+        return settings.mqtt_ca_file.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"SUITCASE_SERVER_MQTT_CA_FILE {str(settings.mqtt_ca_file)!r} cannot be read ({exc}): "
+            "devices need the broker's CA; give the path of its PEM file"
+        ) from exc
 
 
 def bind_device(
@@ -132,15 +154,47 @@ def bind_device(
     Raises:
         BrokerAdminError: the broker could not create the device's client.
     """
+    issued = issue_device(
+        session,
+        settings,
+        deployment=deployment,
+        kit=kit,
+        pi_index=pi_index,
+        now=now,
+        interval_s=interval_s,
+        profile=_profile(session, kit.profile_id if kit else None),
+    )
+    if broker is not None:
+        broker.create_device(*issued.account)
+    record_issued(session, issued)
+    return issued
+
+
+def issue_device(
+    session: Session,
+    settings: ServerSettings,
+    *,
+    deployment: DeploymentRow,
+    kit: KitRow | None,
+    pi_index: int | None,
+    now: float,
+    interval_s: float | None,
+    profile: KitProfile | None,
+    taken: set[str] | None = None,
+) -> Issued:
+    """Make a new device's rows, credentials and config without writing or calling the broker.
+
+    ``taken``: device ids made earlier in the same transaction (a bulk import), kept unique too.
+    :func:`record_issued` adds the rows; the broker account is ``Issued.account``.
+    """
     org = session.get(OrganisationRow, deployment.org_id)
     assert org is not None and deployment.id is not None
+    taken = taken if taken is not None else set()
     device_id = device_slug(org.slug, deployment.name)
-    while session.get(DeviceRow, device_id) is not None:
+    while device_id in taken or session.get(DeviceRow, device_id) is not None:
         device_id = device_slug(org.slug, deployment.name)
+    taken.add(device_id)
     password = new_password()
-    if broker is not None:
-        broker.create_device(org.slug, device_id, device_id, password)
-    profile = _profile(session, kit.profile_id if kit else None)
     device = DeviceRow(
         id=device_id,
         org_id=org.id or 0,
@@ -150,27 +204,21 @@ def bind_device(
         registered_at=now,
         kit_profile=profile.id if profile else None,
     )
-    session.add(device)
-    session.flush()
     # A new device id has no earlier readings; what its outbox held from before the claim (stamped
     # once its clock synced) belongs to this deployment too.
-    session.add(
-        DeploymentDeviceRow(
-            deployment_id=deployment.id, device_id=device_id, from_t=min(now, deployment.starts_at)
-        )
+    link = DeploymentDeviceRow(
+        deployment_id=deployment.id, device_id=device_id, from_t=min(now, deployment.starts_at)
     )
     raw_token = new_token()
-    session.add(
-        ApiTokenRow(
-            name=f"device {device_id}",
-            token_hash=hash_secret(raw_token),
-            prefix=raw_token[:10],
-            org_id=device.org_id,
-            role="viewer",
-            kind="device",
-            device_id=device_id,
-            created_at=now,
-        )
+    token = ApiTokenRow(
+        name=f"device {device_id}",
+        token_hash=hash_secret(raw_token),
+        prefix=raw_token[:10],
+        org_id=device.org_id,
+        role="viewer",
+        kind="device",
+        device_id=device_id,
+        created_at=now,
     )
     interval = interval_s or 10.0
     sensors = (
@@ -191,6 +239,7 @@ def bind_device(
             username=device_id,
             password=password,
             tls=settings.mqtt_tls,
+            ca_pem=device_ca_pem(settings),
         ),
         sensors=sensors,
         publish_interval_s=interval,
@@ -211,7 +260,22 @@ def bind_device(
         if kit is not None and kit.id is not None and pi_index is not None
         else []
     )
-    return Issued(device=device, config=config, topics=topics, calibration=calibration, token=raw_token)
+    return Issued(
+        device=device,
+        config=config,
+        topics=topics,
+        calibration=calibration,
+        token=raw_token,
+        account=DeviceAccount(org.slug, device_id, device_id, password),
+        rows=[link, token],
+    )
+
+
+def record_issued(session: Session, issued: Issued) -> None:
+    """Add an issued device's rows to the session (the device first: the others refer to it)."""
+    session.add(issued.device)
+    session.flush()
+    session.add_all(issued.rows)
 
 
 def end_deployment(session: Session, deployment: DeploymentRow, now: float) -> None:

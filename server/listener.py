@@ -2,6 +2,10 @@
 
 Only enrolled devices are updated, and only from their own organisation's topics: a message on
 ``suitcase/v1/{org}/{device}/...`` for a device registered under another organisation is ignored.
+
+A message the registry database cannot take now (stopped, restarting, unreachable) is held, the
+latest per topic, and applied once the database answers again (retried with backoff), so the
+registry catches up without waiting for each device to send its status or meta again.
 """
 
 from __future__ import annotations
@@ -9,10 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import ssl
 import threading
+import zlib
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from kits.errors import WireError
@@ -69,6 +76,9 @@ def apply_message(session: Session, topic: str, payload: bytes, now: float) -> b
 
 
 _LOGGED_FAILURES = 10
+_RETRY_FIRST_S = 0.5
+_RETRY_MAX_S = 10.0
+HELD_MAX = 100_000  # messages held for a registry that is down; beyond, the oldest go (counted)
 _AGENT_LENGTH = 32  # DeviceRow.agent_version
 _PROFILE_LENGTH = 64  # DeviceRow.kit_profile
 
@@ -122,6 +132,10 @@ class StatusListener:
         self.applied = 0
         self.failures = 0  # messages whose applying raised (bad messages are refused, not raised)
         self.subscribed = threading.Event()  # set once the broker has granted the subscriptions
+        # This replica's name on the leases of the commands it dispatches (server.device_commands).
+        self.owner = f"server-{secrets.token_hex(6)}"
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
         self._changed = threading.Condition()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-{secrets.token_hex(4)}"
@@ -129,8 +143,15 @@ class StatusListener:
         if settings.mqtt_username:
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
             self._client.username_pw_set(settings.mqtt_username, password)
-        if settings.mqtt_tls:
-            self._client.tls_set()
+        tls = settings.mqtt_tls_context()
+        if tls is not None:
+            self._client.tls_set_context(tls)
+        self._held: dict[str, tuple[str, bytes]] = {}  # key -> (topic, payload), oldest first
+        self.held_dropped = 0
+        self._apply_lock = threading.Lock()
+        self._retry_wake = threading.Event()
+        self._stopping = threading.Event()
+        self._retrier: threading.Thread | None = None
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *_args: self.subscribed.set()
         self._client.on_message = self._on_message
@@ -139,7 +160,7 @@ class StatusListener:
         if getattr(reason, "is_failure", False):
             log.error("the status listener could not log in to the broker: %s", reason)
             return
-        from server.calibration_push import REPLY_SUBSCRIPTION
+        from server.device_commands import REPLY_SUBSCRIPTION
 
         self.subscribed.clear()
         client.subscribe([(subscription("status"), 1), (subscription("meta"), 1), (REPLY_SUBSCRIPTION, 1)])
@@ -151,31 +172,101 @@ class StatusListener:
         return bool(self._client.publish(topic, payload, qos=1).rc == 0)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
-        try:
-            from server.calibration_push import apply_reply, send_pending
+        topic, payload = str(message.topic), bytes(message.payload)
+        with self._apply_lock:
+            self._held.pop(_held_key(topic, payload), None)  # this one is newer
+            self._try(topic, payload)
 
-            with Session(self.engine) as session:
-                if message.topic.endswith("/cmd/config/reply"):
-                    changed = apply_reply(session, message.topic, message.payload, self.clock())
-                else:
-                    changed = apply_message(session, message.topic, message.payload, self.clock())
-                    if changed and message.topic.endswith("/status"):
-                        device = session.get(DeviceRow, message.topic.split("/")[3])
-                        if device is not None and device.online:  # back online: send what waited
-                            send_pending(session, device.id, self, self.clock())
-        except Exception:  # a busy registry (or a bug) must not kill the listener thread
-            self.failures += 1
-            if self.failures <= _LOGGED_FAILURES or self.failures % 1000 == 0:  # never a log flood
-                log.exception(
-                    "status/meta/reply not applied (%d failures so far)",
-                    self.failures,
-                    extra={"topic": message.topic[:200]},
-                )
-            return
+    def _try(self, topic: str, payload: bytes) -> bool:
+        """Apply one message (holding the apply lock); False when the registry did not answer."""
+        try:
+            changed = self._apply(topic, payload)
+        except (OperationalError, InterfaceError) as exc:  # the registry is down: hold it
+            self._hold(topic, payload)
+            self._failed("held until the registry answers", topic, exc)
+            return False
+        except Exception as exc:  # a bug must not kill the listener thread; never retried
+            self._failed("not applied", topic, exc)
+            return True
         if changed:
             with self._changed:
                 self.applied += 1
                 self._changed.notify_all()
+        return True
+
+    def _failed(self, what: str, topic: str, exc: Exception) -> None:
+        self.failures += 1
+        if self.failures <= _LOGGED_FAILURES or self.failures % 1000 == 0:  # never a log flood
+            log.warning(
+                "status/meta/reply %s (%d failures so far): %s",
+                what,
+                self.failures,
+                str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__,
+                extra={"topic": topic[:200]},
+                exc_info=not isinstance(exc, OperationalError | InterfaceError),
+            )
+
+    def _hold(self, topic: str, payload: bytes) -> None:
+        key = _held_key(topic, payload)
+        self._held.pop(key, None)
+        self._held[key] = (topic, payload)
+        while len(self._held) > HELD_MAX:
+            del self._held[next(iter(self._held))]
+            self.held_dropped += 1
+        self._retry_wake.set()
+
+    @property
+    def held(self) -> int:
+        """Messages waiting for the registry to answer again."""
+        return len(self._held)
+
+    def _retry_loop(self) -> None:
+        delay = _RETRY_FIRST_S
+        while not self._stopping.is_set():
+            if not self._held:  # nothing to retry: sleep until something is held (or stop)
+                self._retry_wake.wait()
+                self._retry_wake.clear()
+                continue
+            if self._stopping.wait(delay):
+                return
+            applied_all = True
+            while self._held and not self._stopping.is_set():
+                with self._apply_lock:
+                    if not self._held:
+                        break
+                    topic, payload = self._held.pop(next(iter(self._held)))
+                    if not self._try(topic, payload):
+                        applied_all = False
+                        break
+            if applied_all:
+                if delay > _RETRY_FIRST_S:
+                    log.info("registry answers again: held status/meta/replies applied")
+                delay = _RETRY_FIRST_S
+            else:
+                delay = min(delay * 2, _RETRY_MAX_S)
+
+    def _apply(self, topic: str, payload: bytes) -> bool:
+        from server.calibration_push import apply_reply as apply_calibration_reply
+        from server.calibration_push import send_pending
+        from server.device_commands import apply_reply, dispatch
+
+        with Session(self.engine) as session:
+            if topic.endswith("/reply"):
+                answered = apply_reply(session, topic, payload, self.clock())
+                if answered is not None:
+                    if answered.name == "update":  # a rollout may have offered its next ring
+                        dispatch(self.engine, self, self.clock(), self.owner)
+                    return True
+                return topic.endswith("/cmd/config/reply") and apply_calibration_reply(
+                    session, topic, payload, self.clock()
+                )
+            changed = apply_message(session, topic, payload, self.clock())
+            if changed and topic.endswith("/status"):
+                device = session.get(DeviceRow, topic.split("/")[3])
+                if device is not None and device.online:  # back online: send what waited
+                    send_pending(session, device.id, self, self.clock())
+                    dispatch(self.engine, self, self.clock(), self.owner, device.id)
+            return changed
 
     def wait_applied(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` messages have changed devices (for tests)."""
@@ -183,12 +274,69 @@ class StatusListener:
             return self._changed.wait_for(lambda: self.applied >= count, timeout)
 
     def start(self) -> None:
-        """Connect in the background; reconnects by itself."""
-        self._client.connect_async(
-            self.settings.mqtt_host or "127.0.0.1", self.settings.mqtt_port, keepalive=30
-        )
+        """Connect (in the background when the broker is down; reconnects by itself).
+
+        Raises:
+            BrokerAdminError: the broker's certificate is not accepted (wrong CA or host name):
+                retrying would never help, so the server does not start.
+        """
+        from server.broker_admin import BrokerAdminError, tls_refusal
+
+        host, port = self.settings.mqtt_host or "127.0.0.1", self.settings.mqtt_port
+        try:
+            self._client.connect(host, port, keepalive=30)
+        except ssl.SSLError as exc:
+            raise BrokerAdminError(tls_refusal(host, port, exc)) from exc
+        except OSError as exc:
+            log.warning("broker %s:%s not reachable (%s): the status listener keeps trying", host, port, exc)
+            self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()
+        self._stopping.clear()
+        self._retrier = threading.Thread(target=self._retry_loop, name="listener-retry", daemon=True)
+        self._retrier.start()
+        if self.settings.command_sweep_s > 0:
+            self._stop.clear()
+            self._sweeper = threading.Thread(target=self._sweep_loop, name="command-sweep", daemon=True)
+            self._sweeper.start()
+
+    def sweep_once(self) -> None:
+        """Expire overdue commands and send what waits for online devices (every ``command_sweep_s``)."""
+        from server.device_commands import sweep
+        from server.rollouts import advance_running
+
+        with Session(self.engine) as session:  # an expired update stops its rollout
+            advance_running(session, self.clock())
+            session.commit()
+        expired, done = sweep(self.engine, self, self.clock(), self.owner)
+        with Session(self.engine) as session:
+            advance_running(session, self.clock())
+            session.commit()
+        if expired or done.sent:
+            log.info("command sweep: %d expired, %d sent", expired, len(done.sent))
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.wait(self.settings.command_sweep_s):
+            try:
+                self.sweep_once()
+            except Exception:  # a busy registry must not end the sweeps
+                log.exception("command sweep failed; trying again next round")
 
     def stop(self) -> None:
+        self._stop.set()
+        if self._sweeper is not None:
+            self._sweeper.join(5)
+            self._sweeper = None
         self._client.disconnect()
         self._client.loop_stop()
+        self._stopping.set()
+        self._retry_wake.set()
+        if self._retrier is not None:
+            self._retrier.join(10)
+            self._retrier = None
+
+
+def _held_key(topic: str, payload: bytes) -> str:
+    """Status and meta are states (the latest wins); replies are events (each is kept)."""
+    if topic.endswith("/reply"):
+        return f"{topic}#{zlib.crc32(payload)}"
+    return topic

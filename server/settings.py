@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,8 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kits.catalog import CATALOG_DIR
 from kits.config_file import settings_from
+from kits.tls import client_context, secret_problem
 
-__all__ = ["DEFAULT_SECRET_KEY", "ENV_PREFIX", "ServerSettings", "load_settings"]
+__all__ = ["DEFAULT_SECRET_KEY", "ENV_PREFIX", "ServerSettings", "load_settings", "production_problems"]
 
 ENV_PREFIX = "SUITCASE_SERVER_"
 DEFAULT_SECRET_KEY = "changethis"
@@ -57,7 +59,16 @@ class ServerSettings(BaseSettings):
     # The broker the server listens to for status/meta and manages device clients in.
     mqtt_host: str | None = Field(default=None, description="broker host; unset: no listener")
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
-    mqtt_tls: bool = False
+    mqtt_tls: bool = Field(default=False, description="connect to the broker's TLS listener")
+    mqtt_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the broker's certificate (default: the system's "
+        "CAs); also given to devices in their config",
+    )
+    mqtt_cert_file: Path | None = Field(
+        default=None, description="the server's client certificate (PEM), for a broker that asks for one"
+    )
+    mqtt_key_file: Path | None = Field(default=None, description="the key of mqtt_cert_file (PEM)")
     mqtt_username: str | None = Field(
         default=None, description="the server's broker account (a dynamic-security admin)"
     )
@@ -69,6 +80,11 @@ class ServerSettings(BaseSettings):
         default=None, description="broker host given to devices (default: mqtt_host)"
     )
     device_mqtt_port: int | None = Field(default=None, ge=1, le=65535)
+    command_sweep_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="how often queued device commands are retried and overdue ones expired; 0: never",
+    )
     public_url: str = Field(default="http://127.0.0.1:8000", description="base URL on QR labels")
     enrollment_code_ttl_s: float = Field(default=24 * 3600.0, gt=0)
     pending_ttl_s: float = Field(
@@ -115,6 +131,21 @@ class ServerSettings(BaseSettings):
         description="map tiles of the pages (OpenStreetMap); empty: no tiles, an offline outline map",
     )
 
+    def mqtt_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the server's broker clients (None without ``mqtt_tls``).
+
+        Raises:
+            ConfigError: a CA, certificate or key file is missing or not PEM; names the setting.
+        """
+        if not self.mqtt_tls:
+            return None
+        return client_context(
+            ca_file=self.mqtt_ca_file,
+            cert_file=self.mqtt_cert_file,
+            key_file=self.mqtt_key_file,
+            setting=f"{ENV_PREFIX}MQTT",
+        )
+
     @property
     def reads_open(self) -> bool:
         """Whether requests without credentials may read the demo's live data."""
@@ -148,14 +179,80 @@ class ServerSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _refuse_default_secret(self) -> ServerSettings:
-        if self.environment == "production" and self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
+    def _tls_files_need_tls(self) -> ServerSettings:
+        given = [name for name in ("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file") if getattr(self, name)]
+        if given and not self.mqtt_tls:
             raise ValueError(
-                "the secret key is the default, which is not allowed in production: set "
-                f"{ENV_PREFIX}SECRET_KEY to a long random value, e.g. the output of "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                f"{', '.join(given)} is set but mqtt_tls is off: set {ENV_PREFIX}MQTT_TLS=true and "
+                f"{ENV_PREFIX}MQTT_PORT to the broker's TLS listener (usually 8883)"
+            )
+        if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
+            raise ValueError(
+                f"{ENV_PREFIX}MQTT_CERT_FILE and {ENV_PREFIX}MQTT_KEY_FILE go together: set both or neither"
             )
         return self
+
+    @model_validator(mode="after")
+    def _secure_in_production(self) -> ServerSettings:
+        if self.environment == "production":
+            problems = production_problems(self)
+            if problems:
+                raise ValueError(
+                    "production refuses to start:\n- "
+                    + "\n- ".join(problems)
+                    + f"\n(or set {ENV_PREFIX}ENVIRONMENT=development for a trial that is not secure)"
+                )
+        return self
+
+
+def production_problems(settings: ServerSettings) -> list[str]:
+    """Return every reason ``settings`` are not secure enough for production, each with its fix.
+
+    The checks hold whatever the environment; the settings refuse to load in production when
+    any fails (docs/architecture.md, "Secure by default").
+    """
+    problems: list[str] = []
+    secret = secret_problem(settings.secret_key.get_secret_value())
+    if secret is not None:
+        problems.append(
+            f"the secret key is not fit for production ({secret}): set "
+            f"{ENV_PREFIX}SECRET_KEY to a long random value, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    if settings.open_reads:
+        problems.append(
+            f"open_reads lets anyone read devices, readings and dead letters without logging in: "
+            f"unset {ENV_PREFIX}OPEN_READS (or set it false); publish open data through public deployments"
+        )
+    if not settings.mqtt_host:
+        problems.append(
+            f"no broker: set {ENV_PREFIX}MQTT_HOST to the broker's host (its TLS listener), so devices "
+            "get their own accounts and the server hears their status"
+        )
+    if not settings.mqtt_tls:
+        problems.append(
+            f"the broker connection is not encrypted: set {ENV_PREFIX}MQTT_TLS=true, "
+            f"{ENV_PREFIX}MQTT_PORT to the broker's TLS listener (usually 8883) and "
+            f"{ENV_PREFIX}MQTT_CA_FILE to the CA that signed its certificate"
+        )
+    if not settings.mqtt_dynsec:
+        problems.append(
+            f"dynamic security is off, so any client could publish for any device: set "
+            f"{ENV_PREFIX}MQTT_DYNSEC=true (Mosquitto's dynamic-security plugin; `suitcase services up` "
+            "configures it)"
+        )
+    if not settings.mqtt_username:
+        problems.append(
+            f"no broker account: set {ENV_PREFIX}MQTT_USERNAME and {ENV_PREFIX}MQTT_PASSWORD to the "
+            "server's dynamic-security admin account"
+        )
+    password = secret_problem(settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
+    if settings.mqtt_username and password is not None:
+        problems.append(
+            f"the broker password is not fit for production ({password}): set {ENV_PREFIX}MQTT_PASSWORD "
+            "to the long random password of the server's broker account"
+        )
+    return problems
 
 
 def load_settings(**overrides: Any) -> ServerSettings:

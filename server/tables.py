@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
     "ROLES",
+    "AgentReleaseRow",
     "AlertRow",
     "AlertRuleRow",
     "ApiTokenRow",
@@ -24,6 +25,8 @@ __all__ = [
     "DeploymentDeviceRow",
     "DeploymentRow",
     "DerivedConfigRow",
+    "DeviceCommandRow",
+    "DeviceConfigRow",
     "DeviceRow",
     "EnrollmentCodeRow",
     "KitPiRow",
@@ -32,6 +35,8 @@ __all__ = [
     "MembershipRow",
     "OrganisationRow",
     "OutboundMessageRow",
+    "RolloutRow",
+    "RolloutTargetRow",
     "SessionRow",
     "UserRow",
 ]
@@ -57,6 +62,8 @@ class OrganisationRow(SQLModel, table=True):
     name: str = Field(max_length=200)
     kind: str = Field(default="municipality", max_length=32)
     created_at: float
+    # The organisation takes no agent updates (server.rollouts leaves its devices out).
+    updates_opt_out: bool = False
 
 
 class UserRow(SQLModel, table=True):
@@ -238,6 +245,62 @@ class DeviceRow(SQLModel, table=True):
     missing: list[str] = _json(list)
     unexpected: list[str] = _json(list)
     meta_at: float | None = None
+    # The device config version the agent reports in force (``meta``), and its diagnostics (disk,
+    # outbox size, storage writes per hour, Wi-Fi signal) as the last ``meta`` gave them.
+    config_version: int | None = None
+    diagnostics: dict[str, Any] = _json(dict)
+    # This device takes no agent updates (server.rollouts leaves it out).
+    updates_opt_out: bool = False
+
+
+class DeviceCommandRow(SQLModel, table=True):
+    """A command to one device (``server.device_commands``), its state and the device's reply.
+
+    ``state``: queued (waiting: the device is offline, or no broker), sent, answered (the device
+    replied ok), failed (it refused, or the server could not send it: ``error`` says why), expired
+    (not answered before ``expires_at``). ``lease_owner``/``lease_until`` let one server replica
+    dispatch it while the others keep off. Kept as the device's history.
+    """
+
+    __tablename__ = "device_commands"
+    __table_args__ = (Index("device_commands_due", "state", "device_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    command_id: str = Field(max_length=64, unique=True, index=True)
+    device_id: str = Field(foreign_key="devices.id", max_length=64, index=True)
+    org_id: int = Field(foreign_key="organisations.id", index=True)
+    name: str = Field(max_length=32)
+    args: dict[str, Any] = _json(dict)
+    state: str = Field(default="queued", max_length=16)
+    created_at: float
+    created_by: str = Field(default="", max_length=254)
+    expires_at: float
+    sent_at: float | None = None
+    answered_at: float | None = None
+    reply: Any = _json(None, nullable=True)
+    error: str | None = Field(default=None, max_length=2000)
+    attempts: int = 0
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: float | None = None
+
+
+class DeviceConfigRow(SQLModel, table=True):
+    """One version of a device's configuration (never updated; ``server.device_config``).
+
+    ``body`` holds one entry per section (``sampling``, ``calibration``, ...): each section is
+    validated by its model in ``server.device_config.SECTIONS``.
+    """
+
+    __tablename__ = "device_configs"
+    __table_args__ = (UniqueConstraint("device_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(foreign_key="devices.id", max_length=64, index=True)
+    version: int
+    body: dict[str, Any] = _json(dict)
+    created_at: float
+    created_by: str = Field(default="", max_length=254)
+    note: str = Field(default="", max_length=500)
 
 
 class DeploymentRow(SQLModel, table=True):
@@ -397,3 +460,61 @@ class AuditRow(SQLModel, table=True):
     entity: str = Field(max_length=64)
     entity_id: str = Field(max_length=64)
     detail: dict[str, Any] = _json(dict)
+
+
+class AgentReleaseRow(SQLModel, table=True):
+    """An agent version the server offers: its wheel, kept in the registry (every replica serves it)."""
+
+    __tablename__ = "agent_releases"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: str = Field(max_length=32, unique=True, index=True)
+    filename: str = Field(max_length=128)
+    sha256: str = Field(max_length=64)
+    size: int
+    wheel: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: float
+    created_by: str = Field(default="", max_length=254)
+
+
+class RolloutRow(SQLModel, table=True):
+    """A staged rollout of a release: ring 0 (canaries), 1 (a share), 2 (all the others).
+
+    ``state``: running, stopped (by itself when a device of the current ring failed, or by a
+    person: ``reason`` says why) or done.
+    """
+
+    __tablename__ = "rollouts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="agent_releases.id", index=True)
+    state: str = Field(default="running", max_length=16)
+    ring: int = 0
+    share_percent: int = 25
+    deadline_s: float = 120.0
+    soak_s: float = 0.0
+    ttl_s: float = 86_400.0
+    base_url: str = Field(max_length=500)
+    reason: str | None = Field(default=None, max_length=2000)
+    created_at: float
+    created_by: str = Field(default="", max_length=254)
+    ring_started_at: float | None = None
+    finished_at: float | None = None
+
+
+class RolloutTargetRow(SQLModel, table=True):
+    """One device of a rollout: its ring, and where it is (waiting, offered, updated, failed, opted_out)."""
+
+    __tablename__ = "rollout_targets"
+    __table_args__ = (UniqueConstraint("rollout_id", "device_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollouts.id", index=True)
+    device_id: str = Field(foreign_key="devices.id", max_length=64, index=True)
+    ring: int
+    state: str = Field(default="waiting", max_length=16)
+    from_version: str | None = Field(default=None, max_length=32)
+    command_id: str | None = Field(default=None, max_length=64, index=True)
+    offered_at: float | None = None
+    finished_at: float | None = None
+    detail: str | None = Field(default=None, max_length=2000)

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -19,10 +18,12 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from deploy import MOSQUITTO_CONF
 from kits.errors import ConfigError, SuitcaseError
+
+if TYPE_CHECKING:
+    from suitcase.services.tls import TlsFiles
 
 __all__ = [
     "Broker",
@@ -164,6 +165,17 @@ class EmbeddedBroker(_BrokerBase):
 _PR_SET_PDEATHSIG = 1
 
 
+def _raise_child_open_files(pid: int) -> None:
+    """Raise a child's soft open-file limit to its hard limit (Linux ``prlimit``; elsewhere nothing)."""
+    try:
+        import resource
+
+        _soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, AttributeError, OSError, ValueError) as exc:
+        log.warning("could not raise mosquitto's open-file limit: %s", exc)
+
+
 def _die_with_parent_hook() -> Any:
     """A ``preexec_fn`` that asks Linux to SIGTERM the child when its parent dies, or None.
 
@@ -184,7 +196,7 @@ def _die_with_parent_hook() -> Any:
 
 
 class MosquittoBroker(_BrokerBase):
-    """A real Mosquitto 2 process on loopback, loading deploy/mosquitto/suitcase.conf.
+    """A real Mosquitto 2 process on loopback, configured by :func:`suitcase.services.mosquitto.render_conf`.
 
     It runs in its own session, so a Ctrl-C or a hang-up meant for its parent's terminal never
     reaches it directly (the parent stops it last, after the clients that use it), and on Linux it
@@ -193,7 +205,11 @@ class MosquittoBroker(_BrokerBase):
 
     Args:
         workdir: where the run's config, persistence file and log go.
-        extra_config: further config lines (e.g. the dynamic-security plugin).
+        extra_config: further config lines (e.g. a password file).
+        allow_anonymous: whether clients may connect without a name (default: unless dynsec_file).
+        dynsec_file: authenticate every client through the dynamic-security plugin with this state
+            (:func:`suitcase.services.mosquitto.dynsec_state`).
+        tls: speak only TLS on the listener, with these files (:mod:`suitcase.services.tls`).
     """
 
     def __init__(
@@ -202,7 +218,10 @@ class MosquittoBroker(_BrokerBase):
         host: str = "127.0.0.1",
         port: int | None = None,
         extra_config: str = "",
-        allow_anonymous: bool = True,
+        allow_anonymous: bool | None = None,
+        *,
+        dynsec_file: Path | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         binary = find_mosquitto()
         if binary is None:
@@ -216,6 +235,8 @@ class MosquittoBroker(_BrokerBase):
         self.workdir = workdir
         self.extra_config = extra_config
         self.allow_anonymous = allow_anonymous
+        self.dynsec_file = dynsec_file
+        self.tls = tls
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -227,27 +248,16 @@ class MosquittoBroker(_BrokerBase):
         return self.workdir / "mosquitto.log"
 
     def write_config(self) -> Path:
+        from suitcase.services.mosquitto import Listener, render_conf
+
         self.workdir.mkdir(parents=True, exist_ok=True)
-        run_lines = [
-            f"listener {self.port} {self.host}",
-            # Started as root, Mosquitto drops to user "mosquitto", which cannot write its
-            # persistence file in a root-owned work dir: sessions would silently not survive a
-            # restart. The broker we launch runs as whoever launched it.
-            *(["user root"] if os.geteuid() == 0 else []),
-            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
-            f"persistence_location {self.workdir}/",
-            f"log_dest file {self.log_path}",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-        ]
-        text = (
-            MOSQUITTO_CONF.read_text()
-            + "\n# --- this run (written by suitcase.broker) ---\n"
-            + "\n".join(run_lines)
-            + "\n"
-            + self.extra_config
-            + "\n"
+        text = render_conf(
+            [Listener(self.port, self.host, self.tls)],
+            persistence_dir=self.workdir,
+            log_file=self.log_path,
+            dynsec_file=self.dynsec_file,
+            allow_anonymous=self.allow_anonymous,
+            extra=self.extra_config,
         )
         self.config_path.write_text(text)
         return self.config_path
@@ -261,6 +271,8 @@ class MosquittoBroker(_BrokerBase):
             start_new_session=True,
             preexec_fn=_die_with_parent_hook(),  # one prctl call, resolved before the fork
         )
+        # One socket per client: thousands of devices need more than the default 1,024 open files.
+        _raise_child_open_files(self._process.pid)
         try:
             wait_for_port(self.host, self.port)
         except SuitcaseError as exc:

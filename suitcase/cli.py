@@ -24,10 +24,15 @@ PARTS: dict[str, tuple[str, str]] = {
     "server": ("server.cli:app", "Server: registry API and web pages."),
     "dashboards": ("dashboards.cli:app", "Grafana dashboards as code: build and push."),
     "kit": ("suitcase.kit_cli:app", "Kits: bill of materials, quick-start card, verification."),
+    "services": ("suitcase.services.cli:app", "Production services on one machine: up, down, backup."),
 }
 # name -> (module:function of a single top-level command, help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("suitcase.demo:demo", "One command, no hardware: broker, gateway, server and emulated Pis."),
+    "simulate": (
+        "suitcase.simulate.cli:simulate",
+        "Thousands of simulated agents against a real broker, gateway, server.",
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kits.catalog import load_catalog
-from kits.errors import ConfigError
+from kits.errors import ConfigError, SuitcaseError
 from kits.models import DeviceConfig, KitProfile
 from suitcase.hardware_docs import (
     build_docs,
@@ -206,3 +207,66 @@ def verify(
         f"[bold red]{len(report.failures)} check(s) failed:[/] do each fix above, then run this again."
     )
     raise typer.Exit(code=1)
+
+
+@app.command("import")
+def import_kits(
+    csv_file: Annotated[Path, typer.Argument(help="CSV: kit,profile,pi[,claim_code,deployment,interval_s]")],
+    server: Annotated[
+        str, typer.Option("--server", help="the server's URL, e.g. https://suitcase.example.org")
+    ],
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token", envvar="SUITCASE_TOKEN", help="an API token of an operator (or SUITCASE_TOKEN)"
+        ),
+    ],
+    org_id: Annotated[
+        int | None, typer.Option("--org-id", help="owner organisation (default: your only one)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check only; write nothing")] = False,
+    codes_out: Annotated[
+        Path | None,
+        typer.Option("--codes-out", help="write the claim codes made to this CSV (shown only once)"),
+    ] = None,
+) -> None:
+    """Register kits and their Pis from CSV, all or nothing; problems are named by row and column."""
+    from suitcase.kit_import_client import post_import
+
+    try:
+        text = csv_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read {csv_file}: {exc}: save it as CSV (UTF-8)") from exc
+    try:
+        answer = post_import(server, token, text, org_id=org_id, dry_run=dry_run)
+    except SuitcaseError as exc:
+        raise _fail(str(exc)) from exc
+    if not answer.ok:
+        problems = answer.problems()
+        typer.echo(f"{csv_file}: refused ({answer.status}), nothing was imported:", err=True)
+        for line in problems:
+            typer.echo(f"  {line}", err=True)
+        raise typer.Exit(code=1)
+    body = answer.body
+    if body.get("dry_run"):
+        typer.echo(f"{csv_file}: fine: {body['kits']} kits with {body['pis']} Pis would be imported")
+        return
+    typer.echo(
+        f"imported {body['kits']} kits with {body['pis']} Pis; {len(body['devices'])} devices bound "
+        f"(registry {body['seconds_registry']:.1f} s, broker accounts {body['seconds_broker']:.1f} s)"
+    )
+    if body["claim_codes"]:
+        lines = ["kit,pi,claim_code,claim_url"] + [
+            f"{c['kit']},{c['pi']},{c['code']},{c['claim_url']}" for c in body["claim_codes"]
+        ]
+        if codes_out is not None:
+            # Claim codes unlock the Pis' configs: readable by the operator only, from the start.
+            fd = os.open(codes_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write("\n".join(lines) + "\n")
+            typer.echo(
+                f"{len(body['claim_codes'])} claim codes made: written to {codes_out} (shown only once)"
+            )
+        else:
+            typer.echo("claim codes made (shown only once; --codes-out FILE writes them to a file):")
+            typer.echo("\n".join(lines))

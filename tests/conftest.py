@@ -6,4 +6,8 @@ pytest_plugins = [
     "tests.services.influxdb",
     "tests.services.victoriametrics",
     "tests.services.postgres",
+    "tests.services.tls",
+    "tests.hosts.fixture",
+    "tests.agent_wheels",
+    "tests.services.stack",
 ]

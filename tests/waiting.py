@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 
 def wait_until(
-    check: Callable[[], T], timeout: float = 10.0, what: str = "condition", every: float = 0.02
+    check: Callable[[], T], timeout: float = 30.0, what: str = "condition", every: float = 0.02
 ) -> T:
     """Poll ``check`` every ``every`` seconds until it returns something true, and return that;
     fail the test, naming ``what``, if it has not after ``timeout`` seconds."""

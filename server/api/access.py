@@ -33,7 +33,8 @@ __all__ = [
 
 RouteKey = tuple[str, str]
 
-# Open to everyone: the catalogue, health, logging in and out, the agent's enrollment calls, open
+# Open to everyone: the catalogue, health, logging in and out, the agent's enrollment calls and its
+# update's wheel (checked by the agent against the SHA-256 sent over its MQTT session), open
 # data (each route serves public deployments only to those who are not members), the public pages,
 # the API docs, and the page shells whose secret travels in the URL fragment (kiosk, claim).
 PUBLIC: frozenset[RouteKey] = frozenset(
@@ -52,6 +53,7 @@ PUBLIC: frozenset[RouteKey] = frozenset(
         ("POST", "/api/v1/auth/logout"),
         ("POST", "/api/v1/claims/poll"),
         ("POST", "/api/v1/enroll"),
+        ("GET", "/api/v1/agent-releases/{version}/{filename}"),
         ("GET", "/api/v1/export/deployments/{deployment_id}/readings"),
         ("GET", "/api/v1/export/use-cases/{use_case_id}/readings"),
         ("GET", "/api/v1/export/deployments.geojson"),
@@ -88,6 +90,7 @@ LOGIN_PAGES: frozenset[RouteKey] = frozenset(
         ("GET", "/"),
         ("GET", "/fleet"),
         ("GET", "/kits"),
+        ("GET", "/kits/import"),
         ("GET", "/deployments/{deployment_id}"),
         ("GET", "/use-cases/{use_case_id}/deploy"),
         ("GET", "/kits/{kit_id}/unboxing"),

@@ -250,7 +250,9 @@ def get_principal(
         if cookie:
             principal = _from_session(session, request, cookie, now)
     anonymous = Principal(kind="anonymous", label="anonymous", open_reads=resources.settings.reads_open)
-    return _admit(request, principal or anonymous, anonymous)
+    admitted = _admit(request, principal or anonymous, anonymous)
+    request.state.principal = admitted  # error handlers tell staff more than the public
+    return admitted
 
 
 def _admit(request: Request, principal: Principal, anonymous: Principal) -> Principal:

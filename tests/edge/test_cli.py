@@ -162,12 +162,15 @@ def test_a_toml_without_device_or_claim_says_what_to_add(tmp_path: Path) -> None
 
 
 def test_install_service_writes_a_systemd_unit(tmp_path: Path) -> None:
-    """Test that install-service --root writes a unit that runs `suitcase edge run` with the config."""
+    """Test that install-service --root writes a unit that runs `suitcase edge run` with the config,
+    under the launcher that rolls back a failed update."""
     result = runner.invoke(
         app,
         ["install-service", "--root", str(tmp_path), "--config", "/etc/suitcase/edge.toml", "--no-enable"],
     )
     assert result.exit_code == 0, result.output
     unit = (tmp_path / "etc/systemd/system/suitcase-edge.service").read_text()
-    assert "-m suitcase edge run --config /etc/suitcase/edge.toml" in unit
+    assert (
+        "-m edge.updates.launcher --home /var/lib/suitcase/agent -- edge run --config /etc/suitcase/edge.toml"
+    ) in unit
     assert "Restart=always" in unit and "WantedBy=multi-user.target" in unit

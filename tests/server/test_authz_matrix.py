@@ -14,11 +14,13 @@ longer exists): a new route is not done until someone has written down who may c
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import re
 import secrets
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +28,26 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from gateway.store import SqliteStore
+from server.agent_releases import add_release
 from server.api.access import iter_routes
 from server.api.auth import CSRF_HEADER, SESSION_COOKIE
 from server.app import create_app
+from server.rollouts import start_rollout, stop_rollout
 from server.security import hash_secret, new_token
 from server.settings import ServerSettings
-from server.tables import AlertRuleRow, ApiTokenRow, DeviceRow, MembershipRow, SessionRow, UserRow
+from server.tables import (
+    AgentReleaseRow,
+    AlertRuleRow,
+    ApiTokenRow,
+    DeviceRow,
+    MembershipRow,
+    RolloutRow,
+    SessionRow,
+    UserRow,
+)
 from tests.server.data import NOW, climate
 from tests.server.world import PASSWORD, World, bearer
 
@@ -88,6 +101,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/deployments/{deployment_id}/report"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/api/v1/devices"): "401 401 401 403 403 200 200 200 200 200 200",
     ("GET", "/api/v1/devices/{device}"): "401 401 401 403 200 200 200 200 404 200 200",
+    ("GET", "/api/v1/devices/{device}/commands"): "401 401 401 403 403 200 200 200 404 200 401",
+    ("GET", "/api/v1/devices/{device}/commands/{command_id}"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/api/v1/devices/{device}/latest"): "401 401 401 403 200 200 200 200 404 200 200",
     ("GET", "/api/v1/devices/{device}/readings"): "401 401 401 403 200 200 200 200 404 200 200",
     ("GET", "/api/v1/export/deployments.geojson"): "200 200 200 200 200 200 200 200 200 200 200",
@@ -124,6 +139,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/kiosk"): "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/kiosk/data"): "401 401 401 200 403 401 401 401 401 401 401",
     ("GET", "/kits"): "303 401 401 403 403 200 200 200 200 200 303",
+    ("GET", "/kits/import"): "303 401 401 403 403 200 200 200 200 200 303",
     ("GET", "/kits/{kit_id}/unboxing"): "303 401 401 403 403 200 200 200 404 200 303",
     ("GET", "/kits/{kit_id}/unboxing/status"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/login"): "200 401 401 200 200 200 200 200 200 200 200",
@@ -144,15 +160,26 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/alerts/evaluate"): "401 401 401 403 403 403 200 200 200 200 401",
     ("POST", "/api/v1/auth/login"): "200 200 200 200 200 200 200 200 200 200 200",
     ("POST", "/api/v1/claims/bind"): "401 401 401 403 403 403 201 201 404 201 401",
+    ("GET", "/api/v1/agent-releases"): "401 401 401 403 403 403 403 403 403 200 401",
+    ("GET", "/api/v1/agent-releases/{version}/{filename}"): "200 200 200 200 200 200 200 200 200 200 200",
+    ("GET", "/api/v1/rollouts"): "401 401 401 403 403 403 403 403 403 200 401",
+    ("GET", "/api/v1/rollouts/{rollout_id}"): "401 401 401 403 403 403 403 403 403 200 401",
+    ("POST", "/api/v1/agent-releases"): "401 401 401 403 403 403 403 403 403 422 401",
+    ("POST", "/api/v1/rollouts"): "401 401 401 403 403 403 403 403 403 201 401",
+    ("POST", "/api/v1/rollouts/{rollout_id}/stop"): "401 401 401 403 403 403 403 403 403 200 401",
+    ("PUT", "/api/v1/devices/{device}/updates"): "401 401 401 403 403 403 403 200 404 200 401",
+    ("PUT", "/api/v1/orgs/{org_id}/updates"): "401 401 401 403 403 403 403 200 404 200 401",
     ("POST", "/api/v1/claims/poll"): "200 200 200 200 200 200 200 200 200 200 200",
     ("POST", "/api/v1/claims/qr"): "401 401 401 403 403 403 200 200 404 200 401",
     ("POST", "/api/v1/deployments"): "401 401 401 403 403 403 201 201 404 201 401",
+    ("POST", "/api/v1/devices/{device}/commands"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/deployments/{deployment_id}/end"): "401 401 401 403 403 403 200 200 404 200 401",
     ("POST", "/api/v1/enroll"): "200 200 200 200 200 200 200 200 200 200 200",
     ("POST", "/api/v1/enrollment-codes"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/kit-profiles"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/kits"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/kits/{kit_id}/calibrations"): "401 401 401 403 403 403 201 201 404 201 401",
+    ("POST", "/api/v1/kits/import"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/kits/{kit_id}/loans"): "401 401 401 403 403 403 201 201 404 201 401",
     (
         "POST",
@@ -285,10 +312,21 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         }
         world.ok("a-operator", "POST", "/use-cases", 201, json={"use_case": case})
         member = _user_id(engine, "viewer@a.example.org")
+        device = enrolled["config"]["device"]
+        command = world.ok("a-operator", "POST", f"/devices/{device}/commands", 201, json={"name": "ping"})
         catalogue = [c["id"] for c in client.get("/api/v1/use-cases").json()["data"]]
         with SqliteStore(settings.store) as store:  # the device has sent readings
             store.write(climate(enrolled["config"]["device"], NOW - 5, org="city-a"))
+        with Session(engine) as session:  # a release (a wheel's METADATA is all it checks) and its rollout
+            release = add_release(session, TINY_WHEEL, _tiny_wheel(), NOW)
+            session.flush()
+            rollout = start_rollout(session, release, NOW, base_url="https://suitcase.example.org")
+            session.commit()
+            rollout_id = rollout.id
         ids: Ids = {
+            "version": "0.0.1",
+            "filename": TINY_WHEEL,
+            "rollout_id": rollout_id,
             "org_id": a,
             "org_b": world.orgs["b"],
             "kit_id": kit["id"],
@@ -296,7 +334,8 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             "pi_index": 1,
             "deployment_id": dep["id"],
             "public_deployment_id": square["id"],
-            "device": enrolled["config"]["device"],
+            "device": device,
+            "command_id": command["command_id"],
             "rule_id": rule["id"],
             "token_id": token["id"],
             "use_case_id": "a-own",
@@ -441,7 +480,38 @@ def _fresh_enrollment(fleet: Fleet, who: str) -> Ids:
     return {"code": fleet.root("POST", "/enrollment-codes", 201, json=body)["code"]}
 
 
+TINY_WHEEL = "iot_suitcase-0.0.1-py3-none-any.whl"
+
+
+def _tiny_wheel() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        wheel.writestr("iot_suitcase-0.0.1.dist-info/METADATA", "Name: iot-suitcase\nVersion: 0.0.1\n")
+    return buffer.getvalue()
+
+
+def _no_running_rollout(fleet: Fleet, who: str) -> Ids:
+    with Session(fleet.engine) as session:
+        running = session.exec(select(RolloutRow).where(RolloutRow.state == "running")).first()
+        if running is not None:
+            stop_rollout(session, running, "the next test", NOW)
+            session.commit()
+    return {}
+
+
+def _fresh_rollout(fleet: Fleet, who: str) -> Ids:
+    _no_running_rollout(fleet, who)
+    with Session(fleet.engine) as session:
+        release = session.exec(select(AgentReleaseRow)).first()
+        assert release is not None
+        rollout = start_rollout(session, release, NOW, base_url="https://suitcase.example.org")
+        session.commit()
+        return {"rollout_id": rollout.id}
+
+
 FRESH: dict[tuple[str, str], Callable[[Fleet, str], Ids]] = {
+    ("POST", "/api/v1/rollouts"): _no_running_rollout,
+    ("POST", "/api/v1/rollouts/{rollout_id}/stop"): _fresh_rollout,
     ("POST", "/api/v1/kits/{kit_id}/loans"): _fresh_kit,
     ("POST", "/api/v1/kits/{kit_id}/return"): _fresh_loaned_kit,
     ("POST", "/api/v1/claims/bind"): _fresh_kit_and_deployment,
@@ -471,6 +541,7 @@ def _bodies(ids: Ids, who: str) -> dict[tuple[str, str], Any]:
         ("POST", "/api/v1/users"): {"email": f"u-{n}@example.org", "password": PASSWORD},
         ("POST", "/api/v1/tokens"): {"name": "t", "org_id": org},
         ("POST", "/api/v1/kits"): {"inventory_code": f"K-{n}", "profile_id": "starter", "org_id": org},
+        ("POST", "/api/v1/kits/import"): {"csv": f"kit,profile,pi\nI-{n},starter,1\n", "org_id": org},
         ("PATCH", "/api/v1/kits/{kit_id}"): {"notes": "n"},
         ("POST", "/api/v1/kits/{kit_id}/loans"): {"org_id": ids["org_b"], "borrower": "b", "due_at": NOW + 9},
         ("POST", "/api/v1/kits/{kit_id}/return"): {"condition": "good"},
@@ -482,6 +553,10 @@ def _bodies(ids: Ids, who: str) -> dict[tuple[str, str], Any]:
         ("POST", "/api/v1/kit-profiles"): {"org_id": org, "profile": _profile(f"p-{n}")},
         ("POST", "/api/v1/deployments"): {"org_id": org, "name": "x"},
         ("PATCH", "/api/v1/deployments/{deployment_id}"): {"notes": "n"},
+        ("POST", "/api/v1/devices/{device}/commands"): {"name": "ping"},
+        ("POST", "/api/v1/rollouts"): {"version": "0.0.1"},
+        ("PUT", "/api/v1/devices/{device}/updates"): {"opt_out": False},
+        ("PUT", "/api/v1/orgs/{org_id}/updates"): {"opt_out": False},
         ("PUT", "/api/v1/deployments/{deployment_id}/assessment"): {"expert_score_pct": 10},
         ("PUT", "/api/v1/deployments/{deployment_id}/derived"): {"derivations": [{"kind": "dew_point"}]},
         ("POST", "/api/v1/enrollment-codes"): {"deployment_id": ids["deployment_id"]},
@@ -500,7 +575,11 @@ def _bodies(ids: Ids, who: str) -> dict[tuple[str, str], Any]:
 
 
 # Concrete paths of what has no path template of its own.
-CONCRETE = {("GET", "/static"): "/static/app.css"}
+CONCRETE = {
+    ("GET", "/static"): "/static/app.css",
+    # The body (JSON here) is no wheel: the global admin passes the access checks and gets 422.
+    ("POST", "/api/v1/agent-releases"): "/api/v1/agent-releases?filename=iot_suitcase-9.9.9-py3-none-any.whl",
+}
 # Routes whose {deployment_id} and {use_case_id} are public ones (the others: org A's own).
 PUBLIC_TARGET = re.compile(r"^/public/")
 

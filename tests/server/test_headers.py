@@ -53,13 +53,14 @@ def test_policy_lets_in_the_map_tiles_only_from_their_server() -> None:
 
 def test_production_adds_hsts(tmp_path: Path) -> None:
     """Test that a production server (behind TLS) tells browsers to stay on HTTPS."""
+    # A production server also needs a secure broker (tests/test_production_refusals.py); these
+    # headers do not depend on it, so the settings are copied into production unchecked.
     settings = ServerSettings(
-        environment="production",
         secret_key="a-long-random-secret-for-this-test",
         registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
         store=str(tmp_path / "store.db"),
         alert_interval_s=0,
-    )
+    ).model_copy(update={"environment": "production"})
     from kits.catalog import load_catalog
     from server.db import create_registry_engine, init_registry
 

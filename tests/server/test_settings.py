@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -39,10 +41,18 @@ def test_production_refuses_the_default_secret() -> None:
         ServerSettings(environment="production")
 
 
-def test_production_accepts_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Test that production starts once the secret is set."""
+def test_production_accepts_a_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Test that production starts once the secret is set (and the broker is secure)."""
     monkeypatch.setenv("SUITCASE_SERVER_ENVIRONMENT", "production")
     monkeypatch.setenv("SUITCASE_SERVER_SECRET_KEY", "s3cr3t-from-the-vault")
+    for name, value in {
+        "MQTT_HOST": "broker.example.org",
+        "MQTT_TLS": "true",
+        "MQTT_DYNSEC": "true",
+        "MQTT_USERNAME": "suitcase-server",
+        "MQTT_PASSWORD": "another-s3cr3t-from-the-vault",
+    }.items():
+        monkeypatch.setenv(f"SUITCASE_SERVER_{name}", value)
     assert ServerSettings().environment == "production"
 
 

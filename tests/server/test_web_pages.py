@@ -519,3 +519,43 @@ def test_kiosk_rotates_500_times_without_heap_growth(browser: Any, web: Web, scr
         expect(bad.locator("#kiosk-error")).to_contain_text("unknown, revoked or expired")
     finally:
         ctx.close()
+
+
+def test_kit_import_page_shows_problems_by_row_then_imports(
+    context: Any, web: Web, screenshot_dir: Path
+) -> None:
+    """Test that the import page checks a CSV, lists each problem with its row and column (nothing
+    imported), then imports the fixed file and shows the claim codes it made; axe-clean throughout."""
+    login(context, web, "operator@aarhus.dk")
+    page = context.new_page()
+    errors = watch(page)
+    page.goto(f"{web.url}/kits")
+    page.click("a[href='/kits/import']")
+    expect(page).to_have_url(re.compile(r"/kits/import$"))
+    check(page, errors, screenshot_dir, "kit-import", phone=True)
+    page.fill(
+        "#i-text", "kit,profile,pi\nCSV-1,starter,1\nCSV-1,starter,1\nCSV-2,starter,x\nGT-001,starter,1\n"
+    )
+    page.click("#i-check")
+    rows = page.locator("#import-problems tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("3")
+    expect(rows.nth(0)).to_contain_text("also on row 2")
+    expect(rows.nth(1)).to_contain_text("pi")
+    expect(page.locator("#import-summary")).to_contain_text("nothing was imported")
+    # The browser logs the refused request (422) itself; the page handled it.
+    errors[:] = [e for e in errors if "status of 422" not in e]
+    check(page, errors, screenshot_dir, "kit-import-problems")
+    page.fill("#i-text", "kit,profile,pi\nCSV-1,starter,1\nGT-001,starter,1\n")
+    page.click("#i-import")
+    expect(page.locator("#import-problems tbody tr")).to_have_count(1)
+    expect(page.locator("#import-problems")).to_contain_text("already exists")
+    page.fill("#i-text", "kit,profile,pi\nCSV-1,starter,1\nCSV-1,starter,2\n")
+    page.click("#i-check")
+    expect(page.locator("#import-summary")).to_contain_text("1 kits with 2 Pis would be imported")
+    page.click("#i-import")
+    expect(page.locator("#import-summary")).to_contain_text("Imported 1 kits")
+    expect(page.locator("#import-codes tbody tr")).to_have_count(3)
+    expect(page.locator("#import-codes")).to_contain_text("SC-")
+    errors[:] = [e for e in errors if "status of 422" not in e]
+    check(page, errors, screenshot_dir, "kit-import-done")

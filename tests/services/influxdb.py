@@ -1,5 +1,6 @@
 """A real InfluxDB 1.x (``influxd``) for tests marked ``influxdb``: loopback, free ports, tmp dirs.
 
+The config is :func:`suitcase.services.influxdb.render_conf`, the one `suitcase services up` writes.
 The session fixture ``influxd`` is shared; ``influxd_factory`` starts private ones for tests that
 stop, kill or restart the server. No system service, no usage reporting.
 """
@@ -7,7 +8,6 @@ stop, kill or restart the server. No system service, no usage reporting.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -20,48 +20,10 @@ from typing import Any
 import pytest
 
 from suitcase.broker import free_port, wait_for_port
+from suitcase.services.influxdb import find_influxd, render_conf
 from tests.services import require_service
 
-__all__ = ["InfluxD", "influxd", "influxd_factory"]
-
-_CONFIG = """\
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-[meta]
-  dir = "{root}/meta"
-  logging-enabled = false
-[data]
-  dir = "{root}/data"
-  wal-dir = "{root}/wal"
-  query-log-enabled = false
-  wal-fsync-delay = "0s"
-{data_options}
-[coordinator]
-  log-queries-after = "0s"
-[retention]
-  enabled = true
-[monitor]
-  store-enabled = false
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{port}"
-  auth-enabled = {auth}
-  log-enabled = false
-  write-tracing = false
-  max-body-size = 0
-[subscriber]
-  enabled = false
-[continuous_queries]
-  enabled = true
-  log-enabled = false
-[logging]
-  level = "warn"
-"""
-
-
-def find_influxd() -> str | None:
-    """Return the influxd binary, or None."""
-    return shutil.which("influxd") or shutil.which("influxd", path="/usr/bin:/usr/sbin")
+__all__ = ["InfluxD", "find_influxd", "influxd", "influxd_factory"]
 
 
 class InfluxD:
@@ -92,12 +54,13 @@ class InfluxD:
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "influxdb.conf"
         config.write_text(
-            _CONFIG.format(
-                root=self.root,
+            render_conf(
+                self.root,
                 port=self.port,
                 rpc_port=self.rpc_port,
+                bind=self.host,
+                auth=self.auth,
                 data_options=self.data_options,
-                auth="true" if self.auth else "false",
             )
         )
         log = (self.root / "influxd.log").open("ab")

@@ -1,22 +1,39 @@
 """The real Mosquitto broker for tests marked ``mosquitto``: one per session, loopback, free port.
 
-It loads deploy/mosquitto/suitcase.conf through :class:`suitcase.broker.MosquittoBroker`, exactly
-as the demo and production do.
+Its config is made by :func:`suitcase.services.mosquitto.render_conf` (through
+:class:`suitcase.broker.MosquittoBroker`), and the dynamic-security state by
+:func:`suitcase.services.mosquitto.dynsec_state`: exactly as `suitcase services up`, the demo and
+production make theirs.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from suitcase.broker import EmbeddedBroker, MosquittoBroker, find_mosquitto
+from suitcase.services.mosquitto import (
+    DYNSEC_PLUGIN,
+    GATEWAY_ROLE,
+    SERVER_ROLE,
+    Account,
+    dynsec_state,
+    find_dynsec_plugin,
+)
 from tests.services import require_service
 
-__all__ = ["DYNSEC_ADMIN", "DYNSEC_PLUGIN", "embedded_broker", "mosquitto", "mosquitto_dynsec"]
+__all__ = [
+    "DYNSEC_ADMIN",
+    "DYNSEC_PLUGIN",
+    "STACK_GATEWAY",
+    "STACK_SERVER",
+    "embedded_broker",
+    "mosquitto",
+    "mosquitto_dynsec",
+]
 
 
 @pytest.fixture(scope="session")
@@ -37,32 +54,46 @@ def embedded_broker() -> Iterator[EmbeddedBroker]:
         yield broker  # type: ignore[misc]
 
 
-DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
 DYNSEC_ADMIN = ("admin", "dynsec-admin-password")
+# The stack's own accounts, with the roles `suitcase services up` gives them.
+STACK_GATEWAY = Account("suitcase-gateway", "gateway-password", (GATEWAY_ROLE,))
+STACK_SERVER = Account("suitcase-server", "server-password", (SERVER_ROLE,))
+# A test's operator: may do anything, as `mosquitto_ctrl dynsec init` makes it, and send commands.
+_OPERATOR_ROLE = {
+    "rolename": "admin",
+    "acls": [
+        {"acltype": kind, "topic": topic, "priority": 0, "allow": True}
+        for kind, topic in [
+            ("publishClientSend", "$CONTROL/dynamic-security/#"),
+            ("publishClientReceive", "$CONTROL/dynamic-security/#"),
+            ("subscribePattern", "$CONTROL/dynamic-security/#"),
+            ("publishClientReceive", "#"),
+            ("subscribePattern", "#"),
+            ("unsubscribePattern", "#"),
+            ("publishClientSend", "suitcase/v1/+/+/cmd/#"),
+        ]
+    ],
+}
 
 
 @pytest.fixture()
 def mosquitto_dynsec(tmp_path: Path) -> Iterator[MosquittoBroker]:
     """A Mosquitto that authenticates every client through the dynamic-security plugin.
 
-    Its admin account (:data:`DYNSEC_ADMIN`) manages clients over ``$CONTROL/dynamic-security/v1``
-    and, as the server's account, may also send commands to devices.
+    Its state is the one `suitcase services up` writes (the stack's gateway and server roles and
+    accounts, :data:`STACK_GATEWAY`, :data:`STACK_SERVER`), plus an operator account
+    (:data:`DYNSEC_ADMIN`) that manages clients over ``$CONTROL/dynamic-security/v1`` and, as the
+    server's account in older tests, may also send commands to devices.
     """
-    if find_mosquitto() is None or not DYNSEC_PLUGIN.exists():
+    if find_mosquitto() is None or find_dynsec_plugin() is None:
         require_service("mosquitto with dynamic security", "apt-get install mosquitto mosquitto-clients")
     config = tmp_path / "dynsec.json"
-    subprocess.run(
-        ["mosquitto_ctrl", "dynsec", "init", str(config), *DYNSEC_ADMIN], check=True, capture_output=True
+    state = dynsec_state(
+        [STACK_GATEWAY, STACK_SERVER, Account(DYNSEC_ADMIN[0], DYNSEC_ADMIN[1], ("admin",))],
+        extra_roles=[_OPERATOR_ROLE],
     )
-    state = json.loads(config.read_text())
-    admin = next(role for role in state["roles"] if role["rolename"] == "admin")
-    admin["acls"].append({"acltype": "publishClientSend", "topic": "suitcase/v1/+/+/cmd/#", "allow": True})
     config.write_text(json.dumps(state))
-    broker = MosquittoBroker(
-        tmp_path / "mosquitto-dynsec",
-        allow_anonymous=False,
-        extra_config=f"plugin {DYNSEC_PLUGIN}\nplugin_opt_config_file {config}\n",
-    )
+    broker = MosquittoBroker(tmp_path / "mosquitto-dynsec", dynsec_file=config)
     broker.start()
     yield broker
     broker.stop()

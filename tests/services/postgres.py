@@ -3,6 +3,7 @@
 The cluster is made with ``initdb`` in a temporary directory and listens on a free loopback port.
 PostgreSQL refuses to run as root, so as root the cluster belongs to the ``postgres`` user and
 its commands run through ``runuser``. ``fsync`` is off: the tests need a real server, not durability.
+The cluster's ``initdb`` and server options are :mod:`suitcase.services.postgres`'s, as in production.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from suitcase.broker import free_port, wait_for_port
+from suitcase.services.postgres import initdb_argv, server_options
 from tests.services import require_service
 
 __all__ = ["PG_BIN", "postgres_db", "postgres_server"]
@@ -45,27 +47,12 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
     subprocess.run(
-        _as_owner(
-            [
-                str(PG_BIN / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "suitcase",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ]
-        ),
+        _as_owner(initdb_argv(PG_BIN, data, superuser="suitcase", durable=False)),
         check=True,
         capture_output=True,
     )
     port = free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off -c synchronous_commit=off "
-        "-c full_page_writes=off -c max_connections=200"
-    )
+    options = " ".join(f"-c {o}" for o in server_options("127.0.0.1", port, sockets, durable=False))
     subprocess.run(
         _as_owner(
             [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "start"]

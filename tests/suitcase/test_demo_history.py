@@ -31,15 +31,13 @@ def _setup(tmp_path: Path) -> tuple[str, SqliteStore, list, float]:
     )
 
 
-def test_first_start_backfills_days_of_history_in_under_5_s(tmp_path: Path) -> None:
-    """Test that seeding and backfilling two Pis takes < 5 s and writes several days of history,
-    with PM for the street Pi, and that a second start writes no history again."""
+def test_first_start_backfills_days_of_history(tmp_path: Path) -> None:
+    """Test that seeding and backfilling two Pis writes several days of history, with PM for the
+    street Pi, and that a second start writes no history again (its speed is measured in
+    benchmarks/bench_store.py, against a bare insert of the same rows)."""
     url, store, configs, now = _setup(tmp_path)
-    started = time.monotonic()
     access = seed_registry(url, load_catalog(), DEMO_ORG, configs, since=now - HISTORY_DAYS * 86400, now=now)
     written = backfill_history(store, configs, DEMO_ORG, now)
-    elapsed = time.monotonic() - started
-    assert elapsed < 5.0, elapsed
     assert access.first_start and len(access.deployments) == 2
     assert written > 2 * HISTORY_DAYS * 24 * 12 * 3  # 5-minute steps, 3+ quantities per Pi
     seen = {d.device: d for d in store.devices()}

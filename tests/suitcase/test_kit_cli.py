@@ -257,7 +257,10 @@ def test_pi_setup_twice_under_root_changes_nothing_the_second_time(tmp_path: Pat
     assert settings.state_dir == DEFAULT_STATE_DIR
     assert oct((root / "etc/suitcase/edge.toml").stat().st_mode & 0o777) == "0o640"
     unit = (root / "etc/systemd/system/suitcase-edge.service").read_text()
-    assert "ExecStart=/opt/suitcase/venv/bin/suitcase edge run --config /etc/suitcase/edge.toml" in unit
+    assert (
+        "ExecStart=/opt/suitcase/venv/bin/python -m edge.updates.launcher --home /var/lib/suitcase/agent "
+        "-- edge run --config /etc/suitcase/edge.toml"
+    ) in unit
     assert (root / "opt/suitcase/venv/bin/suitcase").exists()
     # under --root, system commands are printed, never run
     assert "would run: raspi-config nonint do_i2c 0" in first.stdout

@@ -15,11 +15,13 @@ ROUTES: tuple[str, ...] = (
     "health",
     "catalog",
     "devices",
+    "commands",
     "readings",
     "dead_letters",
     "auth",
     "orgs",
     "tokens",
+    "kit_import",
     "kits",
     "deployments",
     "derived",
@@ -27,6 +29,7 @@ ROUTES: tuple[str, ...] = (
     "alerts",
     "export",
     "reports",
+    "rollouts",
 )
 
 

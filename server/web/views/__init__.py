@@ -14,6 +14,7 @@ __all__ = ["VIEWS", "build_views_router"]
 VIEWS: tuple[str, ...] = (
     "login",
     "fleet",
+    "kit_import",
     "kits",
     "deployment",
     "catalogue",

@@ -1,0 +1,249 @@
+"""Mosquitto's configuration: the config file every broker we start loads, and the dynamic-security state.
+
+The same functions make the broker of ``suitcase services up``, of the demo and of the tests:
+:func:`render_conf` appends a run's listeners, persistence and authentication to
+``deploy/mosquitto/suitcase.conf``; :func:`dynsec_state` writes the dynamic-security plugin's
+JSON with the least-privilege roles of the gateway and the server (devices get theirs from the
+server at enrollment, ``server/broker_admin.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import pwd
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploy import MOSQUITTO_CONF
+from kits.wire import TOPIC_ROOT
+from suitcase.services.tls import TlsFiles
+
+__all__ = [
+    "DYNSEC_PLUGIN",
+    "GATEWAY_ROLE",
+    "SERVER_ROLE",
+    "Account",
+    "Listener",
+    "dynsec_state",
+    "find_dynsec_plugin",
+    "merge_accounts",
+    "owner_of",
+    "password_matches",
+    "render_conf",
+    "role_acls",
+]
+
+DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+_PLUGIN_GLOB = "/usr/lib/*/mosquitto_dynamic_security.so"
+
+GATEWAY_ROLE = "suitcase-gateway"
+SERVER_ROLE = "suitcase-server"
+_CONTROL = "$CONTROL/dynamic-security/#"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listener: ``port`` on ``bind``; with ``tls``, only TLS (1.2 or later) is spoken there."""
+
+    port: int
+    bind: str = "127.0.0.1"
+    tls: TlsFiles | None = None
+
+
+@dataclass(frozen=True)
+class Account:
+    """A broker client of the dynamic-security plugin: username, password and role names."""
+
+    username: str
+    password: str
+    roles: tuple[str, ...]
+
+
+def find_dynsec_plugin() -> Path | None:
+    """Return the dynamic-security plugin of the installed Mosquitto, or None."""
+    if DYNSEC_PLUGIN.exists():
+        return DYNSEC_PLUGIN
+    return next((p for p in sorted(Path("/").glob(_PLUGIN_GLOB.lstrip("/")))), None)
+
+
+def owner_of(path: Path) -> str:
+    """The name of the user owning ``path``: Mosquitto runs as them, so it can write its persistence."""
+    uid = path.stat().st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def render_conf(
+    listeners: Sequence[Listener],
+    *,
+    persistence_dir: Path,
+    log_file: Path,
+    dynsec_file: Path | None = None,
+    plugin: Path | None = None,
+    allow_anonymous: bool | None = None,
+    user: str | None = None,
+    extra: str = "",
+) -> str:
+    """The complete Mosquitto config of one broker.
+
+    Without ``dynsec_file`` the broker takes anonymous clients (tests of the wire, the demo); with
+    it, every client authenticates through the dynamic-security plugin (``allow_anonymous``
+    overrides either, e.g. for a test's password file in ``extra``). When started as root,
+    Mosquitto drops to ``user``: by default the owner of ``persistence_dir``, so it can write its
+    persistence and the plugin's file (a root-owned directory keeps root).
+    """
+    lines = [
+        f"# --- this broker (written by {__name__}) ---",
+        "per_listener_settings false",
+    ]
+    if user is not None:
+        lines.append(f"user {user}")
+    elif os.geteuid() == 0:
+        lines.append(f"user {owner_of(persistence_dir)}")
+    lines += [
+        f"persistence_location {persistence_dir}/",
+        f"log_dest file {log_file}",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "connection_messages false",
+    ]
+    anonymous = dynsec_file is None if allow_anonymous is None else allow_anonymous
+    lines.append(f"allow_anonymous {'true' if anonymous else 'false'}")
+    if dynsec_file is not None:
+        lines += [
+            f"plugin {plugin or find_dynsec_plugin() or DYNSEC_PLUGIN}",
+            f"plugin_opt_config_file {dynsec_file}",
+        ]
+    for listener in listeners:
+        lines.append(f"listener {listener.port} {listener.bind}")
+        if listener.tls is not None:
+            lines += [
+                f"cafile {listener.tls.ca}",
+                f"certfile {listener.tls.cert}",
+                f"keyfile {listener.tls.key}",
+                "tls_version tlsv1.2",
+            ]
+    return MOSQUITTO_CONF.read_text() + "\n" + "\n".join(lines) + "\n" + extra + ("\n" if extra else "")
+
+
+def role_acls(role: str) -> list[dict[str, Any]]:
+    """The ACL of a stack role; everything not listed is denied (see :func:`dynsec_state`)."""
+    every = f"{TOPIC_ROOT}/+/+"
+    allow: list[tuple[str, str]]
+    if role == GATEWAY_ROLE:
+        # Telemetry only, alone or through a shared subscription; it publishes nothing.
+        allow = [
+            ("subscribePattern", f"{every}/telemetry"),
+            ("subscribePattern", f"$share/+/{every}/telemetry"),
+            ("publishClientReceive", f"{every}/telemetry"),
+            ("unsubscribePattern", "#"),
+        ]
+    elif role == SERVER_ROLE:
+        # Devices' status, meta and command replies; commands to devices; device accounts.
+        allow = [
+            ("subscribePattern", f"{every}/status"),
+            ("subscribePattern", f"{every}/meta"),
+            ("subscribePattern", f"{every}/cmd/+/reply"),
+            ("publishClientReceive", f"{every}/status"),
+            ("publishClientReceive", f"{every}/meta"),
+            ("publishClientReceive", f"{every}/cmd/+/reply"),
+            ("publishClientSend", f"{every}/cmd/+"),
+            ("publishClientSend", _CONTROL),
+            ("subscribePattern", _CONTROL),
+            ("publishClientReceive", _CONTROL),
+            ("unsubscribePattern", "#"),
+        ]
+    else:
+        raise ValueError(f"unknown role {role!r}: {GATEWAY_ROLE} or {SERVER_ROLE}")
+    return [{"acltype": kind, "topic": topic, "priority": 0, "allow": True} for kind, topic in allow]
+
+
+def _hashed(password: str, salt: bytes | None = None, iterations: int = 101) -> dict[str, Any]:
+    """The plugin's password fields: PBKDF2-SHA512 as ``mosquitto_ctrl`` makes them."""
+    salt = salt if salt is not None else secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return {
+        "password": base64.b64encode(digest).decode(),
+        "salt": base64.b64encode(salt).decode(),
+        "iterations": iterations,
+    }
+
+
+def password_matches(client: dict[str, Any], password: str) -> bool:
+    """Whether ``client`` (an entry of the plugin's JSON) has ``password``."""
+    try:
+        salt = base64.b64decode(client["salt"])
+        iterations = int(client["iterations"])
+    except (KeyError, ValueError, TypeError):
+        return False
+    return bool(_hashed(password, salt, iterations)["password"] == client.get("password"))
+
+
+def dynsec_state(accounts: Sequence[Account], extra_roles: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The dynamic-security plugin's JSON for ``accounts``: default deny, the stack's roles.
+
+    Args:
+        accounts: the clients to create (roles: :data:`GATEWAY_ROLE`, :data:`SERVER_ROLE` or
+            one of ``extra_roles``).
+        extra_roles: further roles (``{"rolename": ..., "acls": [...]}``), e.g. a test's operator.
+    """
+    roles = [{"rolename": name, "acls": role_acls(name)} for name in (GATEWAY_ROLE, SERVER_ROLE)]
+    roles += [dict(role) for role in extra_roles]
+    clients = [
+        {
+            "username": account.username,
+            "textName": f"IoT Suitcase {account.username}",
+            **_hashed(account.password),
+            "roles": [{"rolename": name} for name in account.roles],
+        }
+        for account in accounts
+    ]
+    return {
+        "clients": clients,
+        "groups": [],
+        "roles": roles,
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
+    }
+
+
+def merge_accounts(state: dict[str, Any], accounts: Sequence[Account]) -> tuple[dict[str, Any], bool]:
+    """Bring an existing plugin state up to the stack's roles and ``accounts``; keep everything else.
+
+    The plugin's file also holds every device account the server made: those are kept as they
+    are. Returns the new state and whether anything changed (False: a second ``up`` writes nothing).
+    """
+    changed = False
+    wanted = dynsec_state(accounts)
+    roles = {r["rolename"]: r for r in state.setdefault("roles", [])}
+    for role in wanted["roles"]:
+        if role["rolename"] not in roles:
+            state["roles"].append(role)
+            changed = True
+        elif roles[role["rolename"]].get("acls") != role["acls"]:
+            roles[role["rolename"]]["acls"] = role["acls"]
+            changed = True
+    clients = {c["username"]: c for c in state.setdefault("clients", [])}
+    for account, client in zip(accounts, wanted["clients"], strict=True):
+        have = clients.get(account.username)
+        if have is None:
+            state["clients"].append(client)
+            changed = True
+        elif not password_matches(have, account.password) or [
+            r.get("rolename") for r in have.get("roles", [])
+        ] != list(account.roles):
+            have.update({k: client[k] for k in ("password", "salt", "iterations", "roles")})
+            changed = True
+    return state, changed

@@ -1,0 +1,258 @@
+"""The production settings against a real Mosquitto with dynamic security and TLS listeners.
+
+The CA is made in the test (tests/services/tls.py). Every MQTT client we ship connects over TLS
+and checks the broker's certificate and host name: the server's broker admin and status listener,
+the gateway's own client (with a client certificate, on a listener that asks for one) and the
+edge agent (with the CA the server put in its config). A wrong CA or a wrong host name is refused
+by each, with a message that says what to check.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from edge.counters import AgentCounters
+from edge.logs import device_log
+from edge.session import Session as AgentSession
+from gateway._mqtt import MqttSession, MqttTlsError
+from gateway.consumer import Gateway
+from gateway.settings import load_settings as gateway_settings
+from gateway.store import SqliteStore
+from kits.catalog import load_catalog
+from kits.models import DeviceConfig, DeviceSensor, MqttSettings
+from kits.tls import client_context
+from kits.wire import Record, build_topic, encode_pack
+from server.app import create_app
+from server.broker_admin import BrokerAdminError, DynSecAdmin
+from server.db import create_registry_engine, init_registry
+from server.fleet import device_ca_pem
+from server.listener import StatusListener
+from server.settings import ServerSettings
+from server.settings import load_settings as server_settings
+from server.tables import DeviceRow, OrganisationRow
+from tests.services.tls import TlsBroker
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.mosquitto
+
+ORG = "tls-town"
+SECRET = "a-long-random-secret-for-this-test"
+
+
+def _dynsec(broker: TlsBroker, *args: str) -> None:
+    """Run ``mosquitto_ctrl dynsec ARGS`` as the broker's admin, over TLS."""
+    admin, password = broker.admin
+    command = [
+        "mosquitto_ctrl", "-h", "localhost", "-p", str(broker.tls_port), "--cafile", str(broker.pki.ca),
+        "-u", admin, "-P", password, "dynsec", *args,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def _gateway_account(broker: TlsBroker) -> tuple[str, str]:
+    """A least-privilege gateway account: it may only subscribe to telemetry."""
+    username, password = f"gateway-{secrets.token_hex(3)}", secrets.token_urlsafe(24)
+    role = f"{username}-role"
+    _dynsec(broker, "createClient", username, "-p", password)
+    _dynsec(broker, "createRole", role)
+    _dynsec(broker, "addRoleACL", role, "subscribePattern", "suitcase/v1/+/+/telemetry", "allow")
+    _dynsec(broker, "addClientRole", username, role)
+    return username, password
+
+
+def _server_settings(broker: TlsBroker, tmp_path: Path, **change: Any) -> ServerSettings:
+    settings = server_settings(
+        environment="production",
+        secret_key=SECRET,
+        registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        store=str(tmp_path / "store.db"),
+        alert_interval_s=0,
+        mqtt_host="localhost",
+        mqtt_port=broker.tls_port,
+        mqtt_tls=True,
+        mqtt_ca_file=broker.pki.ca,
+        mqtt_dynsec=True,
+        mqtt_username=broker.admin[0],
+        mqtt_password=broker.admin[1],
+    )
+    return settings.model_copy(update=change)
+
+
+@pytest.fixture
+def production_server(mosquitto_tls: TlsBroker, tmp_path: Path) -> Iterator[TestClient]:
+    """A production server (TLS, dynamic security) on a migrated SQLite registry."""
+    settings = _server_settings(mosquitto_tls, tmp_path)
+    engine = create_registry_engine(settings.registry_url)
+    init_registry(engine, load_catalog(settings.catalog_dir), upgrade=True)  # production never migrates
+    engine.dispose()
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_every_client_talks_tls_in_production(
+    production_server: TestClient, mosquitto_tls: TlsBroker, tmp_path: Path
+) -> None:
+    """Test that a reading goes agent -> broker -> gateway -> store, and status agent -> server,
+    all over TLS with certificates checked, with the production settings of server and gateway."""
+    resources = production_server.app.state.resources  # type: ignore[attr-defined]
+    listener = production_server.app.state.listener  # type: ignore[attr-defined]
+    assert listener.subscribed.wait(15), "the server's status listener did not subscribe over TLS"
+    device, password = f"tls-dev-{secrets.token_hex(3)}", secrets.token_urlsafe(24)
+    with Session(resources.engine) as session:
+        org = OrganisationRow(slug=ORG, name="TLS town", created_at=time.time())
+        session.add(org)
+        session.commit()
+        assert org.id is not None
+        session.add(DeviceRow(id=device, org_id=org.id, mqtt_username=device, registered_at=time.time()))
+        session.commit()
+    resources.broker.create_device(ORG, device, device, password)  # the broker admin, over TLS
+
+    username, gw_password = _gateway_account(mosquitto_tls)
+    pki = mosquitto_tls.pki
+    gw = gateway_settings(
+        environment="production",
+        mqtt_host="localhost",
+        mqtt_port=mosquitto_tls.mtls_port,
+        mqtt_tls=True,
+        mqtt_ca_file=pki.ca,
+        mqtt_cert_file=pki.client_cert,
+        mqtt_key_file=pki.client_key,
+        username=username,
+        password=gw_password,
+        client_id=f"gw-{secrets.token_hex(4)}",
+    )
+    store = SqliteStore(tmp_path / "gateway-store.db")
+    gateway = Gateway(
+        store,
+        host=gw.mqtt_host,
+        port=gw.mqtt_port,
+        client_id=gw.client_id,
+        username=gw.username,
+        password=gw.password.get_secret_value() if gw.password else None,
+        tls=client_context(
+            ca_file=gw.mqtt_ca_file, cert_file=gw.mqtt_cert_file, key_file=gw.mqtt_key_file, setting="GW"
+        ),
+    )
+    agent = _agent(
+        device,
+        MqttSettings(
+            host="localhost",
+            port=mosquitto_tls.tls_port,
+            username=device,
+            password=password,
+            tls=True,
+            ca_pem=device_ca_pem(resources.settings),  # the CA the server gives devices
+        ),
+    )
+    gateway.start()
+    try:
+        wait_until(lambda: gateway.subscribed, 15, "the gateway's subscription over TLS")
+        agent.open()
+        assert agent.wait_connected(15), agent.connection_error
+        now = time.time()
+        pack = encode_pack([Record(ORG, device, "bme280", "temperature", 21.5, now)])
+        assert agent.publish(build_topic(ORG, device, "telemetry"), pack) is None
+        wait_until(lambda: store.count_readings() == 1, 15, "the reading in the store")
+        with Session(resources.engine) as session:
+            wait_until(lambda: _online(session, device), 15, "the device online in the registry")
+    finally:
+        agent.close(5)
+        gateway.stop()
+        store.close()
+
+
+def _online(session: Session, device: str) -> bool:
+    session.expire_all()
+    row = session.get(DeviceRow, device)
+    return bool(row is not None and row.online)
+
+
+def _agent(device: str, mqtt: MqttSettings) -> AgentSession:
+    config = DeviceConfig(
+        device=device, org=ORG, mqtt=mqtt, sensors=[DeviceSensor(name="bme280", part="bme280", address=0x77)]
+    )
+    return AgentSession(
+        config,
+        AgentCounters(),
+        log=device_log(logging.getLogger("tests.tls"), ORG, device),
+        status=lambda state: f'{{"state": "{state}", "since": {time.time()}, "agent": "0.test"}}'.encode(),
+        on_connected=lambda: None,
+        on_command=lambda _name, _payload: None,
+        on_acknowledged=lambda: None,
+    )
+
+
+# host connected to, CA used, what the refusal says
+REFUSED = [
+    pytest.param("localhost", "other_ca", "self-signed certificate in certificate chain", id="wrong-ca"),
+    pytest.param("127.0.0.1", "ca", "IP address mismatch", id="wrong-host-name"),
+]
+
+
+@pytest.mark.parametrize(("host", "ca", "reason"), REFUSED)
+def test_the_gateway_refuses_a_broker_it_cannot_trust(
+    mosquitto_tls: TlsBroker, host: str, ca: str, reason: str
+) -> None:
+    """Test that the gateway's own client refuses a certificate from another CA or for another host."""
+    session = MqttSession(
+        host,
+        mosquitto_tls.tls_port,
+        f"gw-{secrets.token_hex(4)}",
+        "suitcase/v1/+/+/telemetry",
+        lambda *_: None,
+        tls=client_context(ca_file=getattr(mosquitto_tls.pki, ca), setting="SUITCASE_GATEWAY_MQTT"),
+    )
+    with pytest.raises(MqttTlsError) as refused:
+        session.start()
+    message = str(refused.value)
+    assert reason in message and "SUITCASE_GATEWAY_MQTT_CA_FILE" in message
+
+
+@pytest.mark.parametrize(("host", "ca", "reason"), REFUSED)
+def test_the_server_refuses_a_broker_it_cannot_trust(
+    mosquitto_tls: TlsBroker, tmp_path: Path, host: str, ca: str, reason: str
+) -> None:
+    """Test that the server's broker admin and status listener refuse a broker they cannot trust."""
+    settings = _server_settings(
+        mosquitto_tls, tmp_path, mqtt_host=host, mqtt_ca_file=getattr(mosquitto_tls.pki, ca)
+    )
+    with pytest.raises(BrokerAdminError) as refused:
+        DynSecAdmin(
+            host, mosquitto_tls.tls_port, *mosquitto_tls.admin, tls=settings.mqtt_tls_context(), timeout=5
+        )
+    assert reason in str(refused.value) and "SUITCASE_SERVER_MQTT_CA_FILE" in str(refused.value)
+    listener = StatusListener(settings, create_registry_engine("sqlite://"), time.time)
+    with pytest.raises(BrokerAdminError, match=reason):
+        listener.start()
+
+
+@pytest.mark.parametrize(("host", "ca", "reason"), REFUSED)
+def test_the_agent_refuses_a_broker_it_cannot_trust(
+    mosquitto_tls: TlsBroker, host: str, ca: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Test that the edge agent does not connect to a broker whose certificate it cannot check."""
+    device = f"tls-dev-{secrets.token_hex(3)}"
+    ca_file = getattr(mosquitto_tls.pki, ca)
+    agent = _agent(
+        device,
+        MqttSettings(host=host, port=mosquitto_tls.tls_port, username="x", tls=True, ca_file=str(ca_file)),
+    )
+    caplog.set_level(logging.WARNING, "tests.tls")
+    agent.open()
+    try:
+        wait_until(lambda: agent.connection_error, 10, "the agent's connection failure")
+        assert not agent.connected
+        assert "mqtt.ca_file" in caplog.text
+    finally:
+        agent.close(1)

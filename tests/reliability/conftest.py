@@ -1,0 +1,332 @@
+"""The fault suite's shared stack: a Mosquitto, an influxd and a gateway per test module.
+
+A module's cases share one stack (each on devices of its own, so their readings never mix); a case
+that restarts or kills a part brings it back before it ends, and the stack is checked whole
+before each case (:meth:`Stack.ready`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.agent import Agent
+from edge.emulated import build_bus
+from gateway.consumer import Gateway
+from gateway.sinks import open_sink
+from gateway.store import SqliteStore, open_reader
+from gateway.store.base import Reader
+from kits.models import DeviceConfig, DeviceSensor, MqttSettings, OutboxSettings
+from kits.wire import Record, build_topic
+from suitcase.broker import MosquittoBroker, find_mosquitto, free_port
+from tests.reliability.faults import Ledger
+from tests.services import require_service
+from tests.services.influxdb import InfluxD
+from tests.waiting import wait_until
+
+#: The six readings a second of the suite's devices: a BME280, an SHT4x and a VEML7700 at 1 Hz.
+SENSORS = (
+    DeviceSensor(name="indoor", part="bme280", address=0x77, interval_s=1.0),
+    DeviceSensor(name="air", part="sht4x", address=0x44, interval_s=1.0),
+    DeviceSensor(name="light", part="veml7700", address=0x10, interval_s=1.0),
+)
+ORG = "faults"
+
+
+class Stack:
+    """Mosquitto (restartable on its port), influxd (stoppable) and a running gateway writing to it."""
+
+    def __init__(self, root: Path, influxd: InfluxD) -> None:
+        if find_mosquitto() is None:
+            require_service("mosquitto", "apt-get install mosquitto mosquitto-clients")
+        self.root = root
+        self.broker = MosquittoBroker(root / "mosquitto", port=free_port())
+        self.broker.start()
+        self.influxd = influxd
+        self.letters = SqliteStore(root / "letters.db")
+        self.paused = False
+        self.reader: Reader = open_reader(influxd.sink_url)
+        self.client_id = f"gw-faults-{uuid.uuid4().hex[:6]}"
+        self.gateway = self._gateway()
+        self.gateway.start()
+        self.gateway.wait_subscribed(30)
+
+    def _gateway(self) -> Gateway:
+        self.sink = open_sink(self.influxd.sink_url + "?timeout=2")
+        return Gateway(
+            self.letters,
+            host=self.broker.host,
+            port=self.broker.port,
+            client_id=self.client_id,  # fixed: its persistent session queues while it is away
+            sinks=[self.sink],
+            batch_messages=500,
+            batch_age_s=0.1,
+            mqtt_version="5",
+        )
+
+    def pause_gateway(self) -> None:
+        """The gateway goes away (a clean stop); the broker queues for its session meanwhile."""
+        self.gateway.stop()
+        self.paused = True
+
+    def resume_gateway(self) -> None:
+        """A new gateway process with the same client id takes up the session."""
+        self.gateway = self._gateway()
+        self.gateway.start()
+        self.paused = False
+        self.gateway.wait_subscribed(30)
+
+    def kill_broker(self) -> None:
+        """kill -9 of Mosquitto: what it had not saved is gone."""
+        process = self.broker._process
+        assert process is not None
+        process.kill()
+        process.wait(10)
+        self.broker._process = None
+
+    def ready(self) -> None:
+        """Bring back whatever a previous case left down, and wait for the gateway's session."""
+        if self.broker._process is None or self.broker._process.poll() is not None:
+            self.broker.start()
+        if self.influxd._process is None:
+            self.influxd.start()
+        if self.paused:
+            self.resume_gateway()
+        self.gateway.wait_subscribed(30)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.gateway.stop()
+        self.broker.stop()
+        self.letters.close()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, influxd_factory: Callable[..., InfluxD]
+) -> Iterator[Stack]:
+    """The module's stack (Mosquitto, influxd, gateway), brought back whole before each case."""
+    s = Stack(tmp_path_factory.mktemp("stack"), influxd_factory())
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def ready(stack: Stack) -> Stack:
+    stack.ready()
+    return stack
+
+
+class Link:
+    """A Pi's uplink: a TCP relay on loopback between the agent and the broker, that the test can
+    cut (every connection reset, new ones refused) and restore."""
+
+    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.target = (host, target_port)
+        self.port = free_port(host)
+        self._up = threading.Event()
+        self._stop = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._server: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((self.host, self.port))
+        server.listen(16)
+        server.settimeout(0.1)
+        self._server = server
+        self._up.set()
+        self._thread = threading.Thread(target=self._accept, args=(server,), daemon=True)
+        self._thread.start()
+
+    def cut(self) -> None:
+        """The link goes down: open connections reset, new ones refused."""
+        self._up.clear()
+        if self._thread is not None:
+            self._thread.join(5)
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    conn.close()
+            self._conns.clear()
+
+    def close(self) -> None:
+        self.cut()
+
+    def _accept(self, server: socket.socket) -> None:
+        with server:
+            while self._up.is_set():
+                try:
+                    client, _ = server.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                try:
+                    upstream = socket.create_connection(self.target, timeout=2)
+                except OSError:
+                    client.close()
+                    continue
+                with self._lock:
+                    self._conns += [client, upstream]
+                threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while self._up.is_set():
+                ready, _, _ = select.select([a, b], [], [], 0.2)
+                for src in ready:
+                    data = src.recv(65536)
+                    if not data:
+                        raise OSError("closed")
+                    (b if src is a else a).sendall(data)
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+class LedgerAgent(Agent):
+    """The real agent, noting every reading it sampled (and stamped) in :attr:`ledger`."""
+
+    ledger: Ledger
+    quiet = False  # set: the sensors are not read any more (the outbox can drain to empty)
+
+    def sample_once(self) -> list[Record]:
+        if self.quiet:
+            return []
+        records = super().sample_once()
+        self.ledger.add(records)
+        return records
+
+
+def device_config(
+    device: str, port: int, *, host: str = "127.0.0.1", publish_interval_s: float = 0.25, **outbox: Any
+) -> DeviceConfig:
+    return DeviceConfig(
+        device=device,
+        org=ORG,
+        mqtt=MqttSettings(host=host, port=port, keepalive=5),
+        sensors=list(SENSORS),
+        bus="emulated",
+        publish_interval_s=publish_interval_s,
+        outbox=OutboxSettings(**outbox),
+    )
+
+
+def make_agent(
+    device: str,
+    port: int,
+    state: Path,
+    *,
+    clock: Callable[[], float] = time.time,
+    publish_interval_s: float = 0.25,
+    **outbox: Any,
+) -> LedgerAgent:
+    """A real agent of the suite's six readings a second, with its outbox in ``state``."""
+    config = device_config(device, port, publish_interval_s=publish_interval_s, **outbox)
+    agent = LedgerAgent(
+        config, build_bus(config.sensors, "office-day", clock=clock, seed=7), clock=clock, state_dir=state
+    )
+    agent.ledger = Ledger()
+    return agent
+
+
+def new_device(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def shm_dir(name: str) -> Iterator[Path]:
+    """A directory on tmpfs (fsync costs nothing there): compressed-clock cases write thousands of
+    commits a second."""
+    path = Path("/dev/shm") / f"suitcase-faults-{os.getpid()}-{name}-{uuid.uuid4().hex[:6]}"
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class Commander:
+    """Sends device commands as the server does (QoS 1 on ``cmd/<name>``, JSON ``{id, args}``) and
+    collects the replies (``cmd/<name>/reply``)."""
+
+    def __init__(self, broker: MosquittoBroker) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.replies: dict[str, dict[str, Any]] = {}
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"server-{uuid.uuid4().hex[:6]}")
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        info = self.client.subscribe(f"suitcase/v1/{ORG}/+/cmd/+/reply", qos=1)
+        assert info[0] == 0
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        reply = json.loads(message.payload)
+        self.replies[str(reply.get("id"))] = reply
+
+    def send(self, device: str, name: str, args: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+        """Send command ``name`` to ``device``; return its reply."""
+        request_id = uuid.uuid4().hex
+        topic = build_topic(ORG, device, "cmd", name)
+        self.client.publish(topic, json.dumps({"id": request_id, "args": args}), qos=1).wait_for_publish(10)
+        return wait_until(lambda: self.replies.get(request_id), timeout, f"the reply to {name} from {device}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@contextlib.contextmanager
+def running(agents: list[LedgerAgent], timeout: float = 30.0) -> Iterator[list[LedgerAgent]]:
+    """Start ``agents`` and wait until each is connected; stop them at the end, whatever happens."""
+    for agent in agents:
+        agent.start()
+    try:
+        for agent in agents:
+            assert agent.wait_connected(timeout), f"{agent.config.device} did not connect"
+        yield agents
+    finally:
+        for agent in agents:
+            agent.quiet = True
+            with contextlib.suppress(Exception):
+                agent.stop()
+
+
+def drained(agents: list[LedgerAgent], timeout: float = 60.0) -> None:
+    """Quiet the sensors and wait until every reading each agent stored is acknowledged by the broker."""
+    for agent in agents:
+        agent.quiet = True
+    wait_until(
+        lambda: all(a.outbox.pending == 0 for a in agents),
+        timeout,
+        "every agent's outbox acknowledged",
+        every=0.05,
+    )
+
+
+def ledger_of(agents: list[LedgerAgent]) -> Ledger:
+    ledger = Ledger()
+    for agent in agents:
+        ledger.add(agent.ledger.records)
+    return ledger

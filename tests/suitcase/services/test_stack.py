@@ -1,0 +1,224 @@
+"""Tests of `suitcase services up | down | status` on the real services (no systemd here: the stack's
+own supervisor runs them), and of every refusal of `up` (nothing written when it refuses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from suitcase.services.influxdb import READINGS_DATABASE, influx_query
+from suitcase.services.layout import Layout, load_layout
+from suitcase.services.preflight import ServicesError
+from suitcase.services.secrets import load_or_make_secrets
+from suitcase.services.settings_files import parse_env
+from suitcase.services.stack import down, status, up
+from suitcase.services.supervisor import supervisor_pid
+from suitcase.services.tls import TlsFiles, make_ca, make_server_cert
+from tests.services.stack import new_layout
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.mosquitto, pytest.mark.influxdb, pytest.mark.postgres]
+
+
+def _snapshot(*roots: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``roots`` with its modification time and content."""
+    files = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")) if root.exists() else []:
+            if path.is_file() and "postgres" not in path.parts and path.suffix != ".log":
+                files[str(path)] = (path.stat().st_mtime_ns, path.read_bytes())
+    return files
+
+
+@pytest.fixture(scope="module")
+def stack(stack_factory: Callable[[], Layout]) -> Layout:
+    return stack_factory()
+
+
+def test_second_up_changes_nothing(stack: Layout) -> None:
+    """Test that `up` on a running stack writes no file and makes no account."""
+    config = _snapshot(stack.config_dir)
+    assert up(stack, use_systemd=False) == []
+    assert _snapshot(stack.config_dir) == config
+    assert load_layout(stack.config_dir) == stack
+    assert [s.listening for s in status(stack)] == [True, True, True]
+
+
+def _env(path: Path) -> dict[str, str]:
+    assert path.stat().st_mode & 0o007 == 0, f"{path} is readable by everyone"
+    return parse_env(path.read_text())
+
+
+def test_settings_files_are_what_the_parts_accept(stack: Layout, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test that gateway.env and server.env load as the parts' settings (production checks included)."""
+    from gateway.settings import load_settings as gateway_settings
+    from server.settings import load_settings as server_settings
+
+    for key, value in {**_env(stack.gateway_env), **_env(stack.server_env)}.items():
+        monkeypatch.setenv(key, value)
+    gateway = gateway_settings()
+    server = server_settings()
+    assert gateway.username == "suitcase-gateway" and gateway.group == "gw"
+    assert server.environment == "production" and not server.reads_open and server.mqtt_dynsec
+
+
+def test_accounts_have_least_privilege(stack: Layout) -> None:
+    """Test the accounts `up` made: the gateway's InfluxDB user writes, the server's only reads; the
+    server's PostgreSQL role owns the registry; the broker takes TLS with the stack's CA only."""
+    from gateway.sinks import open_sink
+    from gateway.store import open_reader
+
+    gateway = _env(stack.gateway_env)
+    server = _env(stack.server_env)
+    sink = open_sink(json.loads(gateway["SUITCASE_GATEWAY_SINKS"])[0])
+    sink.open()
+    from kits.wire import Record
+
+    now = time.time()
+    sink.write(
+        [Record(org="city", device="dev-1", sensor="bme280", quantity="temperature", value=21.5, time=now)]
+    )
+    sink.close()
+    reader = open_reader(server["SUITCASE_SERVER_STORE"])
+    assert [d.device for d in reader.devices("city")] == ["dev-1"]
+    assert [r.value for r in reader.latest()] == [21.5]
+    secrets, _ = load_or_make_secrets(stack.secrets_file)
+    url = f"http://{stack.bind}:{stack.ports.influx_http}"
+    with pytest.raises(Exception, match="not authorized"):
+        influx_query(url, f'DROP DATABASE "{READINGS_DATABASE}"', ("suitcase_server", secrets.influx_server))
+    with pytest.raises(Exception, match="not authorized"):
+        influx_query(url, 'CREATE DATABASE "other"', ("suitcase_gateway", secrets.influx_gateway))
+    registry = server["SUITCASE_SERVER_REGISTRY_URL"].replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(registry, autocommit=True) as conn:
+        conn.execute("CREATE TABLE probe (id int)")
+        conn.execute("DROP TABLE probe")
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (
+            False,
+        )
+    # The broker: the gateway's account over TLS with the CA of gateway.env.
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe-gw")
+    client.username_pw_set(gateway["SUITCASE_GATEWAY_USERNAME"], gateway["SUITCASE_GATEWAY_PASSWORD"])
+    client.tls_set(ca_certs=gateway["SUITCASE_GATEWAY_MQTT_CA_FILE"], cert_reqs=ssl.CERT_REQUIRED)
+    connected = threading.Event()
+    result: list[Any] = []
+
+    def on_connect(*args: Any) -> None:
+        result.append(args[3])
+        connected.set()
+
+    client.on_connect = on_connect
+    client.connect(gateway["SUITCASE_GATEWAY_MQTT_HOST"], int(gateway["SUITCASE_GATEWAY_MQTT_PORT"]))
+    client.loop_start()
+    try:
+        assert connected.wait(10) and not result[0].is_failure
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_supervisor_restarts_a_killed_service(stack: Layout) -> None:
+    """Test that a service killed with SIGKILL is started again by the supervisor."""
+    pid = supervisor_pid(stack)
+    assert pid is not None
+    children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    mosquitto = next(c for c in children if b"mosquitto" in Path(f"/proc/{c}/cmdline").read_bytes())
+    os.kill(mosquitto, signal.SIGKILL)
+
+    def back() -> bool:
+        return status(stack)[0].listening and any(
+            b"mosquitto" in Path(f"/proc/{c}/cmdline").read_bytes()
+            for c in map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+            if c != mosquitto
+        )
+
+    wait_until(back, timeout=60)
+
+
+def test_down_stops_and_up_starts_again(stack_factory: Callable[[], Layout]) -> None:
+    """Test that down stops every service (data kept) and up brings the same stack back."""
+    layout = stack_factory()
+    secrets = layout.secrets_file.read_text()
+    assert down(layout, use_systemd=False)
+    assert [s.listening for s in status(layout)] == [False, False, False]
+    assert not down(layout, use_systemd=False)
+    assert up(layout, use_systemd=False) == ["started the services"]
+    assert layout.secrets_file.read_text() == secrets
+    assert [s.listening for s in status(layout)] == [True, True, True]
+
+
+# --- bad input: each refusal names the problem and the fix, and writes nothing ---
+
+
+def _refused(layout: Layout, match: str, **kwargs: Any) -> ServicesError:
+    before = _snapshot(layout.config_dir, layout.data_dir)
+    with pytest.raises(ServicesError, match=match) as caught:
+        up(layout, use_systemd=False, **kwargs)
+    assert _snapshot(layout.config_dir, layout.data_dir) == before
+    return caught.value
+
+
+def test_up_without_root_or_apt_refuses(tmp_path: Path) -> None:
+    """Test that missing programs are installed only as root with apt-get; otherwise a clear error."""
+    layout = new_layout(tmp_path)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    error = _refused(layout, "not running as root", euid=1000, path=str(empty))
+    assert "sudo apt-get install" in str(error) and "mosquitto" in str(error)
+    _refused(layout, "no apt-get", euid=0, path=str(empty), apt=str(tmp_path / "no-apt-get"))
+    assert not layout.config_dir.exists()
+
+
+def test_up_refuses_a_taken_port(tmp_path: Path) -> None:
+    """Test that a port held by another program is named, with the option to choose another."""
+    layout = new_layout(tmp_path)
+    with socket.socket() as holder:
+        holder.bind((layout.bind, layout.ports.influx_http))
+        holder.listen()
+        _refused(
+            layout, rf"{layout.bind}:{layout.ports.influx_http} for InfluxDB \(HTTP\) \(or --influx-port\)"
+        )
+    assert not layout.config_dir.exists()
+
+
+def test_up_refuses_a_data_dir_of_another_version(tmp_path: Path) -> None:
+    """Test that a data directory of another layout, of another PostgreSQL, or of something else is
+    refused and left as it was."""
+    layout = new_layout(tmp_path)
+    layout.data_dir.mkdir()
+    layout.marker.write_text("99\n")
+    _refused(layout, "made by another version of IoT Suitcase")
+    layout.marker.write_text("1\n")
+    layout.postgres_dir.mkdir()
+    (layout.postgres_dir / "PG_VERSION").write_text("9\n")
+    _refused(layout, "from PostgreSQL 9, but .* is installed.*pg_upgradecluster")
+    shutil.rmtree(layout.postgres_dir)
+    layout.marker.unlink()
+    (layout.data_dir / "precious.db").write_text("someone's data")
+    _refused(layout, "holds files but no stack")
+    assert (layout.data_dir / "precious.db").read_text() == "someone's data"
+
+
+def test_up_refuses_a_certificate_for_another_host(tmp_path: Path) -> None:
+    """Test that a given certificate not naming the broker's host is refused before anything is
+    written, and so is one made earlier when the host name changed."""
+    layout = new_layout(tmp_path)
+    ca = make_ca(tmp_path / "their-ca")
+    theirs = make_server_cert(ca, tmp_path / "theirs", ["mqtt.elsewhere.example"])
+    _refused(layout, "does not name the host 'localhost'", tls=theirs)
+    assert not layout.config_dir.exists()
+    mismatched = TlsFiles(ca=theirs.ca, cert=theirs.cert, key=make_server_cert(ca, tmp_path / "k", ["x"]).key)
+    _refused(layout, "does not belong to the certificate", tls=mismatched)
