@@ -21,6 +21,8 @@ class AgentCounters:
     held_unsynced: int = 0
     outbox_errors: int = 0
     published_without_outbox: int = 0
+    # Readings the outbox could not take (disk full) dropped from memory past its bound while offline.
+    unstored_dropped: int = 0
     publish_errors: int = 0
     commands: int = 0
     # Commands that could not be answered: not JSON, or no id to reply to.

@@ -135,6 +135,7 @@ class Outbox:
         if not values:
             return []
         for attempt in (1, 2):
+            pending = self.pending  # restored when the transaction fails: nothing was added
             try:
                 with self._lock:
                     self._begin()
@@ -154,6 +155,7 @@ class Outbox:
                     return rows
             except sqlite3.OperationalError as exc:
                 self._rollback()
+                self.pending = pending
                 if "full" in str(exc) and attempt == 1 and self.prune(keep_s=0.0):
                     continue
                 self.write_errors += 1
@@ -164,7 +166,8 @@ class Outbox:
         if "full" in str(exc):
             return OutboxFull(
                 f"the outbox {self.path or '(memory)'} is full ({exc}): free space on the SD card; readings "
-                "are published without store-and-forward meanwhile"
+                "are published without store-and-forward meanwhile (held in memory while the broker is "
+                "unreachable)"
             )
         return OutboxError(f"outbox write failed ({exc}): check the SD card")
 
@@ -230,6 +233,7 @@ class Outbox:
         dropped and counted. Returns how many were stamped.
         """
         with self._lock:
+            pending = self.pending
             try:
                 self._begin()
                 cur = self._db.execute(
@@ -245,6 +249,7 @@ class Outbox:
                 self._commit()
             except sqlite3.OperationalError as exc:
                 self._rollback()
+                self.pending = pending
                 raise self._error(exc) from exc
             self._cursor = None
             return stamped
@@ -304,6 +309,7 @@ class Outbox:
         if not ids:
             return
         with self._lock:
+            pending = self.pending
             try:
                 self._begin()
                 changed = 0
@@ -317,6 +323,7 @@ class Outbox:
                 self._commit()
             except sqlite3.OperationalError as exc:
                 self._rollback()
+                self.pending = pending
                 raise self._error(exc) from exc
             finally:
                 self._inflight.difference_update(ids)

@@ -7,7 +7,9 @@ oldest first at ``outbox.drain_readings_per_s`` with at most :data:`WINDOW` pack
 and publishes the retained ``meta`` on change and every :data:`META_EVERY_S` seconds.
 
 A reading is marked sent only when its pack's PUBACK arrives; until then it stays in the outbox
-and is published again after a reconnect.
+and is published again after a reconnect. A reading the outbox could not take (its disk full)
+is held in memory while the broker is unreachable, at most :data:`MAX_UNSTORED`, and published
+on the next connection: only a restart of the agent meanwhile, or more than that bound, loses it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from kits.wire import CommandReply, Record, Status, build_topic, encode_pack
 __all__ = [
     "COMMAND_QUEUE",
     "MAX_COMMAND_BYTES",
+    "MAX_UNSTORED",
     "META_EVERY_S",
     "CommandInbox",
     "Publisher",
@@ -38,6 +41,8 @@ __all__ = [
 ]
 
 META_EVERY_S = 300.0
+# Readings the outbox could not take, held in memory while offline (about 100 bytes each).
+MAX_UNSTORED = 100_000
 _PRUNE_EVERY_S = 600.0
 # Commands waiting to run at most; beyond, new ones are dropped and counted (a flood).
 COMMAND_QUEUE = 100
@@ -141,6 +146,7 @@ class Publisher:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._live: deque[list[Row]] = deque()
+        self._unstored: deque[Row] = deque()  # readings the outbox could not take, not yet published
         self._inbox = CommandInbox(counters, log)
         self._last_meta: tuple[float, str] | None = None
         self.session = Session(
@@ -270,12 +276,36 @@ class Publisher:
         while self._live:
             rows = self._live.popleft()
             self.outbox.release(r.id for r in rows if r.id)
+            self._keep_unstored(rows)
+
+    def _keep_unstored(self, rows: Sequence[Row]) -> None:
+        """Hold in memory the readings of ``rows`` that are not in the outbox (id 0)."""
+        self._unstored.extend(r for r in rows if not r.id)
+        over = len(self._unstored) - MAX_UNSTORED
+        if over > 0:
+            for _ in range(over):
+                self._unstored.popleft()
+            self.counters.unstored_dropped += over
+            self.log.error(
+                "%d readings dropped: the outbox's disk is full and the broker unreachable for more "
+                "than %d readings; free space on the SD card",
+                over,
+                MAX_UNSTORED,
+            )
 
     def _publish_live(self) -> None:
+        pack = self.config.outbox.pack_records
+        while self._unstored:
+            rows = [self._unstored.popleft() for _ in range(min(pack, len(self._unstored)))]
+            if not self._publish_rows(rows):
+                self._unstored.extendleft(reversed(rows))
+                return
+            self.counters.published_without_outbox += len(rows)
         while self._live:
             rows = self._live.popleft()
             if not self._publish_rows(rows):
                 self.outbox.release(r.id for r in rows if r.id)
+                self._keep_unstored(rows)
             elif not any(r.id for r in rows):
                 self.counters.published_without_outbox += len(rows)
 

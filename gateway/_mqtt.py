@@ -473,14 +473,28 @@ class MqttSession:
             poller.poll(min(left, _TICK_S) * 1000)
 
     def _read(self, sock: socket.socket) -> bytes | None:
-        """Read what has arrived; None when a TLS record is still incomplete (nothing to read yet)."""
+        """Read what has arrived; None when a TLS record is still incomplete (nothing to read yet).
+
+        A TLS read returns one record, and Mosquitto writes a record per packet: the records that
+        have arrived are read together, so a chunk (and its acks) holds many messages, as in TCP.
+        """
         if not isinstance(sock, ssl.SSLSocket):
             return sock.recv(_READ_SIZE)
+        chunks: list[bytes] = []
+        size = 0
         with self._send_lock:  # one thread at a time in the TLS connection
-            try:
-                return sock.recv(_READ_SIZE)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                return None
+            while size < _READ_SIZE:
+                try:
+                    data = sock.recv(_READ_SIZE - size)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break
+                if not data:  # closed: end with what came before it (the next read sees the end)
+                    if not chunks:
+                        return b""
+                    break
+                chunks.append(data)
+                size += len(data)
+        return b"".join(chunks) if chunks else None
 
     def _send(self, sock: socket.socket, packet: bytes) -> None:
         with self._send_lock:

@@ -3,12 +3,17 @@
 An alert is one (rule, subject) occurrence: a device offline, a sensor stuck, a series over a
 threshold for a window, a calibration due, a loan overdue. While the condition holds nothing is
 resent (unlike alert managers that repeat every minute); when it clears, one "resolved" goes out.
+
+Several server replicas may run the alert loop: a round holds the registry lease ``alerts``
+(:class:`server.shared.Lease`), so rounds never overlap and each sees what the last committed;
+each rule's changes commit only while the lease is still held (kept in the same transaction).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -18,6 +23,7 @@ from server.export import iter_readings
 from server.fleet import current_calibrations
 from server.outbox import Delivery, deliver_due, enqueue
 from server.resources import Resources
+from server.shared import Lease
 from server.tables import (
     AlertRow,
     AlertRuleRow,
@@ -28,9 +34,23 @@ from server.tables import (
     OrganisationRow,
 )
 
-__all__ = ["KINDS", "Evaluation", "Violation", "evaluate", "notify_due", "queue_notifications"]
+__all__ = [
+    "ALERT_LEASE",
+    "ALERT_LEASE_S",
+    "KINDS",
+    "Evaluation",
+    "Violation",
+    "evaluate",
+    "notify_due",
+    "queue_notifications",
+]
 
 log = logging.getLogger(__name__)
+
+ALERT_LEASE = "alerts"
+# A round that runs longer than this loses the lease: its rule in progress is rolled back, and
+# another replica may take over (a replica that died mid-round frees the lease the same way).
+ALERT_LEASE_S = 300.0
 
 KINDS = ("offline", "sensor_unhealthy", "stuck", "threshold", "calibration_due", "loan_overdue")
 
@@ -48,6 +68,7 @@ class Evaluation:
 
     fired: list[int] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)
+    skipped: bool = False  # another replica held the round's lease
 
 
 def _devices(session: Session, rule: AlertRuleRow) -> list[DeviceRow]:
@@ -234,12 +255,25 @@ def queue_notifications(
         )
 
 
-def evaluate(res: Resources, org_ids: set[int] | None = None) -> Evaluation:
+def evaluate(res: Resources, org_ids: set[int] | None = None, *, wait_s: float = 0.0) -> Evaluation:
     """Evaluate every enabled rule (of ``org_ids``, or all), firing and resolving alerts.
 
-    Notifications are only queued here, in the transaction that records the alerts; send them
-    after it with :func:`server.outbox.deliver_due`.
+    The round holds the registry lease :data:`ALERT_LEASE`; when another replica holds it for
+    longer than ``wait_s`` seconds, nothing is evaluated (``skipped``). Notifications are only
+    queued here, in the transaction that records the alerts; send them after it with
+    :func:`server.outbox.deliver_due`.
     """
+    lease = Lease(res.engine, ALERT_LEASE, f"{res.replica}/{secrets.token_hex(4)}", ALERT_LEASE_S, res.clock)
+    if not lease.acquire_within(wait_s):
+        log.info("alert round skipped: another server replica is evaluating")
+        return Evaluation(skipped=True)
+    try:
+        return _evaluate(res, org_ids, lease)
+    finally:
+        lease.release()
+
+
+def _evaluate(res: Resources, org_ids: set[int] | None, lease: Lease) -> Evaluation:
     now = res.clock()
     result = Evaluation()
     with Session(res.engine) as session:
@@ -260,6 +294,8 @@ def evaluate(res: Resources, org_ids: set[int] | None = None) -> Evaluation:
                     select(AlertRow).where(AlertRow.rule_id == rule.id, AlertRow.state == "firing")
                 ).all()
             }
+            fired: list[int] = []
+            resolved: list[int] = []
             for subject, violation in violations.items():
                 if subject in open_alerts:
                     continue
@@ -274,15 +310,21 @@ def evaluate(res: Resources, org_ids: set[int] | None = None) -> Evaluation:
                 session.add(alert)
                 session.flush()
                 queue_notifications(session, rule, alert, "firing", now)
-                result.fired.append(alert.id or 0)
+                fired.append(alert.id or 0)
             for subject, alert in open_alerts.items():
                 if subject in violations:
                     continue
                 alert.state, alert.resolved_at = "resolved", now
                 session.add(alert)
                 queue_notifications(session, rule, alert, "resolved", now)
-                result.resolved.append(alert.id or 0)
+                resolved.append(alert.id or 0)
+            if not lease.keep(session):  # the round outlived its lease: another may be evaluating
+                session.rollback()
+                log.warning("alert round stopped: its lease ran out (rule %s not applied)", rule.id)
+                break
             session.commit()
+            result.fired += fired
+            result.resolved += resolved
     return result
 
 

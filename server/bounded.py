@@ -1,8 +1,8 @@
 """Bounds on work a client can cause: a per-client rate limit and a small cache with expiry.
 
-Both are in-process and bounded in memory (least recently used keys go first). With several
-server replicas each keeps its own: a client behind a load balancer gets up to the limit per
-replica, and a cached figure may differ by up to the cache's age between replicas.
+Both are in-process and bounded in memory (least recently used keys go first). A running server
+counts exports across its replicas with ``server.shared.SharedRateLimiter`` instead (same
+contract); the cache stays per replica: a cached figure may differ by up to its age between them.
 """
 
 from __future__ import annotations

@@ -215,10 +215,13 @@ def check_alerts(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:
-        result = evaluate(resources)
+        result = evaluate(resources, wait_s=60.0)
         sent = notify_due(resources)
     finally:
         resources.close()
+    if result.skipped:
+        typer.echo("alerts: another server replica kept evaluating for over 60 s; nothing done", err=True)
+        raise typer.Exit(1)
     typer.echo(
         f"alerts: {len(result.fired)} fired, {len(result.resolved)} resolved; notifications: "
         f"{len(sent.sent)} sent, {len(sent.retrying)} to retry, {len(sent.failed)} given up"

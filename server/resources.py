@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
@@ -18,10 +18,25 @@ from server.db import create_registry_engine, init_registry
 from server.outbound import OutboundPolicy
 from server.security import GuessLimiter
 from server.settings import ServerSettings
+from server.shared import SharedGuessLimiter, SharedRateLimiter, replica_name
 
-__all__ = ["Clock", "Resources", "open_resources", "open_store_checked"]
+__all__ = ["Clock", "GuessCounter", "Resources", "StartLimiter", "open_resources", "open_store_checked"]
 
 Clock = Callable[[], float]
+
+
+class GuessCounter(Protocol):
+    """Counts failed guesses per client (``server.security.GuessLimiter`` in memory,
+    ``server.shared.SharedGuessLimiter`` across replicas)."""
+
+    def retry_after(self, key: str) -> float: ...
+    def failed(self, key: str) -> None: ...
+
+
+class StartLimiter(Protocol):
+    """Limits starts per client (``server.bounded.RateLimiter``, ``server.shared.SharedRateLimiter``)."""
+
+    def take(self, key: str) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +48,13 @@ class Resources:
     catalog: Catalog
     store: Reader
     clock: Clock = time.time
-    guesses: GuessLimiter = field(default_factory=lambda: GuessLimiter(10, time.time))
+    guesses: GuessCounter = field(default_factory=lambda: GuessLimiter(10, time.time))
     broker: BrokerAdmin | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
-    exports: RateLimiter = field(default_factory=lambda: RateLimiter(6, time.time))
+    exports: StartLimiter = field(default_factory=lambda: RateLimiter(6, time.time))
+    # Per replica, by design: a cache of computed public figures (docs/architecture.md).
     figures: TtlCache[Any] = field(default_factory=lambda: TtlCache(300.0, time.time))
+    replica: str = field(default_factory=replica_name)  # this process, on leases it takes
 
     def close(self) -> None:
         """Close the broker admin client, the store and the registry engine."""
@@ -101,8 +118,8 @@ def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resour
         catalog=catalog,
         store=store,
         clock=clock,
-        guesses=GuessLimiter(settings.guess_limit_per_min, clock),
+        guesses=SharedGuessLimiter(engine, settings.guess_limit_per_min, clock),
         outbound=OutboundPolicy.from_settings(settings.outbound_allow),
-        exports=RateLimiter(settings.export_per_min, clock),
+        exports=SharedRateLimiter(engine, settings.export_per_min, clock),
         figures=TtlCache(settings.public_cache_s, clock),
     )

@@ -31,10 +31,12 @@ __all__ = [
     "EnrollmentCodeRow",
     "KitPiRow",
     "KitRow",
+    "LeaseRow",
     "LoanRow",
     "MembershipRow",
     "OrganisationRow",
     "OutboundMessageRow",
+    "RateEventRow",
     "RolloutRow",
     "RolloutTargetRow",
     "SessionRow",
@@ -444,6 +446,35 @@ class OutboundMessageRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     created_at: float
     done_at: float | None = None
+
+
+class LeaseRow(SQLModel, table=True):
+    """A named lease shared by the server replicas: one holder until ``expires_at`` (``server.shared``).
+
+    The alert round holds ``alerts``, so rounds never overlap across replicas.
+    """
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    expires_at: float
+
+
+class RateEventRow(SQLModel, table=True):
+    """One counted event (a failed guess, an export started) of a client, shared by the replicas.
+
+    ``key`` is the SHA-256 of the client's key (address, account): no address is stored. Rows
+    older than their window are deleted (``server.shared``).
+    """
+
+    __tablename__ = "rate_events"
+    __table_args__ = (Index("rate_events_key", "kind", "key", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    key: str = Field(max_length=64)
+    at: float = Field(index=True)
 
 
 class AuditRow(SQLModel, table=True):

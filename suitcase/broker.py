@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from kits.errors import ConfigError, SuitcaseError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from suitcase.services.mosquitto import Listener
     from suitcase.services.tls import TlsFiles
 
 __all__ = [
@@ -163,14 +166,22 @@ class EmbeddedBroker(_BrokerBase):
 
 
 _PR_SET_PDEATHSIG = 1
+# Open files a Mosquitto we start may hold (one socket per client): 200,000 clients.
+BROKER_OPEN_FILES = 200_000
 
 
 def _raise_child_open_files(pid: int) -> None:
-    """Raise a child's soft open-file limit to its hard limit (Linux ``prlimit``; elsewhere nothing)."""
+    """Raise a child's open-file limit (Linux ``prlimit``; elsewhere nothing): as root to
+    :data:`BROKER_OPEN_FILES`, otherwise the soft limit to the hard one."""
     try:
         import resource
 
         _soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        try:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (BROKER_OPEN_FILES, BROKER_OPEN_FILES))
+            return
+        except (OSError, ValueError):  # not root: up to the hard limit
+            pass
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (hard, hard))
     except (ImportError, AttributeError, OSError, ValueError) as exc:
         log.warning("could not raise mosquitto's open-file limit: %s", exc)
@@ -210,6 +221,7 @@ class MosquittoBroker(_BrokerBase):
         dynsec_file: authenticate every client through the dynamic-security plugin with this state
             (:func:`suitcase.services.mosquitto.dynsec_state`).
         tls: speak only TLS on the listener, with these files (:mod:`suitcase.services.tls`).
+        listeners: further listeners (:class:`suitcase.services.mosquitto.Listener`).
     """
 
     def __init__(
@@ -222,6 +234,7 @@ class MosquittoBroker(_BrokerBase):
         *,
         dynsec_file: Path | None = None,
         tls: TlsFiles | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         binary = find_mosquitto()
         if binary is None:
@@ -237,6 +250,7 @@ class MosquittoBroker(_BrokerBase):
         self.allow_anonymous = allow_anonymous
         self.dynsec_file = dynsec_file
         self.tls = tls
+        self.listeners = tuple(listeners)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -252,7 +266,7 @@ class MosquittoBroker(_BrokerBase):
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         text = render_conf(
-            [Listener(self.port, self.host, self.tls)],
+            [Listener(self.port, self.host, self.tls), *self.listeners],
             persistence_dir=self.workdir,
             log_file=self.log_path,
             dynsec_file=self.dynsec_file,

@@ -48,11 +48,13 @@ _CONTROL = "$CONTROL/dynamic-security/#"
 
 @dataclass(frozen=True)
 class Listener:
-    """One listener: ``port`` on ``bind``; with ``tls``, only TLS (1.2 or later) is spoken there."""
+    """One listener: ``port`` on ``bind``; with ``tls``, only TLS (1.2 or later) is spoken there, and
+    with ``require_certificate`` each client also shows a certificate the CA signed."""
 
     port: int
     bind: str = "127.0.0.1"
     tls: TlsFiles | None = None
+    require_certificate: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ def render_conf(
                 f"keyfile {listener.tls.key}",
                 "tls_version tlsv1.2",
             ]
+            if listener.require_certificate:
+                lines.append("require_certificate true")
     return MOSQUITTO_CONF.read_text() + "\n" + "\n".join(lines) + "\n" + extra + ("\n" if extra else "")
 
 

@@ -14,7 +14,6 @@ The scenario runs once (module fixture); each test checks one of its outcomes.
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 import time
@@ -72,15 +71,6 @@ RATE = 500.0  # packs per second over all Pis: a 20 s stream
 STORE_CUT_S = _RETRY_MAX_S + 2.0  # longer than the gateway's longest retry backoff
 GUESS_LIMIT = 10
 ADMIN = ("admin@harbour.example", "a long admin passphrase 1")
-
-
-def _shared_state_has(name: str) -> bool:
-    """Whether the replicas' shared state in the registry (``server.shared``, secure's) offers ``name``."""
-    try:
-        shared = importlib.import_module("server.shared")
-    except ImportError:
-        return False
-    return hasattr(shared, name)
 
 
 @dataclass
@@ -347,12 +337,6 @@ def test_a_session_made_on_one_replica_works_on_the_other(scenario: Scenario) ->
     assert a.api("GET", "/auth/me", headers=session)[0] == 401
 
 
-@pytest.mark.xfail(
-    condition=not _shared_state_has("SharedGuessLimiter"),
-    reason="needs the guess limit kept in the registry (server.shared.SharedGuessLimiter, secure's, not on "
-    "main yet): server.security.GuessLimiter counts per process, so two replicas allow twice the guesses",
-    strict=True,
-)
 def test_the_guess_limit_holds_across_replicas(scenario: Scenario) -> None:
     """Test that failed logins count across replicas: after the limit, both refuse the address."""
     a, b = scenario.servers["server-a"], scenario.servers["server-b"]
@@ -379,13 +363,6 @@ class _HookHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.xfail(
-    condition=not _shared_state_has("Lease"),
-    reason="needs the alert lease in the registry (server.shared.Lease, secure's, not on main yet): every "
-    "replica runs the alert loop and delivers the outbox, so an alert is notified twice (seen: 60 webhook "
-    "calls for 20 firing + 20 resolved)",
-    strict=True,
-)
 def test_each_alert_fires_once_and_resolves_once_across_replicas(scenario: Scenario) -> None:
     """Test that with both replicas evaluating every half second (and on request at once), each
     device's offline alert fires once and resolves once, and its webhook hears each event once."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import secrets
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from server.listener import StatusListener
 from server.settings import ServerSettings
 from server.settings import load_settings as server_settings
 from server.tables import DeviceRow, OrganisationRow
+from suitcase.services.mosquitto import GATEWAY_ROLE
 from tests.services.tls import TlsBroker
 from tests.waiting import wait_until
 
@@ -61,13 +63,11 @@ def _dynsec(broker: TlsBroker, *args: str) -> None:
 
 
 def _gateway_account(broker: TlsBroker) -> tuple[str, str]:
-    """A least-privilege gateway account: it may only subscribe to telemetry."""
+    """A least-privilege gateway account: the role `suitcase services up` gives the gateway (it may
+    only subscribe to and receive telemetry; the broker denies receiving by default)."""
     username, password = f"gateway-{secrets.token_hex(3)}", secrets.token_urlsafe(24)
-    role = f"{username}-role"
     _dynsec(broker, "createClient", username, "-p", password)
-    _dynsec(broker, "createRole", role)
-    _dynsec(broker, "addRoleACL", role, "subscribePattern", "suitcase/v1/+/+/telemetry", "allow")
-    _dynsec(broker, "addClientRole", username, role)
+    _dynsec(broker, "addClientRole", username, GATEWAY_ROLE)
     return username, password
 
 
@@ -256,3 +256,107 @@ def test_the_agent_refuses_a_broker_it_cannot_trust(
         assert "mqtt.ca_file" in caplog.text
     finally:
         agent.close(1)
+
+
+def test_the_gateway_drains_a_backlog_over_tls(mosquitto_tls: TlsBroker) -> None:
+    """Test that the gateway's own client reads a 2,000-message backlog over mutual TLS, every
+    message once, and that what it acked is not sent again to its next connection."""
+    import paho.mqtt.client as mqtt
+
+    username, password = _gateway_account(mosquitto_tls)
+    publisher, publisher_password = f"pub-{secrets.token_hex(3)}", secrets.token_urlsafe(24)
+    _dynsec(mosquitto_tls, "createClient", publisher, "-p", publisher_password)
+    _dynsec(mosquitto_tls, "createRole", f"{publisher}-role")
+    _dynsec(mosquitto_tls, "addRoleACL", f"{publisher}-role", "publishClientSend", "suitcase/v1/#", "allow")
+    _dynsec(mosquitto_tls, "addClientRole", publisher, f"{publisher}-role")
+    pki = mosquitto_tls.pki
+    tls = client_context(ca_file=pki.ca, cert_file=pki.client_cert, key_file=pki.client_key, setting="GW")
+    got: list[bytes] = []
+    lock = threading.Lock()
+    sessions: list[MqttSession] = []
+
+    def deliver(generation: int, _at: float, messages: list[Any]) -> None:
+        with lock:
+            got.extend(payload for _, payload, _, _ in messages)
+        sessions[-1].ack(generation, [mid for _, _, mid, _ in messages])
+
+    def session(on_subscribed: Callable[[], None] | None = None) -> MqttSession:
+        made = MqttSession(
+            "localhost", mosquitto_tls.mtls_port, client_id, "suitcase/v1/+/+/telemetry", deliver,
+            username=username, password=password, tls=tls, on_subscribed=on_subscribed,
+        )  # fmt: skip
+        sessions.append(made)
+        return made
+
+    client_id = f"gw-{secrets.token_hex(4)}"
+    subscribed = threading.Event()
+    first = session(subscribed.set)
+    first.start()
+    assert subscribed.wait(15)
+    first.stop()  # the session stays on the broker: the backlog is queued for it
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=publisher)
+    pub.username_pw_set(publisher, publisher_password)
+    pub.tls_set_context(client_context(ca_file=pki.ca, setting="PUB"))
+    pub.max_inflight_messages_set(500)
+    pub.connect("localhost", mosquitto_tls.tls_port)
+    pub.loop_start()
+    try:
+        infos = [pub.publish(f"suitcase/v1/o/d{i % 7}/telemetry", b"m%d" % i, qos=1) for i in range(2000)]
+        for info in infos:
+            info.wait_for_publish(30)
+        second = session()
+        second.start()
+        wait_until(lambda: len(got) >= 2000, 60, "the backlog over TLS")
+        second.stop()
+        assert sorted(got) == sorted(b"m%d" % i for i in range(2000))
+        got.clear()
+        pub.publish("suitcase/v1/o/late/telemetry", b"late", qos=1).wait_for_publish(30)
+        third = session()
+        third.start()
+        wait_until(lambda: got, 30, "the late message")
+        time.sleep(0.5)
+        third.stop()
+        assert got == [b"late"], "acked messages came back"
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+
+
+def test_the_server_says_when_it_cannot_reach_the_broker(
+    mosquitto_tls: TlsBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Test that a server started while the broker is away starts, and logs what to check."""
+    from suitcase.broker import free_port
+
+    settings = _server_settings(mosquitto_tls, tmp_path, mqtt_port=free_port())
+    listener = StatusListener(settings, create_registry_engine("sqlite://"), time.time)
+    caplog.set_level(logging.WARNING, "server.listener")
+    listener.start()
+    try:
+        wait_until(lambda: "SUITCASE_SERVER_MQTT_CA_FILE" in caplog.text, 15, "the listener's warning")
+    finally:
+        listener.stop()
+
+
+def test_gateway_run_exits_2_on_a_broker_it_cannot_trust(
+    mosquitto_tls: TlsBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that `suitcase gateway run` in production with the wrong CA exits 2 saying what to check."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    for name, value in {
+        "ENVIRONMENT": "production",
+        "MQTT_HOST": "localhost",
+        "MQTT_PORT": str(mosquitto_tls.tls_port),
+        "MQTT_TLS": "true",
+        "MQTT_CA_FILE": str(mosquitto_tls.pki.other_ca),
+        "USERNAME": "suitcase-gateway",
+        "PASSWORD": secrets.token_urlsafe(24),
+        "STORE": str(tmp_path / "store.db"),
+    }.items():
+        monkeypatch.setenv(f"SUITCASE_GATEWAY_{name}", value)
+    result = CliRunner().invoke(app, ["run", "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "was not accepted" in result.output and "SUITCASE_GATEWAY_MQTT_CA_FILE" in result.output

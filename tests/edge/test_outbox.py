@@ -74,6 +74,39 @@ def test_disk_full_is_a_clear_error_and_pruning_makes_room(tmp_path: Path) -> No
     assert box.integrity() == "ok"
 
 
+def test_failed_writes_leave_the_pending_count_true(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test that writes and acknowledgements whose COMMIT fails do not change ``pending`` (on a
+    full filesystem SQLite's WAL fails at COMMIT: ``pending`` counted each failed write's readings,
+    inflating the backlog in meta, and would have dropped real readings at ``max_pending``).
+
+    The COMMIT failure is the one a full 8 MiB tmpfs gives (tests/reliability/test_edge_faults.py
+    fills a real one); here it is raised on demand."""
+    box = Outbox(tmp_path / "o.sqlite")
+    box.add([("s", "temperature", 1.0)] * 10, time=T0, mono=0.0)
+    commit = box._commit
+    full = {"on": True}
+
+    def failing_commit(force: bool = False) -> None:
+        if full["on"]:
+            raise sqlite3.OperationalError("database or disk is full")
+        commit(force)
+
+    monkeypatch.setattr(box, "_commit", failing_commit)
+    for k in range(5):
+        with pytest.raises(OutboxFull):
+            box.add([("s", "temperature", float(k))] * 10, time=T0 + 1 + k, mono=0.0)
+    with pytest.raises(OutboxFull):
+        box.mark_sent([r.id for r in box.take(10)])
+
+    def real() -> int:
+        return int(box._db.execute("SELECT COUNT(*) FROM readings WHERE state = 0").fetchone()[0])
+
+    assert box.pending == real() == 10
+    full["on"] = False
+    box.add([("s", "temperature", 9.0)] * 10, time=T0 + 9, mono=0.0)
+    assert box.pending == real() == 20
+
+
 def test_batched_mode_commits_every_batch_s(tmp_path: Path) -> None:
     """Test that the SD-card-saving mode holds writes in one transaction until batch_s passes."""
     path = tmp_path / "o.sqlite"

@@ -7,7 +7,6 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from tests.hosts.host import Host
@@ -115,12 +114,3 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @classmethod
-    @contextlib.contextmanager
-    def open(cls, root: Path | None = None) -> Iterator[Lab]:
-        lab = cls(root)
-        try:
-            yield lab
-        finally:
-            lab.close()

@@ -158,7 +158,15 @@ def clean_leftovers() -> list[int]:
 def _claims_locked() -> Iterator[None]:
     CLAIMS.mkdir(parents=True, exist_ok=True)
     with (CLAIMS / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        deadline = time.monotonic() + 4 * _TIMEOUT  # holders only claim or clean up, each bounded
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise NetworkError(f"{CLAIMS / '.lock'} is held for over {4 * _TIMEOUT:.0f} s") from None
+                time.sleep(0.05)
         try:
             yield
         finally:

@@ -156,17 +156,29 @@ def tally(
 
 
 def wait_landed(
-    reader: Reader, ledger: Ledger, *, since: float, timeout: float, start: float, end: float
+    reader: Reader,
+    ledger: Ledger,
+    *,
+    since: float,
+    timeout: float,
+    start: float,
+    end: float,
+    count: Callable[[], int] | None = None,
 ) -> float | None:
     """Poll the store until every reading of ``ledger`` is there; return the seconds since ``since``
-    (the moment the fault ended), or None when ``timeout`` passed first."""
+    (the moment the fault ended), or None when ``timeout`` passed first.
+
+    ``count``, a cheap count of the rows stored for the ledger's devices, is polled first, so a
+    large ledger is read back whole only once that count has been reached.
+    """
     wanted = ledger.keys()
     deadline = time.monotonic() + timeout
     while True:
-        rows = stored_rows(reader, ledger.devices(), start, end)
-        have = {key(r.device, r.sensor, r.quantity, r.time) for r in rows}
-        if all(k in have for k in wanted):
-            return time.monotonic() - since
+        if count is None or count() >= len(wanted):
+            rows = stored_rows(reader, ledger.devices(), start, end)
+            have = {key(r.device, r.sensor, r.quantity, r.time) for r in rows}
+            if all(k in have for k in wanted):
+                return time.monotonic() - since
         if time.monotonic() > deadline:
             return None
         time.sleep(0.25)

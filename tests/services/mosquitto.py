@@ -28,6 +28,7 @@ from tests.services import require_service
 __all__ = [
     "DYNSEC_ADMIN",
     "DYNSEC_PLUGIN",
+    "OPERATOR_ROLE",
     "STACK_GATEWAY",
     "STACK_SERVER",
     "embedded_broker",
@@ -59,7 +60,7 @@ DYNSEC_ADMIN = ("admin", "dynsec-admin-password")
 STACK_GATEWAY = Account("suitcase-gateway", "gateway-password", (GATEWAY_ROLE,))
 STACK_SERVER = Account("suitcase-server", "server-password", (SERVER_ROLE,))
 # A test's operator: may do anything, as `mosquitto_ctrl dynsec init` makes it, and send commands.
-_OPERATOR_ROLE = {
+OPERATOR_ROLE = {
     "rolename": "admin",
     "acls": [
         {"acltype": kind, "topic": topic, "priority": 0, "allow": True}
@@ -90,7 +91,7 @@ def mosquitto_dynsec(tmp_path: Path) -> Iterator[MosquittoBroker]:
     config = tmp_path / "dynsec.json"
     state = dynsec_state(
         [STACK_GATEWAY, STACK_SERVER, Account(DYNSEC_ADMIN[0], DYNSEC_ADMIN[1], ("admin",))],
-        extra_roles=[_OPERATOR_ROLE],
+        extra_roles=[OPERATOR_ROLE],
     )
     config.write_text(json.dumps(state))
     broker = MosquittoBroker(tmp_path / "mosquitto-dynsec", dynsec_file=config)

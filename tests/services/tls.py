@@ -1,4 +1,5 @@
-"""A CA made in the test (openssl CLI) and a Mosquitto with TLS listeners and dynamic security.
+"""A CA made in the test (suitcase.services.tls, as `up` makes one) and a Mosquitto with TLS listeners
+and dynamic security, configured by suitcase.services.mosquitto.
 
 The broker of :func:`mosquitto_tls` is the production shape: dynamic security (every client logs
 in; the admin account manages the others), a TLS listener for devices and the server, and a TLS
@@ -10,7 +11,6 @@ session: one CA, one broker (about a second).
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from suitcase.broker import MosquittoBroker, find_mosquitto, free_port
+from suitcase.services.mosquitto import Account, Listener, dynsec_state
+from suitcase.services.tls import TlsFiles, client_cert, make_ca, make_server_cert
 from tests.services import require_service
-from tests.services.mosquitto import DYNSEC_ADMIN, DYNSEC_PLUGIN
+from tests.services.mosquitto import DYNSEC_ADMIN, DYNSEC_PLUGIN, OPERATOR_ROLE, STACK_GATEWAY, STACK_SERVER
 
-__all__ = ["Pki", "TlsBroker", "make_ca", "make_cert", "mosquitto_tls", "pki"]
-
-_CURVE = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+__all__ = ["Pki", "TlsBroker", "mosquitto_tls", "pki"]
 
 
 @dataclass(frozen=True)
@@ -39,55 +39,15 @@ class Pki:
     other_ca: Path  # a CA that signed none of these: the "wrong CA"
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
-    if result.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args[:2])} failed: {result.stderr.strip()}")
-
-
-def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
-    """Make a self-signed CA ``name``; return (certificate, key)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    _openssl(
-        "req", "-x509", *_CURVE, "-keyout", str(key), "-out", str(cert), "-days", "2",
-        "-subj", f"/CN={name}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=directory,
-    )  # fmt: skip
-    return cert, key
-
-
-def make_cert(directory: Path, name: str, ca: tuple[Path, Path], *, server: bool) -> tuple[Path, Path]:
-    """Make a certificate ``name`` signed by ``ca``: a server's for DNS ``localhost``, or a client's."""
-    cert, key, csr, ext = (directory / f"{name}{suffix}" for suffix in (".pem", ".key", ".csr", ".ext"))
-    ext.write_text(
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-        + (
-            "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n"
-            if server
-            else "extendedKeyUsage=clientAuth\n"
-        )
-    )
-    _openssl("req", *_CURVE, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}", cwd=directory)
-    _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
-        "-out", str(cert), "-days", "2", "-extfile", str(ext),
-        cwd=directory,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A CA made for this test run, its certificates, and another CA."""
     directory = tmp_path_factory.mktemp("pki")
-    ca = make_ca(directory, "test-ca")
-    other, _ = make_ca(directory, "other-ca")
-    server = make_cert(directory, "broker", ca, server=True)
-    client = make_cert(directory, "gateway-client", ca, server=False)
-    return Pki(ca[0], ca[1], server[0], server[1], client[0], client[1], other)
+    ca = make_ca(directory / "ca", "test-ca")
+    other, _ = make_ca(directory / "other", "other-ca")
+    server = make_server_cert(ca, directory / "broker", ["localhost"])
+    client = client_cert(ca, directory / "client", "gateway-client")
+    return Pki(ca[0], ca[1], server.cert, server.key, client[0], client[1], other)
 
 
 @dataclass(frozen=True)
@@ -108,25 +68,20 @@ def mosquitto_tls(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterato
         require_service("mosquitto with dynamic security", "apt-get install mosquitto mosquitto-clients")
     workdir = tmp_path_factory.mktemp("mosquitto-tls")
     config = workdir / "dynsec.json"
-    subprocess.run(
-        ["mosquitto_ctrl", "dynsec", "init", str(config), *DYNSEC_ADMIN], check=True, capture_output=True
+    state = dynsec_state(
+        [STACK_GATEWAY, STACK_SERVER, Account(DYNSEC_ADMIN[0], DYNSEC_ADMIN[1], ("admin",))],
+        extra_roles=[OPERATOR_ROLE],
     )
-    state = json.loads(config.read_text())
-    admin = next(role for role in state["roles"] if role["rolename"] == "admin")
-    admin["acls"].append({"acltype": "publishClientSend", "topic": "suitcase/v1/+/+/cmd/#", "allow": True})
-    admin["acls"].append({"acltype": "subscribePattern", "topic": "suitcase/v1/#", "allow": True})
-    admin["acls"].append({"acltype": "publishClientReceive", "topic": "suitcase/v1/#", "allow": True})
     config.write_text(json.dumps(state))
     tls_port, mtls_port = free_port("127.0.0.1"), free_port("127.0.0.1")
-    files = f"cafile {pki.ca}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
+    files = TlsFiles(ca=pki.ca, cert=pki.server_cert, key=pki.server_key)
     broker = MosquittoBroker(
         workdir / "broker",
-        allow_anonymous=False,
-        extra_config=(
-            f"plugin {DYNSEC_PLUGIN}\nplugin_opt_config_file {config}\n"
-            f"listener {tls_port} 127.0.0.1\n{files}"
-            f"listener {mtls_port} 127.0.0.1\n{files}require_certificate true\n"
-        ),
+        dynsec_file=config,
+        listeners=[
+            Listener(tls_port, "127.0.0.1", files),
+            Listener(mtls_port, "127.0.0.1", files, require_certificate=True),
+        ],
     )
     broker.start()
     yield TlsBroker(broker, tls_port, mtls_port, DYNSEC_ADMIN, pki)

@@ -226,12 +226,22 @@ def list_alerts(
     return Page(data=[_alert_public(r, principal) for r in rows], count=total, **paging.model_dump())
 
 
+_EVALUATE_WAIT_S = 20.0  # a round of another replica is usually over well before
+
+
 @router.post("/alerts/evaluate")
 def evaluate_now(principal: AuthDep, resources: ResourcesDep) -> EvaluationPublic:
     """Evaluate the rules of the caller's organisations now (operators), instead of waiting."""
     orgs = principal.org_ids("operator")
     if orgs is not None and not orgs:
         raise HTTPException(status_code=403, detail="evaluating alerts needs the operator role")
-    result = evaluate(resources, orgs)  # commits the alerts and their queued notifications
+    # Commits the alerts and their queued notifications; waits for a round of another replica.
+    result = evaluate(resources, orgs, wait_s=_EVALUATE_WAIT_S)
+    if result.skipped:
+        raise HTTPException(
+            status_code=503,
+            detail="another server replica is evaluating the alert rules right now: try again in a minute",
+            headers={"Retry-After": "60"},
+        )
     notify_due(resources, orgs)
     return EvaluationPublic(fired=result.fired, resolved=result.resolved)

@@ -23,8 +23,8 @@ from edge.emulated import build_bus
 from edge.updates.home import AgentHome
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings
 from tests.agent_wheels import AgentWheel, WheelServer
+from tests.edge.updates.launching import offer
 from tests.edge.updates.mqtt_peer import Peer
-from tests.edge.updates.test_launcher import offer
 from tests.services import require_service
 
 pytestmark = [pytest.mark.mosquitto]

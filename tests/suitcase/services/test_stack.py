@@ -11,7 +11,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from suitcase.services.settings_files import parse_env
 from suitcase.services.stack import down, status, up
 from suitcase.services.supervisor import supervisor_pid
 from suitcase.services.tls import TlsFiles, make_ca, make_server_cert
-from tests.services.stack import new_layout
+from tests.services.stack import new_layout, running_stack
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.influxdb, pytest.mark.postgres]
@@ -45,8 +45,9 @@ def _snapshot(*roots: Path) -> dict[str, tuple[int, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def stack(stack_factory: Callable[[], Layout]) -> Layout:
-    return stack_factory()
+def stack() -> Iterator[Layout]:
+    with running_stack() as layout:
+        yield layout
 
 
 def test_second_up_changes_nothing(stack: Layout) -> None:
@@ -148,16 +149,16 @@ def test_supervisor_restarts_a_killed_service(stack: Layout) -> None:
     wait_until(back, timeout=60)
 
 
-def test_down_stops_and_up_starts_again(stack_factory: Callable[[], Layout]) -> None:
-    """Test that down stops every service (data kept) and up brings the same stack back."""
-    layout = stack_factory()
-    secrets = layout.secrets_file.read_text()
-    assert down(layout, use_systemd=False)
-    assert [s.listening for s in status(layout)] == [False, False, False]
-    assert not down(layout, use_systemd=False)
-    assert up(layout, use_systemd=False) == ["started the services"]
-    assert layout.secrets_file.read_text() == secrets
-    assert [s.listening for s in status(layout)] == [True, True, True]
+def test_down_stops_and_up_starts_again(stack: Layout) -> None:
+    """Test that down stops every service (data kept) and up brings the same stack back (this
+    module's stack: it runs after the tests above)."""
+    secrets = stack.secrets_file.read_text()
+    assert down(stack, use_systemd=False)
+    assert [s.listening for s in status(stack)] == [False, False, False]
+    assert not down(stack, use_systemd=False)
+    assert up(stack, use_systemd=False) == ["started the services"]
+    assert stack.secrets_file.read_text() == secrets
+    assert [s.listening for s in status(stack)] == [True, True, True]
 
 
 # --- bad input: each refusal names the problem and the fix, and writes nothing ---

@@ -1,0 +1,164 @@
+"""A staged rollout from the server's API to real agents, and a bad one that stops itself.
+
+Everything is real: the server (HTTP, its listener and command sweep on a real Mosquitto), three
+agents under the launcher (`python -m edge.updates.launcher ... edge run`, each with its own agent
+home: the launcher's switch and rollback are the device side's whole test), and two wheels built in
+the test (tests/agent_wheels.py), served by the server from its registry and installed by each
+agent with ``pip --no-index`` from its download folder.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from edge.updates.home import AgentHome
+from gateway.store import SqliteStore
+from server.app import create_app
+from server.cli import add_global_admin
+from server.runner import ServerThread
+from server.settings import ServerSettings
+from server.tables import DeviceRow, OrganisationRow
+from suitcase.broker import free_port
+from tests.agent_wheels import AgentWheel
+from tests.edge.updates.launching import start_launcher, write_config
+from tests.edge.updates.mqtt_peer import Peer
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
+
+ORG = "city-a"
+DEVICES = ("roll-1", "roll-2", "roll-3")
+PASSWORD = "a long admin password"
+
+
+def _registry(engine: Any) -> dict[str, DeviceRow]:
+    with Session(engine) as session:
+        return {d.id: d for d in session.exec(select(DeviceRow)).all()}
+
+
+def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
+    mosquitto: Any, agent_wheels: dict[str, AgentWheel], tmp_path: Path
+) -> None:
+    """Test that a rollout of 0.2.0 updates the canary, then the share, then the rest, each agent
+    reporting 0.2.0 to the fleet; that a rollout of 0.3.0 (fails at start) is rolled back by its
+    canary's launcher and stops itself with the canary's reason while the other devices are never
+    offered it; and that every agent samples on throughout."""
+    port = free_port()
+    settings = ServerSettings(
+        registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        store=str(tmp_path / "store.db"),
+        alert_interval_s=0,
+        mqtt_host=mosquitto.host,
+        mqtt_port=mosquitto.port,
+        command_sweep_s=1.0,
+        public_url=f"http://127.0.0.1:{port}",
+    )
+    launchers: list[subprocess.Popen[bytes]] = []
+    peers: list[Peer] = []
+    with SqliteStore(settings.store), ServerThread(create_app(settings), port=port) as server:
+        engine = server.app.state.resources.engine
+        with Session(engine) as session:
+            add_global_admin(session, "root@example.org", PASSWORD, now=time.time())
+            org = OrganisationRow(slug=ORG, name="City A", created_at=time.time())
+            session.add(org)
+            session.flush()
+            for device in DEVICES:
+                session.add(DeviceRow(id=device, org_id=org.id or 0, registered_at=time.time()))
+            session.commit()
+        http = httpx.Client(base_url=server.url, timeout=30)
+        login = http.post("/api/v1/auth/login", json={"email": "root@example.org", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        http.headers["X-CSRF-Token"] = login.json()["csrf"]
+        for wheel in agent_wheels.values():
+            uploaded = http.post(
+                f"/api/v1/agent-releases?filename={wheel.path.name}", content=wheel.path.read_bytes()
+            )
+            assert uploaded.status_code == 201, uploaded.text
+        logs = [open(tmp_path / f"{d}.log", "wb") for d in DEVICES]  # noqa: SIM115
+        try:
+            for device, log in zip(DEVICES, logs, strict=True):
+                config = write_config(tmp_path / f"{device}.yaml", device, mosquitto.port, ORG)
+                peers.append(Peer(mosquitto.host, mosquitto.port, ORG, device))
+                launchers.append(
+                    start_launcher(tmp_path / device / "agent", config, tmp_path / device / "state", log)
+                )
+            wait_until(
+                lambda: all(d.online and d.agent_version == "0.1.0" for d in _registry(engine).values()),
+                60,
+                "every agent online with 0.1.0 in the registry",
+            )
+
+            body = {"version": "0.2.0", "canaries": ["roll-1"], "share_percent": 50, "deadline_s": 60}
+            started = http.post("/api/v1/rollouts", json=body)
+            assert started.status_code == 201, started.text
+            rollout_id = started.json()["id"]
+            done = wait_until(
+                lambda: (r := http.get(f"/api/v1/rollouts/{rollout_id}").json())["state"] != "running" and r,
+                180,
+                "the 0.2.0 rollout to finish",
+            )
+            assert done["state"] == "done", done
+            assert {name: c["updated"] for name, c in done["rings"].items()} == {
+                "canary": 1,
+                "share": 1,
+                "all": 1,
+            }
+            wait_until(
+                lambda: all(d.agent_version == "0.2.0" for d in _registry(engine).values()),
+                30,
+                "the fleet to show 0.2.0 on every device",
+            )
+            good_figures = done["figures"]
+
+            bad_body = {"version": "0.3.0", "canaries": ["roll-2"], "share_percent": 50, "deadline_s": 60}
+            bad = http.post("/api/v1/rollouts", json=bad_body).json()
+            stopped = wait_until(
+                lambda: (r := http.get(f"/api/v1/rollouts/{bad['id']}").json())["state"] != "running" and r,
+                180,
+                "the 0.3.0 rollout to stop",
+            )
+            stop_s = stopped["finished_at"] - stopped["created_at"]
+            assert stopped["state"] == "stopped"
+            assert "canary device roll-2 failed: update to 0.3.0 rolled back" in stopped["reason"]
+            assert "broken on purpose at start" in stopped["reason"]
+            others = {d["device"]: d for d in stopped["devices"] if d["device"] != "roll-2"}
+            assert all(d["state"] == "waiting" and d["command_id"] is None for d in others.values())
+            since = time.monotonic()
+            for peer in peers:
+                assert peer.sampling_since(since, 30), f"{peer.device} stopped publishing"
+            assert {d.id: d.agent_version for d in _registry(engine).values()} == dict.fromkeys(
+                DEVICES, "0.2.0"
+            )
+            canary = AgentHome(tmp_path / "roll-2" / "agent")
+            assert canary.current_version() == "0.2.0" and canary.installed() == ["0.2.0"]  # 0.3.0 removed
+            print(
+                f"\nrollout figures (3 agents, rings 1/1/1): canary healthy after "
+                f"{good_figures['canary_healthy_after_s']:.1f} s, all updated after "
+                f"{good_figures['all_updated_after_s']:.1f} s; bad canary rolled back and rollout "
+                f"stopped after {stop_s:.1f} s"
+            )
+        finally:
+            for launcher in launchers:
+                launcher.send_signal(signal.SIGTERM)
+            for launcher in launchers:
+                try:
+                    launcher.wait(30)
+                except subprocess.TimeoutExpired:
+                    launcher.kill()
+            for peer in peers:
+                peer.close()
+            for log in logs:
+                log.close()
+    for device in DEVICES:  # the switches never fell in the middle of an outbox write
+        with sqlite3.connect(tmp_path / device / "state" / "outbox.sqlite") as con:
+            assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert all(launcher.returncode == 0 for launcher in launchers)
