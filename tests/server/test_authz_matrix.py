@@ -271,6 +271,9 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         store=str(tmp_path / "store.db"),
         alert_interval_s=0,
         open_reads=False,
+        # Who may call, not how often: the two apps share the registry's export counts (replicas
+        # share them) and a fixed clock never ends the minute; the limit has its own tests.
+        export_per_min=1000,
     )
     with (
         TestClient(create_app(settings, clock=lambda: NOW)) as client,
