@@ -178,10 +178,8 @@ def _base(session: Session, device: DeviceRow) -> dict[str, Any]:
     return dict(row.body) if row is not None else {}
 
 
-def first_version(
-    session: Session, device: DeviceRow, config: DeviceConfig, now: float, by: str
-) -> DeviceConfigRow:
-    """Version 1 of a newly bound device: what it was issued (the caller commits)."""
+def first_version(device: DeviceRow, config: DeviceConfig, now: float, by: str) -> DeviceConfigRow:
+    """Version 1 of a newly bound device: what it was issued (the caller adds it after the device)."""
     body = check_body(
         {
             "sampling": {"publish_interval_s": config.publish_interval_s},
@@ -190,11 +188,9 @@ def first_version(
         },
         changed=set(),  # what the server issued itself, as it issued it
     )
-    row = DeviceConfigRow(
+    return DeviceConfigRow(
         device_id=device.id, version=1, body=body, created_at=now, created_by=by, note="bound"
     )
-    session.add(row)
-    return row
 
 
 def new_version(

@@ -105,7 +105,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/devices/{device}/config/versions"): "401 401 401 403 403 200 200 200 404 200 401",
     (
         "GET",
-        "/api/v1/devices/{device}/config/versions/{version}",
+        "/api/v1/devices/{device}/config/versions/{config_version}",
     ): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/api/v1/devices/{device}/latest"): "401 401 401 403 200 200 200 200 404 200 200",
     ("GET", "/api/v1/devices/{device}/readings"): "401 401 401 403 200 200 200 200 404 200 200",
@@ -342,7 +342,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             "public_deployment_id": square["id"],
             "device": device,
             "command_id": command["command_id"],
-            "version": 1,
+            "config_version": 1,
             "rule_id": rule["id"],
             "token_id": token["id"],
             "use_case_id": "a-own",

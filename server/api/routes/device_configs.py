@@ -90,19 +90,19 @@ def list_versions(
     return [_public(session, r, row.config_version) for r in rows]
 
 
-@router.get("/devices/{device}/config/versions/{version}")
+@router.get("/devices/{device}/config/versions/{config_version}")
 def read_version(
     device: DEVICE_ID,
-    version: VERSION,
+    config_version: VERSION,
     principal: AuthDep,
     session: SessionDep,
     against: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="diff against this version")] = None,
 ) -> ConfigVersionPublic:
     """Return one config version, with what changed from the one before (or from ``against``)."""
     row = command_device(session, principal, device, "viewer")
-    found = _version(session, device, version)
+    found = _version(session, device, config_version)
     if found is None or (against is not None and _version(session, device, against) is None):
-        missing = version if found is None else against
+        missing = config_version if found is None else against
         raise not_found("config version", missing, f"list them: GET /api/v1/devices/{device}/config/versions")
     return _public(session, found, row.config_version, against)
 
