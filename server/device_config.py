@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlmodel import Session, col, select
 
+from kits.derived import Derivation
 from kits.errors import SuitcaseError
 from kits.models import Calibration, DeviceConfig, DeviceSensor
 from kits.wire import CommandReply
@@ -82,6 +83,8 @@ SECTIONS: dict[str, Section] = {
     ),
     "sensors": Section(TypeAdapter(list[DeviceSensor]), lambda v: {"sensors": v}),
     "calibration": Section(TypeAdapter(list[Calibration]), lambda v: {"calibration": v}, list),
+    # Derived quantities (kits.derived), applied by the server on read (server.derived): never sent.
+    "derived": Section(TypeAdapter(list[Derivation]), _server_only, list),
 }
 
 

@@ -23,7 +23,6 @@ __all__ = [
     "CalibrationRow",
     "DeploymentDeviceRow",
     "DeploymentRow",
-    "DerivedConfigRow",
     "DeviceCommandRow",
     "DeviceConfigRow",
     "DeviceRow",
@@ -315,24 +314,6 @@ class DeploymentDeviceRow(SQLModel, table=True):
     device_id: str = Field(foreign_key="devices.id", index=True, max_length=64)
     from_t: float
     to_t: float | None = None
-
-
-class DerivedConfigRow(SQLModel, table=True):
-    """One version of a deployment's derived quantities (``kits.derived``), never updated.
-
-    The newest version is applied on read to every reading of the deployment's devices, old
-    ones included (``server.derived``); the readings themselves are never changed.
-    """
-
-    __tablename__ = "derived_configs"
-    __table_args__ = (UniqueConstraint("deployment_id", "version"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    deployment_id: int = Field(foreign_key="deployments.id", index=True)
-    version: int
-    derivations: list[dict[str, Any]] = _json(list)
-    created_at: float
-    created_by: str = Field(default="", max_length=254)
 
 
 class EnrollmentCodeRow(SQLModel, table=True):

@@ -147,6 +147,10 @@ def _put(town: Town, key: str, rules: list[dict[str, Any]], who: str = "operator
     )
 
 
+def _set(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if v is not None} for r in rules]
+
+
 def _latest(html: str, list_id: str) -> dict[str, str]:
     block = re.search(rf'<dl class="[^"]*" id="{list_id}">(.*?)</dl>', html, re.S)
     assert block is not None, list_id
@@ -180,12 +184,24 @@ def test_definitions_are_versioned_and_bad_ones_refused(town: Town) -> None:
         assert response.status_code == 422, response.text
         assert words in response.text and "set it to" in response.text
     assert _put(town, "bin", [{"kind": "fill_level", "depth_mm": 1000}], who="viewer").status_code == 403
+    stranger = _put(town, "bin", [{"kind": "fill_level", "depth_mm": 1000, "device": "meter-1"}])
+    assert stranger.status_code == 422 and "'meter-1' is not in deployment" in stranger.text
     first = _put(town, "bin", [{"kind": "fill_level", "depth_mm": 1200}])
-    assert first.status_code == 200 and first.json()["version"] == 1
+    assert first.status_code == 200 and first.json()["config_versions"] == {"bin-1": 1}
     second = _put(town, "bin", [{"kind": "fill_level", "depth_mm": 1000}]).json()
-    assert second["version"] == 2 and second["outputs"] == ["fill_level"] and second["missing"] == []
-    assert [v["version"] for v in second["versions"]] == [2, 1]
-    assert second["versions"][1]["derivations"] == [{"kind": "fill_level", "depth_mm": 1200.0}]
+    assert second["config_versions"] == {"bin-1": 2} and second["outputs"] == ["fill_level"]
+    assert second["missing"] == []
+    assert [(v["device"], v["version"]) for v in second["versions"]] == [("bin-1", 2), ("bin-1", 1)]
+    assert _set(second["versions"][1]["derivations"]) == [{"kind": "fill_level", "depth_mm": 1200.0}]
+    same = _put(town, "bin", [{"kind": "fill_level", "depth_mm": 1000}]).json()  # nothing new
+    assert same["config_versions"] == {"bin-1": 2}
+    # one version history per device: the derived section is in the device's config, beside the rest
+    config = town.client.get("/api/v1/devices/bin-1/config/versions", headers=town.tokens["viewer"]).json()
+    assert [(v["version"], _set(v["body"]["derived"])) for v in config] == [
+        (2, [{"kind": "fill_level", "depth_mm": 1000.0}]),
+        (1, [{"kind": "fill_level", "depth_mm": 1200.0}]),
+    ]
+    assert config[0]["note"] == f"derived quantities of deployment {town.deployments['bin']}"
     got = town.client.get(
         f"/api/v1/deployments/{town.deployments['bin']}/derived", headers=town.tokens["viewer"]
     )
@@ -194,7 +210,16 @@ def test_definitions_are_versioned_and_bad_ones_refused(town: Town) -> None:
     energy = town.client.get(
         f"/api/v1/deployments/{town.deployments['energy']}/derived", headers=town.tokens["viewer"]
     )
-    assert energy.json()["version"] is None and energy.json()["missing"] == ["clamp"]
+    assert energy.json()["config_versions"] == {} and energy.json()["missing"] == ["clamp"]
+    # a deployment without a device yet has nowhere to keep them: refused with what to do first
+    empty = town.client.post(
+        "/api/v1/deployments",
+        json={"name": "no Pi yet", "use_case_id": "waste-bin-fill"},
+        headers=town.tokens["operator"],
+    ).json()
+    town.deployments["empty"] = empty["id"]
+    refused = _put(town, "empty", [{"kind": "fill_level", "depth_mm": 1000}])
+    assert refused.status_code == 409 and "enroll or claim its Pis first" in refused.text
 
 
 def test_bin_page_shows_fill_level_first_raw_distance_a_click_away(town: Town) -> None:
