@@ -116,7 +116,7 @@ GLOBAL_ADMIN_LISTS = ("/api/v1/users", "/api/v1/audit", "/api/v1/agent-releases"
 
 def _param(ids: dict[str, Any], name: str) -> str:
     """Org A's thing for a path parameter; an id org A has none of (say, a rollout) is a number."""
-    return str(ids.get(name, 999_999 if name.endswith("_id") else ids["device"]))
+    return str(ids.get(name, 999_999 if name.endswith(("_id", "_version")) else ids["device"]))
 
 
 # Routes whose required query parameters must be valid for the check of the caller to be reached.
@@ -136,6 +136,7 @@ def _bodies(ids: dict[str, Any]) -> dict[tuple[str, str], Any]:
         ("PATCH", "/api/v1/kits/{kit_id}"): {"condition": "damaged"},
         ("PUT", "/api/v1/deployments/{deployment_id}/derived"): {"derivations": [{"kind": "dew_point"}]},
         ("POST", "/api/v1/devices/{device}/commands"): {"name": "ping"},
+        ("POST", "/api/v1/devices/{device}/config/versions"): {"sections": {"calibration": []}},
         ("POST", "/api/v1/rollouts"): {"version": "9.9.9"},
         ("PUT", "/api/v1/devices/{device}/updates"): {"opt_out": True},
         ("PUT", "/api/v1/orgs/{org_id}/updates"): {"opt_out": True},
