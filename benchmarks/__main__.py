@@ -18,6 +18,8 @@ BENCHMARKS = [
     "benchmarks.bench_mqtt_tls",
     "benchmarks.bench_edge",
     "benchmarks.bench_server",
+    "benchmarks.bench_gateways",
+    "benchmarks.bench_fleet",  # the longest: 100, 1,000 and 10,000 simulated devices
 ]
 
 

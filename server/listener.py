@@ -153,6 +153,8 @@ class StatusListener:
         self._stopping = threading.Event()
         self._retrier: threading.Thread | None = None
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._connect_failures = 0
         self._client.on_subscribe = lambda *_args: self.subscribed.set()
         self._client.on_message = self._on_message
 
@@ -160,10 +162,25 @@ class StatusListener:
         if getattr(reason, "is_failure", False):
             log.error("the status listener could not log in to the broker: %s", reason)
             return
+        self._connect_failures = 0
         from server.device_commands import REPLY_SUBSCRIPTION
 
         self.subscribed.clear()
         client.subscribe([(subscription("status"), 1), (subscription("meta"), 1), (REPLY_SUBSCRIPTION, 1)])
+
+    def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
+        self._connect_failures += 1
+        if self._connect_failures in (1, 10) or self._connect_failures % 100 == 0:  # never a log flood
+            log.warning(
+                "the status listener cannot connect to the broker %s:%s (%d tries): it is down or "
+                "unreachable%s; retrying",
+                self.settings.mqtt_host,
+                self.settings.mqtt_port,
+                self._connect_failures,
+                ", or its certificate is not accepted (check SUITCASE_SERVER_MQTT_CA_FILE and MQTT_HOST)"
+                if self.settings.mqtt_tls
+                else "",
+            )
 
     def publish(self, topic: str, payload: bytes) -> bool:
         """Publish with QoS 1 (a command to a device); False when not connected to the broker."""

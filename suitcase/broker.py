@@ -166,14 +166,22 @@ class EmbeddedBroker(_BrokerBase):
 
 
 _PR_SET_PDEATHSIG = 1
+# Open files a Mosquitto we start may hold (one socket per client): 200,000 clients.
+BROKER_OPEN_FILES = 200_000
 
 
 def _raise_child_open_files(pid: int) -> None:
-    """Raise a child's soft open-file limit to its hard limit (Linux ``prlimit``; elsewhere nothing)."""
+    """Raise a child's open-file limit (Linux ``prlimit``; elsewhere nothing): as root to
+    :data:`BROKER_OPEN_FILES`, otherwise the soft limit to the hard one."""
     try:
         import resource
 
         _soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        try:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (BROKER_OPEN_FILES, BROKER_OPEN_FILES))
+            return
+        except (OSError, ValueError):  # not root: up to the hard limit
+            pass
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (hard, hard))
     except (ImportError, AttributeError, OSError, ValueError) as exc:
         log.warning("could not raise mosquitto's open-file limit: %s", exc)

@@ -4,17 +4,17 @@ with its claim code and receives its config once (``POST /api/v1/claims/poll``).
 
 from __future__ import annotations
 
-import asyncio
 import random
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from kits.errors import SuitcaseError
 from server.security import new_claim_code
 from suitcase.simulate.device import BEHAVIOURS, Behaviour, Enrolled
+from suitcase.simulate.http import Api
 
 __all__ = ["EnrollmentReport", "enroll_fleet", "part_quantities", "pick_behaviours"]
 
@@ -49,19 +49,7 @@ def pick_behaviours(count: int, mix: dict[Behaviour, float], rng: random.Random)
     return out
 
 
-def _check(response: httpx.Response, what: str) -> Any:
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text[:300]
-        if isinstance(detail, list):
-            detail = "; ".join(str(d.get("msg", d)) for d in detail[:5])
-        raise SuitcaseError(f"{what} failed ({response.status_code}): {detail}")
-    return response.json()
-
-
-async def enroll_fleet(
+def enroll_fleet(
     server: str,
     token: str,
     count: int,
@@ -80,61 +68,53 @@ async def enroll_fleet(
     Raises:
         SuitcaseError: the server refused a step (its reason is in the message).
     """
-    loop = asyncio.get_running_loop()
-    headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=server.rstrip("/") + "/api/v1", headers=headers, timeout=600, limits=limits
-    ) as http:
-        body: dict[str, Any] = {"name": f"simulation {run}"}
+    api = Api(server, token)
+    body: dict[str, Any] = {"name": f"simulation {run}"}
+    if org_id is not None:
+        body["org_id"] = org_id
+    deployment = api.call("POST", "/deployments", "creating the simulation's deployment", body=body)
+    codes = [new_claim_code() for _ in range(count)]
+    rows = [
+        f"SIM-{run}-{i // pis_per_kit:05d},{profile},{i % pis_per_kit + 1},{code},"
+        f"{deployment['id']},{interval_s:g}"
+        for i, code in enumerate(codes)
+    ]
+    started = time.monotonic()
+    registry = broker = 0.0
+    chunk_rows = IMPORT_ROWS - IMPORT_ROWS % pis_per_kit  # a chunk never splits a kit
+    for start in range(0, count, chunk_rows):
+        text = (
+            "kit,profile,pi,claim_code,deployment,interval_s\n"
+            + "\n".join(rows[start : start + chunk_rows])
+            + "\n"
+        )
+        payload: dict[str, Any] = {"csv": text}
         if org_id is not None:
-            body["org_id"] = org_id
-        deployment = _check(
-            await http.post("/deployments", json=body), "creating the simulation's deployment"
-        )
-        codes = [new_claim_code() for _ in range(count)]
-        rows = [
-            f"SIM-{run}-{i // pis_per_kit:05d},{profile},{i % pis_per_kit + 1},{code},"
-            f"{deployment['id']},{interval_s:g}"
-            for i, code in enumerate(codes)
-        ]
-        started = loop.time()
-        registry = broker = 0.0
-        for start in range(0, count, IMPORT_ROWS):
-            chunk = rows[start : start + IMPORT_ROWS]
-            # A chunk never splits a kit: IMPORT_ROWS is a multiple of the Pis per kit.
-            text = "kit,profile,pi,claim_code,deployment,interval_s\n" + "\n".join(chunk) + "\n"
-            payload: dict[str, Any] = {"csv": text}
-            if org_id is not None:
-                payload["org_id"] = org_id
-            done = _check(await http.post("/kits/import", json=payload), f"importing rows {start + 2}..")
-            registry += done["seconds_registry"]
-            broker += done["seconds_broker"]
-            progress("import", min(count, start + IMPORT_ROWS), count)
-        seconds_import = loop.time() - started
-        started = loop.time()
-        results: list[Enrolled | None] = [None] * count
-        gate = asyncio.Semaphore(concurrency)
-        finished = 0
+            payload["org_id"] = org_id
+        done = api.call("POST", "/kits/import", f"importing rows {start + 2}..", body=payload)
+        registry += done["seconds_registry"]
+        broker += done["seconds_broker"]
+        progress("import", min(count, start + chunk_rows), count)
+    seconds_import = time.monotonic() - started
+    started = time.monotonic()
+    devices = Api(server)  # a Pi polls with its claim code only
 
-        async def poll(index: int) -> None:
-            nonlocal finished
-            async with gate:
-                answer = _check(
-                    await http.post("/claims/poll", json={"code": codes[index], "agent": "sim"}),
-                    f"device {index}'s claim poll",
-                )
-            if answer.get("status") != "ready" or not answer.get("device"):
-                raise SuitcaseError(
-                    f"device {index}'s claim poll answered {answer.get('status')}: {answer.get('message')}"
-                )
-            results[index] = Enrolled.from_poll(answer["device"], behaviours[index], part_quantities)
-            finished += 1
-            if finished % 100 == 0 or finished == count:
-                progress("enroll", finished, count)
-
-        await asyncio.gather(*(poll(i) for i in range(count)))
-        devices = [r for r in results if r is not None]
-        return EnrollmentReport(
-            devices, deployment["id"], seconds_import, registry, broker, loop.time() - started
+    def poll(index: int) -> Enrolled:
+        answer = devices.call(
+            "POST", "/claims/poll", f"device {index}'s claim poll", body={"code": codes[index]}
         )
+        if answer.get("status") != "ready" or not answer.get("device"):
+            raise SuitcaseError(
+                f"device {index}'s claim poll answered {answer.get('status')}: {answer.get('message')}"
+            )
+        return Enrolled.from_poll(answer["device"], behaviours[index], part_quantities)
+
+    enrolled: list[Enrolled] = []
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="claim-poll") as pool:
+        for one in pool.map(poll, range(count)):
+            enrolled.append(one)
+            if len(enrolled) % 100 == 0 or len(enrolled) == count:
+                progress("enroll", len(enrolled), count)
+    return EnrollmentReport(
+        enrolled, deployment["id"], seconds_import, registry, broker, time.monotonic() - started
+    )

@@ -36,6 +36,12 @@ def raise_open_files(needed: int) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft >= needed:
         return int(soft)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        try:  # as root (CAP_SYS_RESOURCE) the hard limit can be raised too, up to fs.nr_open
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            return needed
+        except (ValueError, OSError):
+            pass
     target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
     if target > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

@@ -9,7 +9,6 @@ packs became dead letters.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
 import time
@@ -17,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
+from kits.errors import SuitcaseError
 from suitcase.simulate.device import Behaviour, Counters
 from suitcase.simulate.enroll import enroll_fleet, pick_behaviours
 from suitcase.simulate.fleet import FleetPlan, run_fleet
+from suitcase.simulate.http import Api
 
 __all__ = ["Options", "Summary", "simulate"]
 
@@ -94,18 +93,21 @@ def _watch_online(
     server: str, token: str, expected: int, start_at: float, stop: threading.Event, summary: Summary
 ) -> None:
     """Poll the fleet API until it counts ``expected`` devices online; note when."""
-    with httpx.Client(
-        base_url=server.rstrip("/") + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as http:
-        while not stop.is_set():
-            try:
-                answer = http.get("/devices", params={"online": "true", "registered": "true", "limit": 1})
-                if answer.status_code == 200 and answer.json().get("count", 0) >= expected:
-                    summary.fleet_all_online_s = time.time() - start_at
-                    return
-            except httpx.HTTPError:
-                pass
-            stop.wait(0.25)
+    api = Api(server, token, timeout=30)
+    while not stop.is_set():
+        try:
+            answer = api.call(
+                "GET",
+                "/devices",
+                "the fleet list",
+                params={"online": "true", "registered": "true", "limit": 1},
+            )
+            if answer.get("count", 0) >= expected:
+                summary.fleet_all_online_s = time.time() - start_at
+                return
+        except SuitcaseError:
+            pass
+        stop.wait(0.25)
 
 
 def simulate(
@@ -123,18 +125,16 @@ def simulate(
     run = options.run or f"{int(time.time()) % 10**6:06d}"
     behaviours = pick_behaviours(options.count, options.mix, rng)
     summary = Summary(options, behaviours={b: behaviours.count(b) for b in sorted(set(behaviours))})
-    report = asyncio.run(
-        enroll_fleet(
-            server,
-            token,
-            options.count,
-            behaviours=behaviours,
-            interval_s=options.interval_s,
-            profile=options.profile,
-            org_id=org_id,
-            run=run,
-            progress=on_phase,
-        )
+    report = enroll_fleet(
+        server,
+        token,
+        options.count,
+        behaviours=behaviours,
+        interval_s=options.interval_s,
+        profile=options.profile,
+        org_id=org_id,
+        run=run,
+        progress=on_phase,
     )
     summary.seconds_import, summary.seconds_polls = report.seconds_import, report.seconds_polls
     summary.seconds_registry, summary.seconds_broker = report.seconds_registry, report.seconds_broker

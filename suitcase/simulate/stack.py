@@ -9,7 +9,6 @@ the broker as its dynamic-security admin (one account for the stack; a city give
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -21,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import httpx
-
 from kits.errors import ConfigError, SuitcaseError
 from suitcase.broker import MosquittoBroker, free_port, wait_for_port
+from suitcase.simulate.http import Api, ApiError
 
 __all__ = ["DYNSEC_PLUGIN", "LocalStack"]
 
@@ -53,10 +51,13 @@ class LocalStack:
     Args:
         workdir: where configs, databases and logs go.
         gateways: gateway processes sharing one subscription group.
+        dynsec: every device its own broker account (dynamic security); off, devices log in
+            anonymously (for fleets whose accounts would take too long to make: README, "Sizing").
     """
 
     workdir: Path
     gateways: int = 1
+    dynsec: bool = True
     server_env: dict[str, str] = field(default_factory=dict)
     broker: MosquittoBroker | None = None
     server_url: str = ""
@@ -64,6 +65,11 @@ class LocalStack:
     org_id: int = 0
     _admin: tuple[str, str] = ("admin", "")
     _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def web_password(self) -> str:
+        """The password of the stack's global admin (``simulate@example.org``) for the pages."""
+        return self._admin[1] + "-web"
 
     @property
     def store_path(self) -> Path:
@@ -95,6 +101,13 @@ class LocalStack:
             raise ConfigError("mosquitto_ctrl is not installed: `apt-get install mosquitto-clients`")
         password = secrets.token_urlsafe(16)
         self._admin = ("admin", password)
+        if not self.dynsec:  # devices log in anonymously; no broker accounts are made
+            self.broker = MosquittoBroker(self.workdir / "mosquitto")
+            self.broker.start()
+            self._start_server()
+            for index in range(self.gateways):
+                self.start_gateway(index)
+            return
         dynsec = self.workdir / "dynsec.json"
         dynsec.unlink(missing_ok=True)
         subprocess.run(
@@ -132,11 +145,11 @@ class LocalStack:
                 "SUITCASE_SERVER_MQTT_PORT": str(self.broker.port),
                 "SUITCASE_SERVER_MQTT_USERNAME": self._admin[0],
                 "SUITCASE_SERVER_MQTT_PASSWORD": self._admin[1],
-                "SUITCASE_SERVER_MQTT_DYNSEC": "true",
+                "SUITCASE_SERVER_MQTT_DYNSEC": "true" if self.dynsec else "false",
                 "SUITCASE_SERVER_OPEN_READS": "false",
                 "SUITCASE_GATEWAY_USERNAME": self._admin[0],
                 "SUITCASE_GATEWAY_PASSWORD": self._admin[1],
-                "SUITCASE_ADMIN_PASSWORD": self._admin[1] + "-web",
+                "SUITCASE_ADMIN_PASSWORD": self.web_password,
                 **self.server_env,
             }
         )
@@ -180,20 +193,25 @@ class LocalStack:
         except SuitcaseError as exc:
             raise SuitcaseError(f"the server did not start: {self.log_tail('server')}") from exc
         self.server_url = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=self.server_url + "/api/v1", timeout=60) as http:
-            login = http.post("/auth/login", json={"email": ADMIN_EMAIL, "password": self._admin[1] + "-web"})
-            login.raise_for_status()
-            csrf = {"X-CSRF-Token": login.json()["csrf"]}
-            org = http.post(
-                "/orgs", json={"slug": "simcity", "name": "Sim City", "kind": "municipality"}, headers=csrf
-            )
-            org.raise_for_status()
-            self.org_id = org.json()["id"]
-            token = http.post(
-                "/tokens", json={"name": "simulate", "org_id": self.org_id, "role": "admin"}, headers=csrf
-            )
-            token.raise_for_status()
-            self.token = token.json()["token"]
+        api = Api(self.server_url, timeout=60)  # a session: the cookie, then the CSRF header
+        login = api.call(
+            "POST", "/auth/login", "logging in", body={"email": ADMIN_EMAIL, "password": self.web_password}
+        )
+        api.headers["X-CSRF-Token"] = login["csrf"]
+        org = api.call(
+            "POST",
+            "/orgs",
+            "creating the organisation",
+            body={"slug": "simcity", "name": "Sim City", "kind": "municipality"},
+        )
+        self.org_id = org["id"]
+        token = api.call(
+            "POST",
+            "/tokens",
+            "making an API token",
+            body={"name": "simulate", "org_id": self.org_id, "role": "admin"},
+        )
+        self.token = token["token"]
 
     def start_gateway(self, index: int) -> None:
         """Start gateway ``index`` (client id ``sim-gateway-{index}``, shared group ``sim``)."""
@@ -246,8 +264,13 @@ class LocalStack:
             for name, process in self._processes.items():
                 if process.poll() is not None:
                     raise SuitcaseError(f"{name} stopped (exit {process.returncode}): {self.log_tail(name)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.server_url + "/api/v1/health", timeout=5).status_code < 500:
+            try:
+                Api(self.server_url, timeout=5).call("GET", "/health", "the health check")
+                return
+            except ApiError as exc:
+                if exc.status < 500:
                     return
+            except SuitcaseError:
+                pass
             time.sleep(0.2)
         raise SuitcaseError(f"the stack was not ready within {timeout:.0f} s")

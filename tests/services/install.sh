@@ -13,6 +13,8 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 have chromium         || need+=(chromium chromium-driver)
 have shellcheck       || need+=(shellcheck)        # hardware/pi-setup.sh is linted by the tests
 have pdftoppm         || need+=(poppler-utils)     # the quick-start card's PDF is rendered to look at
+have openssl          || need+=(openssl)           # suitcase services makes the broker's CA with it
+have systemd-analyze  || need+=(systemd)           # deploy/systemd units are checked with verify
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "services: all installed"

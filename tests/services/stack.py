@@ -2,11 +2,13 @@
 authentication, PostgreSQL with passwords) for tests: free loopback ports, temporary directories.
 
 ``stack_factory`` makes stacks with the same code a city runs (:func:`suitcase.services.stack.up`),
-supervised by the stack's own supervisor (no systemd here); all are stopped at the end.
+supervised by the stack's own supervisor (no systemd here); each is stopped after its test.
+``running_stack()`` is the same as a context manager (for a module-wide stack).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,7 +24,7 @@ from suitcase.services.postgres import find_pg_bin
 from suitcase.services.stack import down, up
 from tests.services import require_service
 
-__all__ = ["new_layout", "stack_factory"]
+__all__ = ["new_layout", "running_stack", "stack_factory"]
 
 
 def new_layout(root: Path | None = None) -> Layout:
@@ -49,19 +51,21 @@ def _require() -> None:
         require_service("postgresql", "apt-get install postgresql")
 
 
-@pytest.fixture(scope="session")
-def stack_factory() -> Iterator[Callable[[], Layout]]:
-    """Make and start production stacks on demand; each is stopped and removed at the end."""
+@contextlib.contextmanager
+def running_stack() -> Iterator[Layout]:
+    """A production stack, up for the ``with`` block, then stopped and removed."""
     _require()
-    made: list[Layout] = []
-
-    def make() -> Layout:
-        layout = new_layout()
-        made.append(layout)
+    layout = new_layout()
+    try:
         up(layout, use_systemd=False)
-        return layout
-
-    yield make
-    for layout in made:
+        yield layout
+    finally:
         down(layout, use_systemd=False)
         shutil.rmtree(layout.config_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture()
+def stack_factory() -> Iterator[Callable[[], Layout]]:
+    """Make and start production stacks on demand; each is stopped and removed after the test."""
+    with contextlib.ExitStack() as stacks:
+        yield lambda: stacks.enter_context(running_stack())

@@ -8,12 +8,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from deploy import DEPLOY_DIR
 from suitcase.services.deploy_files import DEFAULT_LAYOUT, render_deploy_files
 from suitcase.services.processes import find_binaries, process_specs
 from suitcase.services.systemd import render_units
+from tests.services import require_service
 
 
 def test_deploy_files_are_the_rendered_ones() -> None:
@@ -33,10 +32,11 @@ def test_deploy_files_are_the_rendered_ones() -> None:
 def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     """Test that systemd accepts every unit, the gateway template as two instances."""
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed (package systemd)")
+        require_service("systemd-analyze", "apt-get install systemd")
     binaries, missing = find_binaries()
     if binaries is None:
-        pytest.skip(f"the services' programs are missing: {missing}")
+        require_service(", ".join(missing), "apt-get install mosquitto influxdb postgresql openssl")
+    assert binaries is not None
     suitcase = shutil.which("suitcase") or str(Path(__file__).parents[3] / ".venv" / "bin" / "suitcase")
     units = render_units(DEFAULT_LAYOUT, process_specs(DEFAULT_LAYOUT, binaries, as_root=True), suitcase)
     for name, text in units.items():

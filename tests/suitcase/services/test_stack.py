@@ -11,7 +11,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from suitcase.services.settings_files import parse_env
 from suitcase.services.stack import down, status, up
 from suitcase.services.supervisor import supervisor_pid
 from suitcase.services.tls import TlsFiles, make_ca, make_server_cert
-from tests.services.stack import new_layout
+from tests.services.stack import new_layout, running_stack
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.influxdb, pytest.mark.postgres]
@@ -45,8 +45,9 @@ def _snapshot(*roots: Path) -> dict[str, tuple[int, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def stack(stack_factory: Callable[[], Layout]) -> Layout:
-    return stack_factory()
+def stack() -> Iterator[Layout]:
+    with running_stack() as layout:
+        yield layout
 
 
 def test_second_up_changes_nothing(stack: Layout) -> None:
@@ -148,16 +149,16 @@ def test_supervisor_restarts_a_killed_service(stack: Layout) -> None:
     wait_until(back, timeout=60)
 
 
-def test_down_stops_and_up_starts_again(stack_factory: Callable[[], Layout]) -> None:
-    """Test that down stops every service (data kept) and up brings the same stack back."""
-    layout = stack_factory()
-    secrets = layout.secrets_file.read_text()
-    assert down(layout, use_systemd=False)
-    assert [s.listening for s in status(layout)] == [False, False, False]
-    assert not down(layout, use_systemd=False)
-    assert up(layout, use_systemd=False) == ["started the services"]
-    assert layout.secrets_file.read_text() == secrets
-    assert [s.listening for s in status(layout)] == [True, True, True]
+def test_down_stops_and_up_starts_again(stack: Layout) -> None:
+    """Test that down stops every service (data kept) and up brings the same stack back (this
+    module's stack: it runs after the tests above)."""
+    secrets = stack.secrets_file.read_text()
+    assert down(stack, use_systemd=False)
+    assert [s.listening for s in status(stack)] == [False, False, False]
+    assert not down(stack, use_systemd=False)
+    assert up(stack, use_systemd=False) == ["started the services"]
+    assert stack.secrets_file.read_text() == secrets
+    assert [s.listening for s in status(stack)] == [True, True, True]
 
 
 # --- bad input: each refusal names the problem and the fix, and writes nothing ---
@@ -222,3 +223,25 @@ def test_up_refuses_a_certificate_for_another_host(tmp_path: Path) -> None:
     assert not layout.config_dir.exists()
     mismatched = TlsFiles(ca=theirs.ca, cert=theirs.cert, key=make_server_cert(ca, tmp_path / "k", ["x"]).key)
     _refused(layout, "does not belong to the certificate", tls=mismatched)
+
+
+def test_cli_up_refusal_exits_2_with_the_reason(tmp_path: Path) -> None:
+    """Test `suitcase services up` on the command line: a refusal is exit 2 with the reason, and
+    --cert without --key and --ca is refused before anything else."""
+    from typer.testing import CliRunner
+
+    from suitcase.cli import build_app
+
+    layout = new_layout(tmp_path)
+    runner = CliRunner()
+    base = ["services", "up", "--config-dir", str(layout.config_dir), "--data-dir", str(layout.data_dir)]
+    base += ["--hostname", "localhost", "--mqtt-port", str(layout.ports.mqtt_tls)]
+    result = runner.invoke(build_app(base), [*base, "--cert", str(tmp_path / "x.crt")])
+    assert result.exit_code == 2 and "--cert, --key and --ca go together" in result.output
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", layout.ports.mqtt_tls))
+        holder.listen()
+        result = runner.invoke(build_app(base), base)
+    assert result.exit_code == 2, result.output
+    assert f"0.0.0.0:{layout.ports.mqtt_tls} for mosquitto" in result.output
+    assert not layout.config_dir.exists()
