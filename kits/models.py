@@ -377,6 +377,7 @@ class DeviceSensor(_OnTheBus):
     stuck_after: int = Field(
         default=60, ge=0, description="identical readings in a row that flag the sensor stuck; 0: never"
     )
+    enabled: bool = Field(default=True, description="false: kept in the config but not read")
 
 
 class DeviceConfig(_Model):
@@ -392,6 +393,9 @@ class DeviceConfig(_Model):
     publish_interval_s: float = Field(default=10.0, gt=0, le=86400)
     calibration: list[Calibration] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    config_version: int | None = Field(
+        default=None, ge=1, description="the server's device config version this is (reported in meta)"
+    )
 
     @field_validator("sensors")
     @classmethod

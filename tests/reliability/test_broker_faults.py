@@ -18,7 +18,6 @@ from tests.reliability.conftest import (
     drained,
     ledger_of,
     make_agent,
-    new_device,
     running,
 )
 from tests.reliability.faults import SCALE, record, stored_rows, tally, wait_landed
@@ -36,7 +35,7 @@ def test_graceful_restart_with_a_backlog_for_the_gateway_loses_and_doubles_nothi
     reconnect and go on, and the returning gateway drains it all once."""
     stack = ready
     begin = time.time() - 5
-    agents = [make_agent(new_device("restart"), stack.broker.port, tmp_path / f"a{i}") for i in range(AGENTS)]
+    agents = [make_agent(stack, f"restart-{i}", tmp_path / f"a{i}") for i in range(AGENTS)]
     with running(agents):
         time.sleep(1.0)
         stack.pause_gateway()
@@ -74,7 +73,7 @@ def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(
     recovers every reading: nothing lost, nothing doubled in the end."""
     stack = ready
     begin = time.time() - 5
-    agents = [make_agent(new_device("crash"), stack.broker.port, tmp_path / f"a{i}") for i in range(AGENTS)]
+    agents = [make_agent(stack, f"crash-{i}", tmp_path / f"a{i}") for i in range(AGENTS)]
     with running(agents):
         time.sleep(1.0)
         stack.pause_gateway()
@@ -93,7 +92,7 @@ def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(
             "before resend", ledger, stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5)
         )
         assert before.lost > 0, f"the kill should have lost the unsaved backlog: {before.summary()}"
-        commander = Commander(stack.broker)
+        commander = Commander(stack.broker, stack.server_login)
         try:
             for agent in agents:
                 reply = commander.send(

@@ -102,6 +102,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/devices/{device}"): "401 401 401 403 200 200 200 200 404 200 200",
     ("GET", "/api/v1/devices/{device}/commands"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/api/v1/devices/{device}/commands/{command_id}"): "401 401 401 403 403 200 200 200 404 200 401",
+    ("GET", "/api/v1/devices/{device}/config/versions"): "401 401 401 403 403 200 200 200 404 200 401",
+    (
+        "GET",
+        "/api/v1/devices/{device}/config/versions/{config_version}",
+    ): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/api/v1/devices/{device}/latest"): "401 401 401 403 200 200 200 200 404 200 200",
     ("GET", "/api/v1/devices/{device}/readings"): "401 401 401 403 200 200 200 200 404 200 200",
     ("GET", "/api/v1/export/deployments.geojson"): "200 200 200 200 200 200 200 200 200 200 200",
@@ -134,6 +139,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/docs"): "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/docs/oauth2-redirect"): "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/fleet"): "303 401 401 403 403 200 200 200 200 200 303",
+    ("GET", "/fleet/devices/{device}"): "303 401 401 403 403 200 200 200 404 200 303",
+    ("GET", "/fleet/devices/{device}/live"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/fleet/live"): "401 401 401 403 403 200 200 200 200 200 401",
     ("GET", "/kiosk"): "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/kiosk/data"): "401 401 401 200 403 401 401 401 401 401 401",
@@ -172,6 +179,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/claims/qr"): "401 401 401 403 403 403 200 200 404 200 401",
     ("POST", "/api/v1/deployments"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/devices/{device}/commands"): "401 401 401 403 403 403 201 201 404 201 401",
+    ("POST", "/api/v1/devices/{device}/config/versions"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/deployments/{deployment_id}/end"): "401 401 401 403 403 403 200 200 404 200 401",
     ("POST", "/api/v1/enroll"): "200 200 200 200 200 200 200 200 200 200 200",
     ("POST", "/api/v1/enrollment-codes"): "401 401 401 403 403 403 201 201 404 201 401",
@@ -334,6 +342,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             "public_deployment_id": square["id"],
             "device": device,
             "command_id": command["command_id"],
+            "config_version": 1,
             "rule_id": rule["id"],
             "token_id": token["id"],
             "use_case_id": "a-own",
@@ -555,6 +564,9 @@ def _bodies(ids: Ids, who: str) -> dict[tuple[str, str], Any]:
         ("POST", "/api/v1/rollouts"): {"version": "0.0.1"},
         ("PUT", "/api/v1/devices/{device}/updates"): {"opt_out": False},
         ("PUT", "/api/v1/orgs/{org_id}/updates"): {"opt_out": False},
+        ("POST", "/api/v1/devices/{device}/config/versions"): {
+            "sections": {"sampling": {"publish_interval_s": 2 + time.monotonic_ns() % 10**6 / 1000}}
+        },
         ("PUT", "/api/v1/deployments/{deployment_id}/assessment"): {"expert_score_pct": 10},
         ("POST", "/api/v1/enrollment-codes"): {"deployment_id": ids["deployment_id"]},
         ("POST", "/api/v1/claims/bind"): {

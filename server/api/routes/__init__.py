@@ -16,6 +16,7 @@ ROUTES: tuple[str, ...] = (
     "catalog",
     "devices",
     "commands",
+    "device_configs",
     "readings",
     "dead_letters",
     "auth",

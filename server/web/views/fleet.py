@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from gateway.store import Reader
@@ -22,6 +23,7 @@ from server.settings import ServerSettings
 from server.tables import (
     DeploymentDeviceRow,
     DeploymentRow,
+    DeviceConfigRow,
     DeviceRow,
     KitRow,
     LoanRow,
@@ -29,6 +31,7 @@ from server.tables import (
 )
 from server.web.i18n import Translator, pick_language
 from server.web.render import ago, local_time, login_redirect, org_zone, render
+from server.web.views.device import diagnostics_view
 
 __all__ = ["CALIBRATION_SOON_S", "FleetRow", "fleet_rows", "router"]
 
@@ -62,6 +65,9 @@ class FleetRow:
     deployment: str | None = None
     deployment_id: int | None = None
     agent_version: str | None = None
+    config_version: int | None = None  # in force on the device (its meta or reply)
+    config_newest: int | None = None  # the newest version on the server
+    diagnostics: dict[str, str] = field(default_factory=dict)
 
 
 def _visible_orgs(session: Session, principal: Principal) -> dict[int, OrganisationRow]:
@@ -113,6 +119,17 @@ def fleet_rows(
     )
     borrower_orgs = {o.id: o for o in session.exec(select(OrganisationRow)).all()} if loans else {}
     calibrations: dict[int, list[Any]] = {k: current_calibrations(session, k) for k in kit_ids}
+    newest: dict[str, int] = (
+        dict(
+            session.exec(
+                select(DeviceConfigRow.device_id, func.max(DeviceConfigRow.version))
+                .where(col(DeviceConfigRow.device_id).in_(ids))
+                .group_by(col(DeviceConfigRow.device_id))
+            ).all()
+        )
+        if ids
+        else {}
+    )
 
     rows: list[FleetRow] = []
     for dev in devices:
@@ -139,6 +156,9 @@ def fleet_rows(
             missing=list(dev.missing),
             healthy=(all(s == "ok" for s in states) and not dev.missing) if dev.meta_at is not None else None,
             agent_version=dev.agent_version,
+            config_version=dev.config_version,
+            config_newest=newest.get(dev.id),
+            diagnostics=diagnostics_view(dev.diagnostics or {}) if dev.diagnostics else {},
         )
         if dev.id in current:
             row.deployment_id, row.deployment = current[dev.id]
