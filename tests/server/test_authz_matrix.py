@@ -279,8 +279,8 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         store=str(tmp_path / "store.db"),
         alert_interval_s=0,
         open_reads=False,
-        # Who may call, not how often: the two apps share the registry's export counts (replicas
-        # share them) and a fixed clock never ends the minute; the limit has its own tests.
+        # Every caller's exports come from one address on a clock that never moves: the export
+        # limit (tested on its own) would answer 429 where this test asks who may call.
         export_per_min=1000,
     )
     with (

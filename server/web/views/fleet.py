@@ -1,12 +1,15 @@
 """``GET /fleet``: every device of the organisations the user may see, with its health.
 
-Online/offline, last seen, outbox backlog, per-sensor health, calibration due, kit and loan;
-filters; counts at the top. ``GET /fleet/live`` returns the counts and the table alone (same
-filters), which ``static/fleet.js`` polls to update the page in place.
+Online/offline, last seen, outbox backlog, per-sensor health, calibration due, kit and loan, the
+agent version (and whether the device takes updates); filters; counts at the top, the agent
+versions and the newest rollout's progress over the devices shown. ``GET /fleet/live`` returns
+the counts and the table alone (same filters), which ``static/fleet.js`` polls to update the page
+in place.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -28,6 +31,7 @@ from server.tables import (
     KitRow,
     LoanRow,
     OrganisationRow,
+    RolloutRow,
 )
 from server.web.i18n import Translator, pick_language
 from server.web.render import ago, local_time, login_redirect, org_zone, render
@@ -68,6 +72,7 @@ class FleetRow:
     config_version: int | None = None  # in force on the device (its meta or reply)
     config_newest: int | None = None  # the newest version on the server
     diagnostics: dict[str, str] = field(default_factory=dict)
+    updates_opt_out: bool = False
 
 
 def _visible_orgs(session: Session, principal: Principal) -> dict[int, OrganisationRow]:
@@ -159,6 +164,7 @@ def fleet_rows(
             config_version=dev.config_version,
             config_newest=newest.get(dev.id),
             diagnostics=diagnostics_view(dev.diagnostics or {}) if dev.diagnostics else {},
+            updates_opt_out=dev.updates_opt_out or org.updates_opt_out,
         )
         if dev.id in current:
             row.deployment_id, row.deployment = current[dev.id]
@@ -270,7 +276,10 @@ def _context(
             }
         )
     orgs = sorted({(r.org, r.org_name) for r in every})
+    versions = Counter(r.agent_version or "?" for r in every if r.registered)
     return {
+        "versions": sorted(versions.items(), key=lambda kv: kv[0], reverse=True),
+        "rollout": _rollout_view(session, {r.device for r in every if r.registered}),
         "rows": view,
         "counts": counts,
         "orgs": orgs,
@@ -279,6 +288,28 @@ def _context(
         "stale_after_s": settings.stale_after_s,
         "now": now,
     }
+
+
+def _rollout_view(session: Session, devices: set[str]) -> dict[str, Any] | None:
+    """The newest rollout's progress over the devices the viewer sees (None: none touches them)."""
+    from server.rollouts import RING_NAMES, progress
+
+    for rollout in session.exec(select(RolloutRow).order_by(col(RolloutRow.id).desc()).limit(1)).all():
+        p = progress(session, rollout, devices)
+        if not p.targets:
+            return None
+        return {
+            "version": p.version,
+            "state": rollout.state,
+            "ring": RING_NAMES[rollout.ring],
+            "reason": rollout.reason,
+            "rings": [
+                (name, counts.get("updated", 0), sum(counts.values()), counts.get("failed", 0))
+                for name, counts in zip(RING_NAMES, p.rings, strict=True)
+            ],
+            "opted_out": p.opted_out,
+        }
+    return None
 
 
 def _filters(org: str, state: str, problem: str, q: str) -> Filters:
