@@ -9,6 +9,8 @@ the thresholds of every use-case that names the template. Queries read the schem
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
@@ -16,7 +18,7 @@ from dashboards.errors import UnknownTemplate
 from dashboards.schema import FIELD, Flavour, grafana_unit
 from kits.catalog import Catalog, load_catalog
 from kits.models import DashboardTemplate, Threshold
-from kits.quantities import QUANTITIES
+from kits.quantities import spec
 
 __all__ = [
     "DATASOURCE_UID",
@@ -24,8 +26,11 @@ __all__ = [
     "FOLDER_UID",
     "SCHEMA_VERSION",
     "TEMPLATES",
+    "TEMPLATE_DERIVED",
     "TEMPLATE_QUANTITIES",
     "TEMPLATE_TITLES",
+    "TEMPLATE_VARIABLES",
+    "DerivedPanel",
     "build_all",
     "build_dashboard",
     "dashboard_uid",
@@ -61,6 +66,78 @@ TEMPLATE_QUANTITIES: dict[str, tuple[str, ...]] = {
 
 # Counts per interval add up over a longer window; everything else is averaged.
 _SUMMED = frozenset({"passes"})
+
+
+@dataclass(frozen=True)
+class DerivedPanel:
+    """A derived quantity (kits/derived.py) that InfluxQL arithmetic can express, drawn first.
+
+    ``select`` is the InfluxQL expression over one aggregate of ``source``'s readings, with the
+    dashboard's constants (``TEMPLATE_VARIABLES``) as ``$name``; ``every`` the GROUP BY width
+    (``$__interval``, or a fixed ``1h`` / ``1d`` for counts per hour and per local day, in the
+    ``$tz`` time zone). ``compute(aggregate, constants)`` is the same arithmetic in Python: what
+    the tests expect from a real InfluxDB. A dew point needs the temperature and the humidity of
+    one moment, two measurements InfluxQL cannot join: it is on the server's pages only.
+    """
+
+    quantity: str
+    source: str
+    select: str
+    every: str
+    compute: Callable[[float, dict[str, float]], float]
+    flux_map: str = ""
+
+
+def _clamp(channel: int) -> tuple[DerivedPanel, DerivedPanel]:
+    source = f"voltage_a{channel}"
+    return (
+        DerivedPanel(
+            f"power_a{channel}",
+            source,
+            'mean("value") * $ratio_a_per_v * $mains_v / 1000',
+            "$__interval",
+            lambda m, c: m * c["ratio_a_per_v"] * c["mains_v"] / 1000,
+            "r._value * float(v: ${ratio_a_per_v}) * float(v: ${mains_v}) / 1000.0",
+        ),
+        DerivedPanel(
+            f"current_a{channel}",
+            source,
+            'mean("value") * $ratio_a_per_v',
+            "$__interval",
+            lambda m, c: m * c["ratio_a_per_v"],
+            "r._value * float(v: ${ratio_a_per_v})",
+        ),
+    )
+
+
+TEMPLATE_DERIVED: dict[str, tuple[DerivedPanel, ...]] = {
+    "bin-fill": (
+        DerivedPanel(
+            "fill_level",
+            "distance",
+            '100 * ($depth_mm - mean("value")) / $depth_mm',
+            "$__interval",
+            lambda m, c: 100 * (c["depth_mm"] - m) / c["depth_mm"],
+            "100.0 * (float(v: ${depth_mm}) - r._value) / float(v: ${depth_mm})",
+        ),
+    ),
+    "energy": tuple(p for channel in range(4) for p in _clamp(channel)),
+    "counting": (
+        DerivedPanel("passes_per_hour", "passes", 'sum("value")', "1h", lambda m, c: m),
+        DerivedPanel("passes_per_day", "passes", 'sum("value")', "1d", lambda m, c: m),
+    ),
+}
+
+# The constants a template's derived panels use, with their defaults: a person sets them on the
+# dashboard (one value for the dashboard; the server's pages take each device's own).
+TEMPLATE_VARIABLES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "bin-fill": (("depth_mm", "Bin depth, sensor to bottom (mm)", "1000"),),
+    "energy": (
+        ("ratio_a_per_v", "Clamp ratio (A per V)", "30"),
+        ("mains_v", "Mains voltage (V)", "230"),
+    ),
+    "counting": (("tz", "Time zone of the days", "Europe/Copenhagen"),),
+}
 _THRESHOLD_COLOURS = ("orange", "red", "purple", "dark-red")
 
 
@@ -90,6 +167,27 @@ def _influxql(quantity: str) -> str:
     )
 
 
+def _derived_influxql(panel: DerivedPanel) -> str:
+    zone = " tz('$tz')" if panel.every == "1d" else ""
+    return (
+        f'SELECT {panel.select} FROM "{panel.source}" '
+        'WHERE ("org" =~ /^$org$/ AND "device" =~ /^$device$/) AND $timeFilter '
+        f'GROUP BY time({panel.every}), "device", "sensor" fill(null){zone}'
+    )
+
+
+def _derived_flux(panel: DerivedPanel) -> str:
+    agg = "sum" if panel.source in _SUMMED else "mean"
+    every = "v.windowPeriod" if panel.every == "$__interval" else panel.every
+    lines = [
+        *_flux(panel.source).splitlines()[:-1],
+        f"  |> aggregateWindow(every: {every}, fn: {agg}, createEmpty: false)",
+    ]
+    if panel.flux_map:
+        lines.append(f"  |> map(fn: (r) => ({{r with _value: {panel.flux_map}}}))")
+    return "\n".join(lines)
+
+
 def _flux(quantity: str) -> str:
     agg = "sum" if quantity in _SUMMED else "mean"
     return "\n".join(
@@ -105,17 +203,37 @@ def _flux(quantity: str) -> str:
     )
 
 
-def _target(quantity: str, flavour: Flavour) -> dict[str, Any]:
+def _target(quantity: str, flavour: Flavour, derived: DerivedPanel | None = None) -> dict[str, Any]:
     if flavour == "influxql":
         return {
             "refId": "A",
             "datasource": _ds(),
             "rawQuery": True,
-            "query": _influxql(quantity),
+            "query": _influxql(quantity) if derived is None else _derived_influxql(derived),
             "resultFormat": "time_series",
             "alias": "$tag_device $tag_sensor",
         }
-    return {"refId": "A", "datasource": _ds(), "query": _flux(quantity)}
+    return {
+        "refId": "A",
+        "datasource": _ds(),
+        "query": _flux(quantity) if derived is None else _derived_flux(derived),
+    }
+
+
+def _constants(template: str) -> list[dict[str, Any]]:
+    """Textbox variables holding a template's derived panels' constants (a bin's depth...)."""
+    return [
+        {
+            "type": "textbox",
+            "name": name,
+            "label": label,
+            "query": default,
+            "current": {"selected": False, "text": default, "value": default},
+            "options": [{"selected": True, "text": default, "value": default}],
+            "hide": 0,
+        }
+        for name, label, default in TEMPLATE_VARIABLES.get(template, ())
+    ]
 
 
 def _variables(flavour: Flavour) -> list[dict[str, Any]]:
@@ -176,22 +294,33 @@ def _quantities(template: str, catalog: Catalog) -> list[str]:
 
 
 def _panel(
-    panel_id: int, quantity: str, flavour: Flavour, thresholds: list[Threshold], x: int, y: int
+    panel_id: int,
+    quantity: str,
+    flavour: Flavour,
+    thresholds: list[Threshold],
+    x: int,
+    y: int,
+    derived: DerivedPanel | None = None,
 ) -> dict[str, Any]:
-    info = QUANTITIES[quantity]
+    info = spec(quantity)
+    assert info is not None, quantity
     values: dict[float, list[str]] = {}
     for t in thresholds:
         values.setdefault(t.value, []).append(f"{t.label}" + (f" ({t.source})" if t.source else ""))
     steps: list[dict[str, Any]] = [{"color": "green", "value": None}]
     for i, value in enumerate(sorted(values)):
         steps.append({"color": _THRESHOLD_COLOURS[min(i, len(_THRESHOLD_COLOURS) - 1)], "value": value})
-    how = "sum per interval" if quantity in _SUMMED else "mean per interval"
+    summed = quantity in _SUMMED or info.summed
+    how = "sum per interval" if summed else "mean per interval"
+    if derived is not None:
+        how = {"1h": "sum per clock hour", "1d": "sum per day in the $tz time zone"}.get(
+            derived.every, f"computed from the mean of {derived.source} per interval: {derived.select}"
+        )
     description = f"{info.label} ({info.unit or 'dimensionless'}), {how}, per device and sensor."
     if values:
         description += " Lines: " + "; ".join(
             f"{value:g}: {', '.join(labels)}" for value, labels in sorted(values.items())
         )
-    summed = quantity in _SUMMED
     return {
         "id": panel_id,
         "type": "timeseries",
@@ -217,7 +346,7 @@ def _panel(
             "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
             "tooltip": {"mode": "multi", "sort": "none"},
         },
-        "targets": [_target(quantity, flavour)],
+        "targets": [_target(quantity, flavour, derived)],
     }
 
 
@@ -240,9 +369,13 @@ def build_dashboard(
         raise UnknownTemplate(f"unknown query flavour {flavour!r}: use influxql (InfluxDB 1.x) or flux")
     catalog = catalog if catalog is not None else load_catalog()
     thresholds = _thresholds(template, catalog)
+    # What a person reads first (fill level, power and current, counts per hour and day), then the raw.
+    wanted: list[tuple[str, DerivedPanel | None]] = [
+        (d.quantity, d) for d in TEMPLATE_DERIVED.get(template, ())
+    ] + [(q, None) for q in _quantities(template, catalog)]
     panels = [
-        _panel(i + 1, q, flavour, thresholds.get(q, []), x=12 * (i % 2), y=8 * (i // 2))
-        for i, q in enumerate(_quantities(template, catalog))
+        _panel(i + 1, q, flavour, thresholds.get(q, []), x=12 * (i % 2), y=8 * (i // 2), derived=d)
+        for i, (q, d) in enumerate(wanted)
     ]
     cases = sorted(c.id for c in catalog.use_cases.values() if c.dashboard == template)
     return {
@@ -261,7 +394,7 @@ def build_dashboard(
         "refresh": "1m",
         "annotations": {"list": []},
         "links": [],
-        "templating": {"list": _variables(flavour)},
+        "templating": {"list": _variables(flavour) + _constants(template)},
         "panels": panels,
     }
 

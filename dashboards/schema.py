@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from kits.quantities import QUANTITIES
+from kits.quantities import spec
 
 __all__ = [
     "FIELD",
@@ -43,17 +43,23 @@ GRAFANA_UNITS: dict[str | None, str] = {
     "m/s2": "accMS2",
     "V": "volt",
     "count": "short",
+    "%": "percent",
+    "A": "amp",
+    "kW": "kwatt",
     None: "none",
 }
 
 
 def grafana_unit(quantity: str) -> str:
-    """Return the Grafana unit id of a quantity of :mod:`kits.quantities`.
+    """Return the Grafana unit id of a measured or derived quantity of :mod:`kits.quantities`.
 
     Raises:
         KeyError: the quantity or its unit has no mapping; add its unit to :data:`GRAFANA_UNITS`.
     """
-    return GRAFANA_UNITS[QUANTITIES[quantity].unit]
+    found = spec(quantity)
+    if found is None:
+        raise KeyError(quantity)
+    return GRAFANA_UNITS[found.unit]
 
 
 def database_for(org: str) -> str:

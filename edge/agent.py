@@ -30,15 +30,16 @@ from edge import system
 from edge.commands import run_command
 from edge.config import merge_changes, save_device_config
 from edge.counters import AgentCounters
+from edge.diagnostics import DiagnosticsProbe
 from edge.drivers.base import I2CBus
-from edge.logs import RateLimit, device_log
+from edge.logs import LogTail, RateLimit, device_log
 from edge.outbox import Outbox, OutboxError, Row
 from edge.publisher import META_EVERY_S, Publisher
 from edge.sampler import MAX_BACKOFF_S, Sampler, SensorState, SensorStatus
 from edge.updates.home import AgentHome
 from edge.updates.updater import Updater
 from kits.models import DeviceConfig
-from kits.wire import MIN_VALID_TIME, CommandReply, Meta, OutboxMeta, Record
+from kits.wire import MIN_VALID_TIME, CommandReply, Diagnostics, Meta, OutboxMeta, Record
 
 __all__ = ["MAX_BACKOFF_S", "META_EVERY_S", "Agent", "SensorState", "SensorStatus"]
 
@@ -63,6 +64,8 @@ class Agent:
         leds_dir: where the ACT LED is (``identify``).
         home: the agent home the launcher runs it from (updates); None refuses updates.
         updates_allowed: False when the Pi's owner opted out of updates.
+        diagnostics: measures disk, outbox size, writes and Wi-Fi for ``meta``; by default the
+            Pi's own (``edge.diagnostics``).
 
     Raises:
         ConfigError: a sensor's part has no driver.
@@ -84,6 +87,7 @@ class Agent:
         leds_dir: Path = Path("/sys/class/leds"),
         home: AgentHome | None = None,
         updates_allowed: bool = True,
+        diagnostics: DiagnosticsProbe | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -96,6 +100,10 @@ class Agent:
         self._cpu_temperature = cpu_temperature
         self.leds_dir = leds_dir
         self.log = device_log(log, config.org, config.device)
+        self.log_tail = LogTail(config.device)
+        self.diagnostics = diagnostics or DiagnosticsProbe(
+            state_dir, state_dir / "outbox.sqlite" if state_dir is not None else None
+        )
         self._stop = threading.Event()
         self._sampling: threading.Thread | None = None
         # Set after the first sampling round (see Reporter.meta_ready).
@@ -171,6 +179,14 @@ class Agent:
         """The highest calibration version in force."""
         return self.sampler.calibrator.version()
 
+    def config_version(self) -> int | None:
+        """The server's device config version in force (None: never configured by the server)."""
+        return self.config.config_version
+
+    def log_lines(self, count: int) -> list[str]:
+        """The agent's last ``count`` log lines, oldest first (``logs``)."""
+        return self.log_tail.last(count)
+
     # ------------------------------------------------------------------ configuration
 
     def apply_config(
@@ -192,16 +208,17 @@ class Agent:
             ConfigError: a field that may not change, or a value the device config or ``check`` refuses.
         """
         new = merge_changes(self.config, changes)
-        if check is not None:
-            check(new, changes.keys())
+        if check is not None:  # limits apply to what really changes (a server resends every section)
+            check(new, [k for k in changes if getattr(new, k) != getattr(self.config, k)])
         self.sampler.configure(new)
         self.config = new
         self.publisher.config = new
         if self.state_dir is not None:
             save_device_config(self.state_dir, new)
         self.log.info(
-            "config applied: %s (calibration version %s)",
+            "config applied: %s (config version %s, calibration version %s)",
             ", ".join(sorted(changes)),
+            new.config_version,
             self.calibration_version(),
         )
         return sorted(changes)
@@ -279,6 +296,12 @@ class Agent:
         except Exception as exc:  # meta must go out even when the outbox is broken
             self.log.warning("outbox state unreadable for meta: %s", exc)
             outbox = None
+        diagnostics: Diagnostics | None
+        try:
+            diagnostics = self.diagnostics.snapshot()
+        except Exception as exc:  # nor may a probe stop it
+            self.log.warning("diagnostics unreadable for meta: %s", exc)
+            diagnostics = None
         return Meta(
             agent=self.agent_version,
             kit_profile=self.config.kit_profile,
@@ -287,11 +310,14 @@ class Agent:
             clock_synced=self._clock_synced(),
             publish_interval_s=self.config.publish_interval_s,
             calibration_version=self.calibration_version(),
+            config_version=self.config.config_version,
             cpu_temperature=self._cpu_temperature(),
             outbox=outbox,
+            diagnostics=diagnostics,
             sensors=sensors,
             missing=missing,
             unexpected=list(self.unexpected),
+            disabled=list(self.sampler.disabled),
             counters=self.counters.as_dict(),
         ).model_dump()
 
@@ -302,6 +328,7 @@ class Agent:
         if self._sampling is not None:
             raise RuntimeError("the agent is already running")
         self._started_at = self._monotonic()
+        logging.getLogger("edge").addHandler(self.log_tail)
         self._stop.clear()
         self.meta_ready = False
         self.publisher.start()
@@ -325,6 +352,7 @@ class Agent:
         self.publisher.stop(timeout)
         self.outbox.close()
         self.log.info("stopped")
+        logging.getLogger("edge").removeHandler(self.log_tail)
 
     @property
     def restart_requested(self) -> bool:

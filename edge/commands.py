@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from edge.drivers import DRIVERS
 from kits.errors import ConfigError, SuitcaseError
 from kits.models import DeviceConfig
 from kits.wire import COMMANDS, CommandReply
@@ -32,6 +33,7 @@ __all__ = [
     "CommandLimits",
     "CommandTarget",
     "check_command_limits",
+    "check_sampling",
     "run_command",
 ]
 
@@ -72,6 +74,14 @@ class CommandTarget(Protocol):
         """The highest calibration version in force."""
         ...
 
+    def config_version(self) -> int | None:
+        """The server's device config version in force, if any."""
+        ...
+
+    def log_lines(self, count: int) -> list[str]:
+        """The agent's last ``count`` log lines, oldest first."""
+        ...
+
     def resend(self, start: float, end: float) -> int:
         """Publish the outbox's readings stamped in ``[start, end]`` again; return how many."""
         ...
@@ -97,6 +107,7 @@ class CommandLimits:
     min_drain_readings_per_s: float = 10.0
     max_drain_readings_per_s: float = 100_000.0
     max_resend_s: float = 86_400.0
+    max_log_lines: int = 200
 
 
 COMMAND_LIMITS = CommandLimits()
@@ -139,6 +150,31 @@ def check_command_limits(
         )
 
 
+def check_sampling(config: DeviceConfig, changed: Collection[str]) -> None:
+    """Refuse a ``config`` that would stop the device sampling: every sensor turned off, or a
+    sensor whose part has no driver on this agent (an older agent, a misspelt part).
+
+    Raises:
+        ConfigError: what would break, and what to send instead; nothing changes.
+    """
+    if "sensors" not in changed:
+        return
+    problems = [
+        f"sensor {s.name!r} is a {s.part!r}, which this agent has no driver for "
+        f"(it has {', '.join(sorted(DRIVERS))}): fix the part or update the agent"
+        for s in config.sensors
+        if s.part not in DRIVERS
+    ]
+    if not any(s.enabled for s in config.sensors):
+        problems.append(
+            "every sensor would be turned off and the device would sample nothing: keep one enabled"
+        )
+    if problems:
+        raise ConfigError(
+            f"config refused, nothing changed, the device keeps sampling: {'; '.join(problems)}"
+        )
+
+
 def _number(args: dict[str, Any], key: str, default: float | None = None) -> float:
     value = args.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -167,8 +203,34 @@ def _identify(target: CommandTarget, args: dict[str, Any]) -> Any:
 
 
 def _config(target: CommandTarget, args: dict[str, Any]) -> Any:
-    applied = target.apply_config(args, check=check_command_limits)
-    return {"applied": applied, "calibration_version": target.calibration_version()}
+    in_force = target.config_version()
+
+    def check(config: DeviceConfig, changed: Collection[str]) -> None:
+        check_command_limits(config, changed)
+        check_sampling(config, changed)
+        if in_force is not None and config.config_version is not None and config.config_version < in_force:
+            raise ConfigError(
+                f"config version {config.config_version} is older than version {in_force} in force "
+                "(it arrived late): nothing changed; send the newest version"
+            )
+
+    applied = target.apply_config(args, check=check)
+    return {
+        "applied": applied,
+        "calibration_version": target.calibration_version(),
+        "config_version": target.config_version(),
+    }
+
+
+def _logs(target: CommandTarget, args: dict[str, Any]) -> Any:
+    unknown = sorted(set(args) - {"lines"})
+    if unknown:
+        raise CommandError(f"unknown arguments {', '.join(map(repr, unknown))}: logs takes only 'lines'")
+    count = _number(args, "lines", 100.0)
+    limit = COMMAND_LIMITS.max_log_lines
+    if count != int(count) or not 1 <= count <= limit:
+        raise CommandError(f"argument 'lines' must be a whole number from 1 to {limit}, got {count:g}")
+    return {"lines": target.log_lines(int(count))}
 
 
 def _resend(target: CommandTarget, args: dict[str, Any]) -> Any:
@@ -189,6 +251,7 @@ HANDLERS: dict[str, Callable[[CommandTarget, dict[str, Any]], Any]] = {
     "identify": _identify,
     "config": _config,
     "resend": _resend,
+    "logs": _logs,
 }
 
 

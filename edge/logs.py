@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-__all__ = ["AgentLog", "RateLimit", "device_log"]
+__all__ = ["AgentLog", "LogTail", "RateLimit", "device_log"]
 
 AgentLog = logging.LoggerAdapter[logging.Logger]
 
@@ -71,3 +72,33 @@ class RateLimit:
             msg += f" ({held} similar lines held back in the last {self.window_s:g} s)"
         logger.log(level, msg, *args)
         return True
+
+
+class LogTail(logging.Handler):
+    """The agent's last log lines, kept in memory for the ``logs`` command.
+
+    Attached to the ``edge`` logger while the agent runs; keeps the lines of its own device (and
+    those of the edge modules that log without one), each cut to ``width`` characters. It sees
+    what the agent's log level lets through, as the log file would.
+    """
+
+    def __init__(self, device: str, lines: int = 500, width: int = 400) -> None:
+        super().__init__()
+        self.device = device
+        self.width = width
+        self._lines: deque[str] = deque(maxlen=lines)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "device", self.device) != self.device:
+            return
+        try:
+            line = self.format(record)
+        except Exception:  # a bad format argument must not lose the line, nor raise into the caller
+            line = f"{record.levelname} {record.name}: {record.msg!r:.200}"
+        self._lines.append(line if len(line) <= self.width else f"{line[: self.width - 3]}...")
+
+    def last(self, count: int) -> list[str]:
+        """The last ``count`` lines, oldest first."""
+        lines = list(self._lines)
+        return lines[-count:] if count > 0 else []

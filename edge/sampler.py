@@ -102,6 +102,9 @@ class Sampler:
         self.log = log
         self._lock = threading.RLock()
         self.sensors: list[SensorStatus] = []
+        self.disabled: list[str] = []  # sensors in the config that it turned off (not read)
+        self._paths: set[str] = set()  # every configured sensor's place, read or not
+        self._muxes: set[int] = set()
         self.unexpected: list[dict[str, Any]] = []
         self.calibrator = Calibrator(config.calibration)
         self.configure(config)
@@ -118,12 +121,17 @@ class Sampler:
         with self._lock:
             self.sensors = self._statuses(config)
             self.calibrator = Calibrator(config.calibration)
+            self.disabled = [s.name for s in config.sensors if not s.enabled]
+            self._paths = {s.path for s in config.sensors}
+            self._muxes = {s.mux.address for s in config.sensors if s.mux is not None}
 
     def _statuses(self, config: DeviceConfig) -> list[SensorStatus]:
         old = {_key(s.config): s for s in self.sensors}
         sensors = []
         for sensor in config.sensors:
-            module = load_driver(sensor.part)
+            module = load_driver(sensor.part)  # a disabled sensor's part must have a driver too
+            if not sensor.enabled:
+                continue
             interval = max(sensor.interval_s, module.info.min_interval_s)
             if interval > sensor.interval_s:
                 self.log.warning(
@@ -288,8 +296,8 @@ class Sampler:
 
     def scan_unexpected(self) -> list[dict[str, Any]]:
         """Scan the bus and record the devices that answer but are not in the config (for meta)."""
-        configured = {s.config.path for s in self.sensors}
-        muxes = {s.config.mux.address for s in self.sensors if s.config.mux is not None}
+        configured = set(self._paths)  # a disabled sensor's chip is expected on the bus too
+        muxes = set(self._muxes)
         try:
             found = scan(self._i2c)
         except (OSError, ValueError, RuntimeError) as exc:

@@ -18,7 +18,8 @@ from pydantic import (
     model_validator,
 )
 
-from kits.quantities import QUANTITIES
+from kits.derived import KINDS, OUTPUTS_OF_KIND, Kind, expand
+from kits.quantities import DERIVED_QUANTITIES, QUANTITIES
 
 __all__ = [
     "Calibration",
@@ -256,8 +257,18 @@ class KitProfile(_Model):
         return sensors
 
 
+def _check_read_quantities(quantities: list[str]) -> list[str]:
+    unknown = [q for q in quantities if q not in QUANTITIES and q not in DERIVED_QUANTITIES]
+    if unknown:
+        raise ValueError(
+            f"unknown quantities {unknown}: use measured or derived names from kits/quantities.py "
+            f"({', '.join([*QUANTITIES, *DERIVED_QUANTITIES])})"
+        )
+    return quantities
+
+
 class Threshold(_Model):
-    """A line drawn on a chart: a guideline value of a quantity, with its source."""
+    """A line drawn on a chart: a guideline value of a quantity (measured or derived), with its source."""
 
     quantity: str
     value: float
@@ -267,7 +278,7 @@ class Threshold(_Model):
     @field_validator("quantity")
     @classmethod
     def _known(cls, value: str) -> str:
-        return _check_quantities([value])[0]
+        return _check_read_quantities([value])[0]
 
 
 class UseCase(_Model):
@@ -298,11 +309,34 @@ class UseCase(_Model):
         description="named external sources (guidelines, published city projects) for what the seed "
         "report does not say",
     )
+    derived: list[Kind] = Field(
+        default_factory=list,
+        description=f"derived quantities a deployment of this use-case computes on read "
+        f"({', '.join(KINDS)}); their parameters (a bin's depth, a clamp's ratio) are set per deployment",
+    )
+    headline: list[str] = Field(
+        default_factory=list,
+        description="the quantities a person reads first, measured or derived (current/power: every "
+        "channel's); empty: all. Pages, kiosk and exports show these, the raw ones a click away",
+    )
 
     @field_validator("quantities")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
         return _check_quantities(value)
+
+    @model_validator(mode="after")
+    def _headline_is_known_and_made(self) -> UseCase:
+        made = {q for kind in self.derived for q in OUTPUTS_OF_KIND[kind]}
+        for name in self.headline:
+            names = expand(name)
+            _check_read_quantities(list(names))
+            if set(names) <= DERIVED_QUANTITIES.keys() and not set(names) & made:
+                raise ValueError(
+                    f"headline {name!r} is a derived quantity, but derived does not make it: add the kind "
+                    f"that makes it to derived ({', '.join(KINDS)}) or remove it from headline"
+                )
+        return self
 
 
 class MqttSettings(_Model):
@@ -377,6 +411,7 @@ class DeviceSensor(_OnTheBus):
     stuck_after: int = Field(
         default=60, ge=0, description="identical readings in a row that flag the sensor stuck; 0: never"
     )
+    enabled: bool = Field(default=True, description="false: kept in the config but not read")
 
 
 class DeviceConfig(_Model):
@@ -392,6 +427,9 @@ class DeviceConfig(_Model):
     publish_interval_s: float = Field(default=10.0, gt=0, le=86400)
     calibration: list[Calibration] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    config_version: int | None = Field(
+        default=None, ge=1, description="the server's device config version this is (reported in meta)"
+    )
 
     @field_validator("sensors")
     @classmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["QUANTITIES", "SECONDARY_UNITS", "Quantity", "quantity"]
+__all__ = ["DERIVED_QUANTITIES", "QUANTITIES", "SECONDARY_UNITS", "Quantity", "quantity", "spec"]
 
 # RFC 8798 secondary units: a pack using one declares bver with RFC 9100 feature 4 (bver 26).
 SECONDARY_UNITS = frozenset({"hPa", "ppm", "ug/m3", "mm"})
@@ -25,10 +25,13 @@ class Quantity:
     low: float
     high: float
     label: str
+    summed: bool = False  # a count of events: a window's value is the sum of its readings, never the mean
 
 
-def _q(name: str, unit: str | None, low: float, high: float, label: str) -> tuple[str, Quantity]:
-    return name, Quantity(name, unit, low, high, label)
+def _q(
+    name: str, unit: str | None, low: float, high: float, label: str, *, summed: bool = False
+) -> tuple[str, Quantity]:
+    return name, Quantity(name, unit, low, high, label, summed)
 
 
 QUANTITIES: dict[str, Quantity] = dict(
@@ -57,11 +60,30 @@ QUANTITIES: dict[str, Quantity] = dict(
         _q("voltage_a1", "V", -6.2, 6.2, "Voltage A1"),
         _q("voltage_a2", "V", -6.2, 6.2, "Voltage A2"),
         _q("voltage_a3", "V", -6.2, 6.2, "Voltage A3"),
-        _q("passes", "count", 0.0, 100000.0, "Passes"),
+        _q("passes", "count", 0.0, 100000.0, "Passes", summed=True),
         # a capacitive probe's raw count (about 200 dry to 2000 wet); a calibration turns it into %
         _q("soil_moisture", None, 0.0, 4095.0, "Soil moisture"),
     ]
 )
+
+
+# Computed on read from the readings above and a deployment's definitions (kits/derived.py), never
+# sent on the wire nor stored: a reading keeps what the sensor measured.
+DERIVED_QUANTITIES: dict[str, Quantity] = dict(
+    [
+        _q("fill_level", "%", 0.0, 100.0, "Fill level"),
+        *(_q(f"current_a{i}", "A", 0.0, 10000.0, f"Current A{i}") for i in range(4)),
+        *(_q(f"power_a{i}", "kW", 0.0, 10000.0, f"Power A{i}") for i in range(4)),
+        _q("passes_per_hour", "count", 0.0, 1e9, "Passes per hour", summed=True),
+        _q("passes_per_day", "count", 0.0, 1e9, "Passes per day", summed=True),
+        _q("dew_point", "Cel", -100.0, 125.0, "Dew point"),
+    ]
+)
+
+
+def spec(name: str) -> Quantity | None:
+    """Return the measured or derived quantity called ``name``, or None when there is none."""
+    return QUANTITIES.get(name) or DERIVED_QUANTITIES.get(name)
 
 
 def quantity(name: str) -> Quantity:

@@ -32,7 +32,7 @@ from kits.errors import (
     UnknownQuantity,
     UnknownUnit,
 )
-from kits.quantities import QUANTITIES, SECONDARY_UNITS
+from kits.quantities import QUANTITIES, SECONDARY_UNITS, spec
 
 __all__ = [
     "BASE_NAME_PREFIX",
@@ -45,6 +45,7 @@ __all__ = [
     "TOPIC_ROOT",
     "CommandReply",
     "CommandRequest",
+    "Diagnostics",
     "Meta",
     "OutboxMeta",
     "Record",
@@ -181,7 +182,8 @@ class Record:
 
     @property
     def unit(self) -> str | None:
-        return QUANTITIES[self.quantity].unit
+        found = spec(self.quantity)  # a derived quantity too (computed on read, never on the wire)
+        return found.unit if found is not None else None
 
 
 def encode_pack(records: Sequence[Record]) -> bytes:
@@ -603,9 +605,10 @@ class CommandReply(_Message):
 # The commands an edge agent answers on cmd/{name} (docs/architecture.md, "Commands"):
 # ping -> {"pong": t, "agent": version, "uptime_s": s}; identify {"seconds": n} -> blinks the ACT
 # LED; config {<DeviceConfig fields but device, org, mqtt, bus>} -> applied and persisted, result
-# {"applied": [fields], "calibration_version": v}; resend {"from": t0, "to": t1} -> re-publishes
-# the outbox's readings stamped in [t0, t1], result {"readings": n}.
-COMMANDS = ("ping", "identify", "config", "resend", "update")
+# {"applied": [fields], "calibration_version": v, "config_version": n}; resend {"from": t0, "to": t1}
+# -> re-publishes the outbox's readings stamped in [t0, t1], result {"readings": n}; logs
+# {"lines": n} -> {"lines": [the agent's last n log lines, oldest first]}; update: see edge.updates.
+COMMANDS = ("ping", "identify", "config", "resend", "update", "logs")
 
 SensorState = Literal["ok", "missing", "failing", "stuck", "out_of_range"]
 
@@ -639,6 +642,20 @@ class OutboxMeta(_Message):
     sync: str = "full"
 
 
+class Diagnostics(_Message):
+    """The device's health beyond its sensors, in ``meta`` (None where the Pi cannot tell)."""
+
+    disk_free_bytes: int | None = None
+    disk_total_bytes: int | None = None
+    outbox_bytes: int | None = Field(default=None, description="the outbox file with its journal")
+    writes_per_h: float | None = Field(
+        default=None, description="bytes the agent wrote to storage (the SD card) per hour, recently"
+    )
+    wifi_dbm: float | None = Field(default=None, description="Wi-Fi signal level, dBm")
+    wifi_quality: float | None = Field(default=None, description="Wi-Fi link quality, 0..70 on a Pi")
+    wifi_interface: str | None = None
+
+
 class Meta(_Message):
     """The retained ``meta`` message of a device: published on change and every 5 minutes."""
 
@@ -649,11 +666,14 @@ class Meta(_Message):
     clock_synced: bool
     publish_interval_s: float
     calibration_version: int | None = None
+    config_version: int | None = None
     cpu_temperature: float | None = None
     outbox: OutboxMeta | None = None
+    diagnostics: Diagnostics | None = None
     sensors: dict[str, SensorMeta]
     missing: list[str] = Field(default_factory=list)
     unexpected: list[dict[str, Any]] = Field(default_factory=list)
+    disabled: list[str] = Field(default_factory=list, description="sensors the config turned off")
     counters: dict[str, int] = Field(default_factory=dict)
 
 

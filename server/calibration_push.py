@@ -1,48 +1,27 @@
-"""The server sends each Pi's current calibration to its device with the ``config`` command.
+"""A calibration change goes to the Pi's devices as a new version of their device config.
 
-The server is the single source of truth for calibration (docs/architecture.md, "Calibration"). When
-a calibration of a kit's Pi changes, every enrolled device of that Pi gets a delivery: a
-``config`` command ``{"id": uuid, "args": {"calibration": [...]}}`` (QoS 1) on
-``suitcase/v1/{org}/{device}/cmd/config``, carrying all the Pi's current records (the agent
-replaces its calibration with the list). The command id is recorded; the device's reply on
-``cmd/config/reply`` (read by :class:`server.listener.StatusListener`) marks it ok or error. Without
-a broker, or while it cannot publish, the delivery stays ``pending`` and goes out when the device
-next reports ``online``.
+The server is the single source of truth for calibration (docs/architecture.md, "Calibration").
+When a calibration of a kit's Pi changes, each enrolled device of that Pi gets a new version of its
+device config (``server.device_config``) whose ``calibration`` section holds all the Pi's current
+records, pushed with the ``config`` command (``server.device_commands``): queued while the device
+is offline or there is no broker, sent when it is online, answered or failed by its reply. There is
+no second mechanism: a calibration is one section of the one device config.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from kits.errors import WireError
-from kits.wire import CommandReply, CommandRequest, build_topic, parse_topic
+from server.device_commands import Publisher, dispatch
+from server.device_config import BadConfig, new_version, push
 from server.fleet import current_calibrations
-from server.tables import CalibrationDeliveryRow, DeviceRow, OrganisationRow
-from server.untrusted import load_json, safe_text
+from server.tables import DeviceCommandRow, DeviceRow
 
-__all__ = [
-    "REPLY_SUBSCRIPTION",
-    "Publisher",
-    "apply_reply",
-    "calibration_payload",
-    "push_calibration",
-    "queue_deliveries",
-    "send_pending",
-]
-
-log = logging.getLogger(__name__)
-
-REPLY_SUBSCRIPTION = "suitcase/v1/+/+/cmd/config/reply"
-
-
-class Publisher(Protocol):
-    def publish(self, topic: str, payload: bytes) -> bool:
-        """Publish with QoS 1; return whether the message was handed to a connected client."""
-        ...
+__all__ = ["calibration_payload", "push_calibration", "queue_deliveries"]
 
 
 def calibration_payload(session: Session, kit_id: int, pi_index: int) -> list[dict[str, Any]]:
@@ -60,11 +39,13 @@ def calibration_payload(session: Session, kit_id: int, pi_index: int) -> list[di
 
 
 def queue_deliveries(
-    session: Session, kit_id: int, pi_index: int, now: float
-) -> list[CalibrationDeliveryRow]:
-    """Queue a delivery of the Pi's calibration to each of its enrolled devices (caller commits).
+    session: Session, kit_id: int, pi_index: int, now: float, by: str = ""
+) -> list[DeviceCommandRow]:
+    """Make a new config version with the Pi's calibration for each of its enrolled devices and
+    queue its ``config`` command (the caller commits).
 
-    Older unsent deliveries to those devices are superseded: only the newest list is sent.
+    A device whose new version cannot be made (a calibration of a sensor it does not have) gets a
+    ``config`` command in state failed, with the reason, so the refusal shows in its history.
     """
     devices = session.exec(
         select(DeviceRow).where(
@@ -72,96 +53,47 @@ def queue_deliveries(
         )
     ).all()
     calibration = calibration_payload(session, kit_id, pi_index)
-    version = max((c["version"] for c in calibration), default=0)
     queued = []
     for device in devices:
-        for old in session.exec(
-            select(CalibrationDeliveryRow).where(
-                CalibrationDeliveryRow.device_id == device.id, CalibrationDeliveryRow.state == "pending"
+        try:
+            version = new_version(
+                session, device, {"calibration": calibration}, now, created_by=by, note="calibration"
             )
-        ).all():
-            old.state = "superseded"
-            session.add(old)
-        row = CalibrationDeliveryRow(
-            command_id=str(uuid.uuid4()),
-            device_id=device.id,
-            kit_id=kit_id,
-            pi_index=pi_index,
-            version=version,
-            calibration=calibration,
-            created_at=now,
-        )
-        session.add(row)
-        queued.append(row)
+        except BadConfig as exc:
+            refused = DeviceCommandRow(
+                command_id=str(uuid.uuid4()),
+                device_id=device.id,
+                org_id=device.org_id,
+                name="config",
+                args={"calibration": calibration},
+                state="failed",
+                error=str(exc)[:2000],
+                created_at=now,
+                created_by=by[:254],
+                expires_at=now,
+            )
+            session.add(refused)
+            queued.append(refused)
+            continue
+        queued.append(push(session, device, version.version, now, created_by=by))
     return queued
 
 
-def _send(session: Session, row: CalibrationDeliveryRow, publisher: Publisher | None, now: float) -> bool:
-    if publisher is None:
-        return False
-    device = session.get(DeviceRow, row.device_id)
-    org = session.get(OrganisationRow, device.org_id) if device is not None else None
-    if device is None or org is None or device.revoked_at is not None:
-        row.state, row.error = "error", "device revoked or gone before delivery"
-        session.add(row)
-        return False
-    request = CommandRequest(id=row.command_id, args={"calibration": row.calibration})
-    topic = build_topic(org.slug, device.id, "cmd", "config")
-    if not publisher.publish(topic, request.model_dump_json().encode()):
-        return False
-    row.state, row.sent_at = "sent", now
-    session.add(row)
-    log.info(
-        "calibration sent", extra={"device": device.id, "version": row.version, "command": row.command_id}
-    )
-    return True
-
-
 def push_calibration(
-    session: Session, kit_id: int, pi_index: int, publisher: Publisher | None, now: float
-) -> list[CalibrationDeliveryRow]:
-    """Queue and (when a broker is connected) send the Pi's calibration now; commits."""
-    rows = queue_deliveries(session, kit_id, pi_index, now)
-    session.flush()
+    session: Session,
+    engine: Engine,
+    kit_id: int,
+    pi_index: int,
+    publisher: Publisher | None,
+    now: float,
+    by: str = "",
+) -> list[DeviceCommandRow]:
+    """Queue the Pi's calibration for its devices and send it to those online; commits."""
+    rows = queue_deliveries(session, kit_id, pi_index, now, by)
+    session.commit()
+    owner = str(getattr(publisher, "owner", "server"))
+    for device_id in sorted({r.device_id for r in rows if r.state == "queued"}):
+        dispatch(engine, publisher, now, owner, device_id)
     for row in rows:
-        _send(session, row, publisher, now)
-    session.commit()
+        session.refresh(row)
     return rows
-
-
-def send_pending(session: Session, device_id: str, publisher: Publisher | None, now: float) -> int:
-    """Send the device's pending delivery (on its ``online`` status); commits; return how many went."""
-    rows = session.exec(
-        select(CalibrationDeliveryRow).where(
-            CalibrationDeliveryRow.device_id == device_id, CalibrationDeliveryRow.state == "pending"
-        )
-    ).all()
-    sent = sum(_send(session, row, publisher, now) for row in rows)
-    session.commit()
-    return sent
-
-
-def apply_reply(session: Session, topic: str, payload: bytes, now: float) -> bool:
-    """Record a device's reply on ``cmd/config/reply``; return whether a delivery changed."""
-    try:
-        parsed = parse_topic(topic)
-        reply = CommandReply.model_validate(load_json(payload))
-    except (WireError, ValueError):
-        return False
-    if not (parsed.kind == "cmd" and parsed.command == "config" and parsed.reply):
-        return False
-    if safe_text(reply.id, 64) != reply.id:
-        return False  # no command id of ours is that long or holds what a database refuses
-    row = session.exec(
-        select(CalibrationDeliveryRow).where(CalibrationDeliveryRow.command_id == reply.id)
-    ).first()
-    device = session.get(DeviceRow, parsed.device)
-    org = session.get(OrganisationRow, device.org_id) if device is not None else None
-    if row is None or row.device_id != parsed.device or org is None or org.slug != parsed.org:
-        return False  # not ours, or a reply forged on another device's behalf
-    row.state = "ok" if reply.ok else "error"
-    row.error = None if reply.ok else (safe_text(reply.error, 2000) or "refused")
-    row.replied_at = now
-    session.add(row)
-    session.commit()
-    return True

@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from typing import Literal
 
-from gateway.store import Reader
+from gateway.store import Reader, Window
+from kits.quantities import spec
 from server.spans import DeviceSpan
 
-__all__ = ["Series", "Statistic", "bucket_width", "downsample"]
+__all__ = ["Series", "Statistic", "bucket_width", "count_sums", "downsample", "window_value"]
 
 Statistic = Literal["mean", "min", "max"]
 
@@ -88,5 +90,53 @@ def downsample(
             key = (device, w.sensor, w.quantity)
             series = out.setdefault(key, Series(org, device, w.sensor, w.quantity))
             series.times.append(w.start)
-            series.values.append(w.mean if statistic == "mean" else w.min if statistic == "min" else w.max)
+            series.values.append(window_value(w, statistic))
     return sorted(out.values(), key=lambda s: (s.device, s.sensor, s.quantity))
+
+
+def window_value(w: Window, statistic: Statistic = "mean") -> float:
+    """The value a chart draws for window ``w``: a count of events (``passes``) is the window's sum,
+    whatever the statistic, since counts add up; anything else its mean, min or max."""
+    quantity = spec(w.quantity)
+    if quantity is not None and quantity.summed:
+        return round(w.mean * w.count, 9)
+    return w.mean if statistic == "mean" else w.min if statistic == "min" else w.max
+
+
+def count_sums(
+    store: Reader,
+    spans: Sequence[DeviceSpan],
+    start: float,
+    end: float,
+    *,
+    per: Literal["hour", "day"],
+    tz: tzinfo,
+    quantity: str = "passes",
+) -> list[Series]:
+    """Return the sums of ``quantity`` (a count) per clock hour, or per day in ``tz``, of the devices
+    in ``spans``: ``passes_per_hour`` or ``passes_per_day`` series, never means.
+
+    Both are sums of the store's hour windows (its rollups), so an hour or a day costs one row.
+    A day is the local calendar day (23 or 25 hours on a daylight-saving change).
+    """
+    name = f"{quantity}_per_{per}"
+    lo = math.floor(start / 3600) * 3600
+    sums: dict[tuple[str, str, str], dict[float, float]] = {}
+    for org, device, span_from, span_to in spans:
+        a, b = max(lo, span_from), min(end, span_to)
+        if b <= a:
+            continue
+        for w in store.windows(org, device, a, b, 3600.0, quantity=quantity):
+            key = (org, device, w.sensor)
+            if per == "hour":
+                bucket = w.start
+            else:
+                day = datetime.fromtimestamp(w.start, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+                bucket = day.timestamp()
+            into = sums.setdefault(key, {})
+            into[bucket] = into.get(bucket, 0.0) + w.mean * w.count
+    out = []
+    for (org, device, sensor), buckets in sorted(sums.items()):
+        times = sorted(buckets)
+        out.append(Series(org, device, sensor, name, times, [round(buckets[t], 9) for t in times]))
+    return out

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine, select
 
@@ -31,6 +33,8 @@ __all__ = [
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Tables whose rows are only a copy of the YAML catalogue: safe to rebuild from it.
 _DERIVED_TABLES = ("kit_profiles", "use_cases")
+_SCHEMA_LOCK = 0x5C_0E_5C_4E  # advisory lock key of the registry's schema and catalogue
+_SCHEMA_LOCK_WAIT_S = 120
 
 log = logging.getLogger(__name__)
 
@@ -164,17 +168,43 @@ def ensure_schema(engine: Engine, *, upgrade: bool) -> None:
     migrate(engine)
 
 
+@contextlib.contextmanager
+def _one_replica_at_a_time(engine: Engine) -> Iterator[None]:
+    """Hold the registry's schema lock (PostgreSQL): replicas starting together take turns.
+
+    Without it, two servers started at once on a fresh registry both create the tables (or load
+    the catalogue) and one fails with a unique violation. A session-level advisory lock on a
+    connection of its own, waited for at most ``_SCHEMA_LOCK_WAIT_S``. SQLite serialises writers
+    itself.
+    """
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text(f"SET lock_timeout = '{_SCHEMA_LOCK_WAIT_S}s'"))
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK})
+            conn.commit()
+
+
 def init_registry(engine: Engine, catalog: Catalog, *, upgrade: bool = True) -> CatalogSync:
     """Bring the registry schema up to date and load ``catalog`` into it.
+
+    Replicas that start together do this one after the other (:func:`_one_replica_at_a_time`).
 
     Raises:
         ConfigError: the database cannot be reached or written, or needs a migration.
     """
     try:
-        ensure_schema(engine, upgrade=upgrade)
-        with Session(engine) as session:
-            result = sync_catalog(session, catalog)
-            session.commit()
+        with _one_replica_at_a_time(engine):
+            ensure_schema(engine, upgrade=upgrade)
+            with Session(engine) as session:
+                result = sync_catalog(session, catalog)
+                session.commit()
     except SQLAlchemyError as exc:
         raise ConfigError(
             f"registry database {engine.url.render_as_string(hide_password=True)} is not usable "

@@ -16,11 +16,12 @@ such a crash (the agent's commands are safe to repeat).
 
 A new kind of command is one arguments model in :data:`COMMANDS`, and, when the wire's arguments
 are not the stored ones (``config`` sends the version's content), one line in :data:`PAYLOADS`;
-what the server does with an answer goes in :data:`ON_ANSWER`.
+what the server does with an answer is one line in :data:`ON_ANSWER`.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import uuid
@@ -152,27 +153,32 @@ COMMANDS: dict[str, type[_Args]] = {
 # Commands only the server itself gives (a rollout, server.rollouts), never a person directly.
 SERVER_ONLY = frozenset({"update"})
 
-# The wire arguments of a command, when they are not the stored ones (built at dispatch).
-Payload = Callable[[Session, DeviceCommandRow], dict[str, Any]]
-PAYLOADS: dict[str, Payload] = {}
+# The wire arguments of a command, when they are not the stored ones (built at dispatch): the
+# name of a function ``(session, row) -> dict`` as "module:function", imported when first needed.
+PAYLOADS: dict[str, str] = {"config": "server.device_config:agent_payload"}
 
-# What the server does when a device answers a command of that name (after the state is set).
-OnAnswer = Callable[[Session, DeviceCommandRow, CommandReply], None]
-
-
-def _update_answered(session: Session, row: DeviceCommandRow, reply: CommandReply) -> None:
-    from server.rollouts import on_update_answer
-
-    on_update_answer(session, row, reply)
+# What the server does when a device answers a command of that name (after the state is set,
+# before the commit): "module:function" of ``(session, row, reply) -> None``.
+ON_ANSWER: dict[str, str] = {
+    "config": "server.device_config:on_answer",
+    "update": "server.rollouts:on_update_answer",
+}
 
 
-ON_ANSWER: dict[str, OnAnswer] = {"update": _update_answered}
+def _hook(table: dict[str, str], name: str) -> Callable[..., Any] | None:
+    where = table.get(name)
+    if where is None:
+        return None
+    module, _, function = where.partition(":")
+    found: Callable[..., Any] = getattr(importlib.import_module(module), function)
+    return found
 
 
 def _wire_args(session: Session, row: DeviceCommandRow) -> dict[str, Any]:
-    build = PAYLOADS.get(row.name)
+    build = _hook(PAYLOADS, row.name)
     if build is not None:
-        return build(session, row)
+        payload: dict[str, Any] = build(session, row)
+        return payload
     if row.name == "resend":  # stored by field name; the agent reads from/to
         return {"from": row.args["start"], "to": row.args["end"]}
     return dict(row.args)
@@ -378,7 +384,7 @@ def apply_reply(session: Session, topic: str, payload: bytes, now: float) -> Dev
     row.sent_at = row.sent_at or now  # the reply can beat the replica's own "sent"
     row.lease_owner, row.lease_until = None, None
     session.add(row)
-    hook = ON_ANSWER.get(row.name)
+    hook = _hook(ON_ANSWER, row.name)
     if hook is not None:
         hook(session, row, reply)
     session.commit()

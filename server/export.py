@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from gateway.store import Reader
-from kits.quantities import QUANTITIES
+from kits.quantities import spec as quantity_spec
 from kits.wire import BASE_NAME_PREFIX, BVER_SECONDARY_UNITS, Record
 from server.timeutil import iso
 
@@ -97,7 +97,7 @@ def csv_lines(rows: Iterable[tuple[str, Record]], meta: dict[str, Any]) -> Itera
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["time_iso", "time", "deployment", "device", "sensor", "quantity", "unit", "value"])
     for count, (deployment, record) in enumerate(rows, start=1):
-        spec = QUANTITIES.get(record.quantity)
+        spec = quantity_spec(record.quantity)
         writer.writerow(
             [
                 iso(record.time),
@@ -125,7 +125,7 @@ def senml_chunks(rows: Iterable[tuple[str, Record]]) -> Iterator[str]:
     yield "["
     first = True
     for _deployment, record in rows:
-        spec = QUANTITIES.get(record.quantity)
+        spec = quantity_spec(record.quantity)
         item: dict[str, Any] = {
             "n": f"{BASE_NAME_PREFIX}{record.device}:{record.sensor}/{record.quantity}",
             "t": record.time,

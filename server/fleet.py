@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from kits.errors import ConfigError
-from kits.models import DeviceConfig, DeviceSensor, KitProfile, MqttSettings
+from kits.models import Calibration, DeviceConfig, DeviceSensor, KitProfile, MqttSettings
 from kits.wire import build_topic
 from server.broker_admin import BrokerAdmin, BrokerAdminError, DeviceAccount
 from server.models import KitProfileRow
@@ -229,23 +229,6 @@ def issue_device(
         if profile
         else [DeviceSensor(name="bme280", part="bme280", address=0x77, interval_s=interval)]
     )
-    config = DeviceConfig(
-        device=device_id,
-        org=org.slug,
-        kit_profile=profile.id if profile else None,
-        mqtt=MqttSettings(
-            host=settings.device_mqtt_host or settings.mqtt_host or "127.0.0.1",
-            port=settings.device_mqtt_port or settings.mqtt_port,
-            username=device_id,
-            password=password,
-            tls=settings.mqtt_tls,
-            ca_pem=device_ca_pem(settings),
-        ),
-        sensors=sensors,
-        publish_interval_s=interval,
-    )
-    topics = {kind: build_topic(org.slug, device_id, kind) for kind in ("telemetry", "status", "meta")}
-    topics["commands"] = f"{topics['telemetry'].rsplit('/', 1)[0]}/cmd/+"
     calibration = (
         [
             {
@@ -260,6 +243,30 @@ def issue_device(
         if kit is not None and kit.id is not None and pi_index is not None
         else []
     )
+    names = {s.name for s in sensors}
+    config = DeviceConfig(
+        device=device_id,
+        org=org.slug,
+        kit_profile=profile.id if profile else None,
+        mqtt=MqttSettings(
+            host=settings.device_mqtt_host or settings.mqtt_host or "127.0.0.1",
+            port=settings.device_mqtt_port or settings.mqtt_port,
+            username=device_id,
+            password=password,
+            tls=settings.mqtt_tls,
+            ca_pem=device_ca_pem(settings),
+        ),
+        sensors=sensors,
+        publish_interval_s=interval,
+        # The Pi's calibration travels with its first config (version 1 of the device's config).
+        calibration=[Calibration.model_validate(c) for c in calibration if c["sensor"] in names],
+        config_version=1,
+    )
+    from server.device_config import first_version
+
+    version = first_version(device, config, now, "bind")
+    topics = {kind: build_topic(org.slug, device_id, kind) for kind in ("telemetry", "status", "meta")}
+    topics["commands"] = f"{topics['telemetry'].rsplit('/', 1)[0]}/cmd/+"
     return Issued(
         device=device,
         config=config,
@@ -267,7 +274,7 @@ def issue_device(
         calibration=calibration,
         token=raw_token,
         account=DeviceAccount(org.slug, device_id, device_id, password),
-        rows=[link, token],
+        rows=[link, token, version],
     )
 
 

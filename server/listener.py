@@ -79,6 +79,15 @@ _LOGGED_FAILURES = 10
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 10.0
 HELD_MAX = 100_000  # messages held for a registry that is down; beyond, the oldest go (counted)
+# The figures of kits.wire.Diagnostics kept from meta (numbers only; anything else is dropped).
+_DIAGNOSTICS = (
+    "disk_free_bytes",
+    "disk_total_bytes",
+    "outbox_bytes",
+    "writes_per_h",
+    "wifi_dbm",
+    "wifi_quality",
+)
 _AGENT_LENGTH = 32  # DeviceRow.agent_version
 _PROFILE_LENGTH = 64  # DeviceRow.kit_profile
 
@@ -115,8 +124,30 @@ def _apply_meta(device: DeviceRow, meta: dict[str, Any], now: float) -> None:
         if isinstance(value, list):
             texts = [v if isinstance(v, str) else json.dumps(safe_json(v)) for v in value[:64]]
             setattr(device, target, [safe_text(t, 500) for t in texts])
+    version = safe_int(meta.get("config_version"))
+    device.config_version = version if version is not None and version > 0 else device.config_version
+    if isinstance(meta.get("diagnostics"), dict) or isinstance(meta.get("disabled"), list):
+        device.diagnostics = _diagnostics(meta)
     device.meta_at = now
     device.last_seen = max(device.last_seen or 0.0, now)
+
+
+def _diagnostics(meta: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of meta's ``diagnostics`` (anything else dropped), its Wi-Fi interface, and the
+    sensors the config turned off."""
+    given = meta.get("diagnostics")
+    given = given if isinstance(given, dict) else {}
+    kept: dict[str, Any] = {}
+    for key in _DIAGNOSTICS:
+        value = safe_float(given.get(key))
+        if value is not None:
+            kept[key] = value
+    if isinstance(given.get("wifi_interface"), str):
+        kept["wifi_interface"] = safe_text(given["wifi_interface"], 16)
+    disabled = meta.get("disabled")
+    if isinstance(disabled, list):
+        kept["disabled"] = [safe_text(d, 64) for d in disabled[:64] if isinstance(d, str)]
+    return kept
 
 
 class StatusListener:
@@ -263,25 +294,18 @@ class StatusListener:
                 delay = min(delay * 2, _RETRY_MAX_S)
 
     def _apply(self, topic: str, payload: bytes) -> bool:
-        from server.calibration_push import apply_reply as apply_calibration_reply
-        from server.calibration_push import send_pending
         from server.device_commands import apply_reply, dispatch
 
         with Session(self.engine) as session:
             if topic.endswith("/reply"):
                 answered = apply_reply(session, topic, payload, self.clock())
-                if answered is not None:
-                    if answered.name == "update":  # a rollout may have offered its next ring
-                        dispatch(self.engine, self, self.clock(), self.owner)
-                    return True
-                return topic.endswith("/cmd/config/reply") and apply_calibration_reply(
-                    session, topic, payload, self.clock()
-                )
+                if answered is not None and answered.name == "update":  # a rollout may offer its next ring
+                    dispatch(self.engine, self, self.clock(), self.owner)
+                return answered is not None
             changed = apply_message(session, topic, payload, self.clock())
             if changed and topic.endswith("/status"):
                 device = session.get(DeviceRow, topic.split("/")[3])
                 if device is not None and device.online:  # back online: send what waited
-                    send_pending(session, device.id, self, self.clock())
                     dispatch(self.engine, self, self.clock(), self.owner, device.id)
             return changed
 

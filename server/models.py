@@ -126,6 +126,8 @@ class UseCasePublic(UseCaseBase):
     pitfalls: list[str] = []
     examples: list[str] = []
     sources: list[str] = []
+    derived: list[str] = []
+    headline: list[str] = []
     org_id: int | None = None
     read_only: bool = True
 

@@ -20,7 +20,6 @@ __all__ = [
     "ApiTokenRow",
     "AssessmentRow",
     "AuditRow",
-    "CalibrationDeliveryRow",
     "CalibrationRow",
     "DeploymentDeviceRow",
     "DeploymentRow",
@@ -196,29 +195,6 @@ class CalibrationRow(SQLModel, table=True):
     version: int
     reference: str = ""
     created_by: str = ""
-
-
-class CalibrationDeliveryRow(SQLModel, table=True):
-    """One ``config`` command carrying a Pi's current calibration to its device, and the reply.
-
-    ``state``: pending (not sent yet: no broker, or the device offline), sent, ok, error, or
-    superseded (a newer calibration replaced it before it was sent).
-    """
-
-    __tablename__ = "calibration_deliveries"
-
-    id: int | None = Field(default=None, primary_key=True)
-    command_id: str = Field(max_length=64, unique=True, index=True)
-    device_id: str = Field(max_length=64, index=True)
-    kit_id: int = Field(foreign_key="kits.id", index=True)
-    pi_index: int
-    version: int
-    calibration: list[dict[str, Any]] = _json(list)
-    state: str = Field(default="pending", max_length=16)
-    created_at: float
-    sent_at: float | None = None
-    replied_at: float | None = None
-    error: str | None = None
 
 
 class DeviceRow(SQLModel, table=True):

@@ -48,6 +48,7 @@ SERVER_STORE = frozenset(
         "StoreError",
         "open_reader",
         "OrgRoutedReader",
+        "DerivedReader",
         "check_keys",
         "check_window_width",
     }

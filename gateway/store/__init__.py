@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import cast
 
 from gateway.store.base import DeadLetter, DeviceKey, DeviceSeen, Reader, Store, StoreError, Window
+from gateway.store.derived import DerivedReader
 from gateway.store.routed import OrgRoutedReader
 from gateway.store.sqlite import SqliteStore
 
@@ -20,6 +21,7 @@ __all__ = [
     "BACKENDS",
     "READERS",
     "DeadLetter",
+    "DerivedReader",
     "DeviceKey",
     "DeviceSeen",
     "OrgRoutedReader",

@@ -89,6 +89,7 @@ LOGIN_PAGES: frozenset[RouteKey] = frozenset(
     {
         ("GET", "/"),
         ("GET", "/fleet"),
+        ("GET", "/fleet/devices/{device}"),
         ("GET", "/kits"),
         ("GET", "/kits/import"),
         ("GET", "/deployments/{deployment_id}"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from kits.quantities import QUANTITIES
+from kits.quantities import spec as quantity_spec
 from kits.wire import Record
 from server.timeutil import iso
 
@@ -25,7 +25,7 @@ class ReadingPublic(BaseModel):
     @classmethod
     def of(cls, record: Record) -> ReadingPublic:
         """Return the public form of ``record``."""
-        spec = QUANTITIES.get(record.quantity)
+        spec = quantity_spec(record.quantity)
         return cls(
             sensor=record.sensor,
             quantity=record.quantity,

@@ -12,7 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from kits.quantities import QUANTITIES
+from kits.quantities import spec
 from server.api.auth import Principal
 from server.settings import ServerSettings
 from server.web.i18n import LANG_COOKIE, LANGUAGES, Translator, pick_language
@@ -35,7 +35,8 @@ UNIT_LABELS: dict[str, str] = {"Cel": "°C", "%RH": "% RH", "ug/m3": "µg/m³", 
 
 
 def unit_label(quantity: str) -> str:
-    unit = QUANTITIES[quantity].unit if quantity in QUANTITIES else None
+    found = spec(quantity)
+    unit = found.unit if found is not None else None
     return "" if unit is None else UNIT_LABELS.get(unit, unit)
 
 
@@ -44,7 +45,8 @@ def quantity_label(quantity: str, t: Translator) -> str:
     text = t(key)
     if text != key:
         return text
-    return QUANTITIES[quantity].label if quantity in QUANTITIES else quantity
+    found = spec(quantity)
+    return found.label if found is not None else quantity
 
 
 def org_zone(settings: ServerSettings, slug: str | None) -> ZoneInfo:

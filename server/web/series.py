@@ -6,20 +6,23 @@ points, the means of the store's downsampled windows (:func:`server.charts.downs
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
 from typing import Any
 
 from sqlmodel import Session
 
 from gateway.store import Reader
-from kits.quantities import QUANTITIES
-from server.charts import downsample
+from kits.derived import Counts
+from kits.quantities import DERIVED_QUANTITIES, QUANTITIES, spec
+from server.charts import Series, count_sums, downsample
+from server.derived import Derived, derived_of
 from server.models import UseCaseRow
 from server.spans import device_spans
 from server.tables import DeploymentRow
 from server.web.i18n import Translator
 from server.web.render import quantity_label, unit_label
 
-__all__ = ["MAX_POINTS", "RANGES", "chart_payload", "thresholds_of"]
+__all__ = ["MAX_POINTS", "RANGES", "block_order", "chart_payload", "thresholds_of"]
 
 RANGES: dict[str, float] = {
     "1h": 3600.0,
@@ -48,8 +51,20 @@ def thresholds_of(session: Session, use_case_id: str | None) -> dict[str, list[d
 
 
 def _order(quantity: str) -> int:
-    names = list(QUANTITIES)
+    names = [*QUANTITIES, *DERIVED_QUANTITIES]
     return names.index(quantity) if quantity in names else len(names)
+
+
+def block_order(derived: Derived, quantity: str) -> tuple[int, int]:
+    """Headline quantities first, in the use-case's order; the raw ones after, in the registry's."""
+    if derived.headline is not None and quantity in derived.headline:
+        return (0, derived.headline.index(quantity))
+    return (1, _order(quantity))
+
+
+# Counts per hour are drawn up to a month (720 bars), per day from a day up.
+_PER_HOUR_UP_TO = 31 * 86400.0
+_PER_DAY_FROM = 86400.0
 
 
 def chart_payload(
@@ -61,12 +76,26 @@ def chart_payload(
     t: Translator,
     *,
     quantities: list[str] | None = None,
+    tz: tzinfo = UTC,
 ) -> dict[str, Any]:
-    """Return the deployment's series over the range ending ``now``, grouped by quantity."""
+    """Return the deployment's series over the range ending ``now``, grouped by quantity.
+
+    Derived quantities (``server.derived``) are series like the measured ones; counts are drawn
+    as sums per window, and per hour and per local day (``tz``) where the deployment counts.
+    Each block says whether it is a headline quantity (read first) or a raw one.
+    """
     assert deployment.id is not None
     span = RANGES.get(range_key, RANGES["24h"])
     start = now - span
-    series = downsample(store, device_spans(session, deployment.id), start, now, points=MAX_POINTS)
+    spans = device_spans(session, deployment.id)
+    derived = derived_of(session, deployment)
+    reader = derived.reader(store, spans)
+    series: list[Series] = downsample(reader, spans, start, now, points=MAX_POINTS)
+    if any(isinstance(r, Counts) for r in derived.rules):
+        if span <= _PER_HOUR_UP_TO:
+            series += count_sums(reader, spans, start, now, per="hour", tz=tz)
+        if span >= _PER_DAY_FROM:
+            series += count_sums(reader, spans, start, now, per="day", tz=tz)
     lines = thresholds_of(session, deployment.use_case_id)
     grouped: dict[str, list[dict[str, Any]]] = {}
     for s in series:
@@ -85,6 +114,7 @@ def chart_payload(
         "range": range_key if range_key in RANGES else "24h",
         "mode": "mean",
         "max_points": MAX_POINTS,
+        "missing": derived.missing,
         "quantities": [
             {
                 "quantity": q,
@@ -92,7 +122,10 @@ def chart_payload(
                 "unit": unit_label(q),
                 "thresholds": lines.get(q, []),
                 "series": grouped[q],
+                "headline": derived.is_headline(q),
+                "derived": q in DERIVED_QUANTITIES,
+                "summed": bool((found := spec(q)) and found.summed),
             }
-            for q in sorted(grouped, key=_order)
+            for q in sorted(grouped, key=lambda q: block_order(derived, q))
         ],
     }

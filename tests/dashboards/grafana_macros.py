@@ -109,7 +109,10 @@ def resolve_variables(
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     values: dict[str, str | list[str]] = {}
     for name, variable in variables.items():
-        assert variable["type"] == "query", f"variable {name}: only query variables are expanded"
+        if variable["type"] == "textbox":  # a constant a person types: its current text
+            values[name] = str((variable.get("current") or {}).get("value", variable.get("query", "")))
+            continue
+        assert variable["type"] == "query", f"variable {name}: only query and textbox variables are expanded"
         query = _substitute(variable["query"], variables, values)
         options: list[str] = []
         for series in run(query):

@@ -13,6 +13,7 @@ import pytest
 from dashboards.build import (
     DATASOURCE_UID,
     TEMPLATE_QUANTITIES,
+    TEMPLATE_VARIABLES,
     TEMPLATES,
     build_all,
     build_dashboard,
@@ -23,12 +24,13 @@ from dashboards.errors import UnknownTemplate
 from dashboards.schema import FIELD, GRAFANA_UNITS, TAGS, database_for, grafana_unit
 from kits.catalog import CATALOG_DIR, load_catalog
 from kits.models import DashboardTemplate
-from kits.quantities import QUANTITIES
+from kits.quantities import DERIVED_QUANTITIES, QUANTITIES
 
 # Grafana unit ids (packages/grafana-data/src/valueFormats/categories.ts) the mapping may use.
 KNOWN_GRAFANA_UNITS = {
     "celsius", "humidity", "pressurehpa", "ppm", "conμgm3", "lux", "lengthmm", "accMS2", "volt",
     "short", "none", "percent",
+    "amp", "kwatt",  # Grafana's energy units (packages/grafana-data/src/valueFormats/categories.ts)
 }  # fmt: skip
 
 
@@ -64,7 +66,7 @@ def test_dashboards_are_valid_grafana_json(flavour: str) -> None:
             assert panel["datasource"] == {"type": "influxdb", "uid": DATASOURCE_UID}
             assert all(t["datasource"]["uid"] == DATASOURCE_UID for t in panel["targets"])
         names = [v["name"] for v in dash["templating"]["list"]]
-        assert names == ["org", "device"]
+        assert names == ["org", "device"] + [n for n, _, _ in TEMPLATE_VARIABLES.get(template, ())]
         json.dumps(dash)  # serialisable
         assert build_dashboard(template, flavour) == dash  # type: ignore[arg-type]  # deterministic
 
@@ -78,7 +80,8 @@ def test_influxql_queries_read_only_the_gateway_schema() -> None:
         measurement = re.search(r'FROM "([^"]+)"', query)
         assert measurement and measurement.group(1) in QUANTITIES
         assert identifiers <= {measurement.group(1), FIELD, *TAGS}, (template, query)
-        assert "$timeFilter" in query and "$__interval" in query
+        # counts per hour and per day group by a fixed width; everything else by Grafana's interval
+        assert "$timeFilter" in query and re.search(r"GROUP BY time\((\$__interval|1h|1d)\)", query)
         assert target["rawQuery"] is True and target["resultFormat"] == "time_series"
 
 
@@ -89,15 +92,15 @@ def test_flux_queries_read_only_the_gateway_schema() -> None:
         query = target["query"]
         assert query.startswith("from(bucket: v.defaultBucket)")
         columns = set(re.findall(r"r\.(\w+)", query))
-        assert columns <= {"_measurement", "_field", *TAGS}
+        assert columns <= {"_measurement", "_field", "_value", *TAGS}  # _value: a derived panel's map
         assert re.search(r'r\._measurement == "(\w+)"', query).group(1) in QUANTITIES  # type: ignore[union-attr]
         assert f'r._field == "{FIELD}"' in query
-        assert "v.timeRangeStart" in query and "v.windowPeriod" in query
+        assert "v.timeRangeStart" in query and re.search(r"every: (v\.windowPeriod|1h|1d),", query)
 
 
 def test_every_quantity_has_a_grafana_unit() -> None:
     """Test that each registered quantity maps to a known Grafana unit id, and the panels use it."""
-    for name in QUANTITIES:
+    for name in [*QUANTITIES, *DERIVED_QUANTITIES]:
         assert grafana_unit(name) in KNOWN_GRAFANA_UNITS
     assert set(GRAFANA_UNITS.values()) <= KNOWN_GRAFANA_UNITS
     assert grafana_unit("temperature") == "celsius" and grafana_unit("pm2_5") == "conμgm3"

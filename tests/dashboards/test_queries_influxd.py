@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from dashboards.build import build_all
+from dashboards.build import TEMPLATE_DERIVED, TEMPLATE_VARIABLES, DerivedPanel, build_all
 from dashboards.schema import database_for
 from gateway.sinks.influxdb1 import InfluxDB1Sink
+from kits.quantities import spec
 from kits.wire import Record
 from tests.dashboards.grafana_macros import (
     GrafanaRange,
@@ -59,20 +62,40 @@ def _write(influxd: InfluxD, now: float) -> list[Record]:
     return records
 
 
+def _bucket(ms: int, rng: GrafanaRange, every: str, zone: str) -> int:
+    if every == "1d":  # local days: InfluxQL's tz() clause
+        day = datetime.fromtimestamp(ms / 1000, ZoneInfo(zone)).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        return round(day.timestamp() * 1000)
+    width = HOUR_MS if every == "1h" else interval_ms(rng)
+    return ms - ms % width
+
+
 def _expected(
-    records: list[Record], quantity: str, rng: GrafanaRange, devices: tuple[str, ...]
+    records: list[Record],
+    quantity: str,
+    rng: GrafanaRange,
+    devices: tuple[str, ...],
+    derived: DerivedPanel | None = None,
+    constants: dict[str, Any] | None = None,
 ) -> dict[tuple[str, str], dict[int, float]]:
-    width = interval_ms(rng)
     summed = quantity == "passes"
+    every = derived.every if derived is not None else "$__interval"
+    zone = str((constants or {}).get("tz", "UTC"))
     buckets: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         ms = round(r.time * 1000)
         if r.quantity == quantity and r.device in devices and rng.from_ms <= ms <= rng.to_ms:
-            buckets[(r.device, r.sensor)][ms - ms % width].append(r.value)
-    return {
-        key: {t: (sum(v) if summed else sum(v) / len(v)) for t, v in by_time.items()}
-        for key, by_time in buckets.items()
-    }
+            buckets[(r.device, r.sensor)][_bucket(ms, rng, every, zone)].append(r.value)
+    numbers = {k: float(v) for k, v in (constants or {}).items() if k != "tz"}
+    out = {}
+    for key, by_time in buckets.items():
+        out[key] = {}
+        for t, v in by_time.items():
+            aggregate = sum(v) if summed else sum(v) / len(v)
+            out[key][t] = derived.compute(aggregate, numbers) if derived is not None else aggregate
+    return out
 
 
 def _series(influxd: InfluxD, query: str, db: str) -> dict[tuple[str, str], dict[int, float]]:
@@ -110,19 +133,30 @@ def test_every_panel_returns_each_device_series(influxd: InfluxD, hours: int) ->
     checked = 0
     for template, dashboard in build_all("influxql").items():
         values = resolve_variables(dashboard, lambda q: influxd.query(q, db))
+        constants = {n: values.pop(n) for n, _, _ in TEMPLATE_VARIABLES.get(template, ())}
         assert values == {"org": "aarhus", "device": list(DEVICES)}, template
+        derived = {d.quantity: d for d in TEMPLATE_DERIVED.get(template, ())}
+        titles = [p["title"] for p in dashboard["panels"]]
+        # what a person reads first comes first
+        assert titles[: len(derived)] == [spec(q).label for q in derived], template  # type: ignore[union-attr]
         for panel in dashboard["panels"]:
             target = panel["targets"][0]
-            query = expand(target["query"], dashboard, values, rng)
-            assert f"GROUP BY time({format_interval(interval_ms(rng))})" in query
+            query = expand(target["query"], dashboard, {**values, **constants}, rng)
+            made = next((d for d in derived.values() if spec(d.quantity).label == panel["title"]), None)  # type: ignore[union-attr]
+            every = (
+                format_interval(interval_ms(rng))
+                if made is None or made.every == "$__interval"
+                else made.every
+            )
+            assert f"GROUP BY time({every})" in query
             quantity = query.split('FROM "')[1].split('"')[0]
             got = _series(influxd, query, db)
-            want = _expected(records, quantity, rng, DEVICES)
+            want = _expected(records, quantity, rng, DEVICES, made, constants)
             assert set(got) == set(want) == {(d, "s1") for d in DEVICES}, (template, quantity)
             for key, by_time in want.items():
-                assert got[key].keys() == by_time.keys(), (template, quantity, key)
+                assert got[key].keys() == by_time.keys(), (template, panel["title"], key)
                 for t, value in by_time.items():
-                    assert got[key][t] == pytest.approx(value), (template, quantity, key, t)
+                    assert got[key][t] == pytest.approx(value), (template, panel["title"], key, t)
             checked += 1
     assert checked >= sum(len(d["panels"]) for d in build_all("influxql").values())
 

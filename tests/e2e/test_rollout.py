@@ -1,6 +1,7 @@
 """A staged rollout from the server's API to real agents, and a bad one that stops itself.
 
-Everything is real: the server (HTTP, its listener and command sweep on a real Mosquitto), three
+Everything is real: the server (HTTP, its listener and command sweep on a real Mosquitto; the
+rollouts are started on its fleet page in headless Chromium), three
 agents under the launcher (`python -m edge.updates.launcher ... edge run`, each with its own agent
 home: the launcher's switch and rollback are the device side's whole test), and two wheels built in
 the test (tests/agent_wheels.py), served by the server from its registry and installed by each
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 from sqlmodel import Session, select
 
 from edge.updates.home import AgentHome
@@ -27,13 +29,13 @@ from server.cli import add_global_admin
 from server.runner import ServerThread
 from server.settings import ServerSettings
 from server.tables import DeviceRow, OrganisationRow
-from suitcase.broker import free_port
 from tests.agent_wheels import AgentWheel
 from tests.edge.updates.launching import start_launcher, write_config
 from tests.edge.updates.mqtt_peer import Peer
+from tests.server.test_web_pages import check, watch
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
+pytestmark = [pytest.mark.slow, pytest.mark.mosquitto, pytest.mark.browser]
 
 ORG = "city-a"
 DEVICES = ("roll-1", "roll-2", "roll-3")
@@ -45,14 +47,25 @@ def _registry(engine: Any) -> dict[str, DeviceRow]:
         return {d.id: d for d in session.exec(select(DeviceRow)).all()}
 
 
+def start_from_page(page: Any, version: str, canary: str) -> None:
+    """Start a rollout the way a global admin does: the fleet page's form."""
+    panel = page.locator("#rollout-panel")
+    if panel.get_attribute("open") is None:
+        panel.locator("summary").click()
+    page.select_option("#r-version", version)
+    page.fill("#r-canaries", canary)
+    page.fill("#r-share", "50")
+    page.fill("#r-deadline", "60")
+    page.click("#rollout-form button[type=submit]")
+
+
 def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
-    mosquitto: Any, agent_wheels: dict[str, AgentWheel], tmp_path: Path
+    mosquitto: Any, browser: Any, agent_wheels: dict[str, AgentWheel], tmp_path: Path, screenshot_dir: Path
 ) -> None:
-    """Test that a rollout of 0.2.0 updates the canary, then the share, then the rest, each agent
-    reporting 0.2.0 to the fleet; that a rollout of 0.3.0 (fails at start) is rolled back by its
-    canary's launcher and stops itself with the canary's reason while the other devices are never
-    offered it; and that every agent samples on throughout."""
-    port = free_port()
+    """Test that a rollout of 0.2.0, started on the fleet page, updates the canary, then the share,
+    then the rest, each agent reporting 0.2.0 to the fleet; that a rollout of 0.3.0 (fails at
+    start) is rolled back by its canary's launcher and stops itself with the canary's reason, shown
+    on the page, while the other devices are never offered it; and that every agent samples on."""
     settings = ServerSettings(
         registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
         store=str(tmp_path / "store.db"),
@@ -60,11 +73,14 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
         mqtt_host=mosquitto.host,
         mqtt_port=mosquitto.port,
         command_sweep_s=1.0,
-        public_url=f"http://127.0.0.1:{port}",
     )
     launchers: list[subprocess.Popen[bytes]] = []
+    contexts: list[Any] = []
     peers: list[Peer] = []
-    with SqliteStore(settings.store), ServerThread(create_app(settings), port=port) as server:
+    with SqliteStore(settings.store), ServerThread(create_app(settings), port=0) as server:
+        # Where the agents fetch the wheels: known once the server listens (on a free port; a port
+        # chosen before binding can be taken by then on a busy machine).
+        server.app.state.resources.settings.public_url = server.url
         engine = server.app.state.resources.engine
         with Session(engine) as session:
             add_global_admin(session, "root@example.org", PASSWORD, now=time.time())
@@ -78,13 +94,9 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
         login = http.post("/api/v1/auth/login", json={"email": "root@example.org", "password": PASSWORD})
         assert login.status_code == 200, login.text
         http.headers["X-CSRF-Token"] = login.json()["csrf"]
-        for wheel in agent_wheels.values():
-            uploaded = http.post(
-                f"/api/v1/agent-releases?filename={wheel.path.name}", content=wheel.path.read_bytes()
-            )
-            assert uploaded.status_code == 201, uploaded.text
         logs = [open(tmp_path / f"{d}.log", "wb") for d in DEVICES]  # noqa: SIM115
         try:
+            launched = time.monotonic()
             for device, log in zip(DEVICES, logs, strict=True):
                 config = write_config(tmp_path / f"{device}.yaml", device, mosquitto.port, ORG)
                 peers.append(Peer(mosquitto.host, mosquitto.port, ORG, device))
@@ -96,11 +108,28 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
                 60,
                 "every agent online with 0.1.0 in the registry",
             )
+            cold_s = time.monotonic() - launched  # the same run's baseline: agents started from cold
 
-            body = {"version": "0.2.0", "canaries": ["roll-1"], "share_percent": 50, "deadline_s": 60}
-            started = http.post("/api/v1/rollouts", json=body)
-            assert started.status_code == 201, started.text
-            rollout_id = started.json()["id"]
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            contexts.append(context)
+            login = context.request.post(
+                f"{server.url}/api/v1/auth/login", data={"email": "root@example.org", "password": PASSWORD}
+            )
+            assert login.ok, login.text()
+            page = context.new_page()
+            errors = watch(page)
+            page.goto(f"{server.url}/fleet?poll_ms=500")
+            for wheel in agent_wheels.values():  # uploaded on the page, as a global admin does
+                if page.locator("#rollout-panel").get_attribute("open") is None:
+                    page.locator("#rollout-panel summary").click()
+                page.set_input_files("#r-wheel", str(wheel.path))
+                page.click("#release-form button[type=submit]")
+                expect(page.locator("#r-version")).to_contain_text(wheel.version)
+            served = {r["version"]: r["sha256"] for r in http.get("/api/v1/agent-releases").json()}
+            assert served == {w.version: w.sha256 for w in agent_wheels.values()}
+            start_from_page(page, "0.2.0", "roll-1")
+            expect(page.locator("#rollout-result")).to_contain_text("rollout 0.2.0: running")
+            rollout_id = http.get("/api/v1/rollouts").json()[0]["id"]
             done = wait_until(
                 lambda: (r := http.get(f"/api/v1/rollouts/{rollout_id}").json())["state"] != "running" and r,
                 180,
@@ -118,9 +147,12 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
                 "the fleet to show 0.2.0 on every device",
             )
             good_figures = done["figures"]
+            expect(page.locator("#fleet-rollout h2")).to_have_text("Agent update 0.2.0: done", timeout=10_000)
+            expect(page.locator("#fleet-versions")).to_contain_text("0.2.0: 3", timeout=10_000)
 
-            bad_body = {"version": "0.3.0", "canaries": ["roll-2"], "share_percent": 50, "deadline_s": 60}
-            bad = http.post("/api/v1/rollouts", json=bad_body).json()
+            start_from_page(page, "0.3.0", "roll-2")
+            expect(page.locator("#rollout-result")).to_contain_text("rollout 0.3.0: running")
+            bad = http.get("/api/v1/rollouts").json()[0]
             stopped = wait_until(
                 lambda: (r := http.get(f"/api/v1/rollouts/{bad['id']}").json())["state"] != "running" and r,
                 180,
@@ -138,15 +170,22 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
             assert {d.id: d.agent_version for d in _registry(engine).values()} == dict.fromkeys(
                 DEVICES, "0.2.0"
             )
+            panel = page.locator("#fleet-rollout")
+            expect(panel.locator("h2")).to_have_text("Agent update 0.3.0: stopped", timeout=10_000)
+            expect(panel).to_contain_text("canary device roll-2 failed: update to 0.3.0 rolled back")
+            check(page, errors, screenshot_dir, "fleet-rollout-stopped-live")
             canary = AgentHome(tmp_path / "roll-2" / "agent")
             assert canary.current_version() == "0.2.0" and canary.installed() == ["0.2.0"]  # 0.3.0 removed
+            canary_s, all_s = good_figures["canary_healthy_after_s"], good_figures["all_updated_after_s"]
             print(
-                f"\nrollout figures (3 agents, rings 1/1/1): canary healthy after "
-                f"{good_figures['canary_healthy_after_s']:.1f} s, all updated after "
-                f"{good_figures['all_updated_after_s']:.1f} s; bad canary rolled back and rollout "
-                f"stopped after {stop_s:.1f} s"
+                f"\nrollout figures (3 agents, rings 1/1/1): baseline cold start of 3 agents {cold_s:.1f} s; "
+                f"canary healthy after {canary_s:.1f} s ({canary_s / cold_s:.2f}x), all updated after "
+                f"{all_s:.1f} s ({all_s / cold_s:.2f}x); bad canary rolled back and rollout stopped "
+                f"after {stop_s:.1f} s ({stop_s / cold_s:.2f}x)"
             )
         finally:
+            for context in contexts:
+                context.close()
             for launcher in launchers:
                 launcher.send_signal(signal.SIGTERM)
             for launcher in launchers:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,7 +40,6 @@ from server.listener import StatusListener
 from server.settings import ServerSettings
 from server.settings import load_settings as server_settings
 from server.tables import DeviceRow, OrganisationRow
-from suitcase.services.mosquitto import GATEWAY_ROLE
 from tests.services.tls import TlsBroker
 from tests.waiting import wait_until
 
@@ -49,26 +47,6 @@ pytestmark = pytest.mark.mosquitto
 
 ORG = "tls-town"
 SECRET = "a-long-random-secret-for-this-test"
-
-
-def _dynsec(broker: TlsBroker, *args: str) -> None:
-    """Run ``mosquitto_ctrl dynsec ARGS`` as the broker's admin, over TLS."""
-    admin, password = broker.admin
-    command = [
-        "mosquitto_ctrl", "-h", "localhost", "-p", str(broker.tls_port), "--cafile", str(broker.pki.ca),
-        "-u", admin, "-P", password, "dynsec", *args,
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr + result.stdout
-
-
-def _gateway_account(broker: TlsBroker) -> tuple[str, str]:
-    """A least-privilege gateway account: the role `suitcase services up` gives the gateway (it may
-    only subscribe to and receive telemetry; the broker denies receiving by default)."""
-    username, password = f"gateway-{secrets.token_hex(3)}", secrets.token_urlsafe(24)
-    _dynsec(broker, "createClient", username, "-p", password)
-    _dynsec(broker, "addClientRole", username, GATEWAY_ROLE)
-    return username, password
 
 
 def _server_settings(broker: TlsBroker, tmp_path: Path, **change: Any) -> ServerSettings:
@@ -83,8 +61,8 @@ def _server_settings(broker: TlsBroker, tmp_path: Path, **change: Any) -> Server
         mqtt_tls=True,
         mqtt_ca_file=broker.pki.ca,
         mqtt_dynsec=True,
-        mqtt_username=broker.admin[0],
-        mqtt_password=broker.admin[1],
+        mqtt_username=broker.server.username,  # the stack's least-privilege server account
+        mqtt_password=broker.server.password,
     )
     return settings.model_copy(update=change)
 
@@ -118,7 +96,7 @@ def test_every_client_talks_tls_in_production(
         session.commit()
     resources.broker.create_device(ORG, device, device, password)  # the broker admin, over TLS
 
-    username, gw_password = _gateway_account(mosquitto_tls)
+    username, gw_password = mosquitto_tls.gateway.username, mosquitto_tls.gateway.password
     pki = mosquitto_tls.pki
     gw = gateway_settings(
         environment="production",
@@ -229,7 +207,12 @@ def test_the_server_refuses_a_broker_it_cannot_trust(
     )
     with pytest.raises(BrokerAdminError) as refused:
         DynSecAdmin(
-            host, mosquitto_tls.tls_port, *mosquitto_tls.admin, tls=settings.mqtt_tls_context(), timeout=5
+            host,
+            mosquitto_tls.tls_port,
+            mosquitto_tls.server.username,
+            mosquitto_tls.server.password,
+            tls=settings.mqtt_tls_context(),
+            timeout=5,
         )
     assert reason in str(refused.value) and "SUITCASE_SERVER_MQTT_CA_FILE" in str(refused.value)
     listener = StatusListener(settings, create_registry_engine("sqlite://"), time.time)
@@ -263,12 +246,8 @@ def test_the_gateway_drains_a_backlog_over_tls(mosquitto_tls: TlsBroker) -> None
     message once, and that what it acked is not sent again to its next connection."""
     import paho.mqtt.client as mqtt
 
-    username, password = _gateway_account(mosquitto_tls)
-    publisher, publisher_password = f"pub-{secrets.token_hex(3)}", secrets.token_urlsafe(24)
-    _dynsec(mosquitto_tls, "createClient", publisher, "-p", publisher_password)
-    _dynsec(mosquitto_tls, "createRole", f"{publisher}-role")
-    _dynsec(mosquitto_tls, "addRoleACL", f"{publisher}-role", "publishClientSend", "suitcase/v1/#", "allow")
-    _dynsec(mosquitto_tls, "addClientRole", publisher, f"{publisher}-role")
+    username, password = mosquitto_tls.gateway.username, mosquitto_tls.gateway.password
+    publisher, publisher_password = mosquitto_tls.publisher.username, mosquitto_tls.publisher.password
     pki = mosquitto_tls.pki
     tls = client_context(ca_file=pki.ca, cert_file=pki.client_cert, key_file=pki.client_key, setting="GW")
     got: list[bytes] = []
@@ -294,7 +273,7 @@ def test_the_gateway_drains_a_backlog_over_tls(mosquitto_tls: TlsBroker) -> None
     first.start()
     assert subscribed.wait(15)
     first.stop()  # the session stays on the broker: the backlog is queued for it
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=publisher)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{publisher}-{secrets.token_hex(3)}")
     pub.username_pw_set(publisher, publisher_password)
     pub.tls_set_context(client_context(ca_file=pki.ca, setting="PUB"))
     pub.max_inflight_messages_set(500)
@@ -352,7 +331,7 @@ def test_gateway_run_exits_2_on_a_broker_it_cannot_trust(
         "MQTT_PORT": str(mosquitto_tls.tls_port),
         "MQTT_TLS": "true",
         "MQTT_CA_FILE": str(mosquitto_tls.pki.other_ca),
-        "USERNAME": "suitcase-gateway",
+        "USERNAME": mosquitto_tls.gateway.username,
         "PASSWORD": secrets.token_urlsafe(24),
         "STORE": str(tmp_path / "store.db"),
     }.items():

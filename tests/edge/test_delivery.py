@@ -25,8 +25,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.agent import Agent
 from edge.emulated import build_bus
+from edge.outbox import Outbox, OutboxFull
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings, OutboxSettings
-from kits.wire import build_topic, decode_pack
+from kits.wire import Record, build_topic, decode_pack
 from suitcase.broker import MosquittoBroker, find_mosquitto, free_port
 from tests.services import require_service
 from tests.waiting import wait_until
@@ -205,3 +206,68 @@ def test_resend_recovers_what_a_broker_crash_lost(own_broker: MosquittoBroker, t
     finally:
         agent.stop()
         store.disconnect()
+
+
+class _FullOutbox(Outbox):
+    """An outbox whose disk is full: every write fails as SQLite fails on a full filesystem
+    (tests/reliability/test_edge_faults.py fills a real one)."""
+
+    def add(self, values: Any, *, time: float | None, mono: float) -> Any:
+        raise OutboxFull("the outbox is full (database or disk is full): free space on the SD card")
+
+
+def test_readings_the_full_outbox_cannot_take_wait_in_memory_while_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that with the outbox's disk full and the broker unreachable, readings wait in memory up
+    to MAX_UNSTORED (the oldest beyond it dropped and counted in meta's ``unstored_dropped``) and
+    are published once the broker is there."""
+    import edge.publisher
+
+    monkeypatch.setattr(edge.publisher, "MAX_UNSTORED", 10)
+    port = free_port()
+    device = f"pi-{uuid.uuid4().hex[:6]}"
+    config = DeviceConfig(
+        device=device,
+        org=ORG,
+        mqtt=MqttSettings(host="127.0.0.1", port=port, keepalive=5),
+        sensors=[DeviceSensor(name="indoor", part="bme280", address=0x77, interval_s=1.0)],
+        bus="emulated",
+        publish_interval_s=0.25,
+    )
+    bus = build_bus(config.sensors, "office-day", clock=time.time, seed=3)
+    agent = Agent(config, bus, outbox=_FullOutbox(None))
+    taken: list[Record] = []
+    sample = agent.sample_once
+
+    def noting() -> list[Record]:
+        records = sample()
+        taken.extend(records)
+        return records
+
+    monkeypatch.setattr(agent, "sample_once", noting)
+    agent.start()
+    try:
+        wait_until(lambda: len(taken) >= 15, 30, "five sampling rounds offline", every=0.05)
+        assert agent.counters.unstored_dropped >= 3
+        if find_mosquitto() is None:
+            require_service("mosquitto", "apt-get install mosquitto")
+        broker = MosquittoBroker(tmp_path / "mosquitto", port=port)
+        store = Store(broker, device)
+        broker.start()
+        try:
+            store.connect()
+            assert agent.wait_connected(30)
+            online = time.time()
+
+            def held_arrived() -> bool:  # readings taken offline reach the store: only memory had them
+                with store._lock:
+                    return sum(1 for _, _, t in store.readings if t < online - 0.3) >= 10
+
+            wait_until(held_arrived, 30, "the readings held in memory", every=0.05)
+        finally:
+            store.disconnect()
+            broker.stop()
+    finally:
+        agent.stop()
+    assert agent.counters.published_without_outbox >= 10

@@ -7,7 +7,7 @@ Usage (the ``lab`` fixture is loaded for every test by tests/conftest.py)::
     @pytest.mark.netns
     def test_something(lab: Lab) -> None:
         broker = HostMosquitto(lab.host("broker")).start()
-        store = HostInfluxD(lab.host("store")); store.start()
+        store = HostInfluxD(lab.host("store")).start()    # auth on, the stack's accounts
         start_gateway(lab.host("gw"), broker=broker, sink_url=store.sink_url, client_id="gw-1")
         pis = start_pis(lab.host("pis"), broker, {"org": "city", "devices": [...], ...})
         with lab.link_cut("store"):        # pull the store's cable for the block
@@ -31,9 +31,11 @@ What a lab is:
 - :class:`~tests.hosts.watch.FileWatcher` samples ``/proc/PID/fd``, ``/proc/PID/maps`` and the
   cwd of every process in each host's namespace, all the test long; ``lab.trespasses()`` lists
   the files a host's process held under another host's directory.
-- Launchers in :mod:`tests.hosts.services`: Mosquitto (the project's config), influxd,
-  PostgreSQL (password login from the /24), ``suitcase gateway run``, ``suitcase server run``,
-  and the simulated Pis (:mod:`tests.hosts.pis`).
+- Launchers in :mod:`tests.hosts.services`, configured by ``suitcase/services/`` as production is:
+  Mosquitto (optionally dynamic security with the stack's roles and a TLS-only listener), influxd
+  (authentication, the stack's users), PostgreSQL (scram passwords from the /24 only),
+  ``suitcase gateway run``, ``suitcase server run`` (:class:`HostServer`), and the simulated Pis
+  (:mod:`tests.hosts.pis`). tests/e2e/test_multi_host.py shows a whole production stack.
 - Teardown (also after a failure): every process stopped, then whatever is left in the namespaces
   killed, the namespaces and links deleted (waiting until the kernel has), the directory removed
   (kept with ``SUITCASE_KEEP_HOSTS=1``). A crashed run's leftovers (slot owner dead) are removed

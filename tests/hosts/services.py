@@ -404,11 +404,17 @@ class HostServer:
     def url(self) -> str:
         return f"http://{self.host.address}:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> HostServer:
+    def start(self, timeout: float = 90.0, *, wait: bool = True) -> HostServer:
+        """Start the replica; with ``wait``, return once it answers /api/v1/health."""
         if self.proc is None:
             self.proc = self.host.python(self.name, ["-m", "suitcase", "server", "run"], self.settings)
         else:
             self.proc.start()
+        return self.wait_ready(timeout) if wait else self
+
+    def wait_ready(self, timeout: float = 90.0) -> HostServer:
+        """Wait until the replica answers /api/v1/health (fail early if it exited)."""
+        assert self.proc is not None
         _wait(
             lambda: http_json("GET", f"{self.url}/api/v1/health", timeout=3)[0] == 200,
             timeout,

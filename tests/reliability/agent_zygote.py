@@ -1,11 +1,12 @@
 """Runs the real edge agent in forked children, so a test can kill -9 it a hundred times quickly.
 
-    python -m tests.reliability.agent_zygote STATE_DIR DEVICE PORT T0 SPEED
+    python -m tests.reliability.agent_zygote STATE_DIR DEVICE PORT T0 SPEED PASSWORD CA_FILE
 
 The zygote imports the agent once, then reads commands on stdin: ``run`` forks a child that runs
 an :class:`edge.agent.Agent` on ``STATE_DIR`` (its outbox there, ``synchronous=FULL``), publishing
-to the broker on ``PORT``, with a clock ``SPEED`` times faster than real time from ``T0`` (so
-every sampling cycle writes to the outbox: the kills land during outbox writes). The zygote
+to the broker on ``PORT`` (TLS, logging in as ``DEVICE``), with a clock ``SPEED`` times faster
+than real time from ``T0`` (so every sampling cycle writes to the outbox: the kills land during
+outbox writes). The zygote
 answers ``pid N``, and ``dead N`` once the child has died. Each child prints ``ok ID ...`` after
 each outbox write returned, with the ids written: a returned write must survive the kill.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from edge.agent import Agent
 from edge.emulated import build_bus
 from edge.outbox import Outbox, Row
-from tests.reliability.conftest import device_config
+from tests.reliability.conftest import Credentials, device_config
 
 
 class ReportingOutbox(Outbox):
@@ -33,11 +34,11 @@ class ReportingOutbox(Outbox):
         return rows
 
 
-def child(state: Path, device: str, port: int, t0: float, speed: float) -> None:
+def child(state: Path, login: Credentials, port: int, t0: float, speed: float) -> None:
     def clock() -> float:  # runs on across children: each starts where the last one died
         return t0 + (time.time() - T_ZERO) * speed
 
-    config = device_config(device, port, publish_interval_s=0.01)
+    config = device_config(login.username, port, login, publish_interval_s=0.01)
     outbox = ReportingOutbox(state / "outbox.sqlite", config.outbox, clock=clock)
     bus = build_bus(config.sensors, "office-day", clock=clock, seed=11)
     agent = Agent(config, bus, clock=clock, outbox=outbox)
@@ -51,7 +52,7 @@ T_ZERO = time.time()  # the zygote's start
 
 def warm(device: str) -> None:
     """Import what the agent imports lazily (drivers, the bus scan), once, before any fork."""
-    config = device_config(device, 1)
+    config = device_config(device, 1, None)
     agent = Agent(
         config, build_bus(config.sensors, "office-day", clock=time.time, seed=11), outbox=Outbox(None)
     )
@@ -62,6 +63,7 @@ def warm(device: str) -> None:
 
 def main(argv: list[str]) -> None:
     state, device, port, t0, speed = Path(argv[0]), argv[1], int(argv[2]), float(argv[3]), float(argv[4])
+    login = Credentials(device, argv[5], Path(argv[6]))
     warm(device)
     for line in sys.stdin:
         if line.strip() != "run":
@@ -71,7 +73,7 @@ def main(argv: list[str]) -> None:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 2)
             try:
-                child(state, device, port, t0, speed)
+                child(state, login, port, t0, speed)
             finally:
                 os._exit(1)
         os.write(1, f"pid {pid}\n".encode())

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,14 @@ from gateway.sinks import open_sink
 from gateway.store import SqliteStore, open_reader
 from gateway.store.base import Reader
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings, OutboxSettings
-from kits.wire import Record, build_topic
+from kits.tls import client_context
+from kits.wire import Record
+from server.broker_admin import device_acls
 from suitcase.broker import MosquittoBroker, find_mosquitto, free_port
+from suitcase.services.mosquitto import GATEWAY_ROLE, SERVER_ROLE, Account, dynsec_state, find_dynsec_plugin
+from suitcase.services.secrets import make_secrets
+from suitcase.services.settings_files import MQTT_GATEWAY_USER, MQTT_SERVER_USER
+from suitcase.services.tls import make_ca, make_server_cert
 from tests.reliability.faults import Ledger
 from tests.services import require_service
 from tests.services.influxdb import InfluxD
@@ -43,16 +50,53 @@ SENSORS = (
 )
 ORG = "faults"
 DATABASE = "suitcase_faults"  # the influxdb1 sink's database of ORG
+#: The devices of the module stacks' cases: each has its broker account from the start, as the
+#: server would have made it at enrollment (a device role allowed its own topics only).
+DEVICES = (
+    *(f"{case}-{i}" for case in ("restart", "crash", "store") for i in range(3)),
+    *("stays", "leaves", "arrives", "offline", "killed", "full", "clock"),
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How a device reaches the stack's broker: its account and the CA of the broker's certificate."""
+
+    username: str
+    password: str
+    ca_file: Path
 
 
 class Stack:
-    """Mosquitto (restartable on its port), influxd (stoppable) and a running gateway writing to it."""
+    """Mosquitto (restartable on its port), influxd (stoppable) and a running gateway writing to it.
+
+    Mosquitto runs as production does: TLS only (a CA made for the module), every client logs in
+    through the dynamic-security plugin with the stack's roles (the gateway's, the server's, one
+    per device).
+    """
 
     def __init__(self, root: Path, influxd: InfluxD) -> None:
-        if find_mosquitto() is None:
-            require_service("mosquitto", "apt-get install mosquitto mosquitto-clients")
+        if find_mosquitto() is None or find_dynsec_plugin() is None:
+            require_service("mosquitto with dynamic security", "apt-get install mosquitto mosquitto-clients")
         self.root = root
-        self.broker = MosquittoBroker(root / "mosquitto", port=free_port())
+        self.keys = make_secrets()
+        ca = make_ca(root / "ca")
+        self.ca_file = ca[0]
+        self.passwords = {device: uuid.uuid4().hex for device in DEVICES}
+        accounts = [
+            Account(MQTT_GATEWAY_USER, self.keys.mqtt_gateway, (GATEWAY_ROLE,)),
+            Account(MQTT_SERVER_USER, self.keys.mqtt_server, (SERVER_ROLE,)),
+            *(Account(d, pw, (f"device-{d}",)) for d, pw in self.passwords.items()),
+        ]
+        roles = [{"rolename": f"device-{d}", "acls": device_acls(ORG, d)} for d in DEVICES]
+        dynsec = root / "dynamic-security.json"
+        dynsec.write_text(json.dumps(dynsec_state(accounts, roles)))
+        self.broker = MosquittoBroker(
+            root / "mosquitto",
+            port=free_port(),
+            dynsec_file=dynsec,
+            tls=make_server_cert(ca, root / "tls", ["127.0.0.1"]),
+        )
         self.broker.start()
         self.influxd = influxd
         self.letters = SqliteStore(root / "letters.db")
@@ -63,6 +107,15 @@ class Stack:
         self.gateway.start()
         self.gateway.wait_subscribed(30)
 
+    def credentials(self, device: str) -> Credentials:
+        """The broker account of ``device`` (one of :data:`DEVICES`)."""
+        return Credentials(device, self.passwords[device], self.ca_file)
+
+    @property
+    def server_login(self) -> Credentials:
+        """The server's broker account (commands to devices, their status, meta and replies)."""
+        return Credentials(MQTT_SERVER_USER, self.keys.mqtt_server, self.ca_file)
+
     def _gateway(self) -> Gateway:
         self.sink = open_sink(self.influxd.sink_url + "?timeout=2")
         return Gateway(
@@ -70,6 +123,9 @@ class Stack:
             host=self.broker.host,
             port=self.broker.port,
             client_id=self.client_id,  # fixed: its persistent session queues while it is away
+            username=MQTT_GATEWAY_USER,
+            password=self.keys.mqtt_gateway,
+            tls=client_context(ca_file=self.ca_file),
             sinks=[self.sink],
             batch_messages=500,
             batch_age_s=0.1,
@@ -228,12 +284,29 @@ class LedgerAgent(Agent):
 
 
 def device_config(
-    device: str, port: int, *, host: str = "127.0.0.1", publish_interval_s: float = 0.25, **outbox: Any
+    device: str,
+    port: int,
+    login: Credentials | None,
+    *,
+    host: str = "127.0.0.1",
+    publish_interval_s: float = 0.25,
+    **outbox: Any,
 ) -> DeviceConfig:
+    mqtt = MqttSettings(host=host, port=port, keepalive=5)
+    if login is not None:
+        mqtt = MqttSettings(
+            host=host,
+            port=port,
+            keepalive=5,
+            username=login.username,
+            password=login.password,
+            tls=True,
+            ca_file=str(login.ca_file),
+        )
     return DeviceConfig(
         device=device,
         org=ORG,
-        mqtt=MqttSettings(host=host, port=port, keepalive=5),
+        mqtt=mqtt,
         sensors=list(SENSORS),
         bus="emulated",
         publish_interval_s=publish_interval_s,
@@ -242,19 +315,26 @@ def device_config(
 
 
 def make_agent(
+    stack: Stack,
     device: str,
-    port: int,
     state: Path,
     *,
+    port: int | None = None,
     clock: Callable[[], float] = time.time,
     publish_interval_s: float = 0.25,
     **outbox: Any,
 ) -> LedgerAgent:
-    """A real agent of the suite's six readings a second, with its outbox in ``state``."""
-    config = device_config(device, port, publish_interval_s=publish_interval_s, **outbox)
-    agent = LedgerAgent(
-        config, build_bus(config.sensors, "office-day", clock=clock, seed=7), clock=clock, state_dir=state
+    """A real agent of the suite's six readings a second, with its outbox in ``state``, logging in
+    to the stack's broker (on ``port``: a :class:`Link` in between) with its own account over TLS."""
+    config = device_config(
+        device,
+        port or stack.broker.port,
+        stack.credentials(device),
+        publish_interval_s=publish_interval_s,
+        **outbox,
     )
+    bus = build_bus(config.sensors, "office-day", clock=clock, seed=7)
+    agent = LedgerAgent(config, bus, clock=clock, state_dir=state)
     agent.ledger = Ledger()
     return agent
 
@@ -274,38 +354,6 @@ def shm_dir(name: str) -> Iterator[Path]:
         import shutil
 
         shutil.rmtree(path, ignore_errors=True)
-
-
-class Commander:
-    """Sends device commands as the server does (QoS 1 on ``cmd/<name>``, JSON ``{id, args}``) and
-    collects the replies (``cmd/<name>/reply``)."""
-
-    def __init__(self, broker: MosquittoBroker) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.replies: dict[str, dict[str, Any]] = {}
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"server-{uuid.uuid4().hex[:6]}")
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        info = self.client.subscribe(f"suitcase/v1/{ORG}/+/cmd/+/reply", qos=1)
-        assert info[0] == 0
-
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        reply = json.loads(message.payload)
-        self.replies[str(reply.get("id"))] = reply
-
-    def send(self, device: str, name: str, args: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-        """Send command ``name`` to ``device``; return its reply."""
-        request_id = uuid.uuid4().hex
-        topic = build_topic(ORG, device, "cmd", name)
-        self.client.publish(topic, json.dumps({"id": request_id, "args": args}), qos=1).wait_for_publish(10)
-        return wait_until(lambda: self.replies.get(request_id), timeout, f"the reply to {name} from {device}")
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @contextlib.contextmanager

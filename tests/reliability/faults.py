@@ -50,6 +50,7 @@ RESULTS = Path(os.environ.get("SUITCASE_FAULTS_RESULTS", ROOT / ".suitcase" / "f
 SCALE = max(1.0, float(os.environ.get("SUITCASE_SOAK_SCALE", "1")))
 
 Key = tuple[str, str, str, int]
+PAGE = 200_000
 
 
 def key(device: str, sensor: str, quantity: str, t: float) -> Key:
@@ -99,17 +100,24 @@ class Tally:
 
 
 def stored_rows(reader: Reader, devices: Iterable[tuple[str, str]], start: float, end: float) -> list[Record]:
-    """Every row the store holds for ``devices`` in ``[start, end)``, through the read interface."""
+    """Every row the store holds for ``devices`` in ``[start, end)``, through the read interface.
+
+    Read in pages of :data:`PAGE` rows; a page ends before its last instant (that instant may
+    hold more rows than the page had room for), which starts the next page.
+    """
     rows: list[Record] = []
     for org, device in sorted(devices):
         after = start
         while True:
-            page = reader.readings(org, device, after, end, limit=200_000)
-            fresh = [r for r in page if r.time > after or after == start]
-            rows.extend(fresh)
-            if len(page) < 200_000:
+            page = reader.readings(org, device, after, end, limit=PAGE)
+            if len(page) < PAGE:
+                rows.extend(page)
                 break
-            after = page[-1].time
+            last = page[-1].time
+            head = [r for r in page if r.time < last]
+            assert head, f"more than {PAGE} rows of {device} at one instant"
+            rows.extend(head)
+            after = last
     return rows
 
 
@@ -217,13 +225,3 @@ class Clock:
     def step(self, seconds: float) -> None:
         assert self.fixed is not None
         self.fixed += seconds
-
-
-def bounded(check: Callable[[], bool], timeout: float, every: float = 0.05) -> bool:
-    """Poll ``check`` until true or ``timeout`` seconds have passed; return the last answer."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every)
-    return True

@@ -26,11 +26,11 @@ from kits.wire import MAX_FUTURE_SKEW_S, Record, decode_pack
 from tests.reliability.conftest import (
     ORG,
     SENSORS,
+    Credentials,
     Link,
     Stack,
     drained,
     make_agent,
-    new_device,
     running,
     shm_dir,
 )
@@ -67,13 +67,13 @@ def test_an_edge_offline_for_6_hours_delivers_129600_readings_once(ready: Stack,
     emulated sensors' own conversion delays (10 ms per SHT4x read, as the chip) would make 6 h of
     real reads take minutes."""
     stack = ready
-    hours = 6 * SCALE
+    hours = 6 * min(SCALE, 4.0)  # a soak: 24 h (518,400 readings)
     seconds = int(hours * 3600)
     clock = Clock(fixed=float(int(time.time() - seconds - 120)))
     begin = clock()
     link = Link(stack.broker.port)
-    device = new_device("offline")
-    agent = make_agent(device, link.port, shm, clock=clock, publish_interval_s=3600.0)
+    device = "offline"
+    agent = make_agent(stack, device, shm, port=link.port, clock=clock, publish_interval_s=3600.0)
     agent.quiet = True  # its own sampling thread stays out of the way: the test writes each second
     ledger = Ledger()
     with running([agent]):
@@ -118,8 +118,16 @@ def test_an_edge_offline_for_6_hours_delivers_129600_readings_once(ready: Stack,
 class _Zygote:
     """The agent_zygote process and a thread reading what it and its children say."""
 
-    def __init__(self, state: Path, device: str, port: int, t0: float, speed: float) -> None:
-        args = [str(state), device, str(port), str(t0), str(speed)]
+    def __init__(self, state: Path, login: Credentials, port: int, t0: float, speed: float) -> None:
+        args = [
+            str(state),
+            login.username,
+            str(port),
+            str(t0),
+            str(speed),
+            login.password,
+            str(login.ca_file),
+        ]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.reliability.agent_zygote", *args],
             cwd=ROOT,
@@ -176,14 +184,14 @@ def test_100_kill_9_of_the_agent_during_outbox_writes_lose_nothing(ready: Stack,
     sent are published again, and the store overwrites them)."""
     stack = ready
     kills = int(100 * SCALE)
-    device = new_device("killed")
+    device = "killed"
     state = tmp_path / "state"
     state.mkdir()
     db = state / "outbox.sqlite"
     speed = 100.0  # every 10 ms sampling cycle is a second of readings: a write in every cycle
     t0 = time.time() - 3 * 3600 - kills * speed
     rng = random.Random(15)
-    zygote = _Zygote(state, device, stack.broker.port, t0, speed)
+    zygote = _Zygote(state, stack.credentials(device), stack.broker.port, t0, speed)
     damaged: list[str] = []
     startup: list[float] = []
     try:
@@ -206,10 +214,10 @@ def test_100_kill_9_of_the_agent_during_outbox_writes_lose_nothing(ready: Stack,
     records, ids = _outbox_records(db, device)
     missing = zygote.returned - ids
     assert not missing, f"{len(missing)} readings whose write had returned are gone from the outbox"
-    agent = make_agent(device, stack.broker.port, state)
+    agent = make_agent(stack, device, state)
     agent.quiet = True
+    back = time.monotonic()  # the agent starts again: recovery includes its start and reconnect
     with running([agent]):
-        back = time.monotonic()
         drained([agent])
     ledger = Ledger()
     ledger.add(records)
@@ -272,7 +280,7 @@ def test_outbox_disk_full_then_freed(ready: Stack, small_disk: Path) -> None:
     stack = ready
     begin = time.time() - 5
     link = Link(stack.broker.port)
-    agent = make_agent(new_device("full"), link.port, small_disk / "state")
+    agent = make_agent(stack, "full", small_disk / "state", port=link.port)
     phase = 2.0 * SCALE
     with running([agent]):
         time.sleep(1.0)
@@ -332,8 +340,8 @@ def test_the_edge_clock_jumping_back_and_forward_loses_and_doubles_nothing(
     begin = time.time() - 3600
     clock = Clock()
     link = Link(stack.broker.port)
-    device = new_device("clock")
-    agent = make_agent(device, link.port, tmp_path / "state", clock=clock)
+    device = "clock"
+    agent = make_agent(stack, device, tmp_path / "state", port=link.port, clock=clock)
     step = 1.5 * SCALE
     with running([agent]):
         time.sleep(step)

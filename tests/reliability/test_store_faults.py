@@ -17,7 +17,7 @@ from gateway.consumer import _RETRY_MAX_S
 from server.app import create_app
 from server.settings import ServerSettings
 from server.tables import DeviceRow, OrganisationRow
-from tests.reliability.conftest import ORG, Stack, drained, ledger_of, make_agent, new_device, running
+from tests.reliability.conftest import ORG, Stack, drained, ledger_of, make_agent, running
 from tests.reliability.faults import SCALE, record, stored_rows, tally, wait_landed
 from tests.reliability.postgres import PrivatePostgres
 from tests.waiting import wait_until
@@ -36,7 +36,7 @@ def test_store_unreachable_past_the_gateway_backoff_loses_and_doubles_nothing(
     stack = ready
     outage = (_RETRY_MAX_S + 4.0) * SCALE  # 0.05 s doubling reaches the 5 s cap after ~6 s
     begin = time.time() - 5
-    agents = [make_agent(new_device("store"), stack.broker.port, tmp_path / f"a{i}") for i in range(AGENTS)]
+    agents = [make_agent(stack, f"store-{i}", tmp_path / f"a{i}") for i in range(AGENTS)]
     with running(agents):
         time.sleep(1.0)
         failures = stack.gateway.stats.store_failures
@@ -99,11 +99,15 @@ def test_registry_unreachable_answers_503_and_the_listener_catches_up(
         store=stack.influxd.sink_url,
         mqtt_host=stack.broker.host,
         mqtt_port=stack.broker.port,
+        mqtt_tls=True,
+        mqtt_ca_file=stack.ca_file,
+        mqtt_username=stack.server_login.username,
+        mqtt_password=stack.server_login.password,
         alert_interval_s=0,
     )
     begin = time.time() - 5
-    stays, leaves, arrives = (new_device(name) for name in ("stays", "leaves", "arrives"))
-    agents = {d: make_agent(d, stack.broker.port, tmp_path / d) for d in (stays, leaves, arrives)}
+    stays, leaves, arrives = "stays", "leaves", "arrives"
+    agents = {d: make_agent(stack, d, tmp_path / d) for d in (stays, leaves, arrives)}
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         app_listener = client.app.state.listener  # type: ignore[attr-defined]
         assert app_listener is not None

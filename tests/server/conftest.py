@@ -38,6 +38,7 @@ STORE_SUITES = {
     "test_routes_health",
     "test_features",
     "test_store_parity",
+    "test_derived",
 }
 STORE_AND_POSTGRES = {"test_routes_devices"}  # the registry joined with the devices seen
 

@@ -95,6 +95,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/deployments"): "401 401 401 200 403 200 200 200 200 200 401",
     ("GET", "/api/v1/deployments/{deployment_id}"): "401 401 401 200 403 200 200 200 404 200 401",
     ("GET", "/api/v1/deployments/{deployment_id}/assessment"): "401 401 401 403 403 200 200 200 404 200 401",
+    ("GET", "/api/v1/deployments/{deployment_id}/derived"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/api/v1/deployments/{deployment_id}/chart"): "401 401 401 200 403 200 200 200 404 200 200",
     ("GET", "/api/v1/deployments/{deployment_id}/readings"): "401 401 401 200 403 200 200 200 404 200 200",
     ("GET", "/api/v1/deployments/{deployment_id}/report"): "401 401 401 403 403 200 200 200 404 200 401",
@@ -102,6 +103,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/devices/{device}"): "401 401 401 403 200 200 200 200 404 200 200",
     ("GET", "/api/v1/devices/{device}/commands"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/api/v1/devices/{device}/commands/{command_id}"): "401 401 401 403 403 200 200 200 404 200 401",
+    ("GET", "/api/v1/devices/{device}/config/versions"): "401 401 401 403 403 200 200 200 404 200 401",
+    (
+        "GET",
+        "/api/v1/devices/{device}/config/versions/{config_version}",
+    ): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/api/v1/devices/{device}/latest"): "401 401 401 403 200 200 200 200 404 200 200",
     ("GET", "/api/v1/devices/{device}/readings"): "401 401 401 403 200 200 200 200 404 200 200",
     ("GET", "/api/v1/export/deployments.geojson"): "200 200 200 200 200 200 200 200 200 200 200",
@@ -134,6 +140,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/docs"): "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/docs/oauth2-redirect"): "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/fleet"): "303 401 401 403 403 200 200 200 200 200 303",
+    ("GET", "/fleet/devices/{device}"): "303 401 401 403 403 200 200 200 404 200 303",
+    ("GET", "/fleet/devices/{device}/live"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/fleet/live"): "401 401 401 403 403 200 200 200 200 200 401",
     ("GET", "/kiosk"): "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/kiosk/data"): "401 401 401 200 403 401 401 401 401 401 401",
@@ -172,6 +180,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/claims/qr"): "401 401 401 403 403 403 200 200 404 200 401",
     ("POST", "/api/v1/deployments"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/devices/{device}/commands"): "401 401 401 403 403 403 201 201 404 201 401",
+    ("POST", "/api/v1/devices/{device}/config/versions"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/deployments/{deployment_id}/end"): "401 401 401 403 403 403 200 200 404 200 401",
     ("POST", "/api/v1/enroll"): "200 200 200 200 200 200 200 200 200 200 200",
     ("POST", "/api/v1/enrollment-codes"): "401 401 401 403 403 403 201 201 404 201 401",
@@ -190,6 +199,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/use-cases"): "401 401 401 403 403 403 201 201 404 201 401",
     ("POST", "/api/v1/users"): "401 401 401 403 403 403 403 403 403 201 401",
     ("PUT", "/api/v1/deployments/{deployment_id}/assessment"): "401 401 401 403 403 403 200 200 404 200 401",
+    ("PUT", "/api/v1/deployments/{deployment_id}/derived"): "401 401 401 403 403 403 200 200 404 200 401",
     ("PUT", "/api/v1/orgs/{org_id}/members"): "401 401 401 403 403 403 403 200 404 200 401",
     ("PUT", "/api/v1/use-cases/{use_case_id}"): "401 401 401 403 403 403 200 200 404 200 401",
     ("DELETE", "/api/v1/me"): "401 401 401 403 403 204 204 204 204 204 401",
@@ -269,6 +279,9 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         store=str(tmp_path / "store.db"),
         alert_interval_s=0,
         open_reads=False,
+        # Every caller's exports come from one address on a clock that never moves: the export
+        # limit (tested on its own) would answer 429 where this test asks who may call.
+        export_per_min=1000,
     )
     with (
         TestClient(create_app(settings, clock=lambda: NOW)) as client,
@@ -334,6 +347,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             "public_deployment_id": square["id"],
             "device": device,
             "command_id": command["command_id"],
+            "config_version": 1,
             "rule_id": rule["id"],
             "token_id": token["id"],
             "use_case_id": "a-own",
@@ -555,7 +569,11 @@ def _bodies(ids: Ids, who: str) -> dict[tuple[str, str], Any]:
         ("POST", "/api/v1/rollouts"): {"version": "0.0.1"},
         ("PUT", "/api/v1/devices/{device}/updates"): {"opt_out": False},
         ("PUT", "/api/v1/orgs/{org_id}/updates"): {"opt_out": False},
+        ("POST", "/api/v1/devices/{device}/config/versions"): {
+            "sections": {"sampling": {"publish_interval_s": 2 + time.monotonic_ns() % 10**6 / 1000}}
+        },
         ("PUT", "/api/v1/deployments/{deployment_id}/assessment"): {"expert_score_pct": 10},
+        ("PUT", "/api/v1/deployments/{deployment_id}/derived"): {"derivations": [{"kind": "dew_point"}]},
         ("POST", "/api/v1/enrollment-codes"): {"deployment_id": ids["deployment_id"]},
         ("POST", "/api/v1/claims/bind"): {
             "claim_code": ids["claim_code"],

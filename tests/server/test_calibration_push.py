@@ -1,5 +1,6 @@
-"""The server sends calibration to devices with the ``config`` command (server/calibration_push.py):
-through a real Mosquitto with dynamic security, and held as pending without a broker."""
+"""The server sends calibration to devices as a new device config version with the ``config``
+command (server/calibration_push.py, server/device_config.py): through a real Mosquitto with
+dynamic security, and held as queued without a broker."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from sqlmodel import Session
 
 from gateway.store import SqliteStore
 from kits.models import DeviceConfig
-from kits.wire import CommandReply, CommandRequest
+from kits.wire import CommandReply, CommandRequest, Status
 from server.app import create_app
-from server.calibration_push import send_pending
+from server.device_commands import dispatch
 from server.settings import ServerSettings
+from server.tables import DeviceRow
 from suitcase.broker import MosquittoBroker
 from tests.server.data import NOW
 from tests.server.world import World
@@ -58,6 +60,8 @@ class _Device:
         base = f"suitcase/v1/{config['org']}/{config['device']}"
         self.client.subscribe(f"{base}/cmd/+", qos=1)
         assert subscribed.wait(5), "the broker did not grant the device its command topics"
+        online = Status(state="online", since=NOW, agent="test").encode()
+        self.client.publish(f"{base}/status", online, qos=1, retain=True).wait_for_publish(10)
 
     def _on_message(self, client: Any, _userdata: Any, message: Any) -> None:
         request = CommandRequest.model_validate_json(message.payload)
@@ -100,6 +104,8 @@ def test_calibration_reaches_the_device_and_its_reply_is_recorded(
         listener = client.app.state.listener  # type: ignore[attr-defined]
         assert listener.subscribed.wait(10), "the server's listener did not subscribe"
         device = _Device(mosquitto_dynsec, issued["config"])
+        device_path = f"/devices/{issued['config']['device']}"
+        wait_until(lambda: world.ok("a-viewer", "GET", device_path)["online"], what="the device online")
         sensor = issued["config"]["sensors"][0]["name"]
         cal = {"pi_index": 1, "sensor": sensor, "quantity": "temperature", "offset": -0.4, "scale": 1.01}
         world.ok("a-operator", "POST", f"/kits/{kit['id']}/calibrations", 201, json=cal)
@@ -108,7 +114,7 @@ def test_calibration_reaches_the_device_and_its_reply_is_recorded(
 
         deliveries = f"/kits/{kit['id']}/calibrations/deliveries"
         wait_until(
-            lambda: all(d["state"] == "ok" for d in world.ok("a-viewer", "GET", deliveries)),
+            lambda: all(d["state"] == "answered" for d in world.ok("a-viewer", "GET", deliveries)),
             what="every delivery ok",
             every=0.05,
         )
@@ -120,21 +126,23 @@ def test_calibration_reaches_the_device_and_its_reply_is_recorded(
         )
         assert first["version"] == 1
         assert [r.id for r in device.requests] == [first["command_id"], newest["command_id"]]
-        assert device.requests[-1].args == {
-            "calibration": [
-                {"sensor": sensor, "quantity": "temperature", "offset": -0.5, "scale": 1.01, "version": 2}
-            ]
-        }
+        assert device.requests[-1].args["calibration"] == [
+            {
+                "sensor": sensor,
+                "quantity": "temperature",
+                "offset": -0.5,
+                "scale": 1.01,
+                "version": 2,
+                "date": None,
+            }
+        ]
+        assert device.requests[-1].args["config_version"] == newest["config_version"] == 3
         assert device.version == 2
 
-        # A calibration of a sensor the device does not have: the device refuses, the server says so.
+        # A calibration of a sensor the device does not have: refused, the server says why.
         bad = {**cal, "sensor": "not_on_this_pi"}
         world.ok("a-operator", "POST", f"/kits/{kit['id']}/calibrations", 201, json=bad)
-        wait_until(
-            lambda: world.ok("a-viewer", "GET", deliveries)[0]["state"] == "error",
-            what="the delivery in error",
-            every=0.05,
-        )
+        assert world.ok("a-viewer", "GET", deliveries)[0]["state"] == "failed"
         assert "not_on_this_pi" in world.ok("a-viewer", "GET", deliveries)[0]["error"]
         device.stop()
 
@@ -149,8 +157,8 @@ class _Recorder:
 
 
 def test_without_a_broker_the_calibration_waits_for_the_device(client: TestClient) -> None:
-    """Test that without MQTT the calibration is stored and its delivery pending, that only the
-    newest list waits, and that it goes out as a ``config`` command once the device is online."""
+    """Test that without MQTT the calibration is stored and its config version queued, that only
+    the newest version waits, and that it goes out as a ``config`` command once the device is online."""
     world = World.build(client)
     kit, issued = _enroll(client, world)
     sensor = issued["config"]["sensors"][0]["name"]
@@ -158,15 +166,22 @@ def test_without_a_broker_the_calibration_waits_for_the_device(client: TestClien
     world.ok("a-operator", "POST", f"/kits/{kit['id']}/calibrations", 201, json=cal)
     world.ok("a-operator", "POST", f"/kits/{kit['id']}/calibrations", 201, json={**cal, "offset": 0.2})
     deliveries = world.ok("a-viewer", "GET", f"/kits/{kit['id']}/calibrations/deliveries")
-    assert [(d["state"], d["version"]) for d in deliveries] == [("pending", 2), ("superseded", 1)]
+    assert [(d["state"], d["version"]) for d in deliveries] == [("queued", 2), ("expired", 1)]
 
     recorder = _Recorder()
     device_id = issued["config"]["device"]
-    with Session(client.app.state.resources.engine) as session:  # type: ignore[attr-defined]
-        assert send_pending(session, device_id, recorder, NOW) == 1
+    engine = client.app.state.resources.engine  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        device = session.get(DeviceRow, device_id)
+        assert device is not None
+        device.online = True
+        session.add(device)
+        session.commit()
+    assert len(dispatch(engine, recorder, NOW, "replica").sent) == 1
     [(topic, payload)] = recorder.sent
     assert topic == f"suitcase/v1/city-a/{device_id}/cmd/config"
     request = json.loads(payload)
     assert request["id"] == deliveries[0]["command_id"]
     assert request["args"]["calibration"][0]["offset"] == 0.2
+    assert request["args"]["config_version"] == 3 and request["args"]["sensors"][0]["name"] == sensor
     assert world.ok("a-viewer", "GET", f"/kits/{kit['id']}/calibrations/deliveries")[0]["state"] == "sent"

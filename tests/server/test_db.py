@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from kits.catalog import Catalog, load_catalog
 from kits.errors import ConfigError
-from server.db import create_registry_engine, init_registry
+from server.db import create_registry_engine, current_revision, head_revision, init_registry
 from server.models import KitProfileRow, UseCaseRow
 
 
@@ -56,3 +58,30 @@ def test_unreachable_registry_is_a_config_error(tmp_path: Path) -> None:
     engine = create_registry_engine(f"sqlite:///{tmp_path / 'missing' / 'r.db'}")
     with pytest.raises(ConfigError, match="SUITCASE_SERVER_REGISTRY_URL"):
         init_registry(engine, load_catalog())
+
+
+@pytest.mark.postgres
+def test_replicas_starting_together_on_an_empty_registry_all_start(postgres_db: str) -> None:
+    """Test that server replicas initialising one fresh PostgreSQL registry at the same moment all
+    succeed: they take turns (an advisory lock), instead of racing to create the same tables."""
+    catalog = load_catalog()
+    engines = [create_registry_engine(postgres_db) for _ in range(4)]
+    barrier = threading.Barrier(len(engines))
+    failures: list[BaseException] = []
+
+    def start(engine: Engine) -> None:
+        barrier.wait(30)
+        try:
+            init_registry(engine, catalog)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    assert current_revision(engines[0]) == head_revision()
+    for engine in engines:
+        engine.dispose()

@@ -21,7 +21,7 @@ from rich.console import Console
 from sqlalchemy import create_engine
 from sqlmodel import Session, select
 
-from server.tables import AlertRow, AlertRuleRow, CalibrationDeliveryRow, DeviceRow
+from server.tables import AlertRow, AlertRuleRow, DeviceCommandRow, DeviceRow
 from suitcase.broker import find_mosquitto
 from suitcase.demo import run_demo
 from suitcase.demo_faults import SCRIPT_S
@@ -63,11 +63,11 @@ class RunningDemo:
         finally:
             engine.dispose()
 
-    def deliveries(self) -> list[CalibrationDeliveryRow]:
+    def deliveries(self) -> list[DeviceCommandRow]:
         engine = create_engine(f"sqlite:///{self.workdir / 'registry.sqlite'}")
         try:
             with Session(engine) as s:
-                return list(s.exec(select(CalibrationDeliveryRow)).all())
+                return list(s.exec(select(DeviceCommandRow).where(DeviceCommandRow.name == "config")).all())
         finally:
             engine.dispose()
 
@@ -277,7 +277,9 @@ def test_the_server_hears_the_devices(sped_up_demo: RunningDemo) -> None:
     _wait_script_end(sped_up_demo)
 
     def calibrated() -> bool:
-        replies = [d for d in sped_up_demo.deliveries() if d.device_id == "demo-pi-1" and d.state == "ok"]
+        replies = [
+            d for d in sped_up_demo.deliveries() if d.device_id == "demo-pi-1" and d.state == "answered"
+        ]
         return len(replies) >= 2  # the seeded calibration at start, the recalibration later
 
     wait_until(calibrated, timeout=30, what="the device's replies to both calibration commands")

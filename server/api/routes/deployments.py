@@ -17,6 +17,7 @@ from server.api.common import Page, PagingDep, audit_change, page, resolve_org, 
 from server.api.deps import ClockDep, SessionDep, StoreDep
 from server.api.schemas import ReadingPublic, invalid
 from server.charts import Statistic, downsample
+from server.derived import derived_of
 from server.export import iter_readings
 from server.fleet import end_deployment, kit_org_ids
 from server.geo import blur
@@ -300,14 +301,23 @@ def deployment_readings(
     end: Annotated[str | None, Query(description="ISO 8601 or epoch seconds; default: now")] = None,
     quantity: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    view: Annotated[
+        Literal["read", "raw"],
+        Query(
+            description="read: with the derived quantities (fill level, power, dew point); raw: readings only"
+        ),
+    ] = "read",
 ) -> DeploymentReadings:
-    """Return the readings of the devices while they were in the deployment, oldest first per device."""
+    """Return the readings of the devices while they were in the deployment, oldest first per device,
+    with the deployment's derived quantities (``view=raw``: without)."""
     row = get_deployment(session, principal, deployment_id)
     s, e = _range(start, end, clock(), 3600.0)
     out: list[dict[str, object]] = []
-    for org, device, span_from, span_to in device_spans(session, deployment_id):
+    spans = device_spans(session, deployment_id)
+    reader = derived_of(session, row).reader(store, spans) if view == "read" else store
+    for org, device, span_from, span_to in spans:
         for record in iter_readings(
-            store, org, device, max(s, span_from), min(e, span_to), quantity=quantity
+            reader, org, device, max(s, span_from), min(e, span_to), quantity=quantity
         ):
             out.append({"device": device, **ReadingPublic.of(record).model_dump()})
             if len(out) >= limit:
@@ -338,14 +348,15 @@ def deployment_chart(
 ) -> ChartPublic:
     """Return each series of the deployment downsampled to at most ``points`` windows (their mean,
     min or max)."""
-    from kits.quantities import QUANTITIES
+    from kits.quantities import spec
 
-    get_deployment(session, principal, deployment_id)
+    row = get_deployment(session, principal, deployment_id)
     s, e = _range(start, end, clock(), 7 * 86400.0)
     statistic: Statistic = "mean" if mode == "sample" else mode
+    spans = device_spans(session, deployment_id)
     series = downsample(
-        store,
-        device_spans(session, deployment_id),
+        derived_of(session, row).reader(store, spans),
+        spans,
         s,
         e,
         points=points,
@@ -363,7 +374,7 @@ def deployment_chart(
                 device=x.device,
                 sensor=x.sensor,
                 quantity=x.quantity,
-                unit=QUANTITIES[x.quantity].unit if x.quantity in QUANTITIES else None,
+                unit=found.unit if (found := spec(x.quantity)) is not None else None,
                 times=x.times,
                 values=x.values,
             )

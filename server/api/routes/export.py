@@ -7,6 +7,8 @@ is shown blurred (~500 m). An organisation's members may also export its non-pub
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import tzinfo
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -14,23 +16,32 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
 from gateway.store import Reader
+from kits.derived import Counts
 from kits.wire import Record
 from server.api.auth import Principal, PrincipalDep, not_found
 from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
 from server.api.routes.deployments import _range
 from server.api.throttle import ExportSlotDep
+from server.charts import count_sums
+from server.derived import derived_of
 from server.export import csv_lines, geojson_chunks, iter_readings, senml_chunks
 from server.geo import blur
 from server.models import UseCaseRow
 from server.settings import ServerSettings
 from server.spans import DeviceSpan, device_spans
 from server.tables import DeploymentRow, OrganisationRow
+from server.web.render import org_zone
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["open data"])
 
 Format = Literal["csv", "senml"]
+View = Literal["read", "raw"]
+_VIEW = Query(
+    description="read: the readings plus the deployment's derived quantities (fill level, current and "
+    "power, dew point, counts per hour and day); raw: only what the sensors sent"
+)
 _MEDIA = {"csv": "text/csv; charset=utf-8", "senml": "application/senml+json"}
 
 
@@ -42,34 +53,66 @@ def _visible(principal: Principal, row: DeploymentRow) -> bool:
     return principal.authenticated and principal.can(row.org_id)
 
 
+@dataclass(frozen=True)
+class _Source:
+    """One deployment's part of an export, resolved before streaming."""
+
+    deployment_id: int | None
+    spans: list[DeviceSpan]
+    reader: Reader
+    counts: bool
+    tz: tzinfo
+
+
 def _rows(
     session: Session,
     store: Reader,
+    settings: ServerSettings,
     deployments: list[DeploymentRow],
     start: float,
     end: float,
     quantity: str | None,
+    view: View = "read",
 ) -> Iterator[tuple[str, Record]]:
     # Resolved now: the registry session is closed by the time the response streams.
-    spans = [(d.id, device_spans(session, d.id or 0)) for d in deployments]
+    sources = []
+    for d in deployments:
+        spans = device_spans(session, d.id or 0)
+        derived = derived_of(session, d) if view == "read" else None
+        org = session.get(OrganisationRow, d.org_id)
+        sources.append(
+            _Source(
+                d.id,
+                spans,
+                derived.reader(store, spans) if derived is not None else store,
+                derived is not None and any(isinstance(r, Counts) for r in derived.rules),
+                org_zone(settings, org.slug if org else None),
+            )
+        )
     # Once streaming, the status is sent: a store that is down is found out before (a 503).
     store.health()
-    return _stream_rows(store, spans, start, end, quantity)
+    return _stream_rows(sources, start, end, quantity)
 
 
 def _stream_rows(
-    store: Reader,
-    spans: list[tuple[int | None, list[DeviceSpan]]],
-    start: float,
-    end: float,
-    quantity: str | None,
+    sources: list[_Source], start: float, end: float, quantity: str | None
 ) -> Iterator[tuple[str, Record]]:
-    for dep_id, links in spans:
-        for org, device, span_from, span_to in links:
+    for source in sources:
+        dep = str(source.deployment_id)
+        for org, device, span_from, span_to in source.spans:
             for record in iter_readings(
-                store, org, device, max(start, span_from), min(end, span_to), quantity=quantity
+                source.reader, org, device, max(start, span_from), min(end, span_to), quantity=quantity
             ):
-                yield str(dep_id), record
+                yield dep, record
+        if source.counts:
+            # Counts per hour and per local day: sums, one row per hour or day (timed at its start).
+            for per in ("hour", "day"):
+                name = f"passes_per_{per}"
+                if quantity not in (None, name):
+                    continue
+                for s in count_sums(source.reader, source.spans, start, end, per=per, tz=source.tz):
+                    for t, v in zip(s.times, s.values, strict=True):
+                        yield dep, Record(s.org, s.device, s.sensor, name, v, t)
 
 
 def _meta(settings: ServerSettings, what: str, start: float, end: float) -> dict[str, Any]:
@@ -113,15 +156,17 @@ def export_deployment(
     start: Annotated[str | None, Query(description="default: end - 30 days")] = None,
     end: Annotated[str | None, Query(description="default: now")] = None,
     quantity: Annotated[str | None, Query(max_length=32)] = None,
+    view: Annotated[View, _VIEW] = "read",
 ) -> StreamingResponse:
-    """Stream a deployment's readings as CSV (licence in ``#`` lines) or SenML JSON."""
+    """Stream a deployment's readings as CSV (licence in ``#`` lines) or SenML JSON, with its
+    derived quantities (``view=raw``: only the readings)."""
     row = session.get(DeploymentRow, deployment_id)
     if row is None or not _visible(principal, row):
         raise not_found(
             "deployment", deployment_id, "public deployments are at GET /api/v1/export/deployments.geojson"
         )
     s, e = _range(start, end, clock(), 30 * 86400.0)
-    rows = _rows(session, store, [row], s, e, quantity)
+    rows = _rows(session, store, settings, [row], s, e, quantity, view)
     return _stream(
         format,
         rows,
@@ -147,6 +192,7 @@ def export_use_case(
     start: Annotated[str | None, Query()] = None,
     end: Annotated[str | None, Query()] = None,
     quantity: Annotated[str | None, Query(max_length=32)] = None,
+    view: Annotated[View, _VIEW] = "read",
 ) -> StreamingResponse:
     """Stream the readings of every deployment of a use-case the caller may see (public ones for all)."""
     case = session.get(UseCaseRow, use_case_id)
@@ -164,7 +210,7 @@ def export_use_case(
         ).all()
         if _visible(principal, d)
     ]
-    rows = _rows(session, store, deployments, s, e, quantity)
+    rows = _rows(session, store, settings, deployments, s, e, quantity, view)
     return _stream(
         format, rows, _meta(settings, f"readings of use-case {use_case_id}", s, e), f"use-case-{use_case_id}"
     )

@@ -22,8 +22,10 @@ from server.models import KitProfilePublic, KitProfileRow
 from server.security import hash_secret, new_claim_code
 from server.tables import (
     ROLES,
-    CalibrationDeliveryRow,
     CalibrationRow,
+    DeviceCommandRow,
+    DeviceConfigRow,
+    DeviceRow,
     KitPiRow,
     KitRow,
     LoanRow,
@@ -157,16 +159,21 @@ class CalibrationPublic(BaseModel):
 
 
 class CalibrationDeliveryPublic(BaseModel):
-    """A ``config`` command carrying a Pi's calibration (version = its highest record) to a device.
+    """A ``config`` command carrying a device config version, and so the Pi's calibration
+    (``version`` = its highest calibration record), to a device of the kit.
 
-    ``state``: pending (waits for the broker or for the device to come online), sent, ok (the
-    device applied it), error (the device refused it: see ``error``), superseded.
+    ``state`` is the command's (``server.device_commands``): queued (waits for the broker or for
+    the device to come online), sent, answered (the device applied it), failed (refused, by the
+    server or the device: see ``error``), expired (not answered in time, or replaced by a newer
+    version before it was sent).
     """
 
     command_id: str
     device_id: str
-    pi_index: int
+    pi_index: int | None
     version: int
+    config_version: int | None
+    calibration: list[dict[str, Any]]
     state: str
     created_at: float
     sent_at: float | None
@@ -589,6 +596,7 @@ def add_calibration(
     session: SessionDep,
     clock: ClockDep,
     request: Request,
+    resources: ResourcesDep,
 ) -> CalibrationPublic:
     """Record a new calibration version of a sensor's quantity on one Pi (every version is kept),
     and send the Pi's calibration to its enrolled devices with the ``config`` command."""
@@ -637,7 +645,8 @@ def add_calibration(
     )
     session.commit()
     public = _cal_public(row, now)
-    push_calibration(session, kit_id, body.pi_index, getattr(request.app.state, "listener", None), now)
+    listener = getattr(request.app.state, "listener", None)
+    push_calibration(session, resources.engine, kit_id, body.pi_index, listener, now, principal.label)
     return public
 
 
@@ -648,11 +657,40 @@ def list_calibration_deliveries(
     """Return the kit's calibration deliveries to its devices, newest first, with their replies."""
     get_kit(session, principal, kit_id)
     rows = session.exec(
-        select(CalibrationDeliveryRow)
-        .where(CalibrationDeliveryRow.kit_id == kit_id)
-        .order_by(col(CalibrationDeliveryRow.id).desc())
+        select(DeviceCommandRow, DeviceRow.pi_index)
+        .join(DeviceRow, col(DeviceRow.id) == DeviceCommandRow.device_id)
+        .where(DeviceRow.kit_id == kit_id, DeviceCommandRow.name == "config")
+        .order_by(col(DeviceCommandRow.id).desc())
     ).all()
-    return [CalibrationDeliveryPublic.model_validate(r.model_dump()) for r in rows]
+    out = []
+    for row, pi_index in rows:
+        number = row.args.get("version")
+        body = (
+            session.exec(
+                select(DeviceConfigRow.body).where(
+                    DeviceConfigRow.device_id == row.device_id, DeviceConfigRow.version == number
+                )
+            ).first()
+            if isinstance(number, int)
+            else None
+        )
+        calibration = list((body or {}).get("calibration") or row.args.get("calibration") or [])
+        out.append(
+            CalibrationDeliveryPublic(
+                command_id=row.command_id,
+                device_id=row.device_id,
+                pi_index=pi_index,
+                version=max((int(c.get("version", 0)) for c in calibration), default=0),
+                config_version=number if isinstance(number, int) else None,
+                calibration=calibration,
+                state=row.state,
+                created_at=row.created_at,
+                sent_at=row.sent_at,
+                replied_at=row.answered_at,
+                error=row.error,
+            )
+        )
+    return out
 
 
 @router.get("/kits/{kit_id}/calibrations")

@@ -90,7 +90,11 @@
     const dark = !!opts.dark;
     const axis = { stroke: dark ? "#e2e8f0" : "#1b1f24", grid: { stroke: dark ? "#334155" : "#e5e7eb" }, ticks: { stroke: dark ? "#475569" : "#d1d5db" } };
     const series = [{}].concat(block.series.map(function (s, i) {
-      return { label: block.series.length > 1 ? s.device + " " + s.sensor : block.label, stroke: dark ? ["#38bdf8", "#fbbf24", "#34d399", "#f472b6"][i % 4] : PALETTE[i % PALETTE.length], width: dark ? 3 : 2, spanGaps: false, points: { show: false } };
+      const stroke = dark ? ["#38bdf8", "#fbbf24", "#34d399", "#f472b6"][i % 4] : PALETTE[i % PALETTE.length];
+      const line = { label: block.series.length > 1 ? s.device + " " + s.sensor : block.label, stroke: stroke, width: dark ? 3 : 2, spanGaps: false, points: { show: false } };
+      // Counts are sums per window: bars, one per window, never a line through their mean.
+      if (block.summed && uPlot.paths && uPlot.paths.bars) { line.paths = uPlot.paths.bars({ size: [0.8, 48] }); line.fill = stroke; }
+      return line;
     }));
     return {
       width: width, height: height, series: series,

@@ -4,6 +4,8 @@
 (function () {
   const config = window.Suitcase.config();
   const holder = document.getElementById("charts");
+  // Quantities a person reads first go in #charts; the raw ones, one click away, in #raw-charts.
+  const rawHolder = document.getElementById("raw-charts");
   const status = document.getElementById("chart-status");
   const charts = {};
   let range = config.range;
@@ -15,7 +17,8 @@
       seen[block.quantity] = true;
       let entry = charts[block.quantity];
       if (!entry) {
-        const f = window.Suitcase.chartFigure(holder, block);
+        const into = rawHolder && block.headline === false ? rawHolder : holder;
+        const f = window.Suitcase.chartFigure(into, block);
         entry = charts[block.quantity] = { fig: f.fig, chart: new window.Suitcase.Chart(f.plot, block, { tz: config.tz }) };
       } else {
         entry.chart.update(block);
@@ -26,16 +29,21 @@
     });
     if (!payload.quantities.length) status.textContent = config.nodata;
     else status.textContent = "";
+    if (rawHolder) {
+      const summary = rawHolder.parentElement.querySelector("summary");
+      const n = payload.quantities.filter(function (b) { return b.headline === false; }).length;
+      summary.textContent = summary.textContent.replace(/\(.*\)$/, "(" + n + ")");
+    }
     holder.dataset.range = payload.range;
     holder.dataset.updated = String(payload.now);
     (payload.latest || []).forEach(function (r) {
-      const el = document.querySelector('#latest [data-quantity="' + r.quantity + '"][data-device="' + r.device + '"][data-sensor="' + r.sensor + '"]');
+      const el = document.querySelector('.latest [data-quantity="' + r.quantity + '"][data-device="' + r.device + '"][data-sensor="' + r.sensor + '"]');
       if (!el) return;
       el.querySelector(".value").textContent = r.text;
       el.querySelector(".ago").textContent = r.ago;
     });
     document.querySelectorAll("a.export").forEach(function (a) {
-      a.href = config.export + "?format=" + a.dataset.format + "&start=" + Math.floor(payload.start) + "&end=" + Math.ceil(payload.end);
+      a.href = config.export + "?format=" + a.dataset.format + (a.dataset.view ? "&view=" + a.dataset.view : "") + "&start=" + Math.floor(payload.start) + "&end=" + Math.ceil(payload.end);
     });
   }
 

@@ -15,6 +15,7 @@ VIEWS: tuple[str, ...] = (
     "login",
     "fleet",
     "kit_import",
+    "device",
     "kits",
     "deployment",
     "catalogue",

@@ -14,10 +14,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, or_, select
 
 from gateway.store import Reader
+from kits.derived import Counts
+from kits.quantities import DERIVED_QUANTITIES
 from server.api.auth import PrincipalDep
 from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
 from server.api.routes import ROUTES
 from server.api.routes.deployments import get_deployment
+from server.derived import count_latest, derived_of
 from server.models import UseCaseRow
 from server.settings import ServerSettings
 from server.spans import device_spans
@@ -33,7 +36,7 @@ from server.web.render import (
     render,
     unit_label,
 )
-from server.web.series import RANGES, chart_payload
+from server.web.series import RANGES, block_order, chart_payload
 
 __all__ = ["latest_of", "router"]
 
@@ -51,26 +54,41 @@ def latest_of(
     t: Translator,
     lang: str,
 ) -> list[dict[str, Any]]:
-    """The newest reading of each current device, sensor and quantity of the deployment."""
+    """The newest reading of each current device, sensor and quantity of the deployment, with its
+    derived quantities (``server.derived``); headline ones first, each marked ``headline``."""
     assert deployment.id is not None
     out = []
-    current = [(s.org, s.device) for s in device_spans(session, deployment.id) if s.end >= now]
-    for r in store.latest(current):
+    spans = [s for s in device_spans(session, deployment.id) if s.end >= now]
+    derived = derived_of(session, deployment)
+    reader = derived.reader(store, spans)
+    records = reader.latest([(s.org, s.device) for s in spans])
+    if any(isinstance(r, Counts) for r in derived.rules):
+        org = session.get(OrganisationRow, deployment.org_id)
+        records += count_latest(reader, spans, now, org_zone(settings, org.slug if org else None))
+    records.sort(key=lambda r: (block_order(derived, r.quantity), r.device, r.sensor))
+    for r in records:
         out.append(
             {
                 "device": r.device,
                 "sensor": r.sensor,
                 "quantity": r.quantity,
-                "label": quantity_label(r.quantity, t),
+                "label": _latest_label(r.quantity, t),
                 "unit": unit_label(r.quantity),
                 "value": r.value,
                 "text": fmt_number(r.value, lang),
                 "time": r.time,
                 "ago": ago(now - r.time, t),
                 "stale": now - r.time > settings.stale_after_s,
+                "headline": derived.is_headline(r.quantity),
+                "derived": r.quantity in DERIVED_QUANTITIES,
             }
         )
     return out
+
+
+def _latest_label(quantity: str, t: Translator) -> str:
+    text = t(f"latest.{quantity}")  # a count now reads "in the last hour", not "per hour"
+    return quantity_label(quantity, t) if text == f"latest.{quantity}" else text
 
 
 def not_found_page(request: Request, what: str) -> HTMLResponse:
@@ -119,13 +137,19 @@ def deployment_page(
         .order_by(col(AlertRow.state).desc(), col(AlertRow.fired_at).desc())
         .limit(20)
     ).all()
+    derived = derived_of(session, row)
+    latest = latest_of(session, store, settings, row, now, t, lang)
     context = {
         "d": row,
+        "derived": derived,
+        "missing": [t("derived.missing." + kind) for kind in derived.missing],
+        "headline": [r for r in latest if r["headline"]],
+        "raw": [r for r in latest if not r["headline"]],
         "org": org,
         "simulated": bool(org and org.kind == "demo"),
         "case": case,
         "devices": devices,
-        "latest": latest_of(session, store, settings, row, now, t, lang),
+        "latest": latest,
         "alerts": [
             {
                 "a": a,
@@ -147,6 +171,7 @@ def deployment_page(
             "poll_ms": poll_ms,
             "tz": tz.key,
             "export": f"/api/v1/export/deployments/{deployment_id}/readings",
+            "split": derived.headline is not None,
             "map": {
                 "tiles": settings.map_tiles_url,
                 "markers": [{"lat": row.lat, "lon": row.lon, "name": row.name}]
@@ -178,6 +203,9 @@ def deployment_series(
     lang = pick_language(request)
     t = Translator(lang)
     now = clock()
-    payload = chart_payload(session, store, row, now, range, t)
+    org = session.get(OrganisationRow, row.org_id)
+    payload = chart_payload(
+        session, store, row, now, range, t, tz=org_zone(settings, org.slug if org else None)
+    )
     payload["latest"] = latest_of(session, store, settings, row, now, t, lang)
     return JSONResponse(payload, headers={"Cache-Control": "no-store"})

@@ -1,17 +1,21 @@
 """``GET /fleet``: every device of the organisations the user may see, with its health.
 
-Online/offline, last seen, outbox backlog, per-sensor health, calibration due, kit and loan;
-filters; counts at the top. ``GET /fleet/live`` returns the counts and the table alone (same
-filters), which ``static/fleet.js`` polls to update the page in place.
+Online/offline, last seen, outbox backlog, per-sensor health, calibration due, kit and loan, the
+agent version (and whether the device takes updates); filters; counts at the top, the agent
+versions and the newest rollout's progress over the devices shown. ``GET /fleet/live`` returns
+the counts and the table alone (same filters), which ``static/fleet.js`` polls to update the page
+in place.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from gateway.store import Reader
@@ -20,15 +24,19 @@ from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
 from server.fleet import current_calibrations
 from server.settings import ServerSettings
 from server.tables import (
+    AgentReleaseRow,
     DeploymentDeviceRow,
     DeploymentRow,
+    DeviceConfigRow,
     DeviceRow,
     KitRow,
     LoanRow,
     OrganisationRow,
+    RolloutRow,
 )
 from server.web.i18n import Translator, pick_language
 from server.web.render import ago, local_time, login_redirect, org_zone, render
+from server.web.views.device import diagnostics_view
 
 __all__ = ["CALIBRATION_SOON_S", "FleetRow", "fleet_rows", "router"]
 
@@ -62,6 +70,10 @@ class FleetRow:
     deployment: str | None = None
     deployment_id: int | None = None
     agent_version: str | None = None
+    config_version: int | None = None  # in force on the device (its meta or reply)
+    config_newest: int | None = None  # the newest version on the server
+    diagnostics: dict[str, str] = field(default_factory=dict)
+    updates_opt_out: bool = False
 
 
 def _visible_orgs(session: Session, principal: Principal) -> dict[int, OrganisationRow]:
@@ -113,6 +125,17 @@ def fleet_rows(
     )
     borrower_orgs = {o.id: o for o in session.exec(select(OrganisationRow)).all()} if loans else {}
     calibrations: dict[int, list[Any]] = {k: current_calibrations(session, k) for k in kit_ids}
+    newest: dict[str, int] = (
+        dict(
+            session.exec(
+                select(DeviceConfigRow.device_id, func.max(DeviceConfigRow.version))
+                .where(col(DeviceConfigRow.device_id).in_(ids))
+                .group_by(col(DeviceConfigRow.device_id))
+            ).all()
+        )
+        if ids
+        else {}
+    )
 
     rows: list[FleetRow] = []
     for dev in devices:
@@ -139,6 +162,10 @@ def fleet_rows(
             missing=list(dev.missing),
             healthy=(all(s == "ok" for s in states) and not dev.missing) if dev.meta_at is not None else None,
             agent_version=dev.agent_version,
+            config_version=dev.config_version,
+            config_newest=newest.get(dev.id),
+            diagnostics=diagnostics_view(dev.diagnostics or {}) if dev.diagnostics else {},
+            updates_opt_out=dev.updates_opt_out or org.updates_opt_out,
         )
         if dev.id in current:
             row.deployment_id, row.deployment = current[dev.id]
@@ -250,7 +277,11 @@ def _context(
             }
         )
     orgs = sorted({(r.org, r.org_name) for r in every})
+    versions = Counter(r.agent_version or "?" for r in every if r.registered)
     return {
+        "versions": sorted(versions.items(), key=lambda kv: kv[0], reverse=True),
+        "rollout": _rollout_view(session, {r.device for r in every if r.registered}),
+        "fleet_admin": principal.global_admin,
         "rows": view,
         "counts": counts,
         "orgs": orgs,
@@ -259,6 +290,29 @@ def _context(
         "stale_after_s": settings.stale_after_s,
         "now": now,
     }
+
+
+def _rollout_view(session: Session, devices: set[str]) -> dict[str, Any] | None:
+    """The newest rollout's progress over the devices the viewer sees (None: none touches them)."""
+    from server.rollouts import RING_NAMES, progress
+
+    for rollout in session.exec(select(RolloutRow).order_by(col(RolloutRow.id).desc()).limit(1)).all():
+        p = progress(session, rollout, devices)
+        if not p.targets:
+            return None
+        return {
+            "id": rollout.id,
+            "version": p.version,
+            "state": rollout.state,
+            "ring": RING_NAMES[rollout.ring],
+            "reason": rollout.reason,
+            "rings": [
+                (name, counts.get("updated", 0), sum(counts.values()), counts.get("failed", 0))
+                for name, counts in zip(RING_NAMES, p.rings, strict=True)
+            ],
+            "opted_out": p.opted_out,
+        }
+    return None
 
 
 def _filters(org: str, state: str, problem: str, q: str) -> Filters:
@@ -293,6 +347,10 @@ def fleet_page(
     filters = _filters(org, state, problem, q)
     context = _context(request, session, store, settings, principal, clock(), filters)
     context["config"] = {"live": f"/fleet/live?{filters.query()}", "poll_ms": poll_ms}
+    if principal.global_admin:  # they start agent rollouts from here
+        context["releases"] = [
+            r.version for r in session.exec(select(AgentReleaseRow).order_by(col(AgentReleaseRow.id).desc()))
+        ]
     return render(request, "fleet.html", context, principal=principal, section="fleet")
 
 

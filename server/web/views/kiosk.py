@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from server.api.auth import PrincipalDep
 from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
+from server.derived import derived_of
 from server.models import UseCaseRow
 from server.tables import DeploymentRow, OrganisationRow
 from server.web.i18n import Translator, pick_language
@@ -95,14 +96,25 @@ def kiosk_data(
             continue
         org = session.get(OrganisationRow, row.org_id)
         case = session.get(UseCaseRow, row.use_case_id) if row.use_case_id else None
-        latest = [
+        tz = org_zone(settings, org.slug if org else None)
+        everything = [
             r
             for r in latest_of(session, store, settings, row, now, t, lang)
             if not r["quantity"].startswith("particles_")
         ]
+        # What a person reads first (fill level, power, counts per hour, dew point) when the
+        # use-case names it; a screen has no click, so the raw readings stay on the deployment page.
+        latest = [r for r in everything if r["headline"]] or everything
         present = {r["quantity"] for r in latest}
-        chosen = [q for q in CHART_PRIORITY if q in present][:MAX_CHARTS] or sorted(present)[:MAX_CHARTS]
-        charts = chart_payload(session, store, row, now, "24h", t, quantities=chosen)
+        headline = derived_of(session, row).headline
+        # The use-case's headline charts (a dew point drawn even when the newest temperature has no
+        # humidity yet), else the most telling of what there is.
+        chosen = (
+            headline
+            if headline is not None
+            else [q for q in CHART_PRIORITY if q in present][:MAX_CHARTS] or sorted(present)[:MAX_CHARTS]
+        )
+        charts = chart_payload(session, store, row, now, "24h", t, quantities=chosen, tz=tz)
         out.append(
             {
                 "id": row.id,
@@ -110,9 +122,9 @@ def kiosk_data(
                 "org": org.name if org else "",
                 "use_case": case.title if case else "",
                 "simulated": bool(org and org.kind == "demo"),
-                "tz": org_zone(settings, org.slug if org else None).key,
+                "tz": tz.key,
                 "latest": latest,
-                "charts": charts["quantities"],
+                "charts": charts["quantities"][:MAX_CHARTS],
             }
         )
     return JSONResponse({"now": now, "deployments": out}, headers={"Cache-Control": "no-store"})

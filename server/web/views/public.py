@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -25,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, select
 
 from gateway.store import Reader, Window
+from kits.quantities import spec
 from kits.wire import Record
 from server.airquality import (
     EAQI_SOURCE,
@@ -42,6 +44,8 @@ from server.airquality import (
 from server.api.auth import PrincipalDep
 from server.api.deps import ClockDep, ResourcesDep, SessionDep, SettingsDep, StoreDep
 from server.bounded import TtlCache
+from server.charts import window_value
+from server.derived import derived_of
 from server.geo import blur
 from server.models import UseCaseRow
 from server.settings import ServerSettings
@@ -49,7 +53,7 @@ from server.spans import DeviceSpan, device_spans
 from server.tables import DeploymentRow, OrganisationRow
 from server.web.i18n import Translator, pick_language
 from server.web.render import ago, fmt_number, local_time, org_zone, quantity_label, render, unit_label
-from server.web.series import chart_payload
+from server.web.series import block_order, chart_payload
 from server.web.views.deployment import not_found_page
 
 __all__ = ["DAYS_SHOWN", "PUBLIC_STALE_MIN_S", "hourly_series", "router", "station"]
@@ -88,14 +92,24 @@ def hourly_series(
     """Hourly means per quantity from ``start_hour`` (an hour boundary) to ``end``.
 
     Each device's hour is the mean of its raw readings in that hour; with several devices, an
-    hour's value is the mean of theirs.
+    hour's value is the mean of theirs. A count (``passes``) is summed instead, over the hour and
+    the devices.
     """
     hours = max(1, math.ceil((end - start_hour) / 3600.0))
     per: dict[str, dict[datetime, list[float]]] = {}
     for w in _hourly(store, spans, start_hour, start_hour + hours * 3600.0):
         hour = datetime.fromtimestamp(math.floor(w.start / 3600.0) * 3600.0, UTC)
-        per.setdefault(w.quantity, {}).setdefault(hour, []).append(w.mean)
-    return {q: {h: math.fsum(vs) / len(vs) for h, vs in sorted(d.items())} for q, d in per.items()}
+        per.setdefault(w.quantity, {}).setdefault(hour, []).append(window_value(w))
+    # A count's hour is the sum of its readings, and of its devices' (counts add up).
+    return {
+        q: {h: math.fsum(vs) / (1 if _summed(q) else len(vs)) for h, vs in sorted(d.items())}
+        for q, d in per.items()
+    }
+
+
+def _summed(quantity: str) -> bool:
+    found = spec(quantity)
+    return found is not None and found.summed
 
 
 def _location(settings: ServerSettings, row: DeploymentRow) -> tuple[float, float] | None:
@@ -123,6 +137,8 @@ def station(
     org = session.get(OrganisationRow, row.org_id)
     tz = org_zone(settings, org.slug if org else None)
     spans = device_spans(session, row.id)
+    derived = derived_of(session, row)
+    store = derived.reader(store, spans)  # fill level, dew point, power: computed on read
     now_hour = math.floor(now / 3600.0) * 3600.0
     local_midnight = (
         datetime.fromtimestamp(now, UTC).astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -185,18 +201,23 @@ def station(
             }
         )
     others = []
-    for name, values in hourly.items():
+    for name in sorted(hourly, key=lambda q: block_order(derived, q)):
+        values = hourly[name]
         if name in POLLUTANTS or name.startswith("particles_"):
             continue
         rolling = rolling_24h(values, now)
+        if _summed(name) and rolling.value is not None:
+            rolling = replace(rolling, value=rolling.value * rolling.hours)  # the 24 h total
         others.append(
             {
                 "quantity": name,
                 "label": quantity_label(name, t),
                 "unit": unit_label(name),
                 "rolling": rolling,
-                "rolling_text": fmt_number(rolling.value, lang),
+                "rolling_text": fmt_number(rolling.value, lang)
+                + (f" ({t('pub.total')})" if _summed(name) and rolling.value is not None else ""),
                 "latest_text": fmt_number(latest.get(name), lang),
+                "headline": derived.is_headline(name),
             }
         )
     location = _location(settings, row)

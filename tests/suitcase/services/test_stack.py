@@ -223,3 +223,25 @@ def test_up_refuses_a_certificate_for_another_host(tmp_path: Path) -> None:
     assert not layout.config_dir.exists()
     mismatched = TlsFiles(ca=theirs.ca, cert=theirs.cert, key=make_server_cert(ca, tmp_path / "k", ["x"]).key)
     _refused(layout, "does not belong to the certificate", tls=mismatched)
+
+
+def test_cli_up_refusal_exits_2_with_the_reason(tmp_path: Path) -> None:
+    """Test `suitcase services up` on the command line: a refusal is exit 2 with the reason, and
+    --cert without --key and --ca is refused before anything else."""
+    from typer.testing import CliRunner
+
+    from suitcase.cli import build_app
+
+    layout = new_layout(tmp_path)
+    runner = CliRunner()
+    base = ["services", "up", "--config-dir", str(layout.config_dir), "--data-dir", str(layout.data_dir)]
+    base += ["--hostname", "localhost", "--mqtt-port", str(layout.ports.mqtt_tls)]
+    result = runner.invoke(build_app(base), [*base, "--cert", str(tmp_path / "x.crt")])
+    assert result.exit_code == 2 and "--cert, --key and --ca go together" in result.output
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", layout.ports.mqtt_tls))
+        holder.listen()
+        result = runner.invoke(build_app(base), base)
+    assert result.exit_code == 2, result.output
+    assert f"0.0.0.0:{layout.ports.mqtt_tls} for mosquitto" in result.output
+    assert not layout.config_dir.exists()
