@@ -197,7 +197,7 @@ class Updater:
                 },
             )
         reason = str(state.get("reason", "unknown"))
-        rollback = f", rolled back in {state['rollback_s']:g} s" if "rollback_s" in state else ""
+        rollback = f" in {state['rollback_s']:g} s" if "rollback_s" in state else ""
         self.log.error("update to %s rolled back: %s", state.get("to"), reason)
         return CommandReply(
             id=command_id,

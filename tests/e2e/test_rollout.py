@@ -1,6 +1,7 @@
 """A staged rollout from the server's API to real agents, and a bad one that stops itself.
 
-Everything is real: the server (HTTP, its listener and command sweep on a real Mosquitto), three
+Everything is real: the server (HTTP, its listener and command sweep on a real Mosquitto; the
+rollouts are started on its fleet page in headless Chromium), three
 agents under the launcher (`python -m edge.updates.launcher ... edge run`, each with its own agent
 home: the launcher's switch and rollback are the device side's whole test), and two wheels built in
 the test (tests/agent_wheels.py), served by the server from its registry and installed by each
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 from sqlmodel import Session, select
 
 from edge.updates.home import AgentHome
@@ -31,9 +33,10 @@ from suitcase.broker import free_port
 from tests.agent_wheels import AgentWheel
 from tests.edge.updates.launching import start_launcher, write_config
 from tests.edge.updates.mqtt_peer import Peer
+from tests.server.test_web_pages import check, watch
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
+pytestmark = [pytest.mark.slow, pytest.mark.mosquitto, pytest.mark.browser]
 
 ORG = "city-a"
 DEVICES = ("roll-1", "roll-2", "roll-3")
@@ -45,13 +48,25 @@ def _registry(engine: Any) -> dict[str, DeviceRow]:
         return {d.id: d for d in session.exec(select(DeviceRow)).all()}
 
 
+def start_from_page(page: Any, version: str, canary: str) -> None:
+    """Start a rollout the way a global admin does: the fleet page's form."""
+    panel = page.locator("#rollout-panel")
+    if panel.get_attribute("open") is None:
+        panel.locator("summary").click()
+    page.select_option("#r-version", version)
+    page.fill("#r-canaries", canary)
+    page.fill("#r-share", "50")
+    page.fill("#r-deadline", "60")
+    page.click("#rollout-form button[type=submit]")
+
+
 def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
-    mosquitto: Any, agent_wheels: dict[str, AgentWheel], tmp_path: Path
+    mosquitto: Any, browser: Any, agent_wheels: dict[str, AgentWheel], tmp_path: Path, screenshot_dir: Path
 ) -> None:
-    """Test that a rollout of 0.2.0 updates the canary, then the share, then the rest, each agent
-    reporting 0.2.0 to the fleet; that a rollout of 0.3.0 (fails at start) is rolled back by its
-    canary's launcher and stops itself with the canary's reason while the other devices are never
-    offered it; and that every agent samples on throughout."""
+    """Test that a rollout of 0.2.0, started on the fleet page, updates the canary, then the share,
+    then the rest, each agent reporting 0.2.0 to the fleet; that a rollout of 0.3.0 (fails at
+    start) is rolled back by its canary's launcher and stops itself with the canary's reason, shown
+    on the page, while the other devices are never offered it; and that every agent samples on."""
     port = free_port()
     settings = ServerSettings(
         registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
@@ -63,6 +78,7 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
         public_url=f"http://127.0.0.1:{port}",
     )
     launchers: list[subprocess.Popen[bytes]] = []
+    contexts: list[Any] = []
     peers: list[Peer] = []
     with SqliteStore(settings.store), ServerThread(create_app(settings), port=port) as server:
         engine = server.app.state.resources.engine
@@ -99,10 +115,18 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
             )
             cold_s = time.monotonic() - launched  # the same run's baseline: agents started from cold
 
-            body = {"version": "0.2.0", "canaries": ["roll-1"], "share_percent": 50, "deadline_s": 60}
-            started = http.post("/api/v1/rollouts", json=body)
-            assert started.status_code == 201, started.text
-            rollout_id = started.json()["id"]
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            contexts.append(context)
+            login = context.request.post(
+                f"{server.url}/api/v1/auth/login", data={"email": "root@example.org", "password": PASSWORD}
+            )
+            assert login.ok, login.text()
+            page = context.new_page()
+            errors = watch(page)
+            page.goto(f"{server.url}/fleet?poll_ms=500")
+            start_from_page(page, "0.2.0", "roll-1")
+            expect(page.locator("#rollout-result")).to_contain_text("rollout 0.2.0: running")
+            rollout_id = http.get("/api/v1/rollouts").json()[0]["id"]
             done = wait_until(
                 lambda: (r := http.get(f"/api/v1/rollouts/{rollout_id}").json())["state"] != "running" and r,
                 180,
@@ -120,9 +144,12 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
                 "the fleet to show 0.2.0 on every device",
             )
             good_figures = done["figures"]
+            expect(page.locator("#fleet-rollout h2")).to_have_text("Agent update 0.2.0: done", timeout=10_000)
+            expect(page.locator("#fleet-versions")).to_contain_text("0.2.0: 3", timeout=10_000)
 
-            bad_body = {"version": "0.3.0", "canaries": ["roll-2"], "share_percent": 50, "deadline_s": 60}
-            bad = http.post("/api/v1/rollouts", json=bad_body).json()
+            start_from_page(page, "0.3.0", "roll-2")
+            expect(page.locator("#rollout-result")).to_contain_text("rollout 0.3.0: running")
+            bad = http.get("/api/v1/rollouts").json()[0]
             stopped = wait_until(
                 lambda: (r := http.get(f"/api/v1/rollouts/{bad['id']}").json())["state"] != "running" and r,
                 180,
@@ -140,6 +167,10 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
             assert {d.id: d.agent_version for d in _registry(engine).values()} == dict.fromkeys(
                 DEVICES, "0.2.0"
             )
+            panel = page.locator("#fleet-rollout")
+            expect(panel.locator("h2")).to_have_text("Agent update 0.3.0: stopped", timeout=10_000)
+            expect(panel).to_contain_text("canary device roll-2 failed: update to 0.3.0 rolled back")
+            check(page, errors, screenshot_dir, "fleet-rollout-stopped-live")
             canary = AgentHome(tmp_path / "roll-2" / "agent")
             assert canary.current_version() == "0.2.0" and canary.installed() == ["0.2.0"]  # 0.3.0 removed
             canary_s, all_s = good_figures["canary_healthy_after_s"], good_figures["all_updated_after_s"]
@@ -150,6 +181,8 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
                 f"after {stop_s:.1f} s ({stop_s / cold_s:.2f}x)"
             )
         finally:
+            for context in contexts:
+                context.close()
             for launcher in launchers:
                 launcher.send_signal(signal.SIGTERM)
             for launcher in launchers:

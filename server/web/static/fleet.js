@@ -1,4 +1,5 @@
-/* Fleet page: re-fetch the counts and the table every poll_ms and swap them in place. */
+/* Fleet page: re-fetch the counts and the table every poll_ms and swap them in place; a global
+ * admin starts and stops agent rollouts. */
 "use strict";
 (function () {
   const config = window.Suitcase.config();
@@ -17,6 +18,31 @@
       }
     } catch (e) { /* offline for a moment: try again next tick */ }
   }
+  // Global admins: start an agent rollout, stop the running one (the API does the checking).
+  const S = window.Suitcase;
+  const form = document.getElementById("rollout-form");
+  const result = document.getElementById("rollout-result");
+  async function answer(response, done) {
+    if (!response.ok) { result.textContent = await S.errorText(response); result.className = "small error-text"; return; }
+    const rollout = await response.json();
+    result.className = "small";
+    result.textContent = done + " " + rollout.version + ": " + rollout.state;
+    refresh();
+  }
+  if (form) {
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const canaries = form.canaries.value.split(/[\s,]+/).filter(Boolean);
+      const body = { version: form.version.value, share_percent: Number(form.share_percent.value), deadline_s: Number(form.deadline_s.value) };
+      if (canaries.length) body.canaries = canaries;
+      answer(await S.post("/api/v1/rollouts", body), "rollout");
+    });
+  }
+  live.addEventListener("click", async function (event) {
+    const button = event.target.closest("button[data-stop-rollout]");
+    if (!button || !result) return;
+    answer(await S.post("/api/v1/rollouts/" + encodeURIComponent(button.dataset.stopRollout) + "/stop", {}), "rollout");
+  });
   timer = setInterval(refresh, config.poll_ms || 5000);
   window.addEventListener("pagehide", function () { clearInterval(timer); });
 })();

@@ -24,6 +24,7 @@ from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
 from server.fleet import current_calibrations
 from server.settings import ServerSettings
 from server.tables import (
+    AgentReleaseRow,
     DeploymentDeviceRow,
     DeploymentRow,
     DeviceConfigRow,
@@ -280,6 +281,7 @@ def _context(
     return {
         "versions": sorted(versions.items(), key=lambda kv: kv[0], reverse=True),
         "rollout": _rollout_view(session, {r.device for r in every if r.registered}),
+        "fleet_admin": principal.global_admin,
         "rows": view,
         "counts": counts,
         "orgs": orgs,
@@ -299,6 +301,7 @@ def _rollout_view(session: Session, devices: set[str]) -> dict[str, Any] | None:
         if not p.targets:
             return None
         return {
+            "id": rollout.id,
             "version": p.version,
             "state": rollout.state,
             "ring": RING_NAMES[rollout.ring],
@@ -344,6 +347,10 @@ def fleet_page(
     filters = _filters(org, state, problem, q)
     context = _context(request, session, store, settings, principal, clock(), filters)
     context["config"] = {"live": f"/fleet/live?{filters.query()}", "poll_ms": poll_ms}
+    if principal.global_admin:  # they start agent rollouts from here
+        context["releases"] = [
+            r.version for r in session.exec(select(AgentReleaseRow).order_by(col(AgentReleaseRow.id).desc()))
+        ]
     return render(request, "fleet.html", context, principal=principal, section="fleet")
 
 
