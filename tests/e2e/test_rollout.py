@@ -29,7 +29,6 @@ from server.cli import add_global_admin
 from server.runner import ServerThread
 from server.settings import ServerSettings
 from server.tables import DeviceRow, OrganisationRow
-from suitcase.broker import free_port
 from tests.agent_wheels import AgentWheel
 from tests.edge.updates.launching import start_launcher, write_config
 from tests.edge.updates.mqtt_peer import Peer
@@ -67,7 +66,6 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
     then the rest, each agent reporting 0.2.0 to the fleet; that a rollout of 0.3.0 (fails at
     start) is rolled back by its canary's launcher and stops itself with the canary's reason, shown
     on the page, while the other devices are never offered it; and that every agent samples on."""
-    port = free_port()
     settings = ServerSettings(
         registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
         store=str(tmp_path / "store.db"),
@@ -75,12 +73,14 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
         mqtt_host=mosquitto.host,
         mqtt_port=mosquitto.port,
         command_sweep_s=1.0,
-        public_url=f"http://127.0.0.1:{port}",
     )
     launchers: list[subprocess.Popen[bytes]] = []
     contexts: list[Any] = []
     peers: list[Peer] = []
-    with SqliteStore(settings.store), ServerThread(create_app(settings), port=port) as server:
+    with SqliteStore(settings.store), ServerThread(create_app(settings), port=0) as server:
+        # Where the agents fetch the wheels: known once the server listens (on a free port; a port
+        # chosen before binding can be taken by then on a busy machine).
+        server.app.state.resources.settings.public_url = server.url
         engine = server.app.state.resources.engine
         with Session(engine) as session:
             add_global_admin(session, "root@example.org", PASSWORD, now=time.time())
@@ -94,11 +94,6 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
         login = http.post("/api/v1/auth/login", json={"email": "root@example.org", "password": PASSWORD})
         assert login.status_code == 200, login.text
         http.headers["X-CSRF-Token"] = login.json()["csrf"]
-        for wheel in agent_wheels.values():
-            uploaded = http.post(
-                f"/api/v1/agent-releases?filename={wheel.path.name}", content=wheel.path.read_bytes()
-            )
-            assert uploaded.status_code == 201, uploaded.text
         logs = [open(tmp_path / f"{d}.log", "wb") for d in DEVICES]  # noqa: SIM115
         try:
             launched = time.monotonic()
@@ -124,6 +119,14 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
             page = context.new_page()
             errors = watch(page)
             page.goto(f"{server.url}/fleet?poll_ms=500")
+            for wheel in agent_wheels.values():  # uploaded on the page, as a global admin does
+                if page.locator("#rollout-panel").get_attribute("open") is None:
+                    page.locator("#rollout-panel summary").click()
+                page.set_input_files("#r-wheel", str(wheel.path))
+                page.click("#release-form button[type=submit]")
+                expect(page.locator("#r-version")).to_contain_text(wheel.version)
+            served = {r["version"]: r["sha256"] for r in http.get("/api/v1/agent-releases").json()}
+            assert served == {w.version: w.sha256 for w in agent_wheels.values()}
             start_from_page(page, "0.2.0", "roll-1")
             expect(page.locator("#rollout-result")).to_contain_text("rollout 0.2.0: running")
             rollout_id = http.get("/api/v1/rollouts").json()[0]["id"]

@@ -30,7 +30,7 @@ from gateway.store import SqliteStore, open_reader
 from gateway.store.base import Reader
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings, OutboxSettings
 from kits.tls import client_context
-from kits.wire import Record, build_topic
+from kits.wire import Record
 from server.broker_admin import device_acls
 from suitcase.broker import MosquittoBroker, find_mosquitto, free_port
 from suitcase.services.mosquitto import GATEWAY_ROLE, SERVER_ROLE, Account, dynsec_state, find_dynsec_plugin
@@ -354,40 +354,6 @@ def shm_dir(name: str) -> Iterator[Path]:
         import shutil
 
         shutil.rmtree(path, ignore_errors=True)
-
-
-class Commander:
-    """Sends device commands as the server does (QoS 1 on ``cmd/<name>``, JSON ``{id, args}``) and
-    collects the replies (``cmd/<name>/reply``)."""
-
-    def __init__(self, broker: MosquittoBroker, login: Credentials) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.replies: dict[str, dict[str, Any]] = {}
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"server-{uuid.uuid4().hex[:6]}")
-        self.client.username_pw_set(login.username, login.password)
-        self.client.tls_set_context(client_context(ca_file=login.ca_file))
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        info = self.client.subscribe(f"suitcase/v1/{ORG}/+/cmd/+/reply", qos=1)
-        assert info[0] == 0
-
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        reply = json.loads(message.payload)
-        self.replies[str(reply.get("id"))] = reply
-
-    def send(self, device: str, name: str, args: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-        """Send command ``name`` to ``device``; return its reply."""
-        request_id = uuid.uuid4().hex
-        topic = build_topic(ORG, device, "cmd", name)
-        self.client.publish(topic, json.dumps({"id": request_id, "args": args}), qos=1).wait_for_publish(10)
-        return wait_until(lambda: self.replies.get(request_id), timeout, f"the reply to {name} from {device}")
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @contextlib.contextmanager

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
+from server.app import create_app
+from server.device_commands import queue_command
+from server.settings import ServerSettings
+from server.tables import DeviceCommandRow, DeviceRow, OrganisationRow
 from tests.reliability.conftest import (
-    Commander,
+    ORG,
     Stack,
     drained,
     ledger_of,
@@ -21,6 +29,7 @@ from tests.reliability.conftest import (
     running,
 )
 from tests.reliability.faults import SCALE, record, stored_rows, tally, wait_landed
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto, pytest.mark.influxdb]
 
@@ -69,7 +78,8 @@ def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(
     ready: Stack, tmp_path: Path
 ) -> None:
     """Test that a kill -9 of Mosquitto loses the backlog it held for the gateway since its last save
-    (measured, > 0), and that the ``resend`` command to each agent, sent as the server sends it,
+    (measured, > 0), and that the ``resend`` command to each agent, given to the server (queued in
+    its registry, sent by its listener once the device is back online, the reply recorded there),
     recovers every reading: nothing lost, nothing doubled in the end."""
     stack = ready
     # Mosquitto saves every 30 s from its start: restarted now, no save falls in the window below.
@@ -79,7 +89,10 @@ def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(
     backlog_s = min(2.0 * SCALE, 20.0)
     begin = time.time() - 5
     agents = [make_agent(stack, f"crash-{i}", tmp_path / f"a{i}") for i in range(AGENTS)]
-    with running(agents):
+    server = TestClient(create_app(_server_settings(stack, tmp_path)), raise_server_exceptions=False)
+    with server, running(agents):
+        engine = server.app.state.resources.engine  # type: ignore[attr-defined]
+        _register(engine, [a.config.device for a in agents])
         time.sleep(1.0)
         stack.pause_gateway()
         started = time.time()
@@ -97,15 +110,16 @@ def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(
             "before resend", ledger, stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5)
         )
         assert before.lost > 0, f"the kill should have lost the unsaved backlog: {before.summary()}"
-        commander = Commander(stack.broker, stack.server_login)
-        try:
+        with Session(engine) as session:
+            commands = []
             for agent in agents:
-                reply = commander.send(
-                    agent.config.device, "resend", {"from": started - 2, "to": time.time()}
-                )
-                assert reply["ok"] is True, reply
-        finally:
-            commander.close()
+                device = session.get(DeviceRow, agent.config.device)
+                assert device is not None
+                args = {"from": started - 2, "to": time.time()}
+                commands.append(queue_command(session, device, "resend", args, time.time()).command_id)
+            session.commit()
+        replies = wait_until(lambda: _answered(engine, commands), 60, "the agents' replies to resend")
+        assert all(state == "answered" for state, _ in replies), replies
         recovery = wait_landed(stack.reader, ledger, since=back, timeout=60, start=begin, end=time.time() + 5)
     result = record(
         tally(
@@ -114,10 +128,49 @@ def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(
             stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5),
             recovery_s=recovery,
             conditions=f"{AGENTS} agents; {backlog_s:.0f} s of backlog queued for the gateway, "
-            "killed before its 30 s autosave",
+            "killed before its 30 s autosave; `resend` queued in the server, sent by its listener",
             admitted=f"{before.lost} readings lost in the broker until the resend",
             order=30,
             lost_before_resend=before.lost,
+            resent=sum(reply["readings"] for _, reply in replies),
         )
     )
     assert (result.lost, result.doubled) == (0, 0), result.summary()
+
+
+def _server_settings(stack: Stack, tmp_path: Path) -> ServerSettings:
+    """The server on the stack: its own registry, the stack's store, the broker as its account."""
+    return ServerSettings(
+        registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        store=stack.influxd.sink_url,
+        mqtt_host=stack.broker.host,
+        mqtt_port=stack.broker.port,
+        mqtt_tls=True,
+        mqtt_ca_file=stack.ca_file,
+        mqtt_username=stack.server_login.username,
+        mqtt_password=stack.server_login.password,
+        alert_interval_s=0,
+        command_sweep_s=0.5,
+    )
+
+
+def _register(engine: Engine, devices: list[str]) -> None:
+    """The devices enrolled in the server's registry (as binding their Pis would leave them)."""
+    with Session(engine) as session:
+        org = OrganisationRow(slug=ORG, name="Fault city", created_at=time.time())
+        session.add(org)
+        session.commit()
+        assert org.id is not None
+        for device in devices:
+            session.add(DeviceRow(id=device, org_id=org.id, registered_at=time.time()))
+        session.commit()
+
+
+def _answered(engine: Engine, commands: list[str]) -> list[tuple[str, Any]] | None:
+    """Each command's state and the reply the server recorded, once all are answered or failed."""
+    query = select(DeviceCommandRow).where(col(DeviceCommandRow.command_id).in_(commands))
+    with Session(engine) as session:
+        rows = session.exec(query).all()
+        if len(rows) < len(commands) or any(r.state not in ("answered", "failed") for r in rows):
+            return None
+        return [(r.state, r.reply if r.state == "answered" else r.error) for r in rows]

@@ -304,7 +304,8 @@ def test_store_writer_child_killed_mid_stream_loses_and_doubles_nothing(
                 killed.append(pid)
         feed.join(120)
         wait_until(lambda: reader.count_readings() >= 6 * n, timeout=60, what="every reading")
-        assert gw.stats.acked >= n
+        # the acks follow the writes: under load the last batch's lag behind the store's count
+        wait_until(lambda: gw.stats.acked >= n, timeout=30, what="every message acked")
     assert len(killed) == 3 and len(set(killed)) == 3, killed
     assert_exactly_once(reader, n)
     with sqlite3.connect(tmp_path / "w.db") as conn:

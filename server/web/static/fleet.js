@@ -29,6 +29,25 @@
     result.textContent = done + " " + rollout.version + ": " + rollout.state;
     refresh();
   }
+  const upload = document.getElementById("release-form");
+  if (upload) {
+    upload.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const file = upload.wheel.files[0];
+      if (!file) return;
+      const response = await fetch("/api/v1/agent-releases?filename=" + encodeURIComponent(file.name), {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/octet-stream", "X-CSRF-Token": await S.csrf() },
+        body: file,
+      });
+      if (!response.ok) { result.textContent = await S.errorText(response); result.className = "small error-text"; return; }
+      const release = await response.json();
+      result.className = "small";
+      result.textContent = "release " + release.version + " sha256 " + release.sha256;
+      window.location.reload();  // the version list of the rollout form
+    });
+  }
   if (form) {
     form.addEventListener("submit", async function (event) {
       event.preventDefault();
