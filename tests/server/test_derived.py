@@ -55,10 +55,82 @@ def readings() -> list[Record]:
 
 @dataclass
 class Town:
-    client: TestClient
+    client: Any
+    kiosk: str = ""
     deployments: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
     records: list[Record] = field(default_factory=readings)
+
+
+def seed_town(engine: Any, town: Town) -> None:
+    """Fill the registry: the organisation, its operator and viewer (with tokens), the four
+    devices each deployed for its use-case, and a kiosk token of the four."""
+    with Session(engine) as s:
+        org = OrganisationRow(slug=ORG, name="Derived Town", created_at=NOW - 86400)
+        s.add(org)
+        s.flush()
+        assert org.id is not None
+        for role in ("operator", "viewer"):
+            user = UserRow(
+                email=f"{role}@derived.example",
+                password_hash=hash_password(PASSWORD) if role == "operator" else "x",
+                created_at=1.0,
+            )
+            s.add(user)
+            s.flush()
+            assert user.id is not None
+            s.add(MembershipRow(user_id=user.id, org_id=org.id, role=role))
+            raw = new_token()
+            s.add(
+                ApiTokenRow(
+                    name=role,
+                    token_hash=hash_secret(raw),
+                    prefix=raw[:10],
+                    org_id=org.id,
+                    role=role,
+                    user_id=user.id,
+                    created_at=1.0,
+                )
+            )
+            town.tokens[role] = {"Authorization": f"Bearer {raw}"}
+        for key, device, case in (
+            ("bin", "bin-1", "waste-bin-fill"),
+            ("energy", "meter-1", "energy-metering"),
+            ("counting", "count-1", "cyclist-counting"),
+            ("damp", "flat-1", "housing-damp-mould"),
+        ):
+            s.add(DeviceRow(id=device, org_id=org.id, registered_at=NOW - 86400))
+            dep = DeploymentRow(
+                org_id=org.id,
+                name=f"The {key}",
+                use_case_id=case,
+                starts_at=NOW - 86400,
+                created_at=NOW - 86400,
+                public=True,
+                lat=56.15,
+                lon=10.2,
+            )
+            s.add(dep)
+            s.flush()
+            assert dep.id is not None
+            s.add(DeploymentDeviceRow(deployment_id=dep.id, device_id=device, from_t=NOW - 86400))
+            town.deployments[key] = dep.id
+        kiosk = new_token()
+        s.add(
+            ApiTokenRow(
+                name="screen",
+                token_hash=hash_secret(kiosk),
+                prefix=kiosk[:10],
+                org_id=org.id,
+                role="viewer",
+                kind="kiosk",
+                deployment_ids=list(town.deployments.values()),
+                created_at=1.0,
+            )
+        )
+        town.tokens["kiosk"] = {"Authorization": f"Bearer {kiosk}"}
+        town.kiosk = kiosk
+        s.commit()
 
 
 @pytest.fixture
@@ -67,70 +139,7 @@ def town(settings: ServerSettings, store: Any) -> Iterator[Town]:
     for its use-case, their readings in the store, an operator and a viewer token, a logged-in page."""
     with TestClient(create_app(settings, clock=lambda: NOW)) as client:
         town = Town(client)
-        engine = client.app.state.resources.engine  # type: ignore[attr-defined]
-        with Session(engine) as s:
-            org = OrganisationRow(slug=ORG, name="Derived Town", created_at=NOW - 86400)
-            s.add(org)
-            s.flush()
-            assert org.id is not None
-            for role in ("operator", "viewer"):
-                user = UserRow(
-                    email=f"{role}@derived.example",
-                    password_hash=hash_password(PASSWORD) if role == "operator" else "x",
-                    created_at=1.0,
-                )
-                s.add(user)
-                s.flush()
-                assert user.id is not None
-                s.add(MembershipRow(user_id=user.id, org_id=org.id, role=role))
-                raw = new_token()
-                s.add(
-                    ApiTokenRow(
-                        name=role,
-                        token_hash=hash_secret(raw),
-                        prefix=raw[:10],
-                        org_id=org.id,
-                        role=role,
-                        user_id=user.id,
-                        created_at=1.0,
-                    )
-                )
-                town.tokens[role] = {"Authorization": f"Bearer {raw}"}
-            for key, device, case in (
-                ("bin", "bin-1", "waste-bin-fill"),
-                ("energy", "meter-1", "energy-metering"),
-                ("counting", "count-1", "cyclist-counting"),
-                ("damp", "flat-1", "housing-damp-mould"),
-            ):
-                s.add(DeviceRow(id=device, org_id=org.id, registered_at=NOW - 86400))
-                dep = DeploymentRow(
-                    org_id=org.id,
-                    name=f"The {key}",
-                    use_case_id=case,
-                    starts_at=NOW - 86400,
-                    created_at=NOW - 86400,
-                    public=True,
-                )
-                s.add(dep)
-                s.flush()
-                assert dep.id is not None
-                s.add(DeploymentDeviceRow(deployment_id=dep.id, device_id=device, from_t=NOW - 86400))
-                town.deployments[key] = dep.id
-            kiosk = new_token()
-            s.add(
-                ApiTokenRow(
-                    name="screen",
-                    token_hash=hash_secret(kiosk),
-                    prefix=kiosk[:10],
-                    org_id=org.id,
-                    role="viewer",
-                    kind="kiosk",
-                    deployment_ids=list(town.deployments.values()),
-                    created_at=1.0,
-                )
-            )
-            town.tokens["kiosk"] = {"Authorization": f"Bearer {kiosk}"}
-            s.commit()
+        seed_town(client.app.state.resources.engine, town)  # type: ignore[attr-defined]
         store.write(town.records)
         login = client.post(
             "/api/v1/auth/login", json={"email": "operator@derived.example", "password": PASSWORD}
@@ -162,7 +171,7 @@ def _latest(html: str, list_id: str) -> dict[str, str]:
 def test_definitions_are_versioned_and_bad_ones_refused(town: Town) -> None:
     """Test that a depth, ratio or voltage that is missing, zero or negative is refused (422) naming
     the parameter and what to set, a viewer may not set them, and each change is a new version."""
-    bad = [
+    bad: list[tuple[str, dict[str, Any], str]] = [
         ("bin", {"kind": "fill_level"}, "depth_mm is missing"),
         ("bin", {"kind": "fill_level", "depth_mm": 0}, "depth_mm is 0"),
         ("bin", {"kind": "fill_level", "depth_mm": -1000}, "depth_mm is -1000"),
@@ -261,7 +270,7 @@ def test_counts_are_summed_per_window_hour_and_day(town: Town) -> None:
     blocks = {b["quantity"]: b for b in series["quantities"]}
     assert [b["quantity"] for b in series["quantities"]][:2] == ["passes_per_hour", "passes_per_day"]
     hourly = blocks["passes_per_hour"]["series"][0]
-    want = {}
+    want: dict[float, float] = {}
     for r in mine:
         want[math.floor(r.time / 3600) * 3600] = want.get(math.floor(r.time / 3600) * 3600, 0.0) + r.value
     assert dict(zip(hourly["times"], hourly["values"], strict=True)) == pytest.approx(want)

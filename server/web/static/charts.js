@@ -66,6 +66,7 @@
     return function (u, min, max) {
       let lo = min, hi = max;
       (block.thresholds || []).forEach(function (t) { lo = Math.min(lo, t.value); hi = Math.max(hi, t.value); });
+      if (block.summed && lo != null) lo = Math.min(lo, 0); // bars of counts stand on zero
       if (lo == null || hi == null || !isFinite(lo) || !isFinite(hi)) return [0, 1];
       const pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.05 || 1;
       return [lo - pad, hi + pad];
