@@ -16,6 +16,7 @@ import secrets
 import ssl
 import threading
 import zlib
+from collections import deque
 from typing import Any
 
 from sqlalchemy import Engine
@@ -34,8 +35,10 @@ __all__ = ["StatusListener", "apply_message"]
 log = logging.getLogger(__name__)
 
 
-def apply_message(session: Session, topic: str, payload: bytes, now: float) -> bool:
+def apply_message(session: Session, topic: str, payload: bytes, now: float, *, commit: bool = True) -> bool:
     """Apply one status or meta message to the registry; return whether a device changed.
+
+    ``commit=False`` leaves the commit to the caller (the listener applies a batch in one).
 
     Any payload is safe: what is not JSON, not the message's shape or not storable changes
     nothing (a field of meta that is, is kept; server/untrusted.py).
@@ -71,13 +74,15 @@ def apply_message(session: Session, topic: str, payload: bytes, now: float) -> b
     else:
         _apply_meta(device, body, now)
     session.add(device)
-    session.commit()
+    if commit:
+        session.commit()
     return True
 
 
 _LOGGED_FAILURES = 10
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 10.0
+APPLY_BATCH = 500  # status/meta messages per registry transaction
 HELD_MAX = 100_000  # messages held for a registry that is down; beyond, the oldest go (counted)
 # The figures of kits.wire.Diagnostics kept from meta (numbers only; anything else is dropped).
 _DIAGNOSTICS = (
@@ -180,6 +185,11 @@ class StatusListener:
         self._held: dict[str, tuple[str, bytes]] = {}  # key -> (topic, payload), oldest first
         self.held_dropped = 0
         self._apply_lock = threading.Lock()
+        # Messages from paho's thread, applied by the applier thread in batches: one transaction
+        # per batch instead of one per message (a storm of 10,000 devices is 20,000 messages).
+        self._inbox: deque[tuple[str, bytes]] = deque()
+        self._inbox_ready = threading.Event()
+        self._applier: threading.Thread | None = None
         self._retry_wake = threading.Event()
         self._stopping = threading.Event()
         self._retrier: threading.Thread | None = None
@@ -220,10 +230,74 @@ class StatusListener:
         return bool(self._client.publish(topic, payload, qos=1).rc == 0)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
-        topic, payload = str(message.topic), bytes(message.payload)
-        with self._apply_lock:
-            self._held.pop(_held_key(topic, payload), None)  # this one is newer
+        self._inbox.append((str(message.topic), bytes(message.payload)))
+        self._inbox_ready.set()
+
+    def _apply_loop(self) -> None:
+        """Apply what paho received, up to :data:`APPLY_BATCH` messages per transaction."""
+        while True:
+            self._inbox_ready.wait(0.5)
+            self._inbox_ready.clear()
+            while self._inbox:
+                batch: list[tuple[str, bytes]] = []
+                while self._inbox and len(batch) < APPLY_BATCH:
+                    batch.append(self._inbox.popleft())
+                with self._apply_lock:
+                    for topic, payload in batch:
+                        self._held.pop(_held_key(topic, payload), None)  # these are newer
+                    self._try_batch(batch)
+            if self._stopping.is_set():
+                return
+
+    def _try_batch(self, batch: list[tuple[str, bytes]]) -> None:
+        """Apply a batch (holding the apply lock): status and meta in one transaction, replies one
+        by one. A batch whose commit the registry refuses is held; one with a message that raises
+        is applied again message by message, so one bad message costs the others nothing."""
+        states = [(t, p) for t, p in batch if not t.endswith("/reply")]
+        replies = [(t, p) for t, p in batch if t.endswith("/reply")]
+        if len(states) == 1:
+            self._try(*states[0])
+        elif states:
+            try:
+                changed, online = self._apply_states(states)
+            except (OperationalError, InterfaceError) as exc:  # the registry is down: hold them
+                for topic, payload in states:
+                    self._hold(topic, payload)
+                self._failed("held until the registry answers", states[0][0], exc)
+            except Exception:  # one message broke the batch: apply them one by one
+                for topic, payload in states:
+                    self._try(topic, payload)
+            else:
+                if changed:
+                    with self._changed:
+                        self.applied += changed
+                        self._changed.notify_all()
+                self._dispatch(online)
+        for topic, payload in replies:
             self._try(topic, payload)
+
+    def _apply_states(self, states: list[tuple[str, bytes]]) -> tuple[int, list[str]]:
+        changed, online = 0, []
+        with Session(self.engine) as session:
+            for topic, payload in states:
+                if apply_message(session, topic, payload, self.clock(), commit=False):
+                    changed += 1
+                    if topic.endswith("/status"):
+                        device = session.get(DeviceRow, topic.split("/")[3])
+                        if device is not None and device.online:
+                            online.append(device.id)
+            session.commit()
+        return changed, online
+
+    def _dispatch(self, devices: list[str]) -> None:
+        """Send what waited for devices that came back online (each on its own)."""
+        from server.device_commands import dispatch
+
+        for device in dict.fromkeys(devices):
+            try:
+                dispatch(self.engine, self, self.clock(), self.owner, device)
+            except Exception as exc:  # one device's commands must not stop the others'
+                self._failed("commands not dispatched", device, exc)
 
     def _try(self, topic: str, payload: bytes) -> bool:
         """Apply one message (holding the apply lock); False when the registry did not answer."""
@@ -335,6 +409,8 @@ class StatusListener:
         self._stopping.clear()
         self._retrier = threading.Thread(target=self._retry_loop, name="listener-retry", daemon=True)
         self._retrier.start()
+        self._applier = threading.Thread(target=self._apply_loop, name="listener-apply", daemon=True)
+        self._applier.start()
         if self.settings.command_sweep_s > 0:
             self._stop.clear()
             self._sweeper = threading.Thread(target=self._sweep_loop, name="command-sweep", daemon=True)
@@ -374,6 +450,10 @@ class StatusListener:
         if self._retrier is not None:
             self._retrier.join(10)
             self._retrier = None
+        self._inbox_ready.set()
+        if self._applier is not None:
+            self._applier.join(10)
+            self._applier = None
 
 
 def _held_key(topic: str, payload: bytes) -> str:
