@@ -43,7 +43,7 @@ from suitcase.services.settings_files import (
     server_env,
 )
 from suitcase.services.supervisor import supervisor_pid
-from suitcase.services.systemd import install_units, render_units, restart_units, systemd_runs
+from suitcase.services.systemd import install_units, render_units, restart_units, systemd_runs, units_active
 from suitcase.services.tls import TlsFiles, make_ca, make_server_cert
 
 __all__ = ["ServiceState", "down", "influx_admin", "postgres_admin_url", "status", "up"]
@@ -237,8 +237,9 @@ def up(
     binaries = ensure_installed(euid=euid, path=path, apt=apt)
     check_data_versions(layout, binaries)
     systemd = systemd_runs() if use_systemd is None else use_systemd
-    running = (not systemd) and supervisor_pid(layout) is not None
-    if not running and not systemd:
+    running = units_active() if systemd else supervisor_pid(layout) is not None
+    if not running:
+        # Whatever holds a port now is not this stack (e.g. the Debian package's own instance).
         check_ports(layout)
     check_tls(layout, tls)
     changes: list[str] = []

@@ -17,7 +17,7 @@ from kits.errors import ConfigError
 from suitcase.services.layout import Layout
 from suitcase.services.processes import ProcessSpec
 
-__all__ = ["UNIT_DIR", "install_units", "render_units", "restart_units", "systemd_runs"]
+__all__ = ["UNIT_DIR", "install_units", "render_units", "restart_units", "systemd_runs", "units_active"]
 
 UNIT_DIR = Path("/etc/systemd/system")
 _SIGNALS = {2: "SIGINT", 15: "SIGTERM"}
@@ -155,3 +155,10 @@ def restart_units(names: tuple[str, ...] = ("mosquitto", "influxdb", "postgres")
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ConfigError(f"`{' '.join(command)}` failed: {result.stderr.strip()}: see `journalctl -xe`")
+
+
+def units_active(names: tuple[str, ...] = ("mosquitto", "influxdb", "postgres")) -> bool:
+    """Whether every one of the stack's service units is active (then their ports are ours)."""
+    units = [f"suitcase-{name}.service" for name in names]
+    result = subprocess.run(["systemctl", "is-active", "--quiet", *units], capture_output=True, check=False)
+    return result.returncode == 0

@@ -48,6 +48,7 @@ class Counters:
     publish_failures: int = 0
     backlog: int = 0
     all_connected_s: float | None = None
+    last_connect_error: str = ""
 
     def add(self, other: Counters) -> None:
         for name in (
@@ -63,6 +64,7 @@ class Counters:
             "backlog",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.last_connect_error = other.last_connect_error or self.last_connect_error
         if other.all_connected_s is not None:
             self.all_connected_s = max(self.all_connected_s or 0.0, other.all_connected_s)
 
@@ -81,6 +83,7 @@ class Enrolled:
     sensors: list[tuple[str, list[str]]]  # (sensor name, quantities)
     interval_s: float
     behaviour: Behaviour = "good"
+    source: str | None = None  # a local address to connect from (see MqttClient)
 
     @classmethod
     def from_poll(
@@ -123,7 +126,7 @@ class SimDevice:
             MqttError: refused or unreachable.
         """
         e = self.enrolled
-        self._client = MqttClient(e.host, e.port, e.device)
+        self._client = MqttClient(e.host, e.port, e.device, source=getattr(e, "source", None))
         will = Will(e.topics["status"], Status(state="offline", since=self.clock(), agent=AGENT).encode())
         await self._client.connect(e.username, e.password, will)
         now = self.clock()

@@ -44,8 +44,9 @@ async def _connect(device: SimDevice, not_before: float, deadline: float, rng: r
         try:
             await device.connect()
             return True
-        except MqttError:
+        except MqttError as exc:
             device.counters.connect_failures += 1
+            device.counters.last_connect_error = str(exc)[:200]
             await asyncio.sleep(wait * rng.uniform(0.5, 1.5))
             wait = min(wait * 2, 10.0)
     return False

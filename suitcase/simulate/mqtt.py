@@ -58,8 +58,12 @@ class MqttClient:
     """One device's connection. ``connect`` then ``publish``; ``abort`` drops the socket without a
     DISCONNECT (the broker then publishes the Will), ``close`` ends cleanly."""
 
-    def __init__(self, host: str, port: int, client_id: str, *, keepalive: int = 60) -> None:
+    def __init__(
+        self, host: str, port: int, client_id: str, *, keepalive: int = 60, source: str | None = None
+    ) -> None:
         self.host, self.port, self.client_id, self.keepalive = host, port, client_id, keepalive
+        # A source address of its own: one address pair has only ~28,000 ephemeral ports.
+        self.source = source
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
@@ -82,7 +86,12 @@ class MqttClient:
         """
         self.lost = asyncio.Event()
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout)
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self.host, self.port, local_addr=(self.source, 0) if self.source else None
+                ),
+                timeout,
+            )
         except (OSError, TimeoutError) as exc:
             raise MqttError(f"cannot reach the broker at {self.host}:{self.port}: {exc}") from exc
         self._reader, self._writer = reader, writer

@@ -77,6 +77,8 @@ class Summary:
             f"{c.reconnects} reconnects after outages; "
             f"{c.publish_failures} publishes to retry; {c.backlog} packs still held",
         ]
+        if c.last_connect_error:
+            out.append(f"last connect error: {c.last_connect_error}")
         if self.store_good_readings is not None:
             out.append(
                 f"store: {self.store_good_readings} readings of good devices "

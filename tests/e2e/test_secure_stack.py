@@ -74,7 +74,8 @@ def production_server(mosquitto_tls: TlsBroker, tmp_path: Path) -> Iterator[Test
     engine = create_registry_engine(settings.registry_url)
     init_registry(engine, load_catalog(settings.catalog_dir), upgrade=True)  # production never migrates
     engine.dispose()
-    with TestClient(create_app(settings)) as client:
+    # Production's session cookie is Secure: the test talks to it as through the TLS proxy.
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
         yield client
 
 
@@ -156,14 +157,14 @@ def _online(session: Session, device: str) -> bool:
     return bool(row is not None and row.online)
 
 
-def _agent(device: str, mqtt: MqttSettings) -> AgentSession:
+def _agent(device: str, mqtt: MqttSettings, org: str = ORG) -> AgentSession:
     config = DeviceConfig(
-        device=device, org=ORG, mqtt=mqtt, sensors=[DeviceSensor(name="bme280", part="bme280", address=0x77)]
+        device=device, org=org, mqtt=mqtt, sensors=[DeviceSensor(name="bme280", part="bme280", address=0x77)]
     )
     return AgentSession(
         config,
         AgentCounters(),
-        log=device_log(logging.getLogger("tests.tls"), ORG, device),
+        log=device_log(logging.getLogger("tests.tls"), org, device),
         status=lambda state: f'{{"state": "{state}", "since": {time.time()}, "agent": "0.test"}}'.encode(),
         on_connected=lambda: None,
         on_command=lambda _name, _payload: None,
@@ -339,3 +340,29 @@ def test_gateway_run_exits_2_on_a_broker_it_cannot_trust(
     result = CliRunner().invoke(app, ["run", "--quiet"])
     assert result.exit_code == 2, result.output
     assert "was not accepted" in result.output and "SUITCASE_GATEWAY_MQTT_CA_FILE" in result.output
+
+
+def test_a_claimed_pi_gets_the_ca_and_connects_over_tls(
+    production_server: TestClient, mosquitto_tls: TlsBroker
+) -> None:
+    """Test that a Pi bound by staff on the production server gets TLS and the broker's CA in its
+    config (no file to copy onto the SD card), and connects with it, its own account, over TLS."""
+    from tests.server.world import World
+
+    world = World.build(production_server)
+    kit = world.ok("a-admin", "POST", "/kits", 201, json={"inventory_code": "TLS-1", "profile_id": "starter"})
+    dep = world.ok("a-operator", "POST", "/deployments", 201, json={"kit_id": kit["id"], "name": "hall"})
+    code = kit["claim_codes"][0]["code"]
+    world.ok("a-operator", "POST", "/claims/bind", 201, json={"claim_code": code, "deployment_id": dep["id"]})
+    polled = production_server.post("/api/v1/claims/poll", json={"claim_code": code})
+    assert polled.status_code == 200, polled.text
+    config = DeviceConfig.model_validate(polled.json()["device"]["config"])
+    assert config.mqtt.tls and config.mqtt.ca_pem == mosquitto_tls.pki.ca.read_text()
+    agent = _agent(config.device, config.mqtt, config.org)  # as the server gave it
+    agent.open()
+    try:
+        assert agent.wait_connected(15), agent.connection_error
+        listener = production_server.app.state.listener  # type: ignore[attr-defined]
+        assert listener.wait_applied(1, 15), "the server did not hear the Pi's status over TLS"
+    finally:
+        agent.close(5)
