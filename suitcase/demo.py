@@ -79,12 +79,19 @@ def stuck_after(interval: float, speed: float) -> int:
 
 
 def _agent_config(index: int, host: str, port: int, interval: float, speed: float = 1.0) -> DeviceConfig:
-    """Even Pis measure an office (BME280); odd Pis street air (BME280 and a PMSA003I)."""
-    street = index % 2 == 1
+    """Even Pis measure an office (BME280); odd Pis street air (BME280 and a PMSA003I); every
+    fourth Pi is under a waste bin's lid (BME280 and a VL53L1X), read as a fill level."""
+    bin_pi = index % 4 == 3
+    street = index % 2 == 1 and not bin_pi
     frozen = stuck_after(interval, speed)
     sensors = [
         DeviceSensor(name="bme280", part="bme280", address=0x77, interval_s=interval, stuck_after=frozen)
     ]
+    if bin_pi:
+        # A bin fills over days: its distance may hold still for long, which is not a stuck sensor.
+        sensors.append(
+            DeviceSensor(name="vl53l1x", part="vl53l1x", address=0x29, interval_s=interval, stuck_after=0)
+        )
     if street:
         sensors.append(
             DeviceSensor(
@@ -102,7 +109,7 @@ def _agent_config(index: int, host: str, port: int, interval: float, speed: floa
         mqtt=MqttSettings(host=host, port=port),
         sensors=sensors,
         bus="emulated",
-        scenario="street-air" if street else "office-day",
+        scenario="bin-filling" if bin_pi else "street-air" if street else "office-day",
         publish_interval_s=interval,
     )
 

@@ -29,11 +29,13 @@ from kits.catalog import Catalog
 from kits.models import DeviceConfig
 from kits.wire import Record
 from server.db import create_registry_engine, init_registry
+from server.device_config import current
 from server.security import hash_password, hash_secret, new_token
 from server.tables import (
     ApiTokenRow,
     DeploymentDeviceRow,
     DeploymentRow,
+    DeviceConfigRow,
     DeviceRow,
     KitPiRow,
     KitRow,
@@ -85,8 +87,14 @@ class DemoAccess:
     first_start: bool
 
 
+# The demo bin's depth: the bin-filling scenario's empty level (edge.emulated.scenarios.BinFilling).
+BIN_DEPTH_MM = 900.0
+
+
 def _use_case(catalog: Catalog, config: DeviceConfig) -> str | None:
     quantities = {q for s in config.sensors for q in PART_QUANTITIES.get(s.part, ())}
+    if config.scenario == "bin-filling" and "waste-bin-fill" in catalog.use_cases:
+        return "waste-bin-fill"
     wanted = "pm2_5" if "pm2_5" in quantities else "temperature"
     preferred = "indoor-climate" if wanted == "temperature" else None
     if preferred in catalog.use_cases:
@@ -150,15 +158,18 @@ def seed_registry(
                     deployment_ids.append(link.deployment_id)
                     continue
                 street = config.scenario == "street-air"
+                kind = {"street-air": "Street air", "bin-filling": "Waste bin"}.get(
+                    config.scenario, "Office climate"
+                )
                 dep = DeploymentRow(
                     org_id=org_row.id,
                     kit_id=kit.id,
-                    name=f"{'Street air' if street else 'Office climate'}, demo Pi {index + 1}",
+                    name=f"{kind}, demo Pi {index + 1}",
                     use_case_id=_use_case(catalog, config),
                     lat=_BASE[0] + 0.004 * (index % 4),
                     lon=_BASE[1] + 0.006 * (index // 4) + 0.003 * (index % 2),
                     address=f"Open Lab, demo Pi {index + 1}",
-                    environment="outdoor" if street else "indoor",
+                    environment="outdoor" if street or config.scenario == "bin-filling" else "indoor",
                     starts_at=since,
                     public=True,
                     created_at=now,
@@ -169,6 +180,19 @@ def seed_registry(
                 assert dep.id is not None
                 s.add(DeploymentDeviceRow(deployment_id=dep.id, device_id=config.device, from_t=since))
                 deployment_ids.append(dep.id)
+                if config.scenario == "bin-filling" and current(s, config.device) is None:
+                    # The bin's depth, as an operator would set it: the derived section of the
+                    # device's versioned configuration, applied on read (server.derived).
+                    s.add(
+                        DeviceConfigRow(
+                            device_id=config.device,
+                            version=1,
+                            body={"derived": [{"kind": "fill_level", "depth_mm": BIN_DEPTH_MM}]},
+                            created_at=now,
+                            created_by="demo",
+                            note="simulated: the demo bin's depth",
+                        )
+                    )
             password = secrets.token_urlsafe(9)
             user = s.exec(select(UserRow).where(UserRow.email == DEMO_EMAIL)).first()
             if user is None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
+from typing import Any
 
 from kits.errors import ConfigError
 
@@ -92,8 +94,26 @@ def server_argv(pg_bin: Path, data: Path, options: list[str]) -> list[str]:
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
-def apply_registry(admin_url: str, role: str, password: str, database: str) -> bool:
+def _connect(url: str, wait_s: float) -> Any:
+    """Connect to ``url``, waiting up to ``wait_s`` while the server is still starting (it opens its
+    port before it takes connections: "the database system is starting up")."""
+    import psycopg
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            starting = "starting up" in str(exc) or "Connection refused" in str(exc)
+            if not starting or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def apply_registry(admin_url: str, role: str, password: str, database: str, *, wait_s: float = 60.0) -> bool:
     """Create the server's role and the registry database it owns; return whether anything was made.
+
+    Waits up to ``wait_s`` seconds for a server that is still starting.
 
     Idempotent: an existing role and database are kept as they are.
 
@@ -110,7 +130,7 @@ def apply_registry(admin_url: str, role: str, password: str, database: str) -> b
             )
     created = False
     try:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        with _connect(admin_url, wait_s) as conn:
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
                 conn.execute(
                     sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(

@@ -42,10 +42,10 @@ def test_store_unreachable_past_the_gateway_backoff_loses_and_doubles_nothing(
         failures = stack.gateway.stats.store_failures
         stack.influxd.stop()
         down = time.monotonic()
+        time.sleep(0.5)  # a batch written just before the stop may still be acked now
         acked = stack.gateway.stats.acked
-        time.sleep(1.0)
-        acked_while_down = stack.gateway.stats.acked - acked
         time.sleep(max(outage - (time.monotonic() - down), 0))
+        acked_while_down = stack.gateway.stats.acked - acked
         retries = stack.gateway.stats.store_failures - failures
         stack.influxd.start()
         back = time.monotonic()
@@ -65,7 +65,7 @@ def test_store_unreachable_past_the_gateway_backoff_loses_and_doubles_nothing(
             retries=retries,
         )
     )
-    assert acked_while_down <= 1, "the gateway acknowledged what the store did not have"
+    assert acked_while_down == 0, f"{acked_while_down} messages acknowledged while the store was down"
     assert retries >= 6, f"only {retries} retries in {outage:.0f} s: the backoff was not exercised"
     assert (result.lost, result.doubled) == (0, 0), result.summary()
     assert recovery is not None and recovery < _RETRY_MAX_S + 15, result.summary()

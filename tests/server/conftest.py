@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -40,7 +41,9 @@ STORE_SUITES = {
     "test_store_parity",
     "test_derived",
 }
-STORE_AND_POSTGRES = {"test_routes_devices"}  # the registry joined with the devices seen
+STORE_AND_POSTGRES = {"test_routes_devices"}
+# Suites about the store's side only (their registry rows are ones other suites run on PostgreSQL).
+STORE_ONLY = {"test_derived"}  # the registry joined with the devices seen
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -48,7 +51,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    params = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    params: list[Any] = ["sqlite"]
+    if module not in STORE_ONLY:
+        params.append(pytest.param("postgres", marks=pytest.mark.postgres))
     if module in STORE_SUITES:
         params.append(pytest.param("influxdb", marks=pytest.mark.influxdb))
     if module in STORE_AND_POSTGRES:

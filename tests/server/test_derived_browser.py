@@ -123,6 +123,9 @@ def test_pages_read_derived_first_and_raw_a_click_away(
         page.goto(f"{url}/public/deployments/{town.deployments['energy']}")
         expect(page.locator('table.others [data-quantity="power_a0"]').first).to_be_visible()
         expect(page.locator('table.raw-values [data-quantity="voltage_a0"]')).to_be_hidden()
+        charts = page.locator(".station .charts").first
+        expect(charts.locator('figure[data-quantity="power_a0"] canvas')).to_have_count(1)
+        expect(page.locator('.raw-charts figure[data-quantity="voltage_a0"]')).to_be_hidden()
         page.screenshot(path=str(screenshot_dir / "derived-public.png"), full_page=True)
         assert axe(page) == []
         assert errors == []

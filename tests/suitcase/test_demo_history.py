@@ -7,18 +7,20 @@ import math
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from gateway.store import SqliteStore
 from kits.catalog import load_catalog
+from kits.derived import fill_level
 from server.app import create_app
 from server.db import create_registry_engine
 from server.security import hash_secret
 from server.settings import ServerSettings
 from server.tables import ApiTokenRow, DeploymentRow, OrganisationRow
 from suitcase.demo import DEMO_ORG, _agent_config
-from suitcase.demo_history import DEMO_KIND, HISTORY_DAYS, backfill_history, seed_registry
+from suitcase.demo_history import BIN_DEPTH_MM, DEMO_KIND, HISTORY_DAYS, backfill_history, seed_registry
 
 
 def _setup(tmp_path: Path) -> tuple[str, SqliteStore, list, float]:
@@ -89,4 +91,28 @@ def test_pages_have_data_at_once(tmp_path: Path) -> None:
         kiosk = client.get("/kiosk/data", headers={"Authorization": f"Bearer {access.kiosk_token}"}).json()
         assert len(kiosk["deployments"]) == 2
         assert all(d["charts"] and d["simulated"] for d in kiosk["deployments"])
+    store.close()
+
+
+def test_demo_reads_fill_level_and_dew_point(tmp_path: Path) -> None:
+    """Test that a four-Pi demo's fourth Pi is a waste bin whose kiosk slide reads the fill level
+    (from its history's newest distance and the depth in its device config) and not the raw
+    distance, and that the office Pis read a dew point beside temperature and humidity."""
+    url, store, _, now = _setup(tmp_path)
+    configs = [_agent_config(i, "127.0.0.1", 1883, 1.0) for i in range(4)]
+    access = seed_registry(url, load_catalog(), DEMO_ORG, configs, since=now - 86400, now=now)
+    backfill_history(store, configs, DEMO_ORG, now)
+    newest = store.latest([(DEMO_ORG, "demo-pi-4")])
+    distance = next(r.value for r in newest if r.quantity == "distance")
+    settings = ServerSettings(registry_url=url, store=str(tmp_path / "store.sqlite"), alert_interval_s=0)
+    with TestClient(create_app(settings)) as client:
+        kiosk = client.get("/kiosk/data", headers={"Authorization": f"Bearer {access.kiosk_token}"}).json()
+        slides = {d["name"]: d for d in kiosk["deployments"]}
+        bin_slide = slides["Waste bin, demo Pi 4"]
+        assert bin_slide["use_case"] == "Waste-bin fill level"
+        assert [r["quantity"] for r in bin_slide["latest"]] == ["fill_level"]
+        assert bin_slide["latest"][0]["value"] == pytest.approx(fill_level(distance, BIN_DEPTH_MM))
+        assert [c["quantity"] for c in bin_slide["charts"]] == ["fill_level"]
+        office = slides["Office climate, demo Pi 1"]
+        assert [r["quantity"] for r in office["latest"]] == ["temperature", "humidity", "dew_point"]
     store.close()

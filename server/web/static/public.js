@@ -12,8 +12,24 @@
       if (!response.ok) return;
       const payload = await response.json();
       if (!payload.quantities.length) { status.textContent = holder.dataset.nodata; return; }
+      // What a person reads first (fill level, power, counts per hour) above; the raw ones in a
+      // closed details, one click away, when the use-case names headline quantities.
+      const raw = payload.quantities.filter(function (b) { return b.headline === false; });
+      let rawHolder = null;
+      if (raw.length && raw.length < payload.quantities.length) {
+        const box = document.createElement("details");
+        box.className = "raw";
+        const summary = document.createElement("summary");
+        summary.textContent = holder.dataset.rawLabel.replace("{n}", String(raw.length));
+        rawHolder = document.createElement("div");
+        rawHolder.className = "charts raw-charts";
+        box.appendChild(summary);
+        box.appendChild(rawHolder);
+        holder.after(box);
+      }
       payload.quantities.forEach(function (block) {
-        const f = window.Suitcase.chartFigure(holder, block);
+        const into = rawHolder && block.headline === false ? rawHolder : holder;
+        const f = window.Suitcase.chartFigure(into, block);
         new window.Suitcase.Chart(f.plot, block, { tz: holder.dataset.tz });
       });
       holder.dataset.updated = String(payload.now);
