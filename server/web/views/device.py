@@ -11,7 +11,9 @@ that change, which the page polls.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -115,6 +117,13 @@ def _context(
                 "when": local_time(c.created_at, tz),
                 "answered": local_time(c.answered_at, tz) if c.answered_at else "",
                 "reply": _reply_text(c),
+                "args": (
+                    f"{_seconds(c.args.get('start'), tz)} .. {_seconds(c.args.get('end'), tz)}"
+                    if c.name == "resend"
+                    else json.dumps(c.args, sort_keys=True)
+                    if c.args
+                    else ""
+                ),
             }
             for c in commands
         ],
@@ -123,6 +132,13 @@ def _context(
         "operator": principal.can(row.org_id, "operator"),
         "names": list(COMMANDS),
     }
+
+
+def _seconds(epoch: object, tz: ZoneInfo) -> str:
+    """A resend's bound to the second, in the organisation's zone."""
+    if not isinstance(epoch, (int, float)):
+        return "—"
+    return datetime.fromtimestamp(epoch, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _reply_text(command: DeviceCommandRow) -> str:
