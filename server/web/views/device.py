@@ -55,7 +55,11 @@ def diagnostics_view(figures: dict[str, Any]) -> dict[str, str]:
         "disk": f"{bytes_text(free)} / {bytes_text(total)}" if free is not None else "—",
         "disk_low": "low" if free is not None and total and free / total < 0.1 else "",
         "outbox": bytes_text(figures.get("outbox_bytes")),
-        "writes": f"{bytes_text(writes)}/h" if writes is not None else "—",
+        "writes": (
+            f"{bytes_text(writes)}/h" + (" (agent)" if figures.get("writes_source") == "agent" else "")
+            if writes is not None
+            else "—"
+        ),
         "wifi": f"{dbm:.0f} dBm" + (f" ({iface})" if iface else "") if dbm is not None else "—",
         "wifi_weak": "weak" if dbm is not None and dbm < -75 else "",
     }
