@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kits.wire import Diagnostics
 
-__all__ = ["DiagnosticsProbe", "read_wifi", "read_write_bytes"]
+__all__ = ["DiagnosticsProbe", "read_card_written", "read_wifi", "read_write_bytes"]
 
 _WINDOW_S = 3600.0
 _MIN_SPAN_S = 60.0  # a rate over less than a minute says little
@@ -54,6 +54,15 @@ def read_write_bytes(path: Path = Path("/proc/self/io")) -> int | None:
     return None
 
 
+def read_card_written(path: Path = Path("/sys/block/mmcblk0/stat")) -> int | None:
+    """Bytes written to the SD card since boot (its sectors written x 512), or None off a Pi."""
+    try:
+        fields = path.read_text(encoding="ascii").split()
+        return int(fields[6]) * 512
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class DiagnosticsProbe:
     """Measures the figures each time ``meta`` is built; the write rate over the last hour.
 
@@ -61,7 +70,8 @@ class DiagnosticsProbe:
         state_dir: where the outbox lives (its disk is the one measured); None (outbox in
             memory): the root file system is measured.
         outbox_file: the outbox's SQLite file (its -wal and -shm are counted with it).
-        io: the process's I/O counters; wireless: the kernel's wireless table.
+        io: the process's I/O counters, used where there is no SD card (``card``: its block
+            device's counters, every process's writes); wireless: the kernel's wireless table.
         monotonic: a clock that never jumps (injected by tests).
     """
 
@@ -71,12 +81,14 @@ class DiagnosticsProbe:
         outbox_file: Path | None,
         *,
         io: Path = Path("/proc/self/io"),
+        card: Path = Path("/sys/block/mmcblk0/stat"),
         wireless: Path = Path("/proc/net/wireless"),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state_dir = state_dir
         self.outbox_file = outbox_file
         self.io = io
+        self.card = card
         self.wireless = wireless
         self._monotonic = monotonic
         self._writes: deque[tuple[float, int]] = deque(maxlen=4096)
@@ -92,17 +104,19 @@ class DiagnosticsProbe:
                 continue
         return total
 
-    def _writes_per_h(self) -> float | None:
-        written = read_write_bytes(self.io)
+    def _writes_per_h(self) -> tuple[float | None, str | None]:
+        written, source = read_card_written(self.card), "sd_card"
         if written is None:
-            return None
+            written, source = read_write_bytes(self.io), "agent"
+        if written is None:
+            return None, None
         now = self._monotonic()
         self._writes.append((now, written))
         while len(self._writes) > 2 and now - self._writes[1][0] >= _WINDOW_S:
             self._writes.popleft()
         first_t, first = self._writes[0]
         span = now - first_t
-        return round((written - first) * 3600.0 / span, 1) if span >= _MIN_SPAN_S else None
+        return (round((written - first) * 3600.0 / span, 1) if span >= _MIN_SPAN_S else None), source
 
     def snapshot(self) -> Diagnostics:
         """The figures now."""
@@ -113,11 +127,13 @@ class DiagnosticsProbe:
         except OSError:
             pass
         wifi = read_wifi(self.wireless)
+        writes, source = self._writes_per_h()
         return Diagnostics(
             disk_free_bytes=free,
             disk_total_bytes=total,
             outbox_bytes=self._outbox_bytes(),
-            writes_per_h=self._writes_per_h(),
+            writes_per_h=writes,
+            writes_source=source,
             wifi_interface=wifi[0] if wifi else None,
             wifi_quality=wifi[1] if wifi else None,
             wifi_dbm=wifi[2] if wifi else None,

@@ -649,7 +649,10 @@ class Diagnostics(_Message):
     disk_total_bytes: int | None = None
     outbox_bytes: int | None = Field(default=None, description="the outbox file with its journal")
     writes_per_h: float | None = Field(
-        default=None, description="bytes the agent wrote to storage (the SD card) per hour, recently"
+        default=None, description="bytes written to the SD card per hour over the last hour"
+    )
+    writes_source: Literal["sd_card", "agent"] | None = Field(
+        default=None, description="sd_card: the card's own counter; agent: this agent's writes only"
     )
     wifi_dbm: float | None = Field(default=None, description="Wi-Fi signal level, dBm")
     wifi_quality: float | None = Field(default=None, description="Wi-Fi link quality, 0..70 on a Pi")

@@ -147,6 +147,8 @@ def _diagnostics(meta: dict[str, Any]) -> dict[str, Any]:
         value = safe_float(given.get(key))
         if value is not None:
             kept[key] = value
+    if given.get("writes_source") in ("sd_card", "agent"):
+        kept["writes_source"] = given["writes_source"]
     if isinstance(given.get("wifi_interface"), str):
         kept["wifi_interface"] = safe_text(given["wifi_interface"], 16)
     disabled = meta.get("disabled")

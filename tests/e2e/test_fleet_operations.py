@@ -243,6 +243,12 @@ def test_the_fleet_is_operated_from_the_pages(
         )
         page.screenshot(path=str(screenshot_dir / "fleet-device.png"), full_page=True)
         assert axe(page) == [], "device page after the changes"
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(screenshot_dir / "fleet-device-phone.png"), full_page=True)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 400, f"the device page scrolls sideways on a phone ({width} px)"
+        page.set_viewport_size({"width": 1280, "height": 900})
 
         page.goto(f"{stack['url']}/fleet")
         row = page.locator(f'tr[data-device="{device}"]')

@@ -137,13 +137,17 @@ def test_meta_carries_disk_outbox_writes_and_wifi(
     two_sensor_bus: EmulatedI2C, clock: FakeClock, tmp_path: Path
 ) -> None:
     """Test that meta's diagnostics give the state folder's free disk, the outbox file's size, the
-    bytes written per hour over the last hour, and the Wi-Fi signal from the kernel's table; and
-    that without those tables the figures are None, not errors."""
+    bytes written per hour over the last hour (the SD card's counter on a Pi, else the agent's
+    own), and the Wi-Fi signal from the kernel's table; and that without those tables the figures
+    are None, not errors."""
     io, wireless = tmp_path / "io", tmp_path / "wireless"
     io.write_text("rchar: 1\nwchar: 2\nwrite_bytes: 1000\n")
     wireless.write_text(WIRELESS)
     mono = FakeClock(100.0)
-    probe = DiagnosticsProbe(tmp_path, tmp_path / "outbox.sqlite", io=io, wireless=wireless, monotonic=mono)
+    none = tmp_path / "none"
+    probe = DiagnosticsProbe(
+        tmp_path, tmp_path / "outbox.sqlite", io=io, card=none, wireless=wireless, monotonic=mono
+    )
     agent = Agent(
         DeviceConfig(device="pi-1", org="aarhus", sensors=SENSORS, bus="emulated"),
         two_sensor_bus,
@@ -158,9 +162,19 @@ def test_meta_carries_disk_outbox_writes_and_wifi(
     assert (first["wifi_interface"], first["wifi_quality"], first["wifi_dbm"]) == ("wlan0", 52.0, -58.0)
     mono.now += 1800
     io.write_text("write_bytes: 51000\n")
-    assert agent.meta()["diagnostics"]["writes_per_h"] == 100_000.0
+    later = agent.meta()["diagnostics"]
+    assert (later["writes_per_h"], later["writes_source"]) == (100_000.0, "agent")
     agent.stop()
-    bare = DiagnosticsProbe(None, None, io=tmp_path / "none", wireless=tmp_path / "none")
+    # On a Pi the SD card's own counter (every process's writes) is used: sectors of 512 bytes.
+    card = tmp_path / "stat"
+    card.write_text("  100 0 800 50  20 0 1000 30 0 40 80\n")
+    on_pi = DiagnosticsProbe(tmp_path, None, io=io, card=card, wireless=none, monotonic=mono)
+    assert on_pi.snapshot().writes_per_h is None
+    mono.now += 3600
+    card.write_text("  100 0 800 50  90 0 3000 30 0 40 80\n")
+    figures = on_pi.snapshot()
+    assert (figures.writes_per_h, figures.writes_source) == (2000 * 512.0, "sd_card")
+    bare = DiagnosticsProbe(None, None, io=none, card=none, wireless=none)
     figures = bare.snapshot()
     assert (figures.outbox_bytes, figures.writes_per_h, figures.wifi_dbm) == (None, None, None)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
@@ -43,3 +45,65 @@ def test_cli_migrate_create_admin_import_catalog(registry_url: str) -> None:
         env={"SUITCASE_ADMIN_PASSWORD": "short"},
     )
     assert short.exit_code == 2 and "12 characters" in short.output
+
+
+def test_calibration_deliveries_become_config_commands(registry_url: str) -> None:
+    """Test that migration 0007 keeps each calibration delivery as a ``config`` command in its
+    device's history, with its state mapped and what it carried, and drops the old table."""
+    import sqlalchemy as sa
+
+    engine = create_registry_engine(registry_url)
+    migrate(engine, "0006")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO organisations (id, slug, name, kind, created_at) "
+                "VALUES (1, 'city-a', 'City A', 'municipality', 1.0)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO kits (id, org_id, inventory_code, profile_id, condition, status, "
+                "contents_check, notes, created_at) "
+                "VALUES (1, 1, 'K-1', 'starter', 'good', 'deployed', '{}', '', 1.0)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO devices (id, org_id, kit_id, pi_index, registered_at, online, sensors, missing, "
+                "unexpected, diagnostics) VALUES ('city-a-pi-1', 1, 1, 1, 1.0, false, '[]', '[]', '[]', '{}')"
+            )
+        )
+        for n, state in enumerate(("ok", "error", "pending", "superseded")):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO calibration_deliveries (command_id, device_id, kit_id, pi_index, version, "
+                    "calibration, state, created_at, sent_at, replied_at, error) VALUES "
+                    "(:id, 'city-a-pi-1', 1, 1, :n, :cal, :state, 10.0, 11.0, 12.0, :error)"
+                ),
+                {
+                    "id": f"cmd-{n}",
+                    "n": n + 1,
+                    "cal": '[{"sensor": "bme280", "quantity": "temperature", "offset": 0.5}]',
+                    "state": state,
+                    "error": "refused" if state == "error" else None,
+                },
+            )
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT command_id, name, state, args, error, org_id FROM device_commands ORDER BY command_id"
+            )
+        ).all()
+        tables = sa.inspect(conn).get_table_names()
+    engine.dispose()
+    assert [(r.command_id, r.name, r.state, r.error, r.org_id) for r in rows] == [
+        ("cmd-0", "config", "answered", None, 1),
+        ("cmd-1", "config", "failed", "refused", 1),
+        ("cmd-2", "config", "queued", None, 1),
+        ("cmd-3", "config", "expired", None, 1),
+    ]
+    args = rows[0].args if isinstance(rows[0].args, dict) else json.loads(rows[0].args)
+    assert args == {"calibration": [{"sensor": "bme280", "quantity": "temperature", "offset": 0.5}]}
+    assert "calibration_deliveries" not in tables

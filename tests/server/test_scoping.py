@@ -96,7 +96,10 @@ def _setup(world: World) -> dict[str, Any]:
         },
     )
     member = world.ok("a-admin", "GET", f"/orgs/{a}/members")["data"][0]["user_id"]
+    command = world.ok("a-operator", "POST", f"/devices/{device}/commands", 201, json={"name": "ping"})
     return {
+        "command_id": command["command_id"],
+        "config_version": 1,
         "org_id": a,
         "kit_id": kit["id"],
         "deployment_id": dep["id"],

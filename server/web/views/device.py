@@ -11,7 +11,9 @@ that change, which the page polls.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -53,7 +55,11 @@ def diagnostics_view(figures: dict[str, Any]) -> dict[str, str]:
         "disk": f"{bytes_text(free)} / {bytes_text(total)}" if free is not None else "—",
         "disk_low": "low" if free is not None and total and free / total < 0.1 else "",
         "outbox": bytes_text(figures.get("outbox_bytes")),
-        "writes": f"{bytes_text(writes)}/h" if writes is not None else "—",
+        "writes": (
+            f"{bytes_text(writes)}/h" + (" (agent)" if figures.get("writes_source") == "agent" else "")
+            if writes is not None
+            else "—"
+        ),
         "wifi": f"{dbm:.0f} dBm" + (f" ({iface})" if iface else "") if dbm is not None else "—",
         "wifi_weak": "weak" if dbm is not None and dbm < -75 else "",
     }
@@ -115,6 +121,13 @@ def _context(
                 "when": local_time(c.created_at, tz),
                 "answered": local_time(c.answered_at, tz) if c.answered_at else "",
                 "reply": _reply_text(c),
+                "args": (
+                    f"{_seconds(c.args.get('start'), tz)} .. {_seconds(c.args.get('end'), tz)}"
+                    if c.name == "resend"
+                    else json.dumps(c.args, sort_keys=True)
+                    if c.args
+                    else ""
+                ),
             }
             for c in commands
         ],
@@ -123,6 +136,13 @@ def _context(
         "operator": principal.can(row.org_id, "operator"),
         "names": list(COMMANDS),
     }
+
+
+def _seconds(epoch: object, tz: ZoneInfo) -> str:
+    """A resend's bound to the second, in the organisation's zone."""
+    if not isinstance(epoch, (int, float)):
+        return "—"
+    return datetime.fromtimestamp(epoch, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _reply_text(command: DeviceCommandRow) -> str:
