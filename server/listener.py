@@ -232,7 +232,15 @@ class StatusListener:
         return bool(self._client.publish(topic, payload, qos=1).rc == 0)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
-        self._inbox.append((str(message.topic), bytes(message.payload)))
+        topic, payload = str(message.topic), bytes(message.payload)
+        if topic.endswith("/reply"):
+            # A reply is an event: applied before paho acknowledges it, as before. Status and meta
+            # are retained states: the broker sends them again after a restart, so they may wait.
+            with self._apply_lock:
+                self._held.pop(_held_key(topic, payload), None)
+                self._try(topic, payload)
+            return
+        self._inbox.append((topic, payload))
         self._inbox_ready.set()
 
     def _apply_loop(self) -> None:
