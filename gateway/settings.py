@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.series_cap import DEFAULT_MAX_SERIES_PER_DEVICE
 from kits.config_file import settings_from
-from kits.tls import secret_problem
+from kits.tls import check_tls_files, refuse_insecure_production, secret_problem
 
 __all__ = ["ENV_PREFIX", "GatewaySettings", "load_settings", "production_problems"]
 
@@ -87,28 +87,13 @@ class GatewaySettings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_files_need_tls(self) -> GatewaySettings:
-        given = [name for name in ("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file") if getattr(self, name)]
-        if given and not self.mqtt_tls:
-            raise ValueError(
-                f"{', '.join(given)} is set but mqtt_tls is off: set {ENV_PREFIX}MQTT_TLS=true and "
-                f"{ENV_PREFIX}MQTT_PORT to the broker's TLS listener (usually 8883)"
-            )
-        if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
-            raise ValueError(
-                f"{ENV_PREFIX}MQTT_CERT_FILE and {ENV_PREFIX}MQTT_KEY_FILE go together: set both or neither"
-            )
+        check_tls_files(ENV_PREFIX, self)
         return self
 
     @model_validator(mode="after")
     def _secure_in_production(self) -> GatewaySettings:
         if self.environment == "production":
-            problems = production_problems(self)
-            if problems:
-                raise ValueError(
-                    "production refuses to start:\n- "
-                    + "\n- ".join(problems)
-                    + f"\n(or set {ENV_PREFIX}ENVIRONMENT=development for a trial that is not secure)"
-                )
+            refuse_insecure_production(ENV_PREFIX, production_problems(self))
         return self
 
 

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Protocol
 
 from kits.errors import ConfigError
 
-__all__ = ["KNOWN_DEFAULT_SECRETS", "MIN_SECRET_LENGTH", "client_context", "secret_problem"]
+__all__ = [
+    "KNOWN_DEFAULT_SECRETS",
+    "MIN_SECRET_LENGTH",
+    "TlsFileSettings",
+    "check_tls_files",
+    "client_context",
+    "refuse_insecure_production",
+    "secret_problem",
+]
 
 # Secrets that ship in examples or documentation, and therefore are no secrets at all.
 KNOWN_DEFAULT_SECRETS = frozenset({"changethis", "changeme", "secret", "password", "suitcase", "admin"})
@@ -29,6 +38,57 @@ def secret_problem(value: str | None) -> str | None:
     if len(value) < MIN_SECRET_LENGTH:
         return f"it is shorter than {MIN_SECRET_LENGTH} characters"
     return None
+
+
+class TlsFileSettings(Protocol):
+    """The MQTT TLS settings the gateway and the server share."""
+
+    @property
+    def mqtt_tls(self) -> bool: ...
+    @property
+    def mqtt_ca_file(self) -> Path | None: ...
+    @property
+    def mqtt_cert_file(self) -> Path | None: ...
+    @property
+    def mqtt_key_file(self) -> Path | None: ...
+
+
+def check_tls_files(env_prefix: str, settings: TlsFileSettings) -> None:
+    """Refuse TLS files given with TLS off, and a client certificate without its key (or the
+    reverse), for the settings whose variables start with ``env_prefix``.
+
+    Raises:
+        ValueError: naming the variables to set.
+    """
+    files = {
+        "mqtt_ca_file": settings.mqtt_ca_file,
+        "mqtt_cert_file": settings.mqtt_cert_file,
+        "mqtt_key_file": settings.mqtt_key_file,
+    }
+    given = [name for name, value in files.items() if value]
+    if given and not settings.mqtt_tls:
+        raise ValueError(
+            f"{', '.join(given)} is set but mqtt_tls is off: set {env_prefix}MQTT_TLS=true and "
+            f"{env_prefix}MQTT_PORT to the broker's TLS listener (usually 8883)"
+        )
+    if (settings.mqtt_cert_file is None) != (settings.mqtt_key_file is None):
+        raise ValueError(
+            f"{env_prefix}MQTT_CERT_FILE and {env_prefix}MQTT_KEY_FILE go together: set both or neither"
+        )
+
+
+def refuse_insecure_production(env_prefix: str, problems: list[str]) -> None:
+    """Refuse to start in production while ``problems`` (each with its fix) remain.
+
+    Raises:
+        ValueError: listing every problem at once.
+    """
+    if problems:
+        raise ValueError(
+            "production refuses to start:\n- "
+            + "\n- ".join(problems)
+            + f"\n(or set {env_prefix}ENVIRONMENT=development for a trial that is not secure)"
+        )
 
 
 def client_context(
