@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine, select
 
@@ -23,6 +23,7 @@ __all__ = [
     "CatalogSync",
     "create_registry_engine",
     "current_revision",
+    "downgrade",
     "ensure_schema",
     "head_revision",
     "init_registry",
@@ -123,10 +124,67 @@ def migrate(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     if before is None:
         _drop_legacy(engine)
     config = _alembic_config(engine)
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
     return before, current_revision(engine)
+
+
+def downgrade(engine: Engine, revision: str) -> str | None:
+    """Downgrade the registry to ``revision``; return the revision it is at.
+
+    What a later migration added is dropped (tables, columns): back the registry up first.
+    """
+    from alembic import command
+
+    config = _alembic_config(engine)
+    with _migrating(engine) as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+    return current_revision(engine)
+
+
+@contextlib.contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction for Alembic; on SQLite with foreign keys not enforced.
+
+    SQLite alters most of a table by copying it into a new one, dropping it and renaming the
+    copy (Alembic's batch mode). With foreign keys enforced, dropping a table other rows
+    reference fails (or would cascade), so a populated registry could not be migrated. As SQLite
+    and Alembic document, enforcement is turned off outside the transaction, every reference is
+    checked before the commit, and enforcement is turned on again.
+
+    Raises:
+        ConfigError: the migration left rows pointing at rows that do not exist (rolled back).
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            with conn.begin():
+                yield conn
+            return
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: before it
+        enforced = conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one()
+        conn.commit()
+        try:
+            if enforced != 0:
+                raise ConfigError("could not turn SQLite's foreign keys off to migrate the registry")
+            with conn.begin():
+                # pysqlite begins a transaction before DML only: begun here, the DDL is in it too,
+                # so a failed migration leaves the registry as it was.
+                conn.exec_driver_sql("BEGIN")
+                yield conn
+                dangling = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if dangling:
+                    table, rowid, parent, _ = dangling[0]
+                    raise ConfigError(
+                        f"migrating the registry would leave {len(dangling)} rows pointing at rows "
+                        f"that do not exist (e.g. {table} row {rowid} -> {parent}): nothing was "
+                        "changed; restore those rows (or delete the dangling ones) and migrate again"
+                    )
+        finally:
+            conn.rollback()
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
 
 
 def _drop_legacy(engine: Engine) -> None:

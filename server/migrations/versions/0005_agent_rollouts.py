@@ -75,14 +75,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_rollout_targets_command_id"), ["command_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_rollout_targets_device_id"), ["device_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_rollout_targets_rollout_id"), ["rollout_id"], unique=False)
-    with op.batch_alter_table("devices", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("updates_opt_out", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-    with op.batch_alter_table("organisations", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("updates_opt_out", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    # Plain ALTER TABLE ... ADD COLUMN on SQLite too: in a batch, the SQL-expression default made
+    # Alembic copy and drop both tables, which every other table references.
+    op.add_column(
+        "devices", sa.Column("updates_opt_out", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
+    op.add_column(
+        "organisations", sa.Column("updates_opt_out", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
 
 
 def downgrade() -> None:
