@@ -26,6 +26,7 @@ It never publishes, and never receives QoS 2 (the subscription's QoS 1 caps what
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import select
 import socket
@@ -34,9 +35,10 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Delivery", "MqttError", "MqttSession", "MqttTlsError"]
+__all__ = ["Delivery", "MqttError", "MqttSession", "MqttTlsError", "Will"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,8 @@ _TICK_S = 0.25  # how often the network thread looks at keep-alive and stop whil
 _SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 
 _CONNECT, _CONNACK, _PUBLISH, _PUBACK = 1, 2, 3, 4
-_SUBSCRIBE, _SUBACK, _PINGREQ, _PINGRESP, _DISCONNECT = 8, 9, 12, 13, 14
+_SUBSCRIBE, _SUBACK, _UNSUBSCRIBE, _UNSUBACK = 8, 9, 10, 11
+_PINGREQ, _PINGRESP, _DISCONNECT = 12, 13, 14
 
 _PINGREQ_PACKET = b"\xc0\x00"
 _DISCONNECT_PACKET = b"\xe0\x00"
@@ -64,6 +67,23 @@ _PROP_PAIR = frozenset({0x26})
 _SERVER_KEEP_ALIVE = 0x13
 
 MqttVersion = Literal["3.1.1", "5"]
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """A Last Will the broker publishes (QoS 1) when the connection ends without DISCONNECT.
+
+    Attributes:
+        topic: where.
+        payload: what.
+        retain: published retained.
+        delay_s: MQTT 5 only: wait this long, and publish nothing if the session is resumed meanwhile.
+    """
+
+    topic: str
+    payload: bytes
+    retain: bool = True
+    delay_s: int = 0
 
 
 class MqttError(Exception):
@@ -114,9 +134,12 @@ def connect_packet(
     username: str | None = None,
     password: str | None = None,
     receive_maximum: int | None = None,
+    will: Will | None = None,
 ) -> bytes:
     """Return a CONNECT that resumes the persistent session of ``client_id``."""
     flags = 0  # clean session / clean start off
+    if will is not None:
+        flags |= 0x04 | 0x08 | (0x20 if will.retain else 0)  # a will, at QoS 1
     if username is not None:
         flags |= 0x80
         if password is not None:
@@ -129,6 +152,11 @@ def connect_packet(
             props += b"\x21" + struct.pack(">H", receive_maximum)
         body += _varint(len(props)) + props
     body += _string(client_id)
+    if will is not None:
+        if version == "5":
+            will_props = b"\x18" + struct.pack(">I", will.delay_s) if will.delay_s else b""
+            body += _varint(len(will_props)) + will_props
+        body += _string(will.topic) + struct.pack(">H", len(will.payload)) + will.payload
     if username is not None:
         body += _string(username)
         if password is not None:
@@ -136,10 +164,40 @@ def connect_packet(
     return _packet(_CONNECT, 0, body)
 
 
-def subscribe_packet(topic_filter: str, *, version: MqttVersion, mid: int = _SUBSCRIBE_MID) -> bytes:
-    """Return a SUBSCRIBE to ``topic_filter`` at QoS 1."""
+def subscribe_packet(
+    topic_filter: str,
+    *,
+    version: MqttVersion,
+    mid: int = _SUBSCRIBE_MID,
+    also: Sequence[tuple[str, int]] = (),
+) -> bytes:
+    """Return a SUBSCRIBE to ``topic_filter`` at QoS 1, and to each of ``also`` (filter, QoS)."""
     body = struct.pack(">H", mid) + (b"\x00" if version == "5" else b"") + _string(topic_filter) + b"\x01"
+    for extra, qos in also:
+        body += _string(extra) + bytes([qos])
     return _packet(_SUBSCRIBE, 2, body)
+
+
+def unsubscribe_packet(topic_filters: Sequence[str], *, version: MqttVersion, mid: int = 2) -> bytes:
+    """Return an UNSUBSCRIBE from ``topic_filters``."""
+    body = struct.pack(">H", mid) + (b"\x00" if version == "5" else b"")
+    body += b"".join(_string(f) for f in topic_filters)
+    return _packet(_UNSUBSCRIBE, 2, body)
+
+
+def publish_packet(topic: str, payload: bytes, *, version: MqttVersion, retain: bool = False) -> bytes:
+    """Return a QoS 0 PUBLISH."""
+    body = _string(topic) + (b"\x00" if version == "5" else b"") + payload
+    return _packet(_PUBLISH, 1 if retain else 0, body)
+
+
+def disconnect_packet(*, version: MqttVersion, will: bool = False, end_session: bool = False) -> bytes:
+    """Return a DISCONNECT; with MQTT 5, ``will`` asks the broker to publish the Last Will anyway
+    and ``end_session`` sets the session to expire at once (both are ignored with 3.1.1)."""
+    if version != "5" or not (will or end_session):
+        return _DISCONNECT_PACKET
+    props = b"\x11\x00\x00\x00\x00" if end_session else b""
+    return _packet(_DISCONNECT, 0, bytes([0x04 if will else 0x00]) + _varint(len(props)) + props)
 
 
 def puback_packets(mids: Sequence[int]) -> bytes:
@@ -287,7 +345,14 @@ class MqttSession:
             backlog sends all of it after the first PUBACK, whatever the Receive Maximum.
         on_fatal: called with the exception that ended the network thread.
         tls: connect with TLS using this context (None: plain TCP).
+        will: the Last Will of every connection.
+        also_subscribe: further (filter, QoS) subscriptions made with ``topic_filter``.
+        generations: gives each new connection its generation; sessions that share it (one
+            gateway's) never share a generation, so an ack finds its connection.
     """
+
+    # Reconnect after a loss (a gateway's own session); False: the first connection is the last.
+    _RECONNECTS = True
 
     def __init__(
         self,
@@ -311,6 +376,9 @@ class MqttSession:
         max_held: int | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
         tls: ssl.SSLContext | None = None,
+        will: Will | None = None,
+        also_subscribe: Sequence[tuple[str, int]] = (),
+        generations: Callable[[], int] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -326,7 +394,12 @@ class MqttSession:
             username=username,
             password=password,
             receive_maximum=receive_maximum if version == "5" else None,
+            will=will,
         )
+        self._will = will
+        self._also = tuple(also_subscribe)
+        self._next_generation = generations or itertools.count(1).__next__
+        self._delivered = 0  # messages delivered, all connections (network thread)
         self._on_connected = on_connected
         self._on_subscribed = on_subscribed
         self._on_lost = on_lost
@@ -365,20 +438,45 @@ class MqttSession:
         self._thread = threading.Thread(target=self._run_guarded, name=f"mqtt-{self.client_id}", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Send DISCONNECT (the session stays on the broker), close, and stop the thread."""
+    def stop(self, timeout: float = 5.0, *, will: bool = False) -> None:
+        """Send DISCONNECT (the session stays on the broker), close, and stop the thread.
+
+        Args:
+            timeout: how long to wait for the network thread.
+            will: have the Last Will published all the same (MQTT 5 asks the broker, which
+                honours its delay; with 3.1.1 it is published here, before DISCONNECT).
+        """
         self._stopping.set()
         with self._send_lock:
             sock, self._sock = self._sock, None
             if sock is not None:
                 with contextlib.suppress(OSError):
-                    self._write(sock, _DISCONNECT_PACKET)
+                    if will and self._will is not None and self.version != "5":
+                        w = self._will
+                        last = publish_packet(w.topic, w.payload, version=self.version, retain=w.retain)
+                        self._write(sock, last)
+                    self._write(sock, disconnect_packet(version=self.version, will=will))
                 _shutdown(sock)
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout)
 
     # ------------------------------------------------------------------ acks (any thread)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        """Publish at QoS 0 on the current connection; False (nothing sent) if there is none."""
+        packet = publish_packet(topic, payload, version=self.version, retain=retain)
+        with self._send_lock:
+            sock = self._sock
+            if sock is None:
+                return False
+            try:
+                self._write(sock, packet)
+            except OSError as exc:
+                log.warning("MQTT session %s: publishing to %s failed: %s", self.client_id, topic, exc)
+                return False
+            self._last_sent = time.monotonic()
+        return True
 
     def release(self, generation: int, count: int) -> None:
         """Say that ``count`` delivered messages of connection ``generation`` are done with."""
@@ -425,7 +523,7 @@ class MqttSession:
             raise
         with self._send_lock, self._released:
             self._sock = sock
-            self._generation += 1  # before any message of this connection can arrive
+            self._generation = self._next_generation()  # before any message of it can arrive
             self._held = 0
             self._last_sent = time.monotonic()
         return sock
@@ -550,6 +648,8 @@ class MqttSession:
                 delay = self._reconnect_min_s
             if self._on_lost is not None:
                 self._on_lost(reason)
+            if not self._RECONNECTS:
+                break
             self._stopping.wait(delay)
             if not accepted:
                 delay = min(delay * 2, self._reconnect_max_s)
@@ -590,6 +690,7 @@ class MqttSession:
                 if messages:
                     with self._released:
                         self._held += len(messages)
+                    self._delivered += len(messages)
                     self._deliver(self._generation, self._clock(), messages)
                 for kind, _flags, body in control:
                     if kind == _CONNACK:
@@ -599,9 +700,16 @@ class MqttSession:
                         self._suback(body)
                     elif kind == _PINGRESP:
                         ping_sent = 0.0
+                        self._pong()
                     elif kind == _DISCONNECT:
                         code = body[0] if body else 0
                         return accepted, f"the broker disconnected (reason 0x{code:02x})"
+                    else:
+                        self._control(kind, body)
+            if accepted:
+                ended = self._tick(sock)
+                if ended is not None:
+                    return accepted, ended
             now = time.monotonic()
             if not accepted and now - opened > max(keepalive, 1):
                 return False, "no CONNACK from the broker"
@@ -629,8 +737,24 @@ class MqttSession:
         log.info("MQTT session %s connected (session present: %s)", self.client_id, session_present)
         if self._on_connected is not None:
             self._on_connected(session_present)
-        self._send(sock, subscribe_packet(self.topic_filter, version=self.version))
+        self._after_connack(sock, session_present)
         return keepalive
+
+    # ------------------------------------------------------------------ hooks (network thread)
+
+    def _after_connack(self, sock: socket.socket, session_present: bool) -> None:
+        """Subscribe (every connection: the broker may have lost the session)."""
+        self._send(sock, subscribe_packet(self.topic_filter, version=self.version, also=self._also))
+
+    def _control(self, kind: int, body: bytes) -> None:
+        """A control packet the session itself does not handle (UNSUBACK)."""
+
+    def _pong(self) -> None:
+        """A PINGRESP arrived."""
+
+    def _tick(self, sock: socket.socket) -> str | None:
+        """After each read or idle tick of an accepted connection; a reason ends the connection."""
+        return None
 
     def _suback(self, body: bytes) -> None:
         pos = 2

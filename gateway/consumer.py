@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import logging
 import queue
 import ssl
@@ -42,8 +43,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from gateway._mqtt import Delivery, MqttSession, MqttTlsError, MqttVersion
+from gateway._adopt import AdoptedSession
+from gateway._mqtt import Delivery, MqttError, MqttSession, MqttTlsError, MqttVersion
 from gateway.dead_letters import DeadLetterPolicy, DeadLetters
+from gateway.group import GroupMembership
 from gateway.metrics import Metrics
 from gateway.series_cap import DEFAULT_MAX_SERIES_PER_DEVICE, SeriesCap
 from gateway.sinks import DeadLetterSink, Sink, SinkRefused
@@ -62,6 +65,9 @@ _KEEPALIVE_S = 30
 _TOPIC_CACHE = 100_000
 _OPTIONAL_BACKLOG_POINTS = 1_000_000
 _TRACEBACKS = 10
+# How long the broker waits (MQTT 5) before saying a member that vanished is down, so that a
+# supervisor's restart resumes its own session before anyone adopts it.
+_WILL_DELAY_S = 5
 
 
 class GatewayError(SuitcaseError):
@@ -251,6 +257,21 @@ class Gateway:
         self._username = username
         self._password = password
         self._tls = tls
+        self._generations = itertools.count(1).__next__  # shared by every session of this gateway
+        self._adoptions: dict[str, AdoptedSession] = {}
+        self._adoptions_lock = threading.Lock()
+        self._members: GroupMembership | None = None
+        if group is not None:
+            try:
+                self._members = GroupMembership(
+                    group,
+                    client_id,
+                    adopt=self._adopt,
+                    publish=lambda topic, data, retain: self._session.publish(topic, data, retain=retain),
+                    will_delay_s=_WILL_DELAY_S if mqtt_version == "5" else 0,
+                )
+            except SuitcaseError as exc:
+                raise GatewayError(str(exc)) from exc
         self._session = self._new_session()
         for sink in self.sinks:
             self.metrics.sink_up.labels(sink.name).set(1)
@@ -275,13 +296,22 @@ class Gateway:
         """Each sink's name and whether its last write succeeded."""
         return {st.sink.name: st.up for st in self._states}
 
+    @property
+    def members(self) -> GroupMembership | None:
+        """This gateway's view of its group (None without a group)."""
+        return self._members
+
     def _new_session(self) -> MqttSession:
+        members = self._members
         return MqttSession(
             self.host,
             self.port,
             self.client_id,
             self.topic_filter,
             self._on_messages,
+            will=members.will if members is not None else None,
+            also_subscribe=[(members.filter, 0)] if members is not None else (),
+            generations=self._generations,
             version=self.mqtt_version,
             keepalive=_KEEPALIVE_S,
             username=self._username,
@@ -295,6 +325,57 @@ class Gateway:
             on_fatal=lambda exc: self._die("network", exc),
             tls=self._tls,
         )
+
+    def _adopt(self, member: str) -> bool:
+        """Start draining the session of ``member``, a dead member of the group (gateway/_adopt.py)."""
+        assert self._members is not None
+        members = self._members
+        if self._stopping.is_set() or self._worker is None:
+            return False
+
+        def deliver(generation: int, received_at: float, messages: list[Delivery]) -> None:
+            self.metrics.adopted_messages.inc(len(messages))
+            self._on_messages(generation, received_at, messages)
+
+        session = AdoptedSession(
+            self.host,
+            self.port,
+            member,
+            self.topic_filter,
+            deliver,
+            on_done=lambda drained: self._adopted(member, session, drained),
+            also_subscribe=[(members.filter, 0)],
+            generations=self._generations,
+            version=self.mqtt_version,
+            keepalive=_KEEPALIVE_S,
+            username=self._username,
+            password=self._password,
+            receive_maximum=self.receive_maximum,
+            clock=self._clock,
+            max_held=self.receive_maximum,
+            on_fatal=lambda exc: self._die(f"adoption of {member}", exc),
+            tls=self._tls,
+        )
+        with self._adoptions_lock:
+            self._adoptions[member] = session  # before any of its messages can be acked
+
+        def connect() -> None:  # not in the network thread that saw the record: it reads on
+            try:
+                session.start()
+            except (OSError, MqttError) as exc:
+                log.warning("gateway %s cannot adopt %s yet: %s", self.client_id, member, exc)
+                self._adopted(member, session, False)
+
+        threading.Thread(target=connect, name=f"adopt-{member}", daemon=True).start()
+        return True
+
+    def _adopted(self, member: str, session: AdoptedSession, drained: bool) -> None:
+        self.metrics.adoptions.labels("drained" if drained else "ended").inc()
+        with self._adoptions_lock:
+            if self._adoptions.get(member) is session:
+                del self._adoptions[member]
+        if self._members is not None:
+            self._members.done(member, drained=drained)
 
     def start(self) -> None:
         """Open the sinks, connect, subscribe and start consuming in background threads.
@@ -426,7 +507,14 @@ class Gateway:
             log.warning(
                 "gateway %s: worker still writing after %.0f s; disconnecting", self.client_id, timeout
             )
-        self._session.stop()
+        if self._members is not None:
+            self._members.close()
+        with self._adoptions_lock:
+            adoptions, self._adoptions = list(self._adoptions.values()), {}
+        for adoption in adoptions:  # what they hold stays in those sessions, adopted again later
+            adoption.stop()
+        # Leaving: the group's record says down (MQTT 5: after the will's delay, unless resumed).
+        self._session.stop(will=self._members is not None)
         self._session = self._new_session()  # a later start() opens a fresh connection
         self._subscribed.clear()
         self.metrics.connected.set(0)
@@ -459,6 +547,8 @@ class Gateway:
         with self._stats_lock:
             self._stats.connects += 1
         log.info("gateway %s connected (session present: %s)", self.client_id, session_present)
+        if self._members is not None:
+            self._members.connected()
 
     def _on_subscribed(self) -> None:
         self._subscribed.set()
@@ -471,7 +561,18 @@ class Gateway:
             log.warning("gateway %s lost the broker (%s); reconnecting", self.client_id, reason)
 
     def _on_messages(self, generation: int, received_at: float, messages: list[Delivery]) -> None:
-        self._received += len(messages)
+        members = self._members
+        if members is not None:
+            prefix = members.prefix
+            if any(m[0].startswith(prefix) for m in messages):
+                for topic, payload, _, _ in messages:
+                    if topic.startswith(prefix):
+                        members.on_message(topic, payload)
+                messages = [m for m in messages if not m[0].startswith(prefix)]
+                if not messages:
+                    return
+        with self._stats_lock:  # several network threads while adopting
+            self._received += len(messages)
         self._queue.put((generation, received_at, messages))
 
     # ------------------------------------------------------------------ worker thread
@@ -808,13 +909,30 @@ class Gateway:
         return True
 
     def _ack(self, batch: _Batch) -> int:
-        """PUBACK the batch's messages of the current connection in one write; return how many.
+        """PUBACK the batch's messages of the current connections in one write each; return how many.
 
         A message that arrived on an older connection is not acked: the broker redelivers it.
         """
-        generation = self._session.generation
-        mids = [mid for gen, mid, qos in batch.acks if gen == generation and qos]
-        plain = sum(1 for gen, _, qos in batch.acks if gen == generation and not qos)
-        acked = self._session.ack(generation, mids)
-        self._session.release(generation, len(mids) + plain)  # the network thread reads on
-        return len(mids) + plain if acked else 0
+        session = self._session
+        generation = session.generation
+        with self._adoptions_lock:
+            adopted = {s.generation: s for s in self._adoptions.values()}
+        if not adopted:
+            mids = [mid for gen, mid, qos in batch.acks if gen == generation and qos]
+            plain = sum(1 for gen, _, qos in batch.acks if gen == generation and not qos)
+            acked = session.ack(generation, mids)
+            session.release(generation, len(mids) + plain)  # the network thread reads on
+            return len(mids) + plain if acked else 0
+        sessions: dict[int, MqttSession] = {**adopted, generation: session}
+        per: dict[int, tuple[list[int], list[int]]] = {gen: ([], []) for gen in sessions}
+        for gen, mid, qos in batch.acks:
+            found = per.get(gen)
+            if found is not None:
+                found[0 if qos else 1].append(mid)
+        total = 0
+        for gen, (qos1, qos0) in per.items():
+            if qos1 or qos0:
+                done = sessions[gen].ack(gen, qos1)
+                sessions[gen].release(gen, len(qos1) + len(qos0))
+                total += len(qos1) + len(qos0) if done else 0
+        return total

@@ -18,6 +18,8 @@ Counters move once per batch, not per message, so they cost nothing measurable a
 | ``suitcase_gateway_inflight_messages`` | | received, not yet acknowledged |
 | ``suitcase_gateway_sink_up`` | sink | 1 if the sink's last write succeeded |
 | ``suitcase_gateway_connected`` | | 1 while subscribed to the broker |
+| ``suitcase_gateway_adoptions_total`` | outcome | dead members' sessions adopted: drained, or ended first |
+| ``suitcase_gateway_adopted_messages_total`` | | messages received through adopted sessions |
 """
 
 from __future__ import annotations
@@ -79,6 +81,15 @@ class Metrics:
             "suitcase_gateway_sink_up", "1 if the sink's last write succeeded", ["sink"], registry=r
         )
         self.connected = Gauge("suitcase_gateway_connected", "1 while subscribed to the broker", registry=r)
+        self.adoptions = Counter(
+            "suitcase_gateway_adoptions",
+            "sessions of dead group members adopted, by outcome (drained, or ended first)",
+            ["outcome"],
+            registry=r,
+        )
+        self.adopted_messages = Counter(
+            "suitcase_gateway_adopted_messages", "messages received through adopted sessions", registry=r
+        )
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` on ``addr:port`` from a daemon thread."""

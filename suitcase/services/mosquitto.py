@@ -43,6 +43,7 @@ _PLUGIN_GLOB = "/usr/lib/*/mosquitto_dynamic_security.so"
 
 GATEWAY_ROLE = "suitcase-gateway"
 SERVER_ROLE = "suitcase-server"
+GATEWAY_RECORDS = "suitcase/gateways/+/+"  # gateway/group.py: each member's record in its group
 _CONTROL = "$CONTROL/dynamic-security/#"
 
 
@@ -143,11 +144,15 @@ def role_acls(role: str) -> list[dict[str, Any]]:
     every = f"{TOPIC_ROOT}/+/+"
     allow: list[tuple[str, str]]
     if role == GATEWAY_ROLE:
-        # Telemetry only, alone or through a shared subscription; it publishes nothing.
+        # Telemetry, alone or through a shared subscription; and its group's records (up, or its
+        # Last Will down), so a live member adopts a dead one's session (gateway/group.py).
         allow = [
             ("subscribePattern", f"{every}/telemetry"),
             ("subscribePattern", f"$share/+/{every}/telemetry"),
             ("publishClientReceive", f"{every}/telemetry"),
+            ("subscribePattern", GATEWAY_RECORDS),
+            ("publishClientReceive", GATEWAY_RECORDS),
+            ("publishClientSend", GATEWAY_RECORDS),
             ("unsubscribePattern", "#"),
         ]
     elif role == SERVER_ROLE:

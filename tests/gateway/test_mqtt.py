@@ -21,9 +21,13 @@ from gateway._mqtt import (
     MqttSession,
     MqttVersion,
     PacketReader,
+    Will,
     connect_packet,
+    disconnect_packet,
     puback_packets,
+    publish_packet,
     subscribe_packet,
+    unsubscribe_packet,
 )
 from suitcase.broker import MosquittoBroker
 from tests.gateway.gwtools import Publisher
@@ -105,6 +109,27 @@ def test_packets_are_what_the_specification_says() -> None:
     assert subscribe_packet("a/#", version="3.1.1") == b"\x82\x08\x00\x01\x00\x03a/#\x01"
     assert subscribe_packet("a/#", version="5") == b"\x82\x09\x00\x01\x00\x00\x03a/#\x01"
     assert puback_packets([1, 0x1234]) == b"\x40\x02\x00\x01\x40\x02\x12\x34"
+
+
+def test_group_packets_are_what_the_specification_says() -> None:
+    """Test a retained QoS 1 Last Will (MQTT 5: its delay), a second filter in SUBSCRIBE, UNSUBSCRIBE,
+    a retained QoS 0 PUBLISH and the MQTT 5 DISCONNECTs (with will, ending the session)."""
+    will = Will("g/w", b"down", retain=True, delay_s=5)
+    v3 = connect_packet("gw", version="3.1.1", keepalive=30, will=will)
+    assert v3 == b"\x10\x19\x00\x04MQTT\x04\x2c\x00\x1e\x00\x02gw\x00\x03g/w\x00\x04down"
+    v5 = connect_packet("gw", version="5", keepalive=30, will=will)
+    assert v5.endswith(b"\x00\x02gw\x05\x18\x00\x00\x00\x05\x00\x03g/w\x00\x04down")
+    assert v5[9] == 0x2C  # will, will QoS 1, will retain; clean start off
+    assert subscribe_packet("a/#", version="3.1.1", also=[("b/+", 0)]) == (
+        b"\x82\x0e\x00\x01\x00\x03a/#\x01\x00\x03b/+\x00"
+    )
+    assert unsubscribe_packet(["a/#", "b"], version="3.1.1") == b"\xa2\x0a\x00\x02\x00\x03a/#\x00\x01b"
+    assert unsubscribe_packet(["a"], version="5") == b"\xa2\x06\x00\x02\x00\x00\x01a"
+    assert publish_packet("t", b"up", version="3.1.1", retain=True) == b"\x31\x05\x00\x01tup"
+    assert publish_packet("t", b"up", version="5") == b"\x30\x06\x00\x01t\x00up"
+    assert disconnect_packet(version="3.1.1", will=True) == b"\xe0\x00"
+    assert disconnect_packet(version="5", will=True) == b"\xe0\x02\x04\x00"
+    assert disconnect_packet(version="5", end_session=True) == b"\xe0\x07\x00\x05\x11\x00\x00\x00\x00"
 
 
 class _Collector:
