@@ -23,6 +23,9 @@ start off and a session that never expires) with a QoS 1 subscription and acknow
   redelivers it on the new connection and the idempotent sinks absorb the duplicate;
 - one message's failure, of any kind (a ``WireError`` or any other exception its decoding
   raises), is that message's: it is dead-lettered with its reason and the gateway goes on;
+- in a group (``$share/{group}/...``), a member whose Last Will says it is down has its session
+  adopted by the live member with the lowest client id: what the broker queued or had in flight
+  for it comes through the adopter's pipeline, acked after the write (``gateway/group.py``);
 - a worker thread (decoder, flusher, network) that dies anyway calls the gateway's fatal
   handler: the gateway stops consuming, ``on_fatal`` is called with a :class:`GatewayFatal`
   naming the thread and the cause, and :meth:`Gateway.stop` / :meth:`Gateway.wait` raise it
@@ -160,7 +163,8 @@ class Gateway:
         host: the broker's host.
         port: the broker's port.
         client_id: the fixed client id of the persistent session; one per gateway instance.
-        group: with a name, subscribe through the shared subscription ``$share/{group}/...``.
+        group: with a name, subscribe through the shared subscription ``$share/{group}/...``, keep
+            a record in the group and adopt the sessions of members that die (gateway/group.py).
         batch_messages: flush a batch once it holds this many messages; keep it within the
             broker's inflight window (deploy/mosquitto/suitcase.conf).
         batch_age_s: flush a batch at the latest this long after its first message.
@@ -488,7 +492,9 @@ class Gateway:
         """Write and ack what is batched if the sinks take it, then disconnect and close the sinks.
 
         Messages not written by then stay unacknowledged: the broker redelivers them to the
-        next session with this client id.
+        next session with this client id. In a group the Last Will is published as it leaves
+        (MQTT 5: after its delay, unless this client id connects again first), so a live member
+        adopts the session.
 
         Raises:
             GatewayFatal: a worker thread had died (raised after the cleanup).
