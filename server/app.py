@@ -23,6 +23,7 @@ from kits import __version__
 from server.agent_releases import MAX_WHEEL_BYTES
 from server.api import API_PREFIX, build_api_router
 from server.body_limit import BodyLimit
+from server.broker_admin import BrokerAdmin
 from server.headers import SecurityHeaders, security_headers
 from server.resources import Clock, Resources, open_resources
 from server.security import redact_url
@@ -55,18 +56,7 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
         alerts_task = None
         try:
             if settings.mqtt_host and settings.mqtt_dynsec:
-                from server.broker_admin import DynSecAdmin
-
-                resources = dataclasses.replace(
-                    resources,
-                    broker=DynSecAdmin(
-                        settings.mqtt_host,
-                        settings.mqtt_port,
-                        settings.mqtt_username or "",
-                        settings.mqtt_password.get_secret_value() if settings.mqtt_password else "",
-                        tls=settings.mqtt_tls_context(),
-                    ),
-                )
+                resources = dataclasses.replace(resources, broker=_broker_admin(settings))
             if settings.mqtt_host:
                 from server.listener import StatusListener
 
@@ -139,6 +129,29 @@ def _error(
         {"detail": detail, "error": slug or _slug(status), "status": status},
         status_code=status,
         headers=headers,
+    )
+
+
+def _broker_admin(settings: ServerSettings) -> BrokerAdmin:
+    """The device accounts' admin the settings choose (README, "Sizing": dynsec or files)."""
+    assert settings.mqtt_host is not None
+    if settings.device_accounts == "files":
+        from server.broker_files import PID_FILE, MosquittoFilesAdmin, login_probe, signal_reload
+
+        assert settings.device_accounts_dir is not None
+        return MosquittoFilesAdmin(
+            settings.device_accounts_dir,
+            reload=signal_reload(settings.device_accounts_dir / PID_FILE),
+            probe=login_probe(settings.mqtt_host, settings.mqtt_port, tls=settings.mqtt_tls_context()),
+        )
+    from server.broker_admin import DynSecAdmin
+
+    return DynSecAdmin(
+        settings.mqtt_host,
+        settings.mqtt_port,
+        settings.mqtt_username or "",
+        settings.mqtt_password.get_secret_value() if settings.mqtt_password else "",
+        tls=settings.mqtt_tls_context(),
     )
 
 

@@ -11,6 +11,7 @@ import logging
 import secrets
 import ssl
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -30,10 +31,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _CONTROL = "$CONTROL/dynamic-security/v1"
-# Devices per control message in a bulk creation (two commands each). Mosquitto 2.0's plugin
-# rewrites its whole JSON file after every command, so a bulk creation costs O(n^2) bytes written
-# whatever the batch; batching removes the round trip per device (README, "Sizing").
+# Most devices per control message in a bulk creation (two commands each; 250 stay under the
+# broker's max_packet_size). Mosquitto 2.0's plugin rewrites its whole JSON file after every
+# command, so a bulk creation costs O(n^2) bytes written whatever the batch; batching removes the
+# round trip per device (README, "Sizing").
 BATCH_DEVICES = 250
+# The broker does nothing else while it runs a control message: every client waits, and the
+# server's own client, whose pings go unanswered, drops after two keepalives (60 s) and never gets
+# the reply (the stall of a 2,000-device import). So a batch holds as many devices as the last
+# commands' pace fits in this many seconds.
+BATCH_SECONDS = 4.0
+# A first batch, small, measures that pace.
+_FIRST_BATCH = 4
+# Seconds per command allowed while the pace is unknown (one save of about 70,000 accounts).
+_UNKNOWN_PACE_S = 2.0
 
 
 class DeviceAccount(NamedTuple):
@@ -108,6 +119,7 @@ class DynSecAdmin:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.timeout = timeout
+        self._pace_s: float | None = None  # seconds per command, the last control message's
         self._replies: dict[str, Any] = {}
         self._cond = threading.Condition()
         self._client = mqtt.Client(
@@ -123,6 +135,8 @@ class DynSecAdmin:
         def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
             if getattr(reason, "is_failure", False):
                 self._refused.append(str(reason))
+            else:  # again after a reconnect: a clean session has lost the subscription
+                self._client.subscribe(f"{_CONTROL}/response", qos=1)
             self._connected.set()
 
         self._client.on_connect = on_connect
@@ -142,7 +156,6 @@ class DynSecAdmin:
                 f"({', '.join(self._refused) or 'no answer'}): check SUITCASE_SERVER_MQTT_USERNAME/PASSWORD "
                 "(a dynamic-security admin, e.g. made by `mosquitto_ctrl dynsec init`)"
             )
-        self._client.subscribe(f"{_CONTROL}/response", qos=1)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         try:
@@ -159,12 +172,17 @@ class DynSecAdmin:
         for command in commands:
             command["correlationData"] = secrets.token_hex(8)
             ids.append(command["correlationData"])
+        started = time.monotonic()
         self._client.publish(_CONTROL, json.dumps({"commands": commands}), qos=1)
         # The plugin saves its file after each command: a long batch gets time in proportion.
-        timeout = self.timeout + 0.2 * len(commands)
+        pace = _UNKNOWN_PACE_S if self._pace_s is None else 4 * self._pace_s
+        timeout = self.timeout + pace * len(commands)
         with self._cond:
             done = self._cond.wait_for(lambda: all(i in self._replies for i in ids), timeout)
             replies = [self._replies.pop(i, None) for i in ids]
+        if done and not any((reply or {}).get("error") for reply in replies):
+            # Only when every command saved the file ("not found" saves nothing).
+            self._pace_s = (time.monotonic() - started) / len(commands)
         if not done:
             raise BrokerAdminError(
                 "the broker did not answer dynamic-security commands: is the dynamic-security plugin "
@@ -204,8 +222,10 @@ class DynSecAdmin:
         """
         made: list[DeviceAccount] = []
         try:
-            for start in range(0, len(accounts), BATCH_DEVICES):
-                chunk = accounts[start : start + BATCH_DEVICES]
+            start = 0
+            while start < len(accounts):
+                chunk = accounts[start : start + self._batch_size()]
+                start += len(chunk)
                 commands: list[dict[str, Any]] = []
                 for account in chunk:
                     role = f"device-{account.device}"
@@ -233,10 +253,19 @@ class DynSecAdmin:
             raise
         log.info("broker clients created", extra={"devices": len(accounts)})
 
+    def _batch_size(self) -> int:
+        """Devices in the next control message: :data:`BATCH_SECONDS` at the last pace."""
+        if self._pace_s is None:
+            return min(_FIRST_BATCH, BATCH_DEVICES)
+        return max(1, min(BATCH_DEVICES, int(BATCH_SECONDS / (2 * max(self._pace_s, 1e-6)))))
+
     def _delete_quietly(self, accounts: Sequence[DeviceAccount]) -> None:
-        for start in range(0, len(accounts), BATCH_DEVICES):
+        start = 0
+        while start < len(accounts):
+            chunk = accounts[start : start + self._batch_size()]
+            start += len(chunk)
             commands: list[dict[str, Any]] = []
-            for account in accounts[start : start + BATCH_DEVICES]:
+            for account in chunk:
                 commands.append({"command": "deleteClient", "username": account.username})
                 commands.append({"command": "deleteRole", "rolename": f"device-{account.device}"})
             try:

@@ -76,6 +76,17 @@ class ServerSettings(BaseSettings):
     mqtt_dynsec: bool = Field(
         default=False, description="create device clients in Mosquitto's dynamic-security plugin"
     )
+    device_accounts: Literal["dynsec", "files"] = Field(
+        default="dynsec",
+        description="where devices' broker accounts go (with mqtt_dynsec): 'dynsec', the plugin's "
+        "commands (O(n^2): minutes past a few thousand devices), or 'files', Mosquitto's own password "
+        "and ACL files in device_accounts_dir, reloaded by the server (same host; README, 'Sizing')",
+    )
+    device_accounts_dir: Path | None = Field(
+        default=None,
+        description="with device_accounts=files: the directory of devices.passwd, devices.acl and "
+        "the broker's pid file (its config names them)",
+    )
     device_mqtt_host: str | None = Field(
         default=None, description="broker host given to devices (default: mqtt_host)"
     )
@@ -176,6 +187,16 @@ class ServerSettings(BaseSettings):
                     f"outbound_allow entry {entry!r} is not an address or network: write e.g. "
                     "10.20.0.0/16 or 10.20.0.5"
                 ) from None
+        return self
+
+    @model_validator(mode="after")
+    def _files_need_a_directory(self) -> ServerSettings:
+        if self.device_accounts == "files" and self.device_accounts_dir is None:
+            raise ValueError(
+                f"device_accounts=files needs the directory of the broker's account files: set "
+                f"{ENV_PREFIX}DEVICE_ACCOUNTS_DIR to the directory its config names in password_file "
+                f"and acl_file, or {ENV_PREFIX}DEVICE_ACCOUNTS=dynsec"
+            )
         return self
 
     @model_validator(mode="after")

@@ -222,6 +222,8 @@ class MosquittoBroker(_BrokerBase):
             (:func:`suitcase.services.mosquitto.dynsec_state`).
         tls: speak only TLS on the listener, with these files (:mod:`suitcase.services.tls`).
         listeners: further listeners (:class:`suitcase.services.mosquitto.Listener`).
+        device_accounts_dir: devices' accounts in password and ACL files there, reloaded by the
+            server (``server/broker_files.py``), beside dynamic security's stack accounts.
     """
 
     def __init__(
@@ -235,6 +237,7 @@ class MosquittoBroker(_BrokerBase):
         dynsec_file: Path | None = None,
         tls: TlsFiles | None = None,
         listeners: Sequence[Listener] = (),
+        device_accounts_dir: Path | None = None,
     ) -> None:
         binary = find_mosquitto()
         if binary is None:
@@ -251,6 +254,7 @@ class MosquittoBroker(_BrokerBase):
         self.dynsec_file = dynsec_file
         self.tls = tls
         self.listeners = tuple(listeners)
+        self.device_accounts_dir = device_accounts_dir
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -265,11 +269,16 @@ class MosquittoBroker(_BrokerBase):
         from suitcase.services.mosquitto import Listener, render_conf
 
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.device_accounts_dir is not None:
+            from server.broker_files import ensure_account_files
+
+            ensure_account_files(self.device_accounts_dir)
         text = render_conf(
             [Listener(self.port, self.host, self.tls), *self.listeners],
             persistence_dir=self.workdir,
             log_file=self.log_path,
             dynsec_file=self.dynsec_file,
+            device_accounts_dir=self.device_accounts_dir,
             allow_anonymous=self.allow_anonymous,
             extra=self.extra_config,
         )

@@ -90,6 +90,7 @@ def render_conf(
     log_file: Path,
     dynsec_file: Path | None = None,
     plugin: Path | None = None,
+    device_accounts_dir: Path | None = None,
     allow_anonymous: bool | None = None,
     user: str | None = None,
     extra: str = "",
@@ -101,6 +102,10 @@ def render_conf(
     overrides either, e.g. for a test's password file in ``extra``). When started as root,
     Mosquitto drops to ``user``: by default the owner of ``persistence_dir``, so it can write its
     persistence and the plugin's file (a root-owned directory keeps root).
+
+    With ``device_accounts_dir``, devices' accounts are in Mosquitto's own password and ACL files
+    there (``server/broker_files.py``; the plugin defers to them for names it does not know) and the
+    broker writes its pid there, for the server's reload.
     """
     lines = [
         f"# --- this broker (written by {__name__}) ---",
@@ -124,6 +129,14 @@ def render_conf(
         lines += [
             f"plugin {plugin or find_dynsec_plugin() or DYNSEC_PLUGIN}",
             f"plugin_opt_config_file {dynsec_file}",
+        ]
+    if device_accounts_dir is not None:
+        from server.broker_files import ACL_FILE, PASSWORD_FILE, PID_FILE
+
+        lines += [
+            f"password_file {device_accounts_dir / PASSWORD_FILE}",
+            f"acl_file {device_accounts_dir / ACL_FILE}",
+            f"pid_file {device_accounts_dir / PID_FILE}",
         ]
     for listener in listeners:
         lines.append(f"listener {listener.port} {listener.bind}")
