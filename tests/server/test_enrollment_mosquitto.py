@@ -1,5 +1,6 @@
 """Enrollment against a real Mosquitto with the dynamic-security plugin: a device is confined to
-its own topics, and kit return takes its broker account away."""
+its own topics, and kit return takes its broker account away; with its account in the plugin
+(``device_accounts=dynsec``) or in Mosquitto's password and ACL files (``files``)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,20 @@ pytestmark = pytest.mark.mosquitto
 ADMIN_PASSWORD = DYNSEC_ADMIN[1]
 
 
-@pytest.fixture()
-def dynsec_broker(mosquitto_dynsec: MosquittoBroker) -> MosquittoBroker:
-    """Mosquitto with dynamic security (tests/services/mosquitto.py)."""
-    return mosquitto_dynsec
+@pytest.fixture(params=["dynsec", "files"])
+def dynsec_broker(request: pytest.FixtureRequest) -> MosquittoBroker:
+    """Mosquitto with dynamic security (tests/services/mosquitto.py), devices' accounts in the
+    plugin or in files."""
+    name = "mosquitto_dynsec" if request.param == "dynsec" else "mosquitto_dynsec_files"
+    broker: MosquittoBroker = request.getfixturevalue(name)
+    return broker
+
+
+def _accounts(broker: MosquittoBroker) -> dict[str, Any]:
+    """The server's settings for the broker's device accounts."""
+    if broker.device_accounts_dir is None:
+        return {"device_accounts": "dynsec"}
+    return {"device_accounts": "files", "device_accounts_dir": broker.device_accounts_dir}
 
 
 def _client(
@@ -60,6 +71,7 @@ def test_enrolled_device_is_confined_to_its_topics(
             "mqtt_username": "admin",
             "mqtt_password": ADMIN_PASSWORD,
             "mqtt_dynsec": True,
+            **_accounts(dynsec_broker),
         }
     )
     settings = ServerSettings.model_validate(settings.model_dump())

@@ -1,5 +1,6 @@
 """``POST /api/v1/kits/import``: kits and their Pis from CSV, all or nothing, every problem named by
-row and column; bound Pis get their own broker accounts in a real Mosquitto (dynamic security)."""
+row and column; bound Pis get their own broker accounts in a real Mosquitto (dynamic security, or
+its password and ACL files)."""
 
 from __future__ import annotations
 
@@ -175,6 +176,63 @@ def test_bound_pis_get_broker_accounts_and_a_refusal_undoes_all(
         assert _counts(client) == before
         left = set(_dynsec(mosquitto_dynsec, "listClients"))
         assert left == clients, sorted(left - clients)[:5]
+
+
+@pytest.mark.mosquitto
+def test_bound_pis_get_file_accounts_and_a_refusal_undoes_all(
+    mosquitto_dynsec_files: MosquittoBroker, settings: ServerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that with ``device_accounts=files`` an import binding 60 Pis gives each an account in
+    Mosquitto's password file that the broker accepts; and that an import meeting an account that
+    already exists is refused whole: no new account in the files, nothing in the registry."""
+    from server.broker_files import PASSWORD_FILE, login_probe, password_hash
+
+    broker = mosquitto_dynsec_files
+    assert broker.device_accounts_dir is not None
+    settings = ServerSettings.model_validate(
+        settings.model_dump()
+        | {
+            "open_reads": False,
+            "mqtt_host": broker.host,
+            "mqtt_port": broker.port,
+            "mqtt_username": DYNSEC_ADMIN[0],
+            "mqtt_password": DYNSEC_ADMIN[1],
+            "mqtt_dynsec": True,
+            "device_accounts": "files",
+            "device_accounts_dir": broker.device_accounts_dir,
+        }
+    )
+    names = iter(f"dev-{i:04d}" for i in range(10_000))
+    monkeypatch.setattr("server.fleet.device_slug", lambda *_a, **_k: next(names))
+    passwords = broker.device_accounts_dir / PASSWORD_FILE
+
+    def accounts() -> set[str]:
+        return {line.split(":")[0] for line in passwords.read_text().splitlines()} - {
+            "suitcase-accounts-barrier"
+        }
+
+    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+        world = World.build(client)
+        dep = world.ok("a-operator", "POST", "/deployments", 201, json={"name": "hall"})
+        text = "kit,profile,pi,deployment\n" + "".join(
+            f"B-{k},starter,{p},{dep['id']}\n" for k in range(20) for p in (1, 2, 3)
+        )
+        done = _import(world, text)
+        assert accounts() == set(done["devices"]) and len(done["devices"]) == 60
+        # The broker knows the account (it refuses a wrong password; the Pi gets its own at poll).
+        device = done["devices"][0]
+        assert login_probe(broker.host, broker.port)(device, "wrong") is False
+        # An account for the 40th Pi of the next import exists already.
+        passwords.write_text(passwords.read_text() + f"dev-0099:{password_hash('x')}\n")
+        before = _counts(client)
+        text = "kit,profile,pi,deployment\n" + "".join(
+            f"C-{k},starter,{p},{dep['id']}\n" for k in range(20) for p in (1, 2, 3)
+        )
+        refused = world.call("a-operator", "POST", "/kits/import", json={"csv": text})
+        assert refused.status_code == 503, refused.text
+        assert "dev-0099" in refused.json()["detail"]
+        assert _counts(client) == before
+        assert accounts() == set(done["devices"]) | {"dev-0099"}
 
 
 def _dynsec(broker: MosquittoBroker, command: str, *args: str) -> list[str]:

@@ -34,6 +34,7 @@ __all__ = [
     "embedded_broker",
     "mosquitto",
     "mosquitto_dynsec",
+    "mosquitto_dynsec_files",
 ]
 
 
@@ -77,6 +78,31 @@ OPERATOR_ROLE = {
 }
 
 
+def _dynsec_broker(tmp_path: Path, device_accounts_dir: Path | None = None) -> MosquittoBroker:
+    if find_mosquitto() is None or find_dynsec_plugin() is None:
+        require_service("mosquitto with dynamic security", "apt-get install mosquitto mosquitto-clients")
+    config = tmp_path / "dynsec.json"
+    state = dynsec_state(
+        [STACK_GATEWAY, STACK_SERVER, Account(DYNSEC_ADMIN[0], DYNSEC_ADMIN[1], ("admin",))],
+        extra_roles=[OPERATOR_ROLE],
+    )
+    config.write_text(json.dumps(state))
+    return MosquittoBroker(
+        tmp_path / "mosquitto-dynsec", dynsec_file=config, device_accounts_dir=device_accounts_dir
+    )
+
+
+@pytest.fixture()
+def mosquitto_dynsec_files(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """:func:`mosquitto_dynsec` whose device accounts are in password and ACL files in
+    ``broker.device_accounts_dir`` (``server/broker_files.py``), as with
+    ``SUITCASE_SERVER_DEVICE_ACCOUNTS=files``."""
+    broker = _dynsec_broker(tmp_path, tmp_path / "device-accounts")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
 @pytest.fixture()
 def mosquitto_dynsec(tmp_path: Path) -> Iterator[MosquittoBroker]:
     """A Mosquitto that authenticates every client through the dynamic-security plugin.
@@ -86,15 +112,7 @@ def mosquitto_dynsec(tmp_path: Path) -> Iterator[MosquittoBroker]:
     (:data:`DYNSEC_ADMIN`) that manages clients over ``$CONTROL/dynamic-security/v1`` and, as the
     server's account in older tests, may also send commands to devices.
     """
-    if find_mosquitto() is None or find_dynsec_plugin() is None:
-        require_service("mosquitto with dynamic security", "apt-get install mosquitto mosquitto-clients")
-    config = tmp_path / "dynsec.json"
-    state = dynsec_state(
-        [STACK_GATEWAY, STACK_SERVER, Account(DYNSEC_ADMIN[0], DYNSEC_ADMIN[1], ("admin",))],
-        extra_roles=[OPERATOR_ROLE],
-    )
-    config.write_text(json.dumps(state))
-    broker = MosquittoBroker(tmp_path / "mosquitto-dynsec", dynsec_file=config)
+    broker = _dynsec_broker(tmp_path)
     broker.start()
     yield broker
     broker.stop()
