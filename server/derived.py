@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from gateway.store import DerivedReader, DeviceKey, Reader
 from kits.derived import (
@@ -36,18 +36,20 @@ from kits.derived import (
     parse,
 )
 from kits.models import UseCase
-from kits.quantities import DERIVED_QUANTITIES
+from kits.quantities import DERIVED_QUANTITIES, QUANTITIES
 from kits.wire import Record
 from server.device_config import BadConfig, current, new_version
 from server.models import UseCaseRow
 from server.spans import DeviceSpan, device_spans
-from server.tables import DeploymentRow, DeviceConfigRow, DeviceRow
+from server.tables import DeploymentDeviceRow, DeploymentRow, DeviceConfigRow, DeviceRow
 
 __all__ = [
     "Derived",
+    "DevicesRead",
     "NoDevice",
     "count_latest",
     "derived_of",
+    "devices_read",
     "history",
     "save",
 ]
@@ -80,18 +82,29 @@ class Derived:
     use_case: UseCase | None
     devices: list[str] = field(default_factory=list)
 
+    def rules_for(self, spans: Sequence[DeviceSpan]) -> dict[DeviceKey, list[Rule]]:
+        """Each of ``spans``' devices' derivations, keyed as the store reads it."""
+        return {(s.org, s.device): self.by_device.get(s.device, self.defaults) for s in spans}
+
     def reader(self, store: Reader, spans: Sequence[DeviceSpan]) -> Reader:
         """``store`` with each device's derived quantities added for ``spans``' devices."""
-        keyed: dict[DeviceKey, list[Rule]] = {
-            (s.org, s.device): self.by_device.get(s.device, self.defaults) for s in spans
-        }
-        if not any(keyed.values()):
-            return store
-        return DerivedReader(store, keyed)
+        return _reader(store, self.rules_for(spans))
+
+    @property
+    def counts(self) -> bool:
+        """Whether the deployment counts (its counts are read per hour and per day, summed)."""
+        return any(isinstance(r, Counts) for r in self.rules)
 
     def is_headline(self, quantity: str) -> bool:
         """Whether ``quantity`` is one a person reads first (every one when none is named)."""
         return self.headline is None or quantity in self.headline
+
+    def order(self, quantity: str) -> tuple[int, int]:
+        """Headline quantities first, in the use-case's order; the raw ones after, in the registry's."""
+        if self.headline is not None and quantity in self.headline:
+            return (0, self.headline.index(quantity))
+        names = [*QUANTITIES, *DERIVED_QUANTITIES]
+        return (1, names.index(quantity) if quantity in names else len(names))
 
     def outputs(self) -> list[str]:
         """The derived quantities these rules make, in the registry's order."""
@@ -273,3 +286,84 @@ def count_latest(
         )
         out.append(Record(org, device, sensor, f"{quantity}_per_day", round(total, 9), now))
     return out
+
+
+def _reader(store: Reader, keyed: dict[DeviceKey, list[Rule]]) -> Reader:
+    return DerivedReader(store, keyed) if any(keyed.values()) else store
+
+
+# A device in no deployment derives nothing: all it reads is raw, and every quantity is read first.
+_NONE = Derived([], {}, [], {}, None, [], None)
+
+
+class DevicesRead:
+    """Devices read one by one rather than as a deployment (the live page, a device's readings in
+    the API), each with the derivations of the deployment it is in now.
+
+    ``groups`` holds each current deployment's :class:`Derived` with the spans of the devices read;
+    a device in no deployment is in none of them and reads raw.
+    """
+
+    def __init__(self, groups: list[tuple[Derived, list[DeviceSpan]]]) -> None:
+        self.groups = groups
+        self._of = {(s.org, s.device): derived for derived, spans in groups for s in spans}
+
+    def of(self, org: str, device: str) -> Derived:
+        """The derivations of ``device`` (none when it is in no deployment)."""
+        return self._of.get((org, device), _NONE)
+
+    def reader(self, store: Reader) -> Reader:
+        """``store`` with every device's derived quantities added."""
+        keyed: dict[DeviceKey, list[Rule]] = {}
+        for derived, spans in self.groups:
+            keyed.update(derived.rules_for(spans))
+        return _reader(store, keyed)
+
+    def latest(
+        self,
+        store: Reader,
+        now: float,
+        zone: Callable[[str], tzinfo],
+        devices: Collection[DeviceKey] | None = None,
+    ) -> list[Record]:
+        """The newest readings of ``devices`` (every device: None) with the derived quantities, and
+        the counts per hour and per day (in the organisation's ``zone``) of the devices that count;
+        each device's headline quantities first (:meth:`Derived.order`)."""
+        reader = self.reader(store)
+        records = reader.latest(devices)
+        for derived, spans in self.groups:
+            if derived.counts:
+                for org in sorted({s.org for s in spans}):
+                    mine = [s for s in spans if s.org == org]
+                    records += count_latest(reader, mine, now, zone(org))
+        return sorted(
+            records,
+            key=lambda r: (self.of(r.org, r.device).order(r.quantity), r.org, r.device, r.sensor),
+        )
+
+
+def devices_read(session: Session, devices: Collection[DeviceKey], now: float) -> DevicesRead:
+    """The derivations of ``devices`` (org slug, device id), each from the deployment it is in at
+    ``now``: one :func:`derived_of` per deployment, however many of its devices are read."""
+    wanted = set(devices)
+    ids = sorted({device for _, device in wanted})
+    links = session.exec(
+        select(DeploymentDeviceRow.deployment_id)
+        .where(col(DeploymentDeviceRow.device_id).in_(ids))
+        .where(DeploymentDeviceRow.from_t <= now)
+        .where(or_(col(DeploymentDeviceRow.to_t).is_(None), col(DeploymentDeviceRow.to_t) > now))
+        .distinct()
+    ).all()
+    groups: list[tuple[Derived, list[DeviceSpan]]] = []
+    for deployment_id in sorted(links):
+        deployment = session.get(DeploymentRow, deployment_id)
+        if deployment is None:
+            continue
+        spans = [
+            s
+            for s in device_spans(session, deployment_id)
+            if s.start <= now < s.end and (s.org, s.device) in wanted
+        ]
+        if spans:
+            groups.append((derived_of(session, deployment), spans))
+    return DevicesRead(groups)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
@@ -9,7 +12,17 @@ from kits.quantities import spec as quantity_spec
 from kits.wire import Record
 from server.timeutil import iso
 
-__all__ = ["ReadingPublic", "invalid"]
+__all__ = ["ReadingPublic", "View", "ViewQuery", "invalid"]
+
+View = Literal["read", "raw"]
+# How readings are read: as a person reads them, or only what the sensors sent (``server.derived``).
+ViewQuery = Annotated[
+    View,
+    Query(
+        description="read: the readings plus the derived quantities of their deployment (fill level, "
+        "current and power, dew point, counts per hour and day); raw: only what the sensors sent"
+    ),
+]
 
 
 class ReadingPublic(BaseModel):

@@ -1,7 +1,9 @@
 """``GET /``: every device the caller may see, its latest readings and live charts of the last 15 minutes.
 
-The page is rendered with the store's current state, then ``static/live.js`` polls the JSON API
-every 2 s and updates it in place.
+A device in a deployment shows what its use-case names first (fill level, power, counts per hour,
+dew point: ``server.derived``, as the deployment, kiosk and public pages do), its raw readings one
+click away. The page is rendered with the store's current state, then ``static/live.js`` polls the
+JSON API every 2 s (the device routes' ``view=read``) and updates it in place.
 """
 
 from __future__ import annotations
@@ -14,19 +16,20 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from kits.quantities import QUANTITIES
+from kits.quantities import DERIVED_QUANTITIES, QUANTITIES, spec
 from kits.wire import Record
 from server.api import API_PREFIX
 from server.api.auth import PrincipalDep
-from server.api.deps import ClockDep, SettingsDep, StoreDep
+from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
+from server.derived import devices_read
 from server.timeutil import iso
+from server.web.render import org_zone, unit_label
 
 __all__ = [
     "CHART_WINDOW_S",
     "POLL_INTERVAL_MS",
     "STATIC_DIR",
     "TEMPLATES_DIR",
-    "UNIT_LABELS",
     "mount_web",
     "router",
 ]
@@ -35,19 +38,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 CHART_WINDOW_S = 15 * 60
 POLL_INTERVAL_MS = 2000
-# SenML unit symbols as a person reads them.
-UNIT_LABELS: dict[str, str] = {
-    "Cel": "°C",
-    "%RH": "% RH",
-    "ug/m3": "µg/m³",
-    "m/s2": "m/s²",
-}
 
 router = APIRouter(include_in_schema=False)
-
-
-def _unit_label(unit: str | None) -> str:
-    return "" if unit is None else UNIT_LABELS.get(unit, unit)
 
 
 def _ago(seconds: float) -> str:
@@ -62,44 +54,67 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days ago"
 
 
-def _number(value: float) -> str:
+def _number(value: float, *, whole: bool = False) -> str:
+    if whole:  # a count: passes are whole, per hour and per day too
+        return f"{value:.0f}"
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
 def _page_config() -> dict[str, Any]:
-    order = list(QUANTITIES)
+    order = [*QUANTITIES, *DERIVED_QUANTITIES]
     return {
         "api": API_PREFIX,
         "window_s": CHART_WINDOW_S,
         "poll_ms": POLL_INTERVAL_MS,
         "quantities": {
-            name: {"label": q.label, "unit": _unit_label(q.unit), "order": order.index(name)}
-            for name, q in QUANTITIES.items()
+            name: {
+                "label": q.label,
+                "unit": unit_label(name),
+                "order": order.index(name),
+                "summed": q.summed,
+            }
+            for name, q in [*QUANTITIES.items(), *DERIVED_QUANTITIES.items()]
         },
+    }
+
+
+def _metric(r: Record, now: float) -> dict[str, Any]:
+    found = spec(r.quantity)
+    return {
+        "sensor": r.sensor,
+        "quantity": r.quantity,
+        "label": found.label if found is not None else r.quantity,
+        "value": _number(r.value, whole=found is not None and found.summed),
+        "unit": unit_label(r.quantity),
+        "time_iso": iso(r.time),
+        "ago": _ago(now - r.time),
     }
 
 
 @router.get("/", response_class=HTMLResponse)
 def index(
-    request: Request, principal: PrincipalDep, store: StoreDep, settings: SettingsDep, clock: ClockDep
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> HTMLResponse:
     """Render the live readings page: every device on a demo server, else the caller's
     organisations' devices (an anonymous visitor of a closed server is sent to the login)."""
     now = clock()
-    order = list(QUANTITIES)
     devices = []
     slugs = None if principal.sees_all() else set(principal.slugs.values())
+    seen_all = [s for s in store.devices() if slugs is None or s.org in slugs]
+    read = devices_read(session, [(s.org, s.device) for s in seen_all], now)
     newest: dict[tuple[str, str], list[Record]] = {}
-    for record in store.latest():  # every device's newest readings in one read
+    # Every device's newest readings in one read, with their derived quantities, headline first.
+    for record in read.latest(store, now, lambda org: org_zone(settings, org)):
         if slugs is None or record.org in slugs:
             newest.setdefault((record.org, record.device), []).append(record)
-    for seen in store.devices():
-        if slugs is not None and seen.org not in slugs:
-            continue
-        latest = sorted(
-            newest.get((seen.org, seen.device), []),
-            key=lambda r: (order.index(r.quantity) if r.quantity in QUANTITIES else len(order), r.sensor),
-        )
+    for seen in seen_all:
+        derived = read.of(seen.org, seen.device)
+        latest = newest.get((seen.org, seen.device), [])
         devices.append(
             {
                 "org": seen.org,
@@ -108,20 +123,9 @@ def index(
                 "last_seen_iso": iso(seen.last_seen),
                 "ago": _ago(now - seen.last_seen),
                 "stale": now - seen.last_seen > settings.stale_after_s,
-                "latest": [
-                    {
-                        "sensor": r.sensor,
-                        "quantity": r.quantity,
-                        "label": QUANTITIES[r.quantity].label if r.quantity in QUANTITIES else r.quantity,
-                        "value": _number(r.value),
-                        "unit": _unit_label(
-                            QUANTITIES[r.quantity].unit if r.quantity in QUANTITIES else None
-                        ),
-                        "time_iso": iso(r.time),
-                        "ago": _ago(now - r.time),
-                    }
-                    for r in latest
-                ],
+                "headline": derived.headline,
+                "latest": [_metric(r, now) for r in latest if derived.is_headline(r.quantity)],
+                "raw": [_metric(r, now) for r in latest if not derived.is_headline(r.quantity)],
             }
         )
     templates: Jinja2Templates = request.app.state.templates

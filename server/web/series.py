@@ -12,17 +12,16 @@ from typing import Any
 from sqlmodel import Session
 
 from gateway.store import Reader
-from kits.derived import Counts
-from kits.quantities import DERIVED_QUANTITIES, QUANTITIES, spec
+from kits.quantities import DERIVED_QUANTITIES, spec
 from server.charts import Series, count_sums, downsample
-from server.derived import Derived, derived_of
+from server.derived import derived_of
 from server.models import UseCaseRow
 from server.spans import device_spans
 from server.tables import DeploymentRow
 from server.web.i18n import Translator
 from server.web.render import quantity_label, unit_label
 
-__all__ = ["MAX_POINTS", "RANGES", "block_order", "chart_payload", "thresholds_of"]
+__all__ = ["MAX_POINTS", "RANGES", "chart_payload", "thresholds_of"]
 
 RANGES: dict[str, float] = {
     "1h": 3600.0,
@@ -48,18 +47,6 @@ def thresholds_of(session: Session, use_case_id: str | None) -> dict[str, list[d
             {"value": line.value, "label": line.label, "source": line.source}
         )
     return out
-
-
-def _order(quantity: str) -> int:
-    names = [*QUANTITIES, *DERIVED_QUANTITIES]
-    return names.index(quantity) if quantity in names else len(names)
-
-
-def block_order(derived: Derived, quantity: str) -> tuple[int, int]:
-    """Headline quantities first, in the use-case's order; the raw ones after, in the registry's."""
-    if derived.headline is not None and quantity in derived.headline:
-        return (0, derived.headline.index(quantity))
-    return (1, _order(quantity))
 
 
 # Counts per hour are drawn up to a month (720 bars), per day from a day up.
@@ -91,7 +78,7 @@ def chart_payload(
     derived = derived_of(session, deployment)
     reader = derived.reader(store, spans)
     series: list[Series] = downsample(reader, spans, start, now, points=MAX_POINTS)
-    if any(isinstance(r, Counts) for r in derived.rules):
+    if derived.counts:
         if span <= _PER_HOUR_UP_TO:
             series += count_sums(reader, spans, start, now, per="hour", tz=tz)
         if span >= _PER_DAY_FROM:
@@ -126,6 +113,6 @@ def chart_payload(
                 "derived": q in DERIVED_QUANTITIES,
                 "summed": bool((found := spec(q)) and found.summed),
             }
-            for q in sorted(grouped, key=lambda q: block_order(derived, q))
+            for q in sorted(grouped, key=derived.order)
         ],
     }

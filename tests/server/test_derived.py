@@ -358,3 +358,60 @@ def test_exports_kiosk_and_public_page_show_what_people_read(town: Town) -> None
     first = public.index('data-quantity="power_a0"')
     assert first < public.index('data-quantity="voltage_a0"')
     assert public.index("<details", first) < public.index('data-quantity="voltage_a0"')
+
+
+def _card(html: str, device: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The live page's card of ``device``: its values read first, and its raw ones."""
+    card = re.search(rf'<article class="card" data-device="{device}".*?</article>', html, re.S)
+    assert card is not None, device
+    first, _, raw = card.group(0).partition('<details class="raw"')
+
+    def values(block: str) -> dict[str, str]:
+        return dict(
+            re.findall(r'data-quantity="([a-z0-9_]+)".*?<span class="value">([^<]*)</span>', block, re.S)
+        )
+
+    return values(first), values(raw)
+
+
+def test_live_page_and_device_api_read_what_people_read(town: Town) -> None:
+    """Test that the live page `/` and the device routes it polls show each device's derived
+    quantities as the deployment pages do (one computation, ``server.derived``): the fill level,
+    power and counts per hour read first, the raw readings a click away; ``view=raw`` reads only
+    what the sensors sent; a derived quantity without its parameters leaves the raw values shown."""
+    html = town.client.get("/").text
+    first, raw = _card(html, "meter-1")  # no clamp ratio yet: the volts are read first
+    assert "voltage_a0" in first and not any(q.startswith("power") for q in first)
+    _put(town, "bin", [{"kind": "fill_level", "depth_mm": 1000}])
+    _put(town, "energy", [{"kind": "clamp", "channel": "a0", "ratio_a_per_v": 30, "mains_v": 230}])
+    html = town.client.get("/").text
+    newest = max((r for r in town.records if r.device == "bin-1"), key=lambda r: r.time)
+    first, raw = _card(html, "bin-1")
+    assert list(first) == ["fill_level"] and list(raw) == ["distance"]
+    assert float(first["fill_level"]) == pytest.approx(fill_level(newest.value, 1000), abs=0.05)
+    first, raw = _card(html, "meter-1")
+    assert list(first) == ["power_a0", "current_a0"] and list(raw) == ["voltage_a0"]
+    first, raw = _card(html, "count-1")
+    assert list(first) == ["passes_per_hour", "passes_per_day"] and "passes" in raw
+    first, raw = _card(html, "flat-1")  # the newest temperature has no humidity of its time
+    assert list(first) == ["humidity", "temperature"] and raw == {}
+
+    viewer = town.tokens["viewer"]
+    latest = town.client.get("/api/v1/devices/bin-1/latest", headers=viewer).json()
+    assert latest["headline"] == ["fill_level"]
+    assert [r["quantity"] for r in latest["readings"]] == ["fill_level", "distance"]
+    raw_latest = town.client.get("/api/v1/devices/bin-1/latest", params={"view": "raw"}, headers=viewer)
+    assert [r["quantity"] for r in raw_latest.json()["readings"]] == ["distance"]
+    assert raw_latest.json()["headline"] is None
+    counted = town.client.get("/api/v1/devices/count-1/latest", headers=viewer).json()
+    assert [r["quantity"] for r in counted["readings"]][:2] == ["passes_per_hour", "passes_per_day"]
+    span = {"start": NOW - 4 * 3600, "quantity": "fill_level"}
+    fills = town.client.get("/api/v1/devices/bin-1/readings", params=span, headers=viewer).json()
+    distances = [r for r in town.records if r.device == "bin-1"]
+    assert [r["value"] for r in fills["readings"]] == pytest.approx(
+        [fill_level(r.value, 1000) for r in distances]
+    )
+    refused = town.client.get(
+        "/api/v1/devices/bin-1/readings", params={**span, "view": "raw"}, headers=viewer
+    )
+    assert refused.status_code == 422 and "fill_level" in refused.text

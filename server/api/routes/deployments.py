@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from server.api.auth import AuthDep, Principal, PrincipalDep, not_found
 from server.api.common import Page, PagingDep, audit_change, page, resolve_org, scoped
 from server.api.deps import ClockDep, SessionDep, StoreDep
-from server.api.schemas import ReadingPublic, invalid
+from server.api.schemas import ReadingPublic, ViewQuery, invalid
 from server.charts import Statistic, downsample
 from server.derived import derived_of
 from server.export import iter_readings
@@ -301,12 +301,7 @@ def deployment_readings(
     end: Annotated[str | None, Query(description="ISO 8601 or epoch seconds; default: now")] = None,
     quantity: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-    view: Annotated[
-        Literal["read", "raw"],
-        Query(
-            description="read: with the derived quantities (fill level, power, dew point); raw: readings only"
-        ),
-    ] = "read",
+    view: ViewQuery = "read",
 ) -> DeploymentReadings:
     """Return the readings of the devices while they were in the deployment, oldest first per device,
     with the deployment's derived quantities (``view=raw``: without)."""

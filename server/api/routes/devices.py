@@ -12,11 +12,13 @@ from gateway.store import DeviceSeen, Reader
 from server.api.auth import AuthDep, Principal, PrincipalDep, not_found
 from server.api.common import audit_change
 from server.api.deps import ClockDep, ResourcesDep, SessionDep, SettingsDep, StoreDep
-from server.api.schemas import ReadingPublic
+from server.api.schemas import ReadingPublic, ViewQuery
 from server.broker_admin import BrokerAdminError
+from server.derived import devices_read
 from server.fleet import revoke_device
 from server.tables import DeploymentDeviceRow, DeviceRow, OrganisationRow
 from server.timeutil import iso
+from server.web.render import org_zone
 
 __all__ = [
     "DEVICE_ID",
@@ -82,12 +84,14 @@ class DevicesPublic(BaseModel):
 
 
 class LatestPublic(BaseModel):
-    """The newest reading of each sensor and quantity of a device."""
+    """The newest reading of each sensor and quantity of a device, with the derived quantities of
+    its deployment (``view=read``), those a person reads first (``headline``, none: every one) first."""
 
     org: str
     device: str
     now: float
     readings: list[ReadingPublic]
+    headline: list[str] | None = None
 
 
 def _public(seen: DeviceSeen, now: float, stale_after_s: float) -> DevicePublic:
@@ -320,11 +324,33 @@ def revoke(
 
 
 @router.get("/devices/{device}/latest")
-def latest(device: DEVICE_ID, principal: PrincipalDep, store: StoreDep, clock: ClockDep) -> LatestPublic:
-    """Return the newest reading of each sensor and quantity of ``device``."""
+def latest(
+    device: DEVICE_ID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    view: ViewQuery = "read",
+) -> LatestPublic:
+    """Return the newest reading of each sensor and quantity of ``device`` (with the derived
+    quantities of the deployment it is in: ``view=read``)."""
     if not principal.sees_all():
         principal.require_user()
     seen = require_device(store, device, reveal=principal.sees_all())
     check_device_access(principal, seen.org, device)
-    readings = [ReadingPublic.of(record) for record in store.latest([(seen.org, device)])]
-    return LatestPublic(org=seen.org, device=device, now=clock(), readings=readings)
+    now = clock()
+    key = (seen.org, device)
+    if view == "raw":
+        return LatestPublic(
+            org=seen.org, device=device, now=now, readings=[ReadingPublic.of(r) for r in store.latest([key])]
+        )
+    read = devices_read(session, [key], now)
+    records = read.latest(store, now, lambda org: org_zone(settings, org), [key])
+    return LatestPublic(
+        org=seen.org,
+        device=device,
+        now=now,
+        readings=[ReadingPublic.of(r) for r in records],
+        headline=read.of(*key).headline,
+    )

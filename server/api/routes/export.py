@@ -16,11 +16,11 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
 from gateway.store import Reader
-from kits.derived import Counts
 from kits.wire import Record
 from server.api.auth import Principal, PrincipalDep, not_found
 from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
 from server.api.routes.deployments import _range
+from server.api.schemas import View, ViewQuery
 from server.api.throttle import ExportSlotDep
 from server.charts import count_sums
 from server.derived import derived_of
@@ -37,11 +37,6 @@ __all__ = ["router"]
 router = APIRouter(tags=["open data"])
 
 Format = Literal["csv", "senml"]
-View = Literal["read", "raw"]
-_VIEW = Query(
-    description="read: the readings plus the deployment's derived quantities (fill level, current and "
-    "power, dew point, counts per hour and day); raw: only what the sensors sent"
-)
 _MEDIA = {"csv": "text/csv; charset=utf-8", "senml": "application/senml+json"}
 
 
@@ -85,7 +80,7 @@ def _rows(
                 d.id,
                 spans,
                 derived.reader(store, spans) if derived is not None else store,
-                derived is not None and any(isinstance(r, Counts) for r in derived.rules),
+                derived is not None and derived.counts,
                 org_zone(settings, org.slug if org else None),
             )
         )
@@ -156,7 +151,7 @@ def export_deployment(
     start: Annotated[str | None, Query(description="default: end - 30 days")] = None,
     end: Annotated[str | None, Query(description="default: now")] = None,
     quantity: Annotated[str | None, Query(max_length=32)] = None,
-    view: Annotated[View, _VIEW] = "read",
+    view: ViewQuery = "read",
 ) -> StreamingResponse:
     """Stream a deployment's readings as CSV (licence in ``#`` lines) or SenML JSON, with its
     derived quantities (``view=raw``: only the readings)."""
@@ -192,7 +187,7 @@ def export_use_case(
     start: Annotated[str | None, Query()] = None,
     end: Annotated[str | None, Query()] = None,
     quantity: Annotated[str | None, Query(max_length=32)] = None,
-    view: Annotated[View, _VIEW] = "read",
+    view: ViewQuery = "read",
 ) -> StreamingResponse:
     """Stream the readings of every deployment of a use-case the caller may see (public ones for all)."""
     case = session.get(UseCaseRow, use_case_id)

@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from kits.quantities import QUANTITIES
+from kits.quantities import DERIVED_QUANTITIES, QUANTITIES
 from kits.wire import MAX_FUTURE_SKEW_S
 from server.api.auth import PrincipalDep
-from server.api.deps import ClockDep, StoreDep
+from server.api.deps import ClockDep, SessionDep, StoreDep
 from server.api.routes.devices import DEVICE_ID, check_device_access, require_device
-from server.api.schemas import ReadingPublic, invalid
+from server.api.schemas import ReadingPublic, ViewQuery, invalid
+from server.derived import devices_read
 from server.timeutil import iso, parse_time
 
 __all__ = ["DEFAULT_SPAN_S", "MAX_LIMIT", "MAX_SPAN_S", "ReadingsPublic", "router"]
@@ -54,6 +55,7 @@ def _time(name: str, text: str | None) -> float | None:
 def readings(
     device: DEVICE_ID,
     principal: PrincipalDep,
+    session: SessionDep,
     store: StoreDep,
     clock: ClockDep,
     start: Annotated[str | None, Query(description=f"from (inclusive); {_TIME_HELP}")] = None,
@@ -63,11 +65,13 @@ def readings(
     ] = None,
     quantity: Annotated[str | None, Query(description="quantity, e.g. temperature")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10_000,
+    view: ViewQuery = "read",
 ) -> ReadingsPublic:
     """Return ``device``'s readings in ``[start, end)``, by default the last hour.
 
     Without ``end``, the range runs to now plus the clock skew the gateway accepts
     (``kits.wire.MAX_FUTURE_SKEW_S``), so readings of a device whose clock is slightly ahead show.
+    With ``view=read`` the derived quantities of the deployment the device is in now are read too.
     """
     start_t, end_t = _time("start", start), _time("end", end)
     now = clock()
@@ -89,17 +93,19 @@ def readings(
             "ask for a year at a time",
             end,
         )
-    if quantity is not None and quantity not in QUANTITIES:
+    known = [*QUANTITIES, *DERIVED_QUANTITIES] if view == "read" else list(QUANTITIES)
+    if quantity is not None and quantity not in known:
         raise invalid(
             "quantity",
-            f"quantity {quantity!r} is unknown: use one of {', '.join(QUANTITIES)}",
+            f"quantity {quantity!r} is unknown: use one of {', '.join(known)}",
             quantity,
         )
     if not principal.sees_all():
         principal.require_user()
     seen = require_device(store, device, reveal=principal.sees_all())
     check_device_access(principal, seen.org, device)
-    records = store.readings(seen.org, device, start_t, end_t, sensor=sensor, quantity=quantity, limit=limit)
+    reader = devices_read(session, [(seen.org, device)], now).reader(store) if view == "read" else store
+    records = reader.readings(seen.org, device, start_t, end_t, sensor=sensor, quantity=quantity, limit=limit)
     return ReadingsPublic(
         device=device,
         start=start_t,

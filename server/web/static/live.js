@@ -11,12 +11,19 @@
   // Colour-blind-safe palette (Okabe-Ito), dark enough for lines on white.
   const COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"];
   const CHARTED = new Set(["temperature", "humidity", "pressure"]);
-  const devices = new Map(); // device id -> { card, charts: Map(quantity -> chart) }
+  const devices = new Map(); // device id -> { card, charts: Map(quantity -> chart), headline }
   let window_ = [0, 0]; // the chart's x range [start, end], server time
 
   const quantity = (name) => cfg.quantities[name] || { label: name, unit: "", order: 999 };
-  const byQuantity = (a, b) =>
-    quantity(a.quantity).order - quantity(b.quantity).order || a.sensor.localeCompare(b.sensor);
+  // What the device's use-case names is read first, in its order; the raw readings after.
+  const rank = (entry, name) => {
+    const i = entry.headline ? entry.headline.indexOf(name) : -1;
+    return i >= 0 ? i : 1000 + quantity(name).order;
+  };
+  const isHeadline = (entry, name) => !entry.headline || entry.headline.includes(name);
+  // Charted: the climate quantities, and what the use-case names first that is a series (not a sum).
+  const isCharted = (entry, name) =>
+    CHARTED.has(name) || (!!entry.headline && entry.headline.includes(name) && !quantity(name).summed);
 
   // Size the y axis to its longest tick label (uPlot's fixed default clips "1,013.25").
   function axisWidth(u, values, axisIdx, cycleNum) {
@@ -49,8 +56,8 @@
     return `${Math.round(seconds / 86400)} days ago`;
   }
 
-  function number(value) {
-    const digits = Math.abs(value) >= 10 ? 1 : 2;
+  function number(value, whole = false) {
+    const digits = whole ? 0 : Math.abs(value) >= 10 ? 1 : 2; // a count is whole
     return value.toLocaleString("en", {
       minimumFractionDigits: digits,
       maximumFractionDigits: digits,
@@ -75,11 +82,17 @@
         el("header", { class: "card-head" }, el("h2", { id: `device-${id}` }, id), el("span", { class: "badge" })),
         el("p", { class: "meta" }),
         el("dl", { class: "latest" }),
+        el(
+          "details",
+          { class: "raw", hidden: "" },
+          el("summary", {}, "Raw readings (", el("span", { class: "raw-count" }, "0"), ")"),
+          el("dl", { class: "latest raw-latest" }),
+        ),
         el("div", { class: "charts" }),
       );
       cards.append(card);
     }
-    entry = { card, charts: new Map() };
+    entry = { card, charts: new Map(), headline: null };
     devices.set(id, entry);
     return entry;
   }
@@ -99,7 +112,9 @@
   }
 
   function renderLatest(entry, latest, now) {
-    const items = latest.readings.slice().sort(byQuantity).map((r) => {
+    entry.headline = latest.headline || null;
+    const order = (a, b) => rank(entry, a.quantity) - rank(entry, b.quantity) || a.sensor.localeCompare(b.sensor);
+    const metric = (r) => {
       const q = quantity(r.quantity);
       return el(
         "div",
@@ -108,14 +123,21 @@
         el(
           "dd",
           {},
-          el("span", { class: "value" }, number(r.value)),
+          el("span", { class: "value" }, number(r.value, q.summed)),
           " ",
           el("span", { class: "unit" }, q.unit),
           el("time", { class: "ago", datetime: r.time_iso }, ago(now - r.time)),
         ),
       );
-    });
-    entry.card.querySelector(".latest").replaceChildren(...items);
+    };
+    const readings = latest.readings.slice().sort(order);
+    const raw = readings.filter((r) => !isHeadline(entry, r.quantity));
+    entry.card.querySelector(".latest").replaceChildren(
+      ...readings.filter((r) => isHeadline(entry, r.quantity)).map(metric),
+    );
+    entry.card.querySelector(".raw-latest").replaceChildren(...raw.map(metric));
+    entry.card.querySelector(".raw-count").textContent = String(raw.length);
+    entry.card.querySelector(".raw").hidden = raw.length === 0;
   }
 
   // Pad the data's range; a flat line gets a small band around it instead of uPlot's 0..2x.
@@ -147,7 +169,7 @@
         plotBox,
       );
       const box = entry.card.querySelector(".charts");
-      const after = [...box.children].find((f) => quantity(f.dataset.quantity).order > q.order);
+      const after = [...box.children].find((f) => rank(entry, f.dataset.quantity) > rank(entry, name));
       box.insertBefore(figure, after || null);
     }
     const plotBox = figure.querySelector(".plot");
@@ -189,7 +211,7 @@
   function renderCharts(entry, readings) {
     const groups = new Map(); // quantity -> sensor -> Map(time -> value)
     for (const r of readings.readings) {
-      if (!CHARTED.has(r.quantity)) continue;
+      if (!isCharted(entry, r.quantity)) continue;
       if (!groups.has(r.quantity)) groups.set(r.quantity, new Map());
       const series = groups.get(r.quantity);
       if (!series.has(r.sensor)) series.set(r.sensor, new Map());

@@ -14,13 +14,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, or_, select
 
 from gateway.store import Reader
-from kits.derived import Counts
 from kits.quantities import DERIVED_QUANTITIES
 from server.api.auth import PrincipalDep
 from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
 from server.api.routes import ROUTES
 from server.api.routes.deployments import get_deployment
-from server.derived import count_latest, derived_of
+from server.derived import DevicesRead, derived_of
 from server.models import UseCaseRow
 from server.settings import ServerSettings
 from server.spans import device_spans
@@ -36,7 +35,7 @@ from server.web.render import (
     render,
     unit_label,
 )
-from server.web.series import RANGES, block_order, chart_payload
+from server.web.series import RANGES, chart_payload
 
 __all__ = ["latest_of", "router"]
 
@@ -60,12 +59,9 @@ def latest_of(
     out = []
     spans = [s for s in device_spans(session, deployment.id) if s.end >= now]
     derived = derived_of(session, deployment)
-    reader = derived.reader(store, spans)
-    records = reader.latest([(s.org, s.device) for s in spans])
-    if any(isinstance(r, Counts) for r in derived.rules):
-        org = session.get(OrganisationRow, deployment.org_id)
-        records += count_latest(reader, spans, now, org_zone(settings, org.slug if org else None))
-    records.sort(key=lambda r: (block_order(derived, r.quantity), r.device, r.sensor))
+    records = DevicesRead([(derived, spans)]).latest(
+        store, now, lambda org: org_zone(settings, org), [(s.org, s.device) for s in spans]
+    )
     for r in records:
         out.append(
             {

@@ -53,7 +53,7 @@ from server.spans import DeviceSpan, device_spans
 from server.tables import DeploymentRow, OrganisationRow
 from server.web.i18n import Translator, pick_language
 from server.web.render import ago, fmt_number, local_time, org_zone, quantity_label, render, unit_label
-from server.web.series import block_order, chart_payload
+from server.web.series import chart_payload
 from server.web.views.deployment import not_found_page
 
 __all__ = ["DAYS_SHOWN", "PUBLIC_STALE_MIN_S", "hourly_series", "router", "station"]
@@ -201,7 +201,7 @@ def station(
             }
         )
     others = []
-    for name in sorted(hourly, key=lambda q: block_order(derived, q)):
+    for name in sorted(hourly, key=derived.order):
         values = hourly[name]
         if name in POLLUTANTS or name.startswith("particles_"):
             continue
