@@ -46,7 +46,7 @@ from suitcase.demo_stage import seed_fault_stage
 from suitcase.lan import LanJoin, make_join_codes, qr_text
 from suitcase.lan import lan_address as find_lan_address
 
-__all__ = ["DemoResult", "demo", "run_demo"]
+__all__ = ["DEFAULT_DEVICES", "DEMO_SCENARIOS", "DemoResult", "demo", "run_demo"]
 
 DEMO_ORG = "open-lab"
 # The scripted stuck sensor stays frozen this long (demo seconds at speed 1): see demo_faults.
@@ -78,21 +78,52 @@ def stuck_after(interval: float, speed: float) -> int:
     return max(3, min(10, int(readings / 3)))
 
 
+# What the demo's Pis measure, in turn: each use-case the demo ships, read as a person reads it
+# (an office's dew point, street air, a bin's fill level, passes per hour and day, a board's power);
+# the default five Pis show every one, more Pis repeat them.
+DEMO_SCENARIOS = ("office-day", "street-air", "bin-filling", "footpath", "office-power")
+DEFAULT_DEVICES = len(DEMO_SCENARIOS)
+
+
 def _agent_config(index: int, host: str, port: int, interval: float, speed: float = 1.0) -> DeviceConfig:
-    """Even Pis measure an office (BME280); odd Pis street air (BME280 and a PMSA003I); every
-    fourth Pi is under a waste bin's lid (BME280 and a VL53L1X), read as a fill level."""
-    bin_pi = index % 4 == 3
-    street = index % 2 == 1 and not bin_pi
+    """Pi ``index + 1``: every Pi has a BME280 (the fault script's sensor); the street Pi a PMSA003I,
+    the bin's a VL53L1X under the lid, the path counter's a VL53L1X counting passes across the
+    path, the distribution board's an ADS1x15 reading a current clamp's RMS volts on a0."""
+    scenario = DEMO_SCENARIOS[index % len(DEMO_SCENARIOS)]
     frozen = stuck_after(interval, speed)
     sensors = [
         DeviceSensor(name="bme280", part="bme280", address=0x77, interval_s=interval, stuck_after=frozen)
     ]
-    if bin_pi:
+    if scenario == "bin-filling":
         # A bin fills over days: its distance may hold still for long, which is not a stuck sensor.
         sensors.append(
             DeviceSensor(name="vl53l1x", part="vl53l1x", address=0x29, interval_s=interval, stuck_after=0)
         )
-    if street:
+    elif scenario == "footpath":
+        # Each read samples the whole of its interval, so every pass is counted (none fall between).
+        burst = min(interval, 1.0)
+        sensors.append(
+            DeviceSensor(
+                name="vl53l1x",
+                part="vl53l1x",
+                address=0x29,
+                interval_s=burst,
+                stuck_after=0,  # an empty path reads the wall, and 0 passes, for long
+                options={"mode": "passes", "baseline_mm": 1500, "rate_hz": 20, "burst_s": burst},
+            )
+        )
+    elif scenario == "office-power":
+        sensors.append(
+            DeviceSensor(
+                name="ads1x15",
+                part="ads1x15",
+                address=0x48,
+                interval_s=max(interval, 1.0),
+                stuck_after=0,  # the night's base load may repeat to the last digit
+                options={"channels": ["a0"], "rms": ["a0"]},
+            )
+        )
+    elif scenario == "street-air":
         sensors.append(
             DeviceSensor(
                 name="pmsa003i",
@@ -105,11 +136,11 @@ def _agent_config(index: int, host: str, port: int, interval: float, speed: floa
     return DeviceConfig(
         device=f"demo-pi-{index + 1}",
         org=DEMO_ORG,
-        kit_profile=None if street else "starter",
+        kit_profile=None if scenario == "street-air" else "starter",
         mqtt=MqttSettings(host=host, port=port),
         sensors=sensors,
         bus="emulated",
-        scenario="bin-filling" if bin_pi else "street-air" if street else "office-day",
+        scenario=scenario,
         publish_interval_s=interval,
     )
 
@@ -380,7 +411,17 @@ def run_demo(
 
 
 def demo(
-    devices: Annotated[int, typer.Option("--devices", "-n", min=1, max=50, help="Emulated Pis to run.")] = 3,
+    devices: Annotated[
+        int,
+        typer.Option(
+            "--devices",
+            "-n",
+            min=1,
+            max=50,
+            help="Emulated Pis to run (the default five show every use-case: office, street air, waste "
+            "bin, path counter, energy meter).",
+        ),
+    ] = DEFAULT_DEVICES,
     broker: Annotated[
         str | None,
         typer.Option(help="embedded (amqtt, pure Python) or mosquitto; default: mosquitto if installed."),

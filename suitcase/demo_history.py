@@ -1,11 +1,14 @@
 """What ``suitcase demo`` puts in place on first start so every page has something to show.
 
 - The registry: an organisation ``open-lab`` of kind ``demo`` (the pages label all its data
-  "simulated"), a kit, one public deployment per emulated Pi (even Pis: indoor climate in an
-  office; odd Pis: street air with particulate matter), a demo login, and a kiosk token for the
-  Open Lab screen.
+  "simulated"), a kit, one public deployment per emulated Pi, each for the use-case its scenario
+  shows (indoor climate in an office, street air, a waste bin's fill level, passes on a footpath,
+  an office's power at its distribution board), with the parameters its derived quantities need
+  (the bin's depth, the clamp's ratio and the mains voltage) in its device configuration, a demo
+  login, and a kiosk token for the Open Lab screen.
 - The store: several days of scenario history per Pi, one reading every 5 minutes, computed from the
-  same scenario the Pi's emulated chips read (``edge.emulated.scenarios``) and written in big
+  same scenario the Pi's emulated chips read (``edge.emulated.scenarios``: what its drivers report
+  over each step where they count or take an RMS) and written in big
   batches through the store's ``write`` (the embedded store, or the gateway's sink). History is
   written only when the Pi has none yet.
 
@@ -19,11 +22,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sqlmodel import Session, col, select
 
-from edge.emulated.scenarios import get_scenario
+from edge.emulated.scenarios import ReadOver, get_scenario
 from gateway.store import DeviceSeen
 from kits.catalog import Catalog
 from kits.models import DeviceConfig
@@ -69,7 +72,8 @@ PART_QUANTITIES: dict[str, tuple[str, ...]] = {
     "scd4x": ("co2", "temperature", "humidity"),
     "sgp40": ("voc_index",),
     "veml7700": ("illuminance",),
-    "vl53l1x": ("distance",),
+    "vl53l1x": ("distance", "passes"),
+    "ads1x15": ("voltage_a0",),
 }
 # Aarhus, around the Open Lab.
 _BASE = (56.1572, 10.2107)
@@ -89,12 +93,34 @@ class DemoAccess:
 
 # The demo bin's depth: the bin-filling scenario's empty level (edge.emulated.scenarios.BinFilling).
 BIN_DEPTH_MM = 900.0
+# The demo board's clamp (edge.emulated.scenarios.OfficePower): an SCT-013-030 on 230 V mains.
+CLAMP = {"kind": "clamp", "channel": "a0", "ratio_a_per_v": 30.0, "mains_v": 230.0}
+
+
+class _Shows(NamedTuple):
+    """What a demo Pi's deployment shows: its use-case, its name on the pages, and the derived
+    section of its device config (as an operator would set it; applied on read by server.derived)."""
+
+    use_case: str
+    name: str
+    derived: list[dict[str, object]]
+
+
+_SHOWS: dict[str, _Shows] = {
+    "office-day": _Shows("indoor-climate", "Office climate", []),
+    "street-air": _Shows("citizen-air-quality", "Street air", []),
+    "bin-filling": _Shows("waste-bin-fill", "Waste bin", [{"kind": "fill_level", "depth_mm": BIN_DEPTH_MM}]),
+    "footpath": _Shows("park-visitor-counting", "Footpath counter", []),
+    "office-power": _Shows("energy-metering", "Office power", [CLAMP]),
+}
+_OTHER = _Shows("", "Office climate", [])
 
 
 def _use_case(catalog: Catalog, config: DeviceConfig) -> str | None:
     quantities = {q for s in config.sensors for q in PART_QUANTITIES.get(s.part, ())}
-    if config.scenario == "bin-filling" and "waste-bin-fill" in catalog.use_cases:
-        return "waste-bin-fill"
+    case = _SHOWS.get(config.scenario, _OTHER).use_case
+    if case in catalog.use_cases:
+        return case
     wanted = "pm2_5" if "pm2_5" in quantities else "temperature"
     preferred = "indoor-climate" if wanted == "temperature" else None
     if preferred in catalog.use_cases:
@@ -158,9 +184,7 @@ def seed_registry(
                     deployment_ids.append(link.deployment_id)
                     continue
                 street = config.scenario == "street-air"
-                kind = {"street-air": "Street air", "bin-filling": "Waste bin"}.get(
-                    config.scenario, "Office climate"
-                )
+                kind = _SHOWS.get(config.scenario, _OTHER).name
                 dep = DeploymentRow(
                     org_id=org_row.id,
                     kit_id=kit.id,
@@ -169,7 +193,9 @@ def seed_registry(
                     lat=_BASE[0] + 0.004 * (index % 4),
                     lon=_BASE[1] + 0.006 * (index // 4) + 0.003 * (index % 2),
                     address=f"Open Lab, demo Pi {index + 1}",
-                    environment="outdoor" if street or config.scenario == "bin-filling" else "indoor",
+                    environment="outdoor"
+                    if street or config.scenario in ("bin-filling", "footpath")
+                    else "indoor",
                     starts_at=since,
                     public=True,
                     created_at=now,
@@ -180,17 +206,18 @@ def seed_registry(
                 assert dep.id is not None
                 s.add(DeploymentDeviceRow(deployment_id=dep.id, device_id=config.device, from_t=since))
                 deployment_ids.append(dep.id)
-                if config.scenario == "bin-filling" and current(s, config.device) is None:
-                    # The bin's depth, as an operator would set it: the derived section of the
-                    # device's versioned configuration, applied on read (server.derived).
+                derived = _SHOWS.get(config.scenario, _OTHER).derived
+                if derived and current(s, config.device) is None:
+                    # The bin's depth, the clamp's ratio and mains voltage, as an operator would set
+                    # them: the derived section of the device's versioned configuration.
                     s.add(
                         DeviceConfigRow(
                             device_id=config.device,
                             version=1,
-                            body={"derived": [{"kind": "fill_level", "depth_mm": BIN_DEPTH_MM}]},
+                            body={"derived": derived},
                             created_at=now,
                             created_by="demo",
-                            note="simulated: the demo bin's depth",
+                            note=f"simulated: the demo {kind.lower()}'s derived quantities",
                         )
                     )
             password = secrets.token_urlsafe(9)
@@ -261,8 +288,10 @@ def backfill_history(
         scenario = get_scenario(config.scenario, seed=index)
         wanted = [(s.name, q) for s in config.sensors for q in PART_QUANTITIES.get(s.part, ())]
         t = start - start % step_s
+        over = scenario.read_over if isinstance(scenario, ReadOver) else None
         while t < now:
-            values = scenario(t)
+            # Counted passes and RMS volts are what the drivers report over a time, not an instant.
+            values = over(t - step_s, t) if over is not None else scenario(t)
             for sensor, quantity in wanted:
                 if quantity in values:
                     batch.append(Record(org, config.device, sensor, quantity, round(values[quantity], 3), t))

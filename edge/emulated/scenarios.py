@@ -12,6 +12,7 @@ import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from kits.errors import ConfigError
 
@@ -20,6 +21,8 @@ __all__ = [
     "BinFilling",
     "Footpath",
     "OfficeDay",
+    "OfficePower",
+    "ReadOver",
     "Scenario",
     "ScenarioFactory",
     "StreetAir",
@@ -31,6 +34,14 @@ Scenario = Callable[[float], Mapping[str, float]]
 ScenarioFactory = Callable[[int], Scenario]
 
 _DAY_S = 86400.0
+
+
+@runtime_checkable
+class ReadOver(Protocol):
+    """A scenario whose drivers report something over a time, not an instant (passes counted in a
+    burst, a clamp's RMS volts): what they would report for ``[start, end)``, for simulated history."""
+
+    def read_over(self, start: float, end: float) -> Mapping[str, float]: ...
 
 
 def _smooth_noise(seed: int, channel: str, now: float, period_s: float) -> float:
@@ -282,6 +293,12 @@ class Footpath:
             count += sum(1 for t, _ in self._slot(k) if start <= t + self.pass_s < end)
         return count
 
+    def read_over(self, start: float, end: float) -> dict[str, float]:
+        """The values at ``end`` with every pass that ended in ``[start, end)`` counted."""
+        values = self(end)
+        values["passes"] = float(self.passes(start, end))
+        return values
+
     def __call__(self, now: float) -> dict[str, float]:
         distance = self.wall_mm
         for t, mm in self._slot(math.floor(now / self.slot_s)):
@@ -289,6 +306,41 @@ class Footpath:
                 distance = mm
         values = _background(self.seed, now)
         values["distance"] = distance + 3.0 * _smooth_noise(self.seed, "d", now, 0.5)
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class OfficePower:
+    """The office's distribution board: an office day's climate (:class:`OfficeDay`) with a current
+    clamp on ADC channel a0, read as RMS volts by the ADS1x15 (an SCT-013-030: 1 V at 30 A).
+
+    The current follows the people: about 2 A at night and at weekends (fridges, servers), up to
+    about 16 A on a working afternoon, with a little noise; the clamp's output is a 50 Hz sine
+    around a 1.65 V bias.
+    """
+
+    seed: int
+    amps_per_volt: float = 30.0
+
+    def amps(self, now: float) -> float:
+        hour = (now % _DAY_S) / 3600.0
+        working = (int(now // _DAY_S) + 3) % 7 < 5
+        people = (_ramp(hour, 8.0, 9.0) - _ramp(hour, 17.0, 18.0)) if working else 0.0
+        return 2.0 + 13.0 * people + 0.8 * people * _smooth_noise(self.seed, "amps", now, 300.0)
+
+    def rms_volts(self, now: float) -> float:
+        """The clamp's RMS output at ``now``: what the ADS1x15 reports for channel a0."""
+        return self.amps(now) / self.amps_per_volt
+
+    def read_over(self, start: float, end: float) -> dict[str, float]:
+        values = OfficeDay(self.seed)(end)
+        values["voltage_a0"] = self.rms_volts(end)
+        return values
+
+    def __call__(self, now: float) -> dict[str, float]:
+        values = OfficeDay(self.seed)(now)
+        peak = self.rms_volts(now) * math.sqrt(2.0)
+        values["voltage_a0"] = 1.65 + peak * math.sin(2 * math.pi * 50.0 * now)
         return values
 
 
@@ -302,6 +354,7 @@ SCENARIOS: dict[str, ScenarioFactory] = {
     "bin-filling": BinFilling,
     "vibration-bursts": VibrationBursts,
     "footpath": Footpath,
+    "office-power": OfficePower,
 }
 
 

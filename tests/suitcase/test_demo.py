@@ -5,26 +5,28 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from gateway.store import SqliteStore
 from suitcase.broker import find_mosquitto
-from suitcase.demo import DEMO_ORG
+from suitcase.demo import DEFAULT_DEVICES, DEMO_ORG
 from tests.services import require_service
 from tests.services.influxdb import InfluxD
 
 
-def _run_demo(broker: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _run_demo(
+    broker: str, tmp_path: Path, *extra: str, devices: str = "2"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
             "-m",
             "suitcase",
             "demo",
-            "--devices",
-            "2",
+            *(["--devices", devices] if devices else []),
             "--duration",
             "15",
             "--broker",
@@ -95,3 +97,23 @@ def test_help_lists_every_part() -> None:
     assert result.returncode == 0, result.stderr
     for part in ("edge", "gateway", "server", "demo"):
         assert part in result.stdout
+
+
+@pytest.mark.slow
+def test_default_demo_runs_every_use_case_live(tmp_path: Path) -> None:
+    """Test that the default demo (no --devices) runs a Pi per use-case it ships and that the
+    counter's and the board's live readings land: passes counted by the VL53L1X across the path,
+    the clamp's RMS volts from the ADS1x15 (what the pages read as passes per hour and power)."""
+    started = time.time()
+    result = _run_demo("embedded", tmp_path, "--no-faults", devices="")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(rf"readings landed from {DEFAULT_DEVICES} devices", result.stdout), result.stdout
+    with SqliteStore(tmp_path / "demo" / "store.sqlite") as store:
+        live = {
+            (r.device, r.quantity): r.value
+            for r in store.latest()
+            if r.time >= started and r.quantity in ("passes", "voltage_a0", "distance")
+        }
+    assert ("demo-pi-4", "passes") in live, live
+    assert ("demo-pi-3", "distance") in live, live
+    assert 0 < live[("demo-pi-5", "voltage_a0")] < 1, live  # 2-16 A on a 30 A/V clamp

@@ -19,8 +19,15 @@ from server.db import create_registry_engine
 from server.security import hash_secret
 from server.settings import ServerSettings
 from server.tables import ApiTokenRow, DeploymentRow, OrganisationRow
-from suitcase.demo import DEMO_ORG, _agent_config
-from suitcase.demo_history import BIN_DEPTH_MM, DEMO_KIND, HISTORY_DAYS, backfill_history, seed_registry
+from suitcase.demo import DEFAULT_DEVICES, DEMO_ORG, DEMO_SCENARIOS, _agent_config
+from suitcase.demo_history import (
+    BIN_DEPTH_MM,
+    CLAMP,
+    DEMO_KIND,
+    HISTORY_DAYS,
+    backfill_history,
+    seed_registry,
+)
 
 
 def _setup(tmp_path: Path) -> tuple[str, SqliteStore, list, float]:
@@ -94,25 +101,47 @@ def test_pages_have_data_at_once(tmp_path: Path) -> None:
     store.close()
 
 
-def test_demo_reads_fill_level_and_dew_point(tmp_path: Path) -> None:
-    """Test that a four-Pi demo's fourth Pi is a waste bin whose kiosk slide reads the fill level
-    (from its history's newest distance and the depth in its device config) and not the raw
-    distance, and that the office Pis read a dew point beside temperature and humidity."""
+def test_default_demo_shows_every_use_case_as_people_read_it(tmp_path: Path) -> None:
+    """Test that the default demo's Pis show every use-case it ships, each read as a person reads
+    it on the kiosk: the office a dew point beside temperature and humidity, the street air its
+    particulate matter, the bin a fill level (from its history's newest distance and the depth in
+    its device config, not the raw distance), the footpath passes per hour and per day (sums of its
+    history's counts), the distribution board power and current (from the clamp's RMS volts)."""
     url, store, _, now = _setup(tmp_path)
-    configs = [_agent_config(i, "127.0.0.1", 1883, 1.0) for i in range(4)]
+    configs = [_agent_config(i, "127.0.0.1", 1883, 1.0) for i in range(DEFAULT_DEVICES)]
+    assert [c.scenario for c in configs] == list(DEMO_SCENARIOS)
     access = seed_registry(url, load_catalog(), DEMO_ORG, configs, since=now - 86400, now=now)
-    backfill_history(store, configs, DEMO_ORG, now)
-    newest = store.latest([(DEMO_ORG, "demo-pi-4")])
-    distance = next(r.value for r in newest if r.quantity == "distance")
+    backfill_history(store, configs, DEMO_ORG, now, days=1)
+    newest = {r.quantity: r.value for r in store.latest([(DEMO_ORG, "demo-pi-3"), (DEMO_ORG, "demo-pi-5")])}
+    hour = store.readings(DEMO_ORG, "demo-pi-4", now - 3600, now, quantity="passes")
     settings = ServerSettings(registry_url=url, store=str(tmp_path / "store.sqlite"), alert_interval_s=0)
     with TestClient(create_app(settings)) as client:
         kiosk = client.get("/kiosk/data", headers={"Authorization": f"Bearer {access.kiosk_token}"}).json()
         slides = {d["name"]: d for d in kiosk["deployments"]}
-        bin_slide = slides["Waste bin, demo Pi 4"]
+        assert sorted(slides) == [
+            "Footpath counter, demo Pi 4",
+            "Office climate, demo Pi 1",
+            "Office power, demo Pi 5",
+            "Street air, demo Pi 2",
+            "Waste bin, demo Pi 3",
+        ]
+        shown = {name: [r["quantity"] for r in d["latest"]] for name, d in slides.items()}
+        bin_slide = slides["Waste bin, demo Pi 3"]
         assert bin_slide["use_case"] == "Waste-bin fill level"
-        assert [r["quantity"] for r in bin_slide["latest"]] == ["fill_level"]
-        assert bin_slide["latest"][0]["value"] == pytest.approx(fill_level(distance, BIN_DEPTH_MM))
+        assert shown["Waste bin, demo Pi 3"] == ["fill_level"]
+        assert bin_slide["latest"][0]["value"] == pytest.approx(fill_level(newest["distance"], BIN_DEPTH_MM))
         assert [c["quantity"] for c in bin_slide["charts"]] == ["fill_level"]
-        office = slides["Office climate, demo Pi 1"]
-        assert [r["quantity"] for r in office["latest"]] == ["temperature", "humidity", "dew_point"]
+        assert shown["Office climate, demo Pi 1"] == ["temperature", "humidity", "dew_point"]
+        assert "pm2_5" in shown["Street air, demo Pi 2"]
+        counter = slides["Footpath counter, demo Pi 4"]
+        assert shown["Footpath counter, demo Pi 4"] == ["passes_per_hour", "passes_per_day"]
+        per_hour = counter["latest"][0]["value"]
+        assert per_hour > 0 and per_hour == pytest.approx(
+            sum(r.value for r in hour if r.time >= math.ceil((now - 3600) / 60) * 60)
+        )
+        power = slides["Office power, demo Pi 5"]
+        assert shown["Office power, demo Pi 5"] == ["power_a0", "current_a0"]
+        amps = newest["voltage_a0"] * CLAMP["ratio_a_per_v"]
+        assert power["latest"][1]["value"] == pytest.approx(amps)
+        assert power["latest"][0]["value"] == pytest.approx(amps * CLAMP["mains_v"] / 1000)
     store.close()
