@@ -10,9 +10,13 @@ says ``online`` again (the listener calls :func:`dispatch` for it), or on the ne
 (:func:`sweep`: expiry, and whatever a failed publish left queued). The device's reply on
 ``cmd/{name}/reply`` (:func:`apply_reply`) marks it answered (ok) or failed, with the reply kept.
 
-If a replica dies between publishing and marking the command sent, its lease runs out after
+If a replica dies between claiming and marking the command sent, its lease runs out after
 :data:`LEASE_S` and another replica sends it again: a command goes out once, and twice only after
-such a crash (the agent's commands are safe to repeat).
+such a crash (the agent's commands are safe to repeat). The lease covers only the claim, the
+publish (paho queues it, nothing waits for the broker) and the record, so it is short; a dispatch
+that finds a due command under another replica's lease says when that lease ends
+(:attr:`Dispatched.held_until`), and the listener sweeps again then rather than a whole
+``command_sweep_s`` later: the re-send after a crash comes within :data:`LEASE_S`.
 
 A new kind of command is one arguments model in :data:`COMMANDS`, and, when the wire's arguments
 are not the stored ones (``config`` sends the version's content), one line in :data:`PAYLOADS`;
@@ -59,7 +63,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STATES = ("queued", "sent", "answered", "failed", "expired")
-LEASE_S = 30.0
+LEASE_S = 5.0  # claim, publish, record: milliseconds; a crashed holder frees the command this soon
 DEFAULT_TTL_S = 86_400.0
 MAX_TTL_S = 7 * 86_400.0
 MAX_RESEND_S = 86_400.0  # the agent's own limit for one resend (edge.commands.CommandLimits)
@@ -242,6 +246,12 @@ class Dispatched:
     sent: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # no broker connection: still queued
     failed: list[str] = field(default_factory=list)
+    # The earliest end of a lease another replica holds on a due command (it may have died
+    # holding it): dispatch again then.
+    held_until: float | None = None
+
+    def held(self, until: float) -> None:
+        self.held_until = until if self.held_until is None else min(self.held_until, until)
 
 
 def _claim(engine: Engine, row_id: int, owner: str, now: float) -> bool:
@@ -302,6 +312,8 @@ def dispatch(
         for row, device, org in due:
             assert row.id is not None
             if not _claim(engine, row.id, owner, now):
+                if row.lease_until is not None and row.lease_until > now and row.lease_owner != owner:
+                    done.held(row.lease_until)
                 continue
             if device.revoked_at is not None:
                 _finish(engine, row.id, owner, {"state": "failed", "error": "device revoked before sending"})

@@ -17,7 +17,7 @@ import ssl
 import threading
 import zlib
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -29,6 +29,9 @@ from server.resources import Clock
 from server.settings import ServerSettings
 from server.tables import DeviceRow, OrganisationRow
 from server.untrusted import load_json, safe_float, safe_int, safe_json, safe_text
+
+if TYPE_CHECKING:
+    from server.device_commands import Dispatched
 
 __all__ = ["StatusListener", "apply_message"]
 
@@ -82,6 +85,8 @@ def apply_message(session: Session, topic: str, payload: bytes, now: float, *, c
 _LOGGED_FAILURES = 10
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 10.0
+# Past a held lease's end before sweeping: the lease is taken only once it has run out.
+_LEASE_SLACK_S = 0.05
 APPLY_BATCH = 500  # status/meta messages per registry transaction
 HELD_MAX = 100_000  # messages held for a registry that is down; beyond, the oldest go (counted)
 # The figures of kits.wire.Diagnostics kept from meta (numbers only; anything else is dropped).
@@ -174,6 +179,11 @@ class StatusListener:
         self.owner = f"server-{secrets.token_hex(6)}"
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
+        # When a lease another replica holds on a due command ends (it may have died holding it):
+        # the sweeper sweeps then, not a whole command_sweep_s later.
+        self._sweep_at: float | None = None
+        self._sweep_lock = threading.Lock()
+        self._sweep_wake = threading.Event()
         self._changed = threading.Condition()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-{secrets.token_hex(4)}"
@@ -305,9 +315,18 @@ class StatusListener:
 
         for device in dict.fromkeys(devices):
             try:
-                dispatch(self.engine, self, self.clock(), self.owner, device)
+                self._sweep_after(dispatch(self.engine, self, self.clock(), self.owner, device))
             except Exception as exc:  # one device's commands must not stop the others'
                 self._failed("commands not dispatched", device, exc)
+
+    def _sweep_after(self, done: Dispatched) -> None:
+        """Sweep when the earliest lease another replica holds on a due command ends."""
+        if done.held_until is None:
+            return
+        with self._sweep_lock:
+            if self._sweep_at is None or done.held_until < self._sweep_at:
+                self._sweep_at = done.held_until
+                self._sweep_wake.set()
 
     def _try(self, topic: str, payload: bytes) -> bool:
         """Apply one message (holding the apply lock); False when the registry did not answer."""
@@ -384,13 +403,13 @@ class StatusListener:
             if topic.endswith("/reply"):
                 answered = apply_reply(session, topic, payload, self.clock())
                 if answered is not None and answered.name == "update":  # a rollout may offer its next ring
-                    dispatch(self.engine, self, self.clock(), self.owner)
+                    self._sweep_after(dispatch(self.engine, self, self.clock(), self.owner))
                 return answered is not None
             changed = apply_message(session, topic, payload, self.clock())
             if changed and topic.endswith("/status"):
                 device = session.get(DeviceRow, topic.split("/")[3])
                 if device is not None and device.online:  # back online: send what waited
-                    dispatch(self.engine, self, self.clock(), self.owner, device.id)
+                    self._sweep_after(dispatch(self.engine, self, self.clock(), self.owner, device.id))
             return changed
 
     def wait_applied(self, count: int, timeout: float) -> bool:
@@ -427,7 +446,8 @@ class StatusListener:
             self._sweeper.start()
 
     def sweep_once(self) -> None:
-        """Expire overdue commands and send what waits for online devices (every ``command_sweep_s``)."""
+        """Expire overdue commands and send what waits for online devices (every ``command_sweep_s``,
+        and when a lease another replica held on a due command ends)."""
         from server.device_commands import sweep
         from server.rollouts import advance_running
 
@@ -435,6 +455,7 @@ class StatusListener:
             advance_running(session, self.clock())
             session.commit()
         expired, done = sweep(self.engine, self, self.clock(), self.owner)
+        self._sweep_after(done)
         with Session(self.engine) as session:
             advance_running(session, self.clock())
             session.commit()
@@ -442,7 +463,18 @@ class StatusListener:
             log.info("command sweep: %d expired, %d sent", expired, len(done.sent))
 
     def _sweep_loop(self) -> None:
-        while not self._stop.wait(self.settings.command_sweep_s):
+        while not self._stop.is_set():
+            wait = self.settings.command_sweep_s
+            with self._sweep_lock:
+                if self._sweep_at is not None:
+                    wait = min(wait, max(0.0, self._sweep_at - self.clock()) + _LEASE_SLACK_S)
+                self._sweep_wake.clear()
+            if self._stop.is_set():
+                return
+            if self._sweep_wake.wait(wait):
+                continue  # an earlier lease end (or the stop): wait again for that
+            with self._sweep_lock:
+                self._sweep_at = None  # this sweep notes again any lease still held
             try:
                 self.sweep_once()
             except Exception:  # a busy registry must not end the sweeps
@@ -450,6 +482,7 @@ class StatusListener:
 
     def stop(self) -> None:
         self._stop.set()
+        self._sweep_wake.set()
         if self._sweeper is not None:
             self._sweeper.join(5)
             self._sweeper = None

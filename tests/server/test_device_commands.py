@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from kits.wire import CommandReply, CommandRequest, Status
 from server.app import create_app
@@ -254,5 +255,53 @@ def test_two_replicas_dispatch_each_command_once(
             threading.Event().wait(1.0)  # five more sweep rounds of each replica
             assert sorted(agent.received) == sorted(given)
             assert set(agent.received.values()) == {1}, agent.received
+        finally:
+            agent.stop()
+
+
+@pytest.mark.mosquitto
+def test_a_command_held_by_a_dead_replica_goes_out_when_its_lease_ends(
+    mosquitto: MosquittoBroker, tmp_path: Any
+) -> None:
+    """Test that a command a replica claimed and died holding (its lease taken, never sent) goes
+    out once when the lease ends: the live replica, finding it held when the device comes online,
+    sweeps again at the lease's end rather than after its sweep period (here far longer than the
+    bound waited)."""
+    from gateway.store import SqliteStore
+    from server.device_commands import LEASE_S, _claim
+    from server.tables import DeviceCommandRow
+
+    settings = ServerSettings(
+        registry_url=f"sqlite:///{tmp_path / 'r.db'}",
+        store=str(tmp_path / "s.db"),
+        alert_interval_s=0,
+        mqtt_host=mosquitto.host,
+        mqtt_port=mosquitto.port,
+        command_sweep_s=3600.0,  # only the lease's end can wake this replica's sweep in time
+    )
+    with SqliteStore(settings.store), TestClient(create_app(settings)) as live:
+        world = World.build(live)
+        device = _device(live, world, device="a-orphan-1")
+        assert live.app.state.listener.subscribed.wait(10)  # type: ignore[attr-defined]
+        given = world.ok("a-operator", "POST", f"/devices/{device}/commands", 201, json={"name": "ping"})
+        with Session(_engine(live)) as session:
+            row = session.exec(
+                select(DeviceCommandRow).where(DeviceCommandRow.command_id == given["command_id"])
+            ).one()
+        assert row.id is not None and row.state == "queued"
+        # Another replica claims it, then dies before publishing or recording anything.
+        assert _claim(_engine(live), row.id, "replica-that-died", time.time())
+        agent = _Agent(mosquitto, "city-a", device)
+        try:
+            agent.status("online")
+
+            def answered() -> bool:
+                return (
+                    world.ok("a-viewer", "GET", f"/devices/{device}/commands/{given['command_id']}")["state"]
+                    == "answered"
+                )
+
+            wait_until(answered, timeout=LEASE_S + 20, what="the orphaned command answered", every=0.1)
+            assert agent.received == {given["command_id"]: 1}
         finally:
             agent.stop()
