@@ -231,7 +231,13 @@ class MosquittoFilesAdmin:
         self.timeout = timeout
         self._clock = clock
         self._sleep = sleep
-        ensure_account_files(directory)
+        try:
+            ensure_account_files(directory)
+        except OSError as exc:
+            raise BrokerAdminError(
+                f"cannot keep the broker's device accounts in {directory} ({exc}): set "
+                "SUITCASE_SERVER_DEVICE_ACCOUNTS_DIR to a directory the server may write and the broker read"
+            ) from exc
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[_Accounts]:

@@ -134,3 +134,11 @@ def test_files_without_a_directory_is_refused_with_the_setting_to_set() -> None:
 
     with pytest.raises(ValidationError, match="SUITCASE_SERVER_DEVICE_ACCOUNTS_DIR"):
         ServerSettings(device_accounts="files")
+
+
+def test_a_directory_the_server_cannot_write_is_named(tmp_path: Path) -> None:
+    """Test that an account directory that cannot be made gives a message naming it and the setting."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(BrokerAdminError, match="SUITCASE_SERVER_DEVICE_ACCOUNTS_DIR"):
+        MosquittoFilesAdmin(blocker / "accounts", reload=lambda: None, probe=None)
