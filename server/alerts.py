@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
+from kits.wire import Record
 from server.export import iter_readings
 from server.fleet import current_calibrations
 from server.outbox import Delivery, deliver_due, enqueue
@@ -122,17 +123,44 @@ def _unhealthy(session: Session, res: Resources, rule: AlertRuleRow, now: float)
                 )
 
 
+def _newest(
+    res: Resources, slug: str, devices: list[DeviceRow], quantity: str | None
+) -> dict[str, list[Record]]:
+    """The newest reading of each series of ``devices`` (of ``quantity``), in one store call."""
+    out: dict[str, list[Record]] = {}
+    if not devices:
+        return out
+    for record in res.store.latest([(slug, d.id) for d in devices]):
+        if quantity is None or record.quantity == quantity:
+            out.setdefault(record.device, []).append(record)
+    return out
+
+
 def _stuck(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
     window = float(rule.params.get("window_s", 1800.0))
     quantity = rule.params.get("quantity")
-    for device in _devices(session, rule):
+    slug = _slug(session, rule)
+    devices = _devices(session, rule)
+    start, end = now - window, now + 1
+    newest = _newest(res, slug, devices, quantity)
+    res.changes.observe_latest((r for rs in newest.values() for r in rs), now)
+    for device in devices:
         flagged = {s.get("name") or s.get("part") for s in device.sensors if s.get("state") == "stuck"}
-        values: dict[tuple[str, str], list[float]] = {}
-        for record in iter_readings(
-            res.store, _slug(session, rule), device.id, now - window, now + 1, quantity=quantity
-        ):
-            values.setdefault((record.sensor, record.quantity), []).append(record.value)
-        for (sensor, qty), series in values.items():
+        # Read the window only where a series may be stuck: it has a reading in the window (its
+        # newest is in it, or newer) and no two readings in the window are known to differ.
+        maybe = [
+            r
+            for r in newest.get(device.id, [])
+            if r.time >= start
+            and not res.changes.changed_within((slug, device.id, r.sensor, r.quantity), start, end)
+        ]
+        values: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        if maybe:
+            for record in iter_readings(res.store, slug, device.id, start, end, quantity=quantity):
+                values.setdefault((record.sensor, record.quantity), []).append((record.time, record.value))
+        for (sensor, qty), readings in values.items():
+            res.changes.observe_window((slug, device.id, sensor, qty), readings)
+            series = [v for _, v in readings]
             if len(series) >= 3 and max(series) == min(series):
                 flagged.discard(sensor)
                 yield Violation(
@@ -146,17 +174,37 @@ def _stuck(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> 
             )
 
 
+def _cannot_fire(
+    newest: list[Record], op: str, aggregate: str, limit: float, start: float, end: float
+) -> bool:
+    """True when the newest readings alone show the threshold is not crossed over the window: no
+    reading in it, or (min over ">", max under "<") a newest reading in it on the right side."""
+    if all(r.time < start for r in newest):
+        return True
+    inside = [r for r in newest if start <= r.time < end]
+    if len(inside) != len(newest):
+        return False
+    if op == ">" and aggregate == "min":
+        return all(r.value <= limit for r in inside)
+    if op != ">" and aggregate == "max":
+        return all(r.value >= limit for r in inside)
+    return False
+
+
 def _threshold(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
     p = rule.params
     quantity, op, limit = p["quantity"], p.get("op", ">"), float(p["value"])
     window = float(p.get("window_s", 600.0))
     aggregate = p.get("aggregate", "min" if op == ">" else "max")
-    for device in _devices(session, rule):
+    slug = _slug(session, rule)
+    devices = _devices(session, rule)
+    newest = _newest(res, slug, devices, quantity)
+    for device in devices:
+        if _cannot_fire(newest.get(device.id, []), op, aggregate, limit, now - window, now + 1):
+            continue
         series: dict[str, list[float]] = {}
         first: dict[str, float] = {}
-        for record in iter_readings(
-            res.store, _slug(session, rule), device.id, now - window, now + 1, quantity=quantity
-        ):
+        for record in iter_readings(res.store, slug, device.id, now - window, now + 1, quantity=quantity):
             series.setdefault(record.sensor, []).append(record.value)
             first.setdefault(record.sensor, record.time)
         for sensor, values in series.items():

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from gateway.store import OrgRoutedReader, Reader, open_reader
 from kits.catalog import Catalog, load_catalog
 from kits.errors import ConfigError, SuitcaseError
+from server.alert_changes import SeriesChanges
 from server.bounded import RateLimiter, TtlCache
 from server.broker_admin import BrokerAdmin
 from server.db import create_registry_engine, init_registry
@@ -55,6 +56,8 @@ class Resources:
     # Per replica, by design: a cache of computed public figures (docs/architecture.md).
     figures: TtlCache[Any] = field(default_factory=lambda: TtlCache(300.0, time.time))
     replica: str = field(default_factory=replica_name)  # this process, on leases it takes
+    # What the alert rounds proved about series changing (server.alert_changes), per replica.
+    changes: SeriesChanges = field(default_factory=SeriesChanges)
 
     def close(self) -> None:
         """Close the broker admin client, the store and the registry engine."""

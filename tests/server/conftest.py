@@ -40,10 +40,12 @@ STORE_SUITES = {
     "test_features",
     "test_store_parity",
     "test_derived",
+    "test_fleet_page",
+    "test_alerts",
 }
 STORE_AND_POSTGRES = {"test_routes_devices"}
 # Suites about the store's side only (their registry rows are ones other suites run on PostgreSQL).
-STORE_ONLY = {"test_derived"}  # the registry joined with the devices seen
+STORE_ONLY = {"test_derived", "test_alerts"}  # the registry joined with the store's readings
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -136,6 +136,13 @@ def test_staff_pages_load_clean_and_accessible(context: Any, web: Web, screensho
     expect(school.locator(".badge.err", has_text="Overdue")).to_have_count(1)
     expect(page.locator("#count-calibration")).to_have_text("1")
     check(page, errors, screenshot_dir, "fleet", phone=True)
+    page.goto(f"{web.url}/fleet?size=2")  # pages of 2: the page links
+    expect(page.locator("#fleet-table tbody tr")).to_have_count(2)
+    check(page, errors, screenshot_dir, "fleet-pages", phone=True)
+    page.click("#fleet-pager a[rel=next]")
+    expect(page).to_have_url(re.compile(r"page=2"))
+    expect(page.locator("#fleet-table tbody tr")).to_have_count(1)
+    expect(page.locator("#fleet-pager [aria-current=page]")).to_have_text("Page 2 of 2")
 
     page.goto(f"{web.url}/fleet?state=offline")
     expect(page.locator("#fleet-empty")).to_be_visible()

@@ -1,10 +1,11 @@
 """``GET /fleet``: every device of the organisations the user may see, with its health.
 
 Online/offline, last seen, outbox backlog, per-sensor health, calibration due, kit and loan, the
-agent version (and whether the device takes updates); filters; counts at the top, the agent
-versions and the newest rollout's progress over the devices shown. ``GET /fleet/live`` returns
-the counts and the table alone (same filters), which ``static/fleet.js`` polls to update the page
-in place.
+agent version (and whether the device takes updates); filters, sorting and pages of 50; counts at
+the top, the agent versions and the newest rollout's progress over the devices shown. ``GET
+/fleet/live`` returns the counts and the table alone (same filters and page), which
+``static/fleet.js`` polls to update the page in place. Counts and filters come from the index
+(``fleet_index``); only the page's 50 devices are read in full and rendered.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from sqlmodel import Session, col, select
 from gateway.store import Reader
 from server.api.auth import Principal, PrincipalDep
 from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
-from server.fleet import current_calibrations
 from server.settings import ServerSettings
 from server.tables import (
     AgentReleaseRow,
@@ -37,13 +37,14 @@ from server.tables import (
 from server.web.i18n import Translator, pick_language
 from server.web.render import ago, local_time, login_redirect, org_zone, render
 from server.web.views.device import diagnostics_view
+from server.web.views.fleet_index import CALIBRATION_SOON_S, Entry, fleet_index, matching
 
-__all__ = ["CALIBRATION_SOON_S", "FleetRow", "fleet_rows", "router"]
+__all__ = ["CALIBRATION_SOON_S", "PAGE_SIZE", "FleetRow", "fleet_rows", "router"]
 
 router = APIRouter()
 
-CALIBRATION_SOON_S = 30 * 86400.0
 POLL_MS = 5000
+PAGE_SIZE = 50
 
 
 @dataclass
@@ -85,18 +86,19 @@ def _visible_orgs(session: Session, principal: Principal) -> dict[int, Organisat
 
 
 def fleet_rows(
-    session: Session, store: Reader, settings: ServerSettings, principal: Principal, now: float
+    session: Session, orgs: dict[int, OrganisationRow], entries: list[Entry], now: float
 ) -> list[FleetRow]:
-    """Return every device of the organisations ``principal`` may see (none of any other)."""
-    orgs = _visible_orgs(session, principal)
-    if not orgs:
-        return []
+    """Return the page's devices (``entries``, a page of the index) as the page shows them.
+
+    Their kit, loan, deployment, config version and diagnostics are read for these devices only.
+    """
     slugs = {org.slug: org for org in orgs.values()}
-    seen = {s.device: s for s in store.devices()}
-    devices = session.exec(
-        select(DeviceRow).where(col(DeviceRow.org_id).in_(list(orgs)), col(DeviceRow.revoked_at).is_(None))
-    ).all()
-    ids = [d.id for d in devices]
+    ids = [e.device for e in entries if e.registered]
+    devices = (
+        {d.id: d for d in session.exec(select(DeviceRow).where(col(DeviceRow.id).in_(ids))).all()}
+        if ids
+        else {}
+    )
     links = (
         session.exec(
             select(DeploymentDeviceRow.device_id, DeploymentRow.id, DeploymentRow.name)
@@ -107,7 +109,7 @@ def fleet_rows(
         else []
     )
     current = {device: (dep_id, name) for device, dep_id, name in links}
-    kit_ids = {d.kit_id for d in devices if d.kit_id is not None}
+    kit_ids = {e.kit_id for e in entries if e.kit_id is not None}
     kits = (
         {k.id: k for k in session.exec(select(KitRow).where(col(KitRow.id).in_(kit_ids))).all()}
         if kit_ids
@@ -123,8 +125,18 @@ def fleet_rows(
         if kit_ids
         else {}
     )
-    borrower_orgs = {o.id: o for o in session.exec(select(OrganisationRow)).all()} if loans else {}
-    calibrations: dict[int, list[Any]] = {k: current_calibrations(session, k) for k in kit_ids}
+    borrowers = (
+        {
+            o.id: o
+            for o in session.exec(
+                select(OrganisationRow).where(
+                    col(OrganisationRow.id).in_({loan.org_id for loan in loans.values()})
+                )
+            ).all()
+        }
+        if loans
+        else {}
+    )
     newest: dict[str, int] = (
         dict(
             session.exec(
@@ -136,79 +148,43 @@ def fleet_rows(
         if ids
         else {}
     )
-
     rows: list[FleetRow] = []
-    for dev in devices:
-        org = orgs[dev.org_id]
-        store_seen = seen.get(dev.id)
-        times = [t for t in (dev.last_seen, store_seen.last_seen if store_seen else None) if t is not None]
-        last = max(times) if times else None
-        fresh = last is not None and now - last <= settings.stale_after_s
-        # A retained "offline" newer than the last reading wins over fresh data.
-        said_offline = (
-            dev.status_since is not None and not dev.online and last is not None and dev.status_since >= last
-        )
-        online = fresh and not said_offline
-        states = [s.get("state") for s in dev.sensors]
+    for entry in entries:
+        org = slugs[entry.org]
         row = FleetRow(
-            device=dev.id,
+            device=entry.device,
             org=org.slug,
             org_name=org.name,
-            registered=True,
-            online=online,
-            last_seen=last,
-            backlog=dev.backlog,
-            sensors=list(dev.sensors),
-            missing=list(dev.missing),
-            healthy=(all(s == "ok" for s in states) and not dev.missing) if dev.meta_at is not None else None,
-            agent_version=dev.agent_version,
-            config_version=dev.config_version,
-            config_newest=newest.get(dev.id),
-            diagnostics=diagnostics_view(dev.diagnostics or {}) if dev.diagnostics else {},
-            updates_opt_out=dev.updates_opt_out or org.updates_opt_out,
+            registered=entry.registered,
+            online=entry.online,
+            last_seen=entry.last_seen,
+            backlog=entry.backlog,
+            healthy=entry.healthy,
+            calibration=entry.calibration,
+            calibration_due_at=entry.calibration_due_at,
+            agent_version=entry.agent_version,
         )
-        if dev.id in current:
-            row.deployment_id, row.deployment = current[dev.id]
-        if dev.kit_id is not None and dev.kit_id in kits:
-            kit = kits[dev.kit_id]
+        dev = devices.get(entry.device)
+        if dev is not None:
+            row.sensors, row.missing = list(dev.sensors), list(dev.missing)
+            row.config_version, row.config_newest = dev.config_version, newest.get(dev.id)
+            row.diagnostics = diagnostics_view(dev.diagnostics or {}) if dev.diagnostics else {}
+            row.updates_opt_out = dev.updates_opt_out or org.updates_opt_out
+        if entry.device in current:
+            row.deployment_id, row.deployment = current[entry.device]
+        if entry.kit_id is not None and entry.kit_id in kits:
+            kit = kits[entry.kit_id]
             row.kit, row.kit_id = kit.inventory_code, kit.id
-            loan = loans.get(dev.kit_id)
+            loan = loans.get(entry.kit_id)
             if loan is not None:
-                borrower = borrower_orgs.get(loan.org_id)
+                borrower = borrowers.get(loan.org_id)
                 row.loan = f"{borrower.name if borrower else loan.org_id} ({loan.borrower})"
                 row.loan_due_at, row.loan_overdue = loan.due_at, loan.due_at < now
-            dues = [
-                c.due_at
-                for c in calibrations.get(dev.kit_id, [])
-                if c.due_at is not None and (dev.pi_index is None or c.pi_index == dev.pi_index)
-            ]
-            if dues:
-                first = min(dues)
-                row.calibration_due_at = first
-                row.calibration = (
-                    "due" if first <= now else "soon" if first <= now + CALIBRATION_SOON_S else "ok"
-                )
         rows.append(row)
-    known = set(ids) | set(
-        session.exec(select(DeviceRow.id).where(col(DeviceRow.id).in_(list(seen)))).all() if seen else []
-    )
-    for entry in seen.values():
-        if entry.device in known or entry.org not in slugs:
-            continue
-        org = slugs[entry.org]
-        rows.append(
-            FleetRow(
-                device=entry.device,
-                org=org.slug,
-                org_name=org.name,
-                registered=False,
-                online=now - entry.last_seen <= settings.stale_after_s,
-                last_seen=entry.last_seen,
-                backlog=None,
-            )
-        )
-    rows.sort(key=lambda r: (r.org, r.device))
     return rows
+
+
+SORTS = ("", "last_seen", "-last_seen")
 
 
 @dataclass
@@ -217,29 +193,38 @@ class Filters:
     state: str = ""
     problem: str = ""
     q: str = ""
+    sort: str = ""
+    page: int = 1
+    size: int = PAGE_SIZE
 
-    def keep(self, row: FleetRow) -> bool:
-        if self.org and row.org != self.org:
+    def keep(self, entry: Entry) -> bool:
+        if self.org and entry.org != self.org:
             return False
-        if self.state == "online" and not row.online:
+        if self.state == "online" and not entry.online:
             return False
-        if self.state == "offline" and row.online:
+        if self.state == "offline" and entry.online:
             return False
-        if self.problem == "unhealthy" and row.healthy is not False:
+        if self.problem == "unhealthy" and entry.healthy is not False:
             return False
-        if self.problem == "calibration" and row.calibration not in ("due", "soon"):
+        if self.problem == "calibration" and entry.calibration not in ("due", "soon"):
             return False
-        if self.problem == "backlog" and not row.backlog:
-            return False
-        needle = self.q.strip().lower()
-        return not needle or any(
-            needle in (x or "").lower() for x in (row.device, row.deployment, row.kit, row.loan)
-        )
+        return not (self.problem == "backlog" and not entry.backlog)
 
-    def query(self) -> str:
+    def order(self, entries: list[Entry]) -> list[Entry]:
+        """``entries`` (ordered by organisation and device) in the chosen order; stable."""
+        if self.sort == "last_seen":  # the longest silent first; never seen before them
+            return sorted(entries, key=lambda e: -1.0 if e.last_seen is None else e.last_seen)
+        if self.sort == "-last_seen":
+            return sorted(entries, key=lambda e: -1.0 if e.last_seen is None else e.last_seen, reverse=True)
+        return entries
+
+    def query(self, **change: Any) -> str:
+        """The filters as a query string (``change`` replaces some, e.g. ``page=2``)."""
         from urllib.parse import urlencode
 
-        return urlencode({k: v for k, v in vars(self).items() if v})
+        values = {**vars(self), **change}
+        defaults = {"page": 1, "size": PAGE_SIZE}
+        return urlencode({k: v for k, v in values.items() if v and defaults.get(k) != v})
 
 
 def _context(
@@ -252,18 +237,26 @@ def _context(
     filters: Filters,
 ) -> dict[str, Any]:
     t = Translator(pick_language(request))
-    every = fleet_rows(session, store, settings, principal, now)
-    shown = [r for r in every if filters.keep(r)]
+    orgs = _visible_orgs(session, principal)
+    every = fleet_index(session, store, {i: o.slug for i, o in orgs.items()}, settings.stale_after_s, now)
+    shown = [e for e in every if filters.keep(e)]
+    if filters.q.strip():
+        found = matching(session, shown, filters.q, _org_names(session))
+        shown = [e for e in shown if e.device in found]
     counts = {
         "total": len(every),
-        "online": sum(r.online for r in every),
-        "offline": sum(not r.online for r in every),
-        "unhealthy": sum(r.healthy is False for r in every),
-        "calibration": sum(r.calibration in ("due", "soon") for r in every),
-        "backlog": sum(bool(r.backlog) for r in every),
+        "online": sum(e.online for e in every),
+        "offline": sum(not e.online for e in every),
+        "unhealthy": sum(e.healthy is False for e in every),
+        "calibration": sum(e.calibration in ("due", "soon") for e in every),
+        "backlog": sum(bool(e.backlog) for e in every),
     }
+    pages = max(1, -(-len(shown) // filters.size))
+    filters.page = min(max(1, filters.page), pages)
+    first = (filters.page - 1) * filters.size
+    page = filters.order(shown)[first : first + filters.size]
     view = []
-    for r in shown:
+    for r in fleet_rows(session, orgs, page, now):
         tz = org_zone(settings, r.org)
         view.append(
             {
@@ -276,20 +269,33 @@ def _context(
                 "loan_due": local_time(r.loan_due_at, tz).split(" ")[0] if r.loan_due_at else "",
             }
         )
-    orgs = sorted({(r.org, r.org_name) for r in every})
-    versions = Counter(r.agent_version or "?" for r in every if r.registered)
+    present = {e.org for e in every}
+    versions = Counter(e.agent_version or "?" for e in every if e.registered)
     return {
         "versions": sorted(versions.items(), key=lambda kv: kv[0], reverse=True),
-        "rollout": _rollout_view(session, {r.device for r in every if r.registered}),
+        "rollout": _rollout_view(session, {e.device for e in every if e.registered}),
         "fleet_admin": principal.global_admin,
         "rows": view,
         "counts": counts,
-        "orgs": orgs,
+        "orgs": sorted((o.slug, o.name) for o in orgs.values() if o.slug in present),
         "filters": filters,
         "shown": len(shown),
+        "pager": {
+            "page": filters.page,
+            "pages": pages,
+            "first": first + 1 if page else 0,
+            "last": first + len(page),
+            "prev": f"/fleet?{filters.query(page=filters.page - 1)}" if filters.page > 1 else None,
+            "next": f"/fleet?{filters.query(page=filters.page + 1)}" if filters.page < pages else None,
+        },
         "stale_after_s": settings.stale_after_s,
         "now": now,
     }
+
+
+def _org_names(session: Session) -> dict[int, str]:
+    """Every organisation's name (a loan's borrower may be one the viewer does not see)."""
+    return {o.id: o.name for o in session.exec(select(OrganisationRow)).all() if o.id is not None}
 
 
 def _rollout_view(session: Session, devices: set[str]) -> dict[str, Any] | None:
@@ -315,16 +321,23 @@ def _rollout_view(session: Session, devices: set[str]) -> dict[str, Any] | None:
     return None
 
 
-def _filters(org: str, state: str, problem: str, q: str) -> Filters:
+def _filters(
+    org: str, state: str, problem: str, q: str, sort: str = "", page: int = 1, size: int = PAGE_SIZE
+) -> Filters:
     return Filters(
         org=org,
         state=state if state in ("online", "offline") else "",
         problem=problem if problem in ("unhealthy", "calibration", "backlog") else "",
         q=q[:100],
+        sort=sort if sort in SORTS else "",
+        page=page,
+        size=size,
     )
 
 
 Text = Annotated[str, Query(max_length=100)]
+PageNumber = Annotated[int, Query(ge=1, le=1_000_000, description="which page, from 1")]
+PageSize = Annotated[int, Query(ge=1, le=200, description="devices per page")]
 
 
 @router.get("/fleet", response_class=HTMLResponse)
@@ -339,12 +352,15 @@ def fleet_page(
     state: Text = "",
     problem: Text = "",
     q: Text = "",
+    sort: Text = "",
+    page: PageNumber = 1,
+    size: PageSize = PAGE_SIZE,
     poll_ms: Annotated[int, Query(ge=100, le=600_000)] = POLL_MS,
 ) -> Response:
     """Render the fleet overview (logged-in users)."""
     if principal.kind != "user":
         return login_redirect(request)
-    filters = _filters(org, state, problem, q)
+    filters = _filters(org, state, problem, q, sort, page, size)
     context = _context(request, session, store, settings, principal, clock(), filters)
     context["config"] = {"live": f"/fleet/live?{filters.query()}", "poll_ms": poll_ms}
     if principal.global_admin:  # they start agent rollouts from here
@@ -366,11 +382,20 @@ def fleet_live(
     state: Text = "",
     problem: Text = "",
     q: Text = "",
+    sort: Text = "",
+    page: PageNumber = 1,
+    size: PageSize = PAGE_SIZE,
 ) -> Response:
     """Return the counts and the table of the fleet page (polled by ``static/fleet.js``)."""
     if principal.kind != "user":
         return Response(status_code=401)
     context = _context(
-        request, session, store, settings, principal, clock(), _filters(org, state, problem, q)
+        request,
+        session,
+        store,
+        settings,
+        principal,
+        clock(),
+        _filters(org, state, problem, q, sort, page, size),
     )
     return render(request, "_fleet_live.html", context, principal=principal)

@@ -1,0 +1,307 @@
+"""The fleet view at 10,000 devices, direct (no simulator): API page, HTML page and an alert round.
+
+A registry holds 10,000 enrolled devices (2,500 kits of 4 Pis, each kit in a deployment, one
+calibration per kit, status and meta as the listener leaves them) and the store holds readings of
+every device for the last 30 minutes (3 quantities every 2 minutes, 1 % of the devices stuck), so
+its "devices seen" and latest readings are those of 10,000 devices. Measured, on the embedded
+SQLite store and on a real influxd (when installed), with the registry on SQLite:
+
+- ``GET /api/v1/devices?limit=50&offset=...`` (registered only, and the whole fleet) p50/p99;
+- ``GET /fleet?page=...`` (the HTML fleet page, a page of 50) p50/p99, and one filtered page;
+- one alert round (``server.alerts.evaluate``) with an offline, a stuck and a threshold rule.
+
+Baselines in the same run (the machine is shared and noisy: read the ratios): the bare registry
+``SELECT * FROM devices ORDER BY id LIMIT 50 OFFSET ...`` p99 (pages), and the bare read of every
+device's last-seen time from the store (one ``devices()`` call: the alert round's floor).
+``SUITCASE_BENCH_FLEET_DEVICES`` (default 10,000) changes the fleet size.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from benchmarks._timing import Figure
+from kits.wire import Record
+from server.app import create_app
+from server.settings import ServerSettings
+from server.tables import (
+    AlertRuleRow,
+    CalibrationRow,
+    DeploymentDeviceRow,
+    DeploymentRow,
+    DeviceRow,
+    KitRow,
+    OrganisationRow,
+)
+
+__all__ = ["Timings", "run"]
+
+NOW = 1_790_000_000.0
+PASSWORD = "correct horse battery"
+QUANTITIES = ("temperature", "humidity", "pressure")
+WINDOW_S = 1800
+STEP_S = 120
+PAGE = 50
+
+
+@dataclass
+class Timings:
+    p50: float
+    p99: float
+    runs: int
+
+
+def timings(fn: Callable[[], object], budget_s: float = 20.0, most: int = 200) -> Timings:
+    """Time ``fn`` (after one warm-up) as often as ``budget_s`` allows, 5 to ``most`` times."""
+    started = time.perf_counter()
+    fn()
+    first = time.perf_counter() - started
+    runs = max(5, min(most, int(budget_s / max(first, 1e-4))))
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    times.sort()
+    p99 = statistics.quantiles(times, n=100)[98] if runs >= 100 else times[-1]
+    return Timings(statistics.median(times), p99, runs)
+
+
+def _registry(engine: Any, devices: int) -> None:
+    from server.cli import add_global_admin
+
+    with Session(engine) as session:
+        add_global_admin(session, "bench@example.org", PASSWORD, now=1.0)
+        org = OrganisationRow(slug="bench", name="Bench", created_at=NOW)
+        session.add(org)
+        session.flush()
+        assert org.id is not None
+        kits = [
+            KitRow(org_id=org.id, inventory_code=f"KIT-{k:05d}", profile_id="starter", created_at=NOW)
+            for k in range(devices // 4)
+        ]
+        session.add_all(kits)
+        session.flush()
+        deployments = [
+            DeploymentRow(
+                org_id=org.id, kit_id=kit.id, name=f"site {k}", starts_at=NOW - 86_400, created_at=NOW
+            )
+            for k, kit in enumerate(kits)
+        ]
+        session.add_all(deployments)
+        session.flush()
+        session.add_all(
+            CalibrationRow(
+                kit_id=kit.id or 0,
+                pi_index=1,
+                sensor="bme280",
+                quantity="temperature",
+                calibrated_at=NOW - 86_400,
+                due_at=NOW + (k % 60) * 86_400,
+                version=1,
+            )
+            for k, kit in enumerate(kits)
+        )
+        for i in range(devices):
+            kit = kits[i // 4] if i // 4 < len(kits) else None
+            session.add(
+                DeviceRow(
+                    id=f"bench-dev-{i:05d}",
+                    org_id=org.id,
+                    kit_id=kit.id if kit else None,
+                    pi_index=i % 4 + 1,
+                    registered_at=NOW - 86_400,
+                    online=i % 10 != 0,
+                    status_since=NOW - 3_600,
+                    last_seen=NOW - 60 - (i % 900),
+                    agent_version="0.1.0" if i % 2 else "0.2.0",
+                    backlog=i % 7,
+                    meta_at=NOW - 120,
+                    sensors=[{"name": "bme280", "part": "bme280", "state": "ok" if i % 50 else "error"}],
+                )
+            )
+        session.flush()
+        session.add_all(
+            DeploymentDeviceRow(
+                deployment_id=deployments[i // 4].id or 0, device_id=f"bench-dev-{i:05d}", from_t=NOW - 86_400
+            )
+            for i in range(min(devices, len(deployments) * 4))
+        )
+        session.add_all(
+            AlertRuleRow(org_id=org.id, name=kind, kind=kind, params=params, created_at=NOW)
+            for kind, params in (
+                ("offline", {}),
+                ("stuck", {}),
+                ("threshold", {"quantity": "temperature", "op": ">", "value": 30.0, "window_s": 600}),
+            )
+        )
+        session.commit()
+
+
+def _records(devices: int) -> Iterator[list[Record]]:
+    """Readings of the last 30 min for every device, a device's worth of series at a time."""
+    rng = random.Random(7)
+    for i in range(devices):
+        device = f"bench-dev-{i:05d}"
+        if i % 20 == 19:
+            continue  # 5 % never sent a reading (seen by the registry only)
+        stuck = i % 100 == 3
+        yield [
+            Record(
+                "bench",
+                device,
+                "bme280",
+                q,
+                20.0 if stuck else 20.0 + rng.random() * 5 + (15 if i % 200 == 7 else 0),
+                NOW - WINDOW_S + t + (i % STEP_S),
+            )
+            for t in range(0, WINDOW_S, STEP_S)
+            for q in QUANTITIES
+        ]
+
+
+def _fill(store: Any, devices: int) -> None:
+    batch: list[Record] = []
+    for records in _records(devices):
+        batch.extend(records)
+        if len(batch) >= 20_000:
+            store.write(batch)
+            batch = []
+    if batch:
+        store.write(batch)
+
+
+@contextmanager
+def _stores(folder: Path, devices: int) -> Iterator[Iterator[tuple[str, str]]]:
+    """Yield (name, store URL) of each store, filled; influxd only when installed."""
+    import shutil
+
+    from gateway.store import SqliteStore
+
+    def each() -> Iterator[tuple[str, str]]:
+        path = folder / "store.db"
+        store = SqliteStore(path)
+        _fill(store, devices)
+        store.close()
+        yield "SQLite", str(path)
+        if shutil.which("influxd") is None:
+            print("  influxd is not installed: no InfluxDB figures (apt-get install influxdb)")
+            return
+        from tests.services.influxdb import InfluxD
+        from tests.stores import InfluxStore
+
+        server = InfluxD(folder / "influxd")
+        server.start()
+        try:
+            sink = InfluxStore(server.sink_url)
+            _fill(sink, devices)
+            sink.close()
+            yield "InfluxDB 1.x", server.sink_url
+        finally:
+            server.stop()
+
+    yield each()
+
+
+def _measure(name: str, store_url: str, folder: Path, devices: int) -> list[Figure]:
+    from server.alerts import evaluate
+    from server.resources import open_resources
+
+    registry = folder / f"registry-{name.split()[0].lower()}.db"
+    settings = ServerSettings(
+        registry_url=f"sqlite:///{registry}", store=store_url, alert_interval_s=0, open_reads=False
+    )
+    rng = random.Random(11)
+    pages = max(1, devices // PAGE)
+    figures: list[Figure] = []
+    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+        _registry(client.app.state.resources.engine, devices)  # type: ignore[attr-defined]
+        login = client.post("/api/v1/auth/login", json={"email": "bench@example.org", "password": PASSWORD})
+        login.raise_for_status()
+
+        def api(params: dict[str, Any]) -> Callable[[], None]:
+            def call() -> None:
+                offset = rng.randrange(0, pages) * PAGE
+                response = client.get("/api/v1/devices", params={"limit": PAGE, "offset": offset, **params})
+                assert response.status_code == 200 and len(response.json()["data"]) == PAGE, response.text
+
+            return call
+
+        def html(params: dict[str, Any]) -> Callable[[], None]:
+            def call() -> None:
+                page = rng.randrange(0, pages) + 1
+                response = client.get("/fleet", params={"page": page, **params})
+                assert response.status_code == 200 and "fleet-table" in response.text, response.status_code
+
+            return call
+
+        measured = {
+            "fleet API page of 50 (registered)": timings(api({"registered": "true"})),
+            "fleet API page of 50 (whole fleet)": timings(api({})),
+            "fleet HTML page of 50": timings(html({}), most=100),
+            "fleet HTML page of 50, online": timings(
+                lambda: client.get("/fleet", params={"state": "online", "page": 3}).raise_for_status(),
+                most=50,
+            ),
+        }
+    conn = sqlite3.connect(registry)
+    base = timings(
+        lambda: conn.execute(
+            "SELECT * FROM devices ORDER BY id LIMIT ? OFFSET ?", (PAGE, rng.randrange(0, pages) * PAGE)
+        ).fetchall()
+    )
+    conn.close()
+    resources = open_resources(settings, clock=lambda: NOW)
+    try:
+        seen = timings(lambda: resources.store.devices("bench"), budget_s=5, most=50)
+        alert = timings(lambda: evaluate(resources), budget_s=30, most=5)
+    finally:
+        resources.close()
+    print(f"  {name}, {devices:,} devices: bare registry page of 50 p99 {base.p99 * 1000:.2f} ms")
+    for what, t in measured.items():
+        print(
+            f"    {what}: p50 {t.p50 * 1000:.1f} ms, p99 {t.p99 * 1000:.1f} ms ({t.runs} runs), "
+            f"{t.p99 / base.p99:.0f}x the bare page"
+        )
+        figures.append(
+            Figure(
+                f"{what} p99 ({name}, {devices:,})", t.p99, "bare registry page", base.p99, PAGE, "devices"
+            )
+        )
+    print(
+        f"    alert round (offline, stuck, threshold): median {alert.p50:.3f} s ({alert.runs} runs); "
+        f"bare devices seen of all {seen.p50 * 1000:.1f} ms: {alert.p50 / seen.p50:.1f}x"
+    )
+    figures.append(
+        Figure(
+            f"alert round ({name}, {devices:,})", alert.p50, "bare devices seen", seen.p50, devices, "devices"
+        )
+    )
+    return figures
+
+
+def run() -> list[Figure]:
+    devices = int(os.environ.get("SUITCASE_BENCH_FLEET_DEVICES", "10000"))
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory() as tmp, _stores(Path(tmp), devices) as stores:
+        for name, url in stores:
+            figures.extend(_measure(name, url, Path(tmp), devices))
+    return figures
+
+
+if __name__ == "__main__":
+    for figure in run():
+        print(f"{figure.name}: {figure.ratio:.1f}x {figure.baseline}")
