@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy
 from sqlmodel import Session, col, select
 
 from kits.errors import ConfigError
@@ -40,6 +42,7 @@ __all__ = [
     "issue_device",
     "kit_org_ids",
     "record_issued",
+    "registered_among",
     "return_kit",
     "revoke_device",
 ]
@@ -64,6 +67,32 @@ def active_loan(session: Session, kit_id: int) -> LoanRow | None:
     return session.exec(
         select(LoanRow).where(LoanRow.kit_id == kit_id, col(LoanRow.returned_at).is_(None))
     ).first()
+
+
+def registered_among(session: Session, seen: Collection[tuple[str, str]]) -> set[str]:
+    """Which devices of ``seen`` ((org slug, device id) pairs from the store) the registry holds,
+    revoked ones and those registered under another organisation included.
+
+    The ids of the seen organisations' devices are read as plain columns in one query (10,000 in a
+    few milliseconds, instead of a 10,000-id ``IN`` list); only ids left over are looked up.
+    """
+    if not seen:
+        return set()
+    slugs = sorted({org for org, _ in seen})
+    wanted = {device for _, device in seen}
+    found = {
+        device
+        for (device,) in session.connection().execute(
+            sqlalchemy.select(col(DeviceRow.id))
+            .join(OrganisationRow, col(OrganisationRow.id) == col(DeviceRow.org_id))
+            .where(col(OrganisationRow.slug).in_(slugs))
+        )
+        if device in wanted
+    }
+    left = sorted(wanted - found)
+    for i in range(0, len(left), 500):
+        found.update(session.exec(select(DeviceRow.id).where(col(DeviceRow.id).in_(left[i : i + 500]))).all())
+    return found
 
 
 def kit_org_ids(session: Session, kit: KitRow) -> set[int]:

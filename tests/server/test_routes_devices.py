@@ -59,3 +59,59 @@ def test_malformed_device_id_is_422(client: TestClient) -> None:
     response = client.get("/api/v1/devices/Bad_Id/latest")
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["path", "device"]
+
+
+def test_pages_hold_registered_then_seen_devices_once_with_counts(
+    client: TestClient, store: SqliteStore
+) -> None:
+    """Test that pages of the fleet list hold every registered device (by id, with its store
+    summary, revoked ones marked) and then every device seen but not registered, each once; that a
+    revoked device and one registered under another organisation are not listed again as
+    unregistered; and that the count and the ``registered``, ``org`` and ``online`` filters agree."""
+    from sqlmodel import Session
+
+    from server.tables import DeviceRow, OrganisationRow
+
+    engine = client.app.state.resources.engine  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        aarhus = OrganisationRow(slug="aarhus", name="Aarhus", created_at=NOW)
+        odense = OrganisationRow(slug="odense", name="Odense", created_at=NOW)
+        session.add_all([aarhus, odense])
+        session.flush()
+        session.add_all(
+            DeviceRow(id=f"reg-{i:02d}", org_id=aarhus.id or 0, registered_at=NOW, online=i % 2 == 0)
+            for i in range(23)
+        )
+        session.add(DeviceRow(id="gone-1", org_id=aarhus.id or 0, registered_at=NOW, revoked_at=NOW))
+        session.add(DeviceRow(id="moved-1", org_id=odense.id or 0, registered_at=NOW))
+        session.commit()
+    records = [r for i in range(0, 23, 2) for r in climate(f"reg-{i:02d}", NOW - i)]
+    records += [r for i in range(7) for r in climate(f"seen-{i}", NOW - 5)]
+    records += (
+        climate("gone-1", NOW - 5) + climate("moved-1", NOW - 5) + climate("far-1", NOW - 5, org="odense")
+    )
+    store.write(records)
+
+    def every(**params: object) -> tuple[list[str], list[int]]:
+        ids, counts = [], []
+        for offset in range(0, 60, 10):
+            body = client.get("/api/v1/devices", params={"limit": 10, "offset": offset, **params}).json()
+            ids += [d["device"] for d in body["data"]]
+            counts.append(body["count"])
+        return ids, counts
+
+    ids, counts = every()
+    registered = ["gone-1", "moved-1"] + [f"reg-{i:02d}" for i in range(23)]
+    assert ids == registered + [f"seen-{i}" for i in range(7)] + ["far-1"]  # by org, then id
+    assert set(counts) == {33}
+    body = client.get("/api/v1/devices", params={"limit": 10, "offset": 20}).json()
+    assert [d["device"] for d in body["data"][:3]] == ["reg-18", "reg-19", "reg-20"]
+    assert [d["last_seen"] is not None for d in body["data"][:3]] == [True, False, True]
+    assert body["data"][5]["device"] == "seen-0" and not body["data"][5]["registered"]
+    ids, counts = every(registered="false")
+    assert ids == [f"seen-{i}" for i in range(7)] + ["far-1"] and set(counts) == {8}
+    ids, counts = every(org="aarhus")
+    assert ids == ["gone-1"] + [f"reg-{i:02d}" for i in range(23)] + [f"seen-{i}" for i in range(7)]
+    assert set(counts) == {31}
+    ids, counts = every(online="true")
+    assert ids == [f"reg-{i:02d}" for i in range(0, 23, 2)] and set(counts) == {12}

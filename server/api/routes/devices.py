@@ -15,7 +15,7 @@ from server.api.deps import ClockDep, ResourcesDep, SessionDep, SettingsDep, Sto
 from server.api.schemas import ReadingPublic, ViewQuery
 from server.broker_admin import BrokerAdminError
 from server.derived import devices_read
-from server.fleet import revoke_device
+from server.fleet import registered_among, revoke_device
 from server.tables import DeploymentDeviceRow, DeviceRow, OrganisationRow
 from server.timeutil import iso
 from server.web.render import org_zone
@@ -228,7 +228,6 @@ def list_devices(
         else int(session.exec(select(func.count()).select_from(query.subquery())).one())
     )
     data: list[DevicePublic] = []
-    seen_all: dict[str, DeviceSeen] = {}
     if registered is not False and offset < total_registered:
         rows = session.exec(query.order_by(col(DeviceRow.id)).offset(offset).limit(limit)).all()
         ids = [row.id for row, _ in rows]
@@ -246,17 +245,16 @@ def list_devices(
         ]
     unregistered_total = 0
     if registered is not True and kit_id is None and online is None:
-        seen_all = {s.device: s for s in store.devices()}
-        known = (
-            set(session.exec(select(DeviceRow.id).where(col(DeviceRow.id).in_(list(seen_all)))).all())
-            if seen_all
-            else set()
+        only = (
+            org if org is not None else next(iter(slugs)) if slugs is not None and len(slugs) == 1 else None
         )
-        extra = [
+        visible = [
             s
-            for s in seen_all.values()
-            if s.device not in known and (slugs is None or s.org in slugs) and (org is None or s.org == org)
+            for s in (store.devices(only) if only is not None else store.devices())
+            if (slugs is None or s.org in slugs) and (org is None or s.org == org)
         ]
+        known = registered_among(session, [(s.org, s.device) for s in visible])
+        extra = [s for s in visible if s.device not in known]
         unregistered_total = len(extra)
         skip = max(0, offset - total_registered)
         room = limit - len(data)

@@ -20,6 +20,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from gateway.store import DeviceSeen, Reader
+from server.fleet import registered_among
 from server.tables import CalibrationRow, DeploymentDeviceRow, DeploymentRow, DeviceRow, KitRow, LoanRow
 
 __all__ = ["CALIBRATION_SOON_S", "Entry", "calibration_state", "fleet_index", "matching"]
@@ -168,10 +169,7 @@ def fleet_index(
         )
     # Seen in the store but not registered (revoked devices, or another organisation's, excepted).
     others = [d for d in seen if d not in registered]
-    known: set[str] = set()
-    for i in range(0, len(others), 500):
-        chunk = others[i : i + 500]
-        known.update(session.exec(select(DeviceRow.id).where(col(DeviceRow.id).in_(chunk))).all())
+    known = registered_among(session, [(seen[d].org, d) for d in others])
     for device in others:
         if device in known:
             continue
