@@ -5,6 +5,7 @@ Playwright's own browser download does not work here; it drives /usr/bin/chromiu
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import pytest
 
 from tests.services import require_service
 
-__all__ = ["CHROMIUM_ARGS", "browser", "chromium_path", "page", "screenshot_dir"]
+__all__ = ["CHROMIUM_ARGS", "browser", "chromium_path", "page", "playwright_loop_parked", "screenshot_dir"]
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -44,6 +45,27 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
         yield launched
         launched.close()
+
+
+@pytest.fixture(autouse=True)
+def playwright_loop_parked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Hide the session's Playwright event loop from the tests that do not use the browser.
+
+    Playwright's sync API leaves its event loop marked as running in the main thread between its
+    calls, for as long as it runs (here: the session, from the first browser test on). Any later
+    test that calls ``asyncio.run()`` would fail with "asyncio.run() cannot be called from a running
+    event loop". Playwright's code does not run during such a test, so its loop is unmarked for the
+    test and marked again after it.
+    """
+    loop = asyncio.events._get_running_loop()
+    if loop is None or "browser" in request.fixturenames:
+        yield
+        return
+    asyncio.events._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio.events._set_running_loop(loop)
 
 
 @pytest.fixture()
