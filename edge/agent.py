@@ -1,14 +1,15 @@
 """The edge agent: sample the device's sensors, keep every reading in the outbox, publish over MQTT.
 
-The agent puts three parts together, each in its own module:
+The agent puts its parts together, each in its own module:
 
-- the :class:`~edge.sampler.Sampler` (drivers, sensor health, filters, calibration): every
-  ``publish_interval_s`` the sampling thread reads the sensors that are due, and the agent writes
-  their readings to the :class:`~edge.outbox.Outbox` before anything else (stamped in UTC, or
-  held with their monotonic time until the clock syncs);
+- the :class:`~edge.sampler.Sampler` (drivers, sensor health, filters, calibration), run by the
+  :class:`~edge.cycle.SamplingCycle`: every ``publish_interval_s`` the sampling thread reads the
+  sensors that are due and writes their readings to the :class:`~edge.outbox.Outbox` before
+  anything else (stamped in UTC, or held with their monotonic time until the clock syncs);
 - the :class:`~edge.publisher.Publisher` (the MQTT session, the outbox's drain, the window of
   unacknowledged packs): publishes each new cycle's readings at once, drains the backlog, marks
-  readings sent when their pack's PUBACK arrives, publishes the retained ``meta``;
+  readings sent when their pack's PUBACK arrives, publishes the retained ``meta``
+  (:class:`~edge.meta.MetaReport`);
 - the commands (:mod:`edge.commands`), which see the agent only through
   :class:`~edge.commands.CommandTarget`.
 
@@ -30,16 +31,18 @@ from edge import system
 from edge.commands import run_command
 from edge.config import merge_changes, save_device_config
 from edge.counters import AgentCounters
+from edge.cycle import SamplingCycle
 from edge.diagnostics import DiagnosticsProbe
 from edge.drivers.base import I2CBus
 from edge.logs import LogTail, RateLimit, device_log
-from edge.outbox import Outbox, OutboxError, Row
+from edge.meta import MetaReport
+from edge.outbox import Outbox
 from edge.publisher import META_EVERY_S, Publisher
 from edge.sampler import MAX_BACKOFF_S, Sampler, SensorState, SensorStatus
 from edge.updates.home import AgentHome
 from edge.updates.updater import Updater
 from kits.models import DeviceConfig
-from kits.wire import MIN_VALID_TIME, CommandReply, Diagnostics, Meta, OutboxMeta, Record
+from kits.wire import MIN_VALID_TIME, CommandReply, Record
 
 __all__ = ["MAX_BACKOFF_S", "META_EVERY_S", "Agent", "SensorState", "SensorStatus"]
 
@@ -97,7 +100,6 @@ class Agent:
         self._clock_synced = clock_synced
         self.state_dir = state_dir
         self.agent_version = agent_version
-        self._cpu_temperature = cpu_temperature
         self.leds_dir = leds_dir
         self.log = device_log(log, config.org, config.device)
         self.log_tail = LogTail(config.device)
@@ -106,12 +108,9 @@ class Agent:
         )
         self._stop = threading.Event()
         self._sampling: threading.Thread | None = None
-        # Set after the first sampling round (see Reporter.meta_ready).
-        self.meta_ready = False
         self._started_at: float | None = None
         self.counters = AgentCounters()
         self._bad_commands = RateLimit()
-        self.outbox_error: str | None = None
         self.sampler = Sampler(config, i2c, log=self.log)
         self.outbox = outbox or Outbox(
             state_dir / "outbox.sqlite" if state_dir is not None else None,
@@ -129,6 +128,26 @@ class Agent:
             monotonic=monotonic,
             clock_synced=clock_synced,
             agent_version=agent_version,
+        )
+        self.cycle = SamplingCycle(
+            self.sampler,
+            self.outbox,
+            self.publisher.queue_live,
+            self.counters,
+            lambda: self.config,
+            clock=clock,
+            monotonic=monotonic,
+            clock_synced=clock_synced,
+            log=self.log,
+        )
+        self.report = MetaReport(
+            self.sampler,
+            self.outbox,
+            self.diagnostics,
+            self.counters,
+            agent_version=agent_version,
+            cpu_temperature=cpu_temperature,
+            log=self.log,
         )
         self._restart = threading.Event()
         self.updater = Updater(
@@ -155,6 +174,16 @@ class Agent:
     def unexpected(self) -> list[dict[str, Any]]:
         """Devices that answered on the bus but are not in the config (from the last scan)."""
         return self.sampler.unexpected
+
+    @property
+    def meta_ready(self) -> bool:
+        """Whether the first sampling round is done (before it, meta would call sensors missing)."""
+        return self.cycle.meta_ready
+
+    @property
+    def outbox_error(self) -> str | None:
+        """Why the outbox cannot be written now, or None."""
+        return self.cycle.outbox_error
 
     @property
     def connection_error(self) -> str | None:
@@ -223,103 +252,20 @@ class Agent:
         )
         return sorted(changes)
 
-    # ------------------------------------------------------------------ sampling
+    # ------------------------------------------------------------------ sampling and meta
 
     def sample_once(self) -> list[Record]:
-        """Read every sensor that is due, store the readings in the outbox and return them.
-
-        Failing sensors and out-of-range values are recorded in :attr:`sensors`, never raised.
-        Before the clock has synced the readings are held in the outbox unstamped and nothing is
-        returned.
-        """
-        now = self._clock()
-        mono = self._monotonic()
-        values = self.sampler.read_due(now)
-        if not values:
-            return []
-        synced = self._clock_synced()
-        try:
-            rows = self.outbox.add(values, time=now if synced else None, mono=mono)
-            if synced:
-                self.outbox.in_flight(r.id for r in rows)
-            self.outbox_error = None
-        except OutboxError as exc:
-            self.counters.outbox_errors += 1
-            if self.outbox_error is None or self.counters.outbox_errors % 60 == 1:
-                self.log.error("%s", exc)
-            self.outbox_error = str(exc)
-            if not synced:
-                return []
-            rows = [Row(0, s, q, v, now) for s, q, v in values]  # published without store-and-forward
-        if not synced:
-            self.counters.held_unsynced += len(values)
-            self.log.debug("clock not synced: %d readings held in the outbox until it is", len(values))
-            return []
-        self.publisher.queue_live(rows)
-        org, device = self.config.org, self.config.device
-        return [Record(org, device, r.sensor, r.quantity, r.value, r.time) for r in rows]
+        """Read every sensor that is due, store the readings in the outbox and return them
+        (:meth:`edge.cycle.SamplingCycle.sample_once`)."""
+        return self.cycle.sample_once()
 
     def scan_unexpected(self) -> list[dict[str, Any]]:
         """Scan the bus and record the devices that answer but are not in the config (for meta)."""
         return self.sampler.scan_unexpected()
 
-    def _sample_loop(self) -> None:
-        self.scan_unexpected()
-        next_cycle = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                self.sample_once()
-            except Exception:  # the sampler must outlive any one bad cycle
-                self.log.exception("sampling cycle failed; trying again next cycle")
-            self.meta_ready = True
-            next_cycle += self.config.publish_interval_s
-            now = time.monotonic()
-            if next_cycle < now:  # a slow cycle: skip the missed ones rather than burst
-                next_cycle = now
-            self._stop.wait(next_cycle - now)
-
-    # ------------------------------------------------------------------ meta
-
     def meta(self) -> dict[str, Any]:
         """The ``meta`` message (:class:`kits.wire.Meta`) as a dict."""
-        now = self._clock()
-        sensors, missing = self.sampler.report(now)
-        try:
-            outbox = OutboxMeta(
-                pending=self.outbox.pending,
-                oldest_pending=self.outbox.oldest_pending(),
-                unstamped=self.outbox.unstamped(),
-                dropped=self.outbox.counter("dropped"),
-                write_errors=self.outbox.write_errors,
-                sync=self.config.outbox.sync,
-            )
-        except Exception as exc:  # meta must go out even when the outbox is broken
-            self.log.warning("outbox state unreadable for meta: %s", exc)
-            outbox = None
-        diagnostics: Diagnostics | None
-        try:
-            diagnostics = self.diagnostics.snapshot()
-        except Exception as exc:  # nor may a probe stop it
-            self.log.warning("diagnostics unreadable for meta: %s", exc)
-            diagnostics = None
-        return Meta(
-            agent=self.agent_version,
-            kit_profile=self.config.kit_profile,
-            time=now,
-            uptime_s=self.uptime_s(),
-            clock_synced=self._clock_synced(),
-            publish_interval_s=self.config.publish_interval_s,
-            calibration_version=self.calibration_version(),
-            config_version=self.config.config_version,
-            cpu_temperature=self._cpu_temperature(),
-            outbox=outbox,
-            diagnostics=diagnostics,
-            sensors=sensors,
-            missing=missing,
-            unexpected=list(self.unexpected),
-            disabled=list(self.sampler.disabled),
-            counters=self.counters.as_dict(),
-        ).model_dump()
+        return self.report.build(self.config, self._clock(), self.uptime_s(), self._clock_synced())
 
     # ------------------------------------------------------------------ running
 
@@ -330,10 +276,14 @@ class Agent:
         self._started_at = self._monotonic()
         logging.getLogger("edge").addHandler(self.log_tail)
         self._stop.clear()
-        self.meta_ready = False
+        self.cycle.meta_ready = False
         self.publisher.start()
         self._sampling = threading.Thread(
-            target=self._sample_loop, name=f"sampler-{self.config.device}", daemon=True
+            target=self.cycle.run,
+            # Through the agent's own method, looked up each round: a wrapper put there runs too.
+            args=(self._stop, lambda: self.sample_once()),
+            name=f"sampler-{self.config.device}",
+            daemon=True,
         )
         self._sampling.start()
         self.updater.watch()
