@@ -2,9 +2,10 @@
 
 Every chart reads the store's downsampled windows (:meth:`gateway.store.Reader.windows`): one
 window per point, epoch-aligned, with its count, mean, min and max. The window width is rounded up
-to whole minutes or hours once it is that long, so the embedded store answers from its minute
-or hour rollups and InfluxDB from one ``GROUP BY time()`` query: a year of 1/min readings costs
-about as much as an hour. Nothing here knows which backend runs.
+to a multiple of the store's rollups once it is that long (1 min, 15 min, 1 h, 12 h, 1 day), so
+the embedded store answers from a few rollup rows per point and InfluxDB from one
+``GROUP BY time()`` query on its minute or hour rollups: a year of 1/min readings costs about as
+much as an hour. Nothing here knows which backend runs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Literal
 
-from gateway.store import Reader, Window
+from gateway.store import ROLLUP_WIDTHS, Reader, Window
 from kits.quantities import spec
 from server.spans import DeviceSpan
 
@@ -39,18 +40,20 @@ class Series:
 def bucket_width(span: float, points: int) -> float:
     """Return a window width (seconds) so ``span`` holds at most ``points`` epoch-aligned windows.
 
-    The width is a whole number of seconds, of minutes from half a minute, of hours from half an
-    hour, so the store reads its rollups instead of every reading (at worst half the points).
+    The width is a whole number of seconds, or a multiple of the coarsest rollup
+    (:data:`gateway.store.ROLLUP_WIDTHS`: 1 min, 15 min, 1 h, 12 h, 1 day) that still leaves at least
+    half the points, so the store reads a few rollup rows per point instead of every reading.
     """
     raw = span / max(points - 1, 1)  # an unaligned span may touch one window more
-    # From half a rollup's width up, whole rollups: at worst half the points, but a 30-day chart
-    # reads 720 hour rollups per series instead of 43,200 minute ones.
-    if raw >= 1800:
-        return math.ceil(raw / 3600) * 3600.0
-    if raw >= 30:
-        return math.ceil(raw / 60) * 60.0
-    # Whole seconds: every backend then aligns its windows on the same instants.
-    return float(math.ceil(raw))
+    # Whole seconds below every rollup: every backend then aligns its windows on the same instants.
+    width = float(math.ceil(raw))
+    for rollup in ROLLUP_WIDTHS:
+        # At worst half the points, but a 7-day chart reads one 15-minute row per point instead
+        # of 11 minute ones, and a year one 12-hour row instead of 9 hour ones.
+        whole = math.ceil(raw / rollup) * rollup
+        if whole <= 2 * raw:
+            width = float(whole)
+    return width
 
 
 def downsample(
@@ -88,7 +91,9 @@ def downsample(
             continue
         for w in store.windows(org, device, lo, hi, every, sensor=sensor, quantity=quantity):
             key = (device, w.sensor, w.quantity)
-            series = out.setdefault(key, Series(org, device, w.sensor, w.quantity))
+            series = out.get(key)
+            if series is None:  # not setdefault: a year-long chart has thousands of windows
+                series = out[key] = Series(org, device, w.sensor, w.quantity)
             series.times.append(w.start)
             series.values.append(window_value(w, statistic))
     return sorted(out.values(), key=lambda s: (s.device, s.sensor, s.quantity))

@@ -12,7 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from gateway.store.base import DeadLetter, DeviceKey, DeviceSeen, Reader, Store, StoreError, Window
+from gateway.store.base import (
+    ROLLUP_WIDTHS,
+    DeadLetter,
+    DeviceKey,
+    DeviceSeen,
+    Reader,
+    Store,
+    StoreError,
+    Window,
+)
 from gateway.store.derived import DerivedReader
 from gateway.store.routed import OrgRoutedReader
 from gateway.store.sqlite import SqliteStore
@@ -20,6 +29,7 @@ from gateway.store.sqlite import SqliteStore
 __all__ = [
     "BACKENDS",
     "READERS",
+    "ROLLUP_WIDTHS",
     "DeadLetter",
     "DerivedReader",
     "DeviceKey",

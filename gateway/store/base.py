@@ -10,6 +10,7 @@ from kits.errors import SuitcaseError
 from kits.wire import Record
 
 __all__ = [
+    "ROLLUP_WIDTHS",
     "DeadLetter",
     "DeviceKey",
     "DeviceSeen",
@@ -20,6 +21,16 @@ __all__ = [
     "check_keys",
     "check_window_width",
 ]
+
+
+ROLLUP_WIDTHS = (60, 900, 3600, 43200, 86400)
+"""Widths (s) of the windows a store may keep downsampled (rollups): 1 min, 15 min, 1 h, 12 h, 1 day.
+
+Each is a multiple of the one before, so a window of a multiple of one is read from the coarsest
+such rollup. The embedded store keeps them all; InfluxDB 1.x keeps 1 min and 1 h and reads the
+others from those. Charts pick window widths that are multiples of them
+(``server.charts.bucket_width``), so a chart reads a few rows per point whatever its range.
+"""
 
 
 class StoreError(SuitcaseError):

@@ -1,6 +1,6 @@
 """The embedded time-series store: one SQLite file (WAL, ``synchronous=FULL``).
 
-Schema (``PRAGMA user_version`` 1):
+Schema (``PRAGMA user_version`` 2):
 
 - ``series``: one row per (org, device, sensor, quantity), with the newest reading of that
   series (``last_time``, ``last_value``) so :meth:`SqliteStore.latest` reads one row per series.
@@ -11,15 +11,18 @@ Schema (``PRAGMA user_version`` 1):
   readings, maintained on write so :meth:`SqliteStore.devices` and
   :meth:`SqliteStore.count_readings` never scan the readings.
 - ``dead_letters``: messages that broke the wire contract, with their code and reason.
-- ``rollups``: per series, 1-minute (``width`` 60) and 1-hour (``width`` 3600) windows with
-  count, sum, min and max, so a year-long chart reads ~8,800 rows per series, not millions.
-  A write marks the minutes it touched in ``rollup_dirty``; :meth:`SqliteStore.refresh_rollups`
-  recomputes exactly those minutes from the readings (so a redelivery never counts twice) and
-  their hours from the minutes. The ``sqlite`` sink refreshes every few seconds, and
-  :meth:`SqliteStore.windows` refreshes before it reads.
+- ``rollups``: per series, windows of each of :data:`ROLLUP_WIDTHS` (``width`` 60, 900, 3600,
+  43200 and 86400 s) with count, sum, min and max, so a year-long chart reads ~730 twelve-hour
+  rows per series, not millions of readings. A write marks the minutes it touched in ``rollup_dirty``;
+  :meth:`SqliteStore.refresh_rollups` recomputes exactly those minutes from the readings (so a
+  redelivery never counts twice) and each coarser window from the one below. The ``sqlite`` sink
+  refreshes every few seconds, and :meth:`SqliteStore.windows` refreshes before it reads.
+  Version 1 kept only the minute and hour windows: opening such a file computes the others from
+  them once (``_upgrade_from_1``).
 - ``retention``: per org, how many days of readings, minute and hour rollups to keep
   (:meth:`SqliteStore.set_retention`; :meth:`SqliteStore.apply_retention` deletes the rest).
-  An org without a row keeps everything.
+  The 15-minute windows are kept as long as the minute ones, the 12-hour and day ones as long
+  as the hour ones. An org without a row keeps everything.
 
 Times are stored as SQLite REAL, i.e. the very IEEE-754 double of ``Record.time`` (UTC epoch
 seconds): what :meth:`SqliteStore.readings` returns is bit-for-bit what was written, and the
@@ -39,6 +42,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from gateway.store.base import (
+    ROLLUP_WIDTHS,
     DeadLetter,
     DeviceKey,
     DeviceSeen,
@@ -51,7 +55,7 @@ from kits.wire import Record
 
 __all__ = ["ROLLUP_WIDTHS", "SCHEMA_VERSION", "SeriesColumns", "SqliteStore", "from_url", "series_columns"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_MS = 30_000
 _WAL_CHECKPOINT_PAGES = 10_000
 _CACHE_KIB = 32 * 1024
@@ -114,8 +118,6 @@ CREATE TABLE IF NOT EXISTS retention (
 ) WITHOUT ROWID;
 """
 
-ROLLUP_WIDTHS = (60, 3600)
-
 # Readings go in INSERTs of this many rows each: one statement step per chunk instead of per row
 # costs about a third less CPU than executemany of single rows (measured: benchmarks/, gateway).
 _INSERT_CHUNK = 100
@@ -143,14 +145,33 @@ FROM rollup_dirty AS d
 LEFT JOIN readings AS r ON r.series_id = d.series_id AND r.time >= d.minute AND r.time < d.minute + 60
 GROUP BY d.series_id, d.minute
 """
-_REFRESH_HOURS = """
+# Each coarser window of a marked minute, from the windows one tier below (whole, since each
+# width is a multiple of the one before).
+_REFRESH_COARSER = [
+    f"""
 INSERT OR REPLACE INTO rollups (series_id, width, start, count, sum, min, max)
-SELECT h.series_id, 3600, h.hour, sum(m.count), sum(m.sum), min(m.min), max(m.max)
-FROM (SELECT DISTINCT series_id, CAST(minute / 3600 AS INTEGER) * 3600.0 AS hour FROM rollup_dirty) AS h
-JOIN rollups AS m ON m.series_id = h.series_id AND m.width = 60
-     AND m.start >= h.hour AND m.start < h.hour + 3600 AND m.count > 0
-GROUP BY h.series_id, h.hour
+SELECT u.series_id, {width}, u.start, sum(m.count), sum(m.sum), min(m.min), max(m.max)
+FROM (SELECT DISTINCT series_id, CAST(minute / {width} AS INTEGER) * {width}.0 AS start
+      FROM rollup_dirty) AS u
+JOIN rollups AS m ON m.series_id = u.series_id AND m.width = {below}
+     AND m.start >= u.start AND m.start < u.start + {width} AND m.count > 0
+GROUP BY u.series_id, u.start
 """
+    for below, width in itertools.pairwise(ROLLUP_WIDTHS)
+]
+
+
+def _upgrade_from_1(conn: sqlite3.Connection) -> None:
+    """Compute the 15-minute, 12-hour and day windows that a version-1 file lacks, from its minute
+    and hour ones, in the caller's transaction."""
+    for below, width in ((60, 900), (3600, 43200), (43200, 86400)):
+        conn.execute(
+            "INSERT OR REPLACE INTO rollups (series_id, width, start, count, sum, min, max) "
+            f"SELECT series_id, {width}, CAST(start / {width} AS INTEGER) * {width}.0 AS w, "
+            "sum(count), sum(sum), min(min), max(max) "
+            f"FROM rollups WHERE width = {below} AND count > 0 GROUP BY series_id, w"
+        )
+
 
 _SeriesKey = tuple[str, str, str, str]
 _series_key: Callable[[Record], _SeriesKey] = operator.attrgetter("org", "device", "sensor", "quantity")
@@ -226,17 +247,22 @@ class SqliteStore:
         with self._translate("open"):
             conn = self._conn()
             self._enable_wal(conn)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise StoreError(
-                    f"store {self.path} has schema version {version}, this gateway knows "
-                    f"{SCHEMA_VERSION}: upgrade IoT Suitcase or point it at another file"
-                )
             with self._transaction(conn):
+                # Read inside the write transaction: of several processes opening a version-1
+                # file at once, one upgrades it and the others find it upgraded.
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version not in (0, 1, SCHEMA_VERSION):
+                    raise StoreError(
+                        f"store {self.path} has schema version {version}, this gateway knows "
+                        f"{SCHEMA_VERSION}: upgrade IoT Suitcase or point it at another file"
+                    )
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                if version == 1:
+                    _upgrade_from_1(conn)
+                if version != SCHEMA_VERSION:
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # ------------------------------------------------------------------ plumbing
 
@@ -544,7 +570,8 @@ class SqliteStore:
                 before = conn.total_changes
                 conn.execute(_REFRESH_MINUTES)
                 refreshed = conn.total_changes - before
-                conn.execute(_REFRESH_HOURS)
+                for statement in _REFRESH_COARSER:
+                    conn.execute(statement)
                 conn.execute("DELETE FROM rollups WHERE width = 60 AND count = 0")
                 conn.execute("DELETE FROM rollup_dirty")
         return refreshed
@@ -563,26 +590,34 @@ class SqliteStore:
         """Return (``org``, ``device``)'s readings downsampled to windows of ``every`` seconds.
 
         Windows are aligned to the epoch (a window starts at a multiple of ``every``); one per
-        series and window that has readings, oldest first. Whole minutes read the 1-minute
-        rollups, whole hours the 1-hour rollups, anything else the readings: a year of hourly
-        windows reads one row per hour. With rollups, a window includes the whole minute or
-        hour its ``start`` falls in.
+        series and window that has readings, oldest first. A width that is a multiple of one of
+        :data:`ROLLUP_WIDTHS` reads the coarsest such rollup, anything else the readings: a year
+        of daily windows reads one row per day. With rollups, a window includes the whole
+        rollup window its ``start`` falls in.
         """
         check_window_width(every)
         width = next((w for w in reversed(ROLLUP_WIDTHS) if every >= w and every % w == 0), None)
-        if width is not None:
+        # Series ids, not their names, per row: the names are the same Python strings for every
+        # window of a series (a year-long chart of 10 series makes ~7,000 windows).
+        if width is not None and width == every:
+            self.refresh_rollups()
+            # One rollup per window: no aggregation (and no sort of the rows to group them).
+            sql = (
+                "SELECT s.id, r.start AS w, r.count, r.sum / r.count, r.min, r.max "
+                "FROM series AS s JOIN rollups AS r ON r.series_id = s.id AND r.width = :width "
+                "WHERE s.device = :device AND s.org = :org AND r.start >= :lo AND r.start < :end"
+            )
+        elif width is not None:
             self.refresh_rollups()
             sql = (
-                "SELECT s.org, s.device, s.sensor, s.quantity, "
-                "CAST(r.start / :every AS INTEGER) * :every AS w, sum(r.count), sum(r.sum) / sum(r.count), "
-                "min(r.min), max(r.max) "
+                "SELECT s.id, CAST(r.start / :every AS INTEGER) * :every AS w, sum(r.count), "
+                "sum(r.sum) / sum(r.count), min(r.min), max(r.max) "
                 "FROM series AS s JOIN rollups AS r ON r.series_id = s.id AND r.width = :width "
                 "WHERE s.device = :device AND s.org = :org AND r.start >= :lo AND r.start < :end"
             )
         else:
             sql = (
-                "SELECT s.org, s.device, s.sensor, s.quantity, "
-                "CAST(r.time / :every AS INTEGER) * :every AS w, count(*), avg(r.value), "
+                "SELECT s.id, CAST(r.time / :every AS INTEGER) * :every AS w, count(*), avg(r.value), "
                 "min(r.value), max(r.value) "
                 "FROM series AS s JOIN readings AS r ON r.series_id = s.id "
                 "WHERE s.device = :device AND s.org = :org AND r.time >= :start AND r.time < :end"
@@ -596,16 +631,29 @@ class SqliteStore:
             "lo": start - start % (width or 1),
             "end": end,
         }
+        where = ""
         if sensor is not None:
-            sql += " AND s.sensor = :sensor"
+            where += " AND s.sensor = :sensor"
             params["sensor"] = sensor
         if quantity is not None:
-            sql += " AND s.quantity = :quantity"
+            where += " AND s.quantity = :quantity"
             params["quantity"] = quantity
-        sql += " GROUP BY s.id, w ORDER BY w, s.sensor, s.quantity"
+        sql += where
+        if width != every:
+            sql += " GROUP BY s.id, w"
+        sql += " ORDER BY w, s.sensor, s.quantity"
         with self._translate(f"read windows of {device}"):
-            rows = self._conn().execute(sql, params).fetchall()
-        return [Window(*row) for row in rows]
+            conn = self._conn()
+            names = {
+                sid: (sensor_name, quantity_name)
+                for sid, sensor_name, quantity_name in conn.execute(
+                    "SELECT id, sensor, quantity FROM series AS s WHERE s.device = :device AND s.org = :org"
+                    + where,
+                    params,
+                )
+            }
+            rows = conn.execute(sql, params).fetchall()
+        return [Window(org, device, *names[sid], *rest) for sid, *rest in rows]
 
     def set_retention(
         self,
@@ -614,8 +662,9 @@ class SqliteStore:
         minute_days: float | None = None,
         hour_days: float | None = None,
     ) -> None:
-        """Keep ``org``'s readings ``raw_days``, its minute rollups ``minute_days`` and hour
-        rollups ``hour_days`` (None: forever). Applied by :meth:`apply_retention`.
+        """Keep ``org``'s readings ``raw_days``, its minute (and 15-minute) rollups ``minute_days``
+        and hour (12-hour, day) rollups ``hour_days`` (None: forever). Applied by
+        :meth:`apply_retention`.
         """
         for what, days in (("raw_days", raw_days), ("minute_days", minute_days), ("hour_days", hour_days)):
             if days is not None and days <= 0:
@@ -658,7 +707,8 @@ class SqliteStore:
                             [(n, org, dev) for dev, n in counts],
                         )
                         deleted += sum(n for _, n in counts)
-                    for width, days in ((60, minute_days), (3600, hour_days)):
+                    for width in ROLLUP_WIDTHS:
+                        days = minute_days if width < 3600 else hour_days
                         if days is not None:
                             conn.execute(
                                 "DELETE FROM rollups WHERE width = ? AND start < ? AND series_id IN "

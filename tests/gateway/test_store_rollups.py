@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import random
+import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
-from gateway.store import SqliteStore
+from gateway.store import ROLLUP_WIDTHS, SqliteStore
 from kits.wire import Record
 
 DAY = 86_400.0
@@ -79,3 +82,97 @@ def test_retention_per_org_deletes_old_readings_and_keeps_rollups(tmp_path: Path
         store.set_retention("a", raw_days=7, minute_days=1, hour_days=1)
         store.apply_retention(now)
         assert sum(w.count for w in store.windows("a", "pi-a", T0, now, 60)) == 1
+
+
+def test_every_rollup_width_equals_the_readings(tmp_path: Path) -> None:
+    """Test that windows read from each rollup (1 min to 1 day) and from multiples of them equal
+    the aggregates of the readings, after shuffled batches, redeliveries and overwrites."""
+    rng = random.Random(9)
+    d0 = T0 - T0 % DAY
+    recs = [
+        Record("o", "pi", "s", "temperature", round(rng.uniform(-5, 30), 2), d0 + t * 97.25)
+        for t in range(3 * 900)  # three days and a bit
+    ]
+    shuffled = recs[:]
+    rng.shuffle(shuffled)
+    with SqliteStore(tmp_path / "s.db") as store:
+        store.write([replace(r, value=99.0) for r in recs[:500]])  # overwritten below
+        for i in range(0, len(shuffled), 400):
+            store.write(shuffled[i : i + 400])
+            store.write(shuffled[i : i + 40])  # a redelivery
+            if i == 800:
+                store.refresh_rollups()  # later writes re-dirty minutes, hours and days
+        end = recs[-1].time + 1
+        for every in (*ROLLUP_WIDTHS, 300.0, 1800.0, 7200.0, 21_600.0, 172_800.0):
+            got = store.windows("o", "pi", d0, end, every)
+            want: dict[float, list[float]] = {}
+            for r in recs:
+                want.setdefault(r.time - r.time % every, []).append(r.value)
+            assert [w.start for w in got] == sorted(want), every
+            for w in got:
+                values = want[w.start]
+                assert (w.count, w.min, w.max) == (len(values), min(values), max(values)), every
+                assert abs(w.mean - sum(values) / len(values)) < 1e-9
+        with sqlite3.connect(store.path) as conn:
+            widths = dict(conn.execute("SELECT width, count(*) FROM rollups GROUP BY width").fetchall())
+        assert sorted(widths) == list(ROLLUP_WIDTHS)
+        assert widths[86_400] == len({r.time - r.time % DAY for r in recs}) == 4
+
+
+def _rollup_rows(path: Path) -> dict[tuple[int, int, float], tuple[float, ...]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT series_id, width, start, count, sum, min, max FROM rollups").fetchall()
+    return {(sid, width, start): tuple(rest) for sid, width, start, *rest in rows}
+
+
+def test_a_version_1_file_gets_the_coarser_rollups_when_opened(tmp_path: Path) -> None:
+    """Test that a store file of schema version 1 (minute and hour rollups only) is upgraded on
+    open: its 15-minute, 12-hour and day rollups are computed once, equal to those a version-2 store
+    keeps on write, and charts read them."""
+    rng = random.Random(5)
+    d0 = T0 - T0 % DAY
+    recs = [
+        Record("o", f"pi-{d}", "s", q, round(rng.uniform(0, 100), 3), d0 + t * 131.0)
+        for d in range(2)
+        for q in ("co2", "humidity")
+        for t in range(2 * 660)
+    ]
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        store.write(recs)
+        store.refresh_rollups()
+    want = _rollup_rows(path)
+    with sqlite3.connect(path) as conn:  # what a version-1 store left
+        conn.execute("DELETE FROM rollups WHERE width NOT IN (60, 3600)")
+        conn.execute("PRAGMA user_version = 1")
+    assert len(_rollup_rows(path)) < len(want)
+    with SqliteStore(path) as store:
+        got = _rollup_rows(path)
+        assert got.keys() == want.keys()
+        for key, row in want.items():
+            assert got[key][0] == row[0] and got[key][2:] == row[2:], key
+            assert math.isclose(got[key][1], row[1], rel_tol=1e-12), key
+        days = store.windows("o", "pi-1", d0, d0 + 2 * DAY, DAY, quantity="co2")
+        assert [w.count for w in days] == [660, 660]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    with SqliteStore(path):  # opened again: nothing to upgrade
+        assert _rollup_rows(path) == got
+
+
+def test_retention_of_the_coarser_rollups(tmp_path: Path) -> None:
+    """Test that the 15-minute rollups are kept as long as the minute ones, the 12-hour and day
+    rollups as long as the hour ones."""
+    now = T0 + 30 * DAY
+    with SqliteStore(tmp_path / "s.db") as store:
+        store.write([Record("a", "pi", "s", "humidity", 50.0, T0 + i * 600) for i in range(300)])
+        store.set_retention("a", raw_days=None, minute_days=10)
+        store.apply_retention(now)
+        with sqlite3.connect(store.path) as conn:
+            widths = dict(conn.execute("SELECT width, count(*) FROM rollups GROUP BY width").fetchall())
+        assert widths.keys() == {3600, 43200, 86400}
+        assert sum(w.count for w in store.windows("a", "pi", T0, now, DAY)) == 300
+        store.set_retention("a", raw_days=None, minute_days=10, hour_days=10)
+        store.apply_retention(now)
+        assert store.windows("a", "pi", T0, now, DAY) == []
+        assert sum(w.count for w in store.windows("a", "pi", T0, now, 7)) == 300  # from the readings
