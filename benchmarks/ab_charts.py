@@ -1,21 +1,22 @@
 """A/B of the deployment chart on SQLite: this tree against another commit's, in the same run.
 
 Issue 12 asks the SQLite chart figures of ``bench_server`` to stay within 10 % of what they were
-before the store work (commit 9620f82). This runs both trees' servers on the very same store
-files, interleaved, so a busy machine slows both alike::
+before the store work (commit 9620f82). This runs both trees' servers on the same data sets,
+interleaved, so a busy machine slows both alike::
 
     mkdir -p /tmp/old && git archive 9620f82 | tar -x -C /tmp/old
-    .venv/bin/python -m benchmarks.ab_charts /tmp/old --rounds 7
+    .venv/bin/python -m benchmarks.ab_charts /tmp/old --rounds 6
 
 Each tree runs in its own process (``PYTHONPATH`` = that tree, this venv), serving
 ``GET /api/v1/deployments/{id}/chart`` (10 quantities, ``points=1000``) through FastAPI's
 TestClient as ``bench_server`` does. The data sets are ``bench_server``'s: 7 days at 1 Hz and one
 year at 1/min, 10 quantities (``SUITCASE_BENCH_SCALE`` shrinks them); made once with this tree's
-store (rollups refreshed), kept in ``--data`` for the next run. Per range and round, each side
-(old, new and the bare scan of ``bench_server``'s baseline: 10 x 1,000 rows) runs ``--calls``
-charts, call by call in a shuffled order; the table gives the medians over rounds of each round's
-p50 and p99, and the p50 and p99 of all calls.
-Not part of ``make bench`` (it needs a second tree).
+store (rollups refreshed), kept in ``--data`` for the next run; the old tree reads a copy marked
+schema version 1 (it refuses version 2, whose extra rollups it would never read). Per range and
+round, each side (old, new and ``bench_server``'s baseline, the bare scan of 10 x 1,000 rows)
+runs ``--calls`` charts, a few calls at a time in a shuffled order; the table gives the medians
+over rounds of each round's p50 and p99, and the p50 and p99 of all calls. ``make bench`` runs a
+short one (``bench_server``) when git can extract 9620f82.
 """
 
 from __future__ import annotations
@@ -32,17 +33,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["BEFORE_STORE_WORK", "RANGES", "Comparison", "compare", "extract", "fill", "main"]
 
+BEFORE_STORE_WORK = "9620f82"
 NOW = 1_790_000_000.0
 DEVICE = "bench-chart"
 RANGES = {"7d": (7 * 86_400, 1), "1y": (365 * 86_400, 60)}
+"""name -> (span, step) in seconds at scale 1: bench_server's two chart data sets."""
 
 
-def _worker(store_dir: Path, scale: float, suffix: str) -> None:
+def _worker(spec: dict[str, Any]) -> None:
     """Serve chart timings on stdin/stdout for the tree on ``sys.path`` (one JSON line each)."""
     from fastapi.testclient import TestClient
     from sqlmodel import Session
@@ -52,14 +57,13 @@ def _worker(store_dir: Path, scale: float, suffix: str) -> None:
     from server.settings import ServerSettings
     from server.tables import ApiTokenRow, DeploymentDeviceRow, DeploymentRow, DeviceRow, OrganisationRow
 
-    charts: dict[str, Any] = {}
+    charts: dict[str, Callable[[], int]] = {}
     stack = []
     tmp = Path(tempfile.mkdtemp(prefix="ab-charts-"))
-    for name, (span, _step) in RANGES.items():
-        span = int(span * scale)
+    for name, (store, span) in spec.items():
         settings = ServerSettings(
             registry_url=f"sqlite:///{tmp / f'{name}.registry.db'}",
-            store=str(store_dir / f"{name}{suffix}.db"),
+            store=store,
             alert_interval_s=0,
             open_reads=False,
         )
@@ -101,26 +105,31 @@ def _worker(store_dir: Path, scale: float, suffix: str) -> None:
             return sum(len(s["times"]) for s in series)
 
         charts[name] = chart
-    points = {name: chart() for name, chart in charts.items()}  # warm-up
+    points = {name: draw() for name, draw in charts.items()}  # warm-up
     print(json.dumps({"ready": points}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
-        chart = charts[request["range"]]
+        draw = charts[request["range"]]
         times = []
         for _ in range(request["calls"]):
             started = time.perf_counter()
-            chart()
+            draw()
             times.append(time.perf_counter() - started)
         print(json.dumps(times), flush=True)
     for client in stack:
         client.__exit__(None, None, None)
 
 
-def _fill(store_dir: Path, scale: float) -> None:
-    """Make the data sets with this tree's store (setup, not measured), unless already there."""
+def fill(store_dir: Path, scale: float) -> dict[str, tuple[Path, Path, int]]:
+    """Make the data sets with this tree's store (setup, not measured), unless already there.
+
+    Returns:
+        name -> (store file, its copy for a tree that knows schema version 1, span in seconds).
+    """
     from benchmarks.bench_server import _fill_store
 
     store_dir.mkdir(parents=True, exist_ok=True)
+    out = {}
     for name, (span, step) in RANGES.items():
         path = store_dir / f"{name}.db"
         if not path.exists():
@@ -130,21 +139,39 @@ def _fill(store_dir: Path, scale: float) -> None:
             for suffix in ("-wal", "-shm"):
                 Path(f"{partial}{suffix}").unlink(missing_ok=True)
             partial.rename(path)
-        # The same file for a tree whose store knows schema version 1 only (the extra rollups of
-        # version 2 are rows it never reads).
         old = store_dir / f"{name}.v1.db"
         if not old.exists():
             shutil.copyfile(path, old.with_suffix(".partial"))
             with contextlib.closing(sqlite3.connect(old.with_suffix(".partial"))) as conn:
                 conn.execute("PRAGMA user_version = 1")
             old.with_suffix(".partial").rename(old)
+        out[name] = (path, old, int(span * scale))
+    return out
+
+
+def extract(commit: str, into: Path) -> str | None:
+    """Extract ``commit`` of this repository into ``into``; return why not, or None."""
+    repo = Path(__file__).resolve().parents[1]
+    into.mkdir(parents=True, exist_ok=True)
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", commit], capture_output=True, check=False, timeout=120
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"git could not run ({exc})"
+    if archive.returncode != 0:
+        return f"git archive {commit} failed: {archive.stderr.decode(errors='replace').strip()}"
+    untar = subprocess.run(
+        ["tar", "-x", "-C", str(into)], input=archive.stdout, capture_output=True, check=False
+    )
+    return None if untar.returncode == 0 else f"tar failed: {untar.stderr.decode(errors='replace').strip()}"
 
 
 class _Side:
-    def __init__(self, tree: Path, store_dir: Path, scale: float, suffix: str) -> None:
+    def __init__(self, tree: Path, spec: dict[str, tuple[str, int]]) -> None:
         env = {**os.environ, "PYTHONPATH": str(tree)}
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", str(store_dir), "--scale", str(scale), "--suffix", suffix],
+            [sys.executable, __file__, "--worker", json.dumps(spec)],
             cwd=tree,
             env=env,
             stdin=subprocess.PIPE,
@@ -152,7 +179,10 @@ class _Side:
             text=True,
         )
         assert self.proc.stdout is not None
-        self.ready = json.loads(self.proc.stdout.readline())["ready"]
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the chart server of {tree} did not start (see its error above)")
+        self.ready: dict[str, int] = json.loads(line)["ready"]
 
     def run(self, range_name: str, calls: int) -> list[float]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -167,110 +197,132 @@ class _Side:
         self.proc.wait(timeout=60)
 
 
-def _bare(store_dir: Path, scale: float) -> dict[str, Any]:
+def _bare(path: Path, span: int) -> Callable[[int], list[float]]:
     """``bench_server``'s baseline: one bare indexed scan of 1,000 rows per series."""
-    out = {}
-    for name, (span, _step) in RANGES.items():
-        conn = sqlite3.connect(store_dir / f"{name}.db")
-        ids = [row[0] for row in conn.execute("SELECT id FROM series WHERE device = ?", (DEVICE,))]
-        lo = NOW - int(span * scale)
+    conn = sqlite3.connect(path)
+    ids = [row[0] for row in conn.execute("SELECT id FROM series WHERE device = ?", (DEVICE,))]
 
-        def bare(
-            calls: int, conn: sqlite3.Connection = conn, ids: list[int] = ids, lo: float = lo
-        ) -> list[float]:
-            times = []
-            for _ in range(calls):
-                started = time.perf_counter()
-                for sid in ids:
-                    conn.execute(
-                        "SELECT time, value FROM readings WHERE series_id = ? AND time >= ? LIMIT 1000",
-                        (sid, lo),
-                    ).fetchall()
-                times.append(time.perf_counter() - started)
-            return times
+    def bare(calls: int) -> list[float]:
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            for sid in ids:
+                conn.execute(
+                    "SELECT time, value FROM readings WHERE series_id = ? AND time >= ? LIMIT 1000",
+                    (sid, NOW - span),
+                ).fetchall()
+            times.append(time.perf_counter() - started)
+        return times
 
-        out[name] = bare
-    return out
+    return bare
 
 
 def _p(times: list[float], q: int) -> float:
     return statistics.quantiles(times, n=100)[q - 1] if len(times) >= 2 else times[0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "old", type=Path, nargs="?", help="the other tree (e.g. git archive 9620f82 | tar -x -C /tmp/old)"
-    )
-    parser.add_argument("--new", type=Path, default=Path(__file__).resolve().parents[1])
-    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "ab-charts-data")
-    parser.add_argument(
-        "--old-suffix", default=".v1", help="the old tree's copy of the data sets ('': the same files)"
-    )
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=40)
-    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--suffix", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--scale", type=float, default=float(os.environ.get("SUITCASE_BENCH_SCALE", "1")))
-    args = parser.parse_args(argv)
-    if args.worker is not None:
-        _worker(args.worker, args.scale, args.suffix)
-        return 0
-    if args.old is None:
-        parser.error("name the other tree: git archive 9620f82 | tar -x -C /tmp/old")
-    store_dir = args.data / f"scale-{args.scale:g}"
-    _fill(store_dir, args.scale)
+SIDES = ("old", "new", "bare")
+
+
+@dataclass
+class Comparison:
+    """Chart timings (seconds) per range and side (old, new, bare), per round and of all calls."""
+
+    points: dict[str, dict[str, int]]
+    rounds: dict[tuple[str, str], list[list[float]]] = field(default_factory=dict)
+
+    def pooled(self, name: str, side: str, q: int) -> float:
+        """The ``q``-th percentile of every call of ``side`` on range ``name``."""
+        return _p([t for r in self.rounds[(name, side)] for t in r], q)
+
+    def median_of_rounds(self, name: str, side: str, q: int) -> float:
+        """The median over rounds of each round's ``q``-th percentile."""
+        return statistics.median(_p(r, q) for r in self.rounds[(name, side)])
+
+    def round_ratios(self, name: str, q: int = 99) -> list[float]:
+        """Each round's new/old ratio of the ``q``-th percentile."""
+        old, new = self.rounds[(name, "old")], self.rounds[(name, "new")]
+        return [_p(n, q) / _p(o, q) for o, n in zip(old, new, strict=True)]
+
+
+def compare(
+    old: Path, data: dict[str, tuple[Path, Path, int]], *, rounds: int, calls: int, chunk: int = 5
+) -> Comparison:
+    """Time the chart of each data set on the ``old`` tree and this one, interleaved.
+
+    Args:
+        old: the other tree.
+        data: what :func:`fill` returns.
+        rounds: rounds per range; each runs ``calls`` charts per side, ``chunk`` at a time.
+    """
+    new = Path(__file__).resolve().parents[1]
     sides = {
-        "old": _Side(args.old, store_dir, args.scale, args.old_suffix),
-        "new": _Side(args.new, store_dir, args.scale, ""),
+        "old": _Side(old, {n: (str(v1), span) for n, (_, v1, span) in data.items()}),
+        "new": _Side(new, {n: (str(path), span) for n, (path, _, span) in data.items()}),
     }
-    bare = _bare(store_dir, args.scale)
+    bare = {n: _bare(path, span) for n, (path, _, span) in data.items()}
+    result = Comparison({side: s.ready for side, s in sides.items()})
     rng = random.Random(12)
-    per_round: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    pooled: dict[tuple[str, str], list[float]] = {}
-    pooled_sides = ("old", "new", "bare")
     try:
-        for r in range(args.rounds):
-            for name in RANGES:
-                times: dict[str, list[float]] = {"old": [], "new": [], "bare": []}
-                # Call by call, in a shuffled order: a burst of load from elsewhere hits all sides.
-                for _ in range(args.calls):
-                    order = ["old", "new", "bare"]
+        for r in range(rounds):
+            for name in data:
+                times: dict[str, list[float]] = {side: [] for side in SIDES}
+                # A few calls at a time, in a shuffled order: a burst of load from elsewhere hits
+                # every side alike.
+                for _ in range(0, calls, chunk):
+                    order = list(SIDES)
                     rng.shuffle(order)
                     for side in order:
-                        times[side] += bare[name](1) if side == "bare" else sides[side].run(name, 1)
+                        times[side] += bare[name](chunk) if side == "bare" else sides[side].run(name, chunk)
                 for side, got in times.items():
-                    per_round.setdefault((name, side), []).append((_p(got, 50), _p(got, 99)))
-                    pooled.setdefault((name, side), []).extend(got)
-            print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+                    result.rounds.setdefault((name, side), []).append(got)
+            print(f"  A/B round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
     finally:
         for s in sides.values():
             s.close()
-    print(f"points per chart: old {sides['old'].ready}, new {sides['new'].ready}")
-    print(f"{args.rounds} rounds x {args.calls} calls per side; ms; ratios of p99")
-    print("range  how      old p50  new p50  old p99  new p99  new/old  bare p99  old/bare  new/bare")
-    for name in RANGES:
-        rows: dict[str, dict[str, tuple[float, ...]]] = {
-            # The median over rounds of each round's figure, and the figure of all calls at once.
-            "rounds": {
-                side: tuple(statistics.median(x[i] for x in per_round[(name, side)]) for i in (0, 1))
-                for side in ("old", "new", "bare")
-            },
-            "pooled": {
-                side: (_p(pooled[(name, side)], 50), _p(pooled[(name, side)], 99)) for side in pooled_sides
-            },
-        }
-        for how, fig in rows.items():
-            print(
+    return result
+
+
+def report(result: Comparison) -> str:
+    """The table of a comparison: ms, and ratios of p99."""
+    lines = [
+        f"points per chart: old {result.points['old']}, new {result.points['new']}",
+        "range  how      old p50  new p50  old p99  new p99  new/old  bare p99  old/bare  new/bare",
+    ]
+    names = sorted({name for name, _ in result.rounds}, key=list(RANGES).index)
+    for name in names:
+        for how, figure in (("rounds", result.median_of_rounds), ("pooled", result.pooled)):
+            fig = {side: (figure(name, side, 50), figure(name, side, 99)) for side in SIDES}
+            lines.append(
                 f"{name:5s}  {how:7s} {fig['old'][0] * 1e3:7.1f}  {fig['new'][0] * 1e3:7.1f}  "
                 f"{fig['old'][1] * 1e3:7.1f}  {fig['new'][1] * 1e3:7.1f}  "
                 f"{fig['new'][1] / fig['old'][1]:6.2f}x  {fig['bare'][1] * 1e3:7.2f}  "
                 f"{fig['old'][1] / fig['bare'][1]:7.1f}x  {fig['new'][1] / fig['bare'][1]:7.1f}x"
             )
-        ratios = [
-            n[1] / o[1] for o, n in zip(per_round[(name, "old")], per_round[(name, "new")], strict=True)
-        ]
-        print(f"       per-round new/old p99: {' '.join(f'{x:.2f}' for x in ratios)}")
+        ratios = " ".join(f"{x:.2f}" for x in result.round_ratios(name))
+        lines.append(f"       per-round new/old p99: {ratios}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("old", type=Path, nargs="?", help=f"the other tree (git archive {BEFORE_STORE_WORK})")
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "ab-charts-data")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--chunk", type=int, default=5, help="calls per side in a row")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--scale", type=float, default=float(os.environ.get("SUITCASE_BENCH_SCALE", "1")))
+    args = parser.parse_args(argv)
+    if args.worker is not None:
+        _worker(json.loads(args.worker))
+        return 0
+    if args.old is None:
+        parser.error(f"name the other tree: git archive {BEFORE_STORE_WORK} | tar -x -C /tmp/old")
+    data = fill(args.data / f"scale-{args.scale:g}", args.scale)
+    result = compare(args.old, data, rounds=args.rounds, calls=args.calls, chunk=args.chunk)
+    print(f"{args.rounds} rounds x {args.calls} calls per side, ms")
+    print(report(result))
     return 0
 
 

@@ -18,6 +18,11 @@ Baselines in the same run: the chart's bare InfluxQL aggregation (the very state
 sends, over plain HTTP), and for the fleet the one bare query of every device's last reading
 time (``devices_seen``); 10,000 devices are seen by the store as well as enrolled.
 ``SUITCASE_BENCH_SCALE`` (default 1) shrinks the data sets for a quick run.
+
+Issue 12 also asks the SQLite charts to stay within 10 % of what they were before the store work
+(commit 9620f82): when git can extract that commit, the same two charts are timed on its server and
+on this one, interleaved, on the same data (``benchmarks/ab_charts.py``); the ratio is this tree's
+p99 over 9620f82's. ``SUITCASE_BENCH_AB_ROUNDS`` (default 3; 0: skip) sets how many rounds.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from benchmarks import ab_charts
 from benchmarks._timing import Figure
 from gateway.store import SqliteStore
 from kits.wire import Record
@@ -164,10 +170,15 @@ def _fill_store(path: Path, device: str, span_s: int, step_s: int) -> int:
     return total
 
 
-def _chart_figure(name: str, folder: Path, span_s: int, step_s: int) -> Figure:
-    store_path = folder / f"chart-{span_s}.db"
+def _chart_figure(
+    name: str, folder: Path, span_s: int, step_s: int, store_path: Path | None = None
+) -> Figure:
     device = "bench-chart"
-    readings = _fill_store(store_path, device, span_s, step_s)
+    if store_path is None:
+        store_path = folder / f"chart-{span_s}.db"
+        readings = _fill_store(store_path, device, span_s, step_s)
+    else:  # filled by ab_charts.fill, with the same _fill_store
+        readings = len(QUANTITIES) * (span_s // step_s)
     settings = ServerSettings(
         registry_url=f"sqlite:///{folder / f'chart-{span_s}.registry.db'}",
         store=str(store_path),
@@ -212,6 +223,42 @@ def _chart_figure(name: str, folder: Path, span_s: int, step_s: int) -> Figure:
         f"bare 10 x 1,000 rows p99 {base * 1000:.2f} ms"
     )
     return Figure(name, api, "bare scan of 10 x 1,000 rows", base, 10_000, "points")
+
+
+def _ab_figures(folder: Path, data: dict[str, tuple[Path, Path, int]]) -> list[Figure]:
+    """The SQLite charts against the same charts at 9620f82 (before the store work), interleaved."""
+    rounds = int(os.environ.get("SUITCASE_BENCH_AB_ROUNDS", "3"))
+    if rounds <= 0:
+        return []
+    old = folder / "before-store-work"
+    why = ab_charts.extract(ab_charts.BEFORE_STORE_WORK, old)
+    if why is not None:
+        print(f"  no A/B of the charts against {ab_charts.BEFORE_STORE_WORK}: {why}")
+        return []
+    try:
+        result = ab_charts.compare(old, data, rounds=rounds, calls=40)
+    except RuntimeError as exc:  # e.g. this venv lacks a library the old tree needs
+        print(f"  no A/B of the charts against {ab_charts.BEFORE_STORE_WORK}: {exc}")
+        return []
+    print(ab_charts.report(result))
+    figures = []
+    for name, label in (("7d", "7 d at 1 Hz x 10"), ("1y", "1 y at 1/min x 10")):
+        new, before = result.pooled(name, "new", 99), result.pooled(name, "old", 99)
+        print(
+            f"  server chart {label}: p99 {new * 1000:.1f} ms, at {ab_charts.BEFORE_STORE_WORK} "
+            f"{before * 1000:.1f} ms (target: <= 1.10x)"
+        )
+        figures.append(
+            Figure(
+                f"server chart p99, {label}, against {ab_charts.BEFORE_STORE_WORK}",
+                new,
+                f"the same chart at {ab_charts.BEFORE_STORE_WORK}",
+                before,
+                10_000,
+                "points",
+            )
+        )
+    return figures
 
 
 def _influx_post(base: str, path: str, params: dict[str, str], body: bytes | None = None) -> bytes:
@@ -406,12 +453,18 @@ def run() -> list[Figure]:
                 _fleet_figure("server fleet page p99 (PostgreSQL, 10k devices)", pg, folder, bare_pg)
             )
         scale = float(os.environ.get("SUITCASE_BENCH_SCALE", "1"))
+        data = ab_charts.fill(folder / "charts", scale)
         figures.append(
-            _chart_figure("server chart p99, 7 d at 1 Hz x 10", folder, int(7 * 86_400 * scale), 1)
+            _chart_figure(
+                "server chart p99, 7 d at 1 Hz x 10", folder, int(7 * 86_400 * scale), 1, data["7d"][0]
+            )
         )
         figures.append(
-            _chart_figure("server chart p99, 1 y at 1/min x 10", folder, int(365 * 86_400 * scale), 60)
+            _chart_figure(
+                "server chart p99, 1 y at 1/min x 10", folder, int(365 * 86_400 * scale), 60, data["1y"][0]
+            )
         )
+        figures.extend(_ab_figures(folder, data))
         figures.extend(_influx_figures(folder, scale))
     return figures
 

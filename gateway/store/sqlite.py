@@ -173,6 +173,48 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> None:
         )
 
 
+def _rollup_parts(start: float, end: float, every: float) -> list[tuple[int, float, float]] | None:
+    """The rollups that windows of ``every`` s in ``[start, end)`` read: (width, from, to) of the
+    rollups' starts, oldest first; None for the readings (``every`` is no whole number of minutes).
+
+    A window widens to the whole minute (or hour, for whole hours) its range starts and ends in,
+    as in schema version 1; between those edges the coarsest rollup that divides ``every`` is
+    read, so a coarser rollup never adds readings from beyond the edges.
+    """
+    edge = next((w for w in (3600, 60) if every >= w and every % w == 0), None)
+    if edge is None:
+        return None
+    coarse = next(w for w in reversed(ROLLUP_WIDTHS) if every % w == 0)
+    lo, hi = start - start % edge, float(math.ceil(end / edge) * edge)
+    a, b = float(math.ceil(lo / coarse) * coarse), float(math.floor(hi / coarse) * coarse)
+    if coarse == edge or a >= b:
+        return [(edge, lo, hi)]
+    parts = [(edge, lo, a)] if lo < a else []
+    parts.append((coarse, a, b))
+    if b < hi:
+        parts.append((edge, b, hi))
+    return parts
+
+
+def _merge_windows(
+    rows: list[tuple[int, float, int, float, float, float]], names: dict[int, tuple[str, str]]
+) -> list[tuple[int, float, int, float, float, float]]:
+    """Fold rows of the same series and window (read from two rollups) into one, in window order."""
+    acc: dict[tuple[float, int], list[float]] = {}
+    for sid, w, count, mean, low, high in rows:
+        into = acc.get((w, sid))
+        if into is None:
+            acc[(w, sid)] = [count, mean * count, low, high]
+        else:
+            into[0] += count
+            into[1] += mean * count
+            into[2], into[3] = min(into[2], low), max(into[3], high)
+    keys = sorted(acc, key=lambda k: (k[0], names[k[1]]))
+    return [
+        (sid, w, int(c), total / c, low, high) for w, sid in keys for c, total, low, high in [acc[(w, sid)]]
+    ]
+
+
 _SeriesKey = tuple[str, str, str, str]
 _series_key: Callable[[Record], _SeriesKey] = operator.attrgetter("org", "device", "sensor", "quantity")
 
@@ -596,41 +638,8 @@ class SqliteStore:
         rollup window its ``start`` falls in.
         """
         check_window_width(every)
-        width = next((w for w in reversed(ROLLUP_WIDTHS) if every >= w and every % w == 0), None)
-        # Series ids, not their names, per row: the names are the same Python strings for every
-        # window of a series (a year-long chart of 10 series makes ~7,000 windows).
-        if width is not None and width == every:
-            self.refresh_rollups()
-            # One rollup per window: no aggregation (and no sort of the rows to group them).
-            sql = (
-                "SELECT s.id, r.start AS w, r.count, r.sum / r.count, r.min, r.max "
-                "FROM series AS s JOIN rollups AS r ON r.series_id = s.id AND r.width = :width "
-                "WHERE s.device = :device AND s.org = :org AND r.start >= :lo AND r.start < :end"
-            )
-        elif width is not None:
-            self.refresh_rollups()
-            sql = (
-                "SELECT s.id, CAST(r.start / :every AS INTEGER) * :every AS w, sum(r.count), "
-                "sum(r.sum) / sum(r.count), min(r.min), max(r.max) "
-                "FROM series AS s JOIN rollups AS r ON r.series_id = s.id AND r.width = :width "
-                "WHERE s.device = :device AND s.org = :org AND r.start >= :lo AND r.start < :end"
-            )
-        else:
-            sql = (
-                "SELECT s.id, CAST(r.time / :every AS INTEGER) * :every AS w, count(*), avg(r.value), "
-                "min(r.value), max(r.value) "
-                "FROM series AS s JOIN readings AS r ON r.series_id = s.id "
-                "WHERE s.device = :device AND s.org = :org AND r.time >= :start AND r.time < :end"
-            )
-        params: dict[str, object] = {
-            "every": every,
-            "width": width,
-            "device": device,
-            "org": org,
-            "start": start,
-            "lo": start - start % (width or 1),
-            "end": end,
-        }
+        parts = _rollup_parts(start, end, every)
+        params: dict[str, object] = {"every": every, "device": device, "org": org, "start": start, "end": end}
         where = ""
         if sensor is not None:
             where += " AND s.sensor = :sensor"
@@ -638,21 +647,50 @@ class SqliteStore:
         if quantity is not None:
             where += " AND s.quantity = :quantity"
             params["quantity"] = quantity
-        sql += where
-        if width != every:
-            sql += " GROUP BY s.id, w"
-        sql += " ORDER BY w, s.sensor, s.quantity"
+        order = " ORDER BY w, s.sensor, s.quantity"
+        statements: list[str] = []
+        if parts is None:
+            statements.append(
+                "SELECT s.id, CAST(r.time / :every AS INTEGER) * :every AS w, count(*), avg(r.value), "
+                "min(r.value), max(r.value) "
+                "FROM series AS s JOIN readings AS r ON r.series_id = s.id "
+                f"WHERE s.device = :device AND s.org = :org AND r.time >= :start AND r.time < :end{where} "
+                f"GROUP BY s.id, w{order}"
+            )
+        else:
+            self.refresh_rollups()
+            for i, (width, lo, hi) in enumerate(parts):
+                params.update({f"width{i}": width, f"lo{i}": lo, f"hi{i}": hi})
+                rows_of = (
+                    f"FROM series AS s JOIN rollups AS r ON r.series_id = s.id AND r.width = :width{i} "
+                    f"WHERE s.device = :device AND s.org = :org "
+                    f"AND r.start >= :lo{i} AND r.start < :hi{i}{where}"
+                )
+                if width == every:
+                    # One rollup per window: no aggregation (and no sort of the rows to group them).
+                    statements.append(
+                        f"SELECT s.id, r.start AS w, r.count, r.sum / r.count, r.min, r.max {rows_of}{order}"
+                    )
+                else:
+                    statements.append(
+                        "SELECT s.id, CAST(r.start / :every AS INTEGER) * :every AS w, sum(r.count), "
+                        f"sum(r.sum) / sum(r.count), min(r.min), max(r.max) {rows_of} GROUP BY s.id, w{order}"
+                    )
         with self._translate(f"read windows of {device}"):
             conn = self._conn()
+            # Series ids, not their names, per row: the names are then the same Python strings for
+            # every window of a series (a year-long chart of 10 series makes ~7,000 windows).
             names = {
                 sid: (sensor_name, quantity_name)
                 for sid, sensor_name, quantity_name in conn.execute(
-                    "SELECT id, sensor, quantity FROM series AS s WHERE s.device = :device AND s.org = :org"
-                    + where,
+                    "SELECT id, sensor, quantity FROM series AS s "
+                    f"WHERE s.device = :device AND s.org = :org{where}",
                     params,
                 )
             }
-            rows = conn.execute(sql, params).fetchall()
+            rows = [row for sql in statements for row in conn.execute(sql, params)]
+        if parts is not None and len(parts) > 1 and all(width != every for width, _, _ in parts):
+            rows = _merge_windows(rows, names)  # a window may span two rollups' rows
         return [Window(org, device, *names[sid], *rest) for sid, *rest in rows]
 
     def set_retention(

@@ -176,3 +176,32 @@ def test_retention_of_the_coarser_rollups(tmp_path: Path) -> None:
         store.apply_retention(now)
         assert store.windows("a", "pi", T0, now, DAY) == []
         assert sum(w.count for w in store.windows("a", "pi", T0, now, 7)) == 300  # from the readings
+
+
+def test_coarser_rollups_never_widen_a_range_beyond_its_minutes_or_hours(tmp_path: Path) -> None:
+    """Test that windows of 15 minutes, 12 hours or days over a range that does not start and end
+    on their boundaries hold the readings of the range widened to whole minutes (whole hours for
+    hour multiples), as minute and hour rollups alone gave: never a whole day at an edge."""
+    rng = random.Random(11)
+    d0 = T0 - T0 % DAY
+    recs = [
+        Record("o", "pi", "s", q, round(rng.uniform(0, 50), 2), d0 + t * 37.0)
+        for q in ("co2", "temperature")
+        for t in range(4 * 2400)  # about four days
+    ]
+    with SqliteStore(tmp_path / "s.db") as store:
+        store.write(recs)
+        start, end = d0 + 5 * 3600 + 17 * 60 + 5, d0 + 3 * DAY + 7 * 3600 + 41 * 60 + 30
+        for every in (900.0, 1800.0, 43_200.0, DAY, 2 * DAY):
+            edge = 3600 if every % 3600 == 0 else 60
+            lo, hi = start - start % edge, math.ceil(end / edge) * edge
+            want: dict[tuple[float, str], list[float]] = {}
+            for r in recs:
+                if lo <= r.time < hi:
+                    want.setdefault((r.time - r.time % every, r.quantity), []).append(r.value)
+            got = store.windows("o", "pi", start, end, every)
+            assert [(w.start, w.quantity) for w in got] == sorted(want), every
+            for w in got:
+                values = want[(w.start, w.quantity)]
+                assert (w.count, w.min, w.max) == (len(values), min(values), max(values)), every
+                assert abs(w.mean - sum(values) / len(values)) < 1e-9
