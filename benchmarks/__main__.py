@@ -19,6 +19,7 @@ BENCHMARKS = [
     "benchmarks.bench_edge",
     "benchmarks.bench_server",
     "benchmarks.bench_gateways",
+    "benchmarks.bench_fleetpage",  # the fleet list, page and alert rounds at 10,000, direct
     "benchmarks.bench_accounts",  # device accounts: dynamic security against the files, to 10,000
     "benchmarks.bench_fleet",  # the longest: 100, 1,000 and 10,000 simulated devices
 ]
