@@ -349,6 +349,9 @@ class MqttSession:
         also_subscribe: further (filter, QoS) subscriptions made with ``topic_filter``.
         generations: gives each new connection its generation; sessions that share it (one
             gateway's) never share a generation, so an ack finds its connection.
+        linger_s: after a read that found less than half a chunk, wait this long (seconds, or a
+            function giving them) before reading again, so that a slow stream arrives in chunks
+            of many messages instead of a wake-up of every thread per message (0: read at once).
     """
 
     # Reconnect after a loss (a gateway's own session); False: the first connection is the last.
@@ -379,6 +382,7 @@ class MqttSession:
         will: Will | None = None,
         also_subscribe: Sequence[tuple[str, int]] = (),
         generations: Callable[[], int] | None = None,
+        linger_s: float | Callable[[], float] = 0.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -400,6 +404,7 @@ class MqttSession:
         self._also = tuple(also_subscribe)
         self._next_generation = generations or itertools.count(1).__next__
         self._delivered = 0  # messages delivered, all connections (network thread)
+        self._linger = linger_s if callable(linger_s) else (lambda: linger_s)
         self._on_connected = on_connected
         self._on_subscribed = on_subscribed
         self._on_lost = on_lost
@@ -692,6 +697,10 @@ class MqttSession:
                         self._held += len(messages)
                     self._delivered += len(messages)
                     self._deliver(self._generation, self._clock(), messages)
+                    if len(data) < _READ_SIZE // 2:
+                        linger = self._linger()
+                        if linger > 0:
+                            self._stopping.wait(linger)
                 for kind, _flags, body in control:
                     if kind == _CONNACK:
                         keepalive = self._connack(sock, body)

@@ -82,12 +82,18 @@ class GroupMembership:
         self._lock = threading.Lock()
         self._closed = False
         self._timers: list[threading.Timer] = []
+        self._live = 1
 
     @property
     def records(self) -> dict[str, bytes]:
         """Each member's last record, as this member has seen them."""
         with self._lock:
             return dict(self._records)
+
+    @property
+    def live(self) -> int:
+        """How many members are up, this one included."""
+        return self._live
 
     @property
     def adopting(self) -> set[str]:
@@ -109,6 +115,7 @@ class GroupMembership:
                 self._records[member] = payload
             else:
                 self._records.pop(member, None)
+            self._live = len({m for m, state in self._records.items() if state == UP} | {self.client_id})
         if member == self.client_id and payload != UP:
             # Our own will, published while we were away, or a record cleared by an adopter that
             # finished as we came back: we are up.
