@@ -2,7 +2,7 @@
 
 Every chart reads the store's downsampled windows (:meth:`gateway.store.Reader.windows`): one
 window per point, epoch-aligned, with its count, mean, min and max. The window width is rounded up
-to a multiple of the store's rollups once it is that long (1 min, 15 min, 1 h, 12 h, 1 day), so
+to a multiple of the store's rollups once it is that long (1, 5 or 15 min, 1, 3 or 12 h, 1 day), so
 the embedded store answers from a few rollup rows per point and InfluxDB from one
 ``GROUP BY time()`` query on its minute or hour rollups: a year of 1/min readings costs about as
 much as an hour. Nothing here knows which backend runs.
@@ -41,7 +41,7 @@ def bucket_width(span: float, points: int) -> float:
     """Return a window width (seconds) so ``span`` holds at most ``points`` epoch-aligned windows.
 
     The width is a whole number of seconds, or a multiple of the coarsest rollup
-    (:data:`gateway.store.ROLLUP_WIDTHS`: 1 min, 15 min, 1 h, 12 h, 1 day) that still leaves at least
+    (:data:`gateway.store.ROLLUP_WIDTHS`: 1, 5 or 15 min, 1, 3 or 12 h, 1 day) that still leaves at least
     half the points, so the store reads a few rollup rows per point instead of every reading.
     """
     raw = span / max(points - 1, 1)  # an unaligned span may touch one window more

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from kits.errors import SuitcaseError
 from kits.wire import Record
@@ -23,8 +23,9 @@ __all__ = [
 ]
 
 
-ROLLUP_WIDTHS = (60, 900, 3600, 43200, 86400)
-"""Widths (s) of the windows a store may keep downsampled (rollups): 1 min, 15 min, 1 h, 12 h, 1 day.
+ROLLUP_WIDTHS = (60, 300, 900, 3600, 10800, 43200, 86400)
+"""Widths (s) of the windows a store may keep downsampled (rollups): 1, 5 and 15 min, 1, 3 and 12 h,
+and 1 day.
 
 Each is a multiple of the one before, so a window of a multiple of one is read from the coarsest
 such rollup. The embedded store keeps them all; InfluxDB 1.x keeps 1 min and 1 h and reads the
@@ -66,16 +67,19 @@ class DeviceSeen:
     readings: int
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """One downsampled window of one series: readings with ``start <= time < start + every``."""
+class Window(NamedTuple):
+    """One downsampled window of one series: readings with ``start <= time < start + every``.
+
+    A named tuple, not a frozen dataclass: a chart makes thousands, and a tuple is made about five
+    times faster (it was a third of a year-long chart's time on SQLite).
+    """
 
     org: str
     device: str
     sensor: str
     quantity: str
     start: float
-    count: int
+    count: int  # type: ignore[assignment]  # hides tuple.count(), which no one calls on a window
     mean: float
     min: float
     max: float

@@ -96,7 +96,7 @@ def derive_windows(windows: Iterable[Window], rules: Sequence[Rule]) -> list[Win
     def put(w: Window, quantity: str, mean: float, low: float, high: float, count: int | None = None) -> None:
         key = (w.device, w.sensor, quantity, w.start)
         if key not in out and all(map(math.isfinite, (mean, low, high))):
-            out[key] = replace(w, quantity=quantity, mean=mean, min=low, max=high, count=count or w.count)
+            out[key] = w._replace(quantity=quantity, mean=mean, min=low, max=high, count=count or w.count)
 
     for w in windows:
         for rule in rules:

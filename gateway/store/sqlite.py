@@ -11,18 +11,19 @@ Schema (``PRAGMA user_version`` 2):
   readings, maintained on write so :meth:`SqliteStore.devices` and
   :meth:`SqliteStore.count_readings` never scan the readings.
 - ``dead_letters``: messages that broke the wire contract, with their code and reason.
-- ``rollups``: per series, windows of each of :data:`ROLLUP_WIDTHS` (``width`` 60, 900, 3600,
-  43200 and 86400 s) with count, sum, min and max, so a year-long chart reads ~730 twelve-hour
-  rows per series, not millions of readings. A write marks the minutes it touched in ``rollup_dirty``;
-  :meth:`SqliteStore.refresh_rollups` recomputes exactly those minutes from the readings (so a
-  redelivery never counts twice) and each coarser window from the one below. The ``sqlite`` sink
-  refreshes every few seconds, and :meth:`SqliteStore.windows` refreshes before it reads.
+- ``rollups``: per series, windows of each of :data:`ROLLUP_WIDTHS` (``width`` 60, 300, 900,
+  3600, 10800, 43200 and 86400 s) with count, sum, min and max, so a year-long chart reads ~730
+  twelve-hour rows per series, not millions of readings. A write marks the minutes it touched in
+  ``rollup_dirty``; :meth:`SqliteStore.refresh_rollups` recomputes exactly those minutes from the
+  readings (so a redelivery never counts twice) and each coarser window from the one below. The
+  ``sqlite`` sink refreshes every few seconds, and :meth:`SqliteStore.windows` refreshes before it
+  reads.
   Version 1 kept only the minute and hour windows: opening such a file computes the others from
   them once (``_upgrade_from_1``).
 - ``retention``: per org, how many days of readings, minute and hour rollups to keep
   (:meth:`SqliteStore.set_retention`; :meth:`SqliteStore.apply_retention` deletes the rest).
-  The 15-minute windows are kept as long as the minute ones, the 12-hour and day ones as long
-  as the hour ones. An org without a row keeps everything.
+  The 5- and 15-minute windows are kept as long as the minute ones, the 3-hour, 12-hour and
+  day ones as long as the hour ones. An org without a row keeps everything.
 
 Times are stored as SQLite REAL, i.e. the very IEEE-754 double of ``Record.time`` (UTC epoch
 seconds): what :meth:`SqliteStore.readings` returns is bit-for-bit what was written, and the
@@ -145,6 +146,8 @@ FROM rollup_dirty AS d
 LEFT JOIN readings AS r ON r.series_id = d.series_id AND r.time >= d.minute AND r.time < d.minute + 60
 GROUP BY d.series_id, d.minute
 """
+_VERSION_1_WIDTHS = (60, 3600)  # the rollups of schema version 1
+
 # Each coarser window of a marked minute, from the windows one tier below (whole, since each
 # width is a multiple of the one before).
 _REFRESH_COARSER = [
@@ -162,9 +165,11 @@ GROUP BY u.series_id, u.start
 
 
 def _upgrade_from_1(conn: sqlite3.Connection) -> None:
-    """Compute the 15-minute, 12-hour and day windows that a version-1 file lacks, from its minute
-    and hour ones, in the caller's transaction."""
-    for below, width in ((60, 900), (3600, 43200), (43200, 86400)):
+    """Compute the rollups that a version-1 file lacks (all but the minute and hour ones), each
+    from the one below, in the caller's transaction."""
+    for below, width in itertools.pairwise(ROLLUP_WIDTHS):
+        if width in _VERSION_1_WIDTHS:
+            continue
         conn.execute(
             "INSERT OR REPLACE INTO rollups (series_id, width, start, count, sum, min, max) "
             f"SELECT series_id, {width}, CAST(start / {width} AS INTEGER) * {width}.0 AS w, "
@@ -181,7 +186,7 @@ def _rollup_parts(start: float, end: float, every: float) -> list[tuple[int, flo
     as in schema version 1; between those edges the coarsest rollup that divides ``every`` is
     read, so a coarser rollup never adds readings from beyond the edges.
     """
-    edge = next((w for w in (3600, 60) if every >= w and every % w == 0), None)
+    edge = next((w for w in reversed(_VERSION_1_WIDTHS) if every >= w and every % w == 0), None)
     if edge is None:
         return None
     coarse = next(w for w in reversed(ROLLUP_WIDTHS) if every % w == 0)
@@ -700,8 +705,8 @@ class SqliteStore:
         minute_days: float | None = None,
         hour_days: float | None = None,
     ) -> None:
-        """Keep ``org``'s readings ``raw_days``, its minute (and 15-minute) rollups ``minute_days``
-        and hour (12-hour, day) rollups ``hour_days`` (None: forever). Applied by
+        """Keep ``org``'s readings ``raw_days``, its minute (5-, 15-minute) rollups ``minute_days``
+        and hour (3-, 12-hour, day) rollups ``hour_days`` (None: forever). Applied by
         :meth:`apply_retention`.
         """
         for what, days in (("raw_days", raw_days), ("minute_days", minute_days), ("hour_days", hour_days)):

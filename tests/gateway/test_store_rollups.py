@@ -103,7 +103,7 @@ def test_every_rollup_width_equals_the_readings(tmp_path: Path) -> None:
             if i == 800:
                 store.refresh_rollups()  # later writes re-dirty minutes, hours and days
         end = recs[-1].time + 1
-        for every in (*ROLLUP_WIDTHS, 300.0, 1800.0, 7200.0, 21_600.0, 172_800.0):
+        for every in (*ROLLUP_WIDTHS, 600.0, 1800.0, 7200.0, 21_600.0, 172_800.0):
             got = store.windows("o", "pi", d0, end, every)
             want: dict[float, list[float]] = {}
             for r in recs:
@@ -127,8 +127,8 @@ def _rollup_rows(path: Path) -> dict[tuple[int, int, float], tuple[float, ...]]:
 
 def test_a_version_1_file_gets_the_coarser_rollups_when_opened(tmp_path: Path) -> None:
     """Test that a store file of schema version 1 (minute and hour rollups only) is upgraded on
-    open: its 15-minute, 12-hour and day rollups are computed once, equal to those a version-2 store
-    keeps on write, and charts read them."""
+    open: its 5- and 15-minute, 3- and 12-hour and day rollups are computed once, equal to those
+    a version-2 store keeps on write, and charts read them."""
     rng = random.Random(5)
     d0 = T0 - T0 % DAY
     recs = [
@@ -161,8 +161,8 @@ def test_a_version_1_file_gets_the_coarser_rollups_when_opened(tmp_path: Path) -
 
 
 def test_retention_of_the_coarser_rollups(tmp_path: Path) -> None:
-    """Test that the 15-minute rollups are kept as long as the minute ones, the 12-hour and day
-    rollups as long as the hour ones."""
+    """Test that the 5- and 15-minute rollups are kept as long as the minute ones, the 3-hour,
+    12-hour and day rollups as long as the hour ones."""
     now = T0 + 30 * DAY
     with SqliteStore(tmp_path / "s.db") as store:
         store.write([Record("a", "pi", "s", "humidity", 50.0, T0 + i * 600) for i in range(300)])
@@ -170,7 +170,7 @@ def test_retention_of_the_coarser_rollups(tmp_path: Path) -> None:
         store.apply_retention(now)
         with sqlite3.connect(store.path) as conn:
             widths = dict(conn.execute("SELECT width, count(*) FROM rollups GROUP BY width").fetchall())
-        assert widths.keys() == {3600, 43200, 86400}
+        assert widths.keys() == {3600, 10800, 43200, 86400}
         assert sum(w.count for w in store.windows("a", "pi", T0, now, DAY)) == 300
         store.set_retention("a", raw_days=None, minute_days=10, hour_days=10)
         store.apply_retention(now)
@@ -192,7 +192,7 @@ def test_coarser_rollups_never_widen_a_range_beyond_its_minutes_or_hours(tmp_pat
     with SqliteStore(tmp_path / "s.db") as store:
         store.write(recs)
         start, end = d0 + 5 * 3600 + 17 * 60 + 5, d0 + 3 * DAY + 7 * 3600 + 41 * 60 + 30
-        for every in (900.0, 1800.0, 43_200.0, DAY, 2 * DAY):
+        for every in (300.0, 900.0, 1800.0, 10_800.0, 43_200.0, DAY, 2 * DAY):
             edge = 3600 if every % 3600 == 0 else 60
             lo, hi = start - start % edge, math.ceil(end / edge) * edge
             want: dict[tuple[float, str], list[float]] = {}
