@@ -287,14 +287,14 @@ def report(result: Comparison) -> str:
     """The table of a comparison: ms, and ratios of p99."""
     lines = [
         f"points per chart: old {result.points['old']}, new {result.points['new']}",
-        "range  how      old p50  new p50  old p99  new p99  new/old  bare p99  old/bare  new/bare",
+        "chart  how      old p50  new p50  old p99  new p99  new/old  bare p99  old/bare  new/bare",
     ]
-    names = sorted({name for name, _ in result.rounds}, key=list(RANGES).index)
+    names = list(dict.fromkeys(name for name, _ in result.rounds))
     for name in names:
         for how, figure in (("rounds", result.median_of_rounds), ("pooled", result.pooled)):
             fig = {side: (figure(name, side, 50), figure(name, side, 99)) for side in SIDES}
             lines.append(
-                f"{name:5s}  {how:7s} {fig['old'][0] * 1e3:7.1f}  {fig['new'][0] * 1e3:7.1f}  "
+                f"{name:6s} {how:7s} {fig['old'][0] * 1e3:7.1f}  {fig['new'][0] * 1e3:7.1f}  "
                 f"{fig['old'][1] * 1e3:7.1f}  {fig['new'][1] * 1e3:7.1f}  "
                 f"{fig['new'][1] / fig['old'][1]:6.2f}x  {fig['bare'][1] * 1e3:7.2f}  "
                 f"{fig['old'][1] / fig['bare'][1]:7.1f}x  {fig['new'][1] / fig['bare'][1]:7.1f}x"
@@ -311,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--chunk", type=int, default=5, help="calls per side in a row")
+    parser.add_argument(
+        "--spans",
+        default="",
+        help="more chart ranges on the data sets, e.g. '7d=1h,6h,24h;1y=24h,3d,90d' (h or d)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=float, default=float(os.environ.get("SUITCASE_BENCH_SCALE", "1")))
     args = parser.parse_args(argv)
@@ -320,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.old is None:
         parser.error(f"name the other tree: git archive {BEFORE_STORE_WORK} | tar -x -C /tmp/old")
     data = fill(args.data / f"scale-{args.scale:g}", args.scale)
+    for group in filter(None, args.spans.split(";")):
+        of, _, labels = group.partition("=")
+        for label in labels.split(","):
+            seconds = float(label[:-1]) * {"h": 3600, "d": 86_400}[label[-1]]
+            data[f"{of}:{label}"] = (data[of][0], data[of][1], int(seconds * args.scale))
     result = compare(args.old, data, rounds=args.rounds, calls=args.calls, chunk=args.chunk)
     print(f"{args.rounds} rounds x {args.calls} calls per side, ms")
     print(report(result))
