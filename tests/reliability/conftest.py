@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
 
 from edge.agent import Agent
 from edge.emulated import build_bus
@@ -31,13 +33,16 @@ from gateway.store.base import Reader
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings, OutboxSettings
 from kits.tls import client_context
 from kits.wire import Record
+from server.app import create_app
 from server.broker_admin import device_acls
+from server.settings import ServerSettings
+from server.tables import DeviceRow, OrganisationRow
 from suitcase.broker import MosquittoBroker, find_mosquitto, free_port
 from suitcase.services.mosquitto import GATEWAY_ROLE, SERVER_ROLE, Account, dynsec_state, find_dynsec_plugin
 from suitcase.services.secrets import make_secrets
 from suitcase.services.settings_files import MQTT_GATEWAY_USER, MQTT_SERVER_USER
 from suitcase.services.tls import make_ca, make_server_cert
-from tests.reliability.faults import Ledger
+from tests.reliability.faults import Ledger, Tally, record, stored_rows, tally, wait_landed
 from tests.services import require_service
 from tests.services.influxdb import InfluxD
 from tests.waiting import wait_until
@@ -153,6 +158,82 @@ class Stack:
         except Exception:  # influxd restarting: nothing counted yet
             return 0
         return sum(int(s["values"][0][1]) for s in series)
+
+    def outcome(
+        self,
+        fault: str,
+        ledger: Ledger,
+        *,
+        begin: float,
+        back: float,
+        timeout: float = 60.0,
+        count: bool = False,
+        recovery_s: float | None = None,
+        **fields: Any,
+    ) -> Tally:
+        """Wait (up to ``timeout``) until every reading of ``ledger`` has landed in the store, then
+        tally the store's rows since ``begin`` against it and record the case's row.
+
+        The recovery is the seconds from ``back`` (the fault's end) until all had landed, unless
+        the case measured its own (``recovery_s``): then the landing time is kept as
+        ``readings_recovery_s``. ``count`` polls the store's cheap row count first (large ledgers).
+        ``fields`` go to :func:`~tests.reliability.faults.tally` (conditions, order, details).
+        """
+        devices = [device for _, device in ledger.devices()]
+        landed = wait_landed(
+            self.reader,
+            ledger,
+            since=back,
+            timeout=timeout,
+            start=begin,
+            end=time.time() + 5,
+            count=(lambda: self.count(devices)) if count else None,
+        )
+        if recovery_s is None:
+            recovery_s = landed
+        else:
+            fields["readings_recovery_s"] = None if landed is None else round(landed, 2)
+        stored = stored_rows(self.reader, ledger.devices(), begin, time.time() + 5)
+        return record(tally(fault, ledger, stored, recovery_s=recovery_s, **fields))
+
+    def server_settings(self, registry_url: str, **settings: Any) -> ServerSettings:
+        """A server on the stack: its registry at ``registry_url``, the stack's store, and the
+        broker through the server's own TLS account; ``settings`` override the rest."""
+        base: dict[str, Any] = {
+            "registry_url": registry_url,
+            "store": self.influxd.sink_url,
+            "mqtt_host": self.broker.host,
+            "mqtt_port": self.broker.port,
+            "mqtt_tls": True,
+            "mqtt_ca_file": self.ca_file,
+            "mqtt_username": self.server_login.username,
+            "mqtt_password": self.server_login.password,
+            "alert_interval_s": 0,
+        }
+        return ServerSettings(**{**base, **settings})
+
+    @contextlib.contextmanager
+    def server(self, registry_url: str, devices: Iterable[str], **settings: Any) -> Iterator[TestClient]:
+        """Run a server on the stack (:meth:`server_settings`) with its listener subscribed and
+        ``devices`` enrolled in its registry (organisation :data:`ORG`), as binding their Pis leaves
+        them; a server error answers 500 rather than raising in the test."""
+        client = TestClient(
+            create_app(self.server_settings(registry_url, **settings)), raise_server_exceptions=False
+        )
+        with client:
+            listener = client.app.state.listener  # type: ignore[attr-defined]
+            assert listener is not None
+            wait_until(listener.subscribed.is_set, 30, "the server's listener subscribed")
+            engine = client.app.state.resources.engine  # type: ignore[attr-defined]
+            with Session(engine) as session:
+                org = OrganisationRow(slug=ORG, name="Fault city", created_at=time.time())
+                session.add(org)
+                session.commit()
+                assert org.id is not None
+                for device in devices:
+                    session.add(DeviceRow(id=device, org_id=org.id, registered_at=time.time()))
+                session.commit()
+            yield client
 
     def kill_broker(self) -> None:
         """kill -9 of Mosquitto: what it had not saved is gone."""

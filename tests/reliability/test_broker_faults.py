@@ -12,23 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from server.app import create_app
 from server.device_commands import queue_command
-from server.settings import ServerSettings
-from server.tables import DeviceCommandRow, DeviceRow, OrganisationRow
+from server.tables import DeviceCommandRow, DeviceRow
 from tests.reliability.conftest import (
-    ORG,
     Stack,
     drained,
     ledger_of,
     make_agent,
     running,
 )
-from tests.reliability.faults import SCALE, record, stored_rows, tally, wait_landed
+from tests.reliability.faults import SCALE, stored_rows, tally
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto, pytest.mark.influxdb]
@@ -57,18 +53,14 @@ def test_graceful_restart_with_a_backlog_for_the_gateway_loses_and_doubles_nothi
         back = time.monotonic()
         stack.resume_gateway()
         drained(agents)
-    ledger = ledger_of(agents)
-    recovery = wait_landed(stack.reader, ledger, since=back, timeout=60, start=begin, end=time.time() + 5)
-    result = record(
-        tally(
-            "Mosquitto restarted (graceful) with a backlog for the gateway",
-            ledger,
-            stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5),
-            recovery_s=recovery,
-            conditions=f"{AGENTS} agents at 6 readings/s; gateway away {3 * SCALE:.0f} s, broker "
-            "restarted in between",
-            order=20,
-        )
+    result = stack.outcome(
+        "Mosquitto restarted (graceful) with a backlog for the gateway",
+        ledger_of(agents),
+        begin=begin,
+        back=back,
+        conditions=f"{AGENTS} agents at 6 readings/s; gateway away {3 * SCALE:.0f} s, broker "
+        "restarted in between",
+        order=20,
     )
     assert result.sent >= AGENTS * 6 * 4, result.summary()
     assert (result.lost, result.doubled) == (0, 0), result.summary()
@@ -89,10 +81,10 @@ def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(
     backlog_s = min(2.0 * SCALE, 20.0)
     begin = time.time() - 5
     agents = [make_agent(stack, f"crash-{i}", tmp_path / f"a{i}") for i in range(AGENTS)]
-    server = TestClient(create_app(_server_settings(stack, tmp_path)), raise_server_exceptions=False)
-    with server, running(agents):
+    registry = f"sqlite:///{tmp_path / 'registry.db'}"
+    devices = [a.config.device for a in agents]
+    with stack.server(registry, devices, command_sweep_s=0.5) as server, running(agents):
         engine = server.app.state.resources.engine  # type: ignore[attr-defined]
-        _register(engine, [a.config.device for a in agents])
         time.sleep(1.0)
         stack.pause_gateway()
         started = time.time()
@@ -120,13 +112,11 @@ def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(
             session.commit()
         replies = wait_until(lambda: _answered(engine, commands), 60, "the agents' replies to resend")
         assert all(state == "answered" for state, _ in replies), replies
-        recovery = wait_landed(stack.reader, ledger, since=back, timeout=60, start=begin, end=time.time() + 5)
-    result = record(
-        tally(
+        result = stack.outcome(
             "Mosquitto killed (-9), then `resend` to the agents",
             ledger,
-            stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5),
-            recovery_s=recovery,
+            begin=begin,
+            back=back,
             conditions=f"{AGENTS} agents; {backlog_s:.0f} s of backlog queued for the gateway, "
             "killed before its 30 s autosave; `resend` queued in the server, sent by its listener",
             admitted=f"{before.lost} readings lost in the broker until the resend",
@@ -134,36 +124,7 @@ def test_kill_9_loses_what_the_broker_had_not_saved_and_resend_recovers_it(
             lost_before_resend=before.lost,
             resent=sum(reply["readings"] for _, reply in replies),
         )
-    )
     assert (result.lost, result.doubled) == (0, 0), result.summary()
-
-
-def _server_settings(stack: Stack, tmp_path: Path) -> ServerSettings:
-    """The server on the stack: its own registry, the stack's store, the broker as its account."""
-    return ServerSettings(
-        registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
-        store=stack.influxd.sink_url,
-        mqtt_host=stack.broker.host,
-        mqtt_port=stack.broker.port,
-        mqtt_tls=True,
-        mqtt_ca_file=stack.ca_file,
-        mqtt_username=stack.server_login.username,
-        mqtt_password=stack.server_login.password,
-        alert_interval_s=0,
-        command_sweep_s=0.5,
-    )
-
-
-def _register(engine: Engine, devices: list[str]) -> None:
-    """The devices enrolled in the server's registry (as binding their Pis would leave them)."""
-    with Session(engine) as session:
-        org = OrganisationRow(slug=ORG, name="Fault city", created_at=time.time())
-        session.add(org)
-        session.commit()
-        assert org.id is not None
-        for device in devices:
-            session.add(DeviceRow(id=device, org_id=org.id, registered_at=time.time()))
-        session.commit()
 
 
 def _answered(engine: Engine, commands: list[str]) -> list[tuple[str, Any]] | None:

@@ -14,11 +14,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from gateway.consumer import _RETRY_MAX_S
-from server.app import create_app
-from server.settings import ServerSettings
-from server.tables import DeviceRow, OrganisationRow
-from tests.reliability.conftest import ORG, Stack, drained, ledger_of, make_agent, running
-from tests.reliability.faults import SCALE, record, stored_rows, tally, wait_landed
+from server.tables import DeviceRow
+from tests.reliability.conftest import Stack, drained, ledger_of, make_agent, running
+from tests.reliability.faults import SCALE
 from tests.reliability.postgres import PrivatePostgres
 from tests.waiting import wait_until
 
@@ -51,20 +49,17 @@ def test_store_unreachable_past_the_gateway_backoff_loses_and_doubles_nothing(
         back = time.monotonic()
         time.sleep(1.0)
         drained(agents)
-    ledger = ledger_of(agents)
-    recovery = wait_landed(stack.reader, ledger, since=back, timeout=60, start=begin, end=time.time() + 5)
-    result = record(
-        tally(
-            "Store (influxd) unreachable past the gateway's retry backoff",
-            ledger,
-            stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5),
-            recovery_s=recovery,
-            conditions=f"{AGENTS} agents at 6 readings/s; {outage:.0f} s down (retry delay capped at "
-            f"{_RETRY_MAX_S:.0f} s); {retries} failed writes",
-            order=40,
-            retries=retries,
-        )
+    result = stack.outcome(
+        "Store (influxd) unreachable past the gateway's retry backoff",
+        ledger_of(agents),
+        begin=begin,
+        back=back,
+        conditions=f"{AGENTS} agents at 6 readings/s; {outage:.0f} s down (retry delay capped at "
+        f"{_RETRY_MAX_S:.0f} s); {retries} failed writes",
+        order=40,
+        retries=retries,
     )
+    recovery = result.recovery_s
     assert acked_while_down == 0, f"{acked_while_down} messages acknowledged while the store was down"
     assert retries >= 6, f"only {retries} retries in {outage:.0f} s: the backoff was not exercised"
     assert (result.lost, result.doubled) == (0, 0), result.summary()
@@ -94,33 +89,11 @@ def test_registry_unreachable_answers_503_and_the_listener_catches_up(
     agent that went offline shows offline, one that came online shows online), without waiting
     for the devices to send them again."""
     stack = ready
-    settings = ServerSettings(
-        registry_url=registry.url,
-        store=stack.influxd.sink_url,
-        mqtt_host=stack.broker.host,
-        mqtt_port=stack.broker.port,
-        mqtt_tls=True,
-        mqtt_ca_file=stack.ca_file,
-        mqtt_username=stack.server_login.username,
-        mqtt_password=stack.server_login.password,
-        alert_interval_s=0,
-    )
     begin = time.time() - 5
     stays, leaves, arrives = "stays", "leaves", "arrives"
     agents = {d: make_agent(stack, d, tmp_path / d) for d in (stays, leaves, arrives)}
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        app_listener = client.app.state.listener  # type: ignore[attr-defined]
-        assert app_listener is not None
-        wait_until(app_listener.subscribed.is_set, 30, "the listener subscribed")
+    with stack.server(registry.url, agents) as client:
         engine = client.app.state.resources.engine  # type: ignore[attr-defined]
-        with Session(engine) as session:
-            org = OrganisationRow(slug=ORG, name="Fault city", created_at=time.time())
-            session.add(org)
-            session.commit()
-            assert org.id is not None
-            for device in agents:
-                session.add(DeviceRow(id=device, org_id=org.id, registered_at=time.time()))
-            session.commit()
 
         def online(device: str) -> bool | None:
             with Session(engine) as session:
@@ -152,20 +125,16 @@ def test_registry_unreachable_answers_503_and_the_listener_catches_up(
                 drained([agents[stays], agents[arrives]])
             drained([agents[stays]])
         outage = back - down
-    ledger = ledger_of(list(agents.values()))
-    landed = wait_landed(stack.reader, ledger, since=back, timeout=60, start=begin, end=time.time() + 5)
-    result = record(
-        tally(
-            "Registry (PostgreSQL) unreachable under the server",
-            ledger,
-            stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5),
-            recovery_s=recovery,
-            conditions=f"{outage:.0f} s down; API answered {sorted(statuses)}; one agent left, one "
-            "came meanwhile; recovery = registry shows both",
-            order=50,
-            api_statuses=sorted(statuses),
-            readings_recovery_s=None if landed is None else round(landed, 2),
-        )
+    result = stack.outcome(
+        "Registry (PostgreSQL) unreachable under the server",
+        ledger_of(list(agents.values())),
+        begin=begin,
+        back=back,
+        recovery_s=recovery,
+        conditions=f"{outage:.0f} s down; API answered {sorted(statuses)}; one agent left, one "
+        "came meanwhile; recovery = registry shows both",
+        order=50,
+        api_statuses=sorted(statuses),
     )
     assert statuses == {503}, f"the API answered {statuses} with the registry down"
     assert (result.lost, result.doubled) == (0, 0), result.summary()
