@@ -55,6 +55,7 @@ __all__ = [
     "DemoAccess",
     "HistoryTarget",
     "backfill_history",
+    "reissue_token",
     "seed_registry",
 ]
 
@@ -230,32 +231,57 @@ def seed_registry(
             assert user.id is not None
             if s.get(MembershipRow, (user.id, org_row.id)) is None:
                 s.add(MembershipRow(user_id=user.id, org_id=org_row.id, role="admin"))
-            for old in s.exec(
-                select(ApiTokenRow).where(
-                    ApiTokenRow.org_id == org_row.id,
-                    ApiTokenRow.kind == "kiosk",
-                    col(ApiTokenRow.revoked_at).is_(None),
-                )
-            ).all():
-                old.revoked_at = now
-                s.add(old)
-            token = new_token()
-            s.add(
-                ApiTokenRow(
-                    name="Open Lab kiosk (demo)",
-                    token_hash=hash_secret(token),
-                    prefix=token[:10],
-                    org_id=org_row.id,
-                    role="viewer",
-                    kind="kiosk",
-                    deployment_ids=deployment_ids,
-                    created_at=now,
-                )
+            token = reissue_token(
+                s,
+                org_row.id,
+                "Open Lab kiosk (demo)",
+                now,
+                role="viewer",
+                kind="kiosk",
+                deployment_ids=deployment_ids,
             )
             s.commit()
         return DemoAccess(DEMO_EMAIL, password, token, tuple(deployment_ids), first)
     finally:
         engine.dispose()
+
+
+def reissue_token(
+    s: Session,
+    org_id: int,
+    name: str,
+    now: float,
+    *,
+    role: str,
+    kind: str,
+    deployment_ids: Sequence[int] = (),
+) -> str:
+    """Revoke the organisation's tokens called ``name`` of ``kind`` and add a new one (the caller
+    commits); return it. A demo makes its tokens anew on each start: only their hashes are kept."""
+    for old in s.exec(
+        select(ApiTokenRow).where(
+            ApiTokenRow.org_id == org_id,
+            ApiTokenRow.name == name,
+            ApiTokenRow.kind == kind,
+            col(ApiTokenRow.revoked_at).is_(None),
+        )
+    ).all():
+        old.revoked_at = now
+        s.add(old)
+    token = new_token()
+    s.add(
+        ApiTokenRow(
+            name=name,
+            token_hash=hash_secret(token),
+            prefix=token[:10],
+            org_id=org_id,
+            role=role,
+            kind=kind,
+            deployment_ids=list(deployment_ids),
+            created_at=now,
+        )
+    )
+    return token
 
 
 class HistoryTarget(Protocol):

@@ -17,16 +17,15 @@ from sqlmodel import Session, col, select
 
 from server.calibration_push import queue_deliveries
 from server.db import create_registry_engine
-from server.security import hash_secret, new_token
 from server.tables import (
     AlertRuleRow,
-    ApiTokenRow,
     CalibrationRow,
     KitRow,
     LoanRow,
     OrganisationRow,
 )
 from suitcase.demo_faults import CALIBRATION_DUE_S, LOAN_DUE_S
+from suitcase.demo_history import reissue_token
 
 __all__ = ["LOAN_KIT", "FaultStage", "seed_fault_stage"]
 
@@ -133,27 +132,7 @@ def seed_fault_stage(registry_url: str, org: str, now: float, *, speed: float, i
                 )
             loan.due_at = now + LOAN_DUE_S / speed
             s.add(loan)
-            token = new_token()
-            for old in s.exec(
-                select(ApiTokenRow).where(
-                    ApiTokenRow.org_id == org_row.id,
-                    ApiTokenRow.name == "demo fault script",
-                    col(ApiTokenRow.revoked_at).is_(None),
-                )
-            ).all():
-                old.revoked_at = now
-                s.add(old)
-            s.add(
-                ApiTokenRow(
-                    name="demo fault script",
-                    token_hash=hash_secret(token),
-                    prefix=token[:10],
-                    org_id=org_row.id,
-                    role="operator",
-                    kind="api",
-                    created_at=now,
-                )
-            )
+            token = reissue_token(s, org_row.id, "demo fault script", now, role="operator", kind="api")
             s.commit()
             return FaultStage(token=token, kit_id=kit.id)
     finally:
