@@ -40,7 +40,7 @@ from kits.quantities import DERIVED_QUANTITIES, QUANTITIES
 from kits.wire import Record
 from server.device_config import BadConfig, current, new_version
 from server.models import UseCaseRow
-from server.spans import DeviceSpan, device_spans
+from server.spans import DeviceSpan, device_spans, spans_of
 from server.tables import DeploymentDeviceRow, DeploymentRow, DeviceConfigRow, DeviceRow
 
 __all__ = [
@@ -130,11 +130,17 @@ def derived_of(session: Session, deployment: DeploymentRow) -> Derived:
     devices = list(dict.fromkeys(s.device for s in device_spans(session, deployment.id)))
     case_row = session.get(UseCaseRow, deployment.use_case_id) if deployment.use_case_id else None
     case = case_row.use_case() if case_row is not None else None
+    return _derived(case, devices, {device: current(session, device) for device in devices})
+
+
+def _derived(case: UseCase | None, devices: list[str], newest: dict[str, DeviceConfigRow | None]) -> Derived:
+    """The derivations of a deployment of ``case`` whose ``devices`` have the ``newest`` config
+    versions (from the registry, one by one or in bulk)."""
     by_device: dict[str, list[Rule]] = {}
     versions: dict[str, int] = {}
     union: dict[str, Rule] = {}
     for device in devices:
-        row = current(session, device)
+        row = newest.get(device)
         stored = _section(row)
         if stored is None or row is None:
             continue
@@ -344,26 +350,42 @@ class DevicesRead:
 
 def devices_read(session: Session, devices: Collection[DeviceKey], now: float) -> DevicesRead:
     """The derivations of ``devices`` (org slug, device id), each from the deployment it is in at
-    ``now``: one :func:`derived_of` per deployment, however many of its devices are read."""
+    ``now``; what :func:`derived_of` computes per deployment, loaded in a few queries however many
+    deployments there are (the live page reads every device at once)."""
     wanted = set(devices)
     ids = sorted({device for _, device in wanted})
-    links = session.exec(
+    if not ids:
+        return DevicesRead([])
+    deployment_ids = session.exec(
         select(DeploymentDeviceRow.deployment_id)
         .where(col(DeploymentDeviceRow.device_id).in_(ids))
         .where(DeploymentDeviceRow.from_t <= now)
         .where(or_(col(DeploymentDeviceRow.to_t).is_(None), col(DeploymentDeviceRow.to_t) > now))
         .distinct()
     ).all()
+    if not deployment_ids:
+        return DevicesRead([])
+    # Every device each of those deployments ever had (its derivations shown are their union).
+    spans = spans_of(session, deployment_ids)
+    deployments = session.exec(select(DeploymentRow).where(col(DeploymentRow.id).in_(deployment_ids))).all()
+    case_ids = sorted({d.use_case_id for d in deployments if d.use_case_id})
+    cases = {
+        row.id: row.use_case()
+        for row in session.exec(select(UseCaseRow).where(col(UseCaseRow.id).in_(case_ids))).all()
+    }
+    members = sorted({s.device for found in spans.values() for s in found})
+    newest: dict[str, DeviceConfigRow | None] = {}
+    for row in session.exec(
+        select(DeviceConfigRow)
+        .where(col(DeviceConfigRow.device_id).in_(members))
+        .order_by(col(DeviceConfigRow.device_id), col(DeviceConfigRow.version))
+    ).all():
+        newest[row.device_id] = row  # ordered by version: the last one stays
     groups: list[tuple[Derived, list[DeviceSpan]]] = []
-    for deployment_id in sorted(links):
-        deployment = session.get(DeploymentRow, deployment_id)
-        if deployment is None:
-            continue
-        spans = [
-            s
-            for s in device_spans(session, deployment_id)
-            if s.start <= now < s.end and (s.org, s.device) in wanted
-        ]
-        if spans:
-            groups.append((derived_of(session, deployment), spans))
+    for deployment in sorted(deployments, key=lambda d: d.id or 0):
+        found = spans.get(deployment.id or 0, [])
+        read = [s for s in found if s.start <= now < s.end and (s.org, s.device) in wanted]
+        if read:
+            case = cases.get(deployment.use_case_id) if deployment.use_case_id else None
+            groups.append((_derived(case, list(dict.fromkeys(s.device for s in found)), newest), read))
     return DevicesRead(groups)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import NamedTuple
 
 from sqlmodel import Session, col, select
 
 from server.tables import DeploymentDeviceRow, DeviceRow, OrganisationRow
 
-__all__ = ["DeviceSpan", "device_spans"]
+__all__ = ["DeviceSpan", "device_spans", "spans_of"]
 
 
 class DeviceSpan(NamedTuple):
@@ -26,14 +27,20 @@ def device_spans(session: Session, deployment_id: int) -> list[DeviceSpan]:
     ``org`` is the slug of the device's organisation: the ``{org}`` of its topics, under which
     the store holds its readings.
     """
+    return spans_of(session, [deployment_id]).get(deployment_id, [])
+
+
+def spans_of(session: Session, deployment_ids: Collection[int]) -> dict[int, list[DeviceSpan]]:
+    """:func:`device_spans` of each of ``deployment_ids`` (those with a device), in one query."""
     rows = session.exec(
         select(DeploymentDeviceRow, OrganisationRow.slug)
         .join(DeviceRow, col(DeviceRow.id) == DeploymentDeviceRow.device_id)
         .join(OrganisationRow, col(OrganisationRow.id) == DeviceRow.org_id)
-        .where(DeploymentDeviceRow.deployment_id == deployment_id)
+        .where(col(DeploymentDeviceRow.deployment_id).in_(list(deployment_ids)))
         .order_by(col(DeploymentDeviceRow.id))
     ).all()
-    return [
-        DeviceSpan(slug, link.device_id, link.from_t, link.to_t if link.to_t is not None else float("inf"))
-        for link, slug in rows
-    ]
+    out: dict[int, list[DeviceSpan]] = {}
+    for link, slug in rows:
+        end = link.to_t if link.to_t is not None else float("inf")
+        out.setdefault(link.deployment_id, []).append(DeviceSpan(slug, link.device_id, link.from_t, end))
+    return out
