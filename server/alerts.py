@@ -163,13 +163,17 @@ def _unhealthy(session: Session, res: Resources, rule: AlertRuleRow, now: float)
 
 
 def _newest(
-    res: Resources, slug: str, devices: list[_Device], quantity: str | None
+    session: Session, res: Resources, rule: AlertRuleRow, slug: str, quantity: str | None
 ) -> dict[str, list[Record]]:
-    """The newest reading of each series of ``devices`` (of ``quantity``), in one store call."""
+    """The newest reading of each series of the rule's devices (of ``quantity``): one store call
+    per round for the rules of one organisation or deployment."""
+    cache: dict[tuple[int, int | None], list[Record]] = session.info.setdefault("alert_latest", {})
+    key = (rule.org_id, rule.deployment_id)
+    if key not in cache:
+        devices = _devices(session, rule)
+        cache[key] = res.store.latest([(slug, d.id) for d in devices]) if devices else []
     out: dict[str, list[Record]] = {}
-    if not devices:
-        return out
-    for record in res.store.latest([(slug, d.id) for d in devices]):
+    for record in cache[key]:
         if quantity is None or record.quantity == quantity:
             out.setdefault(record.device, []).append(record)
     return out
@@ -181,7 +185,7 @@ def _stuck(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> 
     slug = _slug(session, rule)
     devices = _devices(session, rule)
     start, end = now - window, now + 1
-    newest = _newest(res, slug, devices, quantity)
+    newest = _newest(session, res, rule, slug, quantity)
     res.changes.observe_latest((r for rs in newest.values() for r in rs), now)
     for device in devices:
         flagged = {s.get("name") or s.get("part") for s in device.sensors if s.get("state") == "stuck"}
@@ -237,7 +241,7 @@ def _threshold(session: Session, res: Resources, rule: AlertRuleRow, now: float)
     aggregate = p.get("aggregate", "min" if op == ">" else "max")
     slug = _slug(session, rule)
     devices = _devices(session, rule)
-    newest = _newest(res, slug, devices, quantity)
+    newest = _newest(session, res, rule, slug, quantity)
     for device in devices:
         if _cannot_fire(newest.get(device.id, []), op, aggregate, limit, now - window, now + 1):
             continue
