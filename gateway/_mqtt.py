@@ -417,6 +417,7 @@ class MqttSession:
         self._generation = 0
         self._last_sent = 0.0
         self._stopping = threading.Event()
+        self._disconnecting = threading.Event()  # stop() sent DISCONNECT: deliver nothing more
         self._thread: threading.Thread | None = None
         self._max_held = max_held
         self._tls = tls
@@ -439,30 +440,45 @@ class MqttSession:
         if self._thread is not None:
             raise MqttError(f"session {self.client_id} is already running")
         self._stopping.clear()
+        self._disconnecting.clear()
         self._open()
         self._thread = threading.Thread(target=self._run_guarded, name=f"mqtt-{self.client_id}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0, *, will: bool = False) -> None:
-        """Send DISCONNECT (the session stays on the broker), close, and stop the thread.
+        """Send DISCONNECT (the session stays on the broker), wait for the broker to close the
+        connection, and stop the thread.
+
+        The broker reads a connection's packets in order and closes it after DISCONNECT, so once it
+        has closed, every PUBACK sent before has counted. Closing at once could lose them: Mosquitto
+        reads a packet per round, and a new connection with the same client id (a restart) takes
+        the session over, drops the old connection's unread packets and sends the acknowledged
+        messages again.
 
         Args:
-            timeout: how long to wait for the network thread.
+            timeout: how long to wait for the broker's close, then for the network thread.
             will: have the Last Will published all the same (MQTT 5 asks the broker, which
                 honours its delay; with 3.1.1 it is published here, before DISCONNECT).
         """
-        self._stopping.set()
+        self._disconnecting.set()
         with self._send_lock:
             sock, self._sock = self._sock, None
             if sock is not None:
-                with contextlib.suppress(OSError):
+                try:
                     if will and self._will is not None and self.version != "5":
                         w = self._will
                         last = publish_packet(w.topic, w.payload, version=self.version, retain=w.retain)
                         self._write(sock, last)
                     self._write(sock, disconnect_packet(version=self.version, will=will))
-                _shutdown(sock)
+                except OSError:
+                    _shutdown(sock)
+                    sock = None
         thread, self._thread = self._thread, None
+        if sock is not None and thread is not None and thread.is_alive():
+            thread.join(timeout)  # the network thread reads until the broker closes
+        self._stopping.set()
+        if sock is not None:
+            _shutdown(sock)
         if thread is not None:
             thread.join(timeout)
 
@@ -647,7 +663,7 @@ class MqttSession:
                     self._sock = None
             sock.close()
             sock = None
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._disconnecting.is_set():
                 break
             if accepted:
                 delay = self._reconnect_min_s
@@ -676,7 +692,7 @@ class MqttSession:
         limit = self._max_held if self._max_held is not None else 1 << 62
         tls = isinstance(sock, ssl.SSLSocket)  # decrypted bytes may wait in it, unseen by poll
         while not self._stopping.is_set():
-            if self._held >= limit:
+            if self._held >= limit and not self._disconnecting.is_set():
                 with self._released:  # hold the broker back until the caller catches up
                     self._released.wait_for(
                         lambda: self._held < limit or self._stopping.is_set(), timeout=_TICK_S
@@ -692,7 +708,7 @@ class MqttSession:
                 if not data:
                     return accepted, "the broker closed the connection"
                 messages, control = reader.feed(data)
-                if messages:
+                if messages and not self._disconnecting.is_set():  # after DISCONNECT: sent again
                     with self._released:
                         self._held += len(messages)
                     self._delivered += len(messages)
