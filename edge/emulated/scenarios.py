@@ -315,7 +315,7 @@ class OfficePower:
     clamp on ADC channel a0, read as RMS volts by the ADS1x15 (an SCT-013-030: 1 V at 30 A).
 
     The current follows the people: about 2 A at night and at weekends (fridges, servers), up to
-    about 16 A on a working afternoon, with a little noise; the clamp's output is a 50 Hz sine
+    about 16 A on a working day, with a little noise (more when people are in); the clamp's output is a 50 Hz sine
     around a 1.65 V bias.
     """
 
@@ -326,7 +326,8 @@ class OfficePower:
         hour = (now % _DAY_S) / 3600.0
         working = (int(now // _DAY_S) + 3) % 7 < 5
         people = (_ramp(hour, 8.0, 9.0) - _ramp(hour, 17.0, 18.0)) if working else 0.0
-        return 2.0 + 13.0 * people + 0.8 * people * _smooth_noise(self.seed, "amps", now, 300.0)
+        noise = _smooth_noise(self.seed, "amps", now, 300.0)
+        return 2.0 + 13.0 * people + (0.05 + 0.8 * people) * noise  # the fridge cycles at night too
 
     def rms_volts(self, now: float) -> float:
         """The clamp's RMS output at ``now``: what the ADS1x15 reports for channel a0."""

@@ -23,7 +23,7 @@ from server.api.auth import PrincipalDep
 from server.api.deps import ClockDep, SessionDep, SettingsDep, StoreDep
 from server.derived import devices_read
 from server.timeutil import iso
-from server.web.render import org_zone, unit_label
+from server.web.render import fmt_number, org_zone, unit_label
 
 __all__ = [
     "CHART_WINDOW_S",
@@ -54,12 +54,6 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days ago"
 
 
-def _number(value: float, *, whole: bool = False) -> str:
-    if whole:  # a count: passes are whole, per hour and per day too
-        return f"{value:.0f}"
-    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
-
-
 def _page_config() -> dict[str, Any]:
     order = [*QUANTITIES, *DERIVED_QUANTITIES]
     return {
@@ -84,7 +78,7 @@ def _metric(r: Record, now: float) -> dict[str, Any]:
         "sensor": r.sensor,
         "quantity": r.quantity,
         "label": found.label if found is not None else r.quantity,
-        "value": _number(r.value, whole=found is not None and found.summed),
+        "value": fmt_number(r.value, quantity=r.quantity),
         "unit": unit_label(r.quantity),
         "time_iso": iso(r.time),
         "ago": _ago(now - r.time),

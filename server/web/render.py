@@ -82,10 +82,14 @@ def ago(seconds: float | None, t: Translator) -> str:
     return t("ago.d", n=f"{seconds / 86400:.0f}")
 
 
-def fmt_number(value: float | None, lang: str = "en") -> str:
-    """A reading for people: 3 significant figures or one decimal; Danish decimal comma."""
+def fmt_number(value: float | None, lang: str = "en", *, quantity: str | None = None) -> str:
+    """A reading for people: 3 significant figures or one decimal; Danish decimal comma; a count
+    (a summed ``quantity``: passes, per hour, per day) whole."""
     if value is None or not math.isfinite(value):
         return "—"
+    found = spec(quantity) if quantity is not None else None
+    if found is not None and found.summed:
+        return f"{value:.0f}"
     text = f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
     return text.replace(".", ",") if lang == "da" else text
 

@@ -71,7 +71,7 @@ def latest_of(
                 "label": _latest_label(r.quantity, t),
                 "unit": unit_label(r.quantity),
                 "value": r.value,
-                "text": fmt_number(r.value, lang),
+                "text": fmt_number(r.value, lang, quantity=r.quantity),
                 "time": r.time,
                 "ago": ago(now - r.time, t),
                 "stale": now - r.time > settings.stale_after_s,

@@ -214,9 +214,9 @@ def station(
                 "label": quantity_label(name, t),
                 "unit": unit_label(name),
                 "rolling": rolling,
-                "rolling_text": fmt_number(rolling.value, lang)
+                "rolling_text": fmt_number(rolling.value, lang, quantity=name)
                 + (f" ({t('pub.total')})" if _summed(name) and rolling.value is not None else ""),
-                "latest_text": fmt_number(latest.get(name), lang),
+                "latest_text": fmt_number(latest.get(name), lang, quantity=name),
                 "headline": derived.is_headline(name),
             }
         )
