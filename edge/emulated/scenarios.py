@@ -315,8 +315,8 @@ class OfficePower:
     clamp on ADC channel a0, read as RMS volts by the ADS1x15 (an SCT-013-030: 1 V at 30 A).
 
     The current follows the people: about 2 A at night and at weekends (fridges, servers), up to
-    about 16 A on a working day, with a little noise (more when people are in); the clamp's output is a 50 Hz sine
-    around a 1.65 V bias.
+    about 16 A on a working day, with a little noise (more when people are in); the clamp's output
+    is a 50 Hz sine around a 1.65 V bias.
     """
 
     seed: int
