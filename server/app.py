@@ -133,7 +133,8 @@ def _error(
 
 
 def _broker_admin(settings: ServerSettings) -> BrokerAdmin:
-    """The device accounts' admin the settings choose (README, "Sizing": dynsec or files)."""
+    """The device accounts' admin the settings choose (README, "Device accounts": dynsec, files-remote
+    or files)."""
     assert settings.mqtt_host is not None
     if settings.device_accounts == "files":
         from server.broker_files import PID_FILE, MosquittoFilesAdmin, login_probe, signal_reload
@@ -144,14 +145,18 @@ def _broker_admin(settings: ServerSettings) -> BrokerAdmin:
             reload=signal_reload(settings.device_accounts_dir / PID_FILE),
             probe=login_probe(settings.mqtt_host, settings.mqtt_port, tls=settings.mqtt_tls_context()),
         )
+    username = settings.mqtt_username or ""
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else ""
+    if settings.device_accounts == "files-remote":
+        from server.broker_remote import RemoteFilesAdmin
+
+        return RemoteFilesAdmin(
+            settings.mqtt_host, settings.mqtt_port, username, password, tls=settings.mqtt_tls_context()
+        )
     from server.broker_admin import DynSecAdmin
 
     return DynSecAdmin(
-        settings.mqtt_host,
-        settings.mqtt_port,
-        settings.mqtt_username or "",
-        settings.mqtt_password.get_secret_value() if settings.mqtt_password else "",
-        tls=settings.mqtt_tls_context(),
+        settings.mqtt_host, settings.mqtt_port, username, password, tls=settings.mqtt_tls_context()
     )
 
 

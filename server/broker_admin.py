@@ -19,9 +19,12 @@ from kits.errors import SuitcaseError
 from kits.wire import TOPIC_ROOT
 
 __all__ = [
+    "ACCOUNTS_REQUEST_TOPIC",
+    "ACCOUNTS_RESPONSE_TOPIC",
     "BATCH_DEVICES",
     "BrokerAdmin",
     "BrokerAdminError",
+    "ControlClient",
     "DeviceAccount",
     "DynSecAdmin",
     "device_acls",
@@ -31,6 +34,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _CONTROL = "$CONTROL/dynamic-security/v1"
+# The broker host's accounts service (``suitcase broker accounts``): the server publishes requests,
+# only the service may read them (``suitcase.services.mosquitto.role_acls``), and it replies here.
+ACCOUNTS_REQUEST_TOPIC = "suitcase/accounts/v1/request"
+ACCOUNTS_RESPONSE_TOPIC = "suitcase/accounts/v1/response"
 # Most devices per control message in a bulk creation (two commands each; 250 stay under the
 # broker's max_packet_size). Mosquitto 2.0's plugin rewrites its whole JSON file after every
 # command, so a bulk creation costs O(n^2) bytes written whatever the batch; batching removes the
@@ -96,6 +103,103 @@ def device_acls(org: str, device: str) -> list[dict[str, Any]]:
     return [{"acltype": kind, "topic": topic, "priority": 0, "allow": True} for kind, topic in allow]
 
 
+class ControlClient:
+    """A request/response MQTT client: publishes ``{"commands": [...]}`` to a request topic and
+    waits for ``{"responses": [...]}`` on a response topic, matched by each command's
+    ``correlationData`` (the dynamic-security plugin's format; the broker host's accounts service,
+    ``suitcase/broker_accounts.py``, speaks it too).
+
+    Args:
+        host, port, username, password: the broker and the account to log in with.
+        request_topic, response_topic: where commands go and replies come back.
+        tls: connect with TLS using this context (``ServerSettings.mqtt_tls_context``).
+        timeout: seconds to wait for the login.
+        role_hint: what the account must be, for the refused-login message.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        *,
+        request_topic: str,
+        response_topic: str,
+        tls: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
+        role_hint: str = "",
+    ) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.request_topic = request_topic
+        self._replies: dict[str, Any] = {}
+        self._cond = threading.Condition()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-admin-{secrets.token_hex(4)}"
+        )
+        self._client.username_pw_set(username, password)
+        if tls is not None:
+            self._client.tls_set_context(tls)
+        self._client.on_message = self._on_message
+        self._connected = threading.Event()
+        self._refused: list[str] = []
+
+        def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+            if getattr(reason, "is_failure", False):
+                self._refused.append(str(reason))
+            else:  # again after a reconnect: a clean session has lost the subscription
+                self._client.subscribe(response_topic, qos=1)
+            self._connected.set()
+
+        self._client.on_connect = on_connect
+        try:
+            self._client.connect(host, port, keepalive=30)
+        except ssl.SSLError as exc:
+            raise BrokerAdminError(tls_refusal(host, port, exc)) from exc
+        except OSError as exc:
+            raise BrokerAdminError(
+                f"cannot reach the broker at {host}:{port} for device accounts: {exc}"
+            ) from exc
+        self._client.loop_start()
+        if not self._connected.wait(timeout) or self._refused:
+            self.close()
+            raise BrokerAdminError(
+                f"the broker at {host}:{port} did not accept the server's login "
+                f"({', '.join(self._refused) or 'no answer'}): check SUITCASE_SERVER_MQTT_USERNAME/PASSWORD"
+                f"{role_hint}"
+            )
+
+    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        try:
+            body = json.loads(message.payload)
+            responses = body.get("responses", [])
+            with self._cond:
+                for response in responses:
+                    self._replies[str(response.get("correlationData", ""))] = response
+                self._cond.notify_all()
+        except (ValueError, AttributeError, TypeError):
+            return  # not a reply of ours
+
+    def call(self, commands: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]] | None:
+        """Send ``commands`` in one message; their replies in order, or None if not all came
+        within ``timeout`` seconds."""
+        ids = []
+        for command in commands:
+            command["correlationData"] = secrets.token_hex(8)
+            ids.append(command["correlationData"])
+        self._client.publish(self.request_topic, json.dumps({"commands": commands}), qos=1)
+        with self._cond:
+            done = self._cond.wait_for(lambda: all(i in self._replies for i in ids), timeout)
+            replies = [self._replies.pop(i, None) for i in ids]
+        return [reply or {} for reply in replies] if done else None
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
 class DynSecAdmin:
     """Sends dynamic-security commands as the server's admin client and waits for each reply.
 
@@ -115,81 +219,35 @@ class DynSecAdmin:
         tls: ssl.SSLContext | None = None,
         timeout: float = 10.0,
     ) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
         self.timeout = timeout
         self._pace_s: float | None = None  # seconds per command, the last control message's
-        self._replies: dict[str, Any] = {}
-        self._cond = threading.Condition()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"suitcase-server-dynsec-{secrets.token_hex(4)}"
+        self._control = ControlClient(
+            host,
+            port,
+            username,
+            password,
+            request_topic=_CONTROL,
+            response_topic=f"{_CONTROL}/response",
+            tls=tls,
+            timeout=timeout,
+            role_hint=" (a dynamic-security admin, e.g. made by `mosquitto_ctrl dynsec init`)",
         )
-        self._client.username_pw_set(username, password)
-        if tls is not None:
-            self._client.tls_set_context(tls)
-        self._client.on_message = self._on_message
-        self._connected = threading.Event()
-        self._refused: list[str] = []
-
-        def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
-            if getattr(reason, "is_failure", False):
-                self._refused.append(str(reason))
-            else:  # again after a reconnect: a clean session has lost the subscription
-                self._client.subscribe(f"{_CONTROL}/response", qos=1)
-            self._connected.set()
-
-        self._client.on_connect = on_connect
-        try:
-            self._client.connect(host, port, keepalive=30)
-        except ssl.SSLError as exc:
-            raise BrokerAdminError(tls_refusal(host, port, exc)) from exc
-        except OSError as exc:
-            raise BrokerAdminError(
-                f"cannot reach the broker at {host}:{port} for device accounts: {exc}"
-            ) from exc
-        self._client.loop_start()
-        if not self._connected.wait(timeout) or self._refused:
-            self.close()
-            raise BrokerAdminError(
-                f"the broker at {host}:{port} did not accept the server's login "
-                f"({', '.join(self._refused) or 'no answer'}): check SUITCASE_SERVER_MQTT_USERNAME/PASSWORD "
-                "(a dynamic-security admin, e.g. made by `mosquitto_ctrl dynsec init`)"
-            )
-
-    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
-        try:
-            body = json.loads(message.payload)
-        except ValueError:
-            return
-        with self._cond:
-            for response in body.get("responses", []):
-                self._replies[response.get("correlationData", "")] = response
-            self._cond.notify_all()
 
     def _call(self, commands: list[dict[str, Any]], *, ok_errors: tuple[str, ...] = ()) -> None:
-        ids = []
-        for command in commands:
-            command["correlationData"] = secrets.token_hex(8)
-            ids.append(command["correlationData"])
         started = time.monotonic()
-        self._client.publish(_CONTROL, json.dumps({"commands": commands}), qos=1)
         # The plugin saves its file after each command: a long batch gets time in proportion.
         pace = _UNKNOWN_PACE_S if self._pace_s is None else 4 * self._pace_s
-        timeout = self.timeout + pace * len(commands)
-        with self._cond:
-            done = self._cond.wait_for(lambda: all(i in self._replies for i in ids), timeout)
-            replies = [self._replies.pop(i, None) for i in ids]
-        if done and not any((reply or {}).get("error") for reply in replies):
-            # Only when every command saved the file ("not found" saves nothing).
-            self._pace_s = (time.monotonic() - started) / len(commands)
-        if not done:
+        replies = self._control.call(commands, self.timeout + pace * len(commands))
+        if replies is None:
             raise BrokerAdminError(
                 "the broker did not answer dynamic-security commands: is the dynamic-security plugin "
                 "loaded and the server's account an admin of it?"
             )
+        if not any(reply.get("error") for reply in replies):
+            # Only when every command saved the file ("not found" saves nothing).
+            self._pace_s = (time.monotonic() - started) / len(commands)
         for command, reply in zip(commands, replies, strict=True):
-            error = (reply or {}).get("error")
+            error = reply.get("error")
             if error and not any(ok in error for ok in ok_errors):
                 what = command.get("username") or command.get("rolename") or ""
                 raise BrokerAdminError(f"the broker refused {command['command']} {what}: {error}")
@@ -287,5 +345,4 @@ class DynSecAdmin:
         log.info("broker client deleted", extra={"device": username})
 
     def close(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
+        self._control.close()

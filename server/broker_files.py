@@ -334,5 +334,15 @@ class MosquittoFilesAdmin:
             self._apply(accounts)
         log.info("broker account deleted", extra={"device": username})
 
+    def delete_devices(self, usernames: Sequence[str]) -> None:
+        """Delete many accounts in one write and one reload (those already gone are skipped)."""
+        with self._locked() as accounts:
+            gone = [n for n in usernames if accounts.hashes.pop(n, None) is not None]
+            gone += [n for n in usernames if accounts.acls.pop(n, None) is not None]
+            if not gone:
+                return
+            self._apply(accounts)
+        log.info("broker accounts deleted", extra={"devices": len(usernames)})
+
     def close(self) -> None:
         """Nothing to close: the files stay as the broker's state."""

@@ -76,11 +76,13 @@ class ServerSettings(BaseSettings):
     mqtt_dynsec: bool = Field(
         default=False, description="create device clients in Mosquitto's dynamic-security plugin"
     )
-    device_accounts: Literal["dynsec", "files"] = Field(
+    device_accounts: Literal["dynsec", "files", "files-remote"] = Field(
         default="dynsec",
         description="where devices' broker accounts go (with mqtt_dynsec): 'dynsec', the plugin's "
-        "commands (O(n^2): minutes past a few thousand devices), or 'files', Mosquitto's own password "
-        "and ACL files in device_accounts_dir, reloaded by the server (same host; README, 'Sizing')",
+        "commands (O(n^2): minutes past a few thousand devices); 'files-remote', Mosquitto's own "
+        "password and ACL files, kept by `suitcase broker accounts` on the broker's host (requests "
+        "over MQTT; README, 'Device accounts'); or 'files', the same files written by the server "
+        "itself in device_accounts_dir (broker on the server's host as its user: simulator, bench)",
     )
     device_accounts_dir: Path | None = Field(
         default=None,

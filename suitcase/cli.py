@@ -25,6 +25,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "dashboards": ("dashboards.cli:app", "Grafana dashboards as code: build and push."),
     "kit": ("suitcase.kit_cli:app", "Kits: bill of materials, quick-start card, verification."),
     "services": ("suitcase.services.cli:app", "Production services on one machine: up, down, backup."),
+    "broker": ("suitcase.broker_cli:app", "Broker host: the device-accounts service beside Mosquitto."),
 }
 # name -> (module:function of a single top-level command, help)
 COMMANDS: dict[str, tuple[str, str]] = {

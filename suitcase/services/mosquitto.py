@@ -21,9 +21,11 @@ from typing import Any
 
 from deploy import MOSQUITTO_CONF
 from kits.wire import TOPIC_ROOT
+from server.broker_admin import ACCOUNTS_REQUEST_TOPIC, ACCOUNTS_RESPONSE_TOPIC
 from suitcase.services.tls import TlsFiles
 
 __all__ = [
+    "ACCOUNTS_ROLE",
     "DYNSEC_PLUGIN",
     "GATEWAY_ROLE",
     "SERVER_ROLE",
@@ -43,6 +45,8 @@ _PLUGIN_GLOB = "/usr/lib/*/mosquitto_dynamic_security.so"
 
 GATEWAY_ROLE = "suitcase-gateway"
 SERVER_ROLE = "suitcase-server"
+# The broker host's device-accounts service (`suitcase broker accounts`, suitcase/broker_accounts.py).
+ACCOUNTS_ROLE = "suitcase-accounts"
 GATEWAY_RECORDS = "suitcase/gateways/+/+"  # gateway/group.py: each member's record in its group
 _CONTROL = "$CONTROL/dynamic-security/#"
 
@@ -181,10 +185,22 @@ def role_acls(role: str) -> list[dict[str, Any]]:
             ("publishClientSend", _CONTROL),
             ("subscribePattern", _CONTROL),
             ("publishClientReceive", _CONTROL),
+            # Requests to the accounts service (device_accounts=files-remote) and its replies.
+            ("publishClientSend", ACCOUNTS_REQUEST_TOPIC),
+            ("subscribePattern", ACCOUNTS_RESPONSE_TOPIC),
+            ("publishClientReceive", ACCOUNTS_RESPONSE_TOPIC),
+            ("unsubscribePattern", "#"),
+        ]
+    elif role == ACCOUNTS_ROLE:
+        # Only this role reads the requests (they carry devices' passwords); it answers them.
+        allow = [
+            ("subscribePattern", ACCOUNTS_REQUEST_TOPIC),
+            ("publishClientReceive", ACCOUNTS_REQUEST_TOPIC),
+            ("publishClientSend", ACCOUNTS_RESPONSE_TOPIC),
             ("unsubscribePattern", "#"),
         ]
     else:
-        raise ValueError(f"unknown role {role!r}: {GATEWAY_ROLE} or {SERVER_ROLE}")
+        raise ValueError(f"unknown role {role!r}: {GATEWAY_ROLE}, {SERVER_ROLE} or {ACCOUNTS_ROLE}")
     return [{"acltype": kind, "topic": topic, "priority": 0, "allow": True} for kind, topic in allow]
 
 
@@ -213,11 +229,13 @@ def dynsec_state(accounts: Sequence[Account], extra_roles: Sequence[dict[str, An
     """The dynamic-security plugin's JSON for ``accounts``: default deny, the stack's roles.
 
     Args:
-        accounts: the clients to create (roles: :data:`GATEWAY_ROLE`, :data:`SERVER_ROLE` or
-            one of ``extra_roles``).
+        accounts: the clients to create (roles: :data:`GATEWAY_ROLE`, :data:`SERVER_ROLE`,
+            :data:`ACCOUNTS_ROLE` or one of ``extra_roles``).
         extra_roles: further roles (``{"rolename": ..., "acls": [...]}``), e.g. a test's operator.
     """
-    roles = [{"rolename": name, "acls": role_acls(name)} for name in (GATEWAY_ROLE, SERVER_ROLE)]
+    roles = [
+        {"rolename": name, "acls": role_acls(name)} for name in (GATEWAY_ROLE, SERVER_ROLE, ACCOUNTS_ROLE)
+    ]
     roles += [dict(role) for role in extra_roles]
     clients = [
         {

@@ -52,11 +52,11 @@ def test_replies_are_heard_after_the_connection_dropped(mosquitto_dynsec: Mosqui
     admin = DynSecAdmin(mosquitto_dynsec.host, mosquitto_dynsec.port, *DYNSEC_ADMIN)
     try:
         admin.create_devices(_accounts("before", 2))
-        admin._connected.clear()
-        sock = admin._client.socket()
+        admin._control._connected.clear()
+        sock = admin._control._client.socket()
         assert isinstance(sock, socket.socket)
         sock.shutdown(socket.SHUT_RDWR)  # paho sees the connection lost and reconnects
-        wait_until(admin._connected.is_set, 20.0, "the admin client reconnected", every=0.05)
+        wait_until(admin._control._connected.is_set, 20.0, "the admin client reconnected", every=0.05)
         admin.create_devices(_accounts("after", 2))
     finally:
         admin.close()

@@ -4,6 +4,7 @@ its password and ACL files)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from server.tables import DeviceRow, KitPiRow, KitRow
 from suitcase.broker import MosquittoBroker
 from tests.server.data import NOW
 from tests.server.world import World
-from tests.services.mosquitto import DYNSEC_ADMIN
+from tests.services.mosquitto import DYNSEC_ADMIN, STACK_SERVER, running_accounts_service
 
 CODES = [f"SC-0A1B2-C3D4E-F5G6H-J7K8M-N9P{i:02d}" for i in range(10)]
 
@@ -179,28 +180,40 @@ def test_bound_pis_get_broker_accounts_and_a_refusal_undoes_all(
 
 
 @pytest.mark.mosquitto
+@pytest.mark.parametrize("mode", ["files", "files-remote"])
 def test_bound_pis_get_file_accounts_and_a_refusal_undoes_all(
-    mosquitto_dynsec_files: MosquittoBroker, settings: ServerSettings, monkeypatch: pytest.MonkeyPatch
+    mosquitto_dynsec_files: MosquittoBroker,
+    settings: ServerSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
 ) -> None:
-    """Test that with ``device_accounts=files`` an import binding 60 Pis gives each an account in
-    Mosquitto's password file that the broker accepts; and that an import meeting an account that
-    already exists is refused whole: no new account in the files, nothing in the registry."""
+    """Test that with ``device_accounts=files`` (the server writes the files) or ``files-remote``
+    (the broker host's accounts service does, asked over MQTT) an import binding 60 Pis gives each
+    an account in Mosquitto's password file that the broker accepts; and that an import meeting an
+    account that already exists is refused whole: no new account in the files, nothing in the
+    registry."""
     from server.broker_files import PASSWORD_FILE, login_probe, password_hash
 
     broker = mosquitto_dynsec_files
     assert broker.device_accounts_dir is not None
+    where: dict[str, Any] = {"device_accounts_dir": broker.device_accounts_dir}
+    account = DYNSEC_ADMIN
+    if mode == "files-remote":  # the server knows only the broker's address and its stack account
+        where = {}
+        account = (STACK_SERVER.username, STACK_SERVER.password)
+        monkeypatch.setattr("server.broker_remote.MAX_REQUEST_BYTES", 3_000)  # several requests
     settings = ServerSettings.model_validate(
         settings.model_dump()
         | {
             "open_reads": False,
             "mqtt_host": broker.host,
             "mqtt_port": broker.port,
-            "mqtt_username": DYNSEC_ADMIN[0],
-            "mqtt_password": DYNSEC_ADMIN[1],
+            "mqtt_username": account[0],
+            "mqtt_password": account[1],
             "mqtt_dynsec": True,
-            "device_accounts": "files",
-            "device_accounts_dir": broker.device_accounts_dir,
+            "device_accounts": mode,
         }
+        | where
     )
     names = iter(f"dev-{i:04d}" for i in range(10_000))
     monkeypatch.setattr("server.fleet.device_slug", lambda *_a, **_k: next(names))
@@ -211,7 +224,10 @@ def test_bound_pis_get_file_accounts_and_a_refusal_undoes_all(
             "suitcase-accounts-barrier"
         }
 
-    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+    with contextlib.ExitStack() as stack:
+        if mode == "files-remote":
+            stack.enter_context(running_accounts_service(broker))
+        client = stack.enter_context(TestClient(create_app(settings, clock=lambda: NOW)))
         world = World.build(client)
         dep = world.ok("a-operator", "POST", "/deployments", 201, json={"name": "hall"})
         text = "kit,profile,pi,deployment\n" + "".join(

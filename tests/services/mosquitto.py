@@ -8,7 +8,9 @@ production make theirs.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 
 from suitcase.broker import EmbeddedBroker, MosquittoBroker, find_mosquitto
 from suitcase.services.mosquitto import (
+    ACCOUNTS_ROLE,
     DYNSEC_PLUGIN,
     GATEWAY_ROLE,
     SERVER_ROLE,
@@ -29,12 +32,14 @@ __all__ = [
     "DYNSEC_ADMIN",
     "DYNSEC_PLUGIN",
     "OPERATOR_ROLE",
+    "STACK_ACCOUNTS",
     "STACK_GATEWAY",
     "STACK_SERVER",
     "embedded_broker",
     "mosquitto",
     "mosquitto_dynsec",
     "mosquitto_dynsec_files",
+    "running_accounts_service",
 ]
 
 
@@ -60,6 +65,8 @@ DYNSEC_ADMIN = ("admin", "dynsec-admin-password")
 # The stack's own accounts, with the roles `suitcase services up` gives them.
 STACK_GATEWAY = Account("suitcase-gateway", "gateway-password", (GATEWAY_ROLE,))
 STACK_SERVER = Account("suitcase-server", "server-password", (SERVER_ROLE,))
+# The broker host's accounts service (`suitcase broker accounts`).
+STACK_ACCOUNTS = Account("suitcase-accounts", "accounts-password", (ACCOUNTS_ROLE,))
 # A test's operator: may do anything, as `mosquitto_ctrl dynsec init` makes it, and send commands.
 OPERATOR_ROLE = {
     "rolename": "admin",
@@ -83,7 +90,7 @@ def _dynsec_broker(tmp_path: Path, device_accounts_dir: Path | None = None) -> M
         require_service("mosquitto with dynamic security", "apt-get install mosquitto mosquitto-clients")
     config = tmp_path / "dynsec.json"
     state = dynsec_state(
-        [STACK_GATEWAY, STACK_SERVER, Account(DYNSEC_ADMIN[0], DYNSEC_ADMIN[1], ("admin",))],
+        [STACK_GATEWAY, STACK_SERVER, STACK_ACCOUNTS, Account(DYNSEC_ADMIN[0], DYNSEC_ADMIN[1], ("admin",))],
         extra_roles=[OPERATOR_ROLE],
     )
     config.write_text(json.dumps(state))
@@ -116,3 +123,31 @@ def mosquitto_dynsec(tmp_path: Path) -> Iterator[MosquittoBroker]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@contextlib.contextmanager
+def running_accounts_service(broker: MosquittoBroker) -> Iterator[None]:
+    """`suitcase broker accounts` serving ``broker``'s account files (``broker.device_accounts_dir``)
+    in a thread, with its own stack account (:data:`STACK_ACCOUNTS`), as on the broker's host."""
+    from suitcase.broker_accounts import AccountsService, AccountsSettings, files_backend
+
+    assert broker.device_accounts_dir is not None
+    settings = AccountsSettings(
+        dir=broker.device_accounts_dir,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_username=STACK_ACCOUNTS.username,
+        mqtt_password=STACK_ACCOUNTS.password,
+    )
+    service = AccountsService(
+        files_backend(settings), broker.host, broker.port, STACK_ACCOUNTS.username, STACK_ACCOUNTS.password
+    )
+    thread = threading.Thread(target=service.serve, name="accounts-service", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        service.stop()
+        thread.join(timeout=10)
+        service.close()
+        assert not thread.is_alive(), "the accounts service did not stop"
