@@ -177,7 +177,8 @@ class ControlClient:
             responses = body.get("responses", [])
             with self._cond:
                 for response in responses:
-                    self._replies[str(response.get("correlationData", ""))] = response
+                    if response.get("correlationData"):  # none: an answer to no call of ours
+                        self._replies[str(response["correlationData"])] = response
                 self._cond.notify_all()
         except (ValueError, AttributeError, TypeError):
             return  # not a reply of ours
