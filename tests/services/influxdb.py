@@ -19,11 +19,15 @@ from typing import Any
 
 import pytest
 
-from suitcase.broker import free_port, wait_for_port
+from suitcase.broker import free_port
 from suitcase.services.influxdb import find_influxd, render_conf
 from tests.services import require_service
 
 __all__ = ["InfluxD", "find_influxd", "influxd", "influxd_factory"]
+
+
+_START_ATTEMPTS = 3
+_START_S = 60  # a loaded CI machine: influxd opens its shards before it listens
 
 
 class InfluxD:
@@ -40,6 +44,7 @@ class InfluxD:
         self.rpc_port = free_port()
         self.auth = auth
         self._process: subprocess.Popen[bytes] | None = None
+        self._started = False
 
     @property
     def url(self) -> str:
@@ -51,6 +56,25 @@ class InfluxD:
         return f"influxdb1://{self.host}:{self.port}"
 
     def start(self) -> None:
+        """Start influxd and wait until it answers /ping.
+
+        The ports are free when picked, not reserved: another process (any outgoing connection
+        takes an ephemeral port) may bind one first, and influxd exits. On its first start it
+        then tries again on fresh ports; a restart keeps its ports (the test knows them).
+        """
+        attempts = 1 if self._started else _START_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            why = self._start_once()
+            if why is None:
+                self._started = True
+                return
+            if attempt == attempts or "address already in use" not in why:
+                raise RuntimeError(f"influxd did not start: {why}; see {self.root / 'influxd.log'}")
+            self.port, self.rpc_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> str | None:
+        """Start the process once; None when it answers /ping, else why not."""
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "influxdb.conf"
         config.write_text(
@@ -63,20 +87,29 @@ class InfluxD:
                 data_options=self.data_options,
             )
         )
-        log = (self.root / "influxd.log").open("ab")
-        self._process = subprocess.Popen(
-            [self.binary, "-config", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        wait_for_port(self.host, self.port, timeout=30)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the port opens a moment before /ping answers
-            try:
+        log_path = self.root / "influxd.log"
+        start = log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [self.binary, "-config", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
+        self._process = process
+        deadline = time.monotonic() + _START_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:  # it could not start: say why, from its log
+                self._process = None
+                with log_path.open("rb") as log:
+                    log.seek(start)
+                    lines = log.read().decode(errors="replace").strip().splitlines()
+                return f"it exited with {process.returncode} ({lines[-1] if lines else 'no log'})"
+            try:  # only our influxd answers /ping with its version header
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as r:
-                    if r.status == 204:
-                        return
+                    if r.status == 204 and r.headers.get("X-Influxdb-Version"):
+                        return None
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"influxd did not answer /ping; see {self.root / 'influxd.log'}")
+                pass
+            time.sleep(0.05)
+        return f"no answer to /ping on {self.url} within {_START_S} s"
 
     def stop(self) -> None:
         """Stop gracefully (SIGTERM)."""
