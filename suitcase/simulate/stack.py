@@ -22,6 +22,7 @@ from types import TracebackType
 
 from kits.errors import ConfigError, SuitcaseError
 from suitcase.broker import MosquittoBroker, free_port, wait_for_port
+from suitcase.services.mosquitto import GATEWAY_RECORDS
 from suitcase.simulate.http import Api, ApiError
 
 __all__ = ["DYNSEC_PLUGIN", "LocalStack"]
@@ -126,6 +127,9 @@ class LocalStack:
             {"acltype": "subscribePattern", "topic": "#", "allow": True},
             {"acltype": "subscribePattern", "topic": "$share/#", "allow": True},
             {"acltype": "publishClientReceive", "topic": "suitcase/v1/#", "allow": True},
+            # The gateways' group records (gateway/group.py): a dead gateway's share is adopted.
+            {"acltype": "publishClientSend", "topic": GATEWAY_RECORDS, "allow": True},
+            {"acltype": "publishClientReceive", "topic": GATEWAY_RECORDS, "allow": True},
         ]
         dynsec.write_text(json.dumps(state))
         self.broker = MosquittoBroker(
