@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import random
@@ -106,16 +107,21 @@ def _worker(spec: dict[str, Any]) -> None:
 
         charts[name] = chart
     points = {name: draw() for name, draw in charts.items()}  # warm-up
+    # As `suitcase server run` of that tree does once its app is built (9620f82 does not).
+    freeze = getattr(importlib.import_module("server.app"), "freeze_startup_heap", None)
+    if freeze is not None:
+        freeze()
     print(json.dumps({"ready": points}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         draw = charts[request["range"]]
-        times = []
+        wall, cpu = [], []
         for _ in range(request["calls"]):
-            started = time.perf_counter()
+            started, used = time.perf_counter(), time.process_time()
             draw()
-            times.append(time.perf_counter() - started)
-        print(json.dumps(times), flush=True)
+            wall.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - used)
+        print(json.dumps([wall, cpu]), flush=True)
     for client in stack:
         client.__exit__(None, None, None)
 
@@ -184,12 +190,13 @@ class _Side:
             raise RuntimeError(f"the chart server of {tree} did not start (see its error above)")
         self.ready: dict[str, int] = json.loads(line)["ready"]
 
-    def run(self, range_name: str, calls: int) -> list[float]:
+    def run(self, range_name: str, calls: int) -> tuple[list[float], list[float]]:
+        """Wall and CPU seconds (of the whole server process: GC and threads included) per call."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps({"range": range_name, "calls": calls}) + "\n")
         self.proc.stdin.flush()
-        times: list[float] = json.loads(self.proc.stdout.readline())
-        return times
+        wall, cpu = json.loads(self.proc.stdout.readline())
+        return wall, cpu
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -197,22 +204,23 @@ class _Side:
         self.proc.wait(timeout=60)
 
 
-def _bare(path: Path, span: int) -> Callable[[int], list[float]]:
+def _bare(path: Path, span: int) -> Callable[[int], tuple[list[float], list[float]]]:
     """``bench_server``'s baseline: one bare indexed scan of 1,000 rows per series."""
     conn = sqlite3.connect(path)
     ids = [row[0] for row in conn.execute("SELECT id FROM series WHERE device = ?", (DEVICE,))]
 
-    def bare(calls: int) -> list[float]:
-        times = []
+    def bare(calls: int) -> tuple[list[float], list[float]]:
+        wall, cpu = [], []
         for _ in range(calls):
-            started = time.perf_counter()
+            started, used = time.perf_counter(), time.process_time()
             for sid in ids:
                 conn.execute(
                     "SELECT time, value FROM readings WHERE series_id = ? AND time >= ? LIMIT 1000",
                     (sid, NOW - span),
                 ).fetchall()
-            times.append(time.perf_counter() - started)
-        return times
+            wall.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - used)
+        return wall, cpu
 
     return bare
 
@@ -226,10 +234,17 @@ SIDES = ("old", "new", "bare")
 
 @dataclass
 class Comparison:
-    """Chart timings (seconds) per range and side (old, new, bare), per round and of all calls."""
+    """Chart timings (seconds) per range and side (old, new, bare), per round and of all calls:
+    wall time in ``rounds``, CPU time of the side's process in ``cpu`` (which other programs'
+    load on a shared machine hardly changes)."""
 
     points: dict[str, dict[str, int]]
     rounds: dict[tuple[str, str], list[list[float]]] = field(default_factory=dict)
+    cpu: dict[tuple[str, str], list[list[float]]] = field(default_factory=dict)
+
+    def of(self, clock: str) -> Comparison:
+        """This comparison with CPU times as its times (``clock`` "cpu"), or as is ("wall")."""
+        return self if clock == "wall" else Comparison(self.points, self.cpu)
 
     def pooled(self, name: str, side: str, q: int) -> float:
         """The ``q``-th percentile of every call of ``side`` on range ``name``."""
@@ -266,16 +281,20 @@ def compare(
     try:
         for r in range(rounds):
             for name in data:
-                times: dict[str, list[float]] = {side: [] for side in SIDES}
+                wall: dict[str, list[float]] = {side: [] for side in SIDES}
+                cpu: dict[str, list[float]] = {side: [] for side in SIDES}
                 # A few calls at a time, in a shuffled order: a burst of load from elsewhere hits
                 # every side alike.
                 for _ in range(0, calls, chunk):
                     order = list(SIDES)
                     rng.shuffle(order)
                     for side in order:
-                        times[side] += bare[name](chunk) if side == "bare" else sides[side].run(name, chunk)
-                for side, got in times.items():
-                    result.rounds.setdefault((name, side), []).append(got)
+                        w, c = bare[name](chunk) if side == "bare" else sides[side].run(name, chunk)
+                        wall[side] += w
+                        cpu[side] += c
+                for side in SIDES:
+                    result.rounds.setdefault((name, side), []).append(wall[side])
+                    result.cpu.setdefault((name, side), []).append(cpu[side])
             print(f"  A/B round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
     finally:
         for s in sides.values():
@@ -331,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
             seconds = float(label[:-1]) * {"h": 3600, "d": 86_400}[label[-1]]
             data[f"{of}:{label}"] = (data[of][0], data[of][1], int(seconds * args.scale))
     result = compare(args.old, data, rounds=args.rounds, calls=args.calls, chunk=args.chunk)
-    print(f"{args.rounds} rounds x {args.calls} calls per side, ms")
-    print(report(result))
+    for clock in ("wall", "cpu"):
+        print(f"{clock} time, {args.rounds} rounds x {args.calls} calls per side, ms")
+        print(report(result.of(clock)))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,9 +33,22 @@ from server.untrusted import safe_json, safe_text
 from server.web import mount_web
 from server.web.errors import error_page, wants_html
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "freeze_startup_heap"]
 
 log = logging.getLogger(__name__)
+
+
+def freeze_startup_heap() -> None:
+    """Keep what the process holds once the app is built out of the garbage collector's full passes.
+
+    For a process that serves one app until it exits (``suitcase server run``): every module, the
+    app and its routes live as long as the process (~200,000 objects), and a full collection walked
+    them all, ~100 ms of CPU, about once every ten charts (a chart makes thousands of short-lived
+    objects). Collected first, so no garbage is frozen. Not for a process that builds many apps
+    (tests): what an app frozen here leaves behind later is never collected.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.time) -> FastAPI:
