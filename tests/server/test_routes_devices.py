@@ -115,3 +115,9 @@ def test_pages_hold_registered_then_seen_devices_once_with_counts(
     assert set(counts) == {31}
     ids, counts = every(online="true")
     assert ids == [f"reg-{i:02d}" for i in range(0, 23, 2)] and set(counts) == {12}
+    # One device: a registered one with its own store summary, one only seen with the store's.
+    one = client.get("/api/v1/devices/reg-02").json()
+    assert (one["registered"], one["readings"], one["last_seen"]) == (True, 3, NOW - 2)
+    assert client.get("/api/v1/devices/reg-03").json()["readings"] == 0
+    seen = client.get("/api/v1/devices/seen-3").json()
+    assert (seen["registered"], seen["org"], seen["readings"]) == (False, "aarhus", 3)

@@ -283,17 +283,19 @@ def read_device(
     """Return one device: its registry record and status, or its store summary when unregistered."""
     row = session.get(DeviceRow, device)
     now = clock()
-    seen = next((s for s in store.devices() if s.device == device), None)
     if row is not None:
         org = session.get(OrganisationRow, row.org_id)
         slug = org.slug if org else ""
         check_device_access(principal, slug, device)
+        # Its organisation is known: read its summary only, not every device the store has seen.
+        seen = next(iter(store.devices(keys=[(slug, device)])), None)
         link = session.exec(
             select(DeploymentDeviceRow.deployment_id).where(
                 DeploymentDeviceRow.device_id == device, col(DeploymentDeviceRow.to_t).is_(None)
             )
         ).first()
         return _registered(row, slug, seen, link, now, settings.stale_after_s)
+    seen = next((s for s in store.devices() if s.device == device), None)
     if seen is None:
         raise not_found("device", device)
     check_device_access(principal, seen.org, device)

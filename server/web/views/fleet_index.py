@@ -146,25 +146,29 @@ def fleet_index(
     ) in rows:
         registered.add(device)
         store_seen = seen.get(device)
-        times = [t for t in (registry_seen, store_seen.last_seen if store_seen else None) if t is not None]
-        last = max(times) if times else None
-        fresh = last is not None and now - last <= stale_after_s
-        # A retained "offline" newer than the last reading wins over fresh data.
-        said_offline = since is not None and not said_online and last is not None and since >= last
+        last = registry_seen
+        if store_seen is not None and (last is None or store_seen.last_seen > last):
+            last = store_seen.last_seen
+        # Fresh, unless a retained "offline" is newer than the last reading.
+        online = (
+            last is not None
+            and now - last <= stale_after_s
+            and not (since is not None and not said_online and since >= last)
+        )
         due = dues.get((kit_id, pi)) if kit_id is not None else None
         entries.append(
             Entry(
-                device=device,
-                org=orgs[org_id],
-                registered=True,
-                online=fresh and not said_offline,
-                last_seen=last,
-                healthy=_healthy(health, sensors, missing) if meta_at is not None else None,
-                backlog=backlog,
-                calibration=calibration_state(due, now),
-                calibration_due_at=due,
-                kit_id=kit_id,
-                agent_version=version,
+                device,
+                orgs[org_id],
+                True,
+                online,
+                last,
+                _healthy(health, sensors, missing) if meta_at is not None else None,
+                backlog,
+                calibration_state(due, now),
+                due,
+                kit_id,
+                version,
             )
         )
     # Seen in the store but not registered (revoked devices, or another organisation's, excepted).
