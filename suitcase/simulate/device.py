@@ -15,6 +15,7 @@ is back (the real agent's outbox drain). Its behaviour is one of:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import Callable
@@ -211,19 +212,19 @@ class SimDevice:
             await asyncio.sleep(max(0.0, next_at - now))
             now = self.clock()
             next_at += e.interval_s
+            cut_off = bool(outage and outage[0] <= now < outage[1])
+            # Every device comes back after an outage, a stale one too: it stays connected, silent.
+            if not cut_off and not self._client.connected:
+                with contextlib.suppress(MqttError):
+                    await self.connect()
+                    self.counters.reconnects += 1
             if e.behaviour == "stale" and self._packs >= 1:
                 continue
             payload, _ = self._pack(now)
             self._held.append(payload)
             self.counters.backlog += 1
-            if outage and outage[0] <= now < outage[1]:
+            if cut_off or not self._client.connected:
                 continue
-            if not self._client.connected:
-                try:
-                    await self.connect()
-                    self.counters.reconnects += 1
-                except MqttError:
-                    continue
             await self._drain()
             if e.behaviour == "stuck" and self._packs == 3:
                 await self._publish(e.topics["meta"], self._meta(now), retain=True)
