@@ -95,6 +95,10 @@ def test_pages_read_derived_first_and_raw_a_click_away(
         expect(page.locator('#latest [data-quantity="passes_per_hour"] .value')).to_be_visible()
         expect(page.locator('#charts figure[data-quantity="passes_per_hour"] canvas')).to_have_count(1)
         expect(page.locator('#charts figure[data-quantity="passes_per_day"] canvas')).to_have_count(1)
+        for quantity in ("passes_per_hour", "passes_per_day"):  # count bars stand on zero, no axis below
+            plot = page.locator(f'#charts figure[data-quantity="{quantity}"] .plot')
+            expect(plot).to_have_attribute("data-y-min", re.compile(r"^\d"))
+            assert float(plot.get_attribute("data-y-min") or "nan") == 0.0
         page.wait_for_timeout(300)
         page.screenshot(path=str(screenshot_dir / "derived-counting.png"), full_page=True)
         assert axe(page) == []

@@ -69,7 +69,8 @@
       if (block.summed && lo != null) lo = Math.min(lo, 0); // bars of counts stand on zero
       if (lo == null || hi == null || !isFinite(lo) || !isFinite(hi)) return [0, 1];
       const pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.05 || 1;
-      return [lo - pad, hi + pad];
+      // Counts never go below zero: their axis starts at zero, not a padding under it.
+      return [block.summed && lo >= 0 ? 0 : lo - pad, hi + pad];
     };
   }
 
@@ -140,11 +141,18 @@
     } else {
       if (this.plot) this.plot.destroy();
       const s = this.size();
-      this.plot = new uPlot(options(block, s[0], s[1], this.opts), data, this.el);
+      const el = this.el;
+      const o = options(block, s[0], s[1], this.opts);
+      // The y axis's lower end, for tests and scripts reading the page (counts must start at zero).
+      o.hooks = { setScale: [function (u, key) { if (key === "y") el.dataset.yMin = String(u.scales.y.min); }] };
+      this.plot = new uPlot(o, data, this.el);
       this.key = key;
       const canvas = this.el.querySelector("canvas");
       if (canvas) { canvas.setAttribute("role", "img"); canvas.setAttribute("aria-label", block.label); }
     }
+    // One point in time (a day's count on its first day): half a day each side, not the span of
+    // years uPlot gives a lone time.
+    if (data[0].length === 1) this.plot.setScale("x", { min: data[0][0] - 43200, max: data[0][0] + 43200 });
     this.el.dataset.points = String(data[0].length);
   };
   Chart.prototype.destroy = function () {
