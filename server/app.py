@@ -51,7 +51,9 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.time) -> FastAPI:
+def create_app(
+    settings: ServerSettings | None = None, *, clock: Clock = time.time, monotonic: Clock = time.monotonic
+) -> FastAPI:
     """Build the server app.
 
     Nothing is opened until the app starts: its lifespan loads the catalogue into the registry
@@ -60,12 +62,14 @@ def create_app(settings: ServerSettings | None = None, *, clock: Clock = time.ti
     Args:
         settings: where the registry and the store are; by default from ``SUITCASE_SERVER_*``.
         clock: UTC epoch seconds now; injected so tests control "now".
+        monotonic: how old cached values are (the fleet page's index); injected apart from
+            ``clock``, which tests hold still.
     """
     settings = settings if settings is not None else ServerSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resources = open_resources(settings, clock)
+        resources = open_resources(settings, clock, monotonic)
         listener = None
         alerts_task = None
         try:

@@ -89,5 +89,10 @@ class TtlCache(Generic[V]):
                 self._entries.popitem(last=False)
         return value
 
+    def clear(self) -> None:
+        """Forget every value: the next ``get`` of any key computes."""
+        with self._lock:
+            self._entries.clear()
+
     def __len__(self) -> int:
         return len(self._entries)

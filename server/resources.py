@@ -58,6 +58,10 @@ class Resources:
     replica: str = field(default_factory=replica_name)  # this process, on leases it takes
     # What the alert rounds proved about series changing (server.alert_changes), per replica.
     changes: SeriesChanges = field(default_factory=SeriesChanges)
+    # Per replica: the fleet page's index of every device, (domain time built, entries) per set of
+    # organisations; expires on a monotonic clock (the domain clock may stand still in tests),
+    # cleared when a request changes the registry (server.api.deps.get_session).
+    fleet_index: TtlCache[Any] = field(default_factory=lambda: TtlCache(0.0, time.monotonic, 64))
 
     def close(self) -> None:
         """Close the broker admin client, the store and the registry engine."""
@@ -90,8 +94,13 @@ def open_store_checked(url: str, setting: str = "--store or SUITCASE_SERVER_STOR
     return store
 
 
-def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resources:
+def open_resources(
+    settings: ServerSettings, clock: Clock = time.time, monotonic: Clock = time.monotonic
+) -> Resources:
     """Load the catalogue, create and fill the registry tables, and open the store.
+
+    ``clock`` is the domain's time (UTC epoch seconds); ``monotonic`` measures how old cached
+    values are.
 
     Raises:
         ConfigError: the catalogue, the registry database or the store is not usable; the message
@@ -125,4 +134,5 @@ def open_resources(settings: ServerSettings, clock: Clock = time.time) -> Resour
         outbound=OutboundPolicy.from_settings(settings.outbound_allow),
         exports=SharedRateLimiter(engine, settings.export_per_min, clock),
         figures=TtlCache(settings.public_cache_s, clock),
+        fleet_index=TtlCache(settings.fleet_cache_ttl_s, monotonic, 64),
     )

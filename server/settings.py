@@ -139,6 +139,13 @@ class ServerSettings(BaseSettings):
     public_cache_s: float = Field(
         default=300.0, ge=0, description="how long public pages' computed figures are reused; 0: never"
     )
+    fleet_cache_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="how long the fleet page's index of every device (its counts, filters and order) is "
+        "reused per organisation, on a monotonic clock; the page says how old its counts are; 0: never; "
+        "default: 10 in production, 0 in development",
+    )
     map_tiles_url: str = Field(
         default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
         description="map tiles of the pages (OpenStreetMap); empty: no tiles, an offline outline map",
@@ -158,6 +165,13 @@ class ServerSettings(BaseSettings):
             key_file=self.mqtt_key_file,
             setting=f"{ENV_PREFIX}MQTT",
         )
+
+    @property
+    def fleet_cache_ttl_s(self) -> float:
+        """How long the fleet page's index is reused (``fleet_cache_s``, or its default)."""
+        if self.fleet_cache_s is not None:
+            return self.fleet_cache_s
+        return 10.0 if self.environment == "production" else 0.0
 
     @property
     def reads_open(self) -> bool:

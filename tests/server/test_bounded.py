@@ -118,3 +118,14 @@ def test_public_figures_are_computed_once_per_ttl(timed: tuple[World, SqliteStor
     clock.now = NOW + 301
     world.client.get(f"/public/deployments/{dep}/series", params={"range": "1y"})
     assert figures.misses == 3
+
+
+def test_cache_clear_forgets_every_value() -> None:
+    """Test that after ``clear`` every key is computed again, before its TTL ends."""
+    clock = Clock(0.0)
+    calls: list[int] = []
+    cache: TtlCache[int] = TtlCache(300.0, clock)
+    assert [cache.get(k, lambda: calls.append(1) or len(calls)) for k in "ab"] == [1, 2]
+    cache.clear()
+    assert len(cache) == 0
+    assert [cache.get(k, lambda: calls.append(1) or len(calls)) for k in "ab"] == [3, 4]

@@ -1,0 +1,117 @@
+"""Tests of the fleet page's reused index (``fleet_cache_s``): it expires on its own monotonic
+clock, whatever the domain clock says, and a request that changes the registry clears it
+(server/web/views/fleet.py, server/api/deps.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from server.api.deps import get_session
+from server.app import create_app
+from server.resources import Resources
+from server.settings import ServerSettings
+from server.tables import DeviceRow, OrganisationRow, UserRow
+from tests.server.data import NOW
+from tests.server.test_fleet_page import _count, fleet  # noqa: F401  (the fixture)
+from tests.server.web_world import Clock
+
+TTL = 5.0
+
+
+@pytest.fixture
+def monotonic() -> Clock:
+    return Clock(1000.0)
+
+
+@pytest.fixture
+def cache_ttl() -> float:
+    return TTL
+
+
+@pytest.fixture
+def closed_client(
+    closed_settings: ServerSettings, store: Any, monotonic: Clock, cache_ttl: float
+) -> Iterator[TestClient]:
+    """The closed server, its fleet index kept ``cache_ttl`` s on ``monotonic``."""
+    settings = closed_settings.model_copy(update={"fleet_cache_s": cache_ttl})
+    with TestClient(create_app(settings, clock=lambda: NOW, monotonic=monotonic)) as test_client:
+        yield test_client
+
+
+def _resources(client: TestClient) -> Resources:
+    resources: Resources = client.app.state.resources  # type: ignore[attr-defined]
+    return resources
+
+
+def _enrol(engine: Any, device: str) -> None:
+    """Register ``device`` in city A straight in the registry (as a process other than this
+    replica's requests would: the listener, another replica)."""
+    with Session(engine) as session:
+        org = session.exec(select(OrganisationRow).where(OrganisationRow.slug == "city-a")).one()
+        session.add(DeviceRow(id=device, org_id=org.id or 0, registered_at=NOW))
+        session.commit()
+
+
+@pytest.mark.usefixtures("fleet")
+def test_index_is_reused_until_its_monotonic_clock_runs_out(
+    closed_client: TestClient, monotonic: Clock
+) -> None:
+    """Test that counts come from the index built first until ``fleet_cache_s`` has passed on the
+    monotonic clock (the domain clock stands still), that the page says as of when, and that the
+    live fragment shares the index."""
+    resources = _resources(closed_client)
+    first = closed_client.get("/fleet").text
+    total = _count(first, "total")
+    assert 'id="fleet-as-of"' in first
+    _enrol(resources.engine, "a-late-device")
+    monotonic.now += TTL - 0.5
+    assert _count(closed_client.get("/fleet").text, "total") == total
+    assert _count(closed_client.get("/fleet/live").text, "total") == total
+    monotonic.now += 1.0
+    assert _count(closed_client.get("/fleet").text, "total") == total + 1
+
+
+@pytest.mark.parametrize("cache_ttl", [0.0])
+@pytest.mark.usefixtures("fleet")
+def test_index_off_is_read_every_time(closed_client: TestClient) -> None:
+    """Test that with the cache off (the development default) every page reads the registry and
+    says nothing about the counts' age."""
+    resources = _resources(closed_client)
+    assert resources.fleet_index.ttl_s == 0.0
+    assert ServerSettings().fleet_cache_ttl_s == 0.0  # development's default
+    page = closed_client.get("/fleet").text
+    total = _count(page, "total")
+    assert 'id="fleet-as-of"' not in page
+    _enrol(resources.engine, "a-late-device")
+    assert _count(closed_client.get("/fleet").text, "total") == total + 1
+
+
+@pytest.mark.usefixtures("fleet")
+def test_a_request_changing_the_registry_clears_the_index(
+    closed_client: TestClient,
+) -> None:
+    """Test that a request's session committing a device (enrolment) clears the index at once,
+    and one committing nothing the index holds (a user) leaves it."""
+    resources = _resources(closed_client)
+    total = _count(closed_client.get("/fleet").text, "total")
+
+    requests = get_session(resources)
+    session = next(requests)
+    session.add(UserRow(email="someone@a.example.org", password_hash="x", created_at=NOW))
+    session.commit()
+    requests.close()
+    assert len(resources.fleet_index) == 1
+
+    requests = get_session(resources)
+    session = next(requests)
+    org = session.exec(select(OrganisationRow).where(OrganisationRow.slug == "city-a")).one()
+    session.add(DeviceRow(id="a-enrolled-device", org_id=org.id or 0, registered_at=NOW))
+    session.commit()
+    requests.close()
+    assert len(resources.fleet_index) == 0
+    assert _count(closed_client.get("/fleet").text, "total") == total + 1
