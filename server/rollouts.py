@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -318,7 +319,7 @@ class Progress:
     figures: dict[str, float | None] = field(default_factory=dict)
 
 
-def progress(session: Session, rollout: RolloutRow, device_ids: set[str] | None = None) -> Progress:
+def progress(session: Session, rollout: RolloutRow, device_ids: AbstractSet[str] | None = None) -> Progress:
     """The rollout's counts per ring and state (only of ``device_ids``, when given)."""
     release = session.get(AgentReleaseRow, rollout.release_id)
     targets = [

@@ -228,6 +228,38 @@ class Filters:
         return urlencode({k: v for k, v in values.items() if v and defaults.get(k) != v})
 
 
+@dataclass(frozen=True)
+class _Index:
+    """Every visible device (``fleet_index``) and what the page derives from all of them; reused
+    as a whole for ``fleet_cache_s``, never changed."""
+
+    as_of: float  # the domain time it was read
+    entries: list[Entry]
+    counts: dict[str, int]
+    versions: list[tuple[str, int]]
+    present: frozenset[str]  # organisations with devices
+    registered: frozenset[str]
+
+    @classmethod
+    def of(cls, every: list[Entry], now: float) -> _Index:
+        versions = Counter(e.agent_version or "?" for e in every if e.registered)
+        return cls(
+            as_of=now,
+            entries=every,
+            counts={
+                "total": len(every),
+                "online": sum(e.online for e in every),
+                "offline": sum(not e.online for e in every),
+                "unhealthy": sum(e.healthy is False for e in every),
+                "calibration": sum(e.calibration in ("due", "soon") for e in every),
+                "backlog": sum(bool(e.backlog) for e in every),
+            },
+            versions=sorted(versions.items(), key=lambda kv: kv[0], reverse=True),
+            present=frozenset(e.org for e in every),
+            registered=frozenset(e.device for e in every if e.registered),
+        )
+
+
 def _context(
     request: Request,
     session: Session,
@@ -243,22 +275,15 @@ def _context(
     slugs = {i: o.slug for i, o in orgs.items()}
     # Reused for a few seconds (fleet_cache_s): at 10,000 devices the index is most of the page.
     # Kept as (when built, entries), so the page says how old its counts are.
-    as_of, every = cache.get(
+    index: _Index = cache.get(
         (tuple(sorted(slugs.items())), settings.stale_after_s),
-        lambda: (now, fleet_index(session, store, slugs, settings.stale_after_s, now)),
+        lambda: _Index.of(fleet_index(session, store, slugs, settings.stale_after_s, now), now),
     )
+    every = index.entries
     shown = [e for e in every if filters.keep(e)]
     if filters.q.strip():
         found = matching(session, shown, filters.q, _org_names(session))
         shown = [e for e in shown if e.device in found]
-    counts = {
-        "total": len(every),
-        "online": sum(e.online for e in every),
-        "offline": sum(not e.online for e in every),
-        "unhealthy": sum(e.healthy is False for e in every),
-        "calibration": sum(e.calibration in ("due", "soon") for e in every),
-        "backlog": sum(bool(e.backlog) for e in every),
-    }
     pages = max(1, -(-len(shown) // filters.size))
     filters.page = min(max(1, filters.page), pages)
     first = (filters.page - 1) * filters.size
@@ -277,15 +302,15 @@ def _context(
                 "loan_due": local_time(r.loan_due_at, tz).split(" ")[0] if r.loan_due_at else "",
             }
         )
-    present = {e.org for e in every}
-    versions = Counter(e.agent_version or "?" for e in every if e.registered)
+    counts = index.counts
+    zone = org_zone(settings, min(slugs.values(), default=""))
     return {
-        "versions": sorted(versions.items(), key=lambda kv: kv[0], reverse=True),
-        "rollout": _rollout_view(session, {e.device for e in every if e.registered}),
+        "versions": index.versions,
+        "rollout": _rollout_view(session, index.registered),
         "fleet_admin": principal.global_admin,
         "rows": view,
         "counts": counts,
-        "orgs": sorted((o.slug, o.name) for o in orgs.values() if o.slug in present),
+        "orgs": sorted((o.slug, o.name) for o in orgs.values() if o.slug in index.present),
         "filters": filters,
         "shown": len(shown),
         "pager": {
@@ -299,9 +324,7 @@ def _context(
         "stale_after_s": settings.stale_after_s,
         "now": now,
         # Counts of a reused index are as old as it: say so (in the first organisation's zone).
-        "counts_as_of": local_time(as_of, org_zone(settings, min(slugs.values(), default="")), date=False)
-        if cache.ttl_s > 0
-        else "",
+        "counts_as_of": "" if cache.ttl_s <= 0 else local_time(index.as_of, zone, date=False),
     }
 
 
@@ -310,7 +333,7 @@ def _org_names(session: Session) -> dict[int, str]:
     return {o.id: o.name for o in session.exec(select(OrganisationRow)).all() if o.id is not None}
 
 
-def _rollout_view(session: Session, devices: set[str]) -> dict[str, Any] | None:
+def _rollout_view(session: Session, devices: frozenset[str]) -> dict[str, Any] | None:
     """The newest rollout's progress over the devices the viewer sees (None: none touches them)."""
     from server.rollouts import RING_NAMES, progress
 
