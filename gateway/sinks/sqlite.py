@@ -31,9 +31,12 @@ class SqliteSink:
         store: an open store (the sink does not close it), or None to open ``url`` on :meth:`open`.
         url: ``sqlite:///path`` or a plain path, used when ``store`` is None.
         required: whether the gateway waits for this sink before acking.
-        rollup_every_s: refresh the 1-minute / 1-hour rollups at most this often.
+        rollup_every_s: refresh the rollups at most this often (of several writers of one file,
+            whichever is due first: :meth:`SqliteStore.refresh_rollups_if_due`).
         retention_every_s: apply each org's retention at most this often.
-        clock: UTC epoch seconds now (retention cut-off) ; monotonic time is used for the periods.
+        clock: UTC epoch seconds now (retention cut-off, and the rollup refresh recorded in the
+            file for the other writers).
+        monotonic: seconds for this sink's own periods (a clock that never goes back).
         process: write from a child process; default: yes for a ``url``, no for a ``store``
             (which is already open in this process).
     """
@@ -48,6 +51,7 @@ class SqliteSink:
         retention_every_s: float = 3600.0,
         clock: Callable[[], float] = time.time,
         process: bool | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if store is None and not url:
             raise SinkError("the sqlite sink needs a store or a URL such as sqlite:///readings.db")
@@ -63,8 +67,9 @@ class SqliteSink:
         self.rollup_every_s = rollup_every_s
         self.retention_every_s = retention_every_s
         self._clock = clock
-        self._next_rollup = time.monotonic() + rollup_every_s
-        self._next_retention = time.monotonic() + retention_every_s
+        self._monotonic = monotonic
+        self._next_rollup = monotonic() + rollup_every_s
+        self._next_retention = monotonic() + retention_every_s
         self._writer: WriterProcess | None = None
         if store is None and (process is None or process):
             self._writer = WriterProcess(
@@ -124,14 +129,15 @@ class SqliteSink:
     def _maintain(self) -> None:
         # The batch is durable already: a failed refresh is logged and retried next period.
         assert self.store is not None
-        now = time.monotonic()
+        now = self._monotonic()
         try:
             if now >= self._next_retention:
                 self._next_retention = now + self.retention_every_s
                 self.store.apply_retention(self._clock())
             if now >= self._next_rollup:
                 self._next_rollup = now + self.rollup_every_s
-                self.store.refresh_rollups()
+                # Once per period per file: of several gateways writing it, one refreshes.
+                self.store.refresh_rollups_if_due(self._clock(), self.rollup_every_s)
         except StoreError as exc:
             log.warning("sink %s: rollup/retention maintenance failed: %s", self.name, exc)
 

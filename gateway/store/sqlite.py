@@ -20,6 +20,11 @@ Schema (``PRAGMA user_version`` 2):
   reads.
   Version 1 kept only the minute and hour windows: opening such a file computes the others from
   them once (``_upgrade_from_1``).
+- ``rollup_refresh``: one row, when a writer last refreshed the rollups on its period
+  (:meth:`SqliteStore.refresh_rollups_if_due`). The marked minutes are shared by every writer of
+  the file (gateways under ``--workers``), so one refresh per period serves them all; the others
+  skip theirs instead of recomputing the same minutes and their coarser windows again. Added
+  without a version change: each open creates it if missing, and older code ignores it.
 - ``retention``: per org, how many days of readings, minute and hour rollups to keep
   (:meth:`SqliteStore.set_retention`; :meth:`SqliteStore.apply_retention` deletes the rest).
   The 5- and 15-minute windows are kept as long as the minute ones, the 3-hour, 12-hour and
@@ -111,6 +116,10 @@ CREATE TABLE IF NOT EXISTS rollups (
     max REAL NOT NULL,
     PRIMARY KEY (series_id, width, start)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_refresh (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    refreshed_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS retention (
     org TEXT PRIMARY KEY,
     raw_days REAL,
@@ -614,13 +623,58 @@ class SqliteStore:
             if conn.execute("SELECT 1 FROM rollup_dirty LIMIT 1").fetchone() is None:
                 return 0
             with self._transaction(conn):
-                before = conn.total_changes
-                conn.execute(_REFRESH_MINUTES)
-                refreshed = conn.total_changes - before
-                for statement in _REFRESH_COARSER:
-                    conn.execute(statement)
-                conn.execute("DELETE FROM rollups WHERE width = 60 AND count = 0")
-                conn.execute("DELETE FROM rollup_dirty")
+                return self._refresh(conn)
+
+    def refresh_rollups_if_due(self, now: float, every_s: float) -> int | None:
+        """Refresh the rollups unless a writer of this file did so less than ``every_s`` ago.
+
+        For writers refreshing on a period (the ``sqlite`` sink): with several writers on one
+        file, the first whose period is up refreshes the minutes all of them marked and records
+        ``now`` in the file; the others skip until ``every_s`` has passed since, so the file is
+        refreshed about once per period whatever the number of writers. Skipping loses nothing:
+        the minutes stay marked for the next refresh (or a read, :meth:`windows`). A recorded
+        time more than ``every_s`` after ``now`` (the clock went back) counts as long ago.
+
+        Args:
+            now: UTC epoch seconds now, the same clock for every writer of the file.
+            every_s: the period.
+
+        Returns:
+            How many minute rollups were recomputed, or None if the refresh was skipped.
+
+        Raises:
+            StoreError: the refresh failed (it rolled back; the minutes stay marked).
+        """
+        with self._translate("refresh the rollups"), self._lock:
+            conn = self._conn()
+            # Read first outside a transaction (WAL: no lock), then again under the write lock,
+            # where another writer may have refreshed in between.
+            if self._refreshed_since(conn, now - every_s, now + every_s):
+                return None
+            if conn.execute("SELECT 1 FROM rollup_dirty LIMIT 1").fetchone() is None:
+                return 0
+            with self._transaction(conn):
+                if self._refreshed_since(conn, now - every_s, now + every_s):
+                    return None
+                refreshed = self._refresh(conn)
+                conn.execute("INSERT OR REPLACE INTO rollup_refresh (id, refreshed_at) VALUES (1, ?)", (now,))
+                return refreshed
+
+    @staticmethod
+    def _refreshed_since(conn: sqlite3.Connection, since: float, until: float) -> bool:
+        row = conn.execute("SELECT refreshed_at FROM rollup_refresh WHERE id = 1").fetchone()
+        return row is not None and since < row[0] < until
+
+    @staticmethod
+    def _refresh(conn: sqlite3.Connection) -> int:
+        """Recompute the marked minutes and their coarser windows, in the caller's transaction."""
+        before = conn.total_changes
+        conn.execute(_REFRESH_MINUTES)
+        refreshed = conn.total_changes - before
+        for statement in _REFRESH_COARSER:
+            conn.execute(statement)
+        conn.execute("DELETE FROM rollups WHERE width = 60 AND count = 0")
+        conn.execute("DELETE FROM rollup_dirty")
         return refreshed
 
     def windows(

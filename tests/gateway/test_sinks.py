@@ -75,6 +75,49 @@ def test_sqlite_sink_writes_through_the_store(tmp_path: Path) -> None:
         assert store.count_readings() == len(batch)
 
 
+def test_sqlite_sinks_of_one_file_refresh_its_rollups_once_per_period(tmp_path: Path) -> None:
+    """Test that of two sqlite sinks writing one file (two gateways), each due by its own period,
+    the second skips the rollup refresh the first did within the period, and its minutes go into
+    the next refresh (of either)."""
+    now, ticks = [NOW], [0.0]
+    a, b = (
+        SqliteSink(
+            SqliteStore(tmp_path / "s.db"), rollup_every_s=5, clock=lambda: now[0], monotonic=lambda: ticks[0]
+        )
+        for _ in "ab"
+    )
+    first, second = readings("aarhus"), readings("city-x")
+
+    def marked() -> set[str]:
+        with sqlite3.connect(tmp_path / "s.db") as conn:
+            return {
+                org
+                for (org,) in conn.execute(
+                    "SELECT DISTINCT s.org FROM rollup_dirty AS d JOIN series AS s ON s.id = d.series_id"
+                )
+            }
+
+    a.write(first)
+    assert marked() == {"aarhus"}  # neither sink's period is up
+    ticks[0], now[0] = 5.0, NOW + 5  # both sinks' periods are up
+    a.write(first[:1])
+    assert marked() == set()  # a refreshed
+    now[0] += 4
+    b.write(second)
+    assert marked() == {"city-x"}  # b skipped: a refreshed 4 s ago
+    now[0] += 1
+    b.write(second[:1])  # b's own period is not up yet: nothing happens
+    assert marked() == {"city-x"}
+    ticks[0] = 10.0
+    b.write(second[:1])
+    assert marked() == set()  # b's refresh has a's minutes and its own
+    for sink in (a, b):
+        assert sink.store is not None
+        windows = sink.store.windows("city-x", "pi-0", NOW - 2000, NOW, 60)
+        assert sum(w.count for w in windows) == len(second) // 2
+        sink.store.close()
+
+
 @pytest.fixture
 def process_sink(tmp_path: Path) -> Iterator[SqliteSink]:
     sink = open_sink(f"sqlite:///{tmp_path}/p.db")

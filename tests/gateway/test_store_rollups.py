@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 import random
 import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gateway.store import ROLLUP_WIDTHS, SqliteStore
 from kits.wire import Record
@@ -205,3 +210,105 @@ def test_coarser_rollups_never_widen_a_range_beyond_its_minutes_or_hours(tmp_pat
                 values = want[(w.start, w.quantity)]
                 assert (w.count, w.min, w.max) == (len(values), min(values), max(values)), every
                 assert abs(w.mean - sum(values) / len(values)) < 1e-9
+
+
+def _rollups_from_readings(path: Path) -> dict[tuple[int, int, float], tuple[int, float, float, float]]:
+    """Every tier's rollups recomputed from the readings, as the rollups table keys them."""
+    out: dict[tuple[int, int, float], tuple[int, float, float, float]] = {}
+    with sqlite3.connect(path) as conn:
+        for width in ROLLUP_WIDTHS:
+            for sid, start, *rest in conn.execute(
+                f"SELECT series_id, CAST(time / {width} AS INTEGER) * {width}.0 AS w, count(*), sum(value), "
+                "min(value), max(value) FROM readings GROUP BY series_id, w"
+            ):
+                out[(sid, width, start)] = tuple(rest)  # type: ignore[assignment]
+    return out
+
+
+def _assert_rollups_equal(got: dict[tuple[int, int, float], tuple[float, ...]], want: dict[Any, Any]) -> None:
+    assert sorted(got) == sorted(want)
+    for key, (count, total, low, high) in want.items():
+        assert got[key][0] == count and (got[key][2], got[key][3]) == (low, high), key
+        assert math.isclose(got[key][1], total, rel_tol=1e-12, abs_tol=1e-9), key
+
+
+def test_a_writer_skips_the_refresh_another_writer_of_the_file_did_within_its_period(tmp_path: Path) -> None:
+    """Test that of two writers of one file (two connections), the second skips a refresh that
+    the first did less than a period ago, and that skipping loses nothing: the minutes the second
+    wrote, a late one among them, are in the next refresh of either."""
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as a, SqliteStore(path) as b:
+        a.write([Record("o", "pi", "s", "t", 1.0, T0 + 5)])
+        assert b.refresh_rollups_if_due(1000.0, 5.0) == 1  # nobody refreshed yet
+        a.write([Record("o", "pi", "s", "t", 3.0, T0 + 10)])
+        b.write([Record("o", "pi", "s", "t", 2.0, T0 + 65), Record("o", "pi", "s", "t", 4.0, T0 - DAY)])
+        assert a.refresh_rollups_if_due(1004.0, 5.0) is None  # b did, 4 s ago
+        assert b.refresh_rollups_if_due(1004.9, 5.0) is None  # b itself too
+        assert _rollup_rows(path)[(1, 60, T0)][:2] == (1, 1.0)  # still as b's refresh left it
+        assert a.refresh_rollups_if_due(1005.0, 5.0) == 3  # due: every marked minute, of both
+        assert b.refresh_rollups_if_due(1000.5, 5.0) is None  # a refreshed in b's future, within a period
+        b.write([Record("o", "pi", "s", "t", 5.0, T0 + 20)])
+        assert b.refresh_rollups_if_due(980.0, 5.0) == 1  # the clock went back by more: due
+        assert a.refresh_rollups_if_due(1010.0, 5.0) == 0  # due, nothing marked
+        _assert_rollups_equal(_rollup_rows(path), _rollups_from_readings(path))
+
+
+def _write_and_refresh(path: str, writer: int, every_s: float, barrier: Any, results: Any) -> None:
+    rng = random.Random(writer)
+    # Every writer writes readings in the same minutes of the same series (interleaved times).
+    recs = [
+        Record("o", f"pi-{i % 3}", "s", "t", round(rng.uniform(0, 50), 2), T0 + i * 7.25 + writer * 0.5)
+        for i in range(600)
+    ]
+    rng.shuffle(recs)
+    refreshed: list[int | None] = []
+    with SqliteStore(path) as store:
+        barrier.wait()
+        for i in range(0, len(recs), 50):
+            store.write(recs[i : i + 50])
+            store.write(recs[i : i + 5])  # a redelivery
+            refreshed.append(store.refresh_rollups_if_due(time.time(), every_s))
+        # A late reading, into a minute refreshed long ago (by whichever writer).
+        store.write([Record("o", "pi-0", "s", "t", 99.0 + writer, T0 + 3.0 + writer)])
+        refreshed.append(store.refresh_rollups_if_due(time.time(), every_s))
+    results.put(refreshed)
+
+
+@pytest.mark.parametrize("every_s", [0.0, 3600.0])
+def test_writer_processes_on_one_file_keep_its_rollups_equal_to_the_readings(
+    tmp_path: Path, every_s: float
+) -> None:
+    """Test that several writer processes writing the same minutes and refreshing on their period
+    (0: every write; an hour: the first refresh stands for the others) leave every minute that is
+    not marked dirty exact, and after a refresh every tier equal to a recompute from the readings,
+    late readings included. With an hour's period exactly one refresh of all writers ran; with 0
+    the last call of each refreshed, so nothing is left marked."""
+    path = tmp_path / "s.db"
+    SqliteStore(path).close()
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [
+        ctx.Process(target=_write_and_refresh, args=(str(path), w, every_s, barrier, results))
+        for w in range(4)
+    ]
+    for proc in procs:
+        proc.start()
+    refreshed = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    ran = [n for calls in refreshed for n in calls if n is not None]
+    if every_s > 0:
+        assert len(ran) == 1 and ran[0] > 0
+    want = _rollups_from_readings(path)
+    with sqlite3.connect(path) as conn:
+        dirty = set(conn.execute("SELECT series_id, minute FROM rollup_dirty").fetchall())
+    got = _rollup_rows(path)
+    clean = {k: v for k, v in want.items() if k[1] == 60 and (k[0], k[2]) not in dirty}
+    if every_s == 0:
+        assert not dirty  # each writer's last call refreshed
+    _assert_rollups_equal({k: got[k] for k in clean}, clean)
+    with SqliteStore(path) as store:
+        store.refresh_rollups()
+        assert store.count_readings() == 4 * 601
+    _assert_rollups_equal(_rollup_rows(path), want)
