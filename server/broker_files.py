@@ -41,6 +41,7 @@ __all__ = [
     "MosquittoFilesAdmin",
     "device_acl_lines",
     "ensure_account_files",
+    "import_accounts",
     "login_probe",
     "password_hash",
     "signal_reload",
@@ -88,6 +89,23 @@ def ensure_account_files(directory: Path) -> None:
         if not path.exists():
             path.write_text("")
             path.chmod(0o644)
+
+
+def import_accounts(directory: Path, accounts: dict[str, tuple[str, list[str]]]) -> None:
+    """Add ``username -> (password hash, ACL lines)`` to the files as they are (hashes in the
+    password file's ``$7$`` form), replacing those of the same names; no reload (the caller
+    restarts the broker). For accounts moved out of dynamic security on an upgrade."""
+    ensure_account_files(directory)
+    with (directory / _LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            current = _Accounts.read(directory)
+            for username, (hashed, acl) in accounts.items():
+                current.hashes[username] = hashed
+                current.acls[username] = list(acl)
+            current.write(directory)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def signal_reload(pid_file: Path) -> Callable[[], None]:

@@ -36,7 +36,7 @@ _HEADER += "`suitcase services up` writes\n# the same for your paths and ports (
 
 def render_deploy_files(layout: Layout = DEFAULT_LAYOUT) -> dict[str, str]:
     """Path under ``deploy/`` -> text: the systemd units and the services' configs."""
-    specs = process_specs(layout, DEBIAN_BINARIES, as_root=True)
+    specs = process_specs(layout, DEBIAN_BINARIES, as_root=True, suitcase=["/usr/local/bin/suitcase"])
     files = {f"systemd/{name}": text for name, text in render_units(layout, specs).items()}
     tls = TlsFiles(layout.tls_dir / "ca.crt", layout.tls_dir / "server.crt", layout.tls_dir / "server.key")
     files["config/mosquitto.conf"] = _HEADER + render_conf(
@@ -44,6 +44,7 @@ def render_deploy_files(layout: Layout = DEFAULT_LAYOUT) -> dict[str, str]:
         persistence_dir=layout.mosquitto_dir,
         log_file=layout.mosquitto_dir / "mosquitto.log",
         dynsec_file=layout.dynsec_file,
+        device_accounts_dir=layout.device_accounts_dir,
         user="mosquitto",
     )
     files["config/influxdb.conf"] = _HEADER + influxdb.render_conf(

@@ -86,6 +86,11 @@ class Layout:
     def server_env(self) -> Path:
         return self.config_dir / "server.env"
 
+    @property
+    def accounts_env(self) -> Path:
+        """The broker host's accounts service's settings (its broker account)."""
+        return self.config_dir / "accounts.env"
+
     # -- data --
     @property
     def mosquitto_dir(self) -> Path:
@@ -94,6 +99,11 @@ class Layout:
     @property
     def dynsec_file(self) -> Path:
         return self.mosquitto_dir / "dynamic-security.json"
+
+    @property
+    def device_accounts_dir(self) -> Path:
+        """Devices' accounts: Mosquitto's password and ACL files, kept by the accounts service."""
+        return self.mosquitto_dir / "devices"
 
     @property
     def influxdb_dir(self) -> Path:

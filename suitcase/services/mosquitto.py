@@ -34,6 +34,7 @@ __all__ = [
     "dynsec_state",
     "find_dynsec_plugin",
     "merge_accounts",
+    "move_device_accounts",
     "owner_of",
     "password_matches",
     "render_conf",
@@ -287,3 +288,45 @@ def merge_accounts(state: dict[str, Any], accounts: Sequence[Account]) -> tuple[
             have.update({k: client[k] for k in ("password", "salt", "iterations", "roles")})
             changed = True
     return state, changed
+
+
+def move_device_accounts(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[str, list[str]]]]:
+    """Take the devices' accounts out of a plugin state, for Mosquitto's password and ACL files.
+
+    A device account is a client whose only role is ``device-<id>`` with ACLs under its own
+    ``suitcase/v1/<org>/<id>/`` (what ``DynSecAdmin`` made). Its PBKDF2-SHA512 hash moves as it is
+    (the password file's ``$7$iterations$salt$hash``), so the device logs in with the same
+    password; its ACL becomes the files' one line (``server.broker_files.device_acl_lines``).
+    Everything else (the stack's accounts, any other client or role) stays.
+
+    Returns the state without those clients and their roles, and ``username -> (hash, ACL lines)``.
+    """
+    from server.broker_files import device_acl_lines
+
+    roles = {r.get("rolename"): r for r in state.get("roles", [])}
+    moved: dict[str, tuple[str, list[str]]] = {}
+    moved_roles: set[str] = set()
+    for client in state.get("clients", []):
+        names = [r.get("rolename") for r in client.get("roles", [])]
+        if len(names) != 1 or not str(names[0]).startswith("device-") or names[0] not in roles:
+            continue
+        device = str(names[0]).removeprefix("device-")
+        topics = [acl.get("topic", "") for acl in roles[names[0]].get("acls", [])]
+        parts = topics[0].split("/") if topics else []
+        if (
+            len(parts) < 4
+            or parts[3] != device
+            or not all(t.startswith(f"{TOPIC_ROOT}/{parts[2]}/{device}/") for t in topics)
+        ):
+            continue
+        if not all(isinstance(client.get(k), str | int) for k in ("password", "salt", "iterations")):
+            continue
+        hashed = f"$7${int(client['iterations'])}${client['salt']}${client['password']}"
+        moved[client["username"]] = (hashed, device_acl_lines(parts[2], device))
+        moved_roles.add(names[0])
+    if not moved:
+        return state, moved
+    state = dict(state)
+    state["clients"] = [c for c in state.get("clients", []) if c.get("username") not in moved]
+    state["roles"] = [r for r in state.get("roles", []) if r.get("rolename") not in moved_roles]
+    return state, moved

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +17,11 @@ from suitcase.services.influxdb import find_influxd
 from suitcase.services.layout import Layout
 from suitcase.services.postgres import find_pg_bin, server_argv, server_options
 
-__all__ = ["SERVICES", "Binaries", "ProcessSpec", "find_binaries", "process_specs"]
+__all__ = ["ACCOUNTS_SERVICE", "SERVICES", "Binaries", "ProcessSpec", "find_binaries", "process_specs"]
 
 SERVICES = ("mosquitto", "influxdb", "postgres")
+# The device-accounts service beside Mosquitto (`suitcase broker accounts`): no port of its own.
+ACCOUNTS_SERVICE = "accounts"
 # The Debian packages each service comes from (what `up` installs when root and missing).
 PACKAGES = {
     "mosquitto": ["mosquitto", "mosquitto-clients"],
@@ -26,7 +30,13 @@ PACKAGES = {
     "openssl": ["openssl"],
 }
 # The system user each service runs as when started by root (the Debian packages create them).
-SERVICE_USERS = {"mosquitto": "mosquitto", "influxdb": "influxdb", "postgres": "postgres"}
+SERVICE_USERS = {
+    "mosquitto": "mosquitto",
+    "influxdb": "influxdb",
+    "postgres": "postgres",
+    ACCOUNTS_SERVICE: "mosquitto",  # it writes the broker's files and signals it
+}
+PACKAGES[ACCOUNTS_SERVICE] = PACKAGES["mosquitto"]
 
 
 @dataclass(frozen=True)
@@ -75,16 +85,18 @@ class ProcessSpec:
         name: the service (``mosquitto``, ``influxdb``, ``postgres``).
         argv: its command, in the foreground.
         user: who it runs as when started by root (None: it drops privileges itself, or not root).
-        host, port: where it accepts connections once ready.
+        host, port: where it accepts connections once ready (port None: it listens on none).
         stop_signal: what stops it cleanly and quickly.
+        env_file: settings it reads from its environment (an env file, ``settings_files``).
     """
 
     name: str
     argv: list[str]
     user: str | None
     host: str
-    port: int
+    port: int | None
     stop_signal: int = 15
+    env_file: Path | None = None
 
 
 def _run_as(name: str, as_root: bool | None = None) -> str | None:
@@ -109,8 +121,40 @@ def _run_as(name: str, as_root: bool | None = None) -> str | None:
     return user
 
 
-def process_specs(layout: Layout, binaries: Binaries, *, as_root: bool | None = None) -> list[ProcessSpec]:
-    """The stack's three processes, configured from the files ``up`` wrote for ``layout``."""
+def suitcase_command() -> list[str]:
+    """This version's ``suitcase`` CLI, run by this Python (what the supervisor starts)."""
+    return [sys.executable, "-m", "suitcase"]
+
+
+def _accounts_user(argv: list[str], as_root: bool | None) -> str | None:
+    """The accounts service's user: the broker's, when it may run ``argv``'s program.
+
+    A Python the broker's user cannot run (one in root's home, as on a developer's machine) leaves
+    the supervisor to run the service as root: it still writes the broker's files (readable by the
+    broker) and signals it; the systemd unit always names the broker's user.
+    """
+    user = _run_as(ACCOUNTS_SERVICE, as_root)
+    if user is None or as_root is True:
+        return user
+    try:
+        subprocess.run([argv[0], "--version"], user=user, capture_output=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return user
+
+
+def process_specs(
+    layout: Layout,
+    binaries: Binaries,
+    *,
+    as_root: bool | None = None,
+    suitcase: list[str] | None = None,
+) -> list[ProcessSpec]:
+    """The stack's processes, configured from the files ``up`` wrote for ``layout``.
+
+    ``suitcase`` runs the accounts service (default :func:`suitcase_command`).
+    """
+    accounts_argv = [*(suitcase or suitcase_command()), "broker", "accounts"]
     ready_host = "127.0.0.1" if layout.mqtt_bind in ("0.0.0.0", "::") else layout.mqtt_bind
     return [
         # Started as root, Mosquitto drops to the `user` of its config (the owner of its data).
@@ -127,6 +171,9 @@ def process_specs(layout: Layout, binaries: Binaries, *, as_root: bool | None = 
             layout.ports.postgres,
             stop_signal=2,  # SIGINT: "fast" shutdown (SIGTERM waits for every client to leave)
         ),
+        # Devices' accounts in the broker's files, on the server's requests (files-remote).
+        ProcessSpec(ACCOUNTS_SERVICE, accounts_argv, _accounts_user(accounts_argv, as_root), ready_host, None,
+                    env_file=layout.accounts_env),
     ]  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from suitcase.services.influxdb import (
     READINGS_DATABASE,
 )
 from suitcase.services.layout import Layout
-from suitcase.services.mosquitto import GATEWAY_ROLE, SERVER_ROLE
+from suitcase.services.mosquitto import ACCOUNTS_ROLE, GATEWAY_ROLE, SERVER_ROLE
 from suitcase.services.postgres import REGISTRY_DATABASE
 from suitcase.services.postgres import SERVER_ROLE as PG_SERVER_ROLE
 from suitcase.services.secrets import Secrets
@@ -29,8 +29,10 @@ __all__ = [
     "INFLUX_ADMIN_USER",
     "INFLUX_GATEWAY_USER",
     "INFLUX_SERVER_USER",
+    "MQTT_ACCOUNTS_USER",
     "MQTT_GATEWAY_USER",
     "MQTT_SERVER_USER",
+    "accounts_env",
     "gateway_env",
     "influx_url",
     "parse_env",
@@ -41,6 +43,7 @@ __all__ = [
 
 MQTT_GATEWAY_USER = GATEWAY_ROLE  # the account has its role's name
 MQTT_SERVER_USER = SERVER_ROLE
+MQTT_ACCOUNTS_USER = ACCOUNTS_ROLE
 GATEWAY_GROUP = "gw"
 
 
@@ -94,8 +97,23 @@ def server_env(layout: Layout, secrets: Secrets) -> dict[str, str]:
         "SUITCASE_SERVER_MQTT_USERNAME": MQTT_SERVER_USER,
         "SUITCASE_SERVER_MQTT_PASSWORD": secrets.mqtt_server,
         "SUITCASE_SERVER_MQTT_DYNSEC": "true",
+        # Devices' accounts in the broker's files, through the accounts service beside it (O(n)).
+        "SUITCASE_SERVER_DEVICE_ACCOUNTS": "files-remote",
         "SUITCASE_SERVER_DEVICE_MQTT_HOST": layout.hostname,
         "SUITCASE_SERVER_DEVICE_MQTT_PORT": str(layout.ports.mqtt_tls),
+    }
+
+
+def accounts_env(layout: Layout, secrets: Secrets) -> dict[str, str]:
+    """The device-accounts service's settings (``suitcase broker accounts``, beside the broker)."""
+    return {
+        "SUITCASE_ACCOUNTS_DIR": str(layout.device_accounts_dir),
+        "SUITCASE_ACCOUNTS_MQTT_HOST": layout.mqtt_host or layout.hostname,
+        "SUITCASE_ACCOUNTS_MQTT_PORT": str(layout.ports.mqtt_tls),
+        "SUITCASE_ACCOUNTS_MQTT_TLS": "true",
+        "SUITCASE_ACCOUNTS_MQTT_CA_FILE": str(layout.tls_dir / "ca.crt"),
+        "SUITCASE_ACCOUNTS_MQTT_USERNAME": MQTT_ACCOUNTS_USER,
+        "SUITCASE_ACCOUNTS_MQTT_PASSWORD": secrets.mqtt_accounts,
     }
 
 

@@ -22,7 +22,14 @@ from pathlib import Path
 from suitcase.broker import wait_for_port
 from suitcase.services import influxdb, postgres
 from suitcase.services.layout import LAYOUT_VERSION, Layout, read_marker, save_layout
-from suitcase.services.mosquitto import Account, Listener, dynsec_state, merge_accounts, render_conf
+from suitcase.services.mosquitto import (
+    Account,
+    Listener,
+    dynsec_state,
+    merge_accounts,
+    move_device_accounts,
+    render_conf,
+)
 from suitcase.services.preflight import (
     ServicesError,
     check_data_versions,
@@ -36,8 +43,10 @@ from suitcase.services.settings_files import (
     INFLUX_ADMIN_USER,
     INFLUX_GATEWAY_USER,
     INFLUX_SERVER_USER,
+    MQTT_ACCOUNTS_USER,
     MQTT_GATEWAY_USER,
     MQTT_SERVER_USER,
+    accounts_env,
     gateway_env,
     render_env,
     server_env,
@@ -93,19 +102,48 @@ def _place_tls(layout: Layout, given: TlsFiles | None, changes: list[str]) -> Tl
 
 
 def _accounts(secrets: Secrets) -> list[Account]:
-    from suitcase.services.mosquitto import GATEWAY_ROLE, SERVER_ROLE
+    from suitcase.services.mosquitto import ACCOUNTS_ROLE, GATEWAY_ROLE, SERVER_ROLE
 
     return [
         Account(MQTT_GATEWAY_USER, secrets.mqtt_gateway, (GATEWAY_ROLE,)),
         Account(MQTT_SERVER_USER, secrets.mqtt_server, (SERVER_ROLE,)),
+        Account(MQTT_ACCOUNTS_USER, secrets.mqtt_accounts, (ACCOUNTS_ROLE,)),
     ]
+
+
+def _device_account_files(layout: Layout, changes: list[str]) -> None:
+    """The broker's (empty) device password and ACL files, owned by its user: Mosquitto does not
+    start without the files its config names; the accounts service rewrites them."""
+    from server.broker_files import ensure_account_files
+
+    owner = data_owner("mosquitto")
+    directory = layout.device_accounts_dir
+    made = not directory.exists()
+    ensure_dir(directory, owner, 0o750)
+    ensure_account_files(directory)
+    if owner is not None and os.geteuid() == 0:
+        for path in directory.iterdir():
+            shutil.chown(path, owner)
+    if made:
+        changes.append(f"made the broker's device account files in {directory}")
 
 
 def _dynsec(layout: Layout, secrets: Secrets, changes: list[str]) -> None:
     owner = data_owner("mosquitto")
     if layout.dynsec_file.exists():
         state, changed = merge_accounts(json.loads(layout.dynsec_file.read_text()), _accounts(secrets))
-        if not changed:
+        # An install from before the accounts service: its devices' accounts move to the files, with
+        # their password hashes, so they log in as before and the server's revocations reach them.
+        state, moved = move_device_accounts(state)
+        if moved:
+            from server.broker_files import import_accounts
+
+            import_accounts(layout.device_accounts_dir, moved)
+            if owner is not None and os.geteuid() == 0:
+                for path in layout.device_accounts_dir.iterdir():
+                    shutil.chown(path, owner)
+            changes.append(f"moved {len(moved)} device accounts from dynamic security to the broker's files")
+        if not changed and not moved:
             return
     else:
         state = dynsec_state(_accounts(secrets))
@@ -153,7 +191,9 @@ def _write_configs(layout: Layout, binaries: Binaries, secrets: Secrets, tls: Tl
         persistence_dir=layout.mosquitto_dir,
         log_file=layout.mosquitto_dir / "mosquitto.log",
         dynsec_file=layout.dynsec_file,
+        device_accounts_dir=layout.device_accounts_dir,
     )
+    _device_account_files(layout, changes)
     _write(layout.mosquitto_conf, conf, changes)
     _dynsec(layout, secrets, changes)
     ports = layout.ports
@@ -171,6 +211,12 @@ def _write_configs(layout: Layout, binaries: Binaries, secrets: Secrets, tls: Tl
     _write(
         layout.server_env, render_env(server_env(layout, secrets), "IoT Suitcase server"), changes, mode=0o640
     )
+    _write(
+        layout.accounts_env,
+        render_env(accounts_env(layout, secrets), "IoT Suitcase device-accounts service"),
+        changes,
+        mode=0o600,
+    )
 
 
 def influx_admin(secrets: Secrets) -> tuple[str, str]:
@@ -183,6 +229,8 @@ def postgres_admin_url(layout: Layout, secrets: Secrets) -> str:
 
 def _wait_ready(layout: Layout, binaries: Binaries) -> None:
     for spec in process_specs(layout, binaries):
+        if spec.port is None:
+            continue
         try:
             wait_for_port(spec.host, spec.port, timeout=_READY_S)
         except Exception as exc:
@@ -252,7 +300,8 @@ def up(
     if systemd:
         suitcase = shutil.which("suitcase") or "/usr/local/bin/suitcase"
         settings_changed = bool(changes)
-        written = install_units(render_units(layout, process_specs(layout, binaries), suitcase))
+        specs = process_specs(layout, binaries, suitcase=[suitcase])
+        written = install_units(render_units(layout, specs, suitcase))
         changes += [f"installed unit {name}" for name in written]
         if settings_changed:
             restart_units()

@@ -21,6 +21,7 @@ from pathlib import Path
 from suitcase.broker import _die_with_parent_hook
 from suitcase.services.layout import Layout, load_layout
 from suitcase.services.processes import ProcessSpec, find_binaries, process_specs
+from suitcase.services.settings_files import parse_env
 
 __all__ = ["PIDFILE", "Supervisor", "main", "supervisor_pid"]
 
@@ -54,17 +55,30 @@ class Supervisor:
         self._stopping = threading.Event()
 
     def _start(self, spec: ProcessSpec) -> None:
+        env = None
+        if spec.env_file is not None:
+            try:
+                env = {**os.environ, **parse_env(spec.env_file.read_text())}
+            except OSError as exc:
+                log.error("%s not started: cannot read %s (%s)", spec.name, spec.env_file, exc)
+                return
         out = (self.log_dir / f"{spec.name}.log").open("ab")
-        self.processes[spec.name] = subprocess.Popen(
-            spec.argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            user=spec.user,
-            group=None,
-            preexec_fn=_die_with_parent_hook(),
-        )
-        out.close()
+        try:
+            self.processes[spec.name] = subprocess.Popen(
+                spec.argv,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                user=spec.user,
+                group=None,
+                preexec_fn=_die_with_parent_hook(),
+            )
+        except OSError as exc:  # one service that cannot start must not stop the others
+            log.error("%s could not start (%s); trying again", spec.name, exc)
+            return
+        finally:
+            out.close()
         log.info("started %s (pid %d)", spec.name, self.processes[spec.name].pid)
 
     def run(self) -> None:

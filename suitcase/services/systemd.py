@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kits.errors import ConfigError
 from suitcase.services.layout import Layout
-from suitcase.services.processes import ProcessSpec
+from suitcase.services.processes import ACCOUNTS_SERVICE, ProcessSpec
 
 __all__ = ["UNIT_DIR", "install_units", "render_units", "restart_units", "systemd_runs", "units_active"]
 
@@ -30,16 +30,19 @@ def systemd_runs() -> bool:
 
 def _service_unit(spec: ProcessSpec, layout: Layout) -> str:
     user = f"User={spec.user}\n" if spec.user else ""
+    env = f"EnvironmentFile={spec.env_file}\n" if spec.env_file else ""
+    # The accounts service logs in to the broker: start it after Mosquitto (it retries on failure).
+    after = " suitcase-mosquitto.service" if spec.name == ACCOUNTS_SERVICE else ""
     return f"""\
 # IoT Suitcase: {spec.name} of the stack (written by `suitcase services up`).
 [Unit]
 Description=IoT Suitcase {spec.name}
-After=network-online.target
+After=network-online.target{after}
 Wants=network-online.target
 PartOf=suitcase.target
 
 [Service]
-{user}ExecStart={shlex.join(spec.argv)}
+{user}{env}ExecStart={shlex.join(spec.argv)}
 KillSignal={_SIGNALS.get(spec.stop_signal, "SIGTERM")}
 Restart=on-failure
 RestartSec=2
@@ -145,7 +148,7 @@ def install_units(units: dict[str, str], unit_dir: Path = UNIT_DIR) -> list[str]
     return written
 
 
-def restart_units(names: tuple[str, ...] = ("mosquitto", "influxdb", "postgres")) -> None:
+def restart_units(names: tuple[str, ...] = ("mosquitto", "influxdb", "postgres", ACCOUNTS_SERVICE)) -> None:
     """Restart the services' units (their settings changed).
 
     Raises:

@@ -89,12 +89,61 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
+def _server_settings(layout: Layout) -> Any:
+    from server.settings import load_settings
+
+    server_env = parse_env(layout.server_env.read_text())
+    return load_settings(**{k.removeprefix("SUITCASE_SERVER_").lower(): v for k, v in server_env.items()})
+
+
+def _logs_in(layout: Layout, username: str, password: str) -> bool:
+    """Whether the broker accepts ``username`` over TLS (with the CA of server.env)."""
+    ca = parse_env(layout.server_env.read_text())["SUITCASE_SERVER_MQTT_CA_FILE"]
+    pi = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{username}")
+    pi.username_pw_set(username, password)
+    pi.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
+    connected = threading.Event()
+    codes: list[Any] = []
+
+    def on_connect(*args: Any) -> None:
+        codes.append(args[3])
+        connected.set()
+
+    pi.on_connect = on_connect
+    pi.connect(layout.hostname, layout.ports.mqtt_tls)
+    pi.loop_start()
+    try:
+        assert connected.wait(10), f"no CONNACK for {username}"
+        return not codes[0].is_failure
+    finally:
+        pi.loop_stop()
+        pi.disconnect()
+
+
+def _served(call: Callable[[], None], admin: Any) -> None:
+    """Run an accounts request, again while the accounts service (started beside the broker by the
+    supervisor) is not logged in yet: a request before its subscription goes unanswered."""
+    from server.broker_admin import BrokerAdminError
+
+    admin.timeout = 10.0
+
+    def done() -> bool:
+        try:
+            call()
+        except BrokerAdminError:
+            return False
+        return True
+
+    wait_until(done, timeout=90, what="the accounts service answering")
+
+
 def test_production_install_takes_a_devices_reading(install: tuple[Layout, int, int]) -> None:
     """Test that the gateway and the server run from the files `up` wrote (production: TLS, dynamic
-    security, no open reads), and a device with the account the server's broker admin makes gets
-    its reading into the store, which the server reads."""
-    from server.broker_admin import DynSecAdmin
-    from server.settings import load_settings
+    security for the stack, devices' accounts in the broker's files through the accounts service,
+    no open reads), and a device with the account the server's broker admin makes gets its reading
+    into the store, which the server reads."""
+    from server.app import _broker_admin
+    from server.broker_remote import RemoteFilesAdmin
 
     layout, metrics, http = install
     wait_until(lambda: "suitcase_gateway_connected 1.0" in _get(f"http://127.0.0.1:{metrics}/metrics")[1],
@@ -107,16 +156,15 @@ def test_production_install_takes_a_devices_reading(install: tuple[Layout, int, 
     assert _get(f"http://127.0.0.1:{http}/api/v1/devices")[0] == 401  # production: no open reads
 
     server_env = parse_env(layout.server_env.read_text())
-    settings = load_settings(**{k.removeprefix("SUITCASE_SERVER_").lower(): v for k, v in server_env.items()})
-    assert settings.environment == "production"
-    assert settings.mqtt_host and settings.mqtt_username and settings.mqtt_password
-    password = settings.mqtt_password.get_secret_value()
-    tls = settings.mqtt_tls_context()
-    admin = DynSecAdmin(settings.mqtt_host, settings.mqtt_port, settings.mqtt_username, password, tls=tls)
+    settings = _server_settings(layout)
+    assert settings.environment == "production" and settings.device_accounts == "files-remote"
+    admin = _broker_admin(settings)
+    assert isinstance(admin, RemoteFilesAdmin)
     try:
-        admin.create_device(ORG, DEVICE, DEVICE, "a-device-password-of-length")
+        _served(lambda: admin.create_device(ORG, DEVICE, DEVICE, "a-device-password-of-length"), admin)
     finally:
         admin.close()
+    assert DEVICE in (layout.device_accounts_dir / "devices.passwd").read_text()
 
     pi = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=DEVICE)
     pi.username_pw_set(DEVICE, "a-device-password-of-length")
@@ -143,3 +191,49 @@ def test_production_install_takes_a_devices_reading(install: tuple[Layout, int, 
     latest = wait_until(lambda: reader.latest(), timeout=30, what="the reading in the store")
     assert [(r.device, r.quantity, r.value) for r in latest] == [(DEVICE, "temperature", 21.25)]
     assert json.loads(_get(f"http://127.0.0.1:{http}/api/v1/health")[1])["store"] == "influxdb1"
+
+
+def test_upgrade_moves_dynsec_devices_to_the_files(stack_factory: Callable[[], Layout]) -> None:
+    """Test an upgrade of an install whose devices are in dynamic security (made by `DynSecAdmin`,
+    as before the accounts service): the next `up` moves them to the broker's files, the device
+    logs in with its old password, the server's revocation (files-remote) refuses it after, and a
+    secrets.yaml without the accounts service's secret gets it instead of being refused."""
+    import yaml
+
+    from server.app import _broker_admin
+    from server.broker_admin import DynSecAdmin
+    from suitcase.services.stack import up
+
+    layout = stack_factory()
+    settings = _server_settings(layout)
+    assert settings.mqtt_host and settings.mqtt_username and settings.mqtt_password
+    password = settings.mqtt_password.get_secret_value()
+    tls = settings.mqtt_tls_context()
+    legacy = DynSecAdmin(settings.mqtt_host, settings.mqtt_port, settings.mqtt_username, password, tls=tls)
+    try:
+        legacy.create_device(ORG, DEVICE, DEVICE, "an-old-device-password")
+    finally:
+        legacy.close()
+    assert _logs_in(layout, DEVICE, "an-old-device-password")
+    # secrets.yaml of the version before the accounts service.
+    old = yaml.safe_load(layout.secrets_file.read_text())
+    del old["mqtt_accounts"]
+    layout.secrets_file.write_text(yaml.safe_dump(old))
+
+    changes = up(layout, use_systemd=False)
+    assert "moved 1 device accounts from dynamic security to the broker's files" in changes
+    assert "mqtt_accounts" in yaml.safe_load(layout.secrets_file.read_text())
+    state = json.loads(layout.dynsec_file.read_text())
+    assert DEVICE not in [c["username"] for c in state["clients"]]
+    assert "suitcase-accounts" in [c["username"] for c in state["clients"]]
+    assert DEVICE in (layout.device_accounts_dir / "devices.passwd").read_text()
+    assert _logs_in(layout, DEVICE, "an-old-device-password")
+    assert not _logs_in(layout, DEVICE, "a-wrong-password")
+
+    admin = _broker_admin(_server_settings(layout))  # files-remote, through the accounts service
+    try:
+        _served(lambda: admin.delete_device(DEVICE), admin)
+    finally:
+        admin.close()
+    assert not _logs_in(layout, DEVICE, "an-old-device-password")
+    assert up(layout, use_systemd=False) == []
