@@ -45,6 +45,7 @@ __all__ = [
     "login_probe",
     "password_hash",
     "signal_reload",
+    "snapshot_account_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,20 @@ def import_accounts(directory: Path, accounts: dict[str, tuple[str, list[str]]])
             current.write(directory)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def snapshot_account_files(directory: Path) -> dict[str, str]:
+    """File name -> text of both account files, read under the writers' lock (a matching pair).
+
+    The lock file is opened read-only: a backup run as root must not create it for the writer.
+    """
+    lock_path = directory / _LOCK_FILE
+    with contextlib.ExitStack() as stack:
+        if lock_path.exists():
+            lock = stack.enter_context(lock_path.open("r"))
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            stack.callback(fcntl.flock, lock, fcntl.LOCK_UN)
+        return {name: (directory / name).read_text() for name in (PASSWORD_FILE, ACL_FILE)}
 
 
 def signal_reload(pid_file: Path) -> Callable[[], None]:

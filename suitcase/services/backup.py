@@ -3,7 +3,8 @@
 Each part is copied by its own consistent mechanism, so a backup can be made while the gateway
 writes: the registry with ``pg_dump`` (one MVCC snapshot), the store with ``influxd backup
 -portable`` (a snapshot of each shard, the write-ahead log flushed first), and the broker's
-dynamic-security file (the devices' accounts; re-read until it parses, Mosquitto rewrites it whole).
+dynamic-security file (the stack's accounts; re-read until it parses, Mosquitto rewrites it whole)
+and the devices' password and ACL files (read under the accounts service's lock).
 ``manifest.json`` records what was made when, and the registry's migration.
 
 ``restore`` goes only into a fresh stack (empty registry and store: nothing is overwritten), then
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from server.broker_files import ACL_FILE, PASSWORD_FILE, snapshot_account_files
 from suitcase.services import influxdb, postgres
 from suitcase.services.layout import LAYOUT_VERSION, Layout
 from suitcase.services.preflight import ServicesError, ensure_installed
@@ -36,6 +38,7 @@ BACKUP_FORMAT = 1
 _REGISTRY = "registry.dump"
 _STORE = "store"
 _BROKER = "dynamic-security.json"
+_DEVICES = "devices"  # the broker's device password and ACL files (absent in older backups)
 _MANIFEST = "manifest.json"
 
 
@@ -105,6 +108,10 @@ def backup(layout: Layout, dest: Path) -> dict[str, Any]:
     )  # fmt: skip
     (dest / _BROKER).write_text(json.dumps(_read_dynsec(layout), indent=1))
     (dest / _BROKER).chmod(0o600)
+    (dest / _DEVICES).mkdir(mode=0o700)
+    for name, text in snapshot_account_files(layout.device_accounts_dir).items():
+        (dest / _DEVICES / name).write_text(text)
+        (dest / _DEVICES / name).chmod(0o600)
     _run(
         [binaries.influxd, "backup", "-portable", "-host", f"{layout.bind}:{layout.ports.influx_rpc}",
          str(dest / _STORE)],
@@ -117,7 +124,7 @@ def backup(layout: Layout, dest: Path) -> dict[str, Any]:
         "layout_version": LAYOUT_VERSION,
         "registry_revision": revision,
         "postgres_version": postgres.bin_version(binaries.pg_bin),
-        "parts": {"registry": _REGISTRY, "store": _STORE, "broker": _BROKER},
+        "parts": {"registry": _REGISTRY, "store": _STORE, "broker": _BROKER, "device_accounts": _DEVICES},
     }
     (dest / _MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -200,10 +207,19 @@ def restore(layout: Layout, src: Path, *, use_systemd: bool | None = None) -> di
     )  # fmt: skip
     # The broker: the backup's accounts (every device), then `up` gives the stack's own accounts
     # this stack's passwords and grants the InfluxDB users on the restored databases again.
+    # A backup from before the accounts service has no device files: its devices are in the
+    # plugin's file, and `up` moves them into the files.
     down(layout, use_systemd=use_systemd)
     layout.dynsec_file.write_text((src / _BROKER).read_text())
     owner = data_owner("mosquitto")
     if owner is not None:
         shutil.chown(layout.dynsec_file, owner)
+    if (src / _DEVICES).is_dir():
+        for name in (PASSWORD_FILE, ACL_FILE):
+            target = layout.device_accounts_dir / name
+            target.write_text((src / _DEVICES / name).read_text())
+            target.chmod(0o644)  # as the accounts service writes them: Mosquitto reads them
+            if owner is not None:
+                shutil.chown(target, owner)
     up(layout, use_systemd=use_systemd)
     return manifest

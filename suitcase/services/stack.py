@@ -121,6 +121,7 @@ def _device_account_files(layout: Layout, changes: list[str]) -> None:
     made = not directory.exists()
     ensure_dir(directory, owner, 0o750)
     ensure_account_files(directory)
+    (directory / ".lock").touch()  # the writers' lock, made here so root never makes it theirs
     if owner is not None and os.geteuid() == 0:
         for path in directory.iterdir():
             shutil.chown(path, owner)

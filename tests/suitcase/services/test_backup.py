@@ -27,6 +27,7 @@ from suitcase.services.layout import Layout
 from suitcase.services.preflight import ServicesError
 from suitcase.services.secrets import load_or_make_secrets
 from suitcase.services.settings_files import parse_env, registry_url
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.influxdb, pytest.mark.postgres]
 
@@ -195,17 +196,45 @@ def _add_device_account(layout: Layout, username: str, password: str) -> None:
         client.disconnect()
 
 
+def _add_files_device_account(layout: Layout, device: str, password: str) -> None:
+    """Create a device's account as the production server does (files-remote: the accounts service
+    writes the broker's files); again while the service is not logged in yet."""
+    from server.app import _broker_admin
+    from server.broker_admin import BrokerAdminError
+    from server.settings import load_settings
+
+    env = parse_env(layout.server_env.read_text())
+    admin = _broker_admin(
+        load_settings(**{k.removeprefix("SUITCASE_SERVER_").lower(): v for k, v in env.items()})
+    )
+    admin.timeout = 10.0  # type: ignore[attr-defined]
+
+    def made() -> bool:
+        try:
+            admin.create_device("city", device, device, password)
+        except BrokerAdminError:
+            return False
+        return True
+
+    try:
+        wait_until(made, timeout=90, what="the accounts service answering")
+    finally:
+        admin.close()
+
+
 def test_backup_under_load_restores_into_a_fresh_stack(
     stack_factory: Callable[[], Layout], tmp_path: Path
 ) -> None:
     """Test that a backup made while readings are written, of a registry one migration behind,
     restores into a fresh stack: every reading acked before the backup began is there and nothing
     else; every registry row is there and the registry is migrated to this version; the devices'
-    broker accounts work, and the stack's own accounts take the new stack's passwords."""
+    broker accounts work (in dynamic security and in the broker's files), and the stack's own
+    accounts take the new stack's passwords."""
     source = stack_factory()
     head, previous = _previous_revision()
     tables = _fill_registry(source, previous)
     _add_device_account(source, "city-0-dev-0", "device-password")
+    _add_files_device_account(source, "city-0-dev-1", "files-device-password")
     writer = _Writer(source)
     writer.start()
     deadline = time.monotonic() + 30
@@ -237,6 +266,8 @@ def test_backup_under_load_restores_into_a_fresh_stack(
         t: rows for t, rows in _registry_rows(source, kept).items() if t != "alembic_version"
     } | {"alembic_version": [(head,)]}
     assert _mqtt_connects(target, "city-0-dev-0", "device-password")
+    assert _mqtt_connects(target, "city-0-dev-1", "files-device-password")  # from the broker's files
+    assert not _mqtt_connects(target, "city-0-dev-1", "another-password")
     target_gateway = parse_env(target.gateway_env.read_text())
     source_gateway = parse_env(source.gateway_env.read_text())
     assert _mqtt_connects(target, "suitcase-gateway", target_gateway["SUITCASE_GATEWAY_PASSWORD"])

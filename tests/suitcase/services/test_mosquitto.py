@@ -22,6 +22,7 @@ from suitcase.services.mosquitto import (
     dynsec_state,
     find_dynsec_plugin,
     merge_accounts,
+    move_device_accounts,
     password_matches,
 )
 from suitcase.services.tls import TlsFiles, make_ca, make_server_cert
@@ -196,3 +197,52 @@ def test_merge_keeps_device_accounts_and_changes_nothing_twice() -> None:
     rotated, changed = merge_accounts(again, [Account("gw", "new-secret", (GATEWAY_ROLE,)), SERVER])
     assert changed
     assert password_matches(next(c for c in rotated["clients"] if c["username"] == "gw"), "new-secret")
+
+
+def test_move_device_accounts_keeps_their_hashes_and_the_rest() -> None:
+    """Test that an older install's devices (a `device-<id>` role with their own topics) leave the
+    plugin's state with their PBKDF2 hashes as the password file writes them, and one ACL line of
+    their own level; the stack's accounts and any other client or role stay."""
+    from server.broker_admin import device_acls
+    from server.broker_files import device_acl_lines, password_hash
+
+    state = dynsec_state([GATEWAY])
+    hashed = {"password": "ZGlnZXN0", "salt": "c2FsdA==", "iterations": 101}
+    state["roles"].append({"rolename": "device-dev-1", "acls": device_acls("city", "dev-1")})
+    state["clients"].append({"username": "dev-1", **hashed, "roles": [{"rolename": "device-dev-1"}]})
+    state["roles"].append({"rolename": "device-odd", "acls": device_acls("city", "other")})  # not its own
+    state["clients"].append({"username": "odd", **hashed, "roles": [{"rolename": "device-odd"}]})
+    state["clients"].append({"username": "no-role", **hashed, "roles": []})
+    moved_state, moved = move_device_accounts(json.loads(json.dumps(state)))
+    assert moved == {"dev-1": ("$7$101$c2FsdA==$ZGlnZXN0", device_acl_lines("city", "dev-1"))}
+    assert [c["username"] for c in moved_state["clients"]] == ["gw", "odd", "no-role"]
+    assert "device-dev-1" not in [r["rolename"] for r in moved_state["roles"]]
+    assert move_device_accounts(moved_state)[1] == {}
+    # The moved hash is what the password file holds for that password.
+    salt_hash = password_hash("pw", b"salt-of-12-b").split("$")
+    client = {"password": salt_hash[4], "salt": salt_hash[3], "iterations": 101}
+    assert password_matches(client, "pw")
+
+
+def test_an_older_secrets_file_gets_the_new_secret(tmp_path: Path) -> None:
+    """Test that a secrets.yaml from before the accounts service gets its secret on the next load
+    (the others unchanged, mode 0600), and one lacking an original secret is still refused."""
+    import yaml
+
+    from kits.errors import ConfigError
+    from suitcase.services.secrets import load_or_make_secrets
+
+    path = tmp_path / "secrets.yaml"
+    made, new = load_or_make_secrets(path)
+    assert new
+    old = yaml.safe_load(path.read_text())
+    del old["mqtt_accounts"]
+    path.write_text(yaml.safe_dump(old))
+    upgraded, new = load_or_make_secrets(path)
+    assert not new and upgraded.mqtt_gateway == made.mqtt_gateway and len(upgraded.mqtt_accounts) > 30
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_or_make_secrets(path) == (upgraded, False)
+    del old["mqtt_server"]
+    path.write_text(yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match="damaged or incomplete"):
+        load_or_make_secrets(path)
