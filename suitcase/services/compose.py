@@ -19,14 +19,25 @@ from dataclasses import fields
 from pathlib import Path
 
 from kits.errors import SuitcaseError
+from server.broker_files import ensure_account_files, import_accounts
 from suitcase.services import influxdb, postgres
 from suitcase.services.layout import Layout, Ports
-from suitcase.services.mosquitto import Account, Listener, dynsec_state, merge_accounts, render_conf
+from suitcase.services.mosquitto import (
+    ACCOUNTS_ROLE,
+    Account,
+    Listener,
+    dynsec_state,
+    merge_accounts,
+    move_device_accounts,
+    render_conf,
+)
 from suitcase.services.preflight import ServicesError
 from suitcase.services.secrets import Secrets
 from suitcase.services.settings_files import (
+    MQTT_ACCOUNTS_USER,
     MQTT_GATEWAY_USER,
     MQTT_SERVER_USER,
+    accounts_env,
     gateway_env,
     render_env,
     server_env,
@@ -158,17 +169,24 @@ def compose_init(
             ) from exc
     tls.ca.chmod(0o644)
     _give(tls.key, mosquitto_uid)
+    devices = layout.device_accounts_dir  # the accounts container (uid of the broker) writes them
+    ensure_account_files(devices)
+    (devices / ".lock").touch()
+    for path in (devices, *devices.iterdir()):
+        _give(path, mosquitto_uid)
     files = {
         layout.mosquitto_conf: render_conf(
             [Listener(layout.ports.mqtt_tls, layout.mqtt_bind, tls)],
             persistence_dir=layout.mosquitto_dir,
             log_file=layout.mosquitto_dir / "mosquitto.log",
             dynsec_file=layout.dynsec_file,
+            device_accounts_dir=devices,
             plugin=plugin,
             user="mosquitto" if mosquitto_uid == MOSQUITTO_UID else None,
         ),
         layout.gateway_env: render_env(gateway_env(layout, secrets), "IoT Suitcase gateway (Compose)"),
         layout.server_env: render_env(server_env(layout, secrets), "IoT Suitcase server (Compose)"),
+        layout.accounts_env: render_env(accounts_env(layout, secrets), "IoT Suitcase accounts (Compose)"),
     }
     for path, text in files.items():
         if not path.exists() or path.read_text() != text:
@@ -180,9 +198,17 @@ def compose_init(
     accounts = [
         Account(MQTT_GATEWAY_USER, secrets.mqtt_gateway, ("suitcase-gateway",)),
         Account(MQTT_SERVER_USER, secrets.mqtt_server, ("suitcase-server",)),
+        Account(MQTT_ACCOUNTS_USER, secrets.mqtt_accounts, (ACCOUNTS_ROLE,)),
     ]
     if layout.dynsec_file.exists():
         state, changed = merge_accounts(json.loads(layout.dynsec_file.read_text()), accounts)
+        state, moved = move_device_accounts(state)  # an older stack's devices, as `up` does
+        if moved:
+            import_accounts(devices, moved)
+            for path in devices.iterdir():
+                _give(path, mosquitto_uid)
+            changes.append(f"moved {len(moved)} device accounts from dynamic security to the broker's files")
+            changed = True
     else:
         state, changed = dynsec_state(accounts), True
     if changed:

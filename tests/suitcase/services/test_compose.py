@@ -45,7 +45,9 @@ def test_compose_file_structure() -> None:
     client ids, and commands the `suitcase` CLI has."""
     data = _compose()
     services = data["services"]
-    assert set(services) == {"influxdb", "postgres", "init", "mosquitto", "gateway-1", "gateway-2", "server"}
+    assert set(services) == {
+        "influxdb", "postgres", "init", "mosquitto", "accounts", "gateway-1", "gateway-2", "server"
+    }  # fmt: skip
     declared = set(data["volumes"])
     for name, service in services.items():
         assert "image" in service, f"{name} has no image"
@@ -78,7 +80,10 @@ def test_compose_file_structure() -> None:
                 c[0] == "suitcase"}  # fmt: skip
     commands |= {re.sub(r".*exec suitcase ", "", s["command"][2]) for s in services.values()
                  if isinstance(s.get("command"), list) and s["command"][0] == "sh"}  # fmt: skip
-    assert commands == {"services compose-init", "gateway run", "server run"}
+    assert commands == {"services compose-init", "gateway run", "server run", "broker accounts"}
+    # The accounts service signals the broker: it shares its PID namespace and runs as its uid.
+    assert services["accounts"]["pid"] == "service:mosquitto"
+    assert services["accounts"]["user"].split(":")[0] == "1883"
     for command in commands:
         part, sub = command.split()
         app = build_app([part])
@@ -112,7 +117,9 @@ def test_compose_has_no_default_secret() -> None:
 
 def test_compose_init_refuses_missing_secrets(tmp_path: Path) -> None:
     """Test that compose-init names every missing or short password and writes nothing."""
-    with pytest.raises(ServicesError, match=r"MQTT_GATEWAY_PASSWORD, .*SERVER_SECRET_KEY not set"):
+    with pytest.raises(
+        ServicesError, match=r"MQTT_GATEWAY_PASSWORD, .*SERVER_SECRET_KEY, MQTT_ACCOUNTS_PASSWORD not set"
+    ):
         compose_init(
             {"SUITCASE_HOSTNAME": "x", "MQTT_SERVER_PASSWORD": "short"}, tmp_path / "c", tmp_path / "d"
         )
@@ -170,6 +177,49 @@ def test_compose_init_configures_real_services(stack_factory: Callable[[], Layou
         assert answered.wait(10) and not result[0].is_failure
         client.loop_stop()
         client.disconnect()
+        _device_account_through_the_accounts_service(config, tmp_path)
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _device_account_through_the_accounts_service(config: Path, tmp_path: Path) -> None:
+    """Run `suitcase broker accounts` from accounts.env (as the `accounts` service does) and make a
+    device's account with the server's admin from server.env (files-remote); the device logs in."""
+    import os
+    import sys
+
+    from server.app import _broker_admin
+    from server.broker_admin import BrokerAdminError
+    from server.broker_files import login_probe
+    from server.settings import load_settings
+    from tests.waiting import wait_until
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUITCASE_")}
+    env |= parse_env((config / "accounts.env").read_text())
+    log = (tmp_path / "accounts.log").open("wb")
+    service = subprocess.Popen([sys.executable, "-m", "suitcase", "broker", "accounts"], env=env, stdout=log,
+                               stderr=subprocess.STDOUT)  # fmt: skip
+    server_env = parse_env((config / "server.env").read_text())
+    settings = load_settings(**{k.removeprefix("SUITCASE_SERVER_").lower(): v for k, v in server_env.items()})
+    assert settings.device_accounts == "files-remote" and settings.mqtt_host
+    admin = _broker_admin(settings)
+    admin.timeout = 10.0  # type: ignore[attr-defined]
+
+    def made() -> bool:
+        try:
+            admin.create_device("city", "dev-c1", "dev-c1", "a-compose-device-password")
+        except BrokerAdminError:
+            return False
+        return True
+
+    try:
+        wait_until(made, timeout=90, what="the accounts service answering")
+        probe = login_probe(settings.mqtt_host, settings.mqtt_port, tls=settings.mqtt_tls_context())
+        assert probe("dev-c1", "a-compose-device-password")
+        assert not probe("dev-c1", "another-password")
+    finally:
+        admin.close()
+        service.terminate()
+        service.wait(20)
+        log.close()
