@@ -146,6 +146,9 @@ def _build(lab: Lab) -> Scenario:
                 "SUITCASE_SERVER_GUESS_LIMIT_PER_MIN": str(GUESS_LIMIT),
                 "SUITCASE_SERVER_ALERT_INTERVAL_S": "0.5",  # compressed: a round every half second
                 "SUITCASE_SERVER_OUTBOUND_ALLOW": json.dumps([lab.subnet]),  # webhooks to the operator
+                # This lab's broker host runs no accounts service (the install's default is
+                # files-remote, tested in tests/suitcase/services/): devices go to dynamic security.
+                "SUITCASE_SERVER_DEVICE_ACCOUNTS": "dynsec",
             }
         )
         servers[name] = HostServer(hosts[name], settings)
