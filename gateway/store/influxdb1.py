@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -48,6 +49,8 @@ from kits.errors import SuitcaseError
 from kits.wire import Record
 
 __all__ = ["InfluxQLReader", "from_url", "from_v2_url"]
+
+_log = logging.getLogger(__name__)
 
 _Series = tuple[str, dict[str, str], list[list[Any]]]  # measurement, tags, rows
 
@@ -116,8 +119,10 @@ class InfluxQLReader:
         A statement on a database that does not exist (an org that never sent a reading) answers
         no series when ``missing_ok``.
         """
+        query = ";".join(statements)
+        _log.debug("InfluxQL to %s: %s", self.http.base, query)
         try:
-            status, body = self.http.request("POST", "/query", {"q": ";".join(statements), "epoch": "ns"})
+            status, body = self.http.request("POST", "/query", {"q": query, "epoch": "ns"})
         except SuitcaseError as exc:
             raise StoreError(str(exc)) from exc
         if status in (401, 403):
@@ -314,10 +319,10 @@ class InfluxQLReader:
             db, measurement, conditions, start, end, every, now=self.clock(), rollups=self._has_rollups(db)
         )
         out = [
-            Window(org, device, tags["sensor"], name, row[0] / 1e9, int(row[1]), *map(float, row[2:5]))
+            Window(org, device, tags["sensor"], name, t / 1e9, int(n), total / n, float(low), float(high))
             for name, tags, rows in self._rows(self._query(statements))
-            for row in rows
-            if row[1]
+            for t, n, total, low, high in rows
+            if n
         ]
         out.sort(key=lambda w: (w.start, w.sensor, w.quantity))
         return out

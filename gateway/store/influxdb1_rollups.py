@@ -135,12 +135,19 @@ def window_statement(
 ) -> str:
     """The statement reading windows of ``every`` s from ``source`` (a raw or rollup measurement).
 
-    Columns: time, count, mean, min, max. ``width`` None reads raw readings, else a rollup.
+    Columns: time, count, sum, min, max (the mean is sum / count, divided by the reader). ``width``
+    None reads raw readings, else a rollup.
     """
+    # The sum, not the mean: a plain read of rollup points (below) has no mean to answer.
     if width is None:
-        fields = 'count("value"), mean("value"), min("value"), max("value")'
+        fields = 'count("value"), sum("value"), min("value"), max("value")'
+    elif every == width:
+        # One rollup point per window and series: read the points as they are. influxd 1.x spends
+        # far more per window of a GROUP BY time() than per point (measured: 730 windows x 10
+        # series cost ~10x a plain SELECT of the same points).
+        return f'SELECT "count", "sum", "min", "max" FROM {source}{where} GROUP BY {group_by}'
     else:
-        fields = 'sum("count"), sum("sum") / sum("count"), min("min"), max("max")'
+        fields = 'sum("count"), sum("sum"), min("min"), max("max")'
     return (
         f"SELECT {fields} FROM {source}{where} GROUP BY time({round(every * 1000)}ms), {group_by} fill(none)"
     )
@@ -165,7 +172,7 @@ def plan_windows(
     minutes (hours), the windows ending :data:`FRESH_S` or more before ``now`` are read from
     ``rollup_1m`` (``rollup_1h``), the rest from the raw readings (the continuous queries may not
     have run for them yet). The split falls on a window boundary, so no window is read twice, and
-    each statement answers time, count, mean, min, max. As on the embedded store, a window read
+    each statement answers time, count, sum, min, max. As on the embedded store, a window read
     from rollups includes the whole minute or hour ``start`` falls in.
     """
     width = rollup_width(every) if rollups else None

@@ -294,10 +294,10 @@ def _windows(influxd: InfluxD, statements: list[str]) -> dict[float, tuple[int, 
     out: dict[float, tuple[int, float, float, float]] = {}
     for statement in statements:
         for s in influxd.query(statement, "suitcase_o"):
-            for t, count, mean, low, high in s["values"]:
+            for t, count, total, low, high in s["values"]:
                 if count:
                     assert t / 1e9 not in out  # no window read twice
-                    out[t / 1e9] = (int(count), mean, low, high)
+                    out[t / 1e9] = (int(count), total / count, low, high)
     return out
 
 
