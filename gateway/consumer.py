@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from gateway._adopt import AdoptedSession
 from gateway._mqtt import Delivery, MqttError, MqttSession, MqttTlsError, MqttVersion
@@ -323,21 +324,28 @@ class Gateway:
             self._on_messages,
             will=members.will if members is not None else None,
             also_subscribe=[(members.filter, 0)] if members is not None else (),
-            generations=self._generations,
-            linger_s=self._linger,
-            version=self.mqtt_version,
-            keepalive=_KEEPALIVE_S,
-            username=self._username,
-            password=self._password,
-            receive_maximum=self.receive_maximum,
             on_connected=self._on_connected,
             on_subscribed=self._on_subscribed,
             on_lost=self._on_lost,
-            clock=self._clock,
-            max_held=self.receive_maximum,
             on_fatal=lambda exc: self._die("network", exc),
-            tls=self._tls,
+            **self._session_options(),
         )
+
+    def _session_options(self) -> dict[str, Any]:
+        """What the gateway's own session and every adopted one share: account, TLS, protocol
+        version, flow control, the connection generations and the clock."""
+        return {
+            "generations": self._generations,
+            "linger_s": self._linger,
+            "version": self.mqtt_version,
+            "keepalive": _KEEPALIVE_S,
+            "username": self._username,
+            "password": self._password,
+            "receive_maximum": self.receive_maximum,
+            "clock": self._clock,
+            "max_held": self.receive_maximum,
+            "tls": self._tls,
+        }
 
     def _adopt(self, member: str) -> bool:
         """Start draining the session of ``member``, a dead member of the group (gateway/_adopt.py)."""
@@ -358,17 +366,8 @@ class Gateway:
             deliver,
             on_done=lambda drained: self._adopted(member, session, drained),
             also_subscribe=[(members.filter, 0)],
-            generations=self._generations,
-            linger_s=self._linger,
-            version=self.mqtt_version,
-            keepalive=_KEEPALIVE_S,
-            username=self._username,
-            password=self._password,
-            receive_maximum=self.receive_maximum,
-            clock=self._clock,
-            max_held=self.receive_maximum,
             on_fatal=lambda exc: self._die(f"adoption of {member}", exc),
-            tls=self._tls,
+            **self._session_options(),
         )
         with self._adoptions_lock:
             self._adoptions[member] = session  # before any of its messages can be acked
