@@ -16,11 +16,15 @@ from kits.wire import Record
 __all__ = [
     "DEFAULT_DATABASE",
     "DEFAULT_META_DATABASE",
+    "SEEN_LOG",
+    "SEEN_LOG_POLICY",
     "database_name",
     "encode_dead_letters",
     "encode_lines",
     "encode_seen",
+    "encode_seen_log",
     "group_by_org",
+    "seen_log_policy",
     "timestamp",
 ]
 
@@ -28,6 +32,11 @@ __all__ = [
 DEFAULT_DATABASE = "suitcase_{org}"
 # Devices seen and dead letters (gateway/store/influxdb1.py): not an org's data, never expired.
 DEFAULT_META_DATABASE = "suitcase"
+# The devices_seen points each batch changed, again at the time they were written, in a retention
+# policy of the meta database that keeps an hour: a reader asks only for what changed since it
+# last read (gateway/store/influxdb1.py), never for every device's point.
+SEEN_LOG = "devices_seen_log"
+SEEN_LOG_POLICY = "seen_log"
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 _PRECISION = {"ns": 1_000_000_000, "us": 1_000_000, "ms": 1_000, "s": 1}
@@ -100,6 +109,33 @@ def encode_seen(seen: Mapping[tuple[str, str], tuple[float, float, int]], writer
         f"first={first!r},last={last!r},readings={count}i 0"
         for (org, device), (first, last, count) in sorted(seen.items())
     ).encode()
+
+
+def encode_seen_log(
+    seen: Mapping[tuple[str, str], tuple[float, float, int]], writer: str, first_ns: int
+) -> bytes:
+    """Encode the ``devices_seen_log`` points of one writer's batch, at ``first_ns``, ``first_ns``
+    + 1 ns, ...: one series per (org, writer), a point per device (its ``device`` a field), so a
+    read of what changed since a time scans a few series, not one per device.
+
+    The writer must hand out increasing ``first_ns`` (past the previous batch's last point), so
+    no point overwrites another.
+    """
+    return "\n".join(
+        f"{SEEN_LOG},org={_escape(org)},writer={_escape(writer)} device={_field_string(device)},"
+        f"first={first!r},last={last!r},readings={count}i {first_ns + i}"
+        for i, ((org, device), (first, last, count)) in enumerate(sorted(seen.items()))
+    ).encode()
+
+
+def seen_log_policy(meta: str) -> str:
+    """The InfluxQL that creates the retention policy of the ``devices_seen_log`` points in
+    ``meta`` (an hour; InfluxDB 1.x keeps no less). Readers read a full ``devices_seen`` at least
+    every few minutes, so an hour of changes is more than they ask for."""
+    ident = '"' + meta.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return (
+        f'CREATE RETENTION POLICY "{SEEN_LOG_POLICY}" ON {ident} DURATION 1h REPLICATION 1 SHARD DURATION 1h'
+    )
 
 
 def encode_dead_letters(letters: Iterable[tuple[float, str, bytes, str, str]]) -> bytes:

@@ -11,6 +11,8 @@ the rollups before the batch counts as written (``gateway/sinks/_late.py``).
 Beside the readings, the sink keeps what the server reads without a shared file, in the ``meta``
 database (default ``suitcase``): after each batch, one ``devices_seen`` point per device it
 wrote (first and last reading time, readings written; one point per device and sink, overwritten),
+the same points again at the time they were written in ``devices_seen_log`` (retention policy
+``seen_log``, an hour: what a server reads to learn which devices changed since it last looked),
 and the dead letters the gateway hands it (:meth:`InfluxDB1Sink.write_dead_letters`). The read
 side is ``gateway/store/influxdb1.py``.
 """
@@ -26,11 +28,14 @@ from gateway.influx.http import HttpClient
 from gateway.influx.lines import (
     DEFAULT_DATABASE,
     DEFAULT_META_DATABASE,
+    SEEN_LOG_POLICY,
     database_name,
     encode_dead_letters,
     encode_lines,
     encode_seen,
+    encode_seen_log,
     group_by_org,
+    seen_log_policy,
 )
 from gateway.sinks import REFUSED_STATUSES, SinkError, SinkRefused, parse_sink_url
 from gateway.sinks._late import LateFolder
@@ -56,6 +61,8 @@ class InfluxDB1Sink:
         create_databases: issue ``CREATE DATABASE`` on first use of each database.
         required: whether the gateway waits for this sink before acking.
         clock: UTC epoch seconds now, to tell late readings (folded into the rollups) apart.
+        wall_ns: this host's wall clock in ns, the time of the ``devices_seen_log`` points (readers
+            compare it with theirs: keep the hosts' clocks in sync, as NTP does).
     """
 
     def __init__(
@@ -72,12 +79,17 @@ class InfluxDB1Sink:
         required: bool = True,
         meta: str = DEFAULT_META_DATABASE,
         clock: Callable[[], float] = time.time,
+        wall_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.database = database
         self.meta = meta
         # This sink's devices_seen points: (org, device) -> (first, last, readings written).
         self._seen: dict[tuple[str, str], tuple[float, float, int]] = {}
         self._writer = uuid.uuid4().hex[:12]
+        self._wall_ns = wall_ns
+        self._log_ns = 0  # the time of this writer's last devices_seen_log point
+        self._log = True  # False once the meta database turned out to have no seen_log policy
+        self._log_failed = False  # a log write failed (warned once)
         self.create_databases = create_databases
         self.required = required
         self.http = HttpClient(
@@ -110,6 +122,14 @@ class InfluxDB1Sink:
                 f"InfluxDB 1.x at {self.http.base} refused CREATE DATABASE {db} (HTTP {status}: "
                 f"{body[:200]!r}): give the gateway's user admin rights or create the database"
             )
+        if db == self.meta:
+            status, body = self.http.request("POST", "/query", {"q": seen_log_policy(db)})
+            # One an operator altered answers "already exists": it is there, which is all we need.
+            if (status != 200 or b'"error"' in body) and b"already exists" not in body:
+                raise SinkError(
+                    f"InfluxDB 1.x at {self.http.base} refused {seen_log_policy(db)} (HTTP {status}: "
+                    f"{body[:200]!r}): give the gateway's user admin rights or run it yourself"
+                )
         self._created.add(db)
         log.info("created InfluxDB database %s", db)
 
@@ -147,8 +167,37 @@ class InfluxDB1Sink:
             first, last, count = touched.get(key) or self._seen.get(key) or (rec.time, rec.time, 0)
             touched[key] = (min(first, rec.time), max(last, rec.time), count + 1)
         if touched:
+            # The log first: a reader that sees a device's new point there has what devices_seen
+            # will hold; the other order could leave a change only in devices_seen until a reader's
+            # next full read, should the second write fail.
+            self._write_log(touched)
             self._write_meta(encode_seen(touched, self._writer), f"{len(touched)} devices_seen")
             self._seen.update(touched)  # only once written: a retry counts the batch once
+
+    def _write_log(self, touched: dict[tuple[str, str], tuple[float, float, int]]) -> None:
+        if not self._log:
+            return
+        first_ns = max(self._wall_ns(), self._log_ns + 1)
+        self._log_ns = first_ns + len(touched) - 1
+        body = encode_seen_log(touched, self._writer, first_ns)
+        try:
+            self._write_meta(body, f"{len(touched)} devices_seen_log", policy=SEEN_LOG_POLICY)
+        except SinkError as exc:
+            # The log only spares readers a full read; they do one every few minutes anyway, so a
+            # log write that fails (this host's clock over an hour behind: "points beyond
+            # retention policy") delays the change that long and never fails the batch.
+            if "retention policy not found" in str(exc):  # made with create_databases=false
+                self._log = False
+                log.warning(
+                    "InfluxDB database %s has no retention policy %s: servers will read every "
+                    "device seen on each read; create it with: %s",
+                    self.meta,
+                    SEEN_LOG_POLICY,
+                    seen_log_policy(self.meta),
+                )
+            elif not self._log_failed:
+                self._log_failed = True
+                log.warning("devices_seen_log not written (servers see it within minutes): %s", exc)
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Write ``letters`` to the ``meta`` database, where the server reads them.
@@ -160,13 +209,14 @@ class InfluxDB1Sink:
             rows = [(d.received_at, d.topic, bytes(d.payload), d.code, d.reason) for d in letters]
             self._write_meta(encode_dead_letters(rows), f"{len(rows)} dead letters")
 
-    def _write_meta(self, body: bytes, what: str) -> None:
+    def _write_meta(self, body: bytes, what: str, *, policy: str = "") -> None:
         if self.create_databases and self.meta not in self._created:
             self._create(self.meta)
-        status, answer = self.http.request("POST", "/write", {"db": self.meta, "precision": "ns"}, body)
+        params = {"db": self.meta, "precision": "ns", **({"rp": policy} if policy else {})}
+        status, answer = self.http.request("POST", "/write", params, body)
         if status == 404 and self.create_databases:
             self._create(self.meta)
-            status, answer = self.http.request("POST", "/write", {"db": self.meta, "precision": "ns"}, body)
+            status, answer = self.http.request("POST", "/write", params, body)
         if status != 204:
             raise SinkError(
                 f"InfluxDB 1.x at {self.http.base} answered HTTP {status} to a write of {what} to "

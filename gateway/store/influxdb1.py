@@ -15,7 +15,10 @@ between gateway and server, and no retention policy of an org's readings removes
 - ``devices_seen``: one point per (org, device, gateway) at time 0, fields ``first``, ``last``
   (epoch seconds of the oldest and newest reading that gateway wrote) and ``readings`` (how many
   it wrote; a redelivery counts again). Overwritten on every batch, so listing 10,000 devices
-  reads 10,000 points in one query.
+  reads 10,000 series; the reader does so every few minutes and in between reads only the points
+  of the devices that changed, from ``devices_seen_log`` (retention policy ``seen_log``), where
+  the sink writes each batch's changed points again at the time it writes them
+  (``gateway/store/influxdb1_seen.py``).
 - ``dead_letters``: one point per dead letter at its ``received_at``, tag ``code``, fields
   ``topic``, ``payload`` (base64) and ``reason``.
 
@@ -45,6 +48,7 @@ from gateway.store.base import (
     check_window_width,
 )
 from gateway.store.influxdb1_rollups import has_rollups, plan_windows, policies_from, show_policies
+from gateway.store.influxdb1_seen import SeenReads
 from kits.errors import SuitcaseError
 from kits.wire import Record
 
@@ -83,6 +87,10 @@ class InfluxQLReader:
         http: a client of the server.
         database: the database template of the sink (``{org}`` = org slug, '-' -> '_').
         meta: the database of devices seen and dead letters.
+        clock: now (epoch s) as the server's domain sees it.
+        recheck_s: how often to ask again whether an org's database has rollup policies.
+        wall: this host's wall clock (epoch s), compared with the times the sinks stamp on their
+            log of devices seen (``gateway/store/influxdb1_seen.py``).
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class InfluxQLReader:
         *,
         clock: Callable[[], float] = time.time,
         recheck_s: float = 300.0,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.http = http
         self.database = database
@@ -100,6 +109,7 @@ class InfluxQLReader:
         self.clock = clock
         self.recheck_s = recheck_s
         self._rollups: dict[str, tuple[bool, float]] = {}  # db -> (has rollup policies, when asked)
+        self.seen = SeenReads(self._query, meta, wall=wall)
 
     def _has_rollups(self, db: str) -> bool:
         """Whether ``db`` holds the rollup policies of ``suitcase gateway retention apply`` (cached)."""
@@ -260,27 +270,27 @@ class InfluxQLReader:
         ordered by org and device.
 
         Read from the ``devices_seen`` points the sink keeps (one point per device and gateway),
-        never from the readings themselves; ``keys`` reads only theirs.
+        never from the readings themselves; ``keys`` reads only theirs. Without ``keys`` the
+        answer is kept and brought up to date from the sink's log of changes
+        (``gateway/store/influxdb1_seen.py``): every device's point is read again every few
+        minutes, in between only those of devices that changed.
         """
-        base = f'SELECT "first", "last", "readings", "org", "device" FROM {_ident(self.meta)}.."devices_seen"'
-        conditions = [f'"org" = {_quote(org)}'] if org is not None else []
-        statements: list[str] = []
         if keys is None:
-            statements.append(base + (f" WHERE {conditions[0]}" if conditions else ""))
-        else:
-            by_org: dict[str, set[str]] = {}
-            for key_org, device in check_keys(keys):
-                if org is None or key_org == org:
-                    by_org.setdefault(key_org, set()).add(device)
-            for key_org, names in sorted(by_org.items()):
-                ordered = sorted(names)
-                for i in range(0, len(ordered), _KEYS_PER_STATEMENT):
-                    regex = _regex_any(ordered[i : i + _KEYS_PER_STATEMENT])
-                    statements.append(f'{base} WHERE "org" = {_quote(key_org)} AND "device" =~ {regex}')
+            return self.seen.devices(org)
+        base = f'SELECT "first", "last", "readings", "org", "device" FROM {_ident(self.meta)}.."devices_seen"'
+        by_org: dict[str, set[str]] = {}
+        for key_org, device in check_keys(keys):
+            if org is None or key_org == org:
+                by_org.setdefault(key_org, set()).add(device)
+        statements: list[str] = []
+        for key_org, names in sorted(by_org.items()):
+            ordered = sorted(names)
+            for i in range(0, len(ordered), _KEYS_PER_STATEMENT):
+                regex = _regex_any(ordered[i : i + _KEYS_PER_STATEMENT])
+                statements.append(f'{base} WHERE "org" = {_quote(key_org)} AND "device" =~ {regex}')
         if not statements:
             return []
         merged: dict[tuple[str, str], tuple[float, float, int]] = {}
-        # No GROUP BY: one series of rows (tags as columns) is a third of the JSON of 10,000 series.
         for _, _, rows in self._rows(self._query(statements)):
             for _, first, last, count, row_org, device in rows:
                 known = merged.get((row_org, device))
