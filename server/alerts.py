@@ -162,30 +162,43 @@ def _unhealthy(session: Session, res: Resources, rule: AlertRuleRow, now: float)
                 )
 
 
+def _window_s(rule: AlertRuleRow) -> float | None:
+    """How far back a rule looks at readings (its window), or None for rules that read none."""
+    default = _WINDOWS_S.get(rule.kind)
+    return None if default is None else float(rule.params.get("window_s", default))
+
+
 def _newest(
-    session: Session, res: Resources, rule: AlertRuleRow, slug: str, quantity: str | None
+    session: Session, res: Resources, rule: AlertRuleRow, slug: str, quantity: str | None, since: float
 ) -> dict[str, list[Record]]:
-    """The newest reading of each series of the rule's devices (of ``quantity``): one store call
-    per round for the rules of one organisation or deployment."""
-    cache: dict[tuple[int, int | None], list[Record]] = session.info.setdefault("alert_latest", {})
+    """The newest reading of each series of the rule's devices (of ``quantity``) that is not older
+    than ``since``: one store call per round for the rules of one organisation or deployment,
+    bounded to the longest window among them (``alert_since``, set by the round)."""
+    cache: dict[tuple[int, int | None], tuple[float, list[Record]]] = session.info.setdefault(
+        "alert_latest", {}
+    )
     key = (rule.org_id, rule.deployment_id)
-    if key not in cache:
+    if key not in cache or cache[key][0] > since:
         devices = _devices(session, rule)
-        cache[key] = res.store.latest([(slug, d.id) for d in devices]) if devices else []
+        back_to = min(since, session.info.get("alert_since", {}).get(key, since))
+        keys = [(slug, d.id) for d in devices]
+        cache[key] = (back_to, res.store.latest(keys, since=back_to) if keys else [])
     out: dict[str, list[Record]] = {}
-    for record in cache[key]:
-        if quantity is None or record.quantity == quantity:
+    for record in cache[key][1]:
+        if record.time >= since and (quantity is None or record.quantity == quantity):
             out.setdefault(record.device, []).append(record)
     return out
 
 
 def _stuck(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
-    window = float(rule.params.get("window_s", 1800.0))
+    window = _window_s(rule) or 0.0
     quantity = rule.params.get("quantity")
     slug = _slug(session, rule)
     devices = _devices(session, rule)
     start, end = now - window, now + 1
-    newest = _newest(session, res, rule, slug, quantity)
+    # Series with no reading in the window cannot be stuck in it (the agent's own "stuck" flag
+    # below needs no reading).
+    newest = _newest(session, res, rule, slug, quantity, start)
     res.changes.observe_latest((r for rs in newest.values() for r in rs), now)
     for device in devices:
         flagged = {s.get("name") or s.get("part") for s in device.sensors if s.get("state") == "stuck"}
@@ -237,11 +250,12 @@ def _cannot_fire(
 def _threshold(session: Session, res: Resources, rule: AlertRuleRow, now: float) -> Iterable[Violation]:
     p = rule.params
     quantity, op, limit = p["quantity"], p.get("op", ">"), float(p["value"])
-    window = float(p.get("window_s", 600.0))
+    window = _window_s(rule) or 0.0
     aggregate = p.get("aggregate", "min" if op == ">" else "max")
     slug = _slug(session, rule)
     devices = _devices(session, rule)
-    newest = _newest(session, res, rule, slug, quantity)
+    # A device with no reading in the window cannot fire (_cannot_fire): no need to read it.
+    newest = _newest(session, res, rule, slug, quantity, now - window)
     for device in devices:
         if _cannot_fire(newest.get(device.id, []), op, aggregate, limit, now - window, now + 1):
             continue
@@ -295,6 +309,9 @@ def _loan_overdue(session: Session, res: Resources, rule: AlertRuleRow, now: flo
             now - loan.due_at,
         )
 
+
+# The kinds that read readings in a window, and their default window (s).
+_WINDOWS_S = {"stuck": 1800.0, "threshold": 600.0}
 
 _CHECKS = {
     "offline": _offline,
@@ -371,7 +388,19 @@ def _evaluate(res: Resources, org_ids: set[int] | None, lease: Lease) -> Evaluat
         query = select(AlertRuleRow).where(AlertRuleRow.enabled == True)  # noqa: E712
         if org_ids is not None:
             query = query.where(col(AlertRuleRow.org_id).in_(sorted(org_ids)))
-        for rule in session.exec(query.order_by(col(AlertRuleRow.id))).all():
+        rules = session.exec(query.order_by(col(AlertRuleRow.id))).all()
+        # The newest readings are read once per organisation or deployment, back to the longest
+        # window of its rules.
+        since: dict[tuple[int, int | None], float] = session.info.setdefault("alert_since", {})
+        for rule in rules:
+            try:
+                window = _window_s(rule)
+            except (TypeError, ValueError):
+                continue  # the rule's own check fails on it, and says so
+            if window is not None:
+                key = (rule.org_id, rule.deployment_id)
+                since[key] = min(since.get(key, now - window), now - window)
+        for rule in rules:
             if session.get(OrganisationRow, rule.org_id) is None:
                 continue
             try:

@@ -47,8 +47,10 @@ class InfluxStore:
     ) -> list[Record]:
         return self.reader.readings(org, device, start, end, sensor=sensor, quantity=quantity, limit=limit)
 
-    def latest(self, devices: Collection[DeviceKey] | None = None) -> list[Record]:
-        return self.reader.latest(devices)
+    def latest(
+        self, devices: Collection[DeviceKey] | None = None, *, since: float | None = None
+    ) -> list[Record]:
+        return self.reader.latest(devices, since=since)
 
     def devices(
         self, org: str | None = None, *, keys: Collection[DeviceKey] | None = None

@@ -117,9 +117,15 @@ class Reader(Protocol):
         """
         ...
 
-    def latest(self, devices: Collection[DeviceKey] | None = None) -> list[Record]:
+    def latest(
+        self, devices: Collection[DeviceKey] | None = None, *, since: float | None = None
+    ) -> list[Record]:
         """Return the newest reading of each (device, sensor, quantity) of ``devices`` (None: all),
-        in one call, ordered by device, sensor and quantity."""
+        in one call, ordered by device, sensor and quantity.
+
+        ``since`` leaves out the series whose newest reading is older than it: a read bounded to
+        a window (an alert rule's) that on InfluxDB reads only that window's shards and points.
+        """
         ...
 
     def devices(

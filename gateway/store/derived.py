@@ -214,10 +214,12 @@ class DerivedReader:
             cursor = raw[-1].time
         return sorted(out.values(), key=_record_order)[:limit]
 
-    def latest(self, devices: Collection[DeviceKey] | None = None) -> list[Record]:
+    def latest(
+        self, devices: Collection[DeviceKey] | None = None, *, since: float | None = None
+    ) -> list[Record]:
         """The inner newest readings plus those derived from them (a dew point needs the newest
         temperature and humidity of one sensor to be of the same time)."""
-        raw = self.inner.latest(devices)
+        raw = self.inner.latest(devices, since=since)
         by_device: dict[DeviceKey, list[Record]] = {}
         for r in raw:
             by_device.setdefault((r.org, r.device), []).append(r)

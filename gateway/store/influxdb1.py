@@ -220,17 +220,23 @@ class InfluxQLReader:
         out.sort(key=lambda r: (r.time, r.sensor, r.quantity))
         return out[:limit]
 
-    def latest(self, devices: Collection[DeviceKey] | None = None) -> list[Record]:
-        """Return the newest reading of each (device, sensor, quantity) of ``devices`` (None: all).
+    def latest(
+        self, devices: Collection[DeviceKey] | None = None, *, since: float | None = None
+    ) -> list[Record]:
+        """Return the newest reading of each (device, sensor, quantity) of ``devices`` (None: all),
+        leaving out series whose newest reading is older than ``since``.
 
-        One request: one statement per org (and per 500 devices of an org).
+        One request: one statement per org (and per 500 devices of an org). With ``since`` influxd
+        reads only the shards and points from then on (no upper bound: a reading stamped ahead of
+        the server's clock is still the newest, as on SQLite).
         """
         statements: list[str] = []
         orgs: list[str] = []
+        bound = f"time >= {_ns(since)}" if since is not None else ""
         template = 'SELECT last("value") FROM {db}../.*/{where} GROUP BY "org", "device", "sensor"'
         if devices is None:
             for db, org in sorted(self._org_databases().items()):
-                statements.append(template.format(db=_ident(db), where=""))
+                statements.append(template.format(db=_ident(db), where=f" WHERE {bound}" if bound else ""))
                 orgs.append(org)
         else:
             by_org: dict[str, set[str]] = {}
@@ -241,6 +247,7 @@ class InfluxQLReader:
                 for i in range(0, len(ordered), _KEYS_PER_STATEMENT):
                     regex = _regex_any(ordered[i : i + _KEYS_PER_STATEMENT])
                     where = f' WHERE "org" = {_quote(org)} AND "device" =~ {regex}'
+                    where += f" AND {bound}" if bound else ""
                     statements.append(template.format(db=_ident(self._db(org)), where=where))
                     orgs.append(org)
         if not statements:

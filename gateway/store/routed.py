@@ -47,19 +47,21 @@ class OrgRoutedReader:
     ) -> list[Record]:
         return self._for(org).readings(org, device, start, end, sensor=sensor, quantity=quantity, limit=limit)
 
-    def latest(self, devices: Collection[DeviceKey] | None = None) -> list[Record]:
+    def latest(
+        self, devices: Collection[DeviceKey] | None = None, *, since: float | None = None
+    ) -> list[Record]:
         out: list[Record] = []
         if devices is None:
-            out += [r for r in self.default.latest() if r.org not in self.by_org]
+            out += [r for r in self.default.latest(since=since) if r.org not in self.by_org]
             for org, reader in self.by_org.items():
-                out += [r for r in reader.latest() if r.org == org]
+                out += [r for r in reader.latest(since=since) if r.org == org]
         else:
             groups: dict[int, tuple[Reader, list[DeviceKey]]] = {}
             for key in check_keys(devices):
                 reader = self._for(key[0])
                 groups.setdefault(id(reader), (reader, []))[1].append(key)
             for reader, keys in groups.values():
-                out += reader.latest(keys)
+                out += reader.latest(keys, since=since)
         out.sort(key=lambda r: (r.device, r.sensor, r.quantity))
         return out
 

@@ -535,8 +535,11 @@ class SqliteStore:
             rows = self._conn().execute(sql, params).fetchall()
         return [Record(*row) for row in rows]
 
-    def latest(self, devices: Collection[DeviceKey] | None = None) -> list[Record]:
-        """Return the newest reading of each (device, sensor, quantity) of ``devices`` (None: all).
+    def latest(
+        self, devices: Collection[DeviceKey] | None = None, *, since: float | None = None
+    ) -> list[Record]:
+        """Return the newest reading of each (device, sensor, quantity) of ``devices`` (None: all),
+        leaving out series whose newest reading is older than ``since``.
 
         One statement per 400 devices (SQLite's bound-parameter limit), one row per series read.
         """
@@ -544,18 +547,22 @@ class SqliteStore:
             "SELECT org, device, sensor, quantity, last_value, last_time FROM series "
             "WHERE last_time IS NOT NULL"
         )
+        bound: list[float] = []
+        if since is not None:
+            base += " AND last_time >= ?"
+            bound.append(since)
         order = " ORDER BY device, sensor, quantity"
         with self._translate("read the latest readings"):
             conn = self._conn()
             if devices is None:
-                return [Record(*row) for row in conn.execute(base + order)]
+                return [Record(*row) for row in conn.execute(base + order, bound)]
             keys = sorted(set(check_keys(devices)))
             rows: list[Record] = []
             for i in range(0, len(keys), _KEYS_PER_QUERY):
                 chunk = keys[i : i + _KEYS_PER_QUERY]
                 values = ", ".join(["(?, ?)"] * len(chunk))
                 sql = f"{base} AND (org, device) IN (VALUES {values})"
-                rows.extend(Record(*row) for row in conn.execute(sql, list(itertools.chain(*chunk))))
+                rows.extend(Record(*row) for row in conn.execute(sql, [*bound, *itertools.chain(*chunk)]))
         rows.sort(key=lambda r: (r.device, r.sensor, r.quantity))
         return rows
 

@@ -145,6 +145,18 @@ def test_every_read_answers_what_was_written(store: Any) -> None:
     assert got_letters[0].received_at == pytest.approx(T0 + 9, abs=1e-5)
     assert len(store.dead_letters(limit=1)) == 1
 
+    # Bounded to a window: the series whose newest reading is older than `since` are left out.
+    newer = Record("city-x", "pi-1", "scd40", "humidity", 1.5, T0 + 99_999)
+    store.write([newer])
+    newest[newer.org, newer.device, newer.sensor, newer.quantity] = newer
+    every = sorted(newest.values(), key=lambda r: (r.device, r.sensor, r.quantity))
+    assert store.latest([("city-x", "pi-1"), ("aarhus", "pi-2")], since=T0 + 99_999) == [newer]
+    assert store.latest(since=T0 + 8000) == [newer]  # the others end at T0 + 7186
+    assert sorted(store.latest(since=T0), key=lambda r: (r.org, r.device, r.sensor, r.quantity)) == sorted(
+        every, key=lambda r: (r.org, r.device, r.sensor, r.quantity)
+    )
+    assert store.latest(since=T0 + 100_000) == []
+
 
 def test_influxdb_reader_opens_from_the_sinks_urls(influxd: InfluxD) -> None:
     """Test that the 1.x sink URL and the 2.x sink URL (token, bucket) open the InfluxQL reader, and that

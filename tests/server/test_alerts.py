@@ -1,5 +1,6 @@
-"""Tests of server/alerts.py's stuck and threshold rules, and that a round reads only the devices
-whose newest readings leave the rule open (server/alert_changes.py), on both stores."""
+"""Tests of server/alerts.py's stuck and threshold rules, that a round reads only the devices
+whose newest readings leave the rule open (server/alert_changes.py), and that it reads the newest
+readings once, bounded to its rules' longest window, on both stores."""
 
 from __future__ import annotations
 
@@ -24,10 +25,15 @@ class Counting:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.read: list[str] = []
+        self.latest_since: list[float | None] = []
 
     def readings(self, org: str, device: str, *args: Any, **kwargs: Any) -> Any:
         self.read.append(device)
         return self.inner.readings(org, device, *args, **kwargs)
+
+    def latest(self, devices: Any = None, *, since: float | None = None) -> Any:
+        self.latest_since.append(since)
+        return self.inner.latest(devices, since=since)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -126,3 +132,39 @@ def test_a_round_reads_only_devices_that_may_fire_and_still_sees_a_series_get_st
         }
     assert len(kinds) == 2  # the stuck rule and the threshold rule, one alert each
     assert "dev-4" in counting.read
+
+
+def test_a_round_reads_the_newest_readings_once_back_to_its_longest_window(
+    round_: tuple[Resources, Counting, list[float]], store: Any
+) -> None:
+    """Test that a round reads the newest readings of its organisation's devices in one call,
+    bounded to the longest window of its rules (stuck: 30 min), so a device silent since before
+    then is in no answer and no window read (nor one silent for a shorter rule's window, for that
+    rule), and that it still fires where the readings are stuck or hot inside the window; a rule
+    with a longer window (an hour) widens the read."""
+    res, counting, now = round_
+    _write(store, "dev-0", NOW - 7200, NOW - 1900, 21.0)  # one value, but silent for 31 min
+    _write(store, "dev-1", NOW - 7200, NOW - 700, lambda t: 45 + (t // 60) % 3)  # hot, silent 12 min
+    _write(store, "dev-2", NOW - 1800, NOW, 21.0)  # stuck
+    _write(store, "dev-3", NOW - 1800, NOW, lambda t: 35 + (t // 60) % 3)  # hot all along
+    evaluate(res)
+    assert counting.latest_since == [NOW - 1800]
+    assert "dev-0" not in counting.read
+    assert counting.read.count("dev-1") == 1  # for "stuck" (30 min), not for the 10 min threshold
+    assert _firing(res) == {"dev-2:bme280/temperature", "dev-3:bme280/temperature"}
+    with Session(res.engine) as session:
+        org = session.exec(select(OrganisationRow)).one()
+        session.add(
+            AlertRuleRow(
+                org_id=org.id or 0,
+                name="warm for an hour",
+                kind="threshold",
+                params={"quantity": "temperature", "op": ">", "value": 40.0, "window_s": 3600},
+                created_at=NOW,
+            )
+        )
+        session.commit()
+    now[0] = NOW + 60
+    counting.latest_since.clear()
+    evaluate(res)
+    assert counting.latest_since == [NOW + 60 - 3600]
