@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,6 +86,30 @@ class RemoteFilesAdmin:
         error = replies[0].get("error")
         if error:
             raise BrokerAdminError(f"the broker's accounts service refused {command['command']}: {error}")
+
+    def wait_answering(self, timeout: float) -> None:
+        """Return once the accounts service answers (a ``ping``, which changes nothing).
+
+        A request published before the service has subscribed reaches no one, so the ping is sent
+        again, with a longer wait each time, until ``timeout`` seconds have passed.
+
+        Raises:
+            BrokerAdminError: no answer within ``timeout``; the message says where to look.
+        """
+        deadline = time.monotonic() + timeout
+        wait = 0.5
+        while True:
+            left = deadline - time.monotonic()
+            # Any answer will do: a service older than `ping` answers it with an error, but answers.
+            if self._control.call([{"command": "ping"}], max(min(wait, left), 0.05)) is not None:
+                return
+            if time.monotonic() >= deadline:
+                raise BrokerAdminError(
+                    f"the broker's accounts service did not answer within {timeout:.0f} s: check that "
+                    "`suitcase broker accounts` runs on the broker's host (its log, or `journalctl -u "
+                    "suitcase-accounts`) with an account of role suitcase-accounts"
+                )
+            wait = min(wait * 2, 8.0)
 
     def create_device(self, org: str, device: str, username: str, password: str) -> None:
         """Create (or replace) the device's account."""

@@ -10,15 +10,20 @@ needs nothing of the broker's host but its URL (``server/broker_remote.py``).
 A request is ``{"commands": [{"command": ..., "correlationData": ..., ...}]}`` and its reply
 ``{"responses": [{"command": ..., "correlationData": ..., "error"?: ...}]}`` (the format of
 Mosquitto's dynamic-security plugin). A request that cannot be read, or a command that fails, is
-answered with its error; the service goes on with the next.
+answered with its error; the service goes on with the next. ``ping`` changes nothing: its answer
+says the service is subscribed and serving (what ``suitcase services up`` and ``status`` wait for).
+Once subscribed the service also tells systemd (``sd_notify`` ``READY=1`` on ``$NOTIFY_SOCKET``;
+its unit is ``Type=notify``), so units ordered after it start when it can serve.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import secrets
+import socket
 import ssl
 import threading
 from collections.abc import Sequence
@@ -47,6 +52,7 @@ __all__ = [
     "files_backend",
     "handle_request",
     "load_settings",
+    "notify_systemd",
 ]
 
 log = logging.getLogger(__name__)
@@ -145,9 +151,12 @@ class _DeleteDevices(_Command):
     usernames: list[str] = Field(max_length=100_000)
 
 
-_COMMAND: TypeAdapter[_CreateDevice | _CreateDevices | _DeleteDevice | _DeleteDevices] = TypeAdapter(
-    Annotated[_CreateDevice | _CreateDevices | _DeleteDevice | _DeleteDevices, Field(discriminator="command")]
-)
+class _Ping(_Command):
+    command: Literal["ping"]
+
+
+_Any = _CreateDevice | _CreateDevices | _DeleteDevice | _DeleteDevices | _Ping
+_COMMAND: TypeAdapter[_Any] = TypeAdapter(Annotated[_Any, Field(discriminator="command")])
 
 
 def _apply(backend: FilesBackend, raw: Any) -> dict[str, Any]:
@@ -165,14 +174,14 @@ def _apply(backend: FilesBackend, raw: Any) -> dict[str, Any]:
             )
         elif isinstance(command, _DeleteDevice):
             backend.delete_device(command.username)
-        else:
+        elif isinstance(command, _DeleteDevices):
             backend.delete_devices(command.usernames)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         reply["error"] = (
             f"malformed command ({where}: {first['msg']}): commands are createDevice, createDevices, "
-            "deleteDevice, deleteDevices (server/broker_remote.py)"
+            "deleteDevice, deleteDevices, ping (server/broker_remote.py)"
         )
     except SuitcaseError as exc:
         reply["error"] = str(exc)
@@ -266,6 +275,7 @@ class AccountsService:
                 "(a stack account of role suitcase-accounts)"
             )
         log.info("accounts service ready", extra={"broker": f"{host}:{port}"})
+        notify_systemd("READY=1")
 
     def serve(self) -> None:
         """Answer requests, one at a time, until :meth:`stop`."""
@@ -288,8 +298,29 @@ class AccountsService:
         self._stop.set()
 
     def close(self) -> None:
+        notify_systemd("STOPPING=1")
         self._client.loop_stop()
         self._client.disconnect()
+
+
+def notify_systemd(state: str, socket_path: str | None = None) -> bool:
+    """Tell the service manager ``state`` (sd_notify(3)); return whether there was one to tell.
+
+    ``socket_path`` defaults to ``$NOTIFY_SOCKET`` (set by systemd for a ``Type=notify`` unit; a
+    leading ``@`` names an abstract socket). Without it, nothing is sent. A manager that cannot be
+    reached is logged, never fatal: the service serves either way.
+    """
+    path = socket_path if socket_path is not None else os.environ.get("NOTIFY_SOCKET", "")
+    if not path:
+        return False
+    address = "\0" + path[1:] if path.startswith("@") else path
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(state.encode(), address)
+    except OSError as exc:
+        log.warning("could not notify the service manager", extra={"socket": path, "reason": str(exc)})
+        return False
+    return True
 
 
 def files_backend(settings: AccountsSettings) -> FilesBackend:

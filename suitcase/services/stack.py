@@ -19,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from kits.errors import SuitcaseError
 from suitcase.broker import wait_for_port
 from suitcase.services import influxdb, postgres
 from suitcase.services.layout import LAYOUT_VERSION, Layout, read_marker, save_layout
@@ -37,7 +38,7 @@ from suitcase.services.preflight import (
     check_tls,
     ensure_installed,
 )
-from suitcase.services.processes import Binaries, data_owner, ensure_dir, process_specs
+from suitcase.services.processes import ACCOUNTS_SERVICE, Binaries, data_owner, ensure_dir, process_specs
 from suitcase.services.secrets import Secrets, load_or_make_secrets
 from suitcase.services.settings_files import (
     INFLUX_ADMIN_USER,
@@ -251,6 +252,29 @@ def _wait_ready(layout: Layout, binaries: Binaries) -> None:
             time.sleep(0.1)
 
 
+def wait_accounts(layout: Layout, server_password: str, timeout: float = _READY_S) -> None:
+    """Return once the accounts service answers the server's account (``server_password``) over
+    TLS, as the server asks it.
+
+    Raises:
+        ServicesError: it did not answer within ``timeout`` seconds, or the broker refused the login.
+    """
+    from kits.tls import client_context
+    from server.broker_admin import BrokerAdminError
+    from server.broker_remote import RemoteFilesAdmin
+
+    host = layout.mqtt_host or layout.hostname  # where the server and the service connect
+    try:
+        tls = client_context(ca_file=layout.tls_dir / "ca.crt")
+        admin = RemoteFilesAdmin(host, layout.ports.mqtt_tls, MQTT_SERVER_USER, server_password, tls=tls)
+        try:
+            admin.wait_answering(timeout)
+        finally:
+            admin.close()
+    except BrokerAdminError as exc:
+        raise ServicesError(f"{exc} (the supervisor's: {layout.log_dir / 'accounts.log'})") from exc
+
+
 def _start_supervisor(layout: Layout) -> None:
     log = (layout.log_dir / "supervisor.out").open("ab")
     subprocess.Popen(
@@ -330,6 +354,8 @@ def up(
         postgres.REGISTRY_DATABASE,
     ):
         changes.append("made the registry database and its role")
+    # The server's first device-account request must find the service subscribed (it has no port).
+    wait_accounts(layout, secrets.mqtt_server)
     return changes
 
 
@@ -377,4 +403,18 @@ def status(layout: Layout) -> list[ServiceState]:
         except OSError:
             listening = False
         states.append(ServiceState(name, f"{host}:{port}", listening))
+    states.append(_accounts_state(layout))
     return states
+
+
+def _accounts_state(layout: Layout) -> ServiceState:
+    """The accounts service (no port): whether it answers the server's account within 5 s."""
+    import yaml
+
+    address = f"{layout.mqtt_host or layout.hostname}:{layout.ports.mqtt_tls} (MQTT)"
+    try:
+        password = str(yaml.safe_load(layout.secrets_file.read_text())["mqtt_server"])
+        wait_accounts(layout, password, timeout=5.0)
+    except (OSError, yaml.YAMLError, KeyError, TypeError, SuitcaseError):
+        return ServiceState(ACCOUNTS_SERVICE, address, False)
+    return ServiceState(ACCOUNTS_SERVICE, address, True)

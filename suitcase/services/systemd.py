@@ -33,6 +33,8 @@ def _service_unit(spec: ProcessSpec, layout: Layout) -> str:
     env = f"EnvironmentFile={spec.env_file}\n" if spec.env_file else ""
     # The accounts service logs in to the broker: start it after Mosquitto (it retries on failure).
     after = " suitcase-mosquitto.service" if spec.name == ACCOUNTS_SERVICE else ""
+    # It says READY=1 once subscribed (sd_notify): `systemctl start` returns when it can serve.
+    kind = "Type=notify\n" if spec.name == ACCOUNTS_SERVICE else ""
     return f"""\
 # IoT Suitcase: {spec.name} of the stack (written by `suitcase services up`).
 [Unit]
@@ -42,7 +44,7 @@ Wants=network-online.target
 PartOf=suitcase.target
 
 [Service]
-{user}{env}ExecStart={shlex.join(spec.argv)}
+{kind}{user}{env}ExecStart={shlex.join(spec.argv)}
 KillSignal={_SIGNALS.get(spec.stop_signal, "SIGTERM")}
 Restart=on-failure
 RestartSec=2

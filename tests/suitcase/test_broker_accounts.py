@@ -4,7 +4,9 @@ the broker's files, errors answered per request, on a real Mosquitto."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from server.broker_admin import (
 from server.broker_files import BARRIER_USERNAME, PASSWORD_FILE, MosquittoFilesAdmin, login_probe
 from server.broker_remote import RemoteFilesAdmin
 from suitcase.broker import MosquittoBroker
-from suitcase.broker_accounts import handle_request
+from suitcase.broker_accounts import handle_request, notify_systemd
 from suitcase.services.mosquitto import ACCOUNTS_ROLE, GATEWAY_ROLE, SERVER_ROLE, role_acls
 from tests.services.mosquitto import STACK_SERVER, running_accounts_service
 from tests.waiting import wait_until
@@ -139,6 +141,84 @@ def test_no_service_is_a_clear_error(mosquitto_dynsec_files: MosquittoBroker) ->
             admin.delete_device("d1")
     finally:
         admin.close()
+
+
+class _Untouchable:
+    """A files backend that fails the test if any command reaches it."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"ping reached the files ({name})")
+
+
+def test_ping_is_answered_without_touching_the_files() -> None:
+    """Test that `ping` is answered, without an error, and changes nothing; a ping with a field it
+    does not take is refused as any malformed command is."""
+    reply = handle_request(
+        _Untouchable(),  # type: ignore[arg-type]
+        json.dumps(
+            {"commands": [{"command": "ping", "correlationData": "p"}, {"command": "ping", "x": 1}]}
+        ).encode(),
+    )["responses"]
+    assert reply[0] == {"command": "ping", "correlationData": "p"}
+    assert "malformed command" in reply[1]["error"] and "ping" in reply[1]["error"]
+
+
+@pytest.mark.mosquitto
+def test_wait_answering_returns_once_the_service_serves(mosquitto_dynsec_files: MosquittoBroker) -> None:
+    """Test the readiness wait `suitcase services up` uses: without the service it fails within its
+    bound, saying what to start; with the service starting only after the first ping (which nobody
+    receives), it pings again and returns once the service answers."""
+    broker = mosquitto_dynsec_files
+    admin = RemoteFilesAdmin(broker.host, broker.port, STACK_SERVER.username, STACK_SERVER.password)
+    try:
+        with pytest.raises(BrokerAdminError, match=r"suitcase broker accounts.*journalctl"):
+            admin.wait_answering(timeout=0.5)
+        pings: list[int] = []
+        call = admin._control.call
+        with contextlib.ExitStack() as service:
+
+            def ping_then_start(commands: list[dict[str, Any]], timeout: float) -> Any:
+                pings.append(len(pings))
+                replies = call(commands, timeout)
+                if len(pings) == 1:
+                    assert replies is None  # published before anyone subscribed: lost
+                    service.enter_context(running_accounts_service(broker))
+                return replies
+
+            admin._control.call = ping_then_start  # type: ignore[method-assign]
+            admin.wait_answering(timeout=120)
+            assert len(pings) >= 2
+            admin._control.call = call  # type: ignore[method-assign]
+            admin.delete_device("nobody")  # served at once: no retry needed
+    finally:
+        admin.close()
+
+
+@pytest.mark.mosquitto
+def test_service_tells_systemd_it_is_ready(
+    mosquitto_dynsec_files: MosquittoBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that the service sends READY=1 to $NOTIFY_SOCKET once it is subscribed (its unit is
+    Type=notify) and STOPPING=1 when it stops; without the variable nothing is sent, and a socket
+    nobody listens on is not fatal."""
+    assert not notify_systemd("READY=1", socket_path="")
+    assert not notify_systemd("READY=1", socket_path=str(tmp_path / "nobody"))
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(tmp_path / "notify"))
+    manager.settimeout(60)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    broker = mosquitto_dynsec_files
+    try:
+        with running_accounts_service(broker):
+            assert manager.recv(100) == b"READY=1"
+            admin = RemoteFilesAdmin(broker.host, broker.port, STACK_SERVER.username, STACK_SERVER.password)
+            try:  # READY means serving: the first request is answered, no retry
+                admin.delete_device("nobody")
+            finally:
+                admin.close()
+        assert manager.recv(100) == b"STOPPING=1"
+    finally:
+        manager.close()
 
 
 class _Watcher:

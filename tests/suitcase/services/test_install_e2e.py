@@ -5,6 +5,7 @@ by the server's broker admin publishing over TLS: its reading reaches the store 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import ssl
@@ -96,10 +97,12 @@ def _server_settings(layout: Layout) -> Any:
     return load_settings(**{k.removeprefix("SUITCASE_SERVER_").lower(): v for k, v in server_env.items()})
 
 
-def _logs_in(layout: Layout, username: str, password: str) -> bool:
-    """Whether the broker accepts ``username`` over TLS (with the CA of server.env)."""
+@contextlib.contextmanager
+def _device_session(layout: Layout, username: str, password: str) -> Iterator[tuple[mqtt.Client, bool]]:
+    """A client of ``username`` connected to the broker over TLS (with the CA of server.env), and
+    whether the broker accepted its login."""
     ca = parse_env(layout.server_env.read_text())["SUITCASE_SERVER_MQTT_CA_FILE"]
-    pi = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{username}")
+    pi = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username)
     pi.username_pw_set(username, password)
     pi.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
     connected = threading.Event()
@@ -114,27 +117,16 @@ def _logs_in(layout: Layout, username: str, password: str) -> bool:
     pi.loop_start()
     try:
         assert connected.wait(10), f"no CONNACK for {username}"
-        return not codes[0].is_failure
+        yield pi, not codes[0].is_failure
     finally:
         pi.loop_stop()
         pi.disconnect()
 
 
-def _served(call: Callable[[], None], admin: Any) -> None:
-    """Run an accounts request, again while the accounts service (started beside the broker by the
-    supervisor) is not logged in yet: a request before its subscription goes unanswered."""
-    from server.broker_admin import BrokerAdminError
-
-    admin.timeout = 10.0
-
-    def done() -> bool:
-        try:
-            call()
-        except BrokerAdminError:
-            return False
-        return True
-
-    wait_until(done, timeout=90, what="the accounts service answering")
+def _logs_in(layout: Layout, username: str, password: str) -> bool:
+    """Whether the broker accepts ``username`` over TLS."""
+    with _device_session(layout, username, password) as (_client, accepted):
+        return accepted
 
 
 def test_production_install_takes_a_devices_reading(install: tuple[Layout, int, int]) -> None:
@@ -161,32 +153,17 @@ def test_production_install_takes_a_devices_reading(install: tuple[Layout, int, 
     admin = _broker_admin(settings)
     assert isinstance(admin, RemoteFilesAdmin)
     try:
-        _served(lambda: admin.create_device(ORG, DEVICE, DEVICE, "a-device-password-of-length"), admin)
+        # `up` returned once the accounts service answered: the first request is served.
+        admin.create_device(ORG, DEVICE, DEVICE, "a-device-password-of-length")
     finally:
         admin.close()
     assert DEVICE in (layout.device_accounts_dir / "devices.passwd").read_text()
 
-    pi = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=DEVICE)
-    pi.username_pw_set(DEVICE, "a-device-password-of-length")
-    pi.tls_set(ca_certs=server_env["SUITCASE_SERVER_MQTT_CA_FILE"], cert_reqs=ssl.CERT_REQUIRED)
-    connected = threading.Event()
-    codes: list[Any] = []
-
-    def on_connect(*args: Any) -> None:
-        codes.append(args[3])
-        connected.set()
-
-    pi.on_connect = on_connect
-    pi.connect(layout.hostname, layout.ports.mqtt_tls)
-    pi.loop_start()
-    try:
-        assert connected.wait(10) and not codes[0].is_failure
+    with _device_session(layout, DEVICE, "a-device-password-of-length") as (pi, accepted):
+        assert accepted
         now = round(time.time(), 3)
         pack = encode_pack([Record(ORG, DEVICE, "bme280", "temperature", 21.25, now)])
         pi.publish(build_topic(ORG, DEVICE, "telemetry"), pack, qos=1).wait_for_publish(10)
-    finally:
-        pi.loop_stop()
-        pi.disconnect()
     reader = open_reader(server_env["SUITCASE_SERVER_STORE"])
     latest = wait_until(lambda: reader.latest(), timeout=30, what="the reading in the store")
     assert [(r.device, r.quantity, r.value) for r in latest] == [(DEVICE, "temperature", 21.25)]
@@ -232,7 +209,7 @@ def test_upgrade_moves_dynsec_devices_to_the_files(stack_factory: Callable[[], L
 
     admin = _broker_admin(_server_settings(layout))  # files-remote, through the accounts service
     try:
-        _served(lambda: admin.delete_device(DEVICE), admin)
+        admin.delete_device(DEVICE)
     finally:
         admin.close()
     assert not _logs_in(layout, DEVICE, "an-old-device-password")
