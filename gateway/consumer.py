@@ -23,7 +23,8 @@ start off and a session that never expires) with a QoS 1 subscription and acknow
   redelivers it on the new connection and the idempotent sinks absorb the duplicate;
 - one message's failure, of any kind (a ``WireError`` or any other exception its decoding
   raises), is that message's: it is dead-lettered with its reason and the gateway goes on;
-- in a group (``$share/{group}/...``), a member whose Last Will says it is down has its session
+- in a group (``$share/{group}/...``), a member whose Last Will says it is down (or whose record's
+  lease ran out) has its session
   adopted by the live member with the lowest client id: what the broker queued or had in flight
   for it comes through the adopter's pipeline, acked after the write (``gateway/group.py``);
 - a worker thread (decoder, flusher, network) that dies anyway calls the gateway's fatal
@@ -598,8 +599,11 @@ class Gateway:
         get = self._queue.get
         get_nowait = self._queue.get_nowait
         rest: _Chunk | None = None  # what did not fit in the last batch, taken first
+        members = self._members
         while not self._stopping.is_set():
             self._letters.tick()
+            if members is not None:
+                members.tick()  # renew our record's lease, adopt members whose lease ran out
             age = self._batch_age()
             chunk: _Chunk | None = rest
             rest = None

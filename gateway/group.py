@@ -11,7 +11,17 @@ member with the lowest client id adopts its session (``gateway/_adopt.py``): the
 share, queued or unacknowledged, is written through the adopter and no more is routed to it. Once
 the session is empty the adopter clears the record. An adoption that ends before (the member came
 back, the broker went away) is tried again while the record stays ``down`` and this member is
-still the one to adopt. If two members adopt at once (their views differ for a moment) nothing is
+still the one to adopt.
+
+A record saying ``up`` is a lease: each member says ``up`` again every ``heartbeat_s`` and the
+others count it up only while they have heard it within ``lease_s`` (by their own clock, from when
+the record reached them, so clocks need not agree). A member that vanished without its will being
+published (the broker restarted from its persistence file, which keeps retained records but sends
+no wills; a connection the broker still holds open) leaves an ``up`` that is never renewed: once
+its lease runs out it is adopted and its record cleared, as if it said ``down``. A member gone
+quiet but alive (frozen past its lease) takes its session back when it reconnects: nothing is lost.
+
+If two members adopt at once (their views differ for a moment) nothing is
 lost: the session and its messages pass from one to the other, the loser's acks are dropped, the
 broker redelivers and the store overwrites.
 """
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from gateway._mqtt import Will
@@ -33,6 +44,8 @@ UP = b"up"
 DOWN = b"down"
 _ROOT = "suitcase/gateways"
 _RETRY_S = 2.0
+HEARTBEAT_S = 30.0
+LEASE_S = 3 * HEARTBEAT_S  # three missed renewals
 
 
 def records_filter(group: str) -> str:
@@ -51,6 +64,9 @@ class GroupMembership:
         publish: publish (topic, payload, retained) at QoS 0 on this member's connection.
         will_delay_s: how long the broker waits before publishing a dead member's ``down``.
         retry_s: how long after an adoption that ended undrained to look again.
+        heartbeat_s: how often this member renews its ``up`` (:meth:`tick`).
+        lease_s: how long another member's ``up`` counts without a renewal (> ``heartbeat_s``).
+        clock: monotonic seconds (injected by tests).
     """
 
     def __init__(
@@ -62,7 +78,14 @@ class GroupMembership:
         publish: Callable[[str, bytes, bool], bool],
         will_delay_s: int = 0,
         retry_s: float = _RETRY_S,
+        heartbeat_s: float = HEARTBEAT_S,
+        lease_s: float = LEASE_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not heartbeat_s < lease_s:
+            raise SuitcaseError(
+                f"a group record's lease ({lease_s} s) must be longer than its heartbeat ({heartbeat_s} s)"
+            )
         if not client_id or any(c in client_id for c in "/+#"):
             raise SuitcaseError(
                 f"client id {client_id!r} of a gateway in group {group} holds '/', '+' or '#': "
@@ -77,6 +100,11 @@ class GroupMembership:
         self._adopt = adopt
         self._publish = publish
         self._retry_s = retry_s
+        self._heartbeat_s = heartbeat_s
+        self._lease_s = lease_s
+        self._clock = clock
+        self._renewed: dict[str, float] = {}  # when each member's `up` last reached us
+        self._said_up: float | None = None  # when we last said `up` (None: not on this connection)
         self._records: dict[str, bytes] = {}
         self._adopting: set[str] = set()
         self._lock = threading.Lock()
@@ -92,8 +120,26 @@ class GroupMembership:
 
     @property
     def live(self) -> int:
-        """How many members are up, this one included."""
+        """How many members are up (their lease running), this one included."""
         return self._live
+
+    @property
+    def expired(self) -> set[str]:
+        """The members whose record says ``up`` but whose lease ran out."""
+        with self._lock:
+            return self._expired(self._clock())
+
+    def _expired(self, now: float) -> set[str]:
+        return {
+            m
+            for m, state in self._records.items()
+            if state == UP and m != self.client_id and now - self._renewed.get(m, now) > self._lease_s
+        }
+
+    def _up(self, now: float) -> set[str]:
+        """The members up now (lock held): an unexpired ``up``, and this one."""
+        fresh = {m for m, state in self._records.items() if state == UP} - self._expired(now)
+        return fresh | {self.client_id}
 
     @property
     def adopting(self) -> set[str]:
@@ -103,41 +149,62 @@ class GroupMembership:
 
     def connected(self) -> None:
         """Say ``up`` (called on each accepted connection, before subscribing)."""
-        self._publish(self.topic, UP, True)
+        self._say_up()
+
+    def _say_up(self) -> None:
+        self._said_up = self._clock() if self._publish(self.topic, UP, True) else None
+
+    def tick(self) -> None:
+        """Renew this member's ``up`` when due, and adopt members whose lease ran out (called often,
+        from the gateway's worker loop; cheap when there is nothing to do)."""
+        now = self._clock()
+        if self._said_up is not None and now - self._said_up >= self._heartbeat_s:
+            self._say_up()
+        with self._lock:
+            expired = self._expired(now) - self._adopting
+            self._live = len(self._up(now))
+        if expired and not self._closed:
+            self.evaluate()
 
     def on_message(self, topic: str, payload: bytes) -> None:
         """Take a member's record (its retained state, or a change); adopt if it is ours to adopt."""
         member = topic[len(self.prefix) :]
         if not member or "/" in member:
             return
+        now = self._clock()
         with self._lock:
             if payload:
                 self._records[member] = payload
+                self._renewed[member] = now
             else:
                 self._records.pop(member, None)
-            self._live = len({m for m, state in self._records.items() if state == UP} | {self.client_id})
+                self._renewed.pop(member, None)
+            self._live = len(self._up(now))
         if member == self.client_id and payload != UP:
             # Our own will, published while we were away, or a record cleared by an adopter that
             # finished as we came back: we are up.
-            self._publish(self.topic, UP, True)
+            self._say_up()
         self.evaluate()
 
     def evaluate(self) -> None:
-        """Adopt every member whose record says ``down``, if this member is the one to."""
+        """Adopt every member whose record says ``down`` or whose lease ran out, if this member is
+        the one to."""
+        now = self._clock()
         with self._lock:
             if self._closed:
                 return
-            up = {m for m, state in self._records.items() if state == UP} | {self.client_id}
-            if min(up) != self.client_id:
+            if min(self._up(now)) != self.client_id:
                 return
+            expired = self._expired(now)
             todo = [
                 m
                 for m, state in sorted(self._records.items())
-                if state == DOWN and m != self.client_id and m not in self._adopting
+                if (state == DOWN or m in expired) and m != self.client_id and m not in self._adopting
             ]
             self._adopting.update(todo)
         for member in todo:
-            log.info("gateway %s adopts the session of %s (its record says down)", self.client_id, member)
+            why = "its lease ran out" if member in expired else "its record says down"
+            log.info("gateway %s adopts the session of %s (%s)", self.client_id, member, why)
             if not self._adopt(member):
                 self.done(member, drained=False)
 
@@ -147,8 +214,10 @@ class GroupMembership:
             self._adopting.discard(member)
             if self._closed:
                 return
-            if drained and self._records.get(member) == DOWN:
+            gone = self._records.get(member) == DOWN or member in self._expired(self._clock())
+            if drained and gone:
                 self._records.pop(member, None)
+                self._renewed.pop(member, None)
             else:
                 drained = False
         if drained:
