@@ -39,7 +39,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BEFORE_STORE_WORK", "RANGES", "Comparison", "compare", "extract", "fill", "main"]
+__all__ = [
+    "BEFORE_STORE_WORK",
+    "RANGES",
+    "Comparison",
+    "bench_viewer",
+    "chart_deployment",
+    "compare",
+    "extract",
+    "fill",
+    "main",
+]
 
 BEFORE_STORE_WORK = "9620f82"
 NOW = 1_790_000_000.0
@@ -48,15 +58,61 @@ RANGES = {"7d": (7 * 86_400, 1), "1y": (365 * 86_400, 60)}
 """name -> (span, step) in seconds at scale 1: bench_server's two chart data sets."""
 
 
+def bench_viewer(session: Any, now: float) -> tuple[int, str]:
+    """Add the organisation ``bench`` and a viewer token of it to ``session`` (flushed, not
+    committed); return its id and the token.
+
+    The registry of the tree on ``sys.path`` (this one, or the old tree a worker runs): what
+    ``bench_server`` and both sides of the A/B set up, in one place.
+    """
+    from server.security import hash_secret, new_token
+    from server.tables import ApiTokenRow, OrganisationRow
+
+    org = OrganisationRow(slug="bench", name="Bench", created_at=now)
+    session.add(org)
+    session.flush()
+    assert org.id is not None
+    raw = new_token()
+    token = ApiTokenRow(
+        name="bench",
+        token_hash=hash_secret(raw),
+        prefix=raw[:10],
+        org_id=org.id,
+        role="viewer",
+        created_at=now,
+    )
+    session.add(token)
+    return org.id, raw
+
+
+def chart_deployment(
+    session: Any, device: str, span: float, now: float, org_id: int | None = None
+) -> tuple[int, str]:
+    """Add a deployment of ``device`` over the ``span`` seconds before ``now`` (and the
+    organisation ``bench`` with a viewer token, unless ``org_id`` is given) and commit; return the
+    deployment's id and the token ("" with ``org_id``)."""
+    from server.tables import DeploymentDeviceRow, DeploymentRow, DeviceRow
+
+    raw = ""
+    if org_id is None:
+        org_id, raw = bench_viewer(session, now)
+    dep = DeploymentRow(org_id=org_id, name="bench", starts_at=now - span, created_at=now)
+    session.add(dep)
+    session.add(DeviceRow(id=device, org_id=org_id, registered_at=now))
+    session.flush()
+    assert dep.id is not None
+    session.add(DeploymentDeviceRow(deployment_id=dep.id, device_id=device, from_t=now - span))
+    session.commit()
+    return dep.id, raw
+
+
 def _worker(spec: dict[str, Any]) -> None:
     """Serve chart timings on stdin/stdout for the tree on ``sys.path`` (one JSON line each)."""
     from fastapi.testclient import TestClient
     from sqlmodel import Session
 
     from server.app import create_app
-    from server.security import hash_secret, new_token
     from server.settings import ServerSettings
-    from server.tables import ApiTokenRow, DeploymentDeviceRow, DeploymentRow, DeviceRow, OrganisationRow
 
     charts: dict[str, Callable[[], int]] = {}
     stack = []
@@ -73,29 +129,8 @@ def _worker(spec: dict[str, Any]) -> None:
         stack.append(client)
         engine = client.app.state.resources.engine  # type: ignore[attr-defined]
         with Session(engine) as session:
-            org = OrganisationRow(slug="bench", name="Bench", created_at=NOW)
-            session.add(org)
-            session.flush()
-            assert org.id is not None
-            raw = new_token()
-            session.add(
-                ApiTokenRow(
-                    name="bench",
-                    token_hash=hash_secret(raw),
-                    prefix=raw[:10],
-                    org_id=org.id,
-                    role="viewer",
-                    created_at=NOW,
-                )
-            )
-            dep = DeploymentRow(org_id=org.id, name="bench", starts_at=NOW - span, created_at=NOW)
-            session.add(dep)
-            session.add(DeviceRow(id=DEVICE, org_id=org.id, registered_at=NOW))
-            session.flush()
-            assert dep.id is not None
-            session.add(DeploymentDeviceRow(deployment_id=dep.id, device_id=DEVICE, from_t=NOW - span))
-            session.commit()
-            url = f"/api/v1/deployments/{dep.id}/chart"
+            dep_id, raw = chart_deployment(session, DEVICE, span, NOW)
+            url = f"/api/v1/deployments/{dep_id}/chart"
         headers = {"Authorization": f"Bearer {raw}"}
         params = {"start": NOW - span, "end": NOW, "points": 1000}
 

@@ -45,9 +45,8 @@ from benchmarks._timing import Figure
 from gateway.store import SqliteStore
 from kits.wire import Record
 from server.app import create_app, freeze_startup_heap
-from server.security import hash_secret, new_token
 from server.settings import ServerSettings
-from server.tables import ApiTokenRow, DeploymentDeviceRow, DeploymentRow, DeviceRow, OrganisationRow
+from server.tables import DeviceRow
 
 __all__ = ["run"]
 
@@ -81,14 +80,11 @@ def p99(fn: Callable[[], object], runs: int) -> float:
 def _fleet(client: TestClient, devices: int) -> tuple[dict[str, str], int]:
     engine = client.app.state.resources.engine  # type: ignore[attr-defined]
     with Session(engine) as session:
-        org = OrganisationRow(slug="bench", name="Bench", created_at=NOW)
-        session.add(org)
-        session.flush()
-        assert org.id is not None
+        org_id, raw = ab_charts.bench_viewer(session, NOW)
         session.add_all(
             DeviceRow(
                 id=f"bench-dev-{i:05d}",
-                org_id=org.id,
+                org_id=org_id,
                 registered_at=NOW,
                 online=i % 3 != 0,
                 last_seen=NOW - i,
@@ -97,19 +93,8 @@ def _fleet(client: TestClient, devices: int) -> tuple[dict[str, str], int]:
             )
             for i in range(devices)
         )
-        raw = new_token()
-        session.add(
-            ApiTokenRow(
-                name="bench",
-                token_hash=hash_secret(raw),
-                prefix=raw[:10],
-                org_id=org.id,
-                role="viewer",
-                created_at=NOW,
-            )
-        )
         session.commit()
-        return {"Authorization": f"Bearer {raw}"}, org.id
+        return {"Authorization": f"Bearer {raw}"}, org_id
 
 
 def _fleet_figure(
@@ -190,14 +175,7 @@ def _chart_figure(
         headers, org_id = _fleet(client, 0)
         engine = client.app.state.resources.engine  # type: ignore[attr-defined]
         with Session(engine) as session:
-            dep = DeploymentRow(org_id=org_id, name="bench", starts_at=NOW - span_s, created_at=NOW)
-            session.add(dep)
-            session.add(DeviceRow(id=device, org_id=org_id, registered_at=NOW))
-            session.flush()
-            assert dep.id is not None
-            session.add(DeploymentDeviceRow(deployment_id=dep.id, device_id=device, from_t=NOW - span_s))
-            session.commit()
-            dep_id = dep.id
+            dep_id, _ = ab_charts.chart_deployment(session, device, span_s, NOW, org_id=org_id)
 
         def chart() -> None:
             body = client.get(
@@ -318,14 +296,7 @@ def _influx_chart_figure(name: str, influx: str, folder: Path, span_s: int, step
         headers, org_id = _fleet(client, 0)
         engine = client.app.state.resources.engine  # type: ignore[attr-defined]
         with Session(engine) as session:
-            dep = DeploymentRow(org_id=org_id, name="bench", starts_at=NOW - span_s, created_at=NOW)
-            session.add(dep)
-            session.add(DeviceRow(id=device, org_id=org_id, registered_at=NOW))
-            session.flush()
-            assert dep.id is not None
-            session.add(DeploymentDeviceRow(deployment_id=dep.id, device_id=device, from_t=NOW - span_s))
-            session.commit()
-            dep_id = dep.id
+            dep_id, _ = ab_charts.chart_deployment(session, device, span_s, NOW, org_id=org_id)
 
         def chart() -> None:
             body = client.get(
