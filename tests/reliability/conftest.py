@@ -179,8 +179,21 @@ class Stack:
         ``readings_recovery_s``. ``count`` polls the store's cheap row count first (large ledgers).
         ``fields`` go to :func:`~tests.reliability.faults.tally` (conditions, order, details).
         """
+        landed = self.landed(ledger, begin=begin, back=back, timeout=timeout, count=count)
+        if recovery_s is None:
+            recovery_s = landed
+        else:
+            fields["readings_recovery_s"] = None if landed is None else round(landed, 2)
+        return self.tally(fault, ledger, begin=begin, recovery_s=recovery_s, **fields)
+
+    def landed(
+        self, ledger: Ledger, *, begin: float, back: float, timeout: float = 60.0, count: bool = False
+    ) -> float | None:
+        """Wait (up to ``timeout``) until every reading of ``ledger`` since ``begin`` is in the store;
+        return the seconds from ``back`` (the fault's end) until then, or None if some never came.
+        ``count`` polls the store's cheap row count first (large ledgers)."""
         devices = [device for _, device in ledger.devices()]
-        landed = wait_landed(
+        return wait_landed(
             self.reader,
             ledger,
             since=back,
@@ -189,12 +202,13 @@ class Stack:
             end=time.time() + 5,
             count=(lambda: self.count(devices)) if count else None,
         )
-        if recovery_s is None:
-            recovery_s = landed
-        else:
-            fields["readings_recovery_s"] = None if landed is None else round(landed, 2)
+
+    def tally(self, fault: str, ledger: Ledger, *, begin: float, **fields: Any) -> Tally:
+        """Tally the store's rows of ``ledger``'s devices since ``begin`` against it and record the
+        case's row; ``fields`` go to :func:`~tests.reliability.faults.tally` (recovery_s,
+        conditions, order, details)."""
         stored = stored_rows(self.reader, ledger.devices(), begin, time.time() + 5)
-        return record(tally(fault, ledger, stored, recovery_s=recovery_s, **fields))
+        return record(tally(fault, ledger, stored, **fields))
 
     def server_settings(self, registry_url: str, **settings: Any) -> ServerSettings:
         """A server on the stack: its registry at ``registry_url``, the stack's store, and the

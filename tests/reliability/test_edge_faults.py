@@ -90,27 +90,17 @@ def test_an_edge_offline_for_6_hours_delivers_129600_readings_once(ready: Stack,
         clock.fixed = None  # the Pi's clock runs on from the real time
         link.restore()
         back = time.monotonic()
-        recovery = wait_landed(
-            stack.reader,
-            ledger,
-            since=back,
-            timeout=120 * SCALE,
-            start=begin - 1,
-            end=time.time() + 5,
-            count=lambda: stack.count([device]),
-        )
+        recovery = stack.landed(ledger, begin=begin - 1, back=back, timeout=120 * SCALE, count=True)
         drained([agent])
     link.close()
-    result = record(
-        tally(
-            "Edge offline for hours (6 sensors at 1 Hz)",
-            ledger,
-            stored_rows(stack.reader, ledger.devices(), begin - 1, time.time() + 5),
-            recovery_s=recovery,
-            conditions=f"{hours:g} h compressed into {written:.0f} s of outbox writes; drained at the "
-            "default 5,000 readings/s; recovery includes the agent's reconnect backoff",
-            order=60,
-        )
+    result = stack.tally(
+        "Edge offline for hours (6 sensors at 1 Hz)",
+        ledger,
+        begin=begin - 1,
+        recovery_s=recovery,
+        conditions=f"{hours:g} h compressed into {written:.0f} s of outbox writes; drained at the "
+        "default 5,000 readings/s; recovery includes the agent's reconnect backoff",
+        order=60,
     )
     assert (result.sent, result.lost, result.doubled) == (6 * seconds, 0, 0), result.summary()
 
@@ -221,23 +211,18 @@ def test_100_kill_9_of_the_agent_during_outbox_writes_lose_nothing(ready: Stack,
         drained([agent])
     ledger = Ledger()
     ledger.add(records)
-    recovery = wait_landed(
-        stack.reader, ledger, since=back, timeout=60, start=t0 - 1, end=time.time() + 5,
-        count=lambda: stack.count([device]),
-    )  # fmt: skip
-    result = record(
-        tally(
-            "Agent killed (-9) 100 times during outbox writes",
-            ledger,
-            stored_rows(stack.reader, ledger.devices(), t0 - 1, time.time() + 5),
-            recovery_s=recovery,
-            conditions=f"{kills} kills at random points, integrity_check after each: all ok; "
-            f"{len(zygote.returned):,} writes-returned readings all kept; nearest to a power cut",
-            order=80,
-            kills=kills,
-            startup_s=round(sorted(startup)[len(startup) // 2], 3),
-            writes_returned=len(zygote.returned),
-        )
+    recovery = stack.landed(ledger, begin=t0 - 1, back=back, timeout=60, count=True)
+    result = stack.tally(
+        "Agent killed (-9) 100 times during outbox writes",
+        ledger,
+        begin=t0 - 1,
+        recovery_s=recovery,
+        conditions=f"{kills} kills at random points, integrity_check after each: all ok; "
+        f"{len(zygote.returned):,} writes-returned readings all kept; nearest to a power cut",
+        order=80,
+        kills=kills,
+        startup_s=round(sorted(startup)[len(startup) // 2], 3),
+        writes_returned=len(zygote.returned),
     )
     assert (result.lost, result.doubled) == (0, 0), result.summary()
 
@@ -301,11 +286,11 @@ def test_outbox_disk_full_then_freed(ready: Stack, small_disk: Path) -> None:
         drained([agent])
     link.close()
     ledger = agent.ledger
-    recovery = wait_landed(stack.reader, ledger, since=back, timeout=30, start=begin, end=time.time() + 5)
-    result = tally(
+    recovery = stack.landed(ledger, begin=begin, back=back, timeout=30)
+    result = stack.tally(
         "Outbox disk full, then freed",
         ledger,
-        stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5),
+        begin=begin,
         recovery_s=recovery,
         conditions=f"8 MiB filesystem filled: {phase:.0f} s with the broker reachable, {phase:.0f} s "
         f"with the link down too; {errors_online + errors_offline} failed outbox writes",
@@ -313,7 +298,6 @@ def test_outbox_disk_full_then_freed(ready: Stack, small_disk: Path) -> None:
         errors_online=errors_online,
         errors_offline=errors_offline,
     )
-    record(result)
     assert errors_online + errors_offline > 0, "the disk never filled"
     assert (result.lost, result.doubled) == (0, 0), result.summary()
 

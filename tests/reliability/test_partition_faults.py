@@ -30,7 +30,7 @@ from suitcase.services.tls import make_ca, make_server_cert
 from tests.hosts.lab import Lab
 from tests.hosts.services import HostMosquitto
 from tests.reliability.conftest import ORG, SENSORS, Stack, new_device
-from tests.reliability.faults import SCALE, Ledger, record, stored_rows, tally, wait_landed
+from tests.reliability.faults import SCALE, Ledger
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto, pytest.mark.influxdb, pytest.mark.netns]
@@ -134,24 +134,19 @@ def test_a_partition_between_a_pi_and_the_broker_with_messages_in_flight(
             agent.stop(30)
         assert agent.popen is not None and agent.popen.returncode == 0, agent.log_tail()
         ledger = _outbox(db, device)
-        recovery = wait_landed(
-            stack.reader, ledger, since=back, timeout=60, start=begin, end=time.time() + 5,
-            count=lambda: stack.count([device]),
-        )  # fmt: skip
-    result = record(
-        tally(
-            "Network partition Pi <-> broker, messages in flight",
-            ledger,
-            stored_rows(stack.reader, ledger.devices(), begin, time.time() + 5),
-            recovery_s=recovery,
-            conditions=f"netns hosts, TLS + dynamic security; {partition_s:.1f} s of silent drop "
-            f"(keep-alive {KEEPALIVE_S} s); {in_flight} readings unacknowledged at the cut, "
-            f"{pending_at_heal} waiting at the heal",
-            order=70,
-            in_flight=in_flight,
-            pending_at_heal=pending_at_heal,
-            landed_at_cut=landed_at_cut,
-        )
+        recovery = stack.landed(ledger, begin=begin, back=back, timeout=60, count=True)
+    result = stack.tally(
+        "Network partition Pi <-> broker, messages in flight",
+        ledger,
+        begin=begin,
+        recovery_s=recovery,
+        conditions=f"netns hosts, TLS + dynamic security; {partition_s:.1f} s of silent drop "
+        f"(keep-alive {KEEPALIVE_S} s); {in_flight} readings unacknowledged at the cut, "
+        f"{pending_at_heal} waiting at the heal",
+        order=70,
+        in_flight=in_flight,
+        pending_at_heal=pending_at_heal,
+        landed_at_cut=landed_at_cut,
     )
     assert lab.trespasses() == []
     assert in_flight > 0, "nothing was in flight when the partition began"
