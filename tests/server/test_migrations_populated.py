@@ -264,3 +264,45 @@ def test_a_migration_leaving_dangling_references_changes_nothing(tmp_path: Any) 
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1  # the pool's connection
     engine.dispose()
+
+
+def test_0007_keeps_the_deliveries_of_a_deleted_device_in_the_audit_log(engine: sa.Engine) -> None:
+    """Test that a calibration delivery whose device is no longer in the registry (deleted by
+    hand), which cannot become a command, is kept in the audit log with every column it had and
+    its kit's organisation, beside the deliveries that became commands; a downgrade keeps it."""
+    migrate(engine, "0006")
+    populated = _populate(engine)
+    kit = next(iter(populated["kits"].values()))
+    orphan = {
+        "command_id": "cmd-of-a-deleted-device", "device_id": "deleted-device", "kit_id": kit["id"],
+        "pi_index": 2, "version": 7, "calibration": {"bme280.temperature": {"offset": -0.4}},
+        "state": "ok", "created_at": 1_700_000_100.0, "sent_at": 1_700_000_101.0,
+        "replied_at": 1_700_000_102.5, "error": None,
+    }  # fmt: skip
+    meta = sa.MetaData()
+    deliveries = sa.Table("calibration_deliveries", meta, autoload_with=engine)
+    with engine.begin() as conn:
+        conn.execute(deliveries.insert().values(orphan))
+
+    migrate(engine)
+    audit = sa.Table("audit_log", sa.MetaData(), autoload_with=engine)
+    with engine.connect() as conn:
+        kept = conn.execute(sa.select(audit).where(audit.c.action == "calibration_delivery")).mappings().all()
+    assert len(kept) == 1
+    assert (kept[0]["entity"], kept[0]["entity_id"], kept[0]["org_id"], kept[0]["at"]) == (
+        "device", "deleted-device", kit["org_id"], orphan["created_at"]
+    )  # fmt: skip
+    assert _normal(kept[0]["detail"]) == _normal(orphan)
+    commands = _read(engine, {"device_commands"})["device_commands"].values()
+    configs = {c["command_id"] for c in commands if c["name"] == "config"}
+    assert configs == {d["command_id"] for d in populated["calibration_deliveries"].values()}
+    _assert_references_hold(engine)
+
+    assert downgrade(engine, "0006") == "0006"
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                sa.select(sa.func.count()).select_from(audit).where(audit.c.action == "calibration_delivery")
+            ).scalar_one()
+            == 1
+        )

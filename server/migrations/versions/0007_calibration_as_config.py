@@ -4,6 +4,13 @@ The deliveries made so far are kept as ``config`` commands in the devices' comma
 (pending -> queued, sent, ok -> answered, error -> failed, superseded -> expired), carrying the
 calibration they sent; then the table goes.
 
+A delivery whose device is no longer in the registry (the server never deletes one, but an
+operator may have, by hand) cannot become a command: a command belongs to a device. It is still
+the record of which calibration that device was sent, and whether it took it, which the device's
+readings, still in the store, were measured with. So it is kept in the audit log (action
+``calibration_delivery``, entity the device, the delivery's columns in ``detail``, the kit's
+organisation), not dropped. A downgrade leaves both where they are (commands and audit rows).
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03 00:10:00.000000
@@ -21,6 +28,9 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# What the audit log keeps of a delivery whose device is gone (every column but its row id).
+_KEPT = ("command_id", "device_id", "kit_id", "pi_index", "version", "calibration", "state", "created_at",
+         "sent_at", "replied_at", "error")  # fmt: skip
 _STATES = {"pending": "queued", "sent": "sent", "ok": "answered", "error": "failed", "superseded": "expired"}
 
 
@@ -30,15 +40,33 @@ def upgrade() -> None:
     deliveries = sa.Table("calibration_deliveries", meta, autoload_with=bind)
     devices = sa.Table("devices", meta, autoload_with=bind)
     commands = sa.Table("device_commands", meta, autoload_with=bind)
+    kits = sa.Table("kits", meta, autoload_with=bind)
+    audit = sa.Table("audit_log", meta, autoload_with=bind)
     rows = bind.execute(
-        sa.select(deliveries, devices.c.org_id).join(devices, devices.c.id == deliveries.c.device_id)
+        sa.select(deliveries, devices.c.org_id.label("device_org"), kits.c.org_id.label("kit_org"))
+        .outerjoin(devices, devices.c.id == deliveries.c.device_id)
+        .outerjoin(kits, kits.c.id == deliveries.c.kit_id)
     ).all()
     for row in rows:
+        if row.device_org is None:  # the device is gone: the audit log keeps its delivery
+            bind.execute(
+                audit.insert().values(
+                    at=row.created_at,
+                    actor_user_id=None,
+                    actor="migration 0007",
+                    org_id=row.kit_org,
+                    action="calibration_delivery",
+                    entity="device",
+                    entity_id=row.device_id,
+                    detail={column: getattr(row, column) for column in _KEPT},
+                )
+            )
+            continue
         bind.execute(
             commands.insert().values(
                 command_id=row.command_id,
                 device_id=row.device_id,
-                org_id=row.org_id,
+                org_id=row.device_org,
                 name="config",
                 args={"calibration": row.calibration},
                 state=_STATES.get(row.state, "failed"),
