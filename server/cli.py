@@ -139,6 +139,47 @@ def migrate(
     typer.echo(f"registry migrated: {before or 'empty'} -> {after}")
 
 
+@app.command()
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="the migration to go back to, e.g. 0006")],
+    registry_url: Annotated[str | None, typer.Option(help=_REGISTRY_HELP)] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
+    """Downgrade the registry database to an older schema (Alembic); back it up first.
+
+    What the later migrations added (tables, columns) is dropped with its rows: run it only to go
+    back to an older version of IoT Suitcase, with a backup (`suitcase services backup`).
+    """
+    from server.db import create_registry_engine, downgrade_steps
+    from server.db import downgrade as run_downgrade
+    from server.settings import load_settings
+
+    engine = None
+    try:
+        settings = load_settings(registry_url=registry_url)
+        engine = create_registry_engine(settings.registry_url)
+        steps = downgrade_steps(engine, revision)
+        if not steps:
+            typer.echo(f"the registry is at {revision} already: nothing to do")
+            return
+        typer.echo(f"downgrading the registry from {steps[0][0]} to {revision} undoes:")
+        for step, doc in steps:
+            typer.echo(f"  {step}  {doc}")
+        if not yes and not typer.confirm(
+            "what those migrations added is dropped with its rows; is the registry backed up?", default=False
+        ):
+            typer.echo("not downgraded", err=True)
+            raise typer.Exit(1)
+        after = run_downgrade(engine, revision)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        if engine is not None:
+            engine.dispose()
+    typer.echo(f"registry downgraded: {steps[0][0]} -> {after}")
+
+
 @app.command("create-admin")
 def create_admin(
     email: Annotated[str, typer.Option(help="the admin's e-mail (login)")],

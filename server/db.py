@@ -24,6 +24,7 @@ __all__ = [
     "create_registry_engine",
     "current_revision",
     "downgrade",
+    "downgrade_steps",
     "ensure_schema",
     "head_revision",
     "init_registry",
@@ -130,12 +131,52 @@ def migrate(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     return before, current_revision(engine)
 
 
+def downgrade_steps(engine: Engine, revision: str) -> list[tuple[str, str]]:
+    """The migrations a downgrade to ``revision`` undoes, newest first: (revision, what it did).
+
+    Empty when the registry is at ``revision`` already.
+
+    Raises:
+        ConfigError: ``revision`` is not one of the migrations, the registry was never migrated,
+            or it is older than ``revision`` (that is an upgrade: ``suitcase server migrate``).
+    """
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    known = [r.revision for r in reversed(list(script.walk_revisions()))]  # oldest first
+    if revision not in known:
+        raise ConfigError(
+            f"no migration {revision!r}: the registry's revisions are {', '.join(known)} "
+            "(`suitcase server migrate` moves it to the newest)"
+        )
+    current = current_revision(engine)
+    if current is None:
+        raise ConfigError("the registry was never migrated: nothing to downgrade (`suitcase server migrate`)")
+    if current not in known:
+        raise ConfigError(
+            f"the registry is at {current!r}, a revision this version does not know (a newer "
+            "version migrated it): downgrade it with that version"
+        )
+    if known.index(revision) > known.index(current):
+        raise ConfigError(
+            f"the registry is at {current}, older than {revision}: that is an upgrade, "
+            f"`suitcase server migrate`"
+        )
+    undone = known[known.index(revision) + 1 : known.index(current) + 1]
+    return [(r, (script.get_revision(r).doc or "").split("\n")[0]) for r in reversed(undone)]
+
+
 def downgrade(engine: Engine, revision: str) -> str | None:
     """Downgrade the registry to ``revision``; return the revision it is at.
 
     What a later migration added is dropped (tables, columns): back the registry up first.
+
+    Raises:
+        ConfigError: ``revision`` is not one to downgrade to (see :func:`downgrade_steps`).
     """
     from alembic import command
+
+    downgrade_steps(engine, revision)
 
     config = _alembic_config(engine)
     with _migrating(engine) as conn:

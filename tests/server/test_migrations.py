@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -107,3 +108,34 @@ def test_calibration_deliveries_become_config_commands(registry_url: str) -> Non
     args = rows[0].args if isinstance(rows[0].args, dict) else json.loads(rows[0].args)
     assert args == {"calibration": [{"sensor": "bme280", "quantity": "temperature", "offset": 0.5}]}
     assert "calibration_deliveries" not in tables
+
+
+def test_cli_downgrade_asks_first_and_refuses_bad_revisions(registry_url: str, tmp_path: Any) -> None:
+    """Test `suitcase server downgrade REV`: it names the migrations it would undo and asks, does
+    nothing on no; on yes the registry is at REV (and `migrate` brings it back); a revision that
+    does not exist, a newer one than the registry's, and a registry never migrated are refused
+    with what to do; the revision it is at already changes nothing."""
+    runner = CliRunner()
+    never = runner.invoke(app, ["downgrade", "0006", "--registry-url", f"sqlite:///{tmp_path / 'new.db'}"])
+    assert never.exit_code == 2 and "never migrated" in never.output
+    assert runner.invoke(app, ["migrate", "--registry-url", registry_url]).exit_code == 0
+    head = head_revision()
+
+    unknown = runner.invoke(app, ["downgrade", "6", "--registry-url", registry_url])
+    assert unknown.exit_code == 2 and "no migration '6'" in unknown.output and "0001, 0002" in unknown.output
+    declined = runner.invoke(app, ["downgrade", "0006", "--registry-url", registry_url], input="n\n")
+    assert declined.exit_code == 1 and f"{head}  calibration deliveries become config" in declined.output
+    engine = create_registry_engine(registry_url)
+    assert current_revision(engine) == head
+
+    done = runner.invoke(app, ["downgrade", "0006", "--registry-url", registry_url], input="y\n")
+    assert done.exit_code == 0 and f"registry downgraded: {head} -> 0006" in done.output, done.output
+    assert current_revision(engine) == "0006"
+    again = runner.invoke(app, ["downgrade", "0006", "--registry-url", registry_url, "--yes"])
+    assert again.exit_code == 0 and "already" in again.output
+    upward = runner.invoke(app, ["downgrade", head, "--registry-url", registry_url, "--yes"])
+    assert upward.exit_code == 2 and "suitcase server migrate" in upward.output
+    assert current_revision(engine) == "0006"
+    assert runner.invoke(app, ["migrate", "--registry-url", registry_url]).exit_code == 0
+    assert current_revision(engine) == head
+    engine.dispose()
