@@ -328,7 +328,7 @@ def _influx_chart_figure(name: str, influx: str, folder: Path, span_s: int, step
         # The server's reader plans with the wall clock, not the app's NOW: with NOW the last
         # windows came from the raw readings here and not in the chart, a bare query of more work.
         now=time.time(),
-        rollups=reader._has_rollups("suitcase_bench"),
+        tiers=reader._tiers("suitcase_bench"),
     )
     reader.close()
     query = ";".join(statements)

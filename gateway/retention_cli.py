@@ -35,12 +35,14 @@ def show(store: Annotated[str | None, typer.Option(help=_STORE_HELP)] = None) ->
     from gateway.store.retention import open_target
 
     bare: list[str] = []
+    older: dict[str, list[str]] = {}
     try:
         target = open_target(_store(store))
         try:
             orgs = target.show()
             if isinstance(target, InfluxDB1Rollups):
                 bare = target.without_rollups()
+                older = target.missing_tiers()
         finally:
             target.close()
     except SuitcaseError as exc:
@@ -52,6 +54,11 @@ def show(store: Annotated[str | None, typer.Option(help=_STORE_HELP)] = None) ->
         typer.echo(f"{org}: {retention.describe()}")
     for db in bare:
         typer.echo(f"{db}: no rollups yet (charts read raw readings only): run `retention apply`")
+    for db, policies in sorted(older.items()):
+        typer.echo(
+            f"{db}: made by an older version, lacks {', '.join(policies)} (charts group the minute "
+            "and hour windows instead): run `retention apply`, which computes them from those"
+        )
 
 
 @app.command()

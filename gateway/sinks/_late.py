@@ -2,8 +2,9 @@
 
 The rollup continuous queries (``gateway.store.influxdb1_rollups``) only recompute recent windows.
 After the sink writes a batch, every device with readings older than ``LATE_AFTER_S`` (an
-outbox draining a long outage) gets the minutes and hours those readings fall in recomputed from
-the raw readings, in the same request, before the batch is acknowledged. Only databases that
+outbox draining a long outage) gets the windows of every rollup tier those readings fall in
+recomputed, finest first (the minutes from the raw readings, each coarser tier from the one below),
+in the same request, before the batch is acknowledged. Only databases that
 hold the rollup policies (``suitcase gateway retention apply`` made them) are folded; which do is
 asked once per database and again every ``recheck_s`` seconds.
 """
@@ -22,6 +23,7 @@ from gateway.store.influxdb1_rollups import (
     has_rollups,
     policies_from,
     show_policies,
+    tiers_of,
 )
 from kits.wire import Record
 
@@ -47,7 +49,8 @@ class LateFolder:
         self.http = http
         self.clock = clock
         self.recheck_s = recheck_s
-        self._raw: dict[str, tuple[str | None, float]] = {}  # db -> (raw policy if rollups, when asked)
+        # db -> (raw policy and rollup tiers, or None without rollups; when asked)
+        self._raw: dict[str, tuple[tuple[str, tuple[int, ...]] | None, float]] = {}
         self.folded = 0
 
     def _query(self, statements: list[str]) -> list[list[dict[str, object]]]:
@@ -59,15 +62,15 @@ class LateFolder:
             raise SinkError(
                 f"InfluxDB 1.x at {self.http.base} refused to fold late readings into the rollups "
                 f"(HTTP {status}: {(errors or [body[:200]])[0]!r}): give the gateway's user write "
-                "rights on the rollup_1m and rollup_1h policies"
+                "rights on the rollup_* policies"
             )
         return [r.get("series", []) for r in results]
 
-    def _raw_policy(self, db: str, now: float) -> str | None:
+    def _layout(self, db: str, now: float) -> tuple[str, tuple[int, ...]] | None:
         known = self._raw.get(db)
         if known is None or now - known[1] >= self.recheck_s:
             default, durations = policies_from(self._query([show_policies(db)])[0])
-            known = (default if has_rollups(durations) else None, now)
+            known = ((default, tiers_of(durations)) if has_rollups(durations) else None, now)
             self._raw[db] = known
         return known[0]
 
@@ -86,11 +89,12 @@ class LateFolder:
                 spans[rec.device] = (min(lo, rec.time), max(hi, rec.time))
         if not spans:
             return
-        raw = self._raw_policy(db, now)
-        if raw is None:
+        layout = self._layout(db, now)
+        if layout is None:
             return
+        raw, tiers = layout
         statements = [
-            s for dev, (lo, hi) in sorted(spans.items()) for s in fold_statements(db, raw, dev, lo, hi)
+            s for dev, (lo, hi) in sorted(spans.items()) for s in fold_statements(db, raw, dev, lo, hi, tiers)
         ]
         self._query(statements)
         self.folded += len(spans)

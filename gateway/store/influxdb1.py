@@ -47,7 +47,13 @@ from gateway.store.base import (
     check_keys,
     check_window_width,
 )
-from gateway.store.influxdb1_rollups import has_rollups, plan_windows, policies_from, show_policies
+from gateway.store.influxdb1_rollups import (
+    has_rollups,
+    plan_windows,
+    policies_from,
+    show_policies,
+    tiers_of,
+)
 from gateway.store.influxdb1_seen import SeenReads
 from kits.errors import SuitcaseError
 from kits.wire import Record
@@ -108,16 +114,17 @@ class InfluxQLReader:
         self.meta = meta
         self.clock = clock
         self.recheck_s = recheck_s
-        self._rollups: dict[str, tuple[bool, float]] = {}  # db -> (has rollup policies, when asked)
+        self._rollups: dict[str, tuple[tuple[int, ...], float]] = {}  # db -> (its tiers, when asked)
         self.seen = SeenReads(self._query, meta, wall=wall)
 
-    def _has_rollups(self, db: str) -> bool:
-        """Whether ``db`` holds the rollup policies of ``suitcase gateway retention apply`` (cached)."""
+    def _tiers(self, db: str) -> tuple[int, ...]:
+        """The rollup tiers ``db`` holds (``suitcase gateway retention apply``; none if it has not
+        run), asked again every ``recheck_s``."""
         now = self.clock()
         known = self._rollups.get(db)
         if known is None or now - known[1] >= self.recheck_s:
             _, durations = policies_from(self._query([show_policies(db)])[0])
-            known = (has_rollups(durations), now)
+            known = (tiers_of(durations) if has_rollups(durations) else (), now)
             self._rollups[db] = known
         return known[0]
 
@@ -321,10 +328,11 @@ class InfluxQLReader:
     ) -> list[Window]:
         """Return (``org``, ``device``)'s readings as epoch-aligned windows of ``every`` seconds.
 
-        Where the org's database has rollups (``suitcase gateway retention apply``) and ``every``
-        is whole minutes or hours, the windows older than a few minutes are read from the rollups
-        (``gateway.store.influxdb1_rollups.plan_windows``): a year costs one point per hour, and
-        stays drawn after the raw readings expire.
+        Where the org's database has rollups (``suitcase gateway retention apply``) and a tier's
+        width divides ``every``, the windows that tier has completed are read from it
+        (``gateway.store.influxdb1_rollups.plan_windows``): a chart whose window is a tier's width
+        reads one point per window, and stays drawn after the raw readings expire. A window that
+        comes in parts from two statements (the edges of the tiers read) is added up.
         """
         check_window_width(every)
         db = self._db(org)
@@ -333,14 +341,33 @@ class InfluxQLReader:
             conditions += f' AND "sensor" = {_quote(sensor)}'
         measurement = _ident(quantity) if quantity else "/.*/"
         statements = plan_windows(
-            db, measurement, conditions, start, end, every, now=self.clock(), rollups=self._has_rollups(db)
+            db, measurement, conditions, start, end, every, now=self.clock(), tiers=self._tiers(db)
         )
-        out = [
-            Window(org, device, tags["sensor"], name, t / 1e9, int(n), total / n, float(low), float(high))
-            for name, tags, rows in self._rows(self._query(statements))
-            for t, n, total, low, high in rows
-            if n
-        ]
+        answers = self._query(statements)
+        if len(answers) == 1:  # the usual chart: one point per window
+            out = [
+                Window(org, device, tags["sensor"], name, t / 1e9, int(n), total / n, float(low), float(high))
+                for name, tags, rows in self._rows(answers)
+                for t, n, total, low, high in rows
+                if n
+            ]
+        else:
+            parts: dict[tuple[str, str, int], list[float]] = {}
+            for name, tags, rows in self._rows(answers):
+                for t, n, total, low, high in rows:
+                    if not n:
+                        continue
+                    into = parts.get((name, tags["sensor"], t))
+                    if into is None:
+                        parts[name, tags["sensor"], t] = [n, total, low, high]
+                    else:
+                        into[0] += n
+                        into[1] += total
+                        into[2], into[3] = min(into[2], low), max(into[3], high)
+            out = [
+                Window(org, device, sensor, name, t / 1e9, int(n), total / n, float(low), float(high))
+                for (name, sensor, t), (n, total, low, high) in parts.items()
+            ]
         out.sort(key=lambda w: (w.start, w.sensor, w.quantity))
         return out
 

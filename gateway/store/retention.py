@@ -1,8 +1,9 @@
 """Retention and downsampling as settings: how long each org keeps raw readings and rollups.
 
-Every store keeps three tiers per series: the raw readings, 1-minute windows and 1-hour windows
-(count, sum, min, max). The settings say, per organisation (with a default for all), how many days
-each tier is kept (``null``: forever). A YAML file (``retention.yaml``)::
+Every store keeps per series the raw readings and windows (count, sum, min, max) of 1, 5 and 15
+minutes ("minute windows") and of 1, 3 and 12 hours and 1 day ("hour windows"). The settings say,
+per organisation (with a default for all), how many days the raw readings, the minute windows and
+the hour windows are kept (``null``: forever). A YAML file (``retention.yaml``)::
 
     default:
       raw_days: 90
@@ -56,16 +57,16 @@ class Retention(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     raw_days: float | None = Field(default=None, gt=0, description="raw readings")
-    minute_days: float | None = Field(default=None, gt=0, description="1-minute windows")
-    hour_days: float | None = Field(default=None, gt=0, description="1-hour windows")
+    minute_days: float | None = Field(default=None, gt=0, description="1-, 5- and 15-minute windows")
+    hour_days: float | None = Field(default=None, gt=0, description="1-, 3-, 12-hour and 1-day windows")
 
     def describe(self) -> str:
         def days(value: float | None) -> str:
             return "forever" if value is None else f"{value:g} d"
 
         return (
-            f"raw {days(self.raw_days)}, 1-minute windows {days(self.minute_days)}, "
-            f"1-hour windows {days(self.hour_days)}"
+            f"raw {days(self.raw_days)}, minute windows (1, 5, 15 min) {days(self.minute_days)}, "
+            f"hour windows (1, 3, 12 h, 1 d) {days(self.hour_days)}"
         )
 
 

@@ -15,8 +15,18 @@ from typer.testing import CliRunner
 from gateway.cli import app
 from gateway.sinks.influxdb1 import InfluxDB1Sink
 from gateway.store import SqliteStore, open_reader
-from gateway.store.base import StoreError
-from gateway.store.influxdb1_rollups import CQ_NAMES, FRESH_S, InfluxDB1Rollups, plan_windows
+from gateway.store.base import ROLLUP_WIDTHS, StoreError, Window
+from gateway.store.influxdb1_rollups import (
+    CQ_NAMES,
+    FRESH_S,
+    LATE_AFTER_S,
+    ROLLUP_POLICIES,
+    TIERS,
+    InfluxDB1Rollups,
+    aggregate_select,
+    plan_windows,
+    settle_s,
+)
 from gateway.store.influxdb1_rollups import from_url as rollups_of
 from gateway.store.retention import RetentionLoop, open_target, parse_retention
 from kits.errors import ConfigError
@@ -65,8 +75,14 @@ def test_cli_applies_sqlite_retention_and_long_ranges_stay_drawn(tmp_path: Path)
     runner = CliRunner()
     result = runner.invoke(app, ["retention", "apply", "--config", str(config), "--store", str(path)])
     assert result.exit_code == 0, result.output
-    assert "aarhus: keep raw 1 d, 1-minute windows forever, 1-hour windows forever" in result.output
-    assert "odense: keep raw 2 d, 1-minute windows 5 d, 1-hour windows forever" in result.output
+    assert (
+        "aarhus: keep raw 1 d, minute windows (1, 5, 15 min) forever, hour windows (1, 3, 12 h, 1 d) forever"
+        in result.output
+    )
+    assert (
+        "odense: keep raw 2 d, minute windows (1, 5, 15 min) 5 d, hour windows (1, 3, 12 h, 1 d) forever"
+        in result.output
+    )
     assert "readings past their retention deleted" in result.output
     with SqliteStore(path) as store:
         oldest = {
@@ -81,7 +97,8 @@ def test_cli_applies_sqlite_retention_and_long_ranges_stay_drawn(tmp_path: Path)
     assert again.exit_code == 0 and "nothing to change" in again.output
     shown = runner.invoke(app, ["retention", "show", "--store", str(path)])
     assert shown.exit_code == 0
-    assert "aarhus: raw 1 d" in shown.output and "odense: raw 2 d, 1-minute windows 5 d" in shown.output
+    assert "aarhus: raw 1 d" in shown.output
+    assert "odense: raw 2 d, minute windows (1, 5, 15 min) 5 d" in shown.output
 
 
 def test_late_readings_reach_the_sqlite_rollups(tmp_path: Path) -> None:
@@ -198,9 +215,9 @@ def _same(
 
 @pytest.mark.influxdb
 def test_influxdb1_apply_creates_policies_and_continuous_queries(influxd: InfluxD) -> None:
-    """Test that `retention apply` on InfluxDB 1.x gives each org database its raw, 1-minute and
-    1-hour retention policies and the two continuous queries; a second run changes nothing; a
-    changed setting alters the policy."""
+    """Test that `retention apply` on InfluxDB 1.x gives each org database its raw retention policy,
+    one policy per rollup tier (the minute ones kept minute_days, the hour ones hour_days) and one
+    continuous query per tier; a second run changes nothing; a changed setting alters the policy."""
     influxd.query('CREATE DATABASE "suitcase_odense"')
     influxd.query('CREATE DATABASE "suitcase"')  # the store's meta database: left alone
     config = parse_retention(SETTINGS)
@@ -215,9 +232,11 @@ def test_influxdb1_apply_creates_policies_and_continuous_queries(influxd: Influx
     }
     assert policies == {
         "autogen": ("48h0m0s", True),
-        "rollup_1m": ("120h0m0s", False),
-        "rollup_1h": ("0s", False),
+        **{p: ("0s" if w >= 3600 else "120h0m0s", False) for w, p in ROLLUP_POLICIES.items()},
     }
+    assert sorted(ROLLUP_POLICIES.values()) == sorted(
+        ["rollup_1m", "rollup_5m", "rollup_15m", "rollup_1h", "rollup_3h", "rollup_12h", "rollup_1d"]
+    )
     cqs = {name for s in influxd.query("SHOW CONTINUOUS QUERIES") for name, _ in s.get("values", [])}
     assert cqs == set(CQ_NAMES.values())
     assert tool.apply(config, NOW).actions == ()
@@ -225,27 +244,30 @@ def test_influxdb1_apply_creates_policies_and_continuous_queries(influxd: Influx
     changed = tool.apply(parse_retention("default:\n  raw_days: 30\n"), NOW)
     assert "suitcase_odense: retention policy autogen now keeps 720h" in changed.actions
     assert "suitcase_odense: retention policy rollup_1m now keeps INF" in changed.actions
+    assert "suitcase_odense: retention policy rollup_15m now keeps INF" in changed.actions
 
 
 @pytest.mark.influxdb
 def test_influxdb1_continuous_queries_compute_the_rollups(influxd: InfluxD) -> None:
-    """Test that the continuous queries' SELECT, run over a range as influxd runs it, writes
-    exact count, sum, min and max per minute and per hour."""
+    """Test that the continuous queries' SELECT, run finest first over a range as influxd runs
+    them, write exact count, sum, min and max per window of every tier (the minutes from the raw
+    readings, each coarser tier from the one below)."""
     tool = rollups_of(influxd.sink_url)
     tool.apply(parse_retention("orgs: {o: {}}"), NOW)
-    records = _readings("o", "pi", NOW - 2 * 3600, NOW, 7.0)
+    day = NOW - NOW % DAY
+    records = _readings("o", "pi", day - 2 * DAY, day - 3 * 3600, 29.0)
     InfluxDB1Sink(influxd.host, influxd.port).write(records)
     queries = tool.continuous_queries("suitcase_o")
-    influxd.query(_with_range(queries[CQ_NAMES[60]], NOW - 3 * 3600, NOW), "suitcase_o")
-    influxd.query(_with_range(queries[CQ_NAMES[3600]], NOW - 3 * 3600, NOW), "suitcase_o")
-    _same(_rollup(influxd, "suitcase_o", "rollup_1m", "pi"), _expected(records, 60))
-    _same(_rollup(influxd, "suitcase_o", "rollup_1h", "pi"), _expected(records, 3600))
+    for width in ROLLUP_WIDTHS:
+        influxd.query(_with_range(queries[CQ_NAMES[width]], day - 3 * DAY, day), "suitcase_o")
+    for width, policy in ROLLUP_POLICIES.items():
+        _same(_rollup(influxd, "suitcase_o", policy, "pi"), _expected(records, width))
 
 
 @pytest.mark.influxdb
 def test_influxdb1_sink_folds_late_readings_into_the_rollups(influxd: InfluxD) -> None:
-    """Test that readings arriving 6 h after their window closed reach the minute and hour
-    rollups when the sink writes them (no continuous query covers them any more); a second late
+    """Test that readings arriving 6 h after their window closed reach every rollup tier (1 min
+    to 1 day) when the sink writes them (no continuous query covers them any more); a second late
     batch in the same hour is added, a redelivery is not counted twice, and on-time readings are
     left to the continuous queries."""
     tool = rollups_of(influxd.sink_url)
@@ -256,8 +278,8 @@ def test_influxdb1_sink_folds_late_readings_into_the_rollups(influxd: InfluxD) -
     sink.write(late[len(late) // 2 :])
     sink.write(late[:50])  # a redelivery
     sink.write(_readings("o", "pi", NOW - 60, NOW, 10.0))  # live
-    _same(_rollup(influxd, "suitcase_o", "rollup_1m", "pi"), _expected(late, 60))
-    _same(_rollup(influxd, "suitcase_o", "rollup_1h", "pi"), _expected(late, 3600))
+    for width, policy in ROLLUP_POLICIES.items():
+        _same(_rollup(influxd, "suitcase_o", policy, "pi"), _expected(late, width))
     assert sink.late.folded == 3
 
 
@@ -273,12 +295,13 @@ def test_influxdb1_sink_without_rollups_folds_nothing(influxd: InfluxD) -> None:
 
 @pytest.mark.influxdb
 def test_influxdb1_backfill_recomputes_existing_data(influxd: InfluxD) -> None:
-    """Test that `retention apply --backfill-days` fills the rollups of data written before them."""
+    """Test that `retention apply --backfill-days` fills every tier of data written before them."""
     records = _readings("o", "pi", NOW - 30 * 3600, NOW - 3600, 120.0)
     InfluxDB1Sink(influxd.host, influxd.port).write(records)
     tool = InfluxDB1Rollups(influxd.url)
     tool.apply(parse_retention("default: {}"), NOW, backfill_days=2)
-    _same(_rollup(influxd, "suitcase_o", "rollup_1h", "pi"), _expected(records, 3600))
+    for width, policy in ROLLUP_POLICIES.items():
+        _same(_rollup(influxd, "suitcase_o", policy, "pi"), _expected(records, width))
 
 
 @pytest.mark.influxdb
@@ -291,20 +314,22 @@ def test_influxdb1_unreachable_or_refused_says_why(influxd: InfluxD) -> None:
 
 
 def _windows(influxd: InfluxD, statements: list[str]) -> dict[float, tuple[int, float, float, float]]:
-    out: dict[float, tuple[int, float, float, float]] = {}
+    """The windows the statements answer, a window's parts from two statements added up."""
+    parts: dict[float, tuple[int, float, float, float]] = {}
     for statement in statements:
         for s in influxd.query(statement, "suitcase_o"):
             for t, count, total, low, high in s["values"]:
                 if count:
-                    assert t / 1e9 not in out  # no window read twice
-                    out[t / 1e9] = (int(count), total / count, low, high)
-    return out
+                    n, sum_, lo, hi = parts.get(t / 1e9, (0, 0.0, low, high))
+                    parts[t / 1e9] = (n + int(count), sum_ + total, min(lo, low), max(hi, high))
+    return {t: (n, total / n, low, high) for t, (n, total, low, high) in parts.items()}
 
 
 @pytest.mark.influxdb
 def test_influxdb1_long_ranges_stay_drawn_after_raw_readings_expire(influxd: InfluxD) -> None:
     """Test that hourly windows of three days are read from the hour rollups for all but the last
-    minutes, equal the windows of the raw readings, and are still drawn once the raw readings'
+    minutes (those from the minute rollups, the very last from the raw readings), equal the windows
+    of the raw readings, and are still drawn once the raw readings'
     shards are dropped (what their retention does); windows of odd widths read the raw readings."""
     now = time.time()
     records = _readings("o", "pi", now - 3 * DAY, now, 150.0)
@@ -314,17 +339,20 @@ def test_influxdb1_long_ranges_stay_drawn_after_raw_readings_expire(influxd: Inf
     tool.backfill("suitcase_o", now - 4 * DAY, now)
     start, end = now - 3 * DAY, now
     conditions = "\"device\" = 'pi'"
-    plan = plan_windows("suitcase_o", '"temperature"', conditions, start, end, 3600.0, now=now, rollups=True)
-    assert len(plan) == 2 and '"rollup_1h"' in plan[0] and '"suitcase_o".."temperature"' in plan[1]
-    raw_only = plan_windows(
-        "suitcase_o", '"temperature"', conditions, start, end, 3600.0, now=now, rollups=False
+    plan = plan_windows(
+        "suitcase_o", '"temperature"', conditions, start, end, 3600.0, now=now, tiers=ROLLUP_WIDTHS
     )
+    assert len(plan) == 3 and '"rollup_1h"' in plan[0] and '"rollup_1m"' in plan[1]
+    assert '"suitcase_o".."temperature"' in plan[2]
+    raw_only = plan_windows("suitcase_o", '"temperature"', conditions, start, end, 3600.0, now=now)
     got, want = _windows(influxd, plan), _windows(influxd, raw_only)
     assert sorted(got) == sorted(want)
     for t, (count, mean, low, high) in want.items():
         if t >= start - start % 3600 + 3600:  # the first window: the rollup holds the whole hour
             assert got[t][0] == count and got[t][2:] == (low, high) and abs(got[t][1] - mean) < 1e-9
-    odd = plan_windows("suitcase_o", '"temperature"', conditions, start, end, 3500.0, now=now, rollups=True)
+    odd = plan_windows(
+        "suitcase_o", '"temperature"', conditions, start, end, 3500.0, now=now, tiers=ROLLUP_WIDTHS
+    )
     assert len(odd) == 1 and "rollup" not in odd[0]
     shards = [
         row[0]
@@ -356,9 +384,9 @@ def _complete(
 @pytest.mark.influxdb
 def test_influxdb1_continuous_queries_run_on_their_own(influxd_factory: Callable[[], InfluxD]) -> None:
     """Test that influxd itself runs the rollup continuous queries the tool created: readings of the
-    last two minutes reach both rollups without the sink folding anything. On a server of its own
-    (a new continuous query runs at once; a known one waits for its next interval, up to 10 min for
-    the hour query)."""
+    last two minutes reach every tier whose windows closed without the sink folding anything. On a
+    server of its own (a new continuous query runs at once, finest first; a known one waits for its
+    next interval)."""
     influxd = influxd_factory()
     try:
         now = time.time()
@@ -367,7 +395,7 @@ def test_influxdb1_continuous_queries_run_on_their_own(influxd_factory: Callable
         sink.write(records)  # before the queries exist: their first run covers it
         rollups_of(influxd.sink_url).apply(parse_retention("orgs: {o: {}}"), now)
         assert sink.late.folded == 0
-        for policy, width in (("rollup_1m", 60), ("rollup_1h", 3600)):
+        for width, policy in ROLLUP_POLICIES.items():
             want = _expected([r for r in records if r.time < now - now % width], width)
             wait_until(
                 _complete(influxd, policy, want),
@@ -442,7 +470,136 @@ def test_cli_on_influxdb1(influxd: InfluxD, tmp_path: Path) -> None:
     assert "suitcase_aarhus: rollups recomputed for the last 1 days" in result.output
     assert sum(v[0] for v in _rollup(influxd, "suitcase_aarhus", "rollup_1h", "pi").values()) == 300
     shown = runner.invoke(app, ["retention", "show", "--store", influxd.sink_url])
-    assert shown.exit_code == 0 and "aarhus: raw 1 d, 1-minute windows forever" in shown.output
+    assert shown.exit_code == 0 and "aarhus: raw 1 d, minute windows (1, 5, 15 min) forever" in shown.output
     assert "no rollups yet" not in shown.output
     down = runner.invoke(app, ["retention", "show", "--store", "influxdb1://127.0.0.1:1"])
     assert down.exit_code == 2 and "check the host and port" in down.output
+
+
+def test_each_tier_is_complete_before_its_query_stops_recomputing_it() -> None:
+    """Test that the tiers are the embedded store's widths, each computed from a finer one that
+    divides it, and that each continuous query's FOR span covers its window and the time its
+    source takes to complete (so influxd recomputes a window until its source is final)."""
+    assert tuple(t.width for t in TIERS) == ROLLUP_WIDTHS
+    for tier in TIERS:
+        assert tier.source is None or (tier.source < tier.width and tier.width % tier.source == 0)
+        # The minute tier: a reading up to LATE_AFTER_S late is the query's (later ones the sink's).
+        delay = LATE_AFTER_S + tier.every if tier.source is None else settle_s(tier.width)
+        assert tier.span >= tier.width + delay
+        assert tier.span % tier.every == 0 and tier.every <= tier.width
+
+
+def _old_layout(influxd: InfluxD, db: str, start: float, end: float) -> None:
+    """Make ``db`` as the version before the tiers left it: rollup_1m and rollup_1h, both computed
+    from the raw readings over ``[start, end)``, and its two continuous queries."""
+    influxd.query(f'CREATE RETENTION POLICY "rollup_1m" ON "{db}" DURATION INF REPLICATION 1')
+    influxd.query(f'CREATE RETENTION POLICY "rollup_1h" ON "{db}" DURATION INF REPLICATION 1')
+    where = f" WHERE time >= {int(start * 1e9)} AND time < {int(end * 1e9)}"
+    for width in (60, 3600):
+        influxd.query(aggregate_select(db, "autogen", width, where), db)
+    influxd.query(
+        f'CREATE CONTINUOUS QUERY "suitcase_rollup_1m" ON "{db}" RESAMPLE EVERY 1m FOR 10m BEGIN '
+        + aggregate_select(db, "autogen", 60)
+        + " END"
+    )
+    influxd.query(
+        f'CREATE CONTINUOUS QUERY "suitcase_rollup_1h" ON "{db}" RESAMPLE EVERY 10m FOR 2h BEGIN '
+        + aggregate_select(db, "autogen", 3600)
+        + " END"
+    )
+
+
+def _same_windows(got: list[Window], want: list[Window]) -> None:
+    assert [(w.start, w.sensor, w.quantity, w.count, w.min, w.max) for w in got] == [
+        (w.start, w.sensor, w.quantity, w.count, w.min, w.max) for w in want
+    ]
+    assert all(abs(a.mean - b.mean) < 1e-9 for a, b in zip(got, want, strict=True))
+
+
+@pytest.mark.influxdb
+def test_influxdb1_windows_of_every_tier_equal_the_embedded_stores(influxd: InfluxD, tmp_path: Path) -> None:
+    """Test that windows of every tier's width (and of multiples of one) read from InfluxDB's
+    rollups equal the embedded store's windows of the same readings, from a start that is no
+    window boundary up to now (the newest windows come from the minute rollups and the raw
+    readings); a window a tier's width wide, older than that tier's delay, is its points read as
+    they are (no GROUP BY time())."""
+    now = time.time()
+    records = _readings("o", "pi", now - 3 * DAY, now, 97.0)
+    tool = rollups_of(influxd.sink_url)
+    tool.apply(parse_retention("orgs: {o: {}}"), now)
+    InfluxDB1Sink(influxd.host, influxd.port).write(records)
+    tool.backfill("suitcase_o", now - 4 * DAY, now)
+    reader = open_reader(influxd.sink_url)
+    start = now - 2.6 * DAY
+    try:
+        with SqliteStore(tmp_path / "s.db") as lite:
+            lite.write(records)
+            for every in (*ROLLUP_WIDTHS, 1800.0, 7200.0, 2 * DAY):
+                _same_windows(
+                    reader.windows("o", "pi", start, now, every), lite.windows("o", "pi", start, now, every)
+                )
+    finally:
+        reader.close()
+    for width, policy in ROLLUP_POLICIES.items():
+        old = now - settle_s(width) - 2 * width
+        old -= old % width
+        (plain,) = plan_windows(
+            "suitcase_o",
+            "/.*/",
+            "\"device\" = 'pi'",
+            old - 20 * width,
+            old,
+            width,
+            now=now,
+            tiers=ROLLUP_WIDTHS,
+        )
+        assert f'"{policy}"' in plain and "GROUP BY time" not in plain
+
+
+@pytest.mark.influxdb
+def test_influxdb1_older_database_is_read_then_upgraded(influxd: InfluxD, tmp_path: Path) -> None:
+    """Test that a database set up by the version before the tiers (rollup_1m and rollup_1h only)
+    still has rollups: the reader groups its minute and hour windows into 15-minute and 12-hour
+    windows equal to the embedded store's, the sink folds late readings into both (the hour from
+    the minutes); `retention show` names the missing tiers, and `retention apply` creates them,
+    computes their history from the minute and hour windows, and replaces the hour query."""
+    now = time.time()
+    records = _readings("o", "pi", now - 3 * DAY, now - 7 * 3600, 97.0)
+    late = _readings("o", "pi", now - 7 * 3600, now - 6 * 3600, 13.0)
+    InfluxDB1Sink(influxd.host, influxd.port).write(records)
+    _old_layout(influxd, "suitcase_o", now - 4 * DAY, now)
+    sink = InfluxDB1Sink(influxd.host, influxd.port)
+    sink.write(late)
+    assert sink.late.folded == 1
+    for width in (60, 3600):
+        _same(_rollup(influxd, "suitcase_o", ROLLUP_POLICIES[width], "pi"), _expected(records + late, width))
+    start = now - 2.6 * DAY
+    reader = open_reader(influxd.sink_url)
+    runner = CliRunner()
+    try:
+        with SqliteStore(tmp_path / "s.db") as lite:
+            lite.write(records + late)
+            want = {every: lite.windows("o", "pi", start, now, every) for every in (900.0, 43200.0, 86400.0)}
+        for every, windows in want.items():
+            _same_windows(reader.windows("o", "pi", start, now, every), windows)
+        shown = runner.invoke(app, ["retention", "show", "--store", influxd.sink_url])
+        assert "suitcase_o: made by an older version, lacks rollup_5m, rollup_15m, rollup_3h" in shown.output
+        config = tmp_path / "r.yaml"
+        config.write_text("default: {}\n")
+        result = runner.invoke(
+            app, ["retention", "apply", "--config", str(config), "--store", influxd.sink_url]
+        )
+        assert result.exit_code == 0, result.output
+        assert "suitcase_o: rollup_15m computed from rollup_5m" in result.output
+        assert "suitcase_o: rollup_1d computed from rollup_12h" in result.output
+        assert "suitcase_o: continuous query suitcase_rollup_1h replaced" in result.output
+        assert "suitcase_rollup_1m" not in result.output  # unchanged
+        for width, policy in ROLLUP_POLICIES.items():
+            _same(_rollup(influxd, "suitcase_o", policy, "pi"), _expected(records + late, width))
+        reader.recheck_s = 0  # type: ignore[attr-defined]
+        for every, windows in want.items():
+            _same_windows(reader.windows("o", "pi", start, now, every), windows)
+        again = runner.invoke(app, ["retention", "show", "--store", influxd.sink_url])
+        assert "older version" not in again.output
+    finally:
+        reader.close()
