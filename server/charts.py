@@ -3,9 +3,9 @@
 Every chart reads the store's downsampled windows (:meth:`gateway.store.Reader.windows`): one
 window per point, epoch-aligned, with its count, mean, min and max. The window width is rounded up
 to a multiple of the store's rollups once it is that long (1, 5 or 15 min, 1, 3 or 12 h, 1 day), so
-the embedded store answers from a few rollup rows per point and InfluxDB from one
-``GROUP BY time()`` query on its minute or hour rollups: a year of 1/min readings costs about as
-much as an hour. Nothing here knows which backend runs.
+the embedded store answers from a few rollup rows per point and InfluxDB from the rollup tier of
+that width (one point per window): a year of 1/min readings costs about as much as an hour.
+Nothing here knows which backend runs.
 """
 
 from __future__ import annotations

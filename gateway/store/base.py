@@ -28,8 +28,9 @@ ROLLUP_WIDTHS = (60, 300, 900, 3600, 10800, 43200, 86400)
 and 1 day.
 
 Each is a multiple of the one before, so a window of a multiple of one is read from the coarsest
-such rollup. The embedded store keeps them all; InfluxDB 1.x keeps 1 min and 1 h and reads the
-others from those. Charts pick window widths that are multiples of them
+such rollup. Both the embedded store and InfluxDB 1.x (one retention policy per width) keep them
+all; an InfluxDB database set up before the others existed keeps 1 min and 1 h until
+``retention apply`` upgrades it. Charts pick window widths that are multiples of them
 (``server.charts.bucket_width``), so a chart reads a few rows per point whatever its range.
 """
 

@@ -1,6 +1,6 @@
 """Retention of the embedded SQLite store: the settings recorded per org, then applied.
 
-The store maintains its 1-minute and 1-hour rollups itself on every write (late readings mark
+The store maintains its rollups (1 min to 1 day) itself on every write (late readings mark
 their minutes, which are recomputed), so applying the settings is recording them per org
 (:meth:`SqliteStore.set_retention`, the default for every org that has readings) and deleting
 what they no longer keep (:meth:`SqliteStore.apply_retention`, which refreshes the rollups first:
