@@ -28,6 +28,7 @@ from kits.errors import ConfigError
 from kits.models import KitProfile
 
 __all__ = [
+    "IMPORT_CODES_HEADER",
     "ClaimCode",
     "PartDoc",
     "PartFacts",
@@ -769,8 +770,13 @@ class _ClaimCodes(_Model):
     codes: list[ClaimCode]
 
 
+# The claim codes `suitcase kit import --codes-out` and the import page write: one kit's rows are a card's.
+IMPORT_CODES_HEADER = ("kit", "pi", "claim_code", "claim_url")
+
+
 def load_claim_codes(path: Path) -> list[ClaimCode]:
-    """Read claim codes from a CSV (header ``pi,claim_code,url``) or YAML (a list of such rows).
+    """Read claim codes from a CSV (header ``pi,claim_code,url``, or the import's
+    ``kit,pi,claim_code,claim_url`` of one kit) or YAML (a list of rows of the first kind).
 
     Raises:
         ConfigError: the file is missing, malformed, or names a Pi twice.
@@ -790,18 +796,32 @@ def load_claim_codes(path: Path) -> list[ClaimCode]:
     else:
         reader = csv.DictReader(io.StringIO(text))
         header = [h.strip() for h in reader.fieldnames or []]
-        if header[:3] != ["pi", "claim_code", "url"] or len(header) != 3:
+        imported = header == list(IMPORT_CODES_HEADER)
+        if header != ["pi", "claim_code", "url"] and not imported:
             raise ConfigError(
-                f"{path}: the first line must be the header `pi,claim_code,url`, got "
-                f"{','.join(header) or 'nothing'}: fix the header"
+                f"{path}: the first line must be the header `pi,claim_code,url` (or "
+                f"`{','.join(IMPORT_CODES_HEADER)}`, as `suitcase kit import --codes-out` writes it), "
+                f"got {','.join(header) or 'nothing'}: fix the header"
             )
         codes = []
+        kits: list[str] = []
         for number, row in enumerate(reader, start=2):
+            fields = {k.strip(): v for k, v in row.items() if k}
+            if imported:
+                kit = (fields.pop("kit", None) or "").strip()
+                if kit not in kits:
+                    kits.append(kit)
+                fields["url"] = fields.pop("claim_url", None)
             try:
-                codes.append(ClaimCode.model_validate({k.strip(): v for k, v in row.items() if k}))
+                codes.append(ClaimCode.model_validate(fields))
             except ValidationError as exc:
                 problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
                 raise ConfigError(f"{path} line {number}: {problem}: correct the row") from exc
+        if len(kits) > 1:
+            raise ConfigError(
+                f"{path}: holds the claim codes of {len(kits)} kits ({', '.join(kits)}); a card is one "
+                "kit's: keep one kit's rows in a file of their own for each card"
+            )
     seen: set[str] = set()
     for code in codes:
         if code.pi in seen:

@@ -15,6 +15,7 @@ from kits.catalog import load_catalog
 from kits.errors import ConfigError, SuitcaseError
 from kits.models import DeviceConfig, KitProfile
 from suitcase.hardware_docs import (
+    IMPORT_CODES_HEADER,
     build_docs,
     load_claim_codes,
     load_part_facts,
@@ -95,7 +96,11 @@ def card(
     out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write")],
     codes: Annotated[
         Path | None,
-        typer.Option("--codes", help="claim codes: CSV with header pi,claim_code,url, or YAML"),
+        typer.Option(
+            "--codes",
+            help="claim codes: CSV with header pi,claim_code,url (or one kit's rows of "
+            "`kit import --codes-out`), or YAML",
+        ),
     ] = None,
 ) -> None:
     """Write a kit's printable quick-start card (one A4 page) with its Pis' claim QR codes."""
@@ -227,7 +232,10 @@ def import_kits(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check only; write nothing")] = False,
     codes_out: Annotated[
         Path | None,
-        typer.Option("--codes-out", help="write the claim codes made to this CSV (shown only once)"),
+        typer.Option(
+            "--codes-out",
+            help="write the claim codes made to this CSV (shown only once; `kit card --codes` reads it)",
+        ),
     ] = None,
 ) -> None:
     """Register kits and their Pis from CSV, all or nothing; problems are named by row and column."""
@@ -235,6 +243,8 @@ def import_kits(
 
     try:
         text = csv_file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise _fail(f"cannot read {csv_file}: there is no such file: check the path") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise _fail(f"cannot read {csv_file}: {exc}: save it as CSV (UTF-8)") from exc
     try:
@@ -256,7 +266,7 @@ def import_kits(
         f"(registry {body['seconds_registry']:.1f} s, broker accounts {body['seconds_broker']:.1f} s)"
     )
     if body["claim_codes"]:
-        lines = ["kit,pi,claim_code,claim_url"] + [
+        lines = [",".join(IMPORT_CODES_HEADER)] + [
             f"{c['kit']},{c['pi']},{c['code']},{c['claim_url']}" for c in body["claim_codes"]
         ]
         if codes_out is not None:

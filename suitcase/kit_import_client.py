@@ -39,6 +39,11 @@ def post_import(
     Raises:
         SuitcaseError: the server could not be reached or did not answer JSON.
     """
+    if not server.startswith(("http://", "https://")):
+        raise SuitcaseError(
+            f"--server {server!r} is not a URL: give the server's address with its scheme, "
+            "e.g. https://suitcase.example.org"
+        )
     payload: dict[str, Any] = {"csv": text, "dry_run": dry_run}
     if org_id is not None:
         payload["org_id"] = org_id

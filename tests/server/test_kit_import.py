@@ -277,7 +277,9 @@ def _dynsec(broker: MosquittoBroker, command: str, *args: str) -> list[str]:
 
 def test_cli_import_prints_problems_and_writes_codes(closed_settings: ServerSettings, tmp_path: Path) -> None:
     """Test that ``suitcase kit import`` against a running server prints each refused row with its
-    column and exits 1, then imports the fixed file and writes the claim codes (mode 0600)."""
+    column and exits 1, then imports the fixed file and writes the claim codes (mode 0600), which
+    ``suitcase kit card --codes`` prints the kit's card from; a server without a scheme or a missing
+    file is a message, not a traceback."""
     from typer.testing import CliRunner
 
     from server.runner import ServerThread
@@ -307,3 +309,15 @@ def test_cli_import_prints_problems_and_writes_codes(closed_settings: ServerSett
             app, ["import", "--server", "http://127.0.0.1:9", "--token", "x", str(good)]
         )
         assert unreachable.exit_code == 2 and "cannot reach the server" in unreachable.output
+        # the codes file is what the kit's quick-start card is printed from
+        card = runner.invoke(
+            app, ["card", "starter", "--codes", str(codes), "--out", str(tmp_path / "c.html")]
+        )
+        assert card.exit_code == 0, card.output
+        assert "3 of 3 claim codes" in card.output
+        no_scheme = runner.invoke(
+            app, ["import", "--server", "suitcase.example.org", "--token", "x", str(good)]
+        )
+        assert no_scheme.exit_code == 2 and "is not a URL" in no_scheme.output, no_scheme.output
+        missing = runner.invoke(app, [*args, str(tmp_path / "nothere.csv")])
+        assert missing.exit_code == 2 and "no such file: check the path" in missing.output, missing.output

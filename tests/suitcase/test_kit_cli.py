@@ -85,6 +85,20 @@ def test_bad_claim_code_files_say_what_to_fix(tmp_path: Path, text: str, match: 
         load_claim_codes(path)
 
 
+def test_claim_codes_of_one_kit_from_the_import(tmp_path: Path) -> None:
+    """Test that the codes `suitcase kit import --codes-out` writes are read as a card's, and a file
+    of several kits is refused with the fix (a card is one kit's)."""
+    one = tmp_path / "one.csv"
+    one.write_text("kit,pi,claim_code,claim_url\nK-1,1,ABCD-1,https://s.example/claim#code=ABCD-1\n")
+    assert load_claim_codes(one) == [
+        ClaimCode(pi="1", claim_code="ABCD-1", url="https://s.example/claim#code=ABCD-1")
+    ]
+    two = tmp_path / "two.csv"
+    two.write_text(one.read_text() + "K-2,1,EFGH-1,https://s.example/claim#code=EFGH-1\n")
+    with pytest.raises(ConfigError, match=r"claim codes of 2 kits \(K-1, K-2\).*keep one kit's rows"):
+        load_claim_codes(two)
+
+
 def test_card_refuses_more_codes_than_pis() -> None:
     """Test that a codes file with more Pis than the kit has is refused."""
     profile = load_catalog().kit_profiles["starter"]
