@@ -157,6 +157,16 @@ GROUP BY d.series_id, d.minute
 """
 _VERSION_1_WIDTHS = (60, 3600)  # the rollups of schema version 1
 
+# What SqliteStore.windows aggregates per window: readings, rollup rows of a finer width, or (one
+# rollup row per window) the row as it is.
+_RAW_AGGREGATES = "count(*), avg(r.value), min(r.value), max(r.value)"
+_ROLLUP_AGGREGATES = "sum(r.count), sum(r.sum) / sum(r.count), min(r.min), max(r.max)"
+_PLAIN = "r.count, r.sum / r.count, r.min, r.max"
+# Rows of a connection's temp.window_index (0, 1, 2, ...): the windows one read may seek one by
+# one. 100,000 integers are ~1 MB of temp pages; a read of more windows groups with a sort.
+_WINDOW_INDEX_MAX = 100_000
+_WINDOW_START = operator.itemgetter(1)
+
 # Each coarser window of a marked minute, from the windows one tier below (whole, since each
 # width is a multiple of the one before).
 _REFRESH_COARSER = [
@@ -211,7 +221,7 @@ def _rollup_parts(start: float, end: float, every: float) -> list[tuple[int, flo
 
 
 def _merge_windows(
-    rows: list[tuple[int, float, int, float, float, float]], names: dict[int, tuple[str, str]]
+    rows: list[tuple[int, float, int, float, float, float]], names: dict[int, tuple[str, str, str, str]]
 ) -> list[tuple[int, float, int, float, float, float]]:
     """Fold rows of the same series and window (read from two rollups) into one, in window order."""
     acc: dict[tuple[float, int], list[float]] = {}
@@ -713,51 +723,111 @@ class SqliteStore:
         if quantity is not None:
             where += " AND s.quantity = :quantity"
             params["quantity"] = quantity
-        order = " ORDER BY w, s.sensor, s.quantity"
-        statements: list[str] = []
+        # (table and its condition, time column, aggregates of a window, from, to) of each read,
+        # oldest first.
+        reads: list[tuple[str, str, str, float, float]] = []
         if parts is None:
-            statements.append(
-                "SELECT s.id, CAST(r.time / :every AS INTEGER) * :every AS w, count(*), avg(r.value), "
-                "min(r.value), max(r.value) "
-                "FROM series AS s JOIN readings AS r ON r.series_id = s.id "
-                f"WHERE s.device = :device AND s.org = :org AND r.time >= :start AND r.time < :end{where} "
-                f"GROUP BY s.id, w{order}"
-            )
+            reads.append(("readings AS r ON r.series_id = s.id", "time", _RAW_AGGREGATES, start, end))
         else:
             self.refresh_rollups()
             for i, (width, lo, hi) in enumerate(parts):
-                params.update({f"width{i}": width, f"lo{i}": lo, f"hi{i}": hi})
-                rows_of = (
-                    f"FROM series AS s JOIN rollups AS r ON r.series_id = s.id AND r.width = :width{i} "
-                    f"WHERE s.device = :device AND s.org = :org "
-                    f"AND r.start >= :lo{i} AND r.start < :hi{i}{where}"
-                )
-                if width == every:
-                    # One rollup per window: no aggregation (and no sort of the rows to group them).
-                    statements.append(
-                        f"SELECT s.id, r.start AS w, r.count, r.sum / r.count, r.min, r.max {rows_of}{order}"
-                    )
-                else:
-                    statements.append(
-                        "SELECT s.id, CAST(r.start / :every AS INTEGER) * :every AS w, sum(r.count), "
-                        f"sum(r.sum) / sum(r.count), min(r.min), max(r.max) {rows_of} GROUP BY s.id, w{order}"
-                    )
+                params[f"width{i}"] = width
+                table = f"rollups AS r ON r.series_id = s.id AND r.width = :width{i}"
+                reads.append((table, "start", _PLAIN if width == every else _ROLLUP_AGGREGATES, lo, hi))
         with self._translate(f"read windows of {device}"):
             conn = self._conn()
             # Series ids, not their names, per row: the names are then the same Python strings for
             # every window of a series (a year-long chart of 10 series makes ~7,000 windows).
             names = {
-                sid: (sensor_name, quantity_name)
+                sid: (org, device, sensor_name, quantity_name)
                 for sid, sensor_name, quantity_name in conn.execute(
                     "SELECT id, sensor, quantity FROM series AS s "
                     f"WHERE s.device = :device AND s.org = :org{where}",
                     params,
                 )
             }
-            rows = [row for sql in statements for row in conn.execute(sql, params)]
-        if parts is not None and len(parts) > 1 and all(width != every for width, _, _ in parts):
+            rows = []
+            for i, (table, column, aggregates, lo, hi) in enumerate(reads):
+                params.update({f"lo{i}": lo, f"hi{i}": hi})
+                sql = self._window_statement(conn, i, table, column, aggregates, lo, hi, every, where, params)
+                found = conn.execute(sql, params).fetchall()
+                if aggregates == _PLAIN:
+                    # Read in index order, series by series: a stable sort by window is cheaper
+                    # than SQLite's sorter (a 30-day chart's 7,200 rows: ~0.5 vs 2.7 ms).
+                    found.sort(key=_WINDOW_START)
+                rows += found
+        if len(reads) > 1 and all(aggregates != _PLAIN for _, _, aggregates, _, _ in reads):
             rows = _merge_windows(rows, names)  # a window may span two rollups' rows
-        return [Window(org, device, *names[sid], *rest) for sid, *rest in rows]
+        # tuple.__new__, not Window(...): the named tuple's own __new__ is Python, ~4x the cost.
+        new = tuple.__new__
+        return [new(Window, names[row[0]] + row[1:]) for row in rows]
+
+    def _window_statement(
+        self,
+        conn: sqlite3.Connection,
+        i: int,
+        table: str,
+        column: str,
+        aggregates: str,
+        lo: float,
+        hi: float,
+        every: float,
+        where: str,
+        params: dict[str, object],
+    ) -> str:
+        """The SQL of read ``i`` of :meth:`windows`: one row per series and window of ``every`` s,
+        of the rows of ``table`` with ``lo <= column < hi``.
+
+        A window of one rollup row reads the rows as they are, series by series (the caller sorts
+        them by window, stably). Otherwise each window is one index seek per series on
+        ``(series_id, column)`` over the connection's ``window_index`` table (0, 1, 2, ...),
+        grouped in the order the nested loops produce, which is window, sensor and quantity:
+        SQLite never sorts the rows (grouping a 6-hour chart's 216,000 readings through its sorter
+        cost ~1.7x the seeks). Widths that are not whole seconds, and more windows than
+        ``window_index`` holds, group with ``CAST(column / every)`` and a sort, as before.
+        """
+        order = " ORDER BY w, s.sensor, s.quantity"
+        series = f"s.device = :device AND s.org = :org{where}"
+        bounds = f"r.{column} >= :lo{i} AND r.{column} < :hi{i}"
+        if aggregates == _PLAIN:
+            return (
+                f"SELECT s.id, r.{column} AS w, {aggregates} "
+                f"FROM series AS s JOIN {table} WHERE {series} AND {bounds} ORDER BY s.sensor, s.quantity, w"
+            )
+        first = math.floor(lo / every)
+        count = math.ceil(hi / every) - first
+        if not float(every).is_integer() or not self._window_index(conn, count):
+            return (
+                f"SELECT s.id, CAST(r.{column} / :every AS INTEGER) * :every AS w, {aggregates} "
+                f"FROM series AS s JOIN {table} WHERE {series} AND {bounds} GROUP BY s.id, w{order}"
+            )
+        params.update({f"first{i}": first, f"count{i}": count})
+        w = f"(:first{i} + n.i) * :every"
+        return (
+            f"SELECT s.id, {w} AS w, {aggregates} "
+            f"FROM temp.window_index AS n CROSS JOIN series AS s CROSS JOIN {table} "
+            f"WHERE n.i < :count{i} AND {series} "
+            f"AND r.{column} >= max(:lo{i}, {w}) AND r.{column} < min(:hi{i}, {w} + :every) "
+            f"GROUP BY n.i, s.sensor, s.quantity ORDER BY n.i, s.sensor, s.quantity"
+        )
+
+    def _window_index(self, conn: sqlite3.Connection, count: int) -> bool:
+        """Make ``conn``'s ``temp.window_index`` hold 0 .. ``count`` - 1 (kept for its next reads);
+        False when that is more than :data:`_WINDOW_INDEX_MAX` rows."""
+        if count > _WINDOW_INDEX_MAX:
+            return False
+        known = getattr(self._local, "window_index", None)
+        have = known[1] if known is not None and known[0] is conn else 0
+        if count > have:
+            size = min(_WINDOW_INDEX_MAX, max(count, 2 * have, 4096))
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS window_index (i INTEGER PRIMARY KEY)")
+            conn.execute(
+                "INSERT OR IGNORE INTO temp.window_index (i) WITH RECURSIVE c(i) AS "
+                "(SELECT ? UNION ALL SELECT i + 1 FROM c WHERE i + 1 < ?) SELECT i FROM c",
+                (have, size),
+            )
+            self._local.window_index = (conn, size)
+        return True
 
     def set_retention(
         self,

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from gateway.store import ROLLUP_WIDTHS, SqliteStore
+from gateway.store import ROLLUP_WIDTHS, SqliteStore, Window
 from kits.wire import Record
 
 DAY = 86_400.0
@@ -51,6 +53,89 @@ def test_windows_from_rollups_equal_windows_from_readings(tmp_path: Path) -> Non
                 assert abs(w.mean - sum(values) / len(values)) < 1e-9
         odd = store.windows("o", "pi", T0, T0 + 600, 45.0)  # not a whole minute: from the readings
         assert sum(w.count for w in odd) == 80 and odd[0].start == T0 - T0 % 45
+
+
+_SERIES = [("bme280", "temperature"), ("bme280", "humidity"), ("scd41", "co2")]
+
+
+@pytest.fixture(scope="module")
+def raw_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Three hours of three series at irregular times, some seconds with several readings, many on
+    a window's first instant (quarter seconds), one series at odd milliseconds."""
+    rng = random.Random(21)
+    recs = []
+    for sensor, quantity in _SERIES:
+        t = T0 + (rng.uniform(0, 5) if quantity == "co2" else rng.randint(0, 5))
+        while t < T0 + 3 * 3600:
+            recs.append(Record("o", "pi", sensor, quantity, round(rng.uniform(-20, 40), 2), round(t, 3)))
+            t += rng.choice([0.25, 1.0, 1.0, 3.5, 17.0, 240.0])
+    store = SqliteStore(tmp_path_factory.mktemp("raw") / "s.db")
+    store.write(recs)
+    yield store, recs
+    store.close()
+
+
+def _want(
+    recs: list[Record], start: float, end: float, every: float, sensor: str | None, quantity: str | None
+) -> list[tuple[float, str, str, int, float, float, float]]:
+    """The windows of ``recs`` computed in Python: (start, sensor, quantity, count, mean, min, max)."""
+    groups: dict[tuple[float, str, str], list[float]] = {}
+    for r in recs:
+        if start <= r.time < end and sensor in (None, r.sensor) and quantity in (None, r.quantity):
+            groups.setdefault((math.floor(r.time / every) * every, r.sensor, r.quantity), []).append(r.value)
+    return [(*key, len(v), sum(v) / len(v), min(v), max(v)) for key, v in sorted(groups.items())]
+
+
+def _assert_windows(got: list[Window], want: list[tuple[float, str, str, int, float, float, float]]) -> None:
+    assert [(w.start, w.sensor, w.quantity, w.count, w.min, w.max) for w in got] == [
+        (*key, n, low, high) for *key, n, _, low, high in want
+    ]
+    for w, (*_, mean, _low, _high) in zip(got, want, strict=True):
+        assert math.isclose(w.mean, mean, rel_tol=1e-12, abs_tol=1e-9)
+        assert (w.org, w.device) == ("o", "pi")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    offset=st.floats(min_value=-100, max_value=3 * 3600, allow_nan=False).map(lambda t: round(t, 3)),
+    length=st.floats(min_value=0.5, max_value=4 * 3600, allow_nan=False).map(lambda t: round(t, 3)),
+    every=st.one_of(
+        st.integers(min_value=1, max_value=5000).filter(lambda n: n % 60 != 0).map(float),
+        st.sampled_from([0.5, 2.5, 7.25, 45.0]),
+    ),
+    which=st.sampled_from([(None, None), ("bme280", None), (None, "co2"), ("scd41", "temperature")]),
+)
+def test_windows_of_the_readings_equal_their_aggregates(
+    raw_store: Any, offset: float, length: float, every: float, which: tuple[str | None, str | None]
+) -> None:
+    """Test that windows read from the readings (a width of no whole minutes) hold exactly each
+    window's readings within the range, whatever the range's start, end and width: count, mean,
+    min and max, ordered by window, sensor and quantity."""
+    store, recs = raw_store
+    start, end = T0 + offset, T0 + offset + length
+    sensor, quantity = which
+    got = store.windows("o", "pi", start, end, every, sensor=sensor, quantity=quantity)
+    _assert_windows(got, _want(recs, start, end, every, sensor, quantity))
+
+
+def test_windows_read_one_by_one_or_grouped_by_a_sort_are_the_same(
+    raw_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that windows read one index seek at a time (up to ``_WINDOW_INDEX_MAX`` windows per
+    read) and beyond it (grouped with a sort) are the same, from the readings and the rollups."""
+    import gateway.store.sqlite as sqlite_store
+
+    store, _ = raw_store
+    cases = [
+        (T0 + 0.5, T0 + 2 * 3600 + 0.25, 7.0),
+        (T0 - 30, T0 + 3 * 3600, 120.0),
+        (T0 + 61, T0 + 9000, 600.0),
+    ]
+    seeks = [store.windows("o", "pi", *case) for case in cases]
+    monkeypatch.setattr(sqlite_store, "_WINDOW_INDEX_MAX", 3)
+    with SqliteStore(store.path) as grouped:  # a new connection: its window_index is empty
+        assert [grouped.windows("o", "pi", *case) for case in cases] == seeks
+    assert all(len(found) > 3 for found in seeks)
 
 
 def test_a_year_of_hourly_windows_reads_the_hour_rollups(tmp_path: Path) -> None:
