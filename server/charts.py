@@ -11,7 +11,8 @@ Nothing here knows which backend runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Literal
@@ -89,23 +90,49 @@ def downsample(
         lo, hi = max(start, span_from), min(end, span_to)
         if hi <= lo:
             continue
+        # Per series, not per window (a year-long chart has thousands): its lists' appends and
+        # how a window gives its value.
+        found: dict[tuple[str, str], tuple[Callable[[float], None], Callable[[float], None], _Value]] = {}
         for w in store.windows(org, device, lo, hi, every, sensor=sensor, quantity=quantity):
-            key = (device, w.sensor, w.quantity)
-            series = out.get(key)
-            if series is None:  # not setdefault: a year-long chart has thousands of windows
-                series = out[key] = Series(org, device, w.sensor, w.quantity)
-            series.times.append(w.start)
-            series.values.append(window_value(w, statistic))
+            into = found.get((w.sensor, w.quantity))
+            if into is None:
+                key = (device, w.sensor, w.quantity)
+                series = out.get(key)
+                if series is None:
+                    series = out[key] = Series(org, device, w.sensor, w.quantity)
+                into = found[(w.sensor, w.quantity)] = (
+                    series.times.append,
+                    series.values.append,
+                    _value_of(w.quantity, statistic),
+                )
+            add_time, add_value, value = into
+            add_time(w.start)
+            add_value(value(w))
     return sorted(out.values(), key=lambda s: (s.device, s.sensor, s.quantity))
+
+
+_Value = Callable[[Window], float]
+_STATISTIC: dict[str, _Value] = {
+    "mean": operator.attrgetter("mean"),
+    "min": operator.attrgetter("min"),
+    "max": operator.attrgetter("max"),
+}
+
+
+def _sum_of(w: Window) -> float:
+    return round(w.mean * w.count, 9)
+
+
+def _value_of(quantity: str, statistic: Statistic) -> _Value:
+    """How :func:`window_value` reads the windows of ``quantity``, decided once per series."""
+    found = spec(quantity)
+    return _sum_of if found is not None and found.summed else _STATISTIC[statistic]
 
 
 def window_value(w: Window, statistic: Statistic = "mean") -> float:
     """The value a chart draws for window ``w``: a count of events (``passes``) is the window's sum,
     whatever the statistic, since counts add up; anything else its mean, min or max."""
-    quantity = spec(w.quantity)
-    if quantity is not None and quantity.summed:
-        return round(w.mean * w.count, 9)
-    return w.mean if statistic == "mean" else w.min if statistic == "min" else w.max
+    return _value_of(w.quantity, statistic)(w)
 
 
 def count_sums(

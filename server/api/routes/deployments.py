@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
@@ -325,7 +325,7 @@ def deployment_readings(
     )
 
 
-@router.get("/deployments/{deployment_id}/chart")
+@router.get("/deployments/{deployment_id}/chart", response_model=ChartPublic)
 def deployment_chart(
     deployment_id: int,
     principal: PrincipalDep,
@@ -340,9 +340,14 @@ def deployment_chart(
         Literal["mean", "min", "max", "sample"],
         Query(description="each window's mean, min or max; 'sample' is the old name of 'mean'"),
     ] = "mean",
-) -> ChartPublic:
+) -> Response:
     """Return each series of the deployment downsampled to at most ``points`` windows (their mean,
-    min or max)."""
+    min or max).
+
+    The body is :class:`ChartPublic`, serialised here by pydantic's own JSON encoder: returned
+    as the model, FastAPI would validate its thousands of floats again and encode them through
+    Python dicts and ``json``, ~5 ms of a 30-day chart's ~30 ms (10 series of 720 points).
+    """
     from kits.quantities import spec
 
     row = get_deployment(session, principal, deployment_id)
@@ -358,7 +363,7 @@ def deployment_chart(
         quantity=quantity,
         statistic=statistic,
     )
-    return ChartPublic(
+    chart = ChartPublic(
         deployment_id=deployment_id,
         start=s,
         end=e,
@@ -376,6 +381,7 @@ def deployment_chart(
             for x in series
         ],
     )
+    return Response(chart.model_dump_json(), media_type="application/json")
 
 
 _ = blur
