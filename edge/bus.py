@@ -26,7 +26,8 @@ def open_board_bus() -> I2CBus:
         raise ConfigError(
             f"cannot open the board's I2C bus ({type(exc).__name__}: {exc}): run the agent on a "
             "Raspberry Pi with I2C enabled (`sudo raspi-config` > Interface Options > I2C), "
-            "or set `bus: emulated` in the device config to try it on a laptop"
+            'or, to try it on a laptop, set `bus = "emulated"` in the agent\'s config file '
+            "(edge.toml; `bus: emulated` in a device config YAML)"
         ) from exc
     return bus
 

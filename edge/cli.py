@@ -25,6 +25,7 @@ from edge.config import (
     effective_device_config,
     load_edge_settings,
     save_device_config,
+    with_bus,
 )
 from edge.scan import scan as scan_bus
 from edge.updates.home import HOME_ENV, RESTART_EXIT_CODE, AgentHome
@@ -80,17 +81,14 @@ def run(
     try:
         try:
             settings = load_edge_settings(config)
-            logging.basicConfig(
-                level=(log_level or settings.log_level).upper(),
-                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            )
+            _log_at(log_level or settings.log_level, explicit=log_level is not None)
             legacy = config.suffix in (".yaml", ".yml") and settings.claim is None and state_dir is None
             state = None if legacy else (state_dir or settings.state_dir)
             if state is not None:
                 settings = settings.model_copy(update={"state_dir": state})
             device = effective_device_config(settings)
             if device is None:
-                device = _claim(settings, stop)
+                device = with_bus(_claim(settings, stop), settings)
                 if device is None:
                     return
             i2c = open_bus(device.bus, device.sensors, scenario=device.scenario, clock=time.time, seed=seed)
@@ -111,6 +109,23 @@ def run(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _log_at(level: str, *, explicit: bool) -> None:
+    """Log at ``level`` (the config's, or --log-level).
+
+    ``suitcase`` configured logging already (at WARNING, or DEBUG with -v), so a second
+    ``basicConfig`` would change nothing: the agent said nothing at INFO, not even that it waits for
+    its label to be scanned. The level is set on the root logger instead; -v wins over the config's.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if explicit or root.level != logging.DEBUG:
+        try:
+            root.setLevel(level.upper())
+        except ValueError:
+            raise ConfigError(f"log level {level!r}: use DEBUG, INFO, WARNING or ERROR") from None
 
 
 def _claim(settings: EdgeSettings, stop: threading.Event) -> DeviceConfig | None:

@@ -2,6 +2,7 @@
 
 ```toml
 state_dir = "/var/lib/suitcase/edge"   # outbox, config received from the server
+bus = "emulated"                       # optional: emulated sensors (a laptop), whatever the server says
 
 [claim]                                # a new Pi: poll the server until staff bind it
 server = "https://suitcase.example.org"
@@ -26,7 +27,7 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -44,6 +45,7 @@ __all__ = [
     "load_saved_device_config",
     "merge_changes",
     "save_device_config",
+    "with_bus",
 ]
 
 DEFAULT_CONFIG = Path("/etc/suitcase/edge.toml")
@@ -77,6 +79,9 @@ class EdgeSettings(BaseModel):
     device: DeviceConfig | None = None
     # False: this Pi refuses `update` commands (its owner's opt-out; the server may not change it).
     updates: bool = True
+    # "emulated": read emulated sensors whatever bus the server's config names (a laptop without
+    # I2C trying the claim path); the server may not change it.
+    bus: Literal["board", "emulated"] | None = None
 
 
 def load_edge_settings(path: Path) -> EdgeSettings:
@@ -94,7 +99,7 @@ def load_edge_settings(path: Path) -> EdgeSettings:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             data = None
-        if (isinstance(data, dict) and not ({"device", "claim", "state_dir", "updates"} >= set(data))) or (
+        if (isinstance(data, dict) and not (set(EdgeSettings.model_fields) >= set(data))) or (
             isinstance(data, dict) and isinstance(data.get("device"), str)
         ):
             return EdgeSettings(device=load_yaml_model(path, DeviceConfig))
@@ -223,5 +228,16 @@ def load_saved_device_config(state_dir: Path) -> DeviceConfig | None:
 
 
 def effective_device_config(settings: EdgeSettings) -> DeviceConfig | None:
-    """The config to run: the one saved from the server, else ``[device]``; None if neither."""
-    return load_saved_device_config(settings.state_dir) or settings.device
+    """The config to run: the one saved from the server, else ``[device]``; None if neither.
+
+    The file's ``bus``, when set, replaces the config's (the server knows no laptop's bus).
+    """
+    device = load_saved_device_config(settings.state_dir) or settings.device
+    return with_bus(device, settings)
+
+
+def with_bus(device: DeviceConfig | None, settings: EdgeSettings) -> DeviceConfig | None:
+    """``device`` on the bus the config file names, if it names one."""
+    if device is None or settings.bus is None or device.bus == settings.bus:
+        return device
+    return device.model_copy(update={"bus": settings.bus})

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from edge.cli import app
 from kits.wire import Status
 from tests.edge.test_agent import DEVICE, ORG, Subscriber
+from tests.waiting import wait_until
 
 runner = CliRunner()
 
@@ -174,3 +175,52 @@ def test_install_service_writes_a_systemd_unit(tmp_path: Path) -> None:
         "-m edge.updates.launcher --home /var/lib/suitcase/agent -- edge run --config /etc/suitcase/edge.toml"
     ) in unit
     assert "Restart=always" in unit and "WantedBy=multi-user.target" in unit
+
+
+def test_run_under_suitcase_logs_that_it_waits_for_its_label(tmp_path: Path) -> None:
+    """Test that `suitcase edge run` says, at its config's level (INFO), that it waits for staff to
+    scan its label: under `suitcase`, whose logging is set up first, the agent said nothing."""
+    import http.server
+    import subprocess
+    import sys
+
+    class Pending(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # the server's answer while the Pi is not bound
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pending)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n[claim]\nserver = "http://127.0.0.1:{server.server_port}"\n'
+        'code = "SC-TEST-CODE"\npoll_s = 1\n'
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from suitcase.cli import main; main()",
+            "edge",
+            "run",
+            "--config",
+            str(config),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr or []), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any("not bound yet" in line for line in lines), 60, "the agent's waiting line")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        server.shutdown()
+    assert any("INFO edge.claim" in line for line in lines), lines

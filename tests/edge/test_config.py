@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import load_saved_device_config, save_device_config
+from edge.config import (
+    effective_device_config,
+    load_edge_settings,
+    load_saved_device_config,
+    save_device_config,
+)
 from kits.models import DeviceConfig, DeviceSensor, MqttSettings
 
 CONFIG = DeviceConfig(
@@ -72,3 +77,16 @@ def test_saving_again_replaces_the_config(tmp_path: Path) -> None:
     saved = load_saved_device_config(tmp_path)
     assert saved is not None and saved.publish_interval_s == 30.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["device.json"]
+
+
+def test_the_config_file_s_bus_replaces_the_claimed_config_s(tmp_path: Path) -> None:
+    """Test that `bus = "emulated"` in edge.toml (what the README says for trying it on a laptop) makes
+    the agent read emulated sensors although the config the server sent at the claim names the board."""
+    save_device_config(tmp_path / "state", CONFIG.model_copy(update={"bus": "board"}))
+    path = tmp_path / "edge.toml"
+    path.write_text(f'state_dir = "{tmp_path / "state"}"\nbus = "emulated"\n')
+    device = effective_device_config(load_edge_settings(path))
+    assert device is not None and device.bus == "emulated"
+    path.write_text(f'state_dir = "{tmp_path / "state"}"\n')
+    device = effective_device_config(load_edge_settings(path))
+    assert device is not None and device.bus == "board"
