@@ -1,5 +1,8 @@
-"""``suitcase demo`` stops cleanly: on SIGINT, SIGTERM and SIGHUP, in order, within 5 s, and its
-Mosquitto never outlives it (a second signal forces; kill -9 of the demo takes Mosquitto along).
+"""``suitcase demo`` stops cleanly: on SIGINT, SIGTERM and SIGHUP, in order, and its Mosquitto never
+outlives it (a second signal forces; kill -9 of the demo takes Mosquitto along).
+
+Each wait is on the event (a line, the exit, the broker's pid gone) with a generous bound for a
+loaded machine; how long the stop takes is not asserted (the demo prints "stopped in N s").
 
 The demo runs as a person runs it, as a subprocess with its output piped (no terminal): the
 URLs, the login and the progress must then arrive as plain lines, flushed as they happen.
@@ -138,36 +141,33 @@ def _wait_dead(pid: int, timeout: float) -> bool:
 def _started(demo: _Demo) -> int:
     """Wait for the plain start lines; return Mosquitto's pid."""
     demo.wait_line(r"^page: http://127\.0\.0\.1:\d+/$", 120)
-    demo.wait_line(r"^fleet: http://127\.0\.0\.1:\d+/fleet  \(log in as demo@open-lab\.example / \S+\)$", 5)
-    pid = int(demo.wait_line(r"^broker: mosquitto on 127\.0\.0\.1:\d+ \(pid (\d+)\)$", 5).group(1))
-    demo.wait_line(r"^running \(Ctrl-C or SIGTERM to stop\)$", 5)
-    demo.wait_line(r"^running \d+ s: \d+ readings landed, 0 dead letters$", 30)  # progress, flushed
+    demo.wait_line(r"^fleet: http://127\.0\.0\.1:\d+/fleet  \(log in as demo@open-lab\.example / \S+\)$", 60)
+    pid = int(demo.wait_line(r"^broker: mosquitto on 127\.0\.0\.1:\d+ \(pid (\d+)\)$", 60).group(1))
+    demo.wait_line(r"^running \(Ctrl-C or SIGTERM to stop\)$", 60)
+    demo.wait_line(r"^running \d+ s: \d+ readings landed, 0 dead letters$", 90)  # progress, flushed
     return pid
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_stops_everything_in_order_within_5_s(demo: _Demo, signum: signal.Signals) -> None:
+def test_a_signal_stops_everything_in_order(demo: _Demo, signum: signal.Signals) -> None:
     """Test that SIGINT, SIGTERM and SIGHUP stop the Pis, the gateway, the server and the broker in
-    that order, without warnings, within 5 s, exiting 0, and Mosquitto is gone."""
+    that order, without warnings, exiting 0, and Mosquitto is gone."""
     broker = _started(demo)
     # Mosquitto runs in a session of its own: a Ctrl-C sent to the terminal's foreground process
     # group does not reach it before the ordered shutdown does.
     assert os.getsid(broker) != os.getsid(demo.process.pid)
     assert os.getpgid(broker) != os.getpgid(demo.process.pid)
-    signalled = time.monotonic()
     demo.process.send_signal(signum)
     try:
-        demo.process.wait(15)
+        demo.process.wait(120)  # a bound for a hang, not a speed figure
     except subprocess.TimeoutExpired:
         demo.process.send_signal(signal.SIGABRT)
         demo.process.wait(5)
         raise AssertionError("hung:\n" + "\n".join(demo.lines) + demo.stderr_path.read_text()) from None
-    took = time.monotonic() - signalled
     out = demo.rest(5)
     stderr = demo.stderr_path.read_text()
     assert demo.process.returncode == 0, out + stderr
-    assert took < 5.0, f"stopping took {took:.1f} s\n{out}"
-    assert _wait_dead(broker, 2), "mosquitto outlived the demo"
+    assert _wait_dead(broker, 30), "mosquitto outlived the demo"
     order = [m.group(1) for m in re.finditer(r"^stopped the ([A-Za-z ]+) \(", out, re.MULTILINE)]
     assert order == ["emulated Pis", "gateway", "store", "server", "broker"], out
     assert re.search(r"\d+ readings landed from 2 devices", out), out
@@ -181,9 +181,9 @@ def test_a_second_signal_forces_the_stop_and_takes_mosquitto_along(demo: _Demo) 
     demo.process.send_signal(signal.SIGINT)
     time.sleep(0.2)
     demo.process.send_signal(signal.SIGINT)  # as a person would: a moment after the first
-    demo.process.wait(10)
+    demo.process.wait(60)
     assert demo.process.returncode in (0, 130)  # 0: the ordered stop was quicker than the second
-    assert _wait_dead(broker, 5), "mosquitto outlived a forced stop"
+    assert _wait_dead(broker, 30), "mosquitto outlived a forced stop"
 
 
 def test_mosquitto_dies_with_a_killed_demo(demo: _Demo) -> None:
@@ -191,8 +191,8 @@ def test_mosquitto_dies_with_a_killed_demo(demo: _Demo) -> None:
     orphaned holding its port."""
     broker = _started(demo)
     demo.process.kill()
-    demo.process.wait(10)
-    assert _wait_dead(broker, 5), "mosquitto was orphaned by a killed demo"
+    demo.process.wait(60)
+    assert _wait_dead(broker, 30), "mosquitto was orphaned by a killed demo"
 
 
 _TWICE = """
