@@ -13,6 +13,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,7 @@ __all__ = [
     "mosquitto_dynsec",
     "mosquitto_dynsec_files",
     "running_accounts_service",
+    "tls_session",
 ]
 
 
@@ -151,3 +153,35 @@ def running_accounts_service(broker: MosquittoBroker) -> Iterator[None]:
         thread.join(timeout=10)
         service.close()
         assert not thread.is_alive(), "the accounts service did not stop"
+
+
+@contextlib.contextmanager
+def tls_session(
+    host: str, port: int, username: str, password: str, ca: str | Path, client_id: str | None = None
+) -> Iterator[tuple[Any, bool]]:
+    """A paho client of ``username`` connected over TLS (checking the broker against ``ca``), and
+    whether the broker accepted the login; disconnected on exit."""
+    import ssl
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or username)
+    client.username_pw_set(username, password)
+    client.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
+    answered = threading.Event()
+    codes: list[Any] = []
+
+    def on_connect(*args: Any) -> None:
+        codes.append(args[3])
+        answered.set()
+
+    client.on_connect = on_connect
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        assert answered.wait(30), f"no CONNACK for {username} from {host}:{port}"
+        yield client, not codes[0].is_failure
+    finally:
+        client.loop_stop()
+        client.disconnect()

@@ -6,18 +6,14 @@ stack; the broker config it writes is then started on a real Mosquitto."""
 from __future__ import annotations
 
 import re
-import ssl
 import subprocess
-import threading
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
 from deploy import DEPLOY_DIR
 from suitcase.broker import find_mosquitto, free_port, wait_for_port
@@ -28,6 +24,7 @@ from suitcase.services.preflight import ServicesError
 from suitcase.services.secrets import Secrets, load_or_make_secrets
 from suitcase.services.settings_files import parse_env
 from tests.services import require_service
+from tests.services.mosquitto import tls_session
 
 COMPOSE = DEPLOY_DIR / "compose" / "compose.yaml"
 ENV_EXAMPLE = DEPLOY_DIR / "compose" / ".env.example"
@@ -161,22 +158,11 @@ def test_compose_init_configures_real_services(stack_factory: Callable[[], Layou
                                stderr=subprocess.PIPE)  # fmt: skip
     try:
         wait_for_port("127.0.0.1", port, timeout=15)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="compose-gw")
-        client.username_pw_set(gateway["SUITCASE_GATEWAY_USERNAME"], gateway["SUITCASE_GATEWAY_PASSWORD"])
-        client.tls_set(ca_certs=gateway["SUITCASE_GATEWAY_MQTT_CA_FILE"], cert_reqs=ssl.CERT_REQUIRED)
-        answered = threading.Event()
-        result: list[Any] = []
-
-        def on_connect(*args: Any) -> None:
-            result.append(args[3])
-            answered.set()
-
-        client.on_connect = on_connect
-        client.connect("localhost", port)
-        client.loop_start()
-        assert answered.wait(10) and not result[0].is_failure
-        client.loop_stop()
-        client.disconnect()
+        with tls_session(
+            "localhost", port, gateway["SUITCASE_GATEWAY_USERNAME"], gateway["SUITCASE_GATEWAY_PASSWORD"],
+            gateway["SUITCASE_GATEWAY_MQTT_CA_FILE"], client_id="compose-gw",
+        ) as (_client, accepted):  # fmt: skip
+            assert accepted
         _device_account_through_the_accounts_service(config, tmp_path)
     finally:
         process.terminate()

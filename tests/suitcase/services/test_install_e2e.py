@@ -8,10 +8,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,13 +19,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.store import open_reader
 from kits.wire import Record, build_topic, encode_pack
 from suitcase.broker import free_port
 from suitcase.services.layout import Layout
 from suitcase.services.settings_files import parse_env
+from tests.services.mosquitto import tls_session
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.influxdb, pytest.mark.postgres]
@@ -102,25 +100,8 @@ def _device_session(layout: Layout, username: str, password: str) -> Iterator[tu
     """A client of ``username`` connected to the broker over TLS (with the CA of server.env), and
     whether the broker accepted its login."""
     ca = parse_env(layout.server_env.read_text())["SUITCASE_SERVER_MQTT_CA_FILE"]
-    pi = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username)
-    pi.username_pw_set(username, password)
-    pi.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
-    connected = threading.Event()
-    codes: list[Any] = []
-
-    def on_connect(*args: Any) -> None:
-        codes.append(args[3])
-        connected.set()
-
-    pi.on_connect = on_connect
-    pi.connect(layout.hostname, layout.ports.mqtt_tls)
-    pi.loop_start()
-    try:
-        assert connected.wait(10), f"no CONNACK for {username}"
-        yield pi, not codes[0].is_failure
-    finally:
-        pi.loop_stop()
-        pi.disconnect()
+    with tls_session(layout.hostname, layout.ports.mqtt_tls, username, password, ca) as session:
+        yield session
 
 
 def _logs_in(layout: Layout, username: str, password: str) -> bool:

@@ -8,17 +8,13 @@ import os
 import shutil
 import signal
 import socket
-import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from suitcase.services.influxdb import READINGS_DATABASE, influx_query
 from suitcase.services.layout import Layout, load_layout
@@ -28,6 +24,7 @@ from suitcase.services.settings_files import parse_env
 from suitcase.services.stack import down, status, up
 from suitcase.services.supervisor import supervisor_pid
 from suitcase.services.tls import TlsFiles, make_ca, make_server_cert
+from tests.services.mosquitto import tls_session
 from tests.services.stack import new_layout, running_stack
 from tests.waiting import wait_until
 
@@ -113,24 +110,12 @@ def test_accounts_have_least_privilege(stack: Layout) -> None:
             False,
         )
     # The broker: the gateway's account over TLS with the CA of gateway.env.
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe-gw")
-    client.username_pw_set(gateway["SUITCASE_GATEWAY_USERNAME"], gateway["SUITCASE_GATEWAY_PASSWORD"])
-    client.tls_set(ca_certs=gateway["SUITCASE_GATEWAY_MQTT_CA_FILE"], cert_reqs=ssl.CERT_REQUIRED)
-    connected = threading.Event()
-    result: list[Any] = []
-
-    def on_connect(*args: Any) -> None:
-        result.append(args[3])
-        connected.set()
-
-    client.on_connect = on_connect
-    client.connect(gateway["SUITCASE_GATEWAY_MQTT_HOST"], int(gateway["SUITCASE_GATEWAY_MQTT_PORT"]))
-    client.loop_start()
-    try:
-        assert connected.wait(10) and not result[0].is_failure
-    finally:
-        client.loop_stop()
-        client.disconnect()
+    with tls_session(
+        gateway["SUITCASE_GATEWAY_MQTT_HOST"], int(gateway["SUITCASE_GATEWAY_MQTT_PORT"]),
+        gateway["SUITCASE_GATEWAY_USERNAME"], gateway["SUITCASE_GATEWAY_PASSWORD"],
+        gateway["SUITCASE_GATEWAY_MQTT_CA_FILE"], client_id="probe-gw",
+    ) as (_client, accepted):  # fmt: skip
+        assert accepted
 
 
 def test_supervisor_restarts_a_killed_service(stack: Layout) -> None:
