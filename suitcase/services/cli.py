@@ -118,9 +118,10 @@ def status(config_dir: ConfigDir = Path("/etc/suitcase")) -> None:
     if layout is None:
         raise _fail(SuitcaseError(f"no stack in {config_dir}: run `suitcase services up`"))
     states = stack_status(layout)
+    shown = {True: "up", False: "DOWN", None: "not checked (run as root: it reads secrets.yaml)"}
     for state in states:
-        typer.echo(f"{state.name:<10} {state.address:<22} {'up' if state.listening else 'DOWN'}")
-    if not all(s.listening for s in states):
+        typer.echo(f"{state.name:<10} {state.address:<22} {shown[state.listening]}")
+    if any(s.listening is False for s in states):
         raise typer.Exit(3)
 
 

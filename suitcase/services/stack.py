@@ -379,11 +379,11 @@ def down(layout: Layout, *, use_systemd: bool | None = None) -> bool:
 
 @dataclass(frozen=True)
 class ServiceState:
-    """One service's state, as ``status`` shows it."""
+    """One service's state, as ``status`` shows it (``listening`` None: could not be checked)."""
 
     name: str
     address: str
-    listening: bool
+    listening: bool | None
 
 
 def status(layout: Layout) -> list[ServiceState]:
@@ -414,7 +414,12 @@ def _accounts_state(layout: Layout) -> ServiceState:
     address = f"{layout.mqtt_host or layout.hostname}:{layout.ports.mqtt_tls} (MQTT)"
     try:
         password = str(yaml.safe_load(layout.secrets_file.read_text())["mqtt_server"])
+    except PermissionError:  # the server's password is root's: not checked, not down
+        return ServiceState(ACCOUNTS_SERVICE, address, None)
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return ServiceState(ACCOUNTS_SERVICE, address, False)
+    try:
         wait_accounts(layout, password, timeout=5.0)
-    except (OSError, yaml.YAMLError, KeyError, TypeError, SuitcaseError):
+    except SuitcaseError:
         return ServiceState(ACCOUNTS_SERVICE, address, False)
     return ServiceState(ACCOUNTS_SERVICE, address, True)

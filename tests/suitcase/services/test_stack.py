@@ -249,3 +249,36 @@ def test_cli_up_refusal_exits_2_with_the_reason(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert f"0.0.0.0:{layout.ports.mqtt_tls} for mosquitto" in result.output
     assert not layout.config_dir.exists()
+
+
+def test_status_of_the_accounts_service_without_a_stack_or_without_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that `status` reports the accounts service down when nothing answers it, and as not
+    checked (not down: exit 0 if the rest is up) when secrets.yaml, which holds the server's
+    password it asks with, is not readable (not root)."""
+    from typer.testing import CliRunner
+
+    from suitcase.services import stack as stack_module
+    from suitcase.services.cli import app
+
+    layout = new_layout(tmp_path)
+    layout.secrets_file.parent.mkdir(parents=True)
+    layout.secrets_file.write_text("mqtt_server: a-password\n")
+    assert status(layout)[3].listening is False  # no broker: refused at once, no wait
+
+    real = Path.read_text
+
+    def root_only(path: Path, *args: Any, **kwargs: Any) -> str:
+        if path == layout.secrets_file:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", root_only)
+    accounts = stack_module._accounts_state(layout)
+    assert (accounts.name, accounts.listening) == ("accounts", None)
+    broker = stack_module.ServiceState("mosquitto", "x:1", True)
+    monkeypatch.setattr(stack_module, "status", lambda _layout: [broker, accounts])
+    monkeypatch.setattr("suitcase.services.cli.load_layout", lambda _dir: layout)
+    shown = CliRunner().invoke(app, ["status", "--config-dir", str(tmp_path)])
+    assert shown.exit_code == 0 and "not checked (run as root" in shown.output, shown.output
