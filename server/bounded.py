@@ -7,14 +7,18 @@ contract); the cache stays per replica: a cached figure may differ by up to its 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 __all__ = ["RateLimiter", "TtlCache"]
 
 V = TypeVar("V")
+
+log = logging.getLogger(__name__)
 
 
 class RateLimiter:
@@ -59,40 +63,108 @@ class RateLimiter:
 class TtlCache(Generic[V]):
     """Values computed once per key and reused for ``ttl_s``; at most ``max_entries`` kept.
 
-    ``ttl_s`` 0 turns the cache off (every call computes).
+    ``ttl_s`` 0 turns the cache off (every call computes). With ``stale_s`` and a ``refresh`` given
+    to :meth:`get`, a value past ``ttl_s`` but younger than ``ttl_s + stale_s`` is still returned
+    while ``refresh`` computes its successor in the background (one at a time per key), so a value
+    read often is never computed while someone waits for it.
+
+    Args:
+        ttl_s: how long a value is fresh.
+        clock: seconds now (monotonic, or injected).
+        max_entries: values kept; the least recently used go first.
+        stale_s: how long past ``ttl_s`` a value may be returned while its successor is computed.
+        background: runs a refresh (default: one worker thread of this cache's, so a store that
+            keeps a connection per thread keeps one for it); tests may run it where they like.
     """
 
-    def __init__(self, ttl_s: float, clock: Callable[[], float], max_entries: int = 512) -> None:
-        self.ttl_s, self.max_entries = ttl_s, max_entries
+    def __init__(
+        self,
+        ttl_s: float,
+        clock: Callable[[], float],
+        max_entries: int = 512,
+        *,
+        stale_s: float = 0.0,
+        background: Callable[[Callable[[], None]], object] | None = None,
+    ) -> None:
+        self.ttl_s, self.max_entries, self.stale_s = ttl_s, max_entries, stale_s
         self._clock = clock
+        self._worker: ThreadPoolExecutor | None = None
+        self._background = background or self._in_worker
         self._entries: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
+        self._refreshing: set[Hashable] = set()
+        self._generation = 0  # bumped by clear(): a value computed before it is not kept
         self.hits = self.misses = 0
 
-    def get(self, key: Hashable, compute: Callable[[], V]) -> V:
-        """The cached value of ``key``, or ``compute()`` stored for next time."""
+    def get(self, key: Hashable, compute: Callable[[], V], refresh: Callable[[], V] | None = None) -> V:
+        """The cached value of ``key``, or ``compute()`` stored for next time.
+
+        ``refresh`` computes a successor in the background (it must not use what ``compute``
+        borrows from the caller, such as its database session).
+        """
         if self.ttl_s <= 0:
             return compute()
         now = self._clock()
+        start = False
         with self._lock:
             found = self._entries.get(key)
-            if found is not None and found[0] > now:
+            generation = self._generation
+            fresh = found is not None and found[0] > now
+            stale_ok = found is not None and refresh is not None and found[0] + self.stale_s > now
+            if found is not None and (fresh or stale_ok):
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return found[1]
-            self.misses += 1
+                if not fresh and key not in self._refreshing:
+                    self._refreshing.add(key)
+                    start = True
+            else:
+                self.misses += 1
+                found = None
+        if found is not None:
+            if start and refresh is not None:
+                self._background(lambda: self._refresh(key, refresh, generation))
+            return found[1]
         value = compute()  # outside the lock: a slow figure does not hold up the others
+        self._keep(key, value, now, generation)
+        return value
+
+    def _refresh(self, key: Hashable, refresh: Callable[[], V], generation: int) -> None:
+        try:
+            started = self._clock()
+            self._keep(key, refresh(), started, generation)
+        except Exception:  # the stale value stays until it is too old, then a caller computes
+            log.exception("cache refresh failed", extra={"key": repr(key)})
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def _keep(self, key: Hashable, value: V, computed_at: float, generation: int) -> None:
         with self._lock:
-            self._entries[key] = (now + self.ttl_s, value)
+            if generation != self._generation:  # cleared while it was computed: maybe out of date
+                return
+            self._entries[key] = (computed_at + self.ttl_s, value)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
-        return value
 
     def clear(self) -> None:
-        """Forget every value: the next ``get`` of any key computes."""
+        """Forget every value, and any being computed: the next ``get`` of any key computes."""
         with self._lock:
             self._entries.clear()
+            self._generation += 1
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def _in_worker(self, work: Callable[[], None]) -> None:
+        with self._lock:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="cache-refresh")
+            self._worker.submit(work)
+
+    def close(self) -> None:
+        """Stop the refresh worker (a refresh under way finishes first)."""
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown(wait=True)

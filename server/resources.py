@@ -60,11 +60,13 @@ class Resources:
     changes: SeriesChanges = field(default_factory=SeriesChanges)
     # Per replica: the fleet page's index of every device, (domain time built, entries) per set of
     # organisations; expires on a monotonic clock (the domain clock may stand still in tests),
-    # cleared when a request changes the registry (server.api.deps.get_session).
+    # cleared when a request changes the registry (server.api.deps.get_session); past its age, and
+    # for up to fleet_cache_stale_s more, pages show it while a new one is read in the background.
     fleet_index: TtlCache[Any] = field(default_factory=lambda: TtlCache(0.0, time.monotonic, 64))
 
     def close(self) -> None:
         """Close the broker admin client, the store and the registry engine."""
+        self.fleet_index.close()  # its refresh reads the store: stopped first
         if self.broker is not None:
             self.broker.close()
         self.store.close()
@@ -134,5 +136,7 @@ def open_resources(
         outbound=OutboundPolicy.from_settings(settings.outbound_allow),
         exports=SharedRateLimiter(engine, settings.export_per_min, clock),
         figures=TtlCache(settings.public_cache_s, clock),
-        fleet_index=TtlCache(settings.fleet_cache_ttl_s, monotonic, 64),
+        fleet_index=TtlCache(
+            settings.fleet_cache_ttl_s, monotonic, 64, stale_s=settings.fleet_cache_stale_ttl_s
+        ),
     )

@@ -146,6 +146,13 @@ class ServerSettings(BaseSettings):
         "reused per organisation, on a monotonic clock; the page says how old its counts are; 0: never; "
         "default: 10 in production, 0 in development",
     )
+    fleet_cache_stale_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="how long past fleet_cache_s the fleet page still shows its index (saying how old) "
+        "while a new one is read in the background, so a page viewed or polled at least that often "
+        "never waits for the read of every device; default: fleet_cache_s in production, 0 in development",
+    )
     map_tiles_url: str = Field(
         default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
         description="map tiles of the pages (OpenStreetMap); empty: no tiles, an offline outline map",
@@ -172,6 +179,13 @@ class ServerSettings(BaseSettings):
         if self.fleet_cache_s is not None:
             return self.fleet_cache_s
         return 10.0 if self.environment == "production" else 0.0
+
+    @property
+    def fleet_cache_stale_ttl_s(self) -> float:
+        """How long past its age the fleet page's index is shown while a new one is read."""
+        if self.fleet_cache_stale_s is not None:
+            return self.fleet_cache_stale_s
+        return self.fleet_cache_ttl_s if self.environment == "production" else 0.0
 
     @property
     def reads_open(self) -> bool:

@@ -129,3 +129,30 @@ def test_cache_clear_forgets_every_value() -> None:
     cache.clear()
     assert len(cache) == 0
     assert [cache.get(k, lambda: calls.append(1) or len(calls)) for k in "ab"] == [3, 4]
+
+
+def test_cache_shows_a_stale_value_while_its_successor_is_computed() -> None:
+    """Test that with ``stale_s``, a value past its TTL is still returned while one refresh at a
+    time computes its successor in the background, that past ``ttl_s + stale_s`` the caller
+    computes, that without a ``refresh`` nothing stale is returned, and that a refresh started
+    before a ``clear`` is not kept (it may predate the change that cleared the cache)."""
+    clock = Clock(0.0)
+    jobs: list[Any] = []
+    cache: TtlCache[str] = TtlCache(10.0, clock, stale_s=10.0, background=jobs.append)
+    assert cache.get("k", lambda: "first", lambda: "refreshed") == "first"
+    clock.now = 15.0
+    assert cache.get("k", lambda: "computed", lambda: "refreshed") == "first"
+    assert cache.get("k", lambda: "computed", lambda: "refreshed") == "first"
+    assert len(jobs) == 1  # one refresh at a time
+    assert cache.get("k", lambda: "computed") == "computed"  # no refresh given: never stale
+    clock.now = 30.0  # "computed" was kept at 15: shown until 35, the refresh still under way
+    assert cache.get("k", lambda: "x", lambda: "refreshed") == "computed" and len(jobs) == 1
+    jobs.pop(0)()  # it ends: kept as of when it started (30)
+    assert cache.get("k", lambda: "x", lambda: "y") == "refreshed"
+    clock.now = 41.0
+    assert cache.get("k", lambda: "x", lambda: "late") == "refreshed"
+    cache.clear()
+    jobs.pop(0)()  # started before the clear: dropped
+    assert cache.get("k", lambda: "after the clear", lambda: "y") == "after the clear"
+    clock.now = 1000.0  # too old to show: computed while the caller waits
+    assert cache.get("k", lambda: "waited", lambda: "y") == "waited" and jobs == []

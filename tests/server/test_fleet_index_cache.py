@@ -19,6 +19,7 @@ from server.tables import DeviceRow, OrganisationRow, UserRow
 from tests.server.data import NOW
 from tests.server.test_fleet_page import _count, fleet  # noqa: F401  (the fixture)
 from tests.server.web_world import Clock
+from tests.waiting import wait_until
 
 TTL = 5.0
 
@@ -34,11 +35,19 @@ def cache_ttl() -> float:
 
 
 @pytest.fixture
+def cache_stale() -> float:
+    return 0.0
+
+
+@pytest.fixture
 def closed_client(
-    closed_settings: ServerSettings, store: Any, monotonic: Clock, cache_ttl: float
+    closed_settings: ServerSettings, store: Any, monotonic: Clock, cache_ttl: float, cache_stale: float
 ) -> Iterator[TestClient]:
-    """The closed server, its fleet index kept ``cache_ttl`` s on ``monotonic``."""
-    settings = closed_settings.model_copy(update={"fleet_cache_s": cache_ttl})
+    """The closed server, its fleet index kept ``cache_ttl`` s on ``monotonic`` (and shown
+    ``cache_stale`` s more while the next is read)."""
+    settings = closed_settings.model_copy(
+        update={"fleet_cache_s": cache_ttl, "fleet_cache_stale_s": cache_stale}
+    )
     with TestClient(create_app(settings, clock=lambda: NOW, monotonic=monotonic)) as test_client:
         yield test_client
 
@@ -74,6 +83,27 @@ def test_index_is_reused_until_its_monotonic_clock_runs_out(
     assert _count(closed_client.get("/fleet/live").text, "total") == total
     monotonic.now += 1.0
     assert _count(closed_client.get("/fleet").text, "total") == total + 1
+
+
+@pytest.mark.parametrize("cache_stale", [TTL])
+@pytest.mark.usefixtures("fleet")
+def test_a_stale_index_is_shown_while_the_next_is_read(closed_client: TestClient, monotonic: Clock) -> None:
+    """Test that past ``fleet_cache_s``, within ``fleet_cache_stale_s``, a page shows the index it
+    has (its counts as of then) and the next index is read in the background, shown once read;
+    and that past both, the page waits for a new one."""
+    resources = _resources(closed_client)
+    total = _count(closed_client.get("/fleet").text, "total")
+    _enrol(resources.engine, "a-late-device")
+    monotonic.now += TTL + 1.0
+    assert _count(closed_client.get("/fleet").text, "total") == total  # shown while read anew
+    wait_until(
+        lambda: _count(closed_client.get("/fleet/live").text, "total") == total + 1,
+        what="the index read in the background",
+    )
+    _enrol(resources.engine, "a-later-device")
+    monotonic.now += 2 * TTL + 1.0  # past the index's age and the time it may be shown after
+    assert _count(closed_client.get("/fleet").text, "total") == total + 2
+    assert ServerSettings(environment="development").fleet_cache_stale_ttl_s == 0.0
 
 
 @pytest.mark.parametrize("cache_ttl", [0.0])

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from gateway.store import Reader
 from server.api.auth import Principal, PrincipalDep
 from server.api.deps import ClockDep, ResourcesDep, SessionDep, SettingsDep, StoreDep
-from server.bounded import TtlCache
+from server.resources import Resources
 from server.settings import ServerSettings
 from server.tables import (
     AgentReleaseRow,
@@ -198,6 +198,10 @@ class Filters:
     page: int = 1
     size: int = PAGE_SIZE
 
+    def view_key(self) -> tuple[str, str, str, str]:
+        """What picks and orders the entries (before the search and the page)."""
+        return (self.org, self.state, self.problem, self.sort)
+
     def keep(self, entry: Entry) -> bool:
         if self.org and entry.org != self.org:
             return False
@@ -239,6 +243,20 @@ class _Index:
     versions: list[tuple[str, int]]
     present: frozenset[str]  # organisations with devices
     registered: frozenset[str]
+    # Filters.view_key() -> the entries it keeps, in its order: each filter and sort walks the
+    # 10,000 entries once per index, not once per page (a page is then a slice).
+    views: dict[tuple[str, str, str, str], list[Entry]] = field(default_factory=dict)
+
+    def view(self, filters: Filters) -> list[Entry]:
+        """The entries ``filters`` keeps, in its order (the search ``q`` aside); never changed."""
+        key = filters.view_key()
+        found = self.views.get(key)
+        if found is None:
+            if len(self.views) >= 64:  # every combination of the page's choices is fewer
+                self.views.clear()
+            kept = self.entries if key[:3] == ("", "", "") else [e for e in self.entries if filters.keep(e)]
+            found = self.views[key] = filters.order(kept)
+        return found
 
     @classmethod
     def of(cls, every: list[Entry], now: float) -> _Index:
@@ -268,26 +286,34 @@ def _context(
     principal: Principal,
     now: float,
     filters: Filters,
-    cache: TtlCache[Any],
+    resources: Resources,
 ) -> dict[str, Any]:
     t = Translator(pick_language(request))
     orgs = _visible_orgs(session, principal)
     slugs = {i: o.slug for i, o in orgs.items()}
-    # Reused for a few seconds (fleet_cache_s): at 10,000 devices the index is most of the page.
-    # Kept as (when built, entries), so the page says how old its counts are.
+    cache = resources.fleet_index
+
+    def build(session: Session, now: float) -> _Index:
+        return _Index.of(fleet_index(session, store, slugs, settings.stale_after_s, now), now)
+
+    def refresh() -> _Index:  # in the cache's worker, after this request: its own session
+        with Session(resources.engine) as own:
+            return build(own, resources.clock())
+
+    # Reused for a few seconds (fleet_cache_s): at 10,000 devices the index is most of the page;
+    # past that, shown while the next one is read (fleet_cache_stale_s). Kept with the time it was
+    # read, so the page says how old its counts are.
     index: _Index = cache.get(
-        (tuple(sorted(slugs.items())), settings.stale_after_s),
-        lambda: _Index.of(fleet_index(session, store, slugs, settings.stale_after_s, now), now),
+        (tuple(sorted(slugs.items())), settings.stale_after_s), lambda: build(session, now), refresh
     )
-    every = index.entries
-    shown = [e for e in every if filters.keep(e)]
+    shown = index.view(filters)
     if filters.q.strip():
         found = matching(session, shown, filters.q, _org_names(session))
         shown = [e for e in shown if e.device in found]
     pages = max(1, -(-len(shown) // filters.size))
     filters.page = min(max(1, filters.page), pages)
     first = (filters.page - 1) * filters.size
-    page = filters.order(shown)[first : first + filters.size]
+    page = shown[first : first + filters.size]
     view = []
     for r in fleet_rows(session, orgs, page, now):
         tz = org_zone(settings, r.org)
@@ -397,7 +423,7 @@ def fleet_page(
     if principal.kind != "user":
         return login_redirect(request)
     filters = _filters(org, state, problem, q, sort, page, size)
-    context = _context(request, session, store, settings, principal, clock(), filters, resources.fleet_index)
+    context = _context(request, session, store, settings, principal, clock(), filters, resources)
     context["config"] = {"live": f"/fleet/live?{filters.query()}", "poll_ms": poll_ms}
     if principal.global_admin:  # they start agent rollouts from here
         context["releases"] = [
@@ -434,6 +460,6 @@ def fleet_live(
         principal,
         clock(),
         _filters(org, state, problem, q, sort, page, size),
-        resources.fleet_index,
+        resources,
     )
     return render(request, "_fleet_live.html", context, principal=principal)
