@@ -343,31 +343,40 @@ class InfluxQLReader:
         statements = plan_windows(
             db, measurement, conditions, start, end, every, now=self.clock(), tiers=self._tiers(db)
         )
+        if not statements:
+            return []
         answers = self._query(statements)
-        if len(answers) == 1:  # the usual chart: one point per window
-            out = [
-                Window(org, device, tags["sensor"], name, t / 1e9, int(n), total / n, float(low), float(high))
-                for name, tags, rows in self._rows(answers)
-                for t, n, total, low, high in rows
-                if n
-            ]
-        else:
-            parts: dict[tuple[str, str, int], list[float]] = {}
-            for name, tags, rows in self._rows(answers):
-                for t, n, total, low, high in rows:
-                    if not n:
-                        continue
-                    into = parts.get((name, tags["sensor"], t))
+        # A window may come in parts from two statements (where the tiers read meet): the few rows
+        # of the smaller answers are added to the largest's (a chart's one point per window).
+        main = max(range(len(answers)), key=lambda i: sum(len(s["values"]) for s in answers[i]))
+        extra: dict[tuple[str, str, int], list[float]] = {}
+        for name, tags, rows in self._rows(answers[:main] + answers[main + 1 :]):
+            for t, n, total, low, high in rows:
+                if n:
+                    into = extra.get((name, tags["sensor"], t))
                     if into is None:
-                        parts[name, tags["sensor"], t] = [n, total, low, high]
+                        extra[name, tags["sensor"], t] = [n, total, low, high]
                     else:
                         into[0] += n
                         into[1] += total
                         into[2], into[3] = min(into[2], low), max(into[3], high)
-            out = [
-                Window(org, device, sensor, name, t / 1e9, int(n), total / n, float(low), float(high))
-                for (name, sensor, t), (n, total, low, high) in parts.items()
-            ]
+        out = []
+        for name, tags, rows in self._rows(answers[main : main + 1]):
+            sensor = tags["sensor"]
+            for t, n, total, low, high in rows:
+                if not n:
+                    continue
+                more = extra.pop((name, sensor, t), None) if extra else None
+                if more is not None:
+                    n, total = n + more[0], total + more[1]
+                    low, high = min(low, more[2]), max(high, more[3])
+                out.append(
+                    Window(org, device, sensor, name, t / 1e9, int(n), total / n, float(low), float(high))
+                )
+        out.extend(
+            Window(org, device, sensor, name, t / 1e9, int(n), total / n, float(low), float(high))
+            for (name, sensor, t), (n, total, low, high) in extra.items()
+        )
         out.sort(key=lambda w: (w.start, w.sensor, w.quantity))
         return out
 

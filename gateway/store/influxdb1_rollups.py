@@ -289,8 +289,10 @@ def plan_windows(
       from the minute tier, and the last :data:`FRESH_S` from the raw readings;
     - ``every`` that no tier divides is read from the raw readings.
     """
-    usable = sorted(w for w in tiers if w in _TIER and every % w == 0)
     statements: list[str] = []
+    if end <= start:
+        return statements
+    usable = sorted(w for w in tiers if w in _TIER and every % w == 0)
 
     def read(width: int | None, lo: float, hi: float) -> None:
         where = f" WHERE {conditions} AND time >= {_ns(lo)} AND time < {_ns(hi)}"
@@ -554,8 +556,10 @@ class InfluxDB1Rollups:
         are computed from them (5, 15 min from the minutes, 3 h, 12 h, 1 d from the hours) over
         the time the older tier's shards span, a week at a time, finest first.
         """
-        if not had:
-            return []  # a new database: nothing to compute from (--backfill-days reads raw readings)
+        if not had or len(had) == len(TIERS):
+            # A new database: nothing to compute from (--backfill-days reads raw readings); or
+            # an up-to-date one: nothing to compute.
+            return []
         shards = self._shard_spans(db)
         # Per tier, the time its history spans: a new tier's is that of the tier it is computed from.
         spans = {w: shards.get(ROLLUP_POLICIES[w]) for w in had}
