@@ -7,6 +7,8 @@ interleaved, so a busy machine slows both alike::
     mkdir -p /tmp/old && git archive 9620f82 | tar -x -C /tmp/old
     .venv/bin/python -m benchmarks.ab_charts /tmp/old --rounds 6
 
+``--same-files`` compares against a tree that reads the current schema (main before a change).
+
 Each tree runs in its own process (``PYTHONPATH`` = that tree, this venv), serving
 ``GET /api/v1/deployments/{id}/chart`` (10 quantities, ``points=1000``) through FastAPI's
 TestClient as ``bench_server`` does. The data sets are ``bench_server``'s: 7 days at 1 Hz and one
@@ -370,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="more chart ranges on the data sets, e.g. '7d=1h,6h,24h;1y=24h,3d,90d' (h or d)",
     )
+    parser.add_argument(
+        "--same-files",
+        action="store_true",
+        help="the old tree reads the same files as this one (a tree of schema version 2, e.g. main "
+        "before a change), not the copies marked version 1 that 9620f82 reads",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=float, default=float(os.environ.get("SUITCASE_BENCH_SCALE", "1")))
     args = parser.parse_args(argv)
@@ -379,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.old is None:
         parser.error(f"name the other tree: git archive {BEFORE_STORE_WORK} | tar -x -C /tmp/old")
     data = fill(args.data / f"scale-{args.scale:g}", args.scale)
+    if args.same_files:
+        data = {name: (path, path, span) for name, (path, _, span) in data.items()}
     for group in filter(None, args.spans.split(";")):
         of, _, labels = group.partition("=")
         for label in labels.split(","):

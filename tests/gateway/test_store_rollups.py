@@ -122,7 +122,8 @@ def test_windows_read_one_by_one_or_grouped_by_a_sort_are_the_same(
     raw_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Test that windows read one index seek at a time (up to ``_WINDOW_INDEX_MAX`` windows per
-    read) and beyond it (grouped with a sort) are the same, from the readings and the rollups."""
+    read) and beyond it (grouped with a sort) are the same, from the readings and from the rollups
+    (2, 5 and 10 rows per window)."""
     import gateway.store.sqlite as sqlite_store
 
     store, _ = raw_store
@@ -130,12 +131,14 @@ def test_windows_read_one_by_one_or_grouped_by_a_sort_are_the_same(
         (T0 + 0.5, T0 + 2 * 3600 + 0.25, 7.0),
         (T0 - 30, T0 + 3 * 3600, 120.0),
         (T0 + 61, T0 + 9000, 600.0),
+        (T0 + 61, T0 + 3 * 3600, 1500.0),
+        (T0 - 30, T0 + 3 * 3600, 3000.0),
     ]
     seeks = [store.windows("o", "pi", *case) for case in cases]
+    assert all(len(found) > 3 for found in seeks)
     monkeypatch.setattr(sqlite_store, "_WINDOW_INDEX_MAX", 3)
     with SqliteStore(store.path) as grouped:  # a new connection: its window_index is empty
         assert [grouped.windows("o", "pi", *case) for case in cases] == seeks
-    assert all(len(found) > 3 for found in seeks)
 
 
 def test_a_year_of_hourly_windows_reads_the_hour_rollups(tmp_path: Path) -> None:
@@ -193,7 +196,7 @@ def test_every_rollup_width_equals_the_readings(tmp_path: Path) -> None:
             if i == 800:
                 store.refresh_rollups()  # later writes re-dirty minutes, hours and days
         end = recs[-1].time + 1
-        for every in (*ROLLUP_WIDTHS, 600.0, 1800.0, 7200.0, 21_600.0, 172_800.0):
+        for every in (*ROLLUP_WIDTHS, 600.0, 1800.0, 3000.0, 7200.0, 21_600.0, 36_000.0, 172_800.0):
             got = store.windows("o", "pi", d0, end, every)
             want: dict[float, list[float]] = {}
             for r in recs:
