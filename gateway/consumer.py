@@ -657,11 +657,16 @@ class Gateway:
 
     def _hand_over(self, batch: _Batch) -> bool:
         """Give ``batch`` to the flusher, waiting while it writes the one before; False if stopping."""
+        members = self._members
         while not self._stopping.is_set():
             try:
                 self._ready.put(batch, timeout=0.1)
                 return True
             except queue.Full:
+                # A slow or absent store: alive all the same, so the lease is renewed (else every
+                # member would adopt the others' sessions through the outage).
+                if members is not None:
+                    members.tick()
                 continue
         return False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from gateway.store import SqliteStore
 from kits.errors import SuitcaseError
 from kits.wire import Record, build_topic, encode_pack
 from suitcase.broker import MosquittoBroker
+from tests.gateway.gwtools import FlakyStore
 from tests.services.mosquitto import STACK_GATEWAY
 from tests.waiting import wait_until
 
@@ -268,3 +270,61 @@ def test_a_member_gone_without_its_will_is_adopted_once_its_lease_runs_out(
 def _pack(i: int) -> tuple[str, bytes]:
     record = Record("city", f"d{i}", "bme280", "temperature", float(i), time.time())
     return build_topic("city", f"d{i}", "telemetry"), encode_pack([record])
+
+
+@pytest.mark.mosquitto
+def test_a_member_waiting_on_its_store_keeps_renewing_its_lease(
+    mosquitto: MosquittoBroker, store: FlakyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that a gateway whose store blocks (down for longer than the lease) still renews its
+    record: it is alive and holds its session, so no other member may adopt it meanwhile."""
+    monkeypatch.setattr(
+        consumer, "GroupMembership", functools.partial(GroupMembership, heartbeat_s=0.2, lease_s=1.0)
+    )
+    renewals: list[bytes] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="watcher")
+    watcher.on_message = lambda _c, _u, message: renewals.append(bytes(message.payload))
+    watcher.connect(mosquitto.host, mosquitto.port)
+    watcher.loop_start()
+    watcher.subscribe("suitcase/gateways/pool/gw-slow", qos=0)
+    gateway = Gateway(
+        store, host=mosquitto.host, port=mosquitto.port, client_id="gw-slow", group="pool", batch_age_s=0.05
+    )
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pi")
+    sender.connect(mosquitto.host, mosquitto.port)
+    sender.loop_start()
+    try:
+        with gateway:
+            gateway.wait_subscribed()
+            store.gate.clear()  # the store stops answering: writes block
+            sent = 0
+
+            def decoder_waits_on_the_store() -> bool:
+                # One batch in the store's write, one handed over, the decoder waiting with the next
+                # (in _hand_over: seen in its thread's stack); until then, another reading.
+                nonlocal sent
+                worker = gateway._worker
+                frame = sys._current_frames().get(worker.ident or 0) if worker is not None else None
+                while frame is not None:
+                    if frame.f_code.co_name == "_hand_over":
+                        return True
+                    frame = frame.f_back
+                topic, payload = _pack(sent)
+                sender.publish(topic, payload, qos=1).wait_for_publish(10)
+                sent += 1
+                return False
+
+            wait_until(
+                decoder_waits_on_the_store, timeout=60, what="the decoder waiting on the store", every=0.2
+            )
+            seen = len(renewals)
+            wait_until(lambda: len(renewals) >= seen + 5, timeout=60, what="renewals while the store blocks")
+            assert set(renewals) == {UP}
+            store.gate.set()
+            wait_until(lambda: store.count_readings() == sent, timeout=60, what="the readings written after")
+    finally:
+        store.gate.set()
+        sender.loop_stop()
+        sender.disconnect()
+        watcher.loop_stop()
+        watcher.disconnect()
