@@ -4,6 +4,7 @@ the sink's late folding and ``suitcase gateway retention``), SQLite and a real I
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -601,5 +602,38 @@ def test_influxdb1_older_database_is_read_then_upgraded(influxd: InfluxD, tmp_pa
             _same_windows(reader.windows("o", "pi", start, now, every), windows)
         again = runner.invoke(app, ["retention", "show", "--store", influxd.sink_url])
         assert "older version" not in again.output
+    finally:
+        reader.close()
+
+
+@pytest.mark.influxdb
+def test_influxdb1_reader_reads_a_tier_only_where_its_query_has_run(influxd: InfluxD, tmp_path: Path) -> None:
+    """Test that the reader takes a tier's windows only where the continuous queries' schedule has
+    completed them (each tier :func:`settle_s` behind, as influxd would leave them), and the newer
+    windows from the minute tier and the raw readings: every width's windows up to now equal the
+    embedded store's, with the coarse tiers hours behind the raw readings."""
+    now = time.time()
+    start = now - 2 * DAY
+    records = _readings("o", "pi", start, now, 97.0)
+    tool = rollups_of(influxd.sink_url)
+    tool.apply(parse_retention("orgs: {o: {}}"), now)
+    InfluxDB1Sink(influxd.host, influxd.port, clock=lambda: 0.0).write(records)  # nothing folded
+    day = start - start % DAY
+    for tier in TIERS:  # finest first, each as far as its query would have run by now
+        ready = math.floor((now - settle_s(tier.width)) / tier.width) * tier.width
+        where = f" WHERE time >= {int(day * 1e9)} AND time < {int(ready * 1e9)}"
+        influxd.query(aggregate_select("suitcase_o", "autogen", tier.width, where, tier.source), "suitcase_o")
+    newest = max(t for t in _rollup(influxd, "suitcase_o", "rollup_1d", "pi"))
+    assert newest < now - DAY - settle_s(86400) + 1  # the day tier lags: today's window is not in it
+    reader = open_reader(influxd.sink_url)
+    reader.clock = lambda: now  # type: ignore[attr-defined]
+    try:
+        with SqliteStore(tmp_path / "s.db") as lite:
+            lite.write(records)
+            for every in (*ROLLUP_WIDTHS, 7200.0, 2 * DAY):
+                _same_windows(
+                    reader.windows("o", "pi", start + 1234.5, now, every),
+                    lite.windows("o", "pi", start + 1234.5, now, every),
+                )
     finally:
         reader.close()
