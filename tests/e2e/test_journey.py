@@ -385,4 +385,5 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
     target = Path(os.environ.get("SUITCASE_JOURNEY_TIMINGS", tmp_path / "journey-timings.txt"))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(console.export_text(), encoding="utf-8")
-    assert time.monotonic() - steps.started < 120
+    # How long it took is the table's figure, not asserted: each step waits on its own event with
+    # its own bound (a bound on the total would fail a loaded machine, not the product).
