@@ -412,8 +412,12 @@ class Gateway:
         try:
             self._session.start()
         except MqttTlsError as exc:
+            self._close_sinks()
             raise GatewayError(str(exc)) from exc
         except OSError as exc:
+            # A sink may write from a child process: left open, the command that gave up waited
+            # for it at exit, forever, instead of exiting with the reason.
+            self._close_sinks()
             raise GatewayError(
                 f"cannot reach the MQTT broker at {self.host}:{self.port} ({exc}): "
                 "check that it runs and the host and port are right"
@@ -538,15 +542,18 @@ class Gateway:
         while not self._queue.empty():
             self._taken += len(self._queue.get_nowait()[2])
         if not worker.is_alive() and not flusher.is_alive():
-            for sink in self.sinks:
-                try:
-                    sink.close()
-                except Exception as exc:  # closing must not hide the stop
-                    log.warning("closing sink %s failed: %s", sink.name, exc)
-            self._opened = False
+            self._close_sinks()
         log.info("gateway %s stopped: %s", self.client_id, self.stats)
         if self._fatal is not None:
             raise self._fatal
+
+    def _close_sinks(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # closing must not hide the stop
+                log.warning("closing sink %s failed: %s", sink.name, exc)
+        self._opened = False
 
     def __enter__(self) -> Gateway:
         self.start()

@@ -35,6 +35,30 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path: Path) -> None:
         assert message in result.output
 
 
+def test_run_without_a_broker_exits_instead_of_hanging(tmp_path: Path) -> None:
+    """Test that `suitcase gateway run` with no broker to reach exits with code 2 and the reason: it
+    printed the reason and then hung at exit, waiting for its store writer's child process."""
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from suitcase.cli import main; main()",
+            "gateway",
+            "run",
+            "--sink",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "--mqtt-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert process.returncode == 2, process.stderr
+    assert "cannot reach the MQTT broker" in process.stderr
+    assert "Traceback" not in process.stderr
+
+
 def test_run_writes_readings_and_stops_on_sigterm(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
     """Test that `gateway run` (configured by environment) writes readings and exits 0 on SIGTERM,
     printing plain lines when its output is not a terminal."""
