@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import operator
 import re
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -63,9 +64,26 @@ __all__ = ["InfluxQLReader", "from_url", "from_v2_url"]
 _log = logging.getLogger(__name__)
 
 _Series = tuple[str, dict[str, str], list[list[Any]]]  # measurement, tags, rows
+_WINDOW_ORDER = operator.attrgetter("start", "sensor", "quantity")
 
 # Devices per statement of latest(): a regex alternation, kept well below the URL/body limits.
 _KEYS_PER_STATEMENT = 500
+
+
+def _json_loads() -> Callable[[bytes], Any]:
+    """orjson's loads where installed (the gateway extra), else the standard library's.
+
+    A year-long chart's answer is ~7,300 rows: orjson parses it ~3x faster, which counts on a
+    loaded server (InfluxDB's JSON is strict RFC 8259, so both parse it alike).
+    """
+    try:
+        from orjson import loads
+    except ImportError:
+        return json.loads
+    return loads
+
+
+_loads = _json_loads()
 
 
 def _quote(text: str) -> str:
@@ -152,7 +170,7 @@ class InfluxQLReader:
                 f"InfluxDB at {self.http.base} answered HTTP {status} to a query: {body[:300]!r}"
             )
         try:
-            results = json.loads(body).get("results", [])
+            results = _loads(body).get("results", [])
         except ValueError as exc:
             raise StoreError(
                 f"InfluxDB at {self.http.base} answered a query with no JSON: {body[:200]!r}"
@@ -377,7 +395,7 @@ class InfluxQLReader:
             Window(org, device, sensor, name, t / 1e9, int(n), total / n, float(low), float(high))
             for (name, sensor, t), (n, total, low, high) in extra.items()
         )
-        out.sort(key=lambda w: (w.start, w.sensor, w.quantity))
+        out.sort(key=_WINDOW_ORDER)
         return out
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
