@@ -12,10 +12,11 @@ import sys
 from typing import Any
 
 import typer
+from rich.markup import escape as markup_escape
 
 import kits
 
-__all__ = ["COMMANDS", "PARTS", "build_app", "main"]
+__all__ = ["COMMANDS", "EXTRAS", "PARTS", "build_app", "main", "missing_library"]
 
 # name -> (module:attribute of its typer app, one-line help shown by `suitcase --help`)
 PARTS: dict[str, tuple[str, str]] = {
@@ -37,9 +38,86 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The extra a command's libraries come with, where the installed metadata does not say.
+EXTRAS: dict[str, str] = {
+    "edge": "edge",
+    "gateway": "gateway",
+    "server": "server",
+    "dashboards": "dashboards",
+    "kit": "server",
+    "services": "gateway,server",
+    "broker": "gateway,server",
+    "demo": "demo",
+    "simulate": "demo",
+}
+OURS = ("kits", "edge", "gateway", "server", "dashboards", "suitcase", "deploy")
+
+
 def _load(target: str) -> Any:
     module, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module), attribute)
+
+
+def _extra_for(library: str, command: str | None) -> str:
+    """The smallest of our extras that installs ``library`` (a module name), else the command's."""
+    import importlib.metadata
+    import re
+
+    def normal(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    wanted = normal(library)
+    try:
+        requires = importlib.metadata.requires("iot-suitcase") or []
+    except importlib.metadata.PackageNotFoundError:
+        requires = []
+    found: list[str] = []
+    for line in requires:
+        name = normal(re.split(r"[\s<>=!~;\[]", line, maxsplit=1)[0])
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", line)
+        if (
+            extra
+            and extra.group(1) not in ("all", "dev")
+            and (name == wanted or name.startswith(wanted + "-"))
+        ):
+            found.append(extra.group(1))
+    default = EXTRAS.get(command or "", "")
+    if default in found or not found:
+        return default or "demo"
+    return found[0]
+
+
+def missing_library(exc: ModuleNotFoundError, command: str | None) -> str | None:
+    """What to tell a person whose install lacks a library ``command`` imports; None if it is ours."""
+    library = (exc.name or "").split(".")[0]
+    if not library or library in OURS:
+        return None
+    where = f"`suitcase {command}`" if command else "this command"
+    return (
+        f"{where} needs the Python library {library!r}, which this install lacks: install the part's "
+        f"extra, pip install 'iot-suitcase[{_extra_for(library, command)}]' (the base install is the "
+        "CLI and the contract only)"
+    )
+
+
+def _not_here(name: str) -> str:
+    # escaped: the help is rich markup, where [server] would be a tag and vanish
+    return markup_escape(f"(not installed here: pip install 'iot-suitcase[{EXTRAS[name]}]')")
+
+
+def _unavailable(name: str, exc: ModuleNotFoundError) -> typer.Typer:
+    """A stand-in for a part whose libraries are not installed: listed, and says what to install."""
+    message = missing_library(exc, name)
+    if message is None:
+        raise exc
+    stand_in = typer.Typer(invoke_without_command=True, add_completion=False)
+
+    @stand_in.callback()
+    def _explain() -> None:
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(code=2)
+
+    return stand_in
 
 
 def _version(value: bool) -> None:
@@ -74,14 +152,43 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
     only = wanted if wanted in PARTS or wanted in COMMANDS else None
     for name, (target, help_text) in PARTS.items():
         if only in (None, name):
-            root.add_typer(_load(target), name=name, help=help_text)
+            try:
+                part = _load(target)
+            except ModuleNotFoundError as exc:
+                if only is not None:
+                    raise
+                # `suitcase --help` on a Pi ([edge]): the other parts are listed with what to install
+                part = _unavailable(name, exc)
+                help_text = f"{help_text} {_not_here(name)}"
+            root.add_typer(part, name=name, help=help_text)
     for name, (target, help_text) in COMMANDS.items():
         if only in (None, name):
-            root.command(name, help=help_text)(_load(target))
+            try:
+                command = _load(target)
+            except ModuleNotFoundError as exc:
+                if only is not None:
+                    raise
+                stand_in = _unavailable(name, exc)
+                root.add_typer(
+                    stand_in,
+                    name=name,
+                    help=f"{help_text} {_not_here(name)}",
+                )
+                continue
+            root.command(name, help=help_text)(command)
     return root
 
 
 def main() -> None:
     """Entry point of the ``suitcase`` console script."""
     argv = sys.argv[1:]
-    build_app(argv)(args=argv, prog_name="suitcase")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    command = wanted if wanted in PARTS or wanted in COMMANDS else None
+    try:
+        build_app(argv)(args=argv, prog_name="suitcase")
+    except ModuleNotFoundError as exc:
+        message = missing_library(exc, command)
+        if message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
+        raise SystemExit(2) from None
