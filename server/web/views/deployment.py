@@ -35,7 +35,7 @@ from server.web.render import (
     render,
     unit_label,
 )
-from server.web.series import RANGES, chart_payload
+from server.web.series import RANGES, ChartJSONResponse, chart_payload
 
 __all__ = ["latest_of", "router"]
 
@@ -204,4 +204,4 @@ def deployment_series(
         session, store, row, now, range, t, tz=org_zone(settings, org.slug if org else None)
     )
     payload["latest"] = latest_of(session, store, settings, row, now, t, lang)
-    return JSONResponse(payload, headers={"Cache-Control": "no-store"})
+    return ChartJSONResponse(payload, headers={"Cache-Control": "no-store"})

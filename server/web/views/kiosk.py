@@ -21,7 +21,7 @@ from server.models import UseCaseRow
 from server.tables import DeploymentRow, OrganisationRow
 from server.web.i18n import Translator, pick_language
 from server.web.render import org_zone, render
-from server.web.series import chart_payload
+from server.web.series import ChartJSONResponse, chart_payload
 from server.web.views.deployment import latest_of
 
 __all__ = ["CHART_PRIORITY", "router"]
@@ -127,4 +127,4 @@ def kiosk_data(
                 "charts": charts["quantities"][:MAX_CHARTS],
             }
         )
-    return JSONResponse({"now": now, "deployments": out}, headers={"Cache-Control": "no-store"})
+    return ChartJSONResponse({"now": now, "deployments": out}, headers={"Cache-Control": "no-store"})

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
 from gateway.store import Reader, Window
@@ -53,7 +53,7 @@ from server.spans import DeviceSpan, device_spans
 from server.tables import DeploymentRow, OrganisationRow
 from server.web.i18n import Translator, pick_language
 from server.web.render import ago, fmt_number, local_time, org_zone, quantity_label, render, unit_label
-from server.web.series import chart_payload
+from server.web.series import ChartJSONResponse, chart_payload
 from server.web.views.deployment import not_found_page
 
 __all__ = ["DAYS_SHOWN", "PUBLIC_STALE_MIN_S", "hourly_series", "router", "station"]
@@ -419,4 +419,4 @@ def public_series(
 
     # Open to anyone, up to a year of data: computed at most once per public_cache_s.
     payload = resources.figures.get(("series", deployment_id, range, lang), compute)
-    return JSONResponse(payload, headers={"Cache-Control": "no-store"})
+    return ChartJSONResponse(payload, headers={"Cache-Control": "no-store"})
