@@ -123,11 +123,18 @@ def _key(rule: Rule) -> str:
     return json.dumps(rule.model_dump(mode="json", exclude_none=True), sort_keys=True)
 
 
-def derived_of(session: Session, deployment: DeploymentRow) -> Derived:
+def derived_of(
+    session: Session, deployment: DeploymentRow, spans: Sequence[DeviceSpan] | None = None
+) -> Derived:
     """Return the deployment's derivations: each device's newest config version's ``derived``
-    section, plus the use-case's parameter-free kinds."""
+    section, plus the use-case's parameter-free kinds.
+
+    ``spans`` are the deployment's :func:`~server.spans.device_spans` when the caller has them
+    already (a chart reads them too), so they are not read twice.
+    """
     assert deployment.id is not None
-    devices = list(dict.fromkeys(s.device for s in device_spans(session, deployment.id)))
+    found = device_spans(session, deployment.id) if spans is None else spans
+    devices = list(dict.fromkeys(s.device for s in found))
     case_row = session.get(UseCaseRow, deployment.use_case_id) if deployment.use_case_id else None
     case = case_row.use_case() if case_row is not None else None
     return _derived(case, devices, {device: current(session, device) for device in devices})

@@ -85,7 +85,7 @@ def chart_payload(
     span = RANGES.get(range_key, RANGES["24h"])
     start = now - span
     spans = device_spans(session, deployment.id)
-    derived = derived_of(session, deployment)
+    derived = derived_of(session, deployment, spans)
     reader = derived.reader(store, spans)
     series: list[Series] = downsample(reader, spans, start, now, points=MAX_POINTS)
     if derived.counts:

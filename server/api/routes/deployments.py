@@ -309,7 +309,7 @@ def deployment_readings(
     s, e = _range(start, end, clock(), 3600.0)
     out: list[dict[str, object]] = []
     spans = device_spans(session, deployment_id)
-    reader = derived_of(session, row).reader(store, spans) if view == "read" else store
+    reader = derived_of(session, row, spans).reader(store, spans) if view == "read" else store
     for org, device, span_from, span_to in spans:
         for record in iter_readings(
             reader, org, device, max(s, span_from), min(e, span_to), quantity=quantity
@@ -355,7 +355,7 @@ def deployment_chart(
     statistic: Statistic = "mean" if mode == "sample" else mode
     spans = device_spans(session, deployment_id)
     series = downsample(
-        derived_of(session, row).reader(store, spans),
+        derived_of(session, row, spans).reader(store, spans),
         spans,
         s,
         e,
