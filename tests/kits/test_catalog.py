@@ -155,3 +155,19 @@ def test_missing_file_says_so(tmp_path: Path) -> None:
     """Test that a missing config file is a ConfigError naming the path."""
     with pytest.raises(ConfigError, match="cannot read"):
         load_yaml_model(tmp_path / "nope.yaml", DeviceConfig)
+
+
+def test_threshold_labels_write_units_as_people_read_them() -> None:
+    """Test that the labels drawn on charts, the kiosk and the public pages write °C, % RH and µg/m³,
+    not the SenML codes the wire carries ("Comfort range high (24 Cel)" was on the kiosk)."""
+    import re
+
+    from server.web.render import UNIT_LABELS
+
+    codes = [code for code, shown in UNIT_LABELS.items() if shown and code != shown]
+    for case in load_catalog().use_cases.values():
+        for threshold in case.thresholds:
+            for code in codes:
+                assert not re.search(rf"(?<![\w/]){re.escape(code)}(?![\w/])", threshold.label), (
+                    f"{case.id}: threshold {threshold.label!r} writes {code!r}: write {UNIT_LABELS[code]!r}"
+                )
