@@ -70,22 +70,29 @@ class Timings:
     p50: float
     p99: float
     runs: int
+    cpu_p50: float = 0.0  # this process's CPU time during a call (all its threads)
+    cpu_p99: float = 0.0
+
+
+def _p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] if len(values) >= 100 else max(values)
 
 
 def timings(fn: Callable[[], object], budget_s: float = 20.0, most: int = 200) -> Timings:
-    """Time ``fn`` (after one warm-up) as often as ``budget_s`` allows, 5 to ``most`` times."""
+    """Time ``fn`` (after one warm-up) as often as ``budget_s`` allows, 5 to ``most`` times: wall
+    time, and this process's CPU time (on a loaded machine the wall time's tail is mostly the
+    wait for a core; the CPU time is what the call costs)."""
     started = time.perf_counter()
     fn()
     first = time.perf_counter() - started
     runs = max(5, min(most, int(budget_s / max(first, 1e-4))))
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
-        started = time.perf_counter()
+        started, used = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - started)
-    times.sort()
-    p99 = statistics.quantiles(times, n=100)[98] if runs >= 100 else times[-1]
-    return Timings(statistics.median(times), p99, runs)
+        cpu.append(time.process_time() - used)
+    return Timings(statistics.median(times), _p99(times), runs, statistics.median(cpu), _p99(cpu))
 
 
 def _registry(engine: Any, devices: int) -> None:
@@ -291,11 +298,15 @@ def _measure(name: str, store_url: str, folder: Path, devices: int) -> list[Figu
         ).fetchall()
     )
     conn.close()
-    print(f"  {name}, {devices:,} devices: bare registry page of 50 p99 {base.p99 * 1000:.2f} ms")
+    print(
+        f"  {name}, {devices:,} devices: bare registry page of 50 p99 {base.p99 * 1000:.2f} ms "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
     for what, t in measured.items():
         print(
             f"    {what}: p50 {t.p50 * 1000:.1f} ms, p99 {t.p99 * 1000:.1f} ms ({t.runs} runs), "
-            f"{t.p99 / base.p99:.0f}x the bare page"
+            f"{t.p99 / base.p99:.0f}x the bare page; CPU p50 {t.cpu_p50 * 1000:.1f} ms, "
+            f"p99 {t.cpu_p99 * 1000:.1f} ms"
         )
         figures.append(
             Figure(
