@@ -33,3 +33,22 @@ def test_openapi_lists_the_api_under_v1(client: TestClient) -> None:
         "/api/v1/dead-letters",
     }
     assert client.get("/docs").status_code == 200
+
+
+def test_the_live_page_links_only_to_pages_its_policy_lets_load(client: TestClient) -> None:
+    """Test that every page the live page links to loads its scripts and styles from the server
+    itself, as the Content-Security-Policy (`'self'`) requires: its "JSON API" link went to /docs,
+    whose Swagger UI comes from a CDN the policy blocks, so it was a blank page (offline too)."""
+    import re
+
+    html = client.get("/").text
+    links = {href for href in re.findall(r'href="(/[^"#]*)"', html) if not href.startswith("/static/")}
+    assert links, html
+    for href in links:
+        answer = client.get(href)
+        assert answer.status_code == 200, href
+        if "html" not in answer.headers.get("content-type", ""):
+            continue
+        assets = re.findall(r'<(?:script[^>]*\ssrc|link[^>]*\shref)="([^"]+)"', answer.text)
+        outside = [a for a in assets if re.match(r"^(https?:)?//", a)]
+        assert not outside, f"{href} loads {outside}, which the page's policy blocks"
