@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.influx.lines import SEEN_LOG_POLICY, seen_log_policy
 from kits.errors import ConfigError
 
 __all__ = [
@@ -151,8 +152,9 @@ def _quote(text: str) -> str:
 
 
 def apply_accounts(url: str, accounts: InfluxAccounts) -> bool:
-    """Create the admin, the databases, the gateway and server users and their grants; return whether
-    anything was created. Idempotent: existing users keep their passwords (set again to the stack's).
+    """Create the admin, the databases (and the meta database's ``seen_log`` retention policy), the
+    gateway and server users and their grants; return whether anything was created. Idempotent:
+    existing users keep their passwords (set again to the stack's).
 
     The first admin may be created without credentials (InfluxDB allows it while no user exists).
     """
@@ -172,6 +174,12 @@ def apply_accounts(url: str, accounts: InfluxAccounts) -> bool:
         if database not in names:
             influx_query(url, f'CREATE DATABASE "{database}"', admin)
             created = True
+    # The sinks' log of devices seen (gateway/store/influxdb1_seen.py): the gateway's user may not
+    # make it (create_databases=false); without it servers read every device seen on each read.
+    policies = influx_query(url, f'SHOW RETENTION POLICIES ON "{META_DATABASE}"', admin)
+    if SEEN_LOG_POLICY not in {row[0] for s in policies for row in s.get("values", [])}:
+        influx_query(url, seen_log_policy(META_DATABASE), admin)
+        created = True
     for (user, password), privilege in ((accounts.gateway, "ALL"), (accounts.server, "READ")):
         if user not in users:
             influx_query(url, f'CREATE USER "{user}" WITH PASSWORD {_quote(password)}', admin)

@@ -98,6 +98,10 @@ def test_accounts_have_least_privilege(stack: Layout) -> None:
     assert [r.value for r in reader.latest()] == [21.5]
     secrets, _ = load_or_make_secrets(stack.secrets_file)
     url = f"http://{stack.bind}:{stack.ports.influx_http}"
+    # The gateway's user (no right to create) wrote the log of devices seen that `up` made room for.
+    admin = ("suitcase_admin", secrets.influx_admin)
+    log = '"suitcase"."seen_log"."devices_seen_log"'
+    assert influx_query(url, f'SELECT count("readings") FROM {log}', admin)[0]["values"][0][1] == 1
     with pytest.raises(Exception, match="not authorized"):
         influx_query(url, f'DROP DATABASE "{READINGS_DATABASE}"', ("suitcase_server", secrets.influx_server))
     with pytest.raises(Exception, match="not authorized"):
