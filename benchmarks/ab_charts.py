@@ -161,6 +161,7 @@ def _worker(spec: dict[str, Any]) -> None:
         print(json.dumps([wall, cpu]), flush=True)
     for client in stack:
         client.__exit__(None, None, None)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def fill(store_dir: Path, scale: float) -> dict[str, tuple[Path, Path, int]]:
