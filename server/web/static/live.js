@@ -28,14 +28,33 @@
   // Size the y axis to its longest tick label (uPlot's fixed default clips "1,013.25").
   function axisWidth(u, values, axisIdx, cycleNum) {
     const axis = u.axes[axisIdx];
-    if (cycleNum > 1) return axis._size;
     let size = axis.ticks.size + axis.gap;
     const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), "");
     if (longest !== "") {
       u.ctx.font = axis.font[0];
       size += u.ctx.measureText(longest).width / devicePixelRatio;
     }
-    return Math.ceil(size) + 4;
+    // A later layout cycle may only widen it: its labels are the ones drawn, and returning the
+    // first cycle's size (uPlot's example) clipped "29.25" when they grew; never narrowing lets the
+    // cycles converge.
+    const wanted = Math.ceil(size) + 4;
+    return cycleNum > 1 ? Math.max(axis._size || 0, wanted) : wanted;
+  }
+
+  // The times just after each gap longer than 3 typical steps of ``times`` (sorted): a null there
+  // breaks the line, so a Pi that was away shows as a gap, not as a straight line across it
+  // ("gaps stay gaps", as on the deployment charts).
+  function gapMarks(times) {
+    const steps = [];
+    for (let i = 1; i < times.length; i++) steps.push(times[i] - times[i - 1]);
+    if (steps.length < 2) return [];
+    const typical = steps.slice().sort((a, b) => a - b)[Math.floor(steps.length / 2)];
+    if (!(typical > 0)) return [];
+    const marks = [];
+    for (let i = 1; i < times.length; i++) {
+      if (times[i] - times[i - 1] > 3 * typical) marks.push(times[i - 1] + typical);
+    }
+    return marks;
   }
 
   function el(tag, attrs = {}, ...children) {
@@ -196,13 +215,14 @@
           label: sensor,
           stroke: COLOURS[i % COLOURS.length],
           width: 2,
-          spanGaps: true,
+          spanGaps: false, // null breaks the line; undefined (another sensor's time) is joined
           points: { show: false },
           value: (u, v) => (v == null ? "–" : `${number(v)} ${q.unit}`),
         })),
       ],
     };
     const plot = new uPlot(opts, [[], ...sensors.map(() => [])], plotBox);
+    plotBox.uplot = plot; // for the browser tests, which check what is drawn
     chart = { figure, plot, key };
     entry.charts.set(name, chart);
     return chart;
@@ -220,8 +240,13 @@
     for (const [name, series] of groups) {
       const sensors = [...series.keys()].sort();
       const chart = chartFor(entry, name, sensors);
-      const times = [...new Set(sensors.flatMap((s) => [...series.get(s).keys()]))].sort((a, b) => a - b);
-      const data = [times, ...sensors.map((s) => times.map((t) => series.get(s).get(t) ?? null))];
+      const own = new Map(sensors.map((s) => [s, [...series.get(s).keys()].sort((a, b) => a - b)]));
+      const gaps = new Map(sensors.map((s) => [s, new Set(gapMarks(own.get(s)))]));
+      const times = [...new Set(sensors.flatMap((s) => [...own.get(s), ...gaps.get(s)]))].sort((a, b) => a - b);
+      const data = [
+        times,
+        ...sensors.map((s) => times.map((t) => (gaps.get(s).has(t) ? null : series.get(s).get(t)))),
+      ];
       chart.plot.setData(data);
     }
     for (const [name, chart] of entry.charts) {
