@@ -21,19 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from kits.errors import WireError
 from kits.wire import Status, parse_topic, subscription
 from server.resources import Clock
 from server.settings import ServerSettings
-from server.tables import DeviceRow, OrganisationRow
+from server.tables import DeviceCommandRow, DeviceRow, OrganisationRow
 from server.untrusted import load_json, safe_float, safe_int, safe_json, safe_text
 
 if TYPE_CHECKING:
     from server.device_commands import Dispatched
 
-__all__ = ["StatusListener", "apply_message"]
+__all__ = ["StatusListener", "apply_message", "refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +46,36 @@ def apply_message(session: Session, topic: str, payload: bytes, now: float, *, c
     Any payload is safe: what is not JSON, not the message's shape or not storable changes
     nothing (a field of meta that is, is kept; server/untrusted.py).
     """
+    return refusal(session, topic, payload, now, commit=commit) is None
+
+
+def refusal(session: Session, topic: str, payload: bytes, now: float, *, commit: bool = True) -> str | None:
+    """Apply one status or meta message as :func:`apply_message`; None when a device changed, else
+    why the message changed nothing (for the listener's log)."""
     try:
         parsed = parse_topic(topic)
     except WireError:
-        return False
+        return "not a suitcase topic"
     body = load_json(payload)
-    if parsed.kind not in ("status", "meta") or not isinstance(body, dict):
-        return False
+    if parsed.kind not in ("status", "meta"):
+        return f"not a status or meta topic ({parsed.kind})"
+    if not isinstance(body, dict):
+        return "not a JSON object"
     status: Status | None = None
     if parsed.kind == "status":
         try:
             status = Status.model_validate(body)
         except ValueError:
-            return False
+            return "not a status (state online/offline, since, agent)"
         if safe_float(status.since) is None:
-            return False
+            return "status since is not a finite time"
     device = session.get(DeviceRow, parsed.device)
     if device is None or device.revoked_at is not None:
-        return False
+        return "device not enrolled or revoked"
     org = session.get(OrganisationRow, device.org_id)
     if org is None or org.slug != parsed.org:
         log.warning("status/meta of a device under another organisation", extra={"topic": topic})
-        return False
+        return "device of another organisation"
     if status is not None:
         device.online = status.state == "online"
         device.status_since = status.since
@@ -79,7 +87,7 @@ def apply_message(session: Session, topic: str, payload: bytes, now: float, *, c
     session.add(device)
     if commit:
         session.commit()
-    return True
+    return None
 
 
 _LOGGED_FAILURES = 10
@@ -174,6 +182,7 @@ class StatusListener:
         self.clock = clock
         self.applied = 0
         self.failures = 0  # messages whose applying raised (bad messages are refused, not raised)
+        self.refused = 0  # status/meta that changed nothing: malformed, unknown device, wrong org
         self.subscribed = threading.Event()  # set once the broker has granted the subscriptions
         # This replica's name on the leases of the commands it dispatches (server.device_commands).
         self.owner = f"server-{secrets.token_hex(6)}"
@@ -297,17 +306,52 @@ class StatusListener:
             self._try(topic, payload)
 
     def _apply_states(self, states: list[tuple[str, bytes]]) -> tuple[int, list[str]]:
-        changed, online = 0, []
-        with Session(self.engine) as session:
+        """Apply status and meta in one transaction; return how many changed a device, and the
+        devices that came online with commands waiting for them.
+
+        The batch's devices and organisations are read in one query each, not one per message,
+        and written in one flush at the commit (autoflush off: a flush before each message's
+        lookup would write the rows one by one).
+        """
+        changed, online, refused = 0, [], []
+        with Session(self.engine, autoflush=False) as session:
+            loaded = self._load(session, states)  # noqa: F841  (kept: the session holds rows weakly)
             for topic, payload in states:
-                if apply_message(session, topic, payload, self.clock(), commit=False):
-                    changed += 1
-                    if topic.endswith("/status"):
-                        device = session.get(DeviceRow, topic.split("/")[3])
-                        if device is not None and device.online:
-                            online.append(device.id)
+                reason = refusal(session, topic, payload, self.clock(), commit=False)
+                if reason is not None:
+                    refused.append((topic, reason))
+                    continue
+                changed += 1
+                if topic.endswith("/status"):
+                    device = session.get(DeviceRow, topic.split("/")[3])
+                    if device is not None and device.online:
+                        online.append(device.id)
             session.commit()
-        return changed, online
+            for topic, reason in refused:  # once committed: a batch applied again one by one logs once
+                self._refused(topic, reason)
+            waiting = _with_waiting_commands(session, online, self.clock()) if online else set()
+        return changed, [device for device in online if device in waiting]
+
+    @staticmethod
+    def _load(session: Session, states: list[tuple[str, bytes]]) -> list[Any]:
+        """Read the devices the batch names, and their organisations, into the session."""
+        ids = {parts[3] for parts in (topic.split("/") for topic, _ in states) if len(parts) > 4}
+        if not ids:
+            return []
+        devices = list(session.exec(select(DeviceRow).where(col(DeviceRow.id).in_(ids))).all())
+        orgs = {device.org_id for device in devices}
+        return [
+            *devices,
+            *session.exec(select(OrganisationRow).where(col(OrganisationRow.id).in_(orgs))).all(),
+        ]
+
+    def _refused(self, topic: str, reason: str) -> None:
+        """Count and log (never a flood) a status or meta that changed nothing, with the reason."""
+        self.refused += 1
+        if self.refused <= _LOGGED_FAILURES or self.refused % 1000 == 0:
+            log.warning(
+                "status/meta refused (%d so far): %s", self.refused, reason, extra={"topic": topic[:200]}
+            )
 
     def _dispatch(self, devices: list[str]) -> None:
         """Send what waited for devices that came back online (each on its own)."""
@@ -405,12 +449,15 @@ class StatusListener:
                 if answered is not None and answered.name == "update":  # a rollout may offer its next ring
                     self._sweep_after(dispatch(self.engine, self, self.clock(), self.owner))
                 return answered is not None
-            changed = apply_message(session, topic, payload, self.clock())
-            if changed and topic.endswith("/status"):
+            reason = refusal(session, topic, payload, self.clock())
+            if reason is not None:
+                self._refused(topic, reason)
+                return False
+            if topic.endswith("/status"):
                 device = session.get(DeviceRow, topic.split("/")[3])
                 if device is not None and device.online:  # back online: send what waited
                     self._sweep_after(dispatch(self.engine, self, self.clock(), self.owner, device.id))
-            return changed
+            return True
 
     def wait_applied(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` messages have changed devices (for tests)."""
@@ -497,6 +544,21 @@ class StatusListener:
         if self._applier is not None:
             self._applier.join(10)
             self._applier = None
+
+
+def _with_waiting_commands(session: Session, devices: list[str], now: float) -> set[str]:
+    """Those of ``devices`` with queued, unexpired commands: one query for a batch, so a storm of
+    devices coming online costs no dispatch (a session and a query) per device."""
+    query = (
+        select(DeviceCommandRow.device_id)
+        .where(
+            col(DeviceCommandRow.state) == "queued",
+            col(DeviceCommandRow.expires_at) > now,
+            col(DeviceCommandRow.device_id).in_(set(devices)),
+        )
+        .distinct()
+    )
+    return set(session.exec(query).all())
 
 
 def _held_key(topic: str, payload: bytes) -> str:
