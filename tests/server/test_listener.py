@@ -4,6 +4,7 @@ without stopping the others, and nothing lost while the registry is slow."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -44,11 +45,10 @@ class Registry:
             return {row.id: (row.online, row.status_since) for row in rows}
 
 
-@pytest.fixture
-def registry(mosquitto: MosquittoBroker, tmp_path: Path) -> Iterator[Registry]:
+@contextlib.contextmanager
+def _registry(broker: MosquittoBroker, url: str, path: Path, tmp_path: Path) -> Iterator[Registry]:
     """A registry of 40 devices of an organisation of this test alone, and a listener on it."""
-    path = tmp_path / "registry.db"
-    engine = create_registry_engine(f"sqlite:///{path}")
+    engine = create_registry_engine(url)
     ensure_schema(engine, upgrade=True)
     org = f"lst{uuid.uuid4().hex[:8]}"
     devices = [f"{org}-d{i:02d}" for i in range(40)]
@@ -60,10 +60,10 @@ def registry(mosquitto: MosquittoBroker, tmp_path: Path) -> Iterator[Registry]:
         session.add_all(DeviceRow(id=d, org_id=row.id, registered_at=time.time()) for d in devices)
         session.commit()
     settings = ServerSettings(
-        registry_url=f"sqlite:///{path}",
+        registry_url=url,
         store=str(tmp_path / "store.db"),
-        mqtt_host=mosquitto.host,
-        mqtt_port=mosquitto.port,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
         command_sweep_s=0,
     )
     listener = StatusListener(settings, engine, time.time)
@@ -74,6 +74,25 @@ def registry(mosquitto: MosquittoBroker, tmp_path: Path) -> Iterator[Registry]:
     finally:
         listener.stop()
         engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def registry(
+    mosquitto: MosquittoBroker, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Registry]:
+    """The listener on a SQLite registry, and on a real PostgreSQL one."""
+    path = tmp_path / "registry.db"
+    url = request.getfixturevalue("postgres_db") if request.param == "postgres" else f"sqlite:///{path}"
+    with _registry(mosquitto, url, path, tmp_path) as registry:
+        yield registry
+
+
+@pytest.fixture
+def sqlite_registry(mosquitto: MosquittoBroker, tmp_path: Path) -> Iterator[Registry]:
+    """The listener on a SQLite registry (whose lock a test can hold)."""
+    path = tmp_path / "registry.db"
+    with _registry(mosquitto, f"sqlite:///{path}", path, tmp_path) as registry:
+        yield registry
 
 
 def _publish(broker: MosquittoBroker, messages: list[tuple[str, bytes]]) -> None:
@@ -146,28 +165,30 @@ def test_malformed_status_is_refused_and_logged_and_the_others_apply(
     assert registry.listener.failures == 0
 
 
-def test_no_status_is_lost_while_the_registry_is_slow(mosquitto: MosquittoBroker, registry: Registry) -> None:
+def test_no_status_is_lost_while_the_registry_is_slow(
+    mosquitto: MosquittoBroker, sqlite_registry: Registry
+) -> None:
     """Test that statuses arriving while another writer holds the SQLite registry locked are all
     applied, in order, once the lock is released."""
-    blocker = sqlite3.connect(registry.path, timeout=30)
+    blocker = sqlite3.connect(sqlite_registry.path, timeout=30)
     try:
         blocker.execute("BEGIN EXCLUSIVE")
         messages = [
-            (f"suitcase/v1/{registry.org}/{d}/status", _status(state, since))
+            (f"suitcase/v1/{sqlite_registry.org}/{d}/status", _status(state, since))
             for since, state in ((3_000.0, "online"), (3_001.0, "offline"), (3_002.0, "online"))
-            for d in registry.devices
+            for d in sqlite_registry.devices
         ]
         _publish(mosquitto, messages)  # acknowledged by the broker while the registry is locked
         # Read through the lock's own connection: the listener has written nothing yet.
         online = blocker.execute(
-            "SELECT count(*) FROM devices WHERE online AND id LIKE ?", (f"{registry.org}-%",)
+            "SELECT count(*) FROM devices WHERE online AND id LIKE ?", (f"{sqlite_registry.org}-%",)
         )
         assert online.fetchone() == (0,)
     finally:
         blocker.rollback()
         blocker.close()
     wait_until(
-        lambda: registry.states() == {d: (True, 3_002.0) for d in registry.devices},
+        lambda: sqlite_registry.states() == {d: (True, 3_002.0) for d in sqlite_registry.devices},
         90,
         "every status applied after the lock",
     )
