@@ -81,9 +81,17 @@
     const day = new Intl.DateTimeFormat(lang, { timeZone: tz, day: "numeric", month: "short" });
     return function (u, splits) {
       const span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+      let previous = null;
       return splits.map(function (ts) {
         const d = new Date(ts * 1e3);
-        return span > 2 * 86400 ? day.format(d) : time.format(d);
+        if (span < 86400) return time.format(d);
+        // Over days: the date where a day starts, the time between (ticks 12 h apart read
+        // "Nov 30, Nov 30, Dec 1", as if the axis repeated a day; daily ticks of 3 days read
+        // "00:00, 00:00, 00:00").
+        const today = day.format(d);
+        const label = today === previous ? time.format(d) : today;
+        previous = today;
+        return label;
       });
     };
   }
