@@ -174,6 +174,29 @@ def test_claim_label_qr_and_revocation(world: World) -> None:
     assert world.client.post("/api/v1/claims/poll", json={"claim_code": fresh}).json()["status"] == "pending"
 
 
+def test_a_pi_bound_to_another_kit_s_deployment_is_told_how_to_make_its_own(world: World) -> None:
+    """Test that binding a new kit's Pi to a deployment of another kit (all the claim page offers
+    before the new kit has a deployment) is refused naming both kits and how to make a deployment."""
+    new = world.ok("a-admin", "POST", "/kits", 201, json={"inventory_code": "NEW-1", "profile_id": "starter"})
+    old = world.ok("a-admin", "POST", "/kits", 201, json={"inventory_code": "OLD-1", "profile_id": "starter"})
+    deployment = world.ok(
+        "a-operator",
+        "POST",
+        "/deployments",
+        201,
+        json={"name": "hall", "lat": 1, "lon": 1, "kit_id": old["id"]},
+    )
+    answer = world.call(
+        "a-operator",
+        "POST",
+        "/claims/bind",
+        json={"claim_code": new["claim_codes"][0]["code"], "deployment_id": deployment["id"]},
+    )
+    assert answer.status_code == 409
+    detail = answer.json()["detail"]
+    assert "kit NEW-1" in detail and "uses kit OLD-1" in detail and "Deploy this" in detail, detail
+
+
 def test_open_data_export_streams_csv_senml_and_blurred_geojson(world: World, store: SqliteStore) -> None:
     """Test the exports: CSV with licence, SenML, GeoJSON of public deployments with blurred homes."""
     home = world.ok(

@@ -193,10 +193,14 @@ def bind(
     kit = session.get(KitRow, pi.kit_id)
     assert kit is not None and kit.id is not None and deployment.id is not None
     if deployment.kit_id is not None and deployment.kit_id != kit.id:
+        other = session.get(KitRow, deployment.kit_id)
+        # A new kit has no deployment yet: the page offered only other kits' (say how to make one).
         raise HTTPException(
             status_code=409,
-            detail=f"this Pi belongs to kit {kit.inventory_code}, not to the "
-            "deployment's kit: pick the deployment of this kit",
+            detail=f"this Pi belongs to kit {kit.inventory_code}, and deployment {deployment.name!r} "
+            f"uses kit {other.inventory_code if other is not None else deployment.kit_id}: pick a "
+            f"deployment of kit {kit.inventory_code}, or make one (Use-cases, 'Deploy this', kit "
+            f"{kit.inventory_code}) and confirm again",
         )
     from server.fleet import kit_org_ids, revoke_device
     from server.tables import DeviceRow
