@@ -28,6 +28,7 @@ from server.runner import ServerThread
 from server.settings import ServerSettings
 from tests.server.data import NOW
 from tests.server.web_world import PASSWORD, Clock, WebWorld, build_web_world, catalog_with_air, pm_readings
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -470,6 +471,29 @@ def test_keyboard_navigation_of_catalogue_and_public_page(context: Any, web: Web
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"/public/deployments/\d+$"))
     tab_to("a[href^='/use-cases/']")
+
+
+def test_kiosk_says_when_it_updated_in_the_zone_of_its_clock(browser: Any, web: Web) -> None:
+    """Test that the kiosk's "updated" time is in the deployment's zone, as its clock beside it: on a
+    laptop set to another zone the footer read "10:37 · updated 09:37:00"."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="America/New_York")
+    try:
+        page = ctx.new_page()
+        page.goto(f"{web.url}/kiosk?rotate_ms=600000#token={web.world.kiosk_token}")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+        def in_zone(selector: str) -> bool:  # within 2 minutes of the deployment's local time
+            found = re.search(r"(\d\d):(\d\d)", page.locator(selector).inner_text())
+            if found is None:
+                return False
+            local = datetime.now(TZ)
+            apart = abs(int(found.group(1)) * 60 + int(found.group(2)) - (local.hour * 60 + local.minute))
+            return min(apart, 1440 - apart) <= 2
+
+        # the clock ticks each second, "updated" at each refresh
+        wait_until(lambda: in_zone("#clock") and in_zone("#updated"), 10, "clock and 'updated' in Copenhagen")
+    finally:
+        ctx.close()
 
 
 def test_kiosk_rotates_500_times_without_heap_growth(browser: Any, web: Web, screenshot_dir: Path) -> None:

@@ -128,7 +128,9 @@
         updateSlide(slide, dep);
       });
       state.refreshes += 1;
-      document.getElementById("updated").textContent = msg.updated + " " + new Date().toLocaleTimeString(document.documentElement.lang, { hourCycle: "h23" });
+      // In the zone the clock beside it shows (the deployment's), not the browser's.
+      const shown = state.slides[Math.max(state.current, 0)];
+      document.getElementById("updated").textContent = msg.updated + " " + new Date().toLocaleTimeString(document.documentElement.lang, { timeZone: shown ? shown.dep.tz : undefined, hourCycle: "h23" });
       if (state.current < 0) show(0);
       document.body.dataset.ready = "true";
     } catch (e) { /* keep showing the last data */ }
