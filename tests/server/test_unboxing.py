@@ -14,6 +14,12 @@ from tests.server.data import NOW
 from tests.server.world import PASSWORD, World
 
 
+def _details(world: World, kit_id: int, pi: int = 1) -> dict[str, str]:
+    reply = world.client.get(f"/kits/{kit_id}/unboxing/status", headers=world.as_("a-operator"))
+    entry: dict[str, Any] = next(p for p in reply.json()["pis"] if p["pi_index"] == pi)
+    return {s["key"]: s["detail"] for s in entry["steps"]}
+
+
 def _steps(world: World, kit_id: int, pi: int = 1) -> dict[str, str]:
     reply = world.client.get(f"/kits/{kit_id}/unboxing/status", headers=world.as_("a-operator"))
     assert reply.status_code == 200, reply.text
@@ -61,6 +67,7 @@ def test_the_checklist_goes_green_step_by_step(world: World, store: SqliteStore)
 
     store.write([Record("city-a", bound["device_id"], "bme280", "temperature", 21.5, NOW)])
     assert set(_steps(world, kit["id"]).values()) == {"ok"}
+    assert _details(world, kit["id"])["reading"] == "bme280/temperature 21.5 °C"  # with its unit
     assert set(_steps(world, kit["id"], pi=2).values()) == {"todo"}
 
 

@@ -22,7 +22,7 @@ from server.api.deps import ClockDep, SessionDep, StoreDep
 from server.api.routes.kits import get_kit
 from server.models import KitProfileRow
 from server.tables import DeviceRow, KitPiRow, KitRow
-from server.web.render import login_redirect, render
+from server.web.render import login_redirect, render, unit_label
 
 __all__ = ["router", "unboxing_status"]
 
@@ -38,6 +38,11 @@ def _step(key: str, label: str, ok: bool | None, detail: str = "") -> Step:
         "state": "ok" if ok else "wait" if ok is None else "todo",
         "detail": detail,
     }
+
+
+def _unit(quantity: str) -> str:
+    unit = unit_label(quantity)
+    return f" {unit}" if unit else ""
 
 
 def _plausible(quantity: str, value: float) -> bool:
@@ -108,7 +113,7 @@ def unboxing_status(session: Session, store: Reader, kit: KitRow) -> dict[str, A
                 "reading",
                 "First plausible reading",
                 bool(plausible),
-                ", ".join(f"{r.sensor}/{r.quantity} {r.value:.4g}" for r in plausible[:3]),
+                ", ".join(f"{r.sensor}/{r.quantity} {r.value:.4g}{_unit(r.quantity)}" for r in plausible[:3]),
             )
         )
         count = seen[device.id].readings if device is not None and device.id in seen else 0
