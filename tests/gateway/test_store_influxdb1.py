@@ -8,12 +8,14 @@ is checked against answers computed from the records themselves.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.influx.http import HttpClient
 from gateway.store import DeadLetter, DeviceSeen, SqliteStore, StoreError, open_reader
 from gateway.store.influxdb1 import InfluxQLReader
 from kits.errors import ConfigError
@@ -271,3 +273,66 @@ def test_influxdb_windows_read_the_rollups_and_outlive_the_raw_readings(
     old = now - FRESH_S - 3600
     assert [w for w in after if w.start < old] == [w for w in before if w.start < old] != []
     reader.close()
+
+
+def _reference_windows(answers: list[list[dict[str, Any]]]) -> list[tuple[Any, ...]]:
+    """Each window's parts from every statement added up, ordered by (start, sensor, quantity)."""
+    parts: dict[tuple[float, str, str], list[float]] = {}
+    for answer in answers:
+        for s in answer:
+            for t, n, total, low, high in s["values"]:
+                if not n:
+                    continue
+                key = (t / 1e9, s["tags"]["sensor"], s["name"])
+                if key in parts:
+                    old = parts[key]
+                    parts[key] = [old[0] + n, old[1] + total, min(old[2], low), max(old[3], high)]
+                else:
+                    parts[key] = [n, total, low, high]
+    return [
+        ("o", "d", sensor, name, start, n, total / n, low, high)
+        for (start, sensor, name), (n, total, low, high) in sorted(parts.items())
+    ]
+
+
+def test_influxdb_windows_add_up_the_parts_of_a_window_from_every_statement() -> None:
+    """Test that the reader's windows are each window's parts from all of its statements' answers
+    added up, ordered by (start, sensor, quantity), whatever the answers hold: empty answers, a
+    window only in a smaller answer, a zero count, rows not in time order, a series in one answer
+    only. The answers are made here as influxd's JSON would parse (a fixture, no influxd: the
+    cases a real server gives only at rare instants, e.g. where the tiers read meet)."""
+    rng = random.Random(12)
+    reader = InfluxQLReader(HttpClient("127.0.0.1", 1, what="InfluxDB", error=StoreError), database="x")
+    reader._tiers = lambda db: (60,)  # type: ignore[method-assign]
+    for case in range(300):
+        answers: list[list[dict[str, Any]]] = []
+        for _ in range(rng.randint(1, 3)):
+            answer = []
+            for sensor in rng.sample(["a", "b", "c"], rng.randint(0, 3)):
+                for name in rng.sample(["co2", "humidity", "temperature"], rng.randint(1, 3)):
+                    times = sorted(rng.sample(range(0, 40), rng.randint(0, 12)))
+                    if case % 5 == 0:
+                        rng.shuffle(times)  # not in time order
+                    rows = [
+                        [
+                            t * 60_000_000_000,
+                            n,
+                            n * rng.uniform(-5, 30),
+                            rng.randint(-5, 10),
+                            rng.uniform(10, 30),
+                        ]
+                        for t in times
+                        for n in [rng.choice([0, 1, 2, 60])]
+                    ]
+                    answer.append({"name": name, "tags": {"sensor": sensor}, "values": rows})
+            answers.append(answer)
+        expected = _reference_windows(answers)
+        reader._query = lambda statements, answers=answers, **_: answers  # type: ignore[method-assign]
+        got = reader.windows("o", "d", 0, 2400, 60)
+        assert [w[:6] for w in got] == [e[:6] for e in expected], case
+        assert all(
+            math.isclose(a, b)
+            for w, e in zip(got, expected, strict=True)
+            for a, b in zip(w[6:], e[6:], strict=True)
+        ), case
+        assert all(type(w.min) is float and type(w.count) is int for w in got)
