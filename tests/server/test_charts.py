@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.store import ROLLUP_WIDTHS
-from server.charts import bucket_width
+from gateway.store import ROLLUP_WIDTHS, Reader, Window
+from server.charts import bucket_width, downsample
+from server.spans import DeviceSpan
 
 
 @given(
@@ -35,3 +37,48 @@ def test_the_page_ranges_read_a_few_rollup_rows_per_point() -> None:
     assert widths == {"24h": 120.0, "7d": 900.0, "30d": 3600.0}  # 2 minute rollups, 1, 1
     assert bucket_width(365 * days, 1000) == 43_200.0
     assert bucket_width(3600.0, 1000) == 4.0  # an hour: from the readings
+
+
+class _Windows:
+    """A store's read side answering the given windows (what any backend returns, made here)."""
+
+    def __init__(self, windows: list[Window]) -> None:
+        self.answer = windows
+
+    def windows(self, *args: object, **kwargs: object) -> list[Window]:
+        return self.answer
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b"]), min_size=1, max_size=2, unique=True),
+    st.lists(st.sampled_from(["co2", "temperature", "passes"]), min_size=1, max_size=3, unique=True),
+    st.integers(1, 6),
+    st.sets(st.integers(0, 30), max_size=4),
+)
+def test_downsample_draws_each_series_whole_with_or_without_gaps(
+    sensors: list[str], quantities: list[str], starts: int, missing: set[int]
+) -> None:
+    """Test that each drawn series holds its windows' values oldest first, whether every series has
+    every window (read by stride) or some windows are missing (read one by one)."""
+    windows = [
+        Window("o", "d", s, q, 3600.0 * i, 2, 10.0 + i, 1.0, 20.0 + i)
+        for i in range(starts)
+        for s in sensors
+        for q in quantities
+    ]
+    windows = [w for n, w in enumerate(windows) if n not in missing]
+    drawn = downsample(
+        cast(Reader, _Windows(windows)), [DeviceSpan("o", "d", 0.0, math.inf)], 0.0, 3600.0 * 10, points=12
+    )
+    expected = {
+        (s, q): [
+            (w.start, w.mean * 2 if q == "passes" else w.mean)
+            for w in windows
+            if (w.sensor, w.quantity) == (s, q)
+        ]
+        for s in sensors
+        for q in quantities
+    }
+    assert {(x.sensor, x.quantity): list(zip(x.times, x.values, strict=True)) for x in drawn} == {
+        k: v for k, v in expected.items() if v
+    }
