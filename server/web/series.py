@@ -118,6 +118,10 @@ def chart_payload(
                 "label": quantity_label(q, t),
                 "unit": unit_label(q),
                 "thresholds": lines.get(q, []),
+                # The range asked for: the x axis spans it, so 15 minutes of readings under
+                # "Last 7 days" read as 15 minutes, not as a week's trend.
+                "start": start,
+                "end": now,
                 "series": grouped[q],
                 "headline": derived.is_headline(q),
                 "derived": q in DERIVED_QUANTITIES,

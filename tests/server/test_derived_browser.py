@@ -55,6 +55,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Town]]
         yield url, town
 
 
+def _x_span(plot: Any) -> float:
+    """Seconds the chart's x axis spans, as the chart says on its element."""
+    expect(plot).to_have_attribute("data-x-max", re.compile(r"^\d"))
+    return float(plot.get_attribute("data-x-max") or "nan") - float(plot.get_attribute("data-x-min") or "nan")
+
+
 def _context(browser: Any, url: str, *, login: bool = True) -> Any:
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     if login:
@@ -87,6 +93,7 @@ def test_pages_read_derived_first_and_raw_a_click_away(
         expect(raw).to_be_visible()
         expect(page.locator('#raw-charts figure[data-quantity="distance"] canvas')).to_have_count(1)
         expect(page.locator("#export-raw")).to_have_attribute("href", re.compile("view=raw"))
+        assert _x_span(page.locator('#charts figure[data-quantity="fill_level"] .plot')) >= 6 * 3600
         page.wait_for_timeout(300)
         page.screenshot(path=str(screenshot_dir / "derived-bin.png"), full_page=True)
         assert axe(page) == []
@@ -130,6 +137,8 @@ def test_pages_read_derived_first_and_raw_a_click_away(
         charts = page.locator(".station .charts").first
         expect(charts.locator('figure[data-quantity="power_a0"] canvas')).to_have_count(1)
         expect(page.locator('.raw-charts figure[data-quantity="voltage_a0"]')).to_be_hidden()
+        # "Last 7 days" spans 7 days, however few hours have readings.
+        assert _x_span(charts.locator('figure[data-quantity="power_a0"] .plot')) >= 7 * 86400
         page.screenshot(path=str(screenshot_dir / "derived-public.png"), full_page=True)
         assert axe(page) == []
         assert errors == []

@@ -152,15 +152,36 @@
       const el = this.el;
       const o = options(block, s[0], s[1], this.opts);
       // The y axis's lower end, for tests and scripts reading the page (counts must start at zero).
-      o.hooks = { setScale: [function (u, key) { if (key === "y") el.dataset.yMin = String(u.scales.y.min); }] };
+      // The axes' ends, for tests and scripts reading the page (counts must start at zero; the x
+      // axis spans the range asked for).
+      o.hooks = { setScale: [function (u, key) {
+        if (key === "y") el.dataset.yMin = String(u.scales.y.min);
+        if (key === "x") { el.dataset.xMin = String(u.scales.x.min); el.dataset.xMax = String(u.scales.x.max); }
+      }] };
       this.plot = new uPlot(o, data, this.el);
       this.key = key;
       const canvas = this.el.querySelector("canvas");
       if (canvas) { canvas.setAttribute("role", "img"); canvas.setAttribute("aria-label", block.label); }
     }
-    // One point in time (a day's count on its first day): half a day each side, not the span of
-    // years uPlot gives a lone time.
-    if (data[0].length === 1) this.plot.setScale("x", { min: data[0][0] - 43200, max: data[0][0] + 43200 });
+    // The x axis spans the range asked for (block.start..end), not only the times with readings:
+    // a quarter of an hour of readings in a 7-day chart is drawn as a quarter of an hour. Without a
+    // range, one point in time (a day's count on its first day) gets half a day each side, not
+    // the span of years uPlot gives a lone time.
+    const times = data[0];
+    if (typeof block.start === "number" && typeof block.end === "number" && block.end > block.start) {
+      let lo = block.start;
+      let hi = block.end;
+      if (times.length) {
+        // Bars (sums per hour or day) stand on their window's start: half a window each side
+        // keeps the first and last whole (a day's bar begins before a 24-hour range does).
+        const half = block.summed ? (times.length > 1 ? times[1] - times[0] : 86400) / 2 : 0;
+        lo = Math.min(lo, times[0] - half);
+        hi = Math.max(hi, times[times.length - 1] + half);
+      }
+      this.plot.setScale("x", { min: lo, max: hi });
+    } else if (times.length === 1) {
+      this.plot.setScale("x", { min: times[0] - 43200, max: times[0] + 43200 });
+    }
     this.el.dataset.points = String(data[0].length);
   };
   Chart.prototype.destroy = function () {
