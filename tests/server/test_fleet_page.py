@@ -58,7 +58,13 @@ def fleet(closed_client: TestClient, store: Any) -> dict[str, Any]:
     with a calibration due), 5 devices only seen in the store; city B: 3 devices. Logged in as
     city A's viewer."""
     engine = closed_client.app.state.resources.engine  # type: ignore[attr-defined]
-    expect: dict[str, Any] = {"online": set(), "unhealthy": set(), "backlog": set(), "calibration": set()}
+    expect: dict[str, Any] = {
+        "online": set(),
+        "unhealthy": set(),
+        "backlog": set(),
+        "calibration": set(),
+        "silent": set(),
+    }
     records: list[Record] = []
     with Session(engine) as session:
         orgs = [OrganisationRow(slug=f"city-{x}", name=f"City {x.upper()}", created_at=NOW) for x in "ab"]
@@ -130,6 +136,8 @@ def fleet(closed_client: TestClient, store: Any) -> dict[str, Any]:
             )
             if not silent and not said_offline:
                 expect["online"].add(device)
+            if silent and not said_offline:  # its Pi says it is connected, but no reading comes
+                expect["silent"].add(device)
             if i % 11 == 0:
                 expect["unhealthy"].add(device)
             if i % 7 == 0:
@@ -181,6 +189,7 @@ def test_pages_hold_every_device_once_in_order(closed_client: TestClient, fleet:
         assert _count(html, "unhealthy") == len(fleet["unhealthy"])
         assert _count(html, "backlog") == len(fleet["backlog"])
         assert _count(html, "calibration") == len(fleet["calibration"])
+        assert _count(html, "silent") == len(fleet["silent"])
 
 
 def test_filters_page_their_devices(closed_client: TestClient, fleet: dict[str, Any]) -> None:
@@ -192,11 +201,15 @@ def test_filters_page_their_devices(closed_client: TestClient, fleet: dict[str, 
         ({"problem": "unhealthy"}, "unhealthy"),
         ({"problem": "backlog"}, "backlog"),
         ({"problem": "calibration"}, "calibration"),
+        ({"problem": "silent"}, "silent"),
     ):
         wanted = set(fleet["all"]) - fleet["online"] if key == "offline" else fleet[key]
         pages = _pages(closed_client, **params)
         assert [d for p in pages for d in p] == sorted(wanted), params
         assert all(len(p) == 50 for p in pages[:-1]), params
+    # A Pi that says it is connected but sends nothing says so in its row, beside "Offline".
+    html = closed_client.get("/fleet", params={"problem": "silent"}).text
+    assert html.count('class="small muted silent"') == len(_rows(html)) > 0
 
 
 def test_search_finds_devices_by_id_deployment_kit_and_loan(

@@ -59,6 +59,7 @@ class FleetRow:
     online: bool
     last_seen: float | None
     backlog: int | None
+    connected: bool = False  # its agent says it is connected (with ``online`` False: no readings)
     sensors: list[dict[str, Any]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     healthy: bool | None = None
@@ -160,6 +161,7 @@ def fleet_rows(
             online=entry.online,
             last_seen=entry.last_seen,
             backlog=entry.backlog,
+            connected=entry.connected,
             healthy=entry.healthy,
             calibration=entry.calibration,
             calibration_due_at=entry.calibration_due_at,
@@ -212,6 +214,8 @@ class Filters:
         if self.problem == "unhealthy" and entry.healthy is not False:
             return False
         if self.problem == "calibration" and entry.calibration not in ("due", "soon"):
+            return False
+        if self.problem == "silent" and not (entry.connected and not entry.online):
             return False
         return not (self.problem == "backlog" and not entry.backlog)
 
@@ -271,6 +275,7 @@ class _Index:
                 "unhealthy": sum(e.healthy is False for e in every),
                 "calibration": sum(e.calibration in ("due", "soon") for e in every),
                 "backlog": sum(bool(e.backlog) for e in every),
+                "silent": sum(e.connected and not e.online for e in every),
             },
             versions=sorted(versions.items(), key=lambda kv: kv[0], reverse=True),
             present=frozenset(e.org for e in every),
@@ -388,7 +393,7 @@ def _filters(
     return Filters(
         org=org,
         state=state if state in ("online", "offline") else "",
-        problem=problem if problem in ("unhealthy", "calibration", "backlog") else "",
+        problem=problem if problem in ("unhealthy", "silent", "calibration", "backlog") else "",
         q=q[:100],
         sort=sort if sort in SORTS else "",
         page=page,

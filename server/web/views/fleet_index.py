@@ -43,6 +43,9 @@ class Entry:
     calibration_due_at: float | None = None
     kit_id: int | None = None
     agent_version: str | None = None
+    # Its agent's retained status says it is connected: with ``online`` False, the Pi is up but no
+    # reading arrives (a sensor, its wiring or the agent's reading loop, not the power or network).
+    connected: bool = False
 
 
 def calibration_state(due_at: float | None, now: float) -> str:
@@ -169,6 +172,7 @@ def fleet_index(
                 due,
                 kit_id,
                 version,
+                connected=bool(said_online),
             )
         )
     # Seen in the store but not registered (revoked devices, or another organisation's, excepted).
