@@ -333,6 +333,12 @@ def run_demo(
                 since=now - HISTORY_DAYS * 86400.0,
                 now=now,
             )
+            configs = [
+                c.model_copy(update={"config_version": access.config_versions[c.device]})
+                if c.device in access.config_versions
+                else c
+                for c in configs
+            ]
             stage = seed_fault_stage(settings.registry_url, DEMO_ORG, now, speed=speed, interval=interval)
             join = None
             if host != "127.0.0.1":

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from sqlmodel import Session, col, select
@@ -90,6 +90,10 @@ class DemoAccess:
     kiosk_token: str
     deployments: tuple[int, ...]
     first_start: bool
+    # device -> the version of its configuration the demo made (its derived quantities), which the
+    # emulated Pi starts with, as a Pi the server had pushed it to would (the demo writes that
+    # version itself and queues no config command: else the fleet page says "newest is 1" for ever).
+    config_versions: dict[str, int] = field(default_factory=dict)
 
 
 # The demo bin's depth: the bin-filling scenario's empty level (edge.emulated.scenarios.BinFilling).
@@ -221,6 +225,11 @@ def seed_registry(
                             note=f"simulated: the demo {kind.lower()}'s derived quantities",
                         )
                     )
+            versions = {
+                c.device: made.version
+                for c in configs
+                if (made := current(s, c.device)) is not None and made.created_by == "demo"
+            }
             password = secrets.token_urlsafe(9)
             user = s.exec(select(UserRow).where(UserRow.email == DEMO_EMAIL)).first()
             if user is None:
@@ -241,7 +250,7 @@ def seed_registry(
                 deployment_ids=deployment_ids,
             )
             s.commit()
-        return DemoAccess(DEMO_EMAIL, password, token, tuple(deployment_ids), first)
+        return DemoAccess(DEMO_EMAIL, password, token, tuple(deployment_ids), first, versions)
     finally:
         engine.dispose()
 

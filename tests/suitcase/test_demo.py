@@ -9,8 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
+from sqlmodel import Session, select
 
 from gateway.store import SqliteStore
+from server.tables import DeviceConfigRow, DeviceRow
 from suitcase.broker import find_mosquitto
 from suitcase.demo import DEFAULT_DEVICES, DEMO_ORG
 from tests.services import require_service
@@ -117,3 +120,14 @@ def test_default_demo_runs_every_use_case_live(tmp_path: Path) -> None:
     assert ("demo-pi-4", "passes") in live, live
     assert ("demo-pi-3", "distance") in live, live
     assert 0 < live[("demo-pi-5", "voltage_a0")] < 1, live  # 2-16 A on a 30 A/V clamp
+    # The Pis with derived quantities (the bin, the board) report the config version the demo
+    # made for them as in force: the fleet page does not say "newest is 1" for the whole run.
+    engine = create_engine(f"sqlite:///{tmp_path / 'demo' / 'registry.sqlite'}")
+    try:
+        with Session(engine) as s:
+            newest = {row.device_id: row.version for row in s.exec(select(DeviceConfigRow)).all()}
+            in_force = {d: s.get(DeviceRow, d).config_version for d in newest}  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+    assert {"demo-pi-3", "demo-pi-5"} <= set(newest), newest
+    assert in_force == newest, (in_force, newest)
