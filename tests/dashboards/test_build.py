@@ -163,7 +163,7 @@ seed_lines: ["1-2"]
         None,
         45,
     ]
-    assert "Particles > 0.3 um per 0.1 L" in by_title
+    assert "Particles > 0.3 µm per 0.1 L" in by_title
     assert "street-air" in dash["description"]
 
 
