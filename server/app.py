@@ -107,6 +107,10 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
+        # The reference pages are ours (server.web.views.api_docs): FastAPI's load scripts from a
+        # CDN that the pages' Content-Security-Policy blocks (they showed a blank page).
+        docs_url=None,
+        redoc_url=None,
     )
     app.include_router(build_api_router(), prefix=API_PREFIX)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -41,7 +41,6 @@ PUBLIC: frozenset[RouteKey] = frozenset(
     {
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/docs"),
-        ("GET", "/docs/oauth2-redirect"),
         ("GET", "/redoc"),
         ("GET", "/static"),
         ("GET", "/api/v1/health"),

@@ -138,7 +138,6 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/deployments/{deployment_id}"): "303 401 401 403 403 200 200 200 404 200 303",
     ("GET", "/deployments/{deployment_id}/series"): "401 401 401 403 403 200 200 200 404 200 401",
     ("GET", "/docs"): "200 200 200 200 200 200 200 200 200 200 200",
-    ("GET", "/docs/oauth2-redirect"): "200 200 200 200 200 200 200 200 200 200 200",
     ("GET", "/fleet"): "303 401 401 403 403 200 200 200 200 200 303",
     ("GET", "/fleet/devices/{device}"): "303 401 401 403 403 200 200 200 404 200 303",
     ("GET", "/fleet/devices/{device}/live"): "401 401 401 403 403 200 200 200 404 200 401",

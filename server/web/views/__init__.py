@@ -23,6 +23,7 @@ VIEWS: tuple[str, ...] = (
     "kiosk",
     "claim",
     "unboxing",
+    "api_docs",
 )
 
 
