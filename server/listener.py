@@ -16,7 +16,7 @@ import secrets
 import ssl
 import threading
 import zlib
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -183,6 +183,7 @@ class StatusListener:
         self.applied = 0
         self.failures = 0  # messages whose applying raised (bad messages are refused, not raised)
         self.refused = 0  # status/meta that changed nothing: malformed, unknown device, wrong org
+        self._refused_by: Counter[str] = Counter()  # per reason, for the log's bound
         self.subscribed = threading.Event()  # set once the broker has granted the subscriptions
         # This replica's name on the leases of the commands it dispatches (server.device_commands).
         self.owner = f"server-{secrets.token_hex(6)}"
@@ -346,11 +347,22 @@ class StatusListener:
         ]
 
     def _refused(self, topic: str, reason: str) -> None:
-        """Count and log (never a flood) a status or meta that changed nothing, with the reason."""
+        """Count and log (never a flood) a status or meta that changed nothing, with the reason.
+
+        The bound is per reason (the first few, then every 1,000th): a flood of one kind (a broker's
+        retained statuses of devices never enrolled here) does not hide another (malformed ones).
+        """
         self.refused += 1
-        if self.refused <= _LOGGED_FAILURES or self.refused % 1000 == 0:
+        kind = reason.split(" (", 1)[0]  # the reason without its detail: a bounded set
+        self._refused_by[kind] += 1
+        seen = self._refused_by[kind]
+        if seen <= _LOGGED_FAILURES or seen % 1000 == 0:
             log.warning(
-                "status/meta refused (%d so far): %s", self.refused, reason, extra={"topic": topic[:200]}
+                "status/meta refused (%d so far, %d for this reason): %s",
+                self.refused,
+                seen,
+                reason,
+                extra={"topic": topic[:200]},
             )
 
     def _dispatch(self, devices: list[str]) -> None:

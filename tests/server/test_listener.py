@@ -165,6 +165,23 @@ def test_malformed_status_is_refused_and_logged_and_the_others_apply(
     assert registry.listener.failures == 0
 
 
+def test_a_flood_of_one_refusal_does_not_hide_another(
+    mosquitto: MosquittoBroker, registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Test that the refusal log's bound is per reason: 30 statuses of devices never enrolled (as a
+    broker's retained ones can be) log at most 10 lines, and a malformed status after them is still
+    logged with its reason."""
+    org, device = registry.org, registry.devices[0]
+    strangers = [(f"suitcase/v1/{org}/stranger-{i}/status", _status("online", 1.0)) for i in range(30)]
+    refused_before = registry.listener.refused
+    with caplog.at_level(logging.WARNING, logger="server.listener"):
+        _publish(mosquitto, [*strangers, (f"suitcase/v1/{org}/{device}/status", b"{not json")])
+        wait_until(lambda: registry.listener.refused - refused_before >= 31, 60, "refusals")
+    reasons = [r.getMessage() for r in caplog.records if "status/meta refused" in r.getMessage()]
+    assert any("not a JSON object" in r for r in reasons), reasons
+    assert 1 <= sum("not enrolled" in r for r in reasons) <= 10, reasons
+
+
 def test_no_status_is_lost_while_the_registry_is_slow(
     mosquitto: MosquittoBroker, sqlite_registry: Registry
 ) -> None:
