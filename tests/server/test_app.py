@@ -58,6 +58,10 @@ def test_api_reference_lists_every_operation_without_scripts(client: TestClient)
         assert all(re.search(r'src="/static/', attrs) for attrs in scripts), (url, scripts)
         assert not re.findall(r'<(?:script[^>]*\ssrc|link[^>]*\shref)="(?:https?:)?//', html), url
         assert 'href="/api/v1/openapi.json"' in html
+        ids = re.findall(r'\sid="([^"]*)"', html)
+        assert all(" " not in i for i in ids) and len(ids) == len(set(ids)), url
+        for target in re.findall(r'href="#([^"]+)"', html):  # every contents link has its section
+            assert target in ids, (url, target)
     # A path parameter is listed with where it goes and that it is required.
     html = client.get("/docs").text
     readings = html.split('data-path="/api/v1/devices/{device}/readings"', 1)[1].split("</article>", 1)[0]
