@@ -177,6 +177,8 @@ def test_a_flood_of_one_refusal_does_not_hide_another(
     with caplog.at_level(logging.WARNING, logger="server.listener"):
         _publish(mosquitto, [*strangers, (f"suitcase/v1/{org}/{device}/status", b"{not json")])
         wait_until(lambda: registry.listener.refused - refused_before >= 31, 60, "refusals")
+        # The count rises before its line is logged (the listener's thread): wait for the line.
+        wait_until(lambda: any("not a JSON object" in r.getMessage() for r in caplog.records), 30, "log")
     reasons = [r.getMessage() for r in caplog.records if "status/meta refused" in r.getMessage()]
     assert any("not a JSON object" in r for r in reasons), reasons
     assert 1 <= sum("not enrolled" in r for r in reasons) <= 10, reasons

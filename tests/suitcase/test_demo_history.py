@@ -115,7 +115,9 @@ def test_default_demo_shows_every_use_case_as_people_read_it(tmp_path: Path) -> 
     newest = {r.quantity: r.value for r in store.latest([(DEMO_ORG, "demo-pi-3"), (DEMO_ORG, "demo-pi-5")])}
     hour = store.readings(DEMO_ORG, "demo-pi-4", now - 3600, now, quantity="passes")
     settings = ServerSettings(registry_url=url, store=str(tmp_path / "store.sqlite"), alert_interval_s=0)
-    with TestClient(create_app(settings)) as client:
+    # The server's "now" is the test's: a minute boundary crossed before the request moves the
+    # hour's window by a minute's count (CI: 410 against 446).
+    with TestClient(create_app(settings, clock=lambda: now)) as client:
         kiosk = client.get("/kiosk/data", headers={"Authorization": f"Bearer {access.kiosk_token}"}).json()
         slides = {d["name"]: d for d in kiosk["deployments"]}
         assert sorted(slides) == [
