@@ -54,7 +54,7 @@ from gateway.dead_letters import DeadLetterPolicy, DeadLetters
 from gateway.group import GroupMembership
 from gateway.metrics import Metrics
 from gateway.series_cap import DEFAULT_MAX_SERIES_PER_DEVICE, SeriesCap
-from gateway.sinks import DeadLetterSink, Sink, SinkRefused
+from gateway.sinks import DeadLetterSink, NamedWriterSink, Sink, SinkRefused
 from gateway.sinks.sqlite import SqliteSink
 from gateway.store import DeadLetter, SqliteStore
 from kits.errors import BadTopic, SuitcaseError, WireError
@@ -407,6 +407,8 @@ class Gateway:
         self._stopping.clear()
         if not self._opened:
             for sink in self.sinks:
+                if isinstance(sink, NamedWriterSink):
+                    sink.name_writer(self.client_id)
                 sink.open()
             self._opened = True
         try:

@@ -25,6 +25,7 @@ __all__ = [
     "REFUSED_STATUSES",
     "SINKS",
     "DeadLetterSink",
+    "NamedWriterSink",
     "Sink",
     "SinkError",
     "SinkRefused",
@@ -76,6 +77,14 @@ class DeadLetterSink(Protocol):
     """A sink that also keeps dead letters where the server reads them (the InfluxDB sinks)."""
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+@runtime_checkable
+class NamedWriterSink(Protocol):
+    """A sink that keeps points of its own in the store (devices seen, on InfluxDB): the gateway
+    names it by its client id before opening it, so a restarted gateway continues its points."""
+
+    def name_writer(self, writer: str) -> None: ...
 
 
 SinkUrl = ServiceUrl  # the sinks' name for the shared URL parser (gateway/influx/urls.py)

@@ -54,6 +54,12 @@ class OrgFilterSink:
     def _takes(self, org: str) -> bool:
         return org in self.only if self.only else org not in self.skip
 
+    def name_writer(self, writer: str) -> None:
+        from gateway.sinks import NamedWriterSink
+
+        if isinstance(self.inner, NamedWriterSink):
+            self.inner.name_writer(writer)
+
     def open(self) -> None:
         self.inner.open()
 

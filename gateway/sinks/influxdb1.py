@@ -10,7 +10,9 @@ the rollups before the batch counts as written (``gateway/sinks/_late.py``).
 
 Beside the readings, the sink keeps what the server reads without a shared file, in the ``meta``
 database (default ``suitcase``): after each batch, one ``devices_seen`` point per device it
-wrote (first and last reading time, readings written; one point per device and sink, overwritten),
+wrote (first and last reading time, readings written; one point per device and writer, overwritten:
+the writer is the gateway's client id, and a restarted gateway reads its points back before its
+first write and counts on from them, so a restart adds no series),
 the same points again at the time they were written in ``devices_seen_log`` (retention policy
 ``seen_log``, an hour: what a server reads to learn which devices changed since it last looked),
 and the dead letters the gateway hands it (:meth:`InfluxDB1Sink.write_dead_letters`). The read
@@ -19,6 +21,7 @@ side is ``gateway/store/influxdb1.py``.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -45,6 +48,16 @@ from kits.wire import Record
 __all__ = ["InfluxDB1Sink", "from_url"]
 
 log = logging.getLogger(__name__)
+
+
+def _quote(text: str) -> str:
+    """``text`` inside an InfluxQL single-quoted string."""
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _ident(text: str) -> str:
+    """``text`` as an InfluxQL double-quoted identifier."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class InfluxDB1Sink:
@@ -85,7 +98,9 @@ class InfluxDB1Sink:
         self.meta = meta
         # This sink's devices_seen points: (org, device) -> (first, last, readings written).
         self._seen: dict[tuple[str, str], tuple[float, float, int]] = {}
+        # Until the gateway names it (its client id, :meth:`name_writer`), a writer of its own.
         self._writer = uuid.uuid4().hex[:12]
+        self._resume = False  # named: read the writer's points back before the first write
         self._wall_ns = wall_ns
         self._log_ns = 0  # the time of this writer's last devices_seen_log point
         self._log = True  # False once the meta database turned out to have no seen_log policy
@@ -105,6 +120,47 @@ class InfluxDB1Sink:
         self.name = f"influxdb1:{self.http.base}"
         self._created: set[str] = set()
         self.late = LateFolder(self.http, clock=clock)
+
+    def name_writer(self, writer: str) -> None:
+        """Keep the devices-seen points as ``writer`` (the gateway's client id, one per gateway).
+
+        Its points of an earlier run are read back before the first write, so a restarted gateway
+        counts on from them instead of starting a new series per device: with a fresh id each
+        start, every restart of a gateway of 10,000 devices left 10,000 more series that every
+        server's full read of devices seen reads forever.
+        """
+        self._writer = writer
+        self._resume = True
+
+    def _resume_seen(self) -> None:
+        """Read this writer's ``devices_seen`` points back (none in a new meta database)."""
+        statement = (
+            f'SELECT "first", "last", "readings", "org", "device" FROM {_ident(self.meta)}.."devices_seen" '
+            f"WHERE \"writer\" = '{_quote(self._writer)}'"
+        )
+        status, body = self.http.request("POST", "/query", {"q": statement, "epoch": "ns"})
+        try:
+            results = json.loads(body).get("results", []) if status == 200 else None
+        except ValueError:
+            results = None
+        if results is None:
+            raise SinkError(
+                f"InfluxDB 1.x at {self.http.base} answered HTTP {status} to the read of gateway "
+                f"{self._writer}'s devices seen: {body[:300].decode(errors='replace')}"
+            )
+        error = next((r["error"] for r in results if "error" in r), None)
+        if error is not None and "database not found" not in error:
+            raise SinkError(
+                f"InfluxDB 1.x at {self.http.base} refused the read of gateway {self._writer}'s "
+                f"devices seen ({error}): give the gateway's user read rights on {self.meta}"
+            )
+        for result in results:
+            for series in result.get("series", []):
+                for _, first, last, count, org, device in series["values"]:
+                    self._seen[org, device] = (float(first), float(last), int(count))
+        self._resume = False
+        if self._seen:
+            log.info("gateway %s counts on from %d devices seen", self._writer, len(self._seen))
 
     def open(self) -> None:
         """Create the meta database (the server's health probe looks for it); the org databases
@@ -142,6 +198,8 @@ class InfluxDB1Sink:
             SinkError: InfluxDB is unreachable, timed out or answered otherwise. Organisations
                 written before the failure are rewritten on retry, which overwrites, never doubles.
         """
+        if self._resume:  # before the first write: a failure retries the batch, as a write's does
+            self._resume_seen()
         for org, records in group_by_org(batch).items():
             db = database_name(self.database, org)
             if self.create_databases and db not in self._created:

@@ -13,6 +13,7 @@ from gateway.dead_letters import PAYLOAD_LIMIT
 from kits.wire import Record, build_topic, encode_pack
 from suitcase.broker import EmbeddedBroker, MosquittoBroker, free_port
 from tests.gateway.gwtools import NOW, FlakyStore, Publisher
+from tests.services.influxdb import InfluxD
 from tests.waiting import wait_until
 
 ORG = "aarhus"
@@ -360,3 +361,27 @@ def test_a_dying_flusher_thread_calls_the_fatal_handler(
         publisher.publish(*pack("dev-a", 1))
         gw.wait(timeout=10)
     assert gw.failure is not None
+
+
+@pytest.mark.influxdb
+def test_a_restarted_gateway_keeps_its_devices_seen_series(
+    embedded_broker: EmbeddedBroker, publisher: Publisher, store: FlakyStore, client_id: str, influxd: InfluxD
+) -> None:
+    """Test that the gateway names its InfluxDB sink by its client id: restarted (a new process,
+    a new sink), it writes devices seen to the same series and counts on from its first run."""
+    from gateway.sinks.influxdb1 import InfluxDB1Sink
+
+    sent = 0
+    for run in range(2):
+        sink = InfluxDB1Sink(influxd.host, influxd.port, meta=f"meta_{client_id.replace('-', '_')}")
+        with gateway(store, embedded_broker, client_id, sinks=[sink]) as gw:
+            gw.wait_subscribed()
+            for i in range(3):
+                publisher.publish(*pack("dev-a", run * 10 + i))
+            sent += 3
+            wait_until(lambda: gw.stats.acked == 3, 60, f"3 acks in run {run}")
+    meta = f"meta_{client_id.replace('-', '_')}"
+    writers = influxd.query(f'SHOW TAG VALUES ON "{meta}" FROM "devices_seen" WITH KEY = "writer"')
+    assert [v[1] for v in writers[0]["values"]] == [client_id]
+    readings = influxd.query(f'SELECT "readings" FROM "{meta}".."devices_seen"')
+    assert readings[0]["values"][0][1] == 2 * sent

@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from gateway.influx.lines import SEEN_LOG_POLICY
+from gateway.sinks import SinkError
 from gateway.sinks.influxdb1 import InfluxDB1Sink
 from gateway.store import DeviceSeen
 from gateway.store.influxdb1 import InfluxQLReader
 from gateway.store.influxdb1 import from_url as reader_of
 from kits.wire import Record
+from suitcase.broker import free_port
 from tests.services.influxdb import InfluxD
 
 pytestmark = pytest.mark.influxdb
@@ -152,4 +154,59 @@ def test_the_log_is_one_series_per_writer(influxd: InfluxD) -> None:
     assert len(series[0]["values"]) == 1
     points = influxd.query(f'SELECT count("readings") FROM "suitcase"."{SEEN_LOG_POLICY}"."devices_seen_log"')
     assert points[0]["values"][0][1] == 51
+    sink.close()
+
+
+def test_a_restarted_gateway_counts_on_in_its_own_series(influxd: InfluxD) -> None:
+    """Test that a gateway restarted under its client id (a new sink, as after a restart) reads its
+    devices-seen points back and counts on from them: the same series, readings added, no new
+    series per restart; another gateway's points stay apart and the reader sums both."""
+    before = _sink(influxd)
+    before.name_writer("gw-a")
+    before.write(
+        _records("aarhus", "pi-1", range(0, 600, 60)) + _records("aarhus", "pi-2", range(0, 120, 60))
+    )
+    before.close()
+    other = _sink(influxd)
+    other.name_writer("gw-b")
+    other.write(_records("aarhus", "pi-1", range(600, 660, 60)))
+    other.close()
+    for restart in range(2):
+        after = _sink(influxd)
+        after.name_writer("gw-a")
+        after.write(_records("aarhus", "pi-1", range(900 + restart * 600, 1200 + restart * 600, 60)))
+        after.close()
+    series = influxd.query('SHOW SERIES ON "suitcase" FROM "devices_seen"')[0]["values"]
+    assert sorted(s[0] for s in series) == [
+        "devices_seen,device=pi-1,org=aarhus,writer=gw-a",
+        "devices_seen,device=pi-1,org=aarhus,writer=gw-b",
+        "devices_seen,device=pi-2,org=aarhus,writer=gw-a",
+    ]
+    seen = {d.device: d for d in _truth(influxd, "aarhus")}
+    assert seen["pi-1"].readings == 10 + 1 + 5 + 5
+    assert (seen["pi-1"].first_seen, seen["pi-1"].last_seen) == (T0, T0 + 1740)
+    assert seen["pi-2"].readings == 2
+
+
+def test_a_named_gateway_in_a_new_database_starts_at_zero(influxd: InfluxD) -> None:
+    """Test that a named writer whose meta database does not exist yet (a fresh InfluxDB, the
+    sink not allowed to create it until its first write) starts from nothing."""
+    sink = InfluxDB1Sink(influxd.host, influxd.port, meta="fresh_meta")
+    sink.name_writer("gw-new")
+    sink.write(_records("aarhus", "pi-1", range(0, 120, 60)))
+    sink.close()
+    fresh = reader_of(f"{influxd.sink_url}?meta=fresh_meta")
+    assert [d.readings for d in fresh.devices("aarhus")] == [2]
+    fresh.close()
+
+
+def test_a_named_gateway_that_cannot_read_its_points_back_retries_the_batch() -> None:
+    """Test that a named writer whose InfluxDB does not answer fails the batch (the gateway keeps it
+    and retries) and reads its points back on the retry, never counting from zero over them."""
+    sink = InfluxDB1Sink("127.0.0.1", free_port(), timeout=2.0)
+    sink.name_writer("gw-a")
+    for _ in range(2):
+        with pytest.raises(SinkError):
+            sink.write(_records("aarhus", "pi-1", range(0, 60, 60)))
+        assert sink._resume and not sink._seen
     sink.close()
