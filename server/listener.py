@@ -352,18 +352,20 @@ class StatusListener:
         The bound is per reason (the first few, then every 1,000th): a flood of one kind (a broker's
         retained statuses of devices never enrolled here) does not hide another (malformed ones).
         """
-        self.refused += 1
+        refused = self.refused + 1
         kind = reason.split(" (", 1)[0]  # the reason without its detail: a bounded set
         self._refused_by[kind] += 1
         seen = self._refused_by[kind]
         if seen <= _LOGGED_FAILURES or seen % 1000 == 0:
             log.warning(
                 "status/meta refused (%d so far, %d for this reason): %s",
-                self.refused,
+                refused,
                 seen,
                 reason,
                 extra={"topic": topic[:200]},
             )
+        # Counted once logged: whoever waits on the count (a test, a metric) then finds the line.
+        self.refused = refused
 
     def _dispatch(self, devices: list[str]) -> None:
         """Send what waited for devices that came back online (each on its own)."""
@@ -402,16 +404,17 @@ class StatusListener:
         return True
 
     def _failed(self, what: str, topic: str, exc: Exception) -> None:
-        self.failures += 1
-        if self.failures <= _LOGGED_FAILURES or self.failures % 1000 == 0:  # never a log flood
+        failures = self.failures + 1
+        if failures <= _LOGGED_FAILURES or failures % 1000 == 0:  # never a log flood
             log.warning(
                 "status/meta/reply %s (%d failures so far): %s",
                 what,
-                self.failures,
+                failures,
                 str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__,
                 extra={"topic": topic[:200]},
                 exc_info=not isinstance(exc, OperationalError | InterfaceError),
             )
+        self.failures = failures  # counted once logged, as in _refused
 
     def _hold(self, topic: str, payload: bytes) -> None:
         key = _held_key(topic, payload)
