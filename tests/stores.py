@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 
 from gateway.sinks.influxdb1 import InfluxDB1Sink
 from gateway.sinks.influxdb1 import from_url as sink_from_url
-from gateway.store import DeadLetter, DeviceKey, DeviceSeen, Window
+from gateway.store import DeadLetter, DeviceKey, DeviceSeen, SeriesWindows, Window
 from gateway.store.influxdb1 import InfluxQLReader
 from gateway.store.influxdb1 import from_url as reader_from_url
 from kits.wire import Record
@@ -69,6 +69,19 @@ class InfluxStore:
         quantity: str | None = None,
     ) -> list[Window]:
         return self.reader.windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
+
+    def series_windows(
+        self,
+        org: str,
+        device: str,
+        start: float,
+        end: float,
+        every: float,
+        *,
+        sensor: str | None = None,
+        quantity: str | None = None,
+    ) -> list[SeriesWindows]:
+        return self.reader.series_windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return self.reader.dead_letters(limit)

@@ -18,9 +18,12 @@ from gateway.store.base import (
     DeviceKey,
     DeviceSeen,
     Reader,
+    SeriesWindows,
     Store,
     StoreError,
     Window,
+    series_of,
+    windows_of,
 )
 from gateway.store.derived import DerivedReader
 from gateway.store.routed import OrgRoutedReader
@@ -36,12 +39,15 @@ __all__ = [
     "DeviceSeen",
     "OrgRoutedReader",
     "Reader",
+    "SeriesWindows",
     "SqliteStore",
     "Store",
     "StoreError",
     "Window",
     "open_reader",
     "open_store",
+    "series_of",
+    "windows_of",
 ]
 
 # URL scheme -> "module:factory". A new backend is one module in gateway/store/ plus one line here.

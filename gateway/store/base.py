@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import operator
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -15,11 +16,14 @@ __all__ = [
     "DeviceKey",
     "DeviceSeen",
     "Reader",
+    "SeriesWindows",
     "Store",
     "StoreError",
     "Window",
     "check_keys",
     "check_window_width",
+    "series_of",
+    "windows_of",
 ]
 
 
@@ -84,6 +88,69 @@ class Window(NamedTuple):
     mean: float
     min: float
     max: float
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesWindows:
+    """One series' downsampled windows as columns: equal-length lists, oldest first.
+
+    The columnar form of :class:`Window` (``starts[i]``, ``counts[i]``, ... are one window): a chart
+    of 10 series of 720 windows is 10 of these, not 7,200 objects, and its lists go to the
+    response as they are. Only windows with readings are in it (every count is positive).
+    """
+
+    org: str
+    device: str
+    sensor: str
+    quantity: str
+    starts: list[float]
+    counts: list[int]
+    means: list[float]
+    mins: list[float]
+    maxes: list[float]
+
+
+def windows_of(series: Iterable[SeriesWindows]) -> list[Window]:
+    """The windows of ``series`` (each oldest first, in (sensor, quantity) order) one by one, in
+    :meth:`Reader.windows`' order: start, sensor, quantity."""
+    new = tuple.__new__
+    out: list[Window] = []
+    for s in series:
+        head = (s.org, s.device, s.sensor, s.quantity)
+        out += [
+            new(Window, (*head, *row))
+            for row in zip(s.starts, s.counts, s.means, s.mins, s.maxes, strict=True)
+        ]
+    out.sort(key=_WINDOW_START)  # stable: the series' order is kept within a start
+    return out
+
+
+def series_of(windows: Iterable[Window]) -> list[SeriesWindows]:
+    """``windows`` (one device's, oldest first) as columns per series, in (sensor, quantity) order."""
+    grouped: dict[tuple[str, str], list[Window]] = {}
+    for w in windows:
+        grouped.setdefault((w.sensor, w.quantity), []).append(w)
+    out = []
+    for (sensor, quantity), part in sorted(grouped.items()):
+        _, _, _, _, starts, counts, means, mins, maxes = zip(*part, strict=True)
+        first = part[0]
+        out.append(
+            SeriesWindows(
+                first.org,
+                first.device,
+                sensor,
+                quantity,
+                list(starts),
+                list(counts),
+                list(means),
+                list(mins),
+                list(maxes),
+            )
+        )
+    return out
+
+
+_WINDOW_START = operator.itemgetter(4)
 
 
 DeviceKey = tuple[str, str]
@@ -153,7 +220,27 @@ class Reader(Protocol):
         """Return (``org``, ``device``)'s readings as windows of ``every`` seconds (epoch-aligned).
 
         One :class:`Window` (count, mean, min, max) per series and window that has readings,
-        oldest first; any range from an hour to a year.
+        ordered by start, sensor and quantity; any range from an hour to a year. The same windows
+        as :meth:`series_windows`, one object each: for reads of a few windows (alerts, reports,
+        counts); a chart reads the columns.
+        """
+        ...
+
+    def series_windows(
+        self,
+        org: str,
+        device: str,
+        start: float,
+        end: float,
+        every: float,
+        *,
+        sensor: str | None = None,
+        quantity: str | None = None,
+    ) -> list[SeriesWindows]:
+        """Return :meth:`windows`' windows as columns, one :class:`SeriesWindows` per series that
+        has readings, in (sensor, quantity) order, each oldest first.
+
+        What charts read: no Python object per window (a 30-day chart of 10 series has 7,200).
         """
         ...
 

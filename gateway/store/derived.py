@@ -19,7 +19,16 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from gateway.store.base import DeadLetter, DeviceKey, DeviceSeen, Reader, Window
+from gateway.store.base import (
+    DeadLetter,
+    DeviceKey,
+    DeviceSeen,
+    Reader,
+    SeriesWindows,
+    Window,
+    series_of,
+    windows_of,
+)
 from kits.derived import (
     Clamp,
     Counts,
@@ -244,24 +253,45 @@ class DerivedReader:
         sensor: str | None = None,
         quantity: str | None = None,
     ) -> list[Window]:
-        """The inner windows plus the derived quantities' windows, of the same width."""
+        """:meth:`series_windows` one window at a time, ordered by start, sensor and quantity."""
+        return windows_of(
+            self.series_windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
+        )
+
+    def series_windows(
+        self,
+        org: str,
+        device: str,
+        start: float,
+        end: float,
+        every: float,
+        *,
+        sensor: str | None = None,
+        quantity: str | None = None,
+    ) -> list[SeriesWindows]:
+        """The inner series plus the derived quantities' series, of the same width, as columns.
+
+        The measured series pass as the inner reader read them; only the inputs of a derivation
+        (a bin's distance, a clamp's voltage) are taken window by window to derive from.
+        """
         rules = self.rules.get((org, device))
         if not rules:
             if quantity in DERIVED_QUANTITIES:
                 return []
-            return self.inner.windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
+            return self.inner.series_windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
         needed = self._inputs((org, device), quantity) if quantity is not None else None
         if quantity is not None and needed is None:
-            return self.inner.windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
+            return self.inner.series_windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
         if needed == ():
             return []
         one = needed[0] if needed is not None and len(needed) == 1 else None
-        raw = self.inner.windows(org, device, start, end, every, sensor=sensor, quantity=one)
-        derived = derive_windows(raw, rules)
+        raw = self.inner.series_windows(org, device, start, end, every, sensor=sensor, quantity=one)
+        inputs = {q for rule in rules for q in inputs_of(rule)}
+        derived = series_of(derive_windows(windows_of(s for s in raw if s.quantity in inputs), rules))
         found = derived if needed is not None else [*raw, *derived]
         if quantity is not None:
-            found = [w for w in found if w.quantity == quantity]
-        return sorted(found, key=lambda w: (w.start, w.sensor, w.quantity))
+            found = [s for s in found if s.quantity == quantity]
+        return sorted(found, key=lambda s: (s.sensor, s.quantity))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return self.inner.dead_letters(limit)

@@ -35,6 +35,8 @@ import operator
 import re
 import time
 from collections.abc import Callable, Collection, Iterator
+from itertools import repeat
+from operator import truediv
 from typing import Any
 
 from gateway.influx.http import HttpClient
@@ -44,10 +46,12 @@ from gateway.store.base import (
     DeadLetter,
     DeviceKey,
     DeviceSeen,
+    SeriesWindows,
     StoreError,
     Window,
     check_keys,
     check_window_width,
+    windows_of,
 )
 from gateway.store.influxdb1_rollups import (
     has_rollups,
@@ -65,7 +69,7 @@ __all__ = ["InfluxQLReader", "from_url", "from_v2_url"]
 _log = logging.getLogger(__name__)
 
 _Series = tuple[str, dict[str, str], list[list[Any]]]  # measurement, tags, rows
-_START = operator.itemgetter(4)  # Window.start
+_COUNT = operator.itemgetter(1)  # an InfluxQL window row's count
 _TIME = operator.itemgetter(0)  # an InfluxQL row's time
 
 # Devices per statement of latest(): a regex alternation, kept well below the URL/body limits.
@@ -364,7 +368,24 @@ class InfluxQLReader:
         sensor: str | None = None,
         quantity: str | None = None,
     ) -> list[Window]:
-        """Return (``org``, ``device``)'s readings as epoch-aligned windows of ``every`` seconds.
+        """Return :meth:`series_windows`' windows one by one, ordered by start, sensor and quantity."""
+        return windows_of(
+            self.series_windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
+        )
+
+    def series_windows(
+        self,
+        org: str,
+        device: str,
+        start: float,
+        end: float,
+        every: float,
+        *,
+        sensor: str | None = None,
+        quantity: str | None = None,
+    ) -> list[SeriesWindows]:
+        """Return (``org``, ``device``)'s readings as epoch-aligned windows of ``every`` seconds,
+        as columns per series in (sensor, quantity) order.
 
         Where the org's database has rollups (``suitcase gateway retention apply``) and a tier's
         width divides ``every``, the windows that tier has completed are read from it
@@ -397,18 +418,29 @@ class InfluxQLReader:
             for row in rows:
                 if row[1]:
                     _add_row(into, row)
-        # The series laid end to end in (sensor, quantity) order: a stable sort on the start alone
-        # puts the windows in their order (start, sensor, quantity), no key tuple per window. Each
-        # window is made as a plain tuple: a NamedTuple's own __new__ is Python (~2x the time).
-        new, make, whole, real = tuple.__new__, Window, int, float
-        out: list[Window] = []
-        for (sensor, name), rows in sorted(series.items()):
-            out += [
-                new(make, (org, device, sensor, name, t / 1e9, whole(n), total / n, real(low), real(high)))
-                for t, n, total, low, high in rows
-                if n
-            ]
-        out.sort(key=_START)
+        # Each column made by map over the transposed rows: no Python per window.
+        out: list[SeriesWindows] = []
+        for (sensor_name, name), rows in sorted(series.items()):
+            if not all(map(_COUNT, rows)):
+                rows = [row for row in rows if row[1]]  # windows without readings (count 0)
+            if not rows:
+                continue
+            # influxd answers oldest first; do not rely on it (a sorted list sorts in one pass).
+            rows.sort(key=_TIME)
+            times, counts, totals, lows, highs = zip(*rows, strict=True)
+            out.append(
+                SeriesWindows(
+                    org,
+                    device,
+                    sensor_name,
+                    name,
+                    list(map(truediv, times, repeat(1e9))),
+                    list(map(int, counts)),
+                    list(map(truediv, totals, counts)),
+                    list(map(float, lows)),
+                    list(map(float, highs)),
+                )
+            )
         return out
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from gateway.store.base import DeadLetter, DeviceKey, DeviceSeen, Reader, Window, check_keys
+from gateway.store.base import (
+    DeadLetter,
+    DeviceKey,
+    DeviceSeen,
+    Reader,
+    SeriesWindows,
+    Window,
+    check_keys,
+)
 from kits.wire import Record
 
 __all__ = ["OrgRoutedReader"]
@@ -95,6 +103,20 @@ class OrgRoutedReader:
         quantity: str | None = None,
     ) -> list[Window]:
         return self._for(org).windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
+
+    def series_windows(
+        self,
+        org: str,
+        device: str,
+        start: float,
+        end: float,
+        every: float,
+        *,
+        sensor: str | None = None,
+        quantity: str | None = None,
+    ) -> list[SeriesWindows]:
+        reader = self._for(org)
+        return reader.series_windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         letters = [d for reader in self._all() for d in reader.dead_letters(limit)]

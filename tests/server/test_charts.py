@@ -8,7 +8,7 @@ from typing import cast
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.store import ROLLUP_WIDTHS, Reader, Window
+from gateway.store import ROLLUP_WIDTHS, Reader, SeriesWindows, Window, series_of
 from server.charts import bucket_width, downsample
 from server.spans import DeviceSpan
 
@@ -48,6 +48,9 @@ class _Windows:
     def windows(self, *args: object, **kwargs: object) -> list[Window]:
         return self.answer
 
+    def series_windows(self, *args: object, **kwargs: object) -> list[SeriesWindows]:
+        return series_of(self.answer)
+
 
 @given(
     st.lists(st.sampled_from(["a", "b"]), min_size=1, max_size=2, unique=True),
@@ -59,7 +62,7 @@ def test_downsample_draws_each_series_whole_with_or_without_gaps(
     sensors: list[str], quantities: list[str], starts: int, missing: set[int]
 ) -> None:
     """Test that each drawn series holds its windows' values oldest first, whether every series has
-    every window (read by stride) or some windows are missing (read one by one)."""
+    every window or some windows are missing."""
     windows = [
         Window("o", "d", s, q, 3600.0 * i, 2, 10.0 + i, 1.0, 20.0 + i)
         for i in range(starts)

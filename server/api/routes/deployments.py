@@ -16,7 +16,7 @@ from server.api.auth import AuthDep, Principal, PrincipalDep, not_found
 from server.api.common import Page, PagingDep, audit_change, page, resolve_org, scoped
 from server.api.deps import ClockDep, SessionDep, StoreDep
 from server.api.schemas import ReadingPublic, ViewQuery, invalid
-from server.charts import Statistic, downsample
+from server.charts import Series, Statistic, downsample
 from server.derived import derived_of
 from server.export import iter_readings
 from server.fleet import end_deployment, kit_org_ids
@@ -27,10 +27,13 @@ from server.tables import DeploymentRow, KitRow
 from server.timeutil import parse_time
 
 __all__ = [
+    "ChartPublic",
+    "ChartSeries",
     "DeploymentCreate",
     "DeploymentPublic",
     "DeploymentUpdate",
     "DeviceSpan",
+    "chart_body",
     "device_spans",
     "get_deployment",
     "router",
@@ -348,8 +351,6 @@ def deployment_chart(
     as the model, FastAPI would validate its thousands of floats again and encode them through
     Python dicts and ``json``, ~5 ms of a 30-day chart's ~30 ms (10 series of 720 points).
     """
-    from kits.quantities import spec
-
     row = get_deployment(session, principal, deployment_id)
     s, e = _range(start, end, clock(), 7 * 86400.0)
     statistic: Statistic = "mean" if mode == "sample" else mode
@@ -363,14 +364,29 @@ def deployment_chart(
         quantity=quantity,
         statistic=statistic,
     )
-    chart = ChartPublic(
+    body = chart_body(deployment_id, s, e, points, statistic, series)
+    return Response(body, media_type="application/json")
+
+
+def chart_body(
+    deployment_id: int, start: float, end: float, points: int, mode: str, series: list[Series]
+) -> bytes:
+    """The JSON of :class:`ChartPublic` for ``series``, built without validation.
+
+    ``model_construct``: every value is the server's own (floats from the store's columns), and
+    validating a 30-day chart's 14,400 of them cost ~1-2 ms. pydantic's serialiser still follows
+    the schema, so the bytes are a validated model's (tests/server/test_chart_columns.py).
+    """
+    from kits.quantities import spec
+
+    chart = ChartPublic.model_construct(
         deployment_id=deployment_id,
-        start=s,
-        end=e,
+        start=float(start),
+        end=float(end),
         points=points,
-        mode=statistic,
+        mode=mode,
         series=[
-            ChartSeries(
+            ChartSeries.model_construct(
                 device=x.device,
                 sensor=x.sensor,
                 quantity=x.quantity,
@@ -381,7 +397,7 @@ def deployment_chart(
             for x in series
         ],
     )
-    return Response(chart.model_dump_json(), media_type="application/json")
+    return chart.model_dump_json().encode()
 
 
 _ = blur
