@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from gateway.store import Reader
@@ -28,15 +29,23 @@ from server.tables import (
 __all__ = [
     "CatalogDep",
     "ClockDep",
+    "RequestSession",
     "ResourcesDep",
     "SessionDep",
     "SettingsDep",
     "StoreDep",
     "get_resources",
+    "request_session",
 ]
 
 
-def get_resources(request: Request) -> Resources:
+# The dependencies that only hand out what the app opened are ``async``: FastAPI runs a plain
+# ``def`` dependency on a worker thread, and each such hop cost CPU and, on a busy machine, a
+# wait for a core on every request. What reads the registry (the caller, the routes) stays
+# ``def`` and runs on a worker thread.
+
+
+async def get_resources(request: Request) -> Resources:
     """Return the resources the app's lifespan opened."""
     resources: Resources = request.app.state.resources
     return resources
@@ -45,11 +54,26 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_session(resources: ResourcesDep) -> Iterator[Session]:
-    """Yield a registry session for one request."""
+class RequestSession(Session):
+    """A request's registry session: committing what the fleet page's index holds clears it
+    (the listeners are the class's, registered once, not once per request)."""
+
+
+def request_session(resources: Resources) -> Session:
+    """A registry session for one request (close it when done)."""
     # Not expiring on commit: routes return what they just wrote without reloading it.
-    with Session(resources.engine, expire_on_commit=False) as session:
-        _forget_fleet_index_on_change(session, resources)
+    session = RequestSession(resources.engine, expire_on_commit=False)
+    session.info["fleet_index"] = resources.fleet_index
+    return session
+
+
+async def get_session(resources: ResourcesDep) -> AsyncIterator[Session]:
+    """Yield a registry session for one request.
+
+    Opening it connects to nothing (the first statement does, on the route's worker thread);
+    closing it hands its connection back to the pool.
+    """
+    with request_session(resources) as session:
         yield session
 
 
@@ -67,55 +91,51 @@ _FLEET_ROWS = (
 )
 
 
-def _forget_fleet_index_on_change(session: Session, resources: Resources) -> None:
-    """Clear the fleet page's index once ``session`` commits a change to what it holds.
-
-    A request that enrols a device or changes a kit, its deployment, loan or calibration is shown
-    its change on this replica's next fleet page; other replicas show it within the index's
-    lifetime (``fleet_cache_s``). Cleared after the commit too, so that a page built between the
-    flush and the commit does not keep the old registry.
-    """
-    changed = False
-
-    def flushed(session: Session, _context: object) -> None:
-        nonlocal changed
-        if any(isinstance(row, _FLEET_ROWS) for row in (*session.new, *session.dirty, *session.deleted)):
-            changed = True
-            resources.fleet_index.clear()
-
-    def committed(_session: Session) -> None:
-        nonlocal changed
-        if changed:
-            changed = False
-            resources.fleet_index.clear()
-
-    def executed(state: ORMExecuteState) -> None:
-        nonlocal changed
-        if state.is_insert or state.is_update or state.is_delete:  # a bulk statement: any table
-            changed = True
-            resources.fleet_index.clear()
-
-    event.listen(session, "after_flush", flushed)
-    event.listen(session, "do_orm_execute", executed)
-    event.listen(session, "after_commit", committed)
+# A request that enrols a device or changes a kit, its deployment, loan or calibration is shown its
+# change on this replica's next fleet page; other replicas show it within the index's lifetime
+# (``fleet_cache_s``). Cleared after the commit too, so that a page built between the flush and
+# the commit does not keep the old registry.
 
 
-def get_store(resources: ResourcesDep) -> Reader:
+def _forget_fleet_index(session: OrmSession) -> None:
+    session.info["fleet_changed"] = True
+    session.info["fleet_index"].clear()
+
+
+@event.listens_for(RequestSession, "after_flush")
+def _flushed(session: Session, _context: object) -> None:
+    if any(isinstance(row, _FLEET_ROWS) for row in (*session.new, *session.dirty, *session.deleted)):
+        _forget_fleet_index(session)
+
+
+@event.listens_for(RequestSession, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:  # a bulk statement: any table
+        _forget_fleet_index(state.session)
+
+
+@event.listens_for(RequestSession, "after_commit")
+def _committed(session: Session) -> None:
+    if session.info.pop("fleet_changed", False):
+        session.info["fleet_index"].clear()
+
+
+async def get_store(resources: ResourcesDep) -> Reader:
     """Return the time-series store (read side)."""
     return resources.store
 
 
-def get_settings(resources: ResourcesDep) -> ServerSettings:
+async def get_settings(resources: ResourcesDep) -> ServerSettings:
     """Return the server settings."""
     return resources.settings
 
 
-def get_clock(resources: ResourcesDep) -> Clock:
+async def get_clock(resources: ResourcesDep) -> Clock:
     """Return the clock (UTC epoch seconds), injectable for tests."""
     return resources.clock
 
 
-def get_catalog(resources: ResourcesDep) -> Catalog:
+async def get_catalog(resources: ResourcesDep) -> Catalog:
     """Return the catalogue loaded at startup."""
     return resources.catalog
 

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from server.api.deps import get_session
+from server.api.deps import request_session
 from server.app import create_app
 from server.resources import Resources
 from server.settings import ServerSettings
@@ -130,18 +130,14 @@ def test_a_request_changing_the_registry_clears_the_index(
     resources = _resources(closed_client)
     total = _count(closed_client.get("/fleet").text, "total")
 
-    requests = get_session(resources)
-    session = next(requests)
-    session.add(UserRow(email="someone@a.example.org", password_hash="x", created_at=NOW))
-    session.commit()
-    requests.close()
+    with request_session(resources) as session:
+        session.add(UserRow(email="someone@a.example.org", password_hash="x", created_at=NOW))
+        session.commit()
     assert len(resources.fleet_index) == 1
 
-    requests = get_session(resources)
-    session = next(requests)
-    org = session.exec(select(OrganisationRow).where(OrganisationRow.slug == "city-a")).one()
-    session.add(DeviceRow(id="a-enrolled-device", org_id=org.id or 0, registered_at=NOW))
-    session.commit()
-    requests.close()
+    with request_session(resources) as session:
+        org = session.exec(select(OrganisationRow).where(OrganisationRow.slug == "city-a")).one()
+        session.add(DeviceRow(id="a-enrolled-device", org_id=org.id or 0, registered_at=NOW))
+        session.commit()
     assert len(resources.fleet_index) == 0
     assert _count(closed_client.get("/fleet").text, "total") == total + 1

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import sqlalchemy
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func
@@ -96,8 +97,21 @@ def fleet_rows(
     """
     slugs = {org.slug: org for org in orgs.values()}
     ids = [e.device for e in entries if e.registered]
+    # The columns the rows show, not ORM objects of every column (three more JSON texts each).
     devices = (
-        {d.id: d for d in session.exec(select(DeviceRow).where(col(DeviceRow.id).in_(ids))).all()}
+        {
+            d.id: d
+            for d in session.connection().execute(
+                sqlalchemy.select(
+                    col(DeviceRow.id),
+                    col(DeviceRow.sensors),
+                    col(DeviceRow.missing),
+                    col(DeviceRow.config_version),
+                    col(DeviceRow.diagnostics),
+                    col(DeviceRow.updates_opt_out),
+                ).where(col(DeviceRow.id).in_(ids))
+            )
+        }
         if ids
         else {}
     )
@@ -112,8 +126,17 @@ def fleet_rows(
     )
     current = {device: (dep_id, name) for device, dep_id, name in links}
     kit_ids = {e.kit_id for e in entries if e.kit_id is not None}
-    kits = (
-        {k.id: k for k in session.exec(select(KitRow).where(col(KitRow.id).in_(kit_ids))).all()}
+    kits: dict[int | None, str] = (
+        dict(
+            session.connection()
+            .execute(
+                sqlalchemy.select(col(KitRow.id), col(KitRow.inventory_code)).where(
+                    col(KitRow.id).in_(kit_ids)
+                )
+            )
+            .tuples()
+            .all()
+        )
         if kit_ids
         else {}
     )
@@ -176,8 +199,7 @@ def fleet_rows(
         if entry.device in current:
             row.deployment_id, row.deployment = current[entry.device]
         if entry.kit_id is not None and entry.kit_id in kits:
-            kit = kits[entry.kit_id]
-            row.kit, row.kit_id = kit.inventory_code, kit.id
+            row.kit, row.kit_id = kits[entry.kit_id], entry.kit_id
             loan = loans.get(entry.kit_id)
             if loan is not None:
                 borrower = borrowers.get(loan.org_id)
