@@ -69,7 +69,7 @@ __all__ = ["InfluxQLReader", "from_url", "from_v2_url"]
 _log = logging.getLogger(__name__)
 
 _Series = tuple[str, dict[str, str], list[list[Any]]]  # measurement, tags, rows
-_COUNT = operator.itemgetter(1)  # an InfluxQL window row's count
+_INT = {int}
 _TIME = operator.itemgetter(0)  # an InfluxQL row's time
 
 # Devices per statement of latest(): a regex alternation, kept well below the URL/body limits.
@@ -421,13 +421,16 @@ class InfluxQLReader:
         # Each column made by map over the transposed rows: no Python per window.
         out: list[SeriesWindows] = []
         for (sensor_name, name), rows in sorted(series.items()):
-            if not all(map(_COUNT, rows)):
-                rows = [row for row in rows if row[1]]  # windows without readings (count 0)
             if not rows:
                 continue
-            # influxd answers oldest first; do not rely on it (a sorted list sorts in one pass).
-            rows.sort(key=_TIME)
             times, counts, totals, lows, highs = zip(*rows, strict=True)
+            # influxd answers oldest first and leaves out empty windows (fill(none)); do not rely
+            # on it: a window without readings (count 0) is left out, the rows sorted by time.
+            if not all(counts) or list(times) != sorted(times):
+                rows = sorted((row for row in rows if row[1]), key=_TIME)
+                if not rows:
+                    continue
+                times, counts, totals, lows, highs = zip(*rows, strict=True)
             out.append(
                 SeriesWindows(
                     org,
@@ -435,9 +438,9 @@ class InfluxQLReader:
                     sensor_name,
                     name,
                     list(map(truediv, times, repeat(1e9))),
-                    list(map(int, counts)),
+                    list(counts) if set(map(type, counts)) == _INT else list(map(int, counts)),
                     list(map(truediv, totals, counts)),
-                    list(map(float, lows)),
+                    list(map(float, lows)),  # a whole number comes back as an int
                     list(map(float, highs)),
                 )
             )
