@@ -172,8 +172,11 @@ class InfluxQLReader:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _query(self, statements: list[str], *, missing_ok: bool = True) -> list[list[dict[str, Any]]]:
-        """Run ``statements`` in one request; return each statement's series.
+    def _query(
+        self, statements: list[str], *, missing_ok: bool = True, epoch: str = "ns"
+    ) -> list[list[dict[str, Any]]]:
+        """Run ``statements`` in one request; return each statement's series, times in ``epoch``
+        units (``ns``, or ``s`` where every time is a whole second).
 
         A statement on a database that does not exist (an org that never sent a reading) answers
         no series when ``missing_ok``.
@@ -181,7 +184,7 @@ class InfluxQLReader:
         query = ";".join(statements)
         _log.debug("InfluxQL to %s: %s", self.http.base, query)
         try:
-            status, body = self.http.request("POST", "/query", {"q": query, "epoch": "ns"})
+            status, body = self.http.request("POST", "/query", {"q": query, "epoch": epoch})
         except SuitcaseError as exc:
             raise StoreError(str(exc)) from exc
         if status in (401, 403):
@@ -404,7 +407,10 @@ class InfluxQLReader:
         )
         if not statements:
             return []
-        answers = self._query(statements)
+        # Windows of whole seconds start on whole seconds: their times in seconds are exact, and
+        # 10 digits instead of 19 per row (a chart's answer ~25 % shorter, to parse and to make).
+        whole = float(every).is_integer()
+        answers = self._query(statements, epoch="s" if whole else "ns")
         # Each series' rows, oldest first as influxd answers them: those of the statement with the
         # most rows as they are, the few of the others (where the tiers read meet: a window may
         # come in parts from two statements) added into them in place.
@@ -437,7 +443,7 @@ class InfluxQLReader:
                     device,
                     sensor_name,
                     name,
-                    list(map(truediv, times, repeat(1e9))),
+                    list(map(float, times)) if whole else list(map(truediv, times, repeat(1e9))),
                     list(counts) if set(map(type, counts)) == _INT else list(map(int, counts)),
                     list(map(truediv, totals, counts)),
                     list(map(float, lows)),  # a whole number comes back as an int

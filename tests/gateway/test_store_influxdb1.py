@@ -296,6 +296,17 @@ def _reference_windows(answers: list[list[dict[str, Any]]]) -> list[tuple[Any, .
     ]
 
 
+def _in(epoch: str, answers: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """A fresh copy of ``answers`` (times in ns) with times in ``epoch`` units, as influxd answers."""
+    out = copy.deepcopy(answers)
+    if epoch == "s":
+        for answer in out:
+            for s in answer:
+                for row in s["values"]:
+                    row[0] //= 1_000_000_000
+    return out
+
+
 def test_influxdb_windows_add_up_the_parts_of_a_window_from_every_statement() -> None:
     """Test that the reader's windows are each window's parts from all of its statements' answers
     added up, ordered by (start, sensor, quantity), whatever the answers hold: empty answers, a
@@ -329,7 +340,7 @@ def test_influxdb_windows_add_up_the_parts_of_a_window_from_every_statement() ->
             answers.append(answer)
         expected = _reference_windows(answers)
         # A fresh copy per read: the reader adds the parts of a window into the answer's rows.
-        reader._query = lambda statements, answers=answers, **_: copy.deepcopy(answers)  # type: ignore[method-assign]
+        reader._query = lambda statements, answers=answers, epoch="ns", **_: _in(epoch, answers)  # type: ignore[method-assign]
         got = reader.windows("o", "d", 0, 2400, 60)
         assert [w[:6] for w in got] == [e[:6] for e in expected], case
         assert all(
@@ -339,3 +350,5 @@ def test_influxdb_windows_add_up_the_parts_of_a_window_from_every_statement() ->
         ), case
         assert all(type(w.min) is float and type(w.count) is int for w in got)
         assert reader.series_windows("o", "d", 0, 2400, 60) == series_of(got), case
+        # A width of no whole seconds asks for times in ns (the made-up answers stay the same).
+        assert reader.windows("o", "d", 0, 2400, 7.5) == got, case
