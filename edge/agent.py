@@ -333,9 +333,9 @@ class Agent:
     def note_bad_command(self, name: str, reason: str) -> None:
         """Count a command that could not be answered (``bad_commands`` in ``meta``) and log it,
         at most 5 lines a minute."""
-        self.counters.bad_commands += 1
         hint = 'send {"id": ..., "args": {...}}'
         self._bad_commands.log(self.log, logging.WARNING, "command %s ignored (%s): %s", name, reason, hint)
+        self.counters.bad_commands += 1  # counted once logged
 
     def resend(self, start: float, end: float) -> int:
         """Publish again every reading stamped in ``[start, end]`` that the outbox still holds.

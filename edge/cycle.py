@@ -82,10 +82,11 @@ class SamplingCycle:
                 self.outbox.in_flight(r.id for r in rows)
             self.outbox_error = None
         except OutboxError as exc:
-            self.counters.outbox_errors += 1
-            if self.outbox_error is None or self.counters.outbox_errors % 60 == 1:
+            errors = self.counters.outbox_errors + 1
+            if self.outbox_error is None or errors % 60 == 1:
                 self.log.error("%s", exc)
             self.outbox_error = str(exc)
+            self.counters.outbox_errors = errors  # counted once logged and noted
             if not synced:
                 return []
             rows = [Row(0, s, q, v, now) for s, q, v in values]  # published without store-and-forward

@@ -94,8 +94,8 @@ class CommandInbox:
         else:
             self._queue.append((name, payload))
             return True
-        self._counters.commands_dropped += 1
         self._rate.log(self._log, logging.WARNING, "command %s dropped unread: %s", name, why)
+        self._counters.commands_dropped += 1  # counted once logged
         return False
 
     def take(self) -> Iterator[tuple[str, bytes]]:
@@ -362,8 +362,8 @@ class Publisher:
         ids = [r.id for r in rows] if track else []
         error = self.session.publish(self.session.topics["telemetry"], payload, ids=ids)
         if error is not None:
-            self.counters.publish_errors += 1
             self.log.warning("publish failed (%s); the readings stay in the outbox", error)
+            self.counters.publish_errors += 1  # counted once logged
             return False
         self.counters.packs_published += 1
         self.counters.readings_published += len(rows)

@@ -224,13 +224,14 @@ class Session:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         if reason_code.is_failure:
-            self.counters.connection_refused += 1
             self.connection_error = f"broker refused the connection: {reason_code}"
             self.log.error(
                 "broker refused the connection (%s): check mqtt.username/password in the device config, "
                 "or re-enroll the device (`suitcase edge enroll`); retrying",
                 reason_code,
             )
+            # Counted last: whoever sees the count finds the error and the log line in place.
+            self.counters.connection_refused += 1
             return
         self.connection_error = None
         self.log.info("connected")
@@ -273,7 +274,6 @@ class Session:
         except WireError:
             return
         except Exception as exc:
-            self.counters.bad_commands += 1
             self._bad_messages.log(
                 self.log,
                 logging.ERROR,
@@ -282,3 +282,4 @@ class Session:
                 type(exc).__name__,
                 exc,
             )
+            self.counters.bad_commands += 1  # counted once logged

@@ -166,7 +166,7 @@ def test_the_fleet_is_operated_from_the_pages(
     agent.start()
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
-        assert agent.wait_connected(15)
+        assert agent.wait_connected(30)
         wait_until(
             lambda: _ok(api.get(f"/devices/{device}"))["online"], what="the device online in the registry"
         )

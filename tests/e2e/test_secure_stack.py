@@ -136,15 +136,15 @@ def test_every_client_talks_tls_in_production(
     )
     gateway.start()
     try:
-        wait_until(lambda: gateway.subscribed, 15, "the gateway's subscription over TLS")
+        wait_until(lambda: gateway.subscribed, 30, "the gateway's subscription over TLS")
         agent.open()
-        assert agent.wait_connected(15), agent.connection_error
+        assert agent.wait_connected(30), agent.connection_error
         now = time.time()
         pack = encode_pack([Record(ORG, device, "bme280", "temperature", 21.5, now)])
         assert agent.publish(build_topic(ORG, device, "telemetry"), pack) is None
-        wait_until(lambda: store.count_readings() == 1, 15, "the reading in the store")
+        wait_until(lambda: store.count_readings() == 1, 30, "the reading in the store")
         with Session(resources.engine) as session:
-            wait_until(lambda: _online(session, device), 15, "the device online in the registry")
+            wait_until(lambda: _online(session, device), 30, "the device online in the registry")
     finally:
         agent.close(5)
         gateway.stop()
@@ -235,7 +235,7 @@ def test_the_agent_refuses_a_broker_it_cannot_trust(
     caplog.set_level(logging.WARNING, "tests.tls")
     agent.open()
     try:
-        wait_until(lambda: agent.connection_error, 10, "the agent's connection failure")
+        wait_until(lambda: agent.connection_error, 30, "the agent's connection failure")
         assert not agent.connected
         assert "mqtt.ca_file" in caplog.text
     finally:
@@ -313,7 +313,7 @@ def test_the_server_says_when_it_cannot_reach_the_broker(
     caplog.set_level(logging.WARNING, "server.listener")
     listener.start()
     try:
-        wait_until(lambda: "SUITCASE_SERVER_MQTT_CA_FILE" in caplog.text, 15, "the listener's warning")
+        wait_until(lambda: "SUITCASE_SERVER_MQTT_CA_FILE" in caplog.text, 30, "the listener's warning")
     finally:
         listener.stop()
 
@@ -361,7 +361,7 @@ def test_a_claimed_pi_gets_the_ca_and_connects_over_tls(
     agent = _agent(config.device, config.mqtt, config.org)  # as the server gave it
     agent.open()
     try:
-        assert agent.wait_connected(15), agent.connection_error
+        assert agent.wait_connected(30), agent.connection_error
         listener = production_server.app.state.listener  # type: ignore[attr-defined]
         assert listener.wait_applied(1, 15), "the server did not hear the Pi's status over TLS"
     finally:

@@ -88,7 +88,7 @@ def test_readings_of_two_devices_reach_the_api_and_bad_payloads_are_dead_lettere
                         return False
                 return True
 
-            wait_until(both_have_readings, 10, "readings of both devices returned by the API", every=0.2)
+            wait_until(both_have_readings, 30, "readings of both devices returned by the API", every=0.2)
             readings = api.get(f"/devices/{devices[0]}/readings", params={"start": started}).json()[
                 "readings"
             ]
@@ -117,7 +117,7 @@ def test_readings_of_two_devices_reach_the_api_and_bad_payloads_are_dead_lettere
                 mine = [d for d in letters if d["topic"] == topic]
                 return mine if len(mine) >= 2 else []
 
-            letters = wait_until(dead_letters, 10, "two dead letters for the bad payloads", every=0.2)
+            letters = wait_until(dead_letters, 30, "two dead letters for the bad payloads", every=0.2)
             codes = {d["code"]: d["reason"] for d in letters}
             assert "intruder" in codes["device_mismatch"]
             assert "not JSON" in codes["not_json"]

@@ -106,14 +106,14 @@ def test_run_publishes_until_sigterm(tmp_path: Path, embedded_broker: Any) -> No
 
     def stop_when_online() -> None:
         try:
-            status = Status.model_validate_json(sub.next("status", timeout=15).payload)
+            status = Status.model_validate_json(sub.next("status", timeout=60).payload)
         except BaseException as exc:  # pytest.fail in a thread: report it to the test
             failures.append(f"run never went online: {exc!r}")
             return  # no SIGTERM: without run's handler installed it would end the test session
         if status.state != "online":
             failures.append(f"first status was {status.state}")
         try:
-            sub.next("telemetry", timeout=15)
+            sub.next("telemetry", timeout=30)
         except BaseException as exc:
             failures.append(f"no telemetry: {exc!r}")
         # Online means the agent started, so run's SIGTERM handler is installed.

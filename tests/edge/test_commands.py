@@ -18,6 +18,7 @@ from kits.models import DeviceConfig, DeviceSensor, MqttSettings, SensorFilter
 from suitcase.broker import MosquittoBroker, find_mosquitto
 from tests.edge.conftest import FakeClock, Targets
 from tests.services import require_service
+from tests.waiting import wait_until
 
 SENSOR = DeviceSensor(name="indoor", part="bme280", address=0x77, interval_s=1.0)
 
@@ -91,8 +92,8 @@ def test_identify_blinks_the_act_led_or_says_why_not(
     (tmp_path / "ACT" / "trigger").write_text("none [mmc0] timer heartbeat")
     assert _cmd(agent, "identify", {"seconds": 1})["result"]["blinking"] is True
     assert (tmp_path / "ACT" / "trigger").read_text() == "timer"
-    time.sleep(1.3)
-    assert (tmp_path / "ACT" / "trigger").read_text() == "mmc0"
+    # put back by a timer thread after the second (was a 1.3 s sleep: a loaded machine runs it later)
+    wait_until(lambda: (tmp_path / "ACT" / "trigger").read_text() == "mmc0", 30, "the trigger put back")
 
 
 def test_unknown_commands_and_bad_arguments_get_an_error_reply(
@@ -172,13 +173,10 @@ def test_a_broker_refusing_the_credentials_is_reported_and_sampling_goes_on(
         )
         agent = Agent(config, bus)
         agent.start()
-        deadline = time.monotonic() + 10
-        while agent.counters.connection_refused == 0 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.5)
-        assert agent.counters.connection_refused >= 1
+        wait_until(lambda: agent.counters.connection_refused >= 1, 30, "the broker's refusal")
         assert agent.connection_error is not None and "refused" in agent.connection_error
-        assert agent.outbox.pending >= 3  # readings kept for when the credentials are fixed
+        # readings kept for when the credentials are fixed (was a 1.5 s sleep before the check)
+        wait_until(lambda: agent.outbox.pending >= 3, 30, "readings kept in the outbox")
         agent.stop()
     finally:
         broker.stop()

@@ -153,24 +153,26 @@ def test_a_broker_restart_delivers_every_reading_exactly_once(
     device = f"pi-{uuid.uuid4().hex[:6]}"
     store = Store(own_broker, device)
     store.connect()
+    # Subscribed before the agent's first publish (it would miss those readings under load).
+    wait_until(store.subscribed.is_set, 30, "the store's subscription")
     agent = _agent(own_broker, tmp_path / "state", device, drain_readings_per_s=200)
     agent.start()
     try:
-        assert agent.wait_connected(10)
+        assert agent.wait_connected(30)
         time.sleep(2.0)
         own_broker.stop()
-        wait_until(lambda: not agent.connected, 20.0, "the agent to notice the outage", every=0.05)
+        wait_until(lambda: not agent.connected, 60, "the agent to notice the outage", every=0.05)
         backlog_before = agent.outbox.pending
-        time.sleep(4.0)  # the outage: readings go on, into the outbox
-        assert agent.outbox.pending >= backlog_before + 10
+        # the outage: readings go on, into the outbox (was a 4 s sleep, then the same check)
+        wait_until(lambda: agent.outbox.pending >= backlog_before + 10, 60, "readings into the outbox")
         own_broker.start()
-        assert agent.wait_connected(20)
+        assert agent.wait_connected(30)
         # The backlog drains (live readings go on).
-        wait_until(lambda: agent.outbox.pending <= 10, 20.0, "the backlog to drain", every=0.05)
+        wait_until(lambda: agent.outbox.pending <= 10, 60, "the backlog to drain", every=0.05)
         keys = _outbox_keys(agent)
     finally:
         agent.stop()
-    store.wait_for(keys)
+    store.wait_for(keys, 60)
     store.disconnect()
     assert keys <= set(store.readings)
     assert set(store.readings) <= _outbox_keys_of(tmp_path / "state")  # nothing that was not read
@@ -182,18 +184,16 @@ def test_resend_recovers_what_a_broker_crash_lost(own_broker: MosquittoBroker, t
     re-published from the outbox by the resend command."""
     device = f"pi-{uuid.uuid4().hex[:6]}"
     store = Store(own_broker, device)
-    store.connect()
-    time.sleep(0.5)
-    store.disconnect()  # the gateway is down: the broker queues for its persistent session
+    store.open_session()  # the gateway is down: the broker queues for its persistent session
     agent = _agent(own_broker, tmp_path / "state", device)
     agent.start()
     try:
-        assert agent.wait_connected(10)
+        assert agent.wait_connected(30)
         started = time.time()
         time.sleep(3.0)
         cut = time.time() - 0.5
         # every reading up to the cut acknowledged by the broker (and queued for the store)
-        wait_until(lambda: _pending_before(agent, cut) == 0, 20.0, "the readings before the cut", every=0.05)
+        wait_until(lambda: _pending_before(agent, cut) == 0, 60, "the readings before the cut", every=0.05)
         keys = {k for k in _outbox_keys(agent) if k[2] <= cut}
         assert keys
         assert own_broker._process is not None
@@ -205,17 +205,17 @@ def test_resend_recovers_what_a_broker_crash_lost(own_broker: MosquittoBroker, t
         time.sleep(1.5)
         lost = keys - set(store.readings)
         assert lost, "the crash should have lost the queued readings"
-        assert agent.wait_connected(20)
+        assert agent.wait_connected(30)
         request_id = str(uuid.uuid4())
         store.client.publish(
             build_topic(ORG, device, "cmd", "resend"),
             json.dumps({"id": request_id, "args": {"from": started - 60, "to": time.time()}}),
             qos=1,
         )
-        wait_until(lambda: request_id in store.replies, 20.0, "the resend reply", every=0.05)
+        wait_until(lambda: request_id in store.replies, 60, "the resend reply", every=0.05)
         reply = store.replies[request_id]
         assert reply["ok"] is True and reply["result"]["readings"] >= len(keys)
-        store.wait_for(keys)
+        store.wait_for(keys, 60)
     finally:
         agent.stop()
         store.disconnect()

@@ -45,7 +45,7 @@ class Publisher:
 
     def publish(self, topic: str, payload: bytes) -> None:
         info = self.client.publish(topic, payload, qos=1)
-        info.wait_for_publish(10)
+        info.wait_for_publish(30)
         assert info.is_published(), f"no PUBACK for {topic}"
 
     def close(self) -> None:

@@ -83,7 +83,7 @@ def test_run_writes_readings_and_stops_on_sigterm(tmp_path: Path, embedded_broke
             pub.publish(*pack("dev-cli", i))  # keep publishing until the gateway is subscribed
             return reader.count_readings() > 0
 
-        wait_until(landed, timeout=15, what="a reading written by the CLI gateway")
+        wait_until(landed, timeout=60, what="a reading written by the CLI gateway")
         reader.close()
     finally:
         pub.close()

@@ -153,7 +153,7 @@ def test_store_failure_then_recovery_loses_nothing(
         wait_until(lambda: gw.stats.store_failures >= 3, what="retries of the failing store")
         assert gw.stats.acked == 1
         store.failing = False
-        wait_until(lambda: gw.stats.acked == 41, timeout=15, what="all 41 acked after recovery")
+        wait_until(lambda: gw.stats.acked == 41, timeout=30, what="all 41 acked after recovery")
     assert store.count_readings() == 82
     times = [r.time for r in store.readings(ORG, "dev-a", 0, 2e9, quantity="humidity")]
     assert times == [NOW - 10_000 + i for i in range(41)]
@@ -193,7 +193,7 @@ def _crash_and_resume(broker: EmbeddedBroker | MosquittoBroker, store: FlakyStor
             pub.publish(*pack("dev-a", i))
         store.failing = False
         with gateway(store, broker, client_id) as second:
-            wait_until(lambda: store.count_readings() == 160, timeout=20, what="all 80 packs written")
+            wait_until(lambda: store.count_readings() == 160, timeout=60, what="all 80 packs written")
             wait_until(lambda: second.stats.acked >= 60, what="the 60 redelivered/queued acked")
         readings = store.readings(ORG, "dev-a", 0, 2e9)
         assert len(readings) == 160

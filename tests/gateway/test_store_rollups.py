@@ -95,7 +95,11 @@ def _assert_windows(got: list[Window], want: list[tuple[float, str, str, int, fl
         assert (w.org, w.device) == ("o", "pi")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     offset=st.floats(min_value=-100, max_value=3 * 3600, allow_nan=False).map(lambda t: round(t, 3)),
     length=st.floats(min_value=0.5, max_value=4 * 3600, allow_nan=False).map(lambda t: round(t, 3)),

@@ -232,7 +232,11 @@ _records = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(records=_records)
 def test_writing_twice_equals_writing_once(
     tmp_path_factory: pytest.TempPathFactory, records: list[Record]

@@ -26,7 +26,7 @@ from gateway.sinks.influxdb1 import InfluxDB1Sink
 from gateway.sinks.sqlite import SqliteSink
 from gateway.store import SqliteStore
 from kits.wire import decode_pack, parse_topic
-from suitcase.broker import MosquittoBroker, find_mosquitto
+from suitcase.broker import MosquittoBroker, find_mosquitto, free_port
 from tests.gateway.gwtools import NOW, publish_all, six_pack
 from tests.reliability.faults import record, stored_rows, tally
 from tests.services import require_service
@@ -94,13 +94,14 @@ def test_kill_9_mid_stream_of_100k_readings_loses_and_doubles_nothing(
     n = 16_667  # packs of 6 readings: 100,002 readings
     store_path = tmp_path / "store.db"
     cid = f"gw-kill-{uuid.uuid4().hex[:6]}"
+    metrics = free_port()
     cmd = [
         sys.executable, "-m", "suitcase", "gateway", "run", "--quiet",
         "--store", str(store_path),
         "--sink", f"sqlite:///{store_path}",
         "--sink", influxd.sink_url,
         "--mqtt-port", str(broker.port), "--client-id", cid, "--mqtt-version", "5",
-        "--batch-messages", "500",
+        "--batch-messages", "500", "--metrics-port", str(metrics),
     ]  # fmt: skip
 
     def start() -> subprocess.Popen[bytes]:
@@ -108,8 +109,9 @@ def test_kill_9_mid_stream_of_100k_readings_loses_and_doubles_nothing(
 
     proc = start()
     feed = threading.Thread(target=publish_all, args=(broker.host, broker.port, packs(n)))
-    wait_until(store_path.exists, what="the store file")
-    time.sleep(1.0)  # the gateway's session and subscription are in place
+    # The gateway's session and subscription in place before the feed (was a 1 s sleep after the
+    # store file appeared: on a loaded machine the first packs had no session to queue for).
+    wait_until(lambda: _subscribed(metrics), timeout=60, what="the gateway subscribed")
     feed.start()
     reader = SqliteStore(store_path)
     wait_until(lambda: reader.count_readings() > 30_000, timeout=60, what="a third landed")
@@ -166,7 +168,7 @@ def test_influxdb_stopped_then_restarted_loses_nothing_and_holds_bounded_memory(
         server.stop()
         feed = threading.Thread(target=publish_all, args=(broker.host, broker.port, packs(n)[1000:]))
         feed.start()
-        wait_until(lambda: gw.stats.store_failures >= 3, timeout=20, what="failing writes")
+        wait_until(lambda: gw.stats.store_failures >= 3, timeout=60, what="failing writes")
         acked = gw.stats.acked
         held = []
         for _ in range(20):
@@ -180,6 +182,15 @@ def test_influxdb_stopped_then_restarted_loses_nothing_and_holds_bounded_memory(
         wait_until(lambda: gw.stats.acked >= n, timeout=60, what="everything acked after the restart")
     assert server.count(DB) == 6 * n
     store.close()
+
+
+def _subscribed(port: int) -> bool:
+    """Whether the gateway serving /metrics on ``port`` says it is subscribed to the broker."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return False
+    return "\nsuitcase_gateway_connected 1.0" in f"\n{text}"
 
 
 class _Flaky(BaseHTTPRequestHandler):
@@ -246,7 +257,7 @@ def test_sink_answering_500_timing_out_refusing_loses_nothing(
             sent += 75
             wait_until(
                 lambda f=failures: gw.metrics.failures.labels(sink.name)._value.get() >= f + 2,
-                timeout=20,
+                timeout=60,
                 what=f"failing writes ({mode})",
             )
             assert gw.stats.acked == acked, f"acked during {mode}"
@@ -376,7 +387,7 @@ def test_supervised_workers_share_the_load(broker: MosquittoBroker, tmp_path: Pa
     cmd = [sys.executable, "-m", "suitcase", "gateway", "run", "--workers", "2", "--group", "pool"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(store_path.exists, timeout=20, what="the store file")
+        wait_until(store_path.exists, timeout=60, what="the store file")
         reader = SqliteStore(store_path)
         all_packs = packs(3000)
 

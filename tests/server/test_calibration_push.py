@@ -56,12 +56,12 @@ class _Device:
         self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
-        assert connected.wait(5), "the device could not log in with its credentials"
+        assert connected.wait(30), "the device could not log in with its credentials"
         base = f"suitcase/v1/{config['org']}/{config['device']}"
         self.client.subscribe(f"{base}/cmd/+", qos=1)
-        assert subscribed.wait(5), "the broker did not grant the device its command topics"
+        assert subscribed.wait(30), "the broker did not grant the device its command topics"
         online = Status(state="online", since=NOW, agent="test").encode()
-        self.client.publish(f"{base}/status", online, qos=1, retain=True).wait_for_publish(10)
+        self.client.publish(f"{base}/status", online, qos=1, retain=True).wait_for_publish(30)
 
     def _on_message(self, client: Any, _userdata: Any, message: Any) -> None:
         request = CommandRequest.model_validate_json(message.payload)
@@ -102,7 +102,7 @@ def test_calibration_reaches_the_device_and_its_reply_is_recorded(
         world = World.build(client)
         kit, issued = _enroll(client, world)
         listener = client.app.state.listener  # type: ignore[attr-defined]
-        assert listener.subscribed.wait(10), "the server's listener did not subscribe"
+        assert listener.subscribed.wait(30), "the server's listener did not subscribe"
         device = _Device(mosquitto_dynsec, issued["config"])
         device_path = f"/devices/{issued['config']['device']}"
         wait_until(lambda: world.ok("a-viewer", "GET", device_path)["online"], what="the device online")

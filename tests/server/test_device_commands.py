@@ -191,7 +191,7 @@ class _Agent:
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
         self.client.subscribe(f"{self.base}/cmd/+", qos=1)
-        assert subscribed.wait(10), "the broker did not grant the device its command topics"
+        assert subscribed.wait(30), "the broker did not grant the device its command topics"
 
     def _on_message(self, client: Any, _userdata: Any, message: Any) -> None:
         request = CommandRequest.model_validate_json(message.payload)
@@ -201,10 +201,10 @@ class _Agent:
 
     def status(self, state: str) -> None:
         payload = Status(state=state, since=NOW, agent="test").encode()  # type: ignore[arg-type]
-        self.client.publish(f"{self.base}/status", payload, qos=1, retain=True).wait_for_publish(10)
+        self.client.publish(f"{self.base}/status", payload, qos=1, retain=True).wait_for_publish(30)
 
     def stop(self) -> None:
-        self.client.publish(f"{self.base}/status", b"", qos=1, retain=True).wait_for_publish(10)
+        self.client.publish(f"{self.base}/status", b"", qos=1, retain=True).wait_for_publish(30)
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -236,7 +236,7 @@ def test_two_replicas_dispatch_each_command_once(
         world = World.build(one)
         device = _device(one, world, device=f"a-twin-{id(one) % 10000}")
         for app in (one, two):
-            assert app.app.state.listener.subscribed.wait(10)  # type: ignore[attr-defined]
+            assert app.app.state.listener.subscribed.wait(30)  # type: ignore[attr-defined]
         given = [
             world.ok("a-operator", "POST", f"/devices/{device}/commands", 201, json={"name": "ping"})[
                 "command_id"
@@ -282,7 +282,7 @@ def test_a_command_held_by_a_dead_replica_goes_out_when_its_lease_ends(
     with SqliteStore(settings.store), TestClient(create_app(settings)) as live:
         world = World.build(live)
         device = _device(live, world, device="a-orphan-1")
-        assert live.app.state.listener.subscribed.wait(10)  # type: ignore[attr-defined]
+        assert live.app.state.listener.subscribed.wait(30)  # type: ignore[attr-defined]
         given = world.ok("a-operator", "POST", f"/devices/{device}/commands", 201, json={"name": "ping"})
         with Session(_engine(live)) as session:
             row = session.exec(

@@ -181,7 +181,7 @@ def test_concurrent_rounds_never_double_fire(settings: ServerSettings) -> None:
         results = []
 
         def round_of(client: TestClient) -> None:
-            start.wait(10)
+            start.wait(60)
             results.append(evaluate(_resources(client), wait_s=30.0))
 
         threads = [threading.Thread(target=round_of, args=(c,)) for c in (one, two) * 4]

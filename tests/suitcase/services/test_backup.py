@@ -166,7 +166,7 @@ def _mqtt_connects(layout: Layout, username: str, password: str) -> bool:
     client.connect("localhost", layout.ports.mqtt_tls)
     client.loop_start()
     try:
-        assert done.wait(10), f"no answer to {username}'s CONNECT"
+        assert done.wait(30), f"no answer to {username}'s CONNECT"
         return not result[0].is_failure
     finally:
         client.loop_stop()
@@ -187,10 +187,10 @@ def _add_device_account(layout: Layout, username: str, password: str) -> None:
     client.connect("localhost", layout.ports.mqtt_tls)
     client.loop_start()
     try:
-        assert subscribed.wait(10)
+        assert subscribed.wait(30)
         commands = [{"command": "createClient", "username": username, "password": password}]
         client.publish("$CONTROL/dynamic-security/v1", json.dumps({"commands": commands}), qos=1)
-        assert answered.wait(10)
+        assert answered.wait(30)
     finally:
         client.loop_stop()
         client.disconnect()

@@ -144,7 +144,7 @@ def test_production_install_takes_a_devices_reading(install: tuple[Layout, int, 
         assert accepted
         now = round(time.time(), 3)
         pack = encode_pack([Record(ORG, DEVICE, "bme280", "temperature", 21.25, now)])
-        pi.publish(build_topic(ORG, DEVICE, "telemetry"), pack, qos=1).wait_for_publish(10)
+        pi.publish(build_topic(ORG, DEVICE, "telemetry"), pack, qos=1).wait_for_publish(30)
     reader = open_reader(server_env["SUITCASE_SERVER_STORE"])
     latest = wait_until(lambda: reader.latest(), timeout=30, what="the reading in the store")
     assert [(r.device, r.quantity, r.value) for r in latest] == [(DEVICE, "temperature", 21.25)]

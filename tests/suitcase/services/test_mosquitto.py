@@ -86,7 +86,7 @@ class _Client:
     def subscribe(self, topic: str) -> list[Any]:
         self.subscribed.clear()
         self.client.subscribe(topic, qos=1)
-        assert self.subscribed.wait(10), f"no SUBACK for {topic}"
+        assert self.subscribed.wait(30), f"no SUBACK for {topic}"
         return self.granted[-1]
 
     def close(self) -> None:
@@ -101,7 +101,7 @@ def test_gateway_role_receives_telemetry_only(tls_broker: tuple[MosquittoBroker,
     gateway = _Client(broker, GATEWAY, tls.ca, "gateway-1")
     server = _Client(broker, SERVER, tls.ca, "server-1")
     try:
-        assert gateway.connected.wait(10) and server.connected.wait(10)
+        assert gateway.connected.wait(30) and server.connected.wait(30)
         assert gateway.refused == [] and server.refused == []
         assert gateway.subscribe("$share/gw/suitcase/v1/+/+/telemetry") == [1]
         assert gateway.subscribe("suitcase/v1/+/+/status")[0] >= 0x80  # refused
@@ -123,11 +123,11 @@ def test_server_role_manages_device_accounts(tls_broker: tuple[MosquittoBroker, 
     broker, tls = tls_broker
     gateway = _Client(broker, GATEWAY, tls.ca, "gateway-2")
     try:
-        assert gateway.connected.wait(10) and gateway.refused == []
+        assert gateway.connected.wait(30) and gateway.refused == []
         assert gateway.subscribe("$share/gw/suitcase/v1/+/+/telemetry") == [1]
         device = Account("city-dev-2", "dev-secret", ())
         server = _Client(broker, SERVER, tls.ca, "server-2")
-        assert server.connected.wait(10) and server.refused == []
+        assert server.connected.wait(30) and server.refused == []
         server.subscribe("$CONTROL/dynamic-security/v1/response")
         commands = [
             {"command": "createRole", "rolename": "dev-2"},
@@ -142,12 +142,12 @@ def test_server_role_manages_device_accounts(tls_broker: tuple[MosquittoBroker, 
             {"command": "addClientRole", "username": device.username, "rolename": "dev-2"},
         ]
         server.client.publish("$CONTROL/dynamic-security/v1", json.dumps({"commands": commands}), qos=1)
-        assert server.got.wait(10), "no answer from the dynamic-security plugin"
+        assert server.got.wait(30), "no answer from the dynamic-security plugin"
         server.close()
         pi = _Client(broker, device, tls.ca, "city-dev-2")
-        assert pi.connected.wait(10) and pi.refused == []
-        pi.client.publish("suitcase/v1/city/city-dev-2/telemetry", b"[]", qos=1).wait_for_publish(10)
-        assert gateway.got.wait(10)
+        assert pi.connected.wait(30) and pi.refused == []
+        pi.client.publish("suitcase/v1/city/city-dev-2/telemetry", b"[]", qos=1).wait_for_publish(30)
+        assert gateway.got.wait(30)
         assert gateway.messages == ["suitcase/v1/city/city-dev-2/telemetry"]
         pi.close()
     finally:
@@ -177,7 +177,7 @@ def test_wrong_password_is_refused(tls_broker: tuple[MosquittoBroker, TlsFiles])
     broker, tls = tls_broker
     wrong = _Client(broker, Account(GATEWAY.username, "not-it", ()), tls.ca, "wrong")
     try:
-        assert wrong.connected.wait(10)
+        assert wrong.connected.wait(30)
         assert wrong.refused != []
     finally:
         wrong.close()
