@@ -26,6 +26,7 @@ InfluxDB: the alert round's floor).
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import sqlite3
@@ -72,6 +73,7 @@ class Timings:
     runs: int
     cpu_p50: float = 0.0  # this process's CPU time during a call (all its threads)
     cpu_p99: float = 0.0
+    full_collections: int = 0  # the garbage collector's full passes during the runs
 
 
 def _p99(values: list[float]) -> float:
@@ -87,12 +89,14 @@ def timings(fn: Callable[[], object], budget_s: float = 20.0, most: int = 200) -
     first = time.perf_counter() - started
     runs = max(5, min(most, int(budget_s / max(first, 1e-4))))
     times, cpu = [], []
+    full = gc.get_stats()[2]["collections"]
     for _ in range(runs):
         started, used = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - started)
         cpu.append(time.process_time() - used)
-    return Timings(statistics.median(times), _p99(times), runs, statistics.median(cpu), _p99(cpu))
+    full = gc.get_stats()[2]["collections"] - full
+    return Timings(statistics.median(times), _p99(times), runs, statistics.median(cpu), _p99(cpu), full)
 
 
 def _registry(engine: Any, devices: int) -> None:
@@ -252,6 +256,7 @@ def _measure(name: str, store_url: str, folder: Path, devices: int) -> list[Figu
         _registry(client.app.state.resources.engine, devices)  # type: ignore[attr-defined]
         login = client.post("/api/v1/auth/login", json={"email": "bench@example.org", "password": PASSWORD})
         login.raise_for_status()
+        csrf = {"X-CSRF-Token": login.json()["csrf"]}
 
         def api(params: dict[str, Any]) -> Callable[[], None]:
             def call() -> None:
@@ -291,6 +296,26 @@ def _measure(name: str, store_url: str, folder: Path, devices: int) -> list[Figu
                 lambda: client.get("/fleet", params={"state": "online", "page": 3}).raise_for_status(),
                 most=100,
             )
+        # A person changes something of the fleet here (a deployment's name: this replica's index
+        # is cleared), then opens the fleet page a second later: what that page costs.
+        renamed = iter(range(1_000_000))
+
+        def after_a_change() -> None:
+            body = {"name": f"site {next(renamed)}"}
+            changed = client.patch("/api/v1/deployments/1", json=body, headers=csrf)
+            changed.raise_for_status()
+            time.sleep(1.0)
+            started, used = time.perf_counter(), time.process_time()
+            html({})()
+            changes.append((time.perf_counter() - started, time.process_time() - used))
+
+        changes: list[tuple[float, float]] = []
+        for _ in range(12):
+            after_a_change()
+        walls, cpus = [w for w, _ in changes], [c for _, c in changes]
+        measured["fleet HTML page of 50, 1 s after this replica changed the registry (production)"] = Timings(
+            statistics.median(walls), max(walls), len(changes), statistics.median(cpus), max(cpus)
+        )
     conn = sqlite3.connect(registry)
     base = timings(
         lambda: conn.execute(
@@ -306,13 +331,21 @@ def _measure(name: str, store_url: str, folder: Path, devices: int) -> list[Figu
         print(
             f"    {what}: p50 {t.p50 * 1000:.1f} ms, p99 {t.p99 * 1000:.1f} ms ({t.runs} runs), "
             f"{t.p99 / base.p99:.0f}x the bare page; CPU p50 {t.cpu_p50 * 1000:.1f} ms, "
-            f"p99 {t.cpu_p99 * 1000:.1f} ms"
+            f"p99 {t.cpu_p99 * 1000:.1f} ms; full garbage collections {t.full_collections}"
         )
         figures.append(
             Figure(
                 f"{what} p99 ({name}, {devices:,})", t.p99, "bare registry page", base.p99, PAGE, "devices"
             )
         )
+    goal = measured["fleet HTML page of 50 (production: 10 s, 10 s stale)"]
+    print(
+        f"  ISSUE #12 FIGURE ({name}): HTML fleet page of 50 among {devices:,} devices, as production "
+        f"keeps its index (10 s, 10 s stale, read anew in the background): p99 {goal.p99 * 1000:.0f} ms "
+        f"wall, {goal.cpu_p99 * 1000:.0f} ms CPU, p50 {goal.p50 * 1000:.0f} ms ({goal.runs} pages in 30 s; "
+        f"goal p99 <= 100 ms: {'met' if goal.p99 <= 0.1 else 'NOT met'} on this machine at load "
+        f"{os.getloadavg()[0]:.1f})"
+    )
     # The read of every device's last-seen time, in full: a reader's first (and every 5 min on
     # InfluxDB); the alert rounds' baseline.
     seen = _seen_full(store_url)

@@ -84,6 +84,10 @@ def create_app(
                 alerts_task = asyncio.create_task(_alert_loop(resources))
             app.state.resources = resources
             app.state.listener = listener
+            if settings.fleet_cache_warm_at_start:
+                from server.web.views.fleet import warm_index
+
+                warm_index(resources)
             log.info(
                 "server started",
                 extra={

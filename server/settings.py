@@ -153,6 +153,12 @@ class ServerSettings(BaseSettings):
         "while a new one is read in the background, so a page viewed or polled at least that often "
         "never waits for the read of every device; default: fleet_cache_s in production, 0 in development",
     )
+    fleet_cache_warm: bool | None = Field(
+        default=None,
+        description="read the fleet page's index (of every organisation, and of each one) in the "
+        "background as the server starts, so the first pages after a start, such as those left "
+        "open across a restart, do not wait for it; needs fleet_cache_s; default: on in production",
+    )
     map_tiles_url: str = Field(
         default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
         description="map tiles of the pages (OpenStreetMap); empty: no tiles, an offline outline map",
@@ -186,6 +192,14 @@ class ServerSettings(BaseSettings):
         if self.fleet_cache_stale_s is not None:
             return self.fleet_cache_stale_s
         return self.fleet_cache_ttl_s if self.environment == "production" else 0.0
+
+    @property
+    def fleet_cache_warm_at_start(self) -> bool:
+        """Whether the fleet page's index is read as the server starts (``fleet_cache_warm``)."""
+        warm = (
+            self.fleet_cache_warm if self.fleet_cache_warm is not None else self.environment == "production"
+        )
+        return warm and self.fleet_cache_ttl_s > 0
 
     @property
     def reads_open(self) -> bool:

@@ -94,7 +94,7 @@ _FLEET_ROWS = (
 # A request that enrols a device or changes a kit, its deployment, loan or calibration is shown its
 # change on this replica's next fleet page; other replicas show it within the index's lifetime
 # (``fleet_cache_s``). Cleared after the commit too, so that a page built between the flush and
-# the commit does not keep the old registry.
+# the commit does not keep the old registry, and read anew from then (``TtlCache.clear``).
 
 
 def _forget_fleet_index(session: OrmSession) -> None:
@@ -117,7 +117,9 @@ def _executed(state: ORMExecuteState) -> None:
 @event.listens_for(RequestSession, "after_commit")
 def _committed(session: Session) -> None:
     if session.info.pop("fleet_changed", False):
-        session.info["fleet_index"].clear()
+        # Read anew at once in the background: the next page waits for that read, if it is still
+        # under way, rather than starting its own.
+        session.info["fleet_index"].clear(rebuild=True)
 
 
 async def get_store(resources: ResourcesDep) -> Reader:

@@ -3,7 +3,9 @@ exports and reports rate-limited per client, public figures cached, both bounded
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +158,66 @@ def test_cache_shows_a_stale_value_while_its_successor_is_computed() -> None:
     assert cache.get("k", lambda: "after the clear", lambda: "y") == "after the clear"
     clock.now = 1000.0  # too old to show: computed while the caller waits
     assert cache.get("k", lambda: "waited", lambda: "y") == "waited" and jobs == []
+
+
+def test_cache_rebuilds_after_a_clear_in_the_background() -> None:
+    """Test that ``clear(rebuild=True)`` computes anew, in the background, the keys read within
+    ``ttl_s + stale_s`` (with their last refresh), that a get then returns the rebuilt value
+    without computing, that a rebuild cleared again before it starts is skipped for the next
+    one, and that a key not read lately is only forgotten."""
+    clock = Clock(0.0)
+    jobs: list[Any] = []
+    cache: TtlCache[str] = TtlCache(10.0, clock, stale_s=10.0, background=jobs.append)
+    assert cache.get("k", lambda: "first", lambda: "rebuilt 1") == "first"
+    assert cache.get("no refresh", lambda: "plain") == "plain"
+    cache.clear(rebuild=True)
+    assert len(jobs) == 1 and len(cache) == 0
+    jobs.pop(0)()
+    misses = cache.misses
+    assert cache.get("k", lambda: "computed", lambda: "rebuilt 2") == "rebuilt 1"
+    assert cache.misses == misses
+    cache.clear(rebuild=True)
+    cache.clear(rebuild=True)  # a second change before the first rebuild began
+    assert len(jobs) == 2
+    jobs.pop(0)()  # for the first clear: skipped, the second's follows
+    assert len(cache) == 0
+    jobs.pop(0)()
+    assert cache.get("k", lambda: "computed", lambda: "rebuilt 3") == "rebuilt 2"
+    clock.now = 25.0  # last read at 0: older than ttl_s + stale_s
+    cache.clear(rebuild=True)
+    assert jobs == []
+    assert cache.get("k", lambda: "computed", lambda: "rebuilt 4") == "computed"
+
+
+def test_a_get_waits_for_the_rebuild_under_way() -> None:
+    """Test that a get of a key being rebuilt after a clear waits for that rebuild rather than
+    computing it a second time, and computes it itself when the rebuild fails."""
+    clock = Clock(0.0)
+    cache: TtlCache[str] = TtlCache(10.0, clock, rebuild_wait_s=30.0)
+    go = threading.Event()
+    computed: list[str] = []
+
+    def slow() -> str:
+        assert go.wait(30.0)
+        return "rebuilt"
+
+    def compute() -> str:
+        computed.append("k")
+        return "computed"
+
+    try:
+        assert cache.get("k", lambda: "first", slow) == "first"
+        cache.clear(rebuild=True)
+        with ThreadPoolExecutor(1) as pool:
+            page = pool.submit(cache.get, "k", compute, slow)
+            go.set()
+            assert page.result(timeout=60.0) == "rebuilt" and computed == []
+
+        def broken() -> str:
+            raise RuntimeError("the store is down")
+
+        assert cache.get("j", lambda: "first", broken) == "first"
+        cache.clear(rebuild=True)
+        assert cache.get("j", lambda: "computed", broken) == "computed"
+    finally:
+        cache.close()

@@ -125,8 +125,9 @@ def test_index_off_is_read_every_time(closed_client: TestClient) -> None:
 def test_a_request_changing_the_registry_clears_the_index(
     closed_client: TestClient,
 ) -> None:
-    """Test that a request's session committing a device (enrolment) clears the index at once,
-    and one committing nothing the index holds (a user) leaves it."""
+    """Test that a request's session committing a device (enrolment) clears the index at once
+    and has it read anew in the background, so the next page shows the device without reading
+    every device itself; and that one committing nothing the index holds (a user) leaves it."""
     resources = _resources(closed_client)
     total = _count(closed_client.get("/fleet").text, "total")
 
@@ -135,9 +136,39 @@ def test_a_request_changing_the_registry_clears_the_index(
         session.commit()
     assert len(resources.fleet_index) == 1
 
+    misses = resources.fleet_index.misses
     with request_session(resources) as session:
         org = session.exec(select(OrganisationRow).where(OrganisationRow.slug == "city-a")).one()
         session.add(DeviceRow(id="a-enrolled-device", org_id=org.id or 0, registered_at=NOW))
+        session.flush()
+        assert len(resources.fleet_index) == 0  # forgotten at the flush already
         session.commit()
-    assert len(resources.fleet_index) == 0
-    assert _count(closed_client.get("/fleet").text, "total") == total + 1
+    page = closed_client.get("/fleet").text
+    assert (
+        _count(page, "total") == total + 1
+        and "a-enrolled-device" in closed_client.get("/fleet", params={"q": "a-enrolled-device"}).text
+    )
+    # Read anew in the background from the commit: the page waited for that read (if it was still
+    # under way), it did not read every device itself.
+    assert resources.fleet_index.misses == misses
+
+
+@pytest.mark.usefixtures("fleet")
+def test_the_index_is_read_as_the_server_starts(
+    closed_client: TestClient, closed_settings: ServerSettings, monotonic: Clock
+) -> None:
+    """Test that with ``fleet_cache_warm`` a starting server reads the index of every organisation
+    and of each one in the background, so the first page after a start (one left open across a
+    restart) does not read every device; and that development does not (its default)."""
+    total = _count(closed_client.get("/fleet").text, "total")
+    settings = closed_settings.model_copy(
+        update={"fleet_cache_s": TTL, "fleet_cache_stale_s": TTL, "fleet_cache_warm": True}
+    )
+    with TestClient(create_app(settings, clock=lambda: NOW, monotonic=monotonic)) as restarted:
+        cache = _resources(restarted).fleet_index
+        wait_until(lambda: len(cache) == 3, what="the indexes of both organisations and of each")
+        restarted.cookies.update(closed_client.cookies)  # the viewer's session, in the registry
+        assert _count(restarted.get("/fleet").text, "total") == total
+        assert cache.misses == 0
+    assert not ServerSettings().fleet_cache_warm_at_start
+    assert not ServerSettings(fleet_cache_warm=True).fleet_cache_warm_at_start  # no cache: nothing to warm

@@ -11,6 +11,7 @@ the top, the agent versions and the newest rollout's progress over the devices s
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -41,7 +42,7 @@ from server.web.render import ago, local_time, login_redirect, org_zone, render
 from server.web.views.device import diagnostics_view
 from server.web.views.fleet_index import CALIBRATION_SOON_S, Entry, fleet_index, matching
 
-__all__ = ["CALIBRATION_SOON_S", "PAGE_SIZE", "FleetRow", "fleet_rows", "router"]
+__all__ = ["CALIBRATION_SOON_S", "PAGE_SIZE", "FleetRow", "fleet_rows", "router", "warm_index"]
 
 router = APIRouter()
 
@@ -319,19 +320,13 @@ def _context(
     orgs = _visible_orgs(session, principal)
     slugs = {i: o.slug for i, o in orgs.items()}
     cache = resources.fleet_index
-
-    def build(session: Session, now: float) -> _Index:
-        return _Index.of(fleet_index(session, store, slugs, settings.stale_after_s, now), now)
-
-    def refresh() -> _Index:  # in the cache's worker, after this request: its own session
-        with Session(resources.engine) as own:
-            return build(own, resources.clock())
-
     # Reused for a few seconds (fleet_cache_s): at 10,000 devices the index is most of the page;
     # past that, shown while the next one is read (fleet_cache_stale_s). Kept with the time it was
     # read, so the page says how old its counts are.
     index: _Index = cache.get(
-        (tuple(sorted(slugs.items())), settings.stale_after_s), lambda: build(session, now), refresh
+        _index_key(slugs, settings),
+        lambda: _build(session, store, slugs, settings, now),
+        _refresher(resources, store, slugs),
     )
     shown = index.view(filters)
     if filters.q.strip():
@@ -379,6 +374,44 @@ def _context(
         # Counts of a reused index are as old as it: say so (in the first organisation's zone).
         "counts_as_of": "" if cache.ttl_s <= 0 else local_time(index.as_of, zone, date=False),
     }
+
+
+def _index_key(slugs: dict[int, str], settings: ServerSettings) -> tuple[object, ...]:
+    """The index's key: the organisations it holds, and when a device counts as offline."""
+    return (tuple(sorted(slugs.items())), settings.stale_after_s)
+
+
+def _build(
+    session: Session, store: Reader, slugs: dict[int, str], settings: ServerSettings, now: float
+) -> _Index:
+    return _Index.of(fleet_index(session, store, slugs, settings.stale_after_s, now), now)
+
+
+def _refresher(resources: Resources, store: Reader, slugs: dict[int, str]) -> Callable[[], _Index]:
+    """Read the index of ``slugs`` in the cache's worker, with a session of its own."""
+
+    def refresh() -> _Index:
+        with Session(resources.engine) as own:
+            return _build(own, store, slugs, resources.settings, resources.clock())
+
+    return refresh
+
+
+def warm_index(resources: Resources) -> None:
+    """Read, in the background, the index of every organisation together (what a global admin
+    sees) and of each organisation alone (what its members see), as at most the cache holds.
+
+    Pages that ask for one meanwhile wait for that read rather than reading it again.
+    """
+    with Session(resources.engine) as session:
+        slugs = {o.id: o.slug for o in session.exec(select(OrganisationRow)).all() if o.id is not None}
+    sets = [slugs, *({org: slug} for org, slug in sorted(slugs.items()))]
+    keys: set[tuple[object, ...]] = set()
+    for one in sets[: resources.fleet_index.max_entries]:
+        key = _index_key(one, resources.settings)
+        if key not in keys:  # one organisation: its own index is every organisation's
+            keys.add(key)
+            resources.fleet_index.warm(key, _refresher(resources, resources.store, one))
 
 
 def _org_names(session: Session) -> dict[int, str]:
