@@ -125,21 +125,18 @@ def windows_of(series: Iterable[SeriesWindows]) -> list[Window]:
     return out
 
 
-def series_of(windows: Iterable[Window]) -> list[SeriesWindows]:
-    """``windows`` (one device's, oldest first) as columns per series, in (sensor, quantity) order."""
-    grouped: dict[tuple[str, str], list[Window]] = {}
-    for w in windows:
-        grouped.setdefault((w.sensor, w.quantity), []).append(w)
+def series_of(windows: Sequence[Window]) -> list[SeriesWindows]:
+    """``windows`` (one device's, in :meth:`Reader.windows`' order) as columns per series, in
+    (sensor, quantity) order."""
     out = []
-    for (sensor, quantity), part in sorted(grouped.items()):
-        _, _, _, _, starts, counts, means, mins, maxes = zip(*part, strict=True)
-        first = part[0]
+    for part in _by_series(windows):
+        org, device, sensor, quantity, starts, counts, means, mins, maxes = zip(*part, strict=True)
         out.append(
             SeriesWindows(
-                first.org,
-                first.device,
-                sensor,
-                quantity,
+                org[0],
+                device[0],
+                sensor[0],
+                quantity[0],
                 list(starts),
                 list(counts),
                 list(means),
@@ -147,9 +144,34 @@ def series_of(windows: Iterable[Window]) -> list[SeriesWindows]:
                 list(maxes),
             )
         )
+    out.sort(key=lambda s: (s.sensor, s.quantity))
     return out
 
 
+def _by_series(windows: Sequence[Window]) -> list[Sequence[Window]]:
+    """``windows`` (oldest first) split by series, each oldest first.
+
+    When every series has every window (a chart's usual case), the windows of one start are one
+    of each series in the same order, so each series is a slice with a stride: checked with map
+    and set, no Python per window. Otherwise grouped window by window.
+    """
+    if not windows:
+        return []
+    first = windows[0].start
+    k = next((i for i, w in enumerate(windows) if w.start != first), len(windows))
+    parts = [windows[j::k] for j in range(k)]
+    if len({(p[0].sensor, p[0].quantity) for p in parts}) == k and all(
+        len(set(map(_SENSOR, p))) == 1 and len(set(map(_QUANTITY, p))) == 1 for p in parts
+    ):
+        return parts
+    groups: dict[tuple[str, str], list[Window]] = {}
+    for w in windows:
+        groups.setdefault((w.sensor, w.quantity), []).append(w)
+    return list(groups.values())
+
+
+_SENSOR = operator.itemgetter(2)
+_QUANTITY = operator.itemgetter(3)
 _WINDOW_START = operator.itemgetter(4)
 
 
