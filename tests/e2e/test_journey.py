@@ -152,23 +152,27 @@ def _ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json()
 
 
-def _watch(broker: MosquittoBroker, topic: str) -> tuple[mqtt.Client, list[float]]:
-    """An admin subscriber recording when each message on ``topic`` arrives."""
-    arrivals: list[float] = []
+def _watch(broker: MosquittoBroker, topic: str) -> tuple[mqtt.Client, list[bytes]]:
+    """An admin subscriber recording, in order, the payloads on ``topic`` and on MARKER_TOPIC."""
+    arrivals: list[bytes] = []
     ready = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="journey-watcher")
     client.username_pw_set(*ADMIN)
 
     def on_connect(c: mqtt.Client, *args: Any) -> None:
-        c.subscribe(topic, qos=1)
-        ready.set()
+        c.subscribe([(topic, 1), (MARKER_TOPIC, 1)])
 
     client.on_connect = on_connect
-    client.on_message = lambda c, u, m: arrivals.append(time.monotonic())
+    client.on_subscribe = lambda *args: ready.set()
+    client.on_message = lambda c, u, m: arrivals.append(m.payload)
     client.connect(broker.host, broker.port)
     client.loop_start()
-    assert ready.wait(5)
+    assert ready.wait(30)
     return client, arrivals
+
+
+# Not a device's: the admin may publish on command topics only.
+MARKER_TOPIC = "suitcase/v1/aarhus/journey-marker/cmd/marker"
 
 
 def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screenshot_dir: Path) -> None:
@@ -267,7 +271,7 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
     steps.done("staff scan the label in Chromium: log in, pick the deployment, confirm")
 
     # 5. The Pi receives its config on its next poll.
-    poller.join(10)
+    poller.join(30)
     assert claimed and claimed[0] is not None
     device = claimed[0]
     assert device.device == device_id and device.mqtt.username == device_id
@@ -296,16 +300,16 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
     agent.start()
     watcher = None
     try:
-        assert agent.wait_connected(10)
+        assert agent.wait_connected(30)
         wait_until(
-            lambda: store.latest([("aarhus", device_id)]), 15, "readings of the Pi in the store", every=0.1
+            lambda: store.latest([("aarhus", device_id)]), 30, "readings of the Pi in the store", every=0.1
         )
         steps.done("agent connects and its first readings are in the store")
         readings = wait_until(
             lambda: _ok(
                 staff.get(f"/deployments/{deployment['id']}/readings", params={"start": time.time() - 600})
             )["readings"],
-            10,
+            30,
             "readings on the deployment",
             every=0.1,
         )
@@ -318,7 +322,7 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
         page.goto(f"{url}/kits/{kit['id']}/unboxing#codes={','.join(c['code'] for c in kit['claim_codes'])}")
         wait_until(
             lambda: page.locator("#pi-1.done").count() == 1,
-            15,
+            30,
             "Pi 1's unboxing checklist all green",
             every=0.5,
         )
@@ -334,7 +338,7 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
             alerts = _ok(staff.get("/alerts", params={"rule_id": rule["id"]}))["data"]
             return [a for a in alerts if a["state"] == "firing"]
 
-        fired = wait_until(firing, 20, "a sensor_unhealthy alert firing", every=0.1)
+        fired = wait_until(firing, 60, "a sensor_unhealthy alert firing", every=0.1)
         sensor = device.sensors[0].name
 
         def fleet_shows_missing() -> bool:
@@ -360,15 +364,19 @@ def test_the_first_hour(stack: dict[str, Any], page: Any, tmp_path: Path, screen
         # 10. The kit is returned: the loan closes and the Pi's next publish no longer arrives.
         telemetry = f"suitcase/v1/aarhus/{device_id}/telemetry"
         watcher, arrivals = _watch(broker, telemetry)
-        wait_until(lambda: arrivals, 5, "telemetry seen by the watcher before the return", every=0.1)
+        wait_until(lambda: arrivals, 30, "telemetry seen by the watcher before the return", every=0.1)
         back = _ok(operator.post(f"/kits/{kit['id']}/return", json={"condition": "good"}))
         assert back["loan_id"] == loan["id"] and device_id in back["devices_revoked"]
-        returned_at = time.monotonic()
         loans = _ok(operator.get("/loans", params={"active": False}))["data"]
         assert any(item["id"] == loan["id"] and item["returned_at"] is not None for item in loans)
-        wait_until(lambda: not agent.wait_connected(0), 10, "the broker drops the revoked Pi", every=0.1)
+        wait_until(lambda: not agent.wait_connected(0), 30, "the broker drops the revoked Pi", every=0.1)
+        # The broker queues what it receives to the watcher in order: what the Pi sent before it was
+        # dropped arrives before this marker, anything after it came on a new connection (was: the
+        # arrival time against the return's plus 0.5 s, which a loaded machine can exceed).
+        watcher.publish(MARKER_TOPIC, b"marker", qos=1).wait_for_publish(30)
+        wait_until(lambda: b"marker" in arrivals, 30, "the watcher's marker", every=0.1)
         time.sleep(4)  # several publish intervals: nothing may arrive
-        late = [t for t in arrivals if t > returned_at + 0.5]
+        late = arrivals[arrivals.index(b"marker") + 1 :]
         assert late == [], f"{len(late)} telemetry messages arrived after the kit was returned"
         assert agent.counters.connection_refused >= 1 or not agent.wait_connected(0)
         steps.done("kit returned: loan closed, dynsec client removed, the Pi's publishes stop")

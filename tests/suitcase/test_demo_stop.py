@@ -72,7 +72,7 @@ class _Demo:
                 self.process.kill()
         while True:
             try:
-                line = self._queue.get(timeout=2)
+                line = self._queue.get(timeout=10)  # the rest, until the pipe closes (None)
             except queue.Empty:
                 break
             if line is None:
