@@ -261,13 +261,13 @@ def test_columns_draw_what_the_windows_drew_on_both_stores(reader: tuple[Reader,
     derived = DerivedReader(store, {("o", "d"): list(RULES)})
     spans = [DeviceSpan("o", "d", now - 2 * 86_400, math.inf)]
     drawn = 0
-    for span in (HOUR, 6 * HOUR, 86_400.0, 2 * 86_400.0):
-        for points in (1000, 200, 50):
+    for span in (HOUR, 86_400.0, 2 * 86_400.0):
+        for points in (1000, 50):
             for read in (store, derived):
                 drawn += _same_charts(read, spans, now - span + 12.5, now, points)
         drawn += _same_charts(derived, spans, now - span, now, 300, quantity="dew_point")
         drawn += _same_charts(store, spans, now - span, now, 300, quantity="passes")
-    assert drawn > 10_000
+    assert drawn > 5_000
     for every in (60.0, 900.0, 3600.0, 7.0):
         got = derived.series_windows("o", "d", now - 86_400, now, every)
         assert got == series_of(derived.windows("o", "d", now - 86_400, now, every))
