@@ -45,6 +45,7 @@ SERVER_STORE = frozenset(
         "DeviceSeen",
         "DeadLetter",
         "Window",
+        "SeriesWindows",  # a series' windows as columns (Reader.series_windows: what charts read)
         "StoreError",
         "open_reader",
         "OrgRoutedReader",
