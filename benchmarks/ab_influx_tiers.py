@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -146,6 +147,7 @@ def run(base: str, rounds: int) -> None:
                 started = time.perf_counter()
                 fn()
                 times[name, kind].append(time.perf_counter() - started)
+    shutil.rmtree(folder, ignore_errors=True)  # the registry of this run
 
     def shown(values: list[float]) -> str:
         return f"{statistics.median(values) * 1000:.0f} / {_percentile(values, 0.99) * 1000:.0f}"
