@@ -147,8 +147,8 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
                 "the fleet to show 0.2.0 on every device",
             )
             good_figures = done["figures"]
-            expect(page.locator("#fleet-rollout h2")).to_have_text("Agent update 0.2.0: done", timeout=10_000)
-            expect(page.locator("#fleet-versions")).to_contain_text("0.2.0: 3", timeout=10_000)
+            expect(page.locator("#fleet-rollout h2")).to_have_text("Agent update 0.2.0: done", timeout=30_000)
+            expect(page.locator("#fleet-versions")).to_contain_text("0.2.0: 3", timeout=30_000)
 
             start_from_page(page, "0.3.0", "roll-2")
             expect(page.locator("#rollout-result")).to_contain_text("rollout 0.3.0: running")
@@ -171,7 +171,7 @@ def test_a_rollout_reaches_every_ring_and_a_bad_one_stops_at_its_canary(
                 DEVICES, "0.2.0"
             )
             panel = page.locator("#fleet-rollout")
-            expect(panel.locator("h2")).to_have_text("Agent update 0.3.0: stopped", timeout=10_000)
+            expect(panel.locator("h2")).to_have_text("Agent update 0.3.0: stopped", timeout=30_000)
             expect(panel).to_contain_text("canary device roll-2 failed: update to 0.3.0 rolled back")
             check(page, errors, screenshot_dir, "fleet-rollout-stopped-live")
             canary = AgentHome(tmp_path / "roll-2" / "agent")

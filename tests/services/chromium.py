@@ -39,8 +39,12 @@ def browser() -> Iterator[Any]:
     path = chromium_path()
     if path is None:
         require_service("chromium", "apt-get install chromium chromium-driver")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # A page's assertions wait up to 30 s, as its actions do (Playwright's default for `expect` is
+    # 5 s: a loaded CI machine, Chromium and the server on two cores, exceeded it). They pass as
+    # soon as they hold: a bound, no cost.
+    expect.set_options(timeout=30_000)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
         yield launched
