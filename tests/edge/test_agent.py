@@ -245,7 +245,7 @@ class Subscriber:
         self.client.subscribe(f"suitcase/v1/{ORG}/{device}/#", qos=1)
         self.client.loop_start()
 
-    def next(self, kind: Literal["telemetry", "status", "meta"], timeout: float = 10.0) -> mqtt.MQTTMessage:
+    def next(self, kind: Literal["telemetry", "status", "meta"], timeout: float = 30.0) -> mqtt.MQTTMessage:
         """Return the next message of ``kind``, skipping others; fail after ``timeout`` seconds."""
         topic = build_topic(ORG, self.device, kind)
         deadline = time.monotonic() + timeout

@@ -49,7 +49,7 @@ def test_valid_packs_land_and_are_acked(
 ) -> None:
     """Test that every reading of valid packs from several devices lands once and each message is acked."""
     with gateway(store, embedded_broker, client_id) as gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         for i in range(30):
             publisher.publish(*pack(f"dev-{i % 3}", i))
         wait_until(lambda: gw.stats.acked == 30, what="30 acks")
@@ -68,7 +68,7 @@ def test_a_batch_is_acked_only_after_its_write_returns(
     """Test that while the store's write is blocked, nothing is acked; once it returns, all is."""
     store.gate.clear()
     with gateway(store, embedded_broker, client_id) as gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         for i in range(5):
             publisher.publish(*pack("dev-a", i))
         wait_until(lambda: gw.stats.received == 5, what="5 messages received")
@@ -121,7 +121,7 @@ def test_each_bad_payload_kind_is_dead_lettered_with_its_code(
     Valid packs around them still land: one bad message never blocks the others.
     """
     with gateway(store, embedded_broker, client_id) as gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         publisher.publish(*pack("dev-a", 1))
         for topic, payload in BAD.values():
             publisher.publish(topic, payload)
@@ -144,7 +144,7 @@ def test_store_failure_then_recovery_loses_nothing(
 ) -> None:
     """Test that while the store fails nothing is acked or dropped, and once it returns everything lands."""
     with gateway(store, embedded_broker, client_id) as gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         publisher.publish(*pack("dev-a", 0))
         wait_until(lambda: gw.stats.acked == 1, what="first ack")
         store.failing = True
@@ -177,7 +177,7 @@ def _crash_and_resume(broker: EmbeddedBroker | MosquittoBroker, store: FlakyStor
     try:
         first = gateway(store, broker, client_id)
         first.start()
-        first.wait_subscribed()
+        first.wait_subscribed(60)
         for i in range(20):
             pub.publish(*pack("dev-a", i))
         wait_until(lambda: store.count_readings() == 40, what="first 20 packs written")
@@ -203,7 +203,7 @@ def _crash_and_resume(broker: EmbeddedBroker | MosquittoBroker, store: FlakyStor
         ]
         # Everything was acked: a third session with the same id gets nothing more.
         with gateway(store, broker, client_id) as third:
-            third.wait_subscribed()
+            third.wait_subscribed(60)
             time.sleep(0.5)
             assert third.stats.received == 0
     finally:
@@ -237,7 +237,7 @@ def test_a_queued_backlog_is_taken_within_the_window_while_the_store_is_stuck(
 
     first = gateway(store, mosquitto, client_id, mqtt_version="5", batch_messages=50, receive_maximum=100)
     first.start()
-    first.wait_subscribed()
+    first.wait_subscribed(60)
     first.stop()  # the session stays, with its subscription: the backlog queues for it
     backlog = [six_pack(ORG, f"dev-{i % 5}", i // 5) for i in range(3000)]
     publish_all(mosquitto.host, mosquitto.port, backlog)
@@ -267,7 +267,7 @@ def test_every_poison_is_dead_lettered_and_the_good_packs_around_it_land(
 
     topic = build_topic(ORG, DEVICE, "telemetry")
     with gateway(store, embedded_broker, client_id) as gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         for i, (_, payload, _) in enumerate(POISON):
             publisher.publish(*pack(DEVICE, i))
             publisher.publish(topic, payload)
@@ -303,7 +303,7 @@ def test_any_exception_of_one_message_is_that_messages_dead_letter(
 
     monkeypatch.setattr(consumer, "decode_pack", buggy)
     with gateway(store, embedded_broker, client_id) as gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         publisher.publish(*pack("dev-a", 1))
         publisher.publish(build_topic(ORG, "dev-a", "telemetry"), b"[1]")
         publisher.publish(*pack("dev-a", 2))
@@ -332,10 +332,10 @@ def test_a_dying_decoder_thread_calls_the_fatal_handler_and_stop_raises(
 
     gw._add = crash  # type: ignore[method-assign]
     gw.start()
-    gw.wait_subscribed()
+    gw.wait_subscribed(60)
     publisher.publish(*pack("dev-a", 1))
     with pytest.raises(GatewayFatal, match=r"decoder thread died .*_Crash: decoder bug"):
-        gw.wait(timeout=10)
+        gw.wait(timeout=30)
     assert len(told) == 1 and told[0] is gw.failure
     assert gw.stats.acked == 0  # unacked: the broker redelivers it to the restarted gateway
     with pytest.raises(GatewayFatal):
@@ -357,9 +357,9 @@ def test_a_dying_flusher_thread_calls_the_fatal_handler(
 
     gw = gateway(store, embedded_broker, client_id, sinks=[DyingSink(store)])
     with pytest.raises(GatewayFatal, match=r"flusher thread died .*sink bug"), gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         publisher.publish(*pack("dev-a", 1))
-        gw.wait(timeout=10)
+        gw.wait(timeout=30)
     assert gw.failure is not None
 
 
@@ -375,7 +375,7 @@ def test_a_restarted_gateway_keeps_its_devices_seen_series(
     for run in range(2):
         sink = InfluxDB1Sink(influxd.host, influxd.port, meta=f"meta_{client_id.replace('-', '_')}")
         with gateway(store, embedded_broker, client_id, sinks=[sink]) as gw:
-            gw.wait_subscribed()
+            gw.wait_subscribed(60)
             for i in range(3):
                 publisher.publish(*pack("dev-a", run * 10 + i))
             sent += 3

@@ -115,7 +115,7 @@ def test_a_flood_from_one_device_is_acked_counted_and_bounded_in_the_gateway(
     pub = Publisher(embedded_broker.host, embedded_broker.port)
     try:
         with caplog.at_level(logging.WARNING), gw:
-            gw.wait_subscribed()
+            gw.wait_subscribed(60)
             for i in range(60):
                 pub.publish(build_topic("aarhus", "dev-flood", "telemetry"), b"{bad %d" % i)
             wait_until(lambda: gw.stats.acked == 60, what="every message acked")

@@ -151,8 +151,8 @@ def test_members_under_the_gateway_role_see_each_other_and_adopt(
     a, b = member("gw-a"), member("gw-b")
     with a:
         b.start()
-        a.wait_subscribed()
-        b.wait_subscribed()
+        a.wait_subscribed(60)
+        b.wait_subscribed(60)
         assert a.members is not None
         wait_until(lambda: a.members.records == {"gw-a": UP, "gw-b": UP}, timeout=30, what="both up")
         b.stop()  # MQTT 3.1.1: its will (down) is published as it leaves
@@ -253,7 +253,7 @@ def test_a_member_gone_without_its_will_is_adopted_once_its_lease_runs_out(
     sender.loop_start()
     try:
         with gateway:
-            gateway.wait_subscribed()
+            gateway.wait_subscribed(60)
             assert gateway.members is not None
             wait_until(lambda: "gw-0ghost" in gateway.members.records, timeout=30, what="the ghost's record")
             packs = [_pack(i) for i in range(20)]  # round robin: about half go to the ghost's session
@@ -295,7 +295,7 @@ def test_a_member_waiting_on_its_store_keeps_renewing_its_lease(
     sender.loop_start()
     try:
         with gateway:
-            gateway.wait_subscribed()
+            gateway.wait_subscribed(60)
             store.gate.clear()  # the store stops answering: writes block
             sent = 0
 

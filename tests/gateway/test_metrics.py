@@ -36,7 +36,7 @@ def test_metrics_endpoint_counts_messages_points_dead_letters_and_sink_state(
         metrics=metrics,
     )
     with gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         for i in range(5):
             pub.publish(*pack("dev-m", i))
         pub.publish(*BAD["not_json"])

@@ -138,7 +138,7 @@ class FileWatcher(threading.Thread):
         """Every trespass seen, sorted."""
         return sorted(self.trespasses.values(), key=lambda t: (t.host, t.path))
 
-    def wait_samples(self, n: int, timeout: float = 10.0) -> None:
+    def wait_samples(self, n: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         start = self.samples
         while self.samples < start + n and time.monotonic() < deadline:

@@ -162,7 +162,7 @@ def test_influxdb_stopped_then_restarted_loses_nothing_and_holds_bounded_memory(
     gw = gateway(store, broker, sinks=[sink], batch_messages=100)
     n = 3000
     with gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         publish_all(broker.host, broker.port, packs(1000))
         wait_until(lambda: gw.stats.acked == 1000, timeout=30, what="first 1000 acked")
         server.stop()
@@ -242,7 +242,7 @@ def test_sink_answering_500_timing_out_refusing_loses_nothing(
     gw = gateway(store, broker, sinks=[sink], batch_messages=50)
     batches = iter([packs(300)[i : i + 75] for i in range(0, 300, 75)])
     with gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         publish_all(broker.host, broker.port, next(batches))
         wait_until(lambda: gw.stats.acked == 75, what="healthy phase acked")
         sent = 75
@@ -277,7 +277,7 @@ def test_broker_restart_loses_nothing(broker: MosquittoBroker, tmp_path: Path) -
     store = SqliteStore(tmp_path / "s.db")
     all_packs = packs(4000)
     with gateway(store, broker) as gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         publish_all(broker.host, broker.port, all_packs[:2000])
         broker.stop()
         broker.start()  # same port, same persistence file
@@ -304,7 +304,7 @@ def test_store_writer_child_killed_mid_stream_loses_and_doubles_nothing(
     n = 12_000
     killed: list[int] = []
     with gateway(letters, broker, sinks=[sink]) as gw:
-        gw.wait_subscribed()
+        gw.wait_subscribed(60)
         feed = threading.Thread(target=publish_all, args=(broker.host, broker.port, packs(n)))
         feed.start()
         for target in (10_000, 25_000, 45_000):
@@ -330,8 +330,8 @@ def test_two_gateways_share_the_load_each_message_once(broker: MosquittoBroker, 
     store_a, store_b = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
     n = 6000
     with gateway(store_a, broker, group="pool") as a, gateway(store_b, broker, group="pool") as b:
-        a.wait_subscribed()
-        b.wait_subscribed()
+        a.wait_subscribed(60)
+        b.wait_subscribed(60)
         publish_all(broker.host, broker.port, packs(n))
         wait_until(lambda: a.stats.acked + b.stats.acked >= n, timeout=60, what="every message acked")
         time.sleep(0.3)
@@ -356,8 +356,8 @@ def test_a_gateway_that_leaves_its_group_under_load_hands_its_share_over(
     with gateway(store, broker, group="pool", client_id=f"gw-a-{uuid.uuid4().hex[:6]}") as a:
         b = gateway(store, broker, group="pool", client_id=b_id)
         b.start()
-        b.wait_subscribed()
-        a.wait_subscribed()
+        b.wait_subscribed(60)
+        a.wait_subscribed(60)
         publish_all(broker.host, broker.port, all_packs[:2000])
         b.stop()  # gone: its session stays in the group, and its will says down after 5 s
         publish_all(broker.host, broker.port, all_packs[2000:5000])
@@ -366,7 +366,7 @@ def test_a_gateway_that_leaves_its_group_under_load_hands_its_share_over(
         wait_until(lambda: b_id not in a.members.records, timeout=30, what="b's record cleared")
         b = gateway(store, broker, group="pool", client_id=b_id)
         with b:
-            b.wait_subscribed()
+            b.wait_subscribed(60)
             publish_all(broker.host, broker.port, all_packs[5000:])
             wait_until(lambda: store.count_readings() >= 6 * n, timeout=60, what="every reading")
             assert b.stats.received > 0  # back in the group

@@ -76,7 +76,7 @@ class VictoriaMetrics:
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=30) as r:
             return [json.loads(line) for line in r.read().splitlines() if line.strip()]
 
-    def wait_samples(self, expected: int, match: str, timeout: float = 15.0) -> list[dict[str, Any]]:
+    def wait_samples(self, expected: int, match: str, timeout: float = 60.0) -> list[dict[str, Any]]:
         """Poll :meth:`export` until it holds ``expected`` samples (or the timeout); return it."""
         deadline = time.monotonic() + timeout
         while True:
