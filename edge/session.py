@@ -224,13 +224,13 @@ class Session:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         if reason_code.is_failure:
-            self.connection_error = f"broker refused the connection: {reason_code}"
             self.log.error(
                 "broker refused the connection (%s): check mqtt.username/password in the device config, "
                 "or re-enroll the device (`suitcase edge enroll`); retrying",
                 reason_code,
             )
-            # Counted last: whoever sees the count finds the error and the log line in place.
+            # Noted and counted last: whoever sees either finds the log line (and the error) in place.
+            self.connection_error = f"broker refused the connection: {reason_code}"
             self.counters.connection_refused += 1
             return
         self.connection_error = None
@@ -243,14 +243,15 @@ class Session:
 
     def _connect_failed_cb(self, client: mqtt.Client, userdata: Any) -> None:
         settings = self.config.mqtt
-        self.connection_error = f"cannot connect to the MQTT broker {settings.host}:{settings.port}"
+        error = f"cannot connect to the MQTT broker {settings.host}:{settings.port}"
         hint = (
             ": it is down or unreachable, or (TLS) its certificate was not accepted: check mqtt.ca_file "
             "(or the CA the server sent) and that mqtt.host is a name the certificate gives"
             if settings.tls
             else ": it is down or unreachable"
         )
-        self._connect_failures.log(self.log, logging.WARNING, "%s%s; retrying", self.connection_error, hint)
+        self._connect_failures.log(self.log, logging.WARNING, "%s%s; retrying", error, hint)
+        self.connection_error = error  # once logged: whoever sees it finds the line too
 
     def _disconnected_cb(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any

@@ -576,8 +576,8 @@ class Gateway:
             self._members.connected()
 
     def _on_subscribed(self) -> None:
+        self.metrics.connected.set(1)  # before the event: a waiter on it then reads the gauge at 1
         self._subscribed.set()
-        self.metrics.connected.set(1)
 
     def _on_lost(self, reason: str) -> None:
         self._subscribed.clear()

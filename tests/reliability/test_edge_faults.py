@@ -156,7 +156,7 @@ class _Zygote:
     def close(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
-        self.proc.wait(10)
+        self.proc.wait(30)
 
 
 def _outbox_records(db: Path, device: str) -> tuple[list[Record], set[int]]:
