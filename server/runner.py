@@ -45,8 +45,11 @@ class ServerThread:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> ServerThread:
+    def start(self, timeout: float = 60.0) -> ServerThread:
         """Start serving; return once the server accepts connections.
+
+        The start (migrations, the catalogue) takes 3-11 s on a loaded two-core machine: the bound
+        is for a hang (a failed start is seen at once, its thread ends).
 
         Raises:
             SuitcaseError: the server failed to start (port taken, bad store or registry: see the
