@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--same-files",
         action="store_true",
-        help="the old tree reads the same files as this one (a tree of schema version 2, e.g. main "
+        help="the old tree reads the same files as this one (a tree of this schema version, e.g. main "
         "before a change), not the copies marked version 1 that 9620f82 reads",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)

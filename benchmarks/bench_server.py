@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import random
 import sqlite3
@@ -146,9 +147,14 @@ def _fill_store(path: Path, device: str, span_s: int, step_s: int) -> int:
                 "INSERT OR REPLACE INTO readings (series_id, time, value) VALUES (?, ?, ?)", rows
             )
             total += span_s // step_s
-        # Written behind the store's back: mark every minute for its rollups (setup).
+        # Written behind the store's back: mark every minute for its rollups (setup), and keep the
+        # 5- and 30-second ones of the last two days, as a gateway's hourly retention does.
         conn.execute(
             "INSERT OR IGNORE INTO rollup_dirty SELECT DISTINCT series_id, time - time % 60 FROM readings"
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO fine_rollups (id, complete_from) VALUES (1, ?)",
+            (math.floor((NOW - 2 * 86_400) / 60) * 60,),
         )
     conn.close()
     store = SqliteStore(path)

@@ -38,6 +38,7 @@ def show(store: Annotated[str | None, typer.Option(help=_STORE_HELP)] = None) ->
     older: dict[str, list[str]] = {}
     try:
         target = open_target(_store(store))
+        fine = not isinstance(target, InfluxDB1Rollups)  # the embedded store's 5-, 30-s windows
         try:
             orgs = target.show()
             if isinstance(target, InfluxDB1Rollups):
@@ -51,7 +52,7 @@ def show(store: Annotated[str | None, typer.Option(help=_STORE_HELP)] = None) ->
     if not orgs:
         typer.echo("no org has a retention yet: every tier is kept forever")
     for org, retention in sorted(orgs.items()):
-        typer.echo(f"{org}: {retention.describe()}")
+        typer.echo(f"{org}: {retention.describe(fine=fine)}")
     for db in bare:
         typer.echo(f"{db}: no rollups yet (charts read raw readings only): run `retention apply`")
     for db, policies in sorted(older.items()):
@@ -85,6 +86,7 @@ def apply(
     try:
         settings = load_retention(config)
         target = open_target(_store(store))
+        fine = not isinstance(target, InfluxDB1Rollups)  # the embedded store's 5-, 30-s windows
         try:
             if isinstance(target, InfluxDB1Rollups):
                 applied = target.apply(settings, time.time(), backfill_days=backfill_days)
@@ -102,4 +104,4 @@ def apply(
     if applied.deleted:
         typer.echo(f"{applied.deleted} readings past their retention deleted")
     for org, retention in sorted(applied.orgs.items()):
-        typer.echo(f"{org}: {retention.describe()}")
+        typer.echo(f"{org}: {retention.describe(fine=fine)}")

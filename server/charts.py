@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Literal
 
-from gateway.store import ROLLUP_WIDTHS, Reader, SeriesWindows, Window
+from gateway.store import FINE_WIDTHS, ROLLUP_WIDTHS, Reader, SeriesWindows, Window
 from kits.quantities import spec
 from server.spans import DeviceSpan
 
@@ -43,13 +43,14 @@ def bucket_width(span: float, points: int) -> float:
     """Return a window width (seconds) so ``span`` holds at most ``points`` epoch-aligned windows.
 
     The width is a whole number of seconds, or a multiple of the coarsest rollup
-    (:data:`gateway.store.ROLLUP_WIDTHS`: 1, 5 or 15 min, 1, 3 or 12 h, 1 day) that still leaves at least
-    half the points, so the store reads a few rollup rows per point instead of every reading.
+    (:data:`gateway.store.FINE_WIDTHS` and :data:`gateway.store.ROLLUP_WIDTHS`: 5 or 30 s, 1, 5 or
+    15 min, 1, 3 or 12 h, 1 day) that still leaves at least half the points, so the store reads a
+    few rollup rows per point instead of every reading (an hour: 5-second windows).
     """
     raw = span / max(points - 1, 1)  # an unaligned span may touch one window more
     # Whole seconds below every rollup: every backend then aligns its windows on the same instants.
     width = float(math.ceil(raw))
-    for rollup in ROLLUP_WIDTHS:
+    for rollup in (*FINE_WIDTHS, *ROLLUP_WIDTHS):
         # At worst half the points, but a 7-day chart reads one 15-minute row per point instead
         # of 11 minute ones, and a year one 12-hour row instead of 9 hour ones.
         whole = math.ceil(raw / rollup) * rollup

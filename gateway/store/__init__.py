@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import cast
 
 from gateway.store.base import (
+    FINE_WIDTHS,
     ROLLUP_WIDTHS,
     DeadLetter,
     DeviceKey,
@@ -31,6 +32,7 @@ from gateway.store.sqlite import SqliteStore
 
 __all__ = [
     "BACKENDS",
+    "FINE_WIDTHS",
     "READERS",
     "ROLLUP_WIDTHS",
     "DeadLetter",

@@ -11,6 +11,7 @@ from kits.errors import SuitcaseError
 from kits.wire import Record
 
 __all__ = [
+    "FINE_WIDTHS",
     "ROLLUP_WIDTHS",
     "DeadLetter",
     "DeviceKey",
@@ -36,6 +37,17 @@ such rollup. Both the embedded store and InfluxDB 1.x (one retention policy per 
 all; an InfluxDB database set up before the others existed keeps 1 min and 1 h until
 ``retention apply`` upgrades it. Charts pick window widths that are multiples of them
 (``server.charts.bucket_width``), so a chart reads a few rows per point whatever its range.
+"""
+
+
+FINE_WIDTHS = (5, 30)
+"""Widths (s) under a minute that the embedded store keeps rollups of too: 5 and 30 s.
+
+Each divides the next (and 30 divides 60), so charts under about 8 hours (1 h: 5-second windows,
+6 h: 30-second ones) read one rollup row per window, not every reading; a chart picks its width
+from these and :data:`ROLLUP_WIDTHS` alike (``server.charts.bucket_width``). The embedded store
+keeps them for the last two days (older windows of these widths read the readings); InfluxDB keeps
+no tier under a minute: it groups the readings, whatever the width.
 """
 
 

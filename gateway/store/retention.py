@@ -1,7 +1,9 @@
 """Retention and downsampling as settings: how long each org keeps raw readings and rollups.
 
 Every store keeps per series the raw readings and windows (count, sum, min, max) of 1, 5 and 15
-minutes ("minute windows") and of 1, 3 and 12 hours and 1 day ("hour windows"). The settings say,
+minutes ("minute windows") and of 1, 3 and 12 hours and 1 day ("hour windows"); the embedded
+SQLite store also windows of 5 and 30 seconds, kept as long as the raw readings and two days at
+most. The settings say,
 per organisation (with a default for all), how many days the raw readings, the minute windows and
 the hour windows are kept (``null``: forever). A YAML file (``retention.yaml``)::
 
@@ -56,16 +58,22 @@ class Retention(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    raw_days: float | None = Field(default=None, gt=0, description="raw readings")
+    raw_days: float | None = Field(
+        default=None, gt=0, description="raw readings (and the embedded store's 5- and 30-second windows)"
+    )
     minute_days: float | None = Field(default=None, gt=0, description="1-, 5- and 15-minute windows")
     hour_days: float | None = Field(default=None, gt=0, description="1-, 3-, 12-hour and 1-day windows")
 
-    def describe(self) -> str:
+    def describe(self, *, fine: bool = False) -> str:
+        """The retention in words; ``fine``: the store keeps 5- and 30-second windows (SQLite),
+        as long as the raw readings."""
+
         def days(value: float | None) -> str:
             return "forever" if value is None else f"{value:g} d"
 
+        raw = "raw and 5-, 30-s windows" if fine else "raw"
         return (
-            f"raw {days(self.raw_days)}, minute windows (1, 5, 15 min) {days(self.minute_days)}, "
+            f"{raw} {days(self.raw_days)}, minute windows (1, 5, 15 min) {days(self.minute_days)}, "
             f"hour windows (1, 3, 12 h, 1 d) {days(self.hour_days)}"
         )
 

@@ -1,6 +1,6 @@
 """The embedded time-series store: one SQLite file (WAL, ``synchronous=FULL``).
 
-Schema (``PRAGMA user_version`` 2):
+Schema (``PRAGMA user_version`` 3):
 
 - ``series``: one row per (org, device, sensor, quantity), with the newest reading of that
   series (``last_time``, ``last_value``) so :meth:`SqliteStore.latest` reads one row per series.
@@ -20,6 +20,16 @@ Schema (``PRAGMA user_version`` 2):
   reads.
   Version 1 kept only the minute and hour windows: opening such a file computes the others from
   them once (``_upgrade_from_1``).
+  The same table holds the windows of :data:`FINE_WIDTHS` (5 and 30 s), so a chart under about 8
+  hours reads one row per window instead of every reading: a refresh recomputes the 5-second
+  windows of each marked minute from its readings and the 30-second ones from those (only the
+  windows that changed are written). They are kept two days (charts under a day end now) and never
+  longer than the readings.
+- ``fine_rollups``: one row, from when the 5- and 30-second windows are complete: windows of those
+  widths before it are read from the readings, as in version 2. A file of version 2 had none:
+  opening it computes those of its newest day of readings (``_upgrade_from_2``) and records that
+  day's start; :meth:`SqliteStore.apply_retention` moves it to two days ago. A new file has no row
+  until then: its fine windows are complete.
 - ``rollup_refresh``: one row, when a writer last refreshed the rollups on its period
   (:meth:`SqliteStore.refresh_rollups_if_due`). The marked minutes are shared by every writer of
   the file (gateways under ``--workers``), so one refresh per period serves them all; the others
@@ -27,8 +37,9 @@ Schema (``PRAGMA user_version`` 2):
   without a version change: each open creates it if missing, and older code ignores it.
 - ``retention``: per org, how many days of readings, minute and hour rollups to keep
   (:meth:`SqliteStore.set_retention`; :meth:`SqliteStore.apply_retention` deletes the rest).
-  The 5- and 15-minute windows are kept as long as the minute ones, the 3-hour, 12-hour and
-  day ones as long as the hour ones. An org without a row keeps everything.
+  The 5- and 30-second windows are kept as long as the readings (and two days at most), the 5-
+  and 15-minute ones as long as the minute ones, the 3-hour, 12-hour and day ones as long as the
+  hour ones. An org without a row keeps everything.
 
 Times are stored as SQLite REAL, i.e. the very IEEE-754 double of ``Record.time`` (UTC epoch
 seconds): what :meth:`SqliteStore.readings` returns is bit-for-bit what was written, and the
@@ -48,6 +59,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from gateway.store.base import (
+    FINE_WIDTHS,
     ROLLUP_WIDTHS,
     DeadLetter,
     DeviceKey,
@@ -61,9 +73,17 @@ from gateway.store.base import (
 )
 from kits.wire import Record
 
-__all__ = ["ROLLUP_WIDTHS", "SCHEMA_VERSION", "SeriesColumns", "SqliteStore", "from_url", "series_columns"]
+__all__ = [
+    "FINE_WIDTHS",
+    "ROLLUP_WIDTHS",
+    "SCHEMA_VERSION",
+    "SeriesColumns",
+    "SqliteStore",
+    "from_url",
+    "series_columns",
+]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _BUSY_TIMEOUT_MS = 30_000
 _WAL_CHECKPOINT_PAGES = 10_000
 _CACHE_KIB = 32 * 1024
@@ -118,6 +138,10 @@ CREATE TABLE IF NOT EXISTS rollups (
     max REAL NOT NULL,
     PRIMARY KEY (series_id, width, start)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fine_rollups (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    complete_from REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rollup_refresh (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     refreshed_at REAL NOT NULL
@@ -159,6 +183,49 @@ GROUP BY d.series_id, d.minute
 """
 _VERSION_1_WIDTHS = (60, 3600)  # the rollups of schema version 1
 
+# The 5-second windows of each marked minute from its readings, then the 30-second ones from
+# those. Buckets by CAST(time / width): for positive times and these widths the quotient never
+# rounds up to the next whole number (it is at least a fifth of an ulp of the time below it), so
+# a reading lands where ``start <= time < start + width`` puts it, as the window reads compare.
+# CROSS JOIN: the marked minutes lead (SQLite would otherwise scan every 5-second rollup).
+_FINE, _FINE_2 = FINE_WIDTHS
+# From when the fine rollups are complete (no row: from the first reading). Minutes before it
+# get none: windows there read the readings.
+_COMPLETE_FROM = "(SELECT coalesce(max(complete_from), -1e300) FROM fine_rollups)"
+# A marked minute is recomputed whole, but as readings arrive only its newest windows change:
+# the others are left as they are, not rewritten (a minute at 1 Hz refreshed every 5 s has 12).
+_UNLESS_SAME = """ON CONFLICT (series_id, width, start) DO UPDATE SET count = excluded.count,
+    sum = excluded.sum, min = excluded.min, max = excluded.max
+WHERE count <> excluded.count OR sum <> excluded.sum OR min <> excluded.min OR max <> excluded.max"""
+_REFRESH_FINE = [
+    f"""
+INSERT INTO rollups (series_id, width, start, count, sum, min, max)
+SELECT d.series_id, {_FINE}, CAST(r.time / {_FINE} AS INTEGER) * {_FINE}.0 AS b, count(*), sum(r.value),
+       min(r.value), max(r.value)
+FROM rollup_dirty AS d
+CROSS JOIN readings AS r ON r.series_id = d.series_id AND r.time >= d.minute AND r.time < d.minute + 60
+WHERE d.minute >= {_COMPLETE_FROM}
+GROUP BY d.series_id, b
+{_UNLESS_SAME}""",
+    f"""
+INSERT INTO rollups (series_id, width, start, count, sum, min, max)
+SELECT d.series_id, {_FINE_2}, CAST(f.start / {_FINE_2} AS INTEGER) * {_FINE_2}.0 AS b, sum(f.count),
+       sum(f.sum), min(f.min), max(f.max)
+FROM rollup_dirty AS d
+CROSS JOIN rollups AS f ON f.series_id = d.series_id AND f.width = {_FINE} AND f.start >= d.minute
+     AND f.start < d.minute + 60
+WHERE d.minute >= {_COMPLETE_FROM}
+GROUP BY d.series_id, b
+{_UNLESS_SAME}""",
+]
+# A version-2 file gets the fine windows of its newest day of readings when opened (a few
+# seconds for a day at 1 Hz of 10 series); older windows of those widths read the readings.
+_FINE_BACKFILL_S = 86_400.0
+# Fine windows are kept for the last two days (charts under a day end now): at one reading a
+# minute each reading has a 5- and a 30-second window of its own, which kept as long as the
+# readings would more than double the file. Older windows of those widths read the readings.
+_FINE_KEEP_S = 2 * 86_400.0
+
 # What SqliteStore.windows aggregates per window: readings, rollup rows of a finer width, or (one
 # rollup row per window) the row as it is.
 _RAW_AGGREGATES = "count(*), avg(r.value), min(r.value), max(r.value)"
@@ -197,6 +264,98 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> None:
             "sum(count), sum(sum), min(min), max(max) "
             f"FROM rollups WHERE width = {below} AND count > 0 GROUP BY series_id, w"
         )
+
+
+def _upgrade_from_2(conn: sqlite3.Connection) -> None:
+    """Compute the 5- and 30-second rollups of the newest day of readings of a version-2 file and
+    record from when they are complete, in the caller's transaction."""
+    newest = conn.execute(
+        "SELECT max((SELECT max(time) FROM readings WHERE series_id = s.id)) FROM series AS s"
+    ).fetchone()[0]
+    if newest is None:
+        return  # no readings: complete from the first
+    since = float(math.floor((newest - _FINE_BACKFILL_S) / 60) * 60)
+    conn.execute(
+        "INSERT OR REPLACE INTO rollups (series_id, width, start, count, sum, min, max) "
+        f"SELECT r.series_id, {_FINE}, CAST(r.time / {_FINE} AS INTEGER) * {_FINE}.0 AS b, count(*), "
+        "sum(r.value), min(r.value), max(r.value) "
+        "FROM series AS s CROSS JOIN readings AS r ON r.series_id = s.id AND r.time >= ? "
+        "GROUP BY r.series_id, b",
+        (since,),
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO rollups (series_id, width, start, count, sum, min, max) "
+        f"SELECT f.series_id, {_FINE_2}, CAST(f.start / {_FINE_2} AS INTEGER) * {_FINE_2}.0 AS b, "
+        "sum(f.count), sum(f.sum), min(f.min), max(f.max) "
+        f"FROM series AS s CROSS JOIN rollups AS f ON f.series_id = s.id AND f.width = {_FINE} "
+        "AND f.start >= ? GROUP BY f.series_id, b",
+        (since,),
+    )
+    conn.execute("INSERT OR REPLACE INTO fine_rollups (id, complete_from) VALUES (1, ?)", (since,))
+
+
+def _fine_width(every: float) -> int | None:
+    """The coarsest of :data:`FINE_WIDTHS` that divides ``every``, unless a minute divides it (or
+    neither does: None)."""
+    if every % 60 == 0:
+        return None
+    return next((w for w in reversed(FINE_WIDTHS) if every % w == 0), None)
+
+
+def _fine_parts(start: float, end: float, width: int, since: float) -> list[tuple[int | None, float, float]]:
+    """The reads of windows over ``[start, end)`` whose width is a multiple of fine rollup ``width``:
+    (rollup width or None for the readings, from, to), oldest first.
+
+    The whole ``width`` windows from ``since`` (when the file's fine rollups are complete) read the
+    rollup; the rest, at most a rollup window at each end or the range before ``since``, the
+    readings: so a window holds exactly its readings within the range, as from the readings alone.
+    """
+    a = max(float(math.ceil(start / width) * width), since)
+    b = float(math.floor(end / width) * width)
+    if a >= b:
+        return [(None, start, end)]
+    parts: list[tuple[int | None, float, float]] = [(None, start, a)] if start < a else []
+    parts.append((width, a, b))
+    if b < end:
+        parts.append((None, b, end))
+    return parts
+
+
+_Row = tuple[int, float, int, float, float, float]  # series id, window start, count, mean, min, max
+
+
+def _join_parts(parts: list[list[_Row]], names: dict[int, tuple[str, str, str, str]]) -> list[_Row]:
+    """Concatenate the rows of consecutive reads (each in window order), adding up the one window
+    per series that two neighbouring reads may share (the window their boundary falls in)."""
+    out: list[_Row] = []
+    for rows in parts:
+        if not rows:
+            continue
+        if not out or out[-1][1] != rows[0][1]:
+            out += rows
+            continue
+        w = rows[0][1]
+        i, j = len(out), 0
+        while i and out[i - 1][1] == w:
+            i -= 1
+        while j < len(rows) and rows[j][1] == w:
+            j += 1
+        acc: dict[int, list[float]] = {}
+        for sid, _, count, mean, low, high in (*out[i:], *rows[:j]):
+            into = acc.get(sid)
+            if into is None:
+                acc[sid] = [count, mean * count, low, high]
+            else:
+                into[0] += count
+                into[1] += mean * count
+                into[2], into[3] = min(into[2], low), max(into[3], high)
+        out[i:] = [
+            (sid, w, int(c), total / c, low, high)
+            for sid in sorted(acc, key=names.__getitem__)
+            for c, total, low, high in [acc[sid]]
+        ]
+        out += rows[j:]
+    return out
 
 
 def _rollup_parts(start: float, end: float, every: float) -> list[tuple[int, float, float]] | None:
@@ -319,7 +478,7 @@ class SqliteStore:
                 # Read inside the write transaction: of several processes opening a version-1
                 # file at once, one upgrades it and the others find it upgraded.
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, 1, SCHEMA_VERSION):
+                if version not in (0, 1, 2, SCHEMA_VERSION):
                     raise StoreError(
                         f"store {self.path} has schema version {version}, this gateway knows "
                         f"{SCHEMA_VERSION}: upgrade IoT Suitcase or point it at another file"
@@ -329,6 +488,8 @@ class SqliteStore:
                         conn.execute(statement)
                 if version == 1:
                     _upgrade_from_1(conn)
+                if version in (1, 2):
+                    _upgrade_from_2(conn)
                 if version != SCHEMA_VERSION:
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -631,6 +792,12 @@ class SqliteStore:
         with self._translate("read the schema version"):
             self._conn().execute("PRAGMA user_version").fetchone()
 
+    def _complete_from(self) -> float:
+        """From when the 5- and 30-second rollups are complete: read anew (retention moves it)."""
+        with self._translate("read the fine rollups' start"):
+            row = self._conn().execute("SELECT complete_from FROM fine_rollups WHERE id = 1").fetchone()
+        return -math.inf if row is None else float(row[0])
+
     def refresh_rollups(self) -> int:
         """Recompute the rollups of the minutes written since the last refresh; return how many.
 
@@ -690,9 +857,13 @@ class SqliteStore:
         before = conn.total_changes
         conn.execute(_REFRESH_MINUTES)
         refreshed = conn.total_changes - before
-        for statement in _REFRESH_COARSER:
+        for statement in (*_REFRESH_FINE, *_REFRESH_COARSER):
             conn.execute(statement)
-        conn.execute("DELETE FROM rollups WHERE width = 60 AND count = 0")
+        # The marked minutes that lost their readings (retention): by key, not a scan of every rollup.
+        conn.execute(
+            "DELETE FROM rollups WHERE (series_id, width, start) IN "
+            "(SELECT series_id, 60, minute FROM rollup_dirty) AND count = 0"
+        )
         conn.execute("DELETE FROM rollup_dirty")
         return refreshed
 
@@ -713,10 +884,13 @@ class SqliteStore:
         series and window that has readings, oldest first. A width that is a multiple of one of
         :data:`ROLLUP_WIDTHS` reads the coarsest such rollup, anything else the readings: a year
         of daily windows reads one row per day. With rollups, a window includes the whole
-        rollup window its ``start`` falls in.
+        rollup window its ``start`` falls in. A width under a minute's multiples that is a multiple
+        of one of :data:`FINE_WIDTHS` (5, 30 s) reads that rollup between the range's first and
+        last whole rollup windows and the readings at its ends: exactly the range's readings.
         """
         check_window_width(every)
-        parts = _rollup_parts(start, end, every)
+        fine = _fine_width(every)
+        parts = None if fine is not None else _rollup_parts(start, end, every)
         params: dict[str, object] = {"every": every, "device": device, "org": org, "start": start, "end": end}
         where = ""
         if sensor is not None:
@@ -728,8 +902,19 @@ class SqliteStore:
         # (table and its condition, time column, aggregates of a window, from, to) of each read,
         # oldest first.
         reads: list[tuple[str, str, str, float, float]] = []
-        if parts is None:
-            reads.append(("readings AS r ON r.series_id = s.id", "time", _RAW_AGGREGATES, start, end))
+        raw = "readings AS r ON r.series_id = s.id"
+        if fine is not None:
+            self.refresh_rollups()
+            since = self._complete_from()
+            for i, (width, lo, hi) in enumerate(_fine_parts(start, end, fine, since)):
+                if width is None:
+                    reads.append((raw, "time", _RAW_AGGREGATES, lo, hi))
+                    continue
+                params[f"width{i}"] = width
+                table = f"rollups AS r ON r.series_id = s.id AND r.width = :width{i}"
+                reads.append((table, "start", _PLAIN if width == every else _ROLLUP_AGGREGATES, lo, hi))
+        elif parts is None:
+            reads.append((raw, "time", _RAW_AGGREGATES, start, end))
         else:
             self.refresh_rollups()
             for i, (width, lo, hi) in enumerate(parts):
@@ -748,7 +933,7 @@ class SqliteStore:
                     params,
                 )
             }
-            rows = []
+            found_parts = []
             for i, (table, column, aggregates, lo, hi) in enumerate(reads):
                 params.update({f"lo{i}": lo, f"hi{i}": hi})
                 sql = self._window_statement(conn, i, table, column, aggregates, lo, hi, every, where, params)
@@ -757,9 +942,13 @@ class SqliteStore:
                     # Read in index order, series by series: a stable sort by window is cheaper
                     # than SQLite's sorter (a 30-day chart's 7,200 rows: ~0.5 vs 2.7 ms).
                     found.sort(key=_WINDOW_START)
-                rows += found
-        if len(reads) > 1 and all(aggregates != _PLAIN for _, _, aggregates, _, _ in reads):
-            rows = _merge_windows(rows, names)  # a window may span two rollups' rows
+                found_parts.append(found)
+        if fine is not None:
+            rows = _join_parts(found_parts, names)  # neighbouring reads share a window at most
+        else:
+            rows = list(itertools.chain.from_iterable(found_parts))
+            if len(reads) > 1 and all(aggregates != _PLAIN for _, _, aggregates, _, _ in reads):
+                rows = _merge_windows(rows, names)  # a window may span two rollups' rows
         # tuple.__new__, not Window(...): the named tuple's own __new__ is Python, ~4x the cost.
         new = tuple.__new__
         return [new(Window, names[row[0]] + row[1:]) for row in rows]
@@ -856,9 +1045,9 @@ class SqliteStore:
         minute_days: float | None = None,
         hour_days: float | None = None,
     ) -> None:
-        """Keep ``org``'s readings ``raw_days``, its minute (5-, 15-minute) rollups ``minute_days``
-        and hour (3-, 12-hour, day) rollups ``hour_days`` (None: forever). Applied by
-        :meth:`apply_retention`.
+        """Keep ``org``'s readings (and their 5-, 30-second rollups) ``raw_days``, its minute (5-,
+        15-minute) rollups ``minute_days`` and hour (3-, 12-hour, day) rollups ``hour_days`` (None:
+        forever). Applied by :meth:`apply_retention`.
         """
         for what, days in (("raw_days", raw_days), ("minute_days", minute_days), ("hour_days", hour_days)):
             if days is not None and days <= 0:
@@ -901,6 +1090,7 @@ class SqliteStore:
                             [(n, org, dev) for dev, n in counts],
                         )
                         deleted += sum(n for _, n in counts)
+                        self._drop_fine_rollups(conn, org, cutoff)
                     for width in ROLLUP_WIDTHS:
                         days = minute_days if width < 3600 else hour_days
                         if days is not None:
@@ -909,7 +1099,43 @@ class SqliteStore:
                                 "(SELECT id FROM series WHERE org = ?)",
                                 (width, now - days * 86_400, org),
                             )
+                self._keep_fine_rollups(conn, now)
         return deleted
+
+    @staticmethod
+    def _keep_fine_rollups(conn: sqlite3.Connection, now: float) -> None:
+        """Delete the 5- and 30-second rollups older than :data:`_FINE_KEEP_S` before ``now`` (the
+        whole minutes), and record that they are complete only from then on."""
+        horizon = float(math.floor((now - _FINE_KEEP_S) / 60) * 60)
+        row = conn.execute("SELECT complete_from FROM fine_rollups WHERE id = 1").fetchone()
+        if row is not None and row[0] >= horizon:
+            return
+        conn.execute(
+            f"DELETE FROM rollups WHERE width IN ({_FINE}, {_FINE_2}) AND start < ? AND series_id IN "
+            "(SELECT id FROM series)",
+            (horizon,),
+        )
+        conn.execute("INSERT OR REPLACE INTO fine_rollups (id, complete_from) VALUES (1, ?)", (horizon,))
+
+    @staticmethod
+    def _drop_fine_rollups(conn: sqlite3.Connection, org: str, cutoff: float) -> None:
+        """Delete ``org``'s 5- and 30-second rollups with the readings before ``cutoff``: those
+        that start before it, then the window ``cutoff`` falls in again from its readings left."""
+        conn.execute(
+            f"DELETE FROM rollups WHERE width IN ({_FINE}, {_FINE_2}) AND start < ? AND series_id IN "
+            "(SELECT id FROM series WHERE org = ?)",
+            (cutoff, org),
+        )
+        for width in FINE_WIDTHS:
+            edge = float(math.floor(cutoff / width) * width)
+            if edge < cutoff:
+                conn.execute(
+                    "INSERT OR REPLACE INTO rollups (series_id, width, start, count, sum, min, max) "
+                    "SELECT r.series_id, ?, ?, count(*), sum(r.value), min(r.value), max(r.value) "
+                    "FROM series AS s CROSS JOIN readings AS r ON r.series_id = s.id AND r.time >= ? "
+                    "AND r.time < ? WHERE s.org = ? GROUP BY r.series_id",
+                    (width, edge, cutoff, edge + width, org),
+                )
 
     def retention(self) -> dict[str, tuple[float | None, float | None, float | None]]:
         """Return per org the (raw, minute, hour) days :meth:`set_retention` recorded."""

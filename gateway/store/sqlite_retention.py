@@ -1,6 +1,6 @@
 """Retention of the embedded SQLite store: the settings recorded per org, then applied.
 
-The store maintains its rollups (1 min to 1 day) itself on every write (late readings mark
+The store maintains its rollups (5 s to 1 day) itself on every write (late readings mark
 their minutes, which are recomputed), so applying the settings is recording them per org
 (:meth:`SqliteStore.set_retention`, the default for every org that has readings) and deleting
 what they no longer keep (:meth:`SqliteStore.apply_retention`, which refreshes the rollups first:
@@ -32,7 +32,7 @@ class SqliteRetention:
             want = settings.for_org(org)
             if before.get(org) != want:
                 self.store.set_retention(org, want.raw_days, want.minute_days, want.hour_days)
-                actions.append(f"{org}: keep {want.describe()}")
+                actions.append(f"{org}: keep {want.describe(fine=True)}")
         deleted = self.store.apply_retention(now)
         return Applied(str(self.store.path), {o: settings.for_org(o) for o in orgs}, tuple(actions), deleted)
 

@@ -79,12 +79,12 @@ def test_cli_applies_sqlite_retention_and_long_ranges_stay_drawn(tmp_path: Path)
     after = time.time()
     assert result.exit_code == 0, result.output
     assert (
-        "aarhus: keep raw 1 d, minute windows (1, 5, 15 min) forever, hour windows (1, 3, 12 h, 1 d) forever"
-        in result.output
+        "aarhus: keep raw and 5-, 30-s windows 1 d, minute windows (1, 5, 15 min) forever, "
+        "hour windows (1, 3, 12 h, 1 d) forever" in result.output
     )
     assert (
-        "odense: keep raw 2 d, minute windows (1, 5, 15 min) 5 d, hour windows (1, 3, 12 h, 1 d) forever"
-        in result.output
+        "odense: keep raw and 5-, 30-s windows 2 d, minute windows (1, 5, 15 min) 5 d, "
+        "hour windows (1, 3, 12 h, 1 d) forever" in result.output
     )
     assert "readings past their retention deleted" in result.output
     with SqliteStore(path) as store:
@@ -100,8 +100,8 @@ def test_cli_applies_sqlite_retention_and_long_ranges_stay_drawn(tmp_path: Path)
     assert again.exit_code == 0 and "nothing to change" in again.output
     shown = runner.invoke(app, ["retention", "show", "--store", str(path)])
     assert shown.exit_code == 0
-    assert "aarhus: raw 1 d" in shown.output
-    assert "odense: raw 2 d, minute windows (1, 5, 15 min) 5 d" in shown.output
+    assert "aarhus: raw and 5-, 30-s windows 1 d" in shown.output
+    assert "odense: raw and 5-, 30-s windows 2 d, minute windows (1, 5, 15 min) 5 d" in shown.output
 
 
 def test_late_readings_reach_the_sqlite_rollups(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.store import ROLLUP_WIDTHS, SqliteStore, Window
+from gateway.store import FINE_WIDTHS, ROLLUP_WIDTHS, SqliteStore, Window
 from kits.wire import Record
 
 DAY = 86_400.0
@@ -200,7 +200,8 @@ def test_every_rollup_width_equals_the_readings(tmp_path: Path) -> None:
             if i == 800:
                 store.refresh_rollups()  # later writes re-dirty minutes, hours and days
         end = recs[-1].time + 1
-        for every in (*ROLLUP_WIDTHS, 600.0, 1800.0, 3000.0, 7200.0, 21_600.0, 36_000.0, 172_800.0):
+        more = (10.0, 15.0, 90.0, 150.0, 600.0, 1800.0, 3000.0, 7200.0, 21_600.0, 36_000.0, 172_800.0)
+        for every in (*FINE_WIDTHS, *ROLLUP_WIDTHS, *more):
             got = store.windows("o", "pi", d0, end, every)
             want: dict[float, list[float]] = {}
             for r in recs:
@@ -212,7 +213,7 @@ def test_every_rollup_width_equals_the_readings(tmp_path: Path) -> None:
                 assert abs(w.mean - sum(values) / len(values)) < 1e-9
         with sqlite3.connect(store.path) as conn:
             widths = dict(conn.execute("SELECT width, count(*) FROM rollups GROUP BY width").fetchall())
-        assert sorted(widths) == list(ROLLUP_WIDTHS)
+        assert sorted(widths) == [*FINE_WIDTHS, *ROLLUP_WIDTHS]
         assert widths[86_400] == len({r.time - r.time % DAY for r in recs}) == 4
 
 
@@ -225,7 +226,8 @@ def _rollup_rows(path: Path) -> dict[tuple[int, int, float], tuple[float, ...]]:
 def test_a_version_1_file_gets_the_coarser_rollups_when_opened(tmp_path: Path) -> None:
     """Test that a store file of schema version 1 (minute and hour rollups only) is upgraded on
     open: its 5- and 15-minute, 3- and 12-hour and day rollups are computed once, equal to those
-    a version-2 store keeps on write, and charts read them."""
+    a store of this version keeps on write, and charts read them (the 5- and 30-second ones of its
+    newest day: :func:`test_a_version_2_file_gets_the_fine_rollups_of_its_newest_day`)."""
     rng = random.Random(5)
     d0 = T0 - T0 % DAY
     recs = [
@@ -238,13 +240,14 @@ def test_a_version_1_file_gets_the_coarser_rollups_when_opened(tmp_path: Path) -
     with SqliteStore(path) as store:
         store.write(recs)
         store.refresh_rollups()
-    want = _rollup_rows(path)
+    want = {k: v for k, v in _rollup_rows(path).items() if k[1] >= 60}
     with sqlite3.connect(path) as conn:  # what a version-1 store left
         conn.execute("DELETE FROM rollups WHERE width NOT IN (60, 3600)")
+        conn.execute("DROP TABLE fine_rollups")
         conn.execute("PRAGMA user_version = 1")
     assert len(_rollup_rows(path)) < len(want)
     with SqliteStore(path) as store:
-        got = _rollup_rows(path)
+        got = {k: v for k, v in _rollup_rows(path).items() if k[1] >= 60}
         assert got.keys() == want.keys()
         for key, row in want.items():
             assert got[key][0] == row[0] and got[key][2:] == row[2:], key
@@ -252,9 +255,10 @@ def test_a_version_1_file_gets_the_coarser_rollups_when_opened(tmp_path: Path) -
         days = store.windows("o", "pi-1", d0, d0 + 2 * DAY, DAY, quantity="co2")
         assert [w.count for w in days] == [660, 660]
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    upgraded = _rollup_rows(path)
     with SqliteStore(path):  # opened again: nothing to upgrade
-        assert _rollup_rows(path) == got
+        assert _rollup_rows(path) == upgraded
 
 
 def test_retention_of_the_coarser_rollups(tmp_path: Path) -> None:
@@ -267,7 +271,7 @@ def test_retention_of_the_coarser_rollups(tmp_path: Path) -> None:
         store.apply_retention(now)
         with sqlite3.connect(store.path) as conn:
             widths = dict(conn.execute("SELECT width, count(*) FROM rollups GROUP BY width").fetchall())
-        assert widths.keys() == {3600, 10800, 43200, 86400}
+        assert widths.keys() == {3600, 10800, 43200, 86400}  # fine ones: the last two days
         assert sum(w.count for w in store.windows("a", "pi", T0, now, DAY)) == 300
         store.set_retention("a", raw_days=None, minute_days=10, hour_days=10)
         store.apply_retention(now)
@@ -308,7 +312,7 @@ def _rollups_from_readings(path: Path) -> dict[tuple[int, int, float], tuple[int
     """Every tier's rollups recomputed from the readings, as the rollups table keys them."""
     out: dict[tuple[int, int, float], tuple[int, float, float, float]] = {}
     with sqlite3.connect(path) as conn:
-        for width in ROLLUP_WIDTHS:
+        for width in (*FINE_WIDTHS, *ROLLUP_WIDTHS):
             for sid, start, *rest in conn.execute(
                 f"SELECT series_id, CAST(time / {width} AS INTEGER) * {width}.0 AS w, count(*), sum(value), "
                 "min(value), max(value) FROM readings GROUP BY series_id, w"
@@ -404,3 +408,233 @@ def test_writer_processes_on_one_file_keep_its_rollups_equal_to_the_readings(
         store.refresh_rollups()
         assert store.count_readings() == 4 * 601
     _assert_rollups_equal(_rollup_rows(path), want)
+
+
+def _fine_recs(rng: random.Random, start: float, seconds: float) -> list[Record]:
+    """Readings of the three series at 1 Hz or so: many on a 5- or 30-second window's first instant,
+    some a quarter second apart, gaps of up to two minutes."""
+    recs = []
+    for sensor, quantity in _SERIES:
+        t = start + rng.randint(0, 3)
+        while t < start + seconds:
+            recs.append(Record("o", "pi", sensor, quantity, round(rng.uniform(-20, 40), 2), t))
+            t += rng.choice([0.25, 1.0, 1.0, 1.0, 2.0, 5.0, 30.0, 117.5])
+    return recs
+
+
+@pytest.fixture(scope="module")
+def fine_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Two hours of three series written as a gateway does: shuffled batches, redeliveries and
+    overwrites, a refresh now and then, and late readings (an outbox draining an outage) into
+    minutes refreshed long before."""
+    rng = random.Random(33)
+    recs = _fine_recs(rng, T0, 2 * 3600)
+    late = [r for r in recs if r.time < T0 + 1800 and rng.random() < 0.3]
+    held = set(late)
+    first = [r for r in recs if r not in held]
+    rng.shuffle(first)
+    store = SqliteStore(tmp_path_factory.mktemp("fine") / "s.db")
+    store.write([replace(r, value=-99.0) for r in first[:300]])  # overwritten below
+    for i in range(0, len(first), 700):
+        store.write(first[i : i + 700])
+        store.write(first[i : i + 30])  # a redelivery
+        if i % 2100 == 0:
+            store.refresh_rollups()
+    store.refresh_rollups()
+    store.write(late)  # after their minutes were refreshed: they mark them again
+    yield store, recs
+    store.close()
+
+
+def _fine_count(store: SqliteStore) -> dict[int, int]:
+    with sqlite3.connect(store.path) as conn:
+        return dict(conn.execute("SELECT width, count(*) FROM rollups WHERE width < 60 GROUP BY width"))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    offset=st.one_of(
+        st.floats(min_value=-100, max_value=2 * 3600, allow_nan=False).map(lambda t: round(t, 2)),
+        st.integers(min_value=-20, max_value=1440).map(lambda n: n * 5.0),  # on a 5-second edge
+    ),
+    length=st.one_of(
+        st.floats(min_value=0.5, max_value=2.5 * 3600, allow_nan=False).map(lambda t: round(t, 2)),
+        st.integers(min_value=1, max_value=1800).map(lambda n: n * 5.0),
+    ),
+    every=st.sampled_from([5.0, 10.0, 15.0, 25.0, 30.0, 45.0, 55.0, 90.0, 150.0, 330.0]),
+    which=st.sampled_from([(None, None), ("bme280", None), (None, "co2"), ("scd41", "temperature")]),
+)
+def test_windows_of_the_fine_rollups_equal_their_readings(
+    fine_store: Any, offset: float, length: float, every: float, which: tuple[str | None, str | None]
+) -> None:
+    """Test that windows of a multiple of 5 or 30 s (not of a minute), read from the 5- and
+    30-second rollups with the readings at the range's ends, hold exactly each window's readings
+    within the range, for any start, end and width, with a sensor or quantity filter, readings on
+    the windows' edges and late readings written after a refresh: count, mean, min and max."""
+    store, recs = fine_store
+    start, end = T0 + offset, T0 + offset + length
+    sensor, quantity = which
+    got = store.windows("o", "pi", start, end, every, sensor=sensor, quantity=quantity)
+    _assert_windows(got, _want(recs, start, end, every, sensor, quantity))
+    assert _fine_count(store).keys() == set(FINE_WIDTHS)  # read from them (refreshed before)
+
+
+def test_a_chart_of_fine_windows_reads_one_rollup_row_per_window(
+    fine_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that 5- and 30-second windows whose range starts on a window read the rollup of their
+    width as it is, and only the range's last partial window from the readings."""
+    import gateway.store.sqlite as sqlite_store
+
+    store, recs = fine_store
+    reads: list[tuple[str, str]] = []
+    statement = sqlite_store.SqliteStore._window_statement
+
+    def spy(self: SqliteStore, conn: Any, i: int, table: str, col: str, aggregates: str, *rest: Any) -> Any:
+        reads.append((table.split(" AS ")[0], aggregates))
+        return statement(self, conn, i, table, col, aggregates, *rest)
+
+    monkeypatch.setattr(sqlite_store.SqliteStore, "_window_statement", spy)
+    for every in (5.0, 30.0):
+        reads.clear()
+        start, end = T0 + 600, T0 + 4000 + 2.5
+        got = store.windows("o", "pi", start, end, every)
+        _assert_windows(got, _want(recs, start, end, every, None, None))
+        assert reads == [("rollups", sqlite_store._PLAIN), ("readings", sqlite_store._RAW_AGGREGATES)]
+
+
+def _fine_rows(path: Path) -> dict[tuple[int, int, float], tuple[float, ...]]:
+    return {k: v for k, v in _rollup_rows(path).items() if k[1] in FINE_WIDTHS}
+
+
+def test_late_readings_reach_the_fine_rollups_through_the_sinks_refresh(tmp_path: Path) -> None:
+    """Test that readings arriving hours after their minutes were refreshed (an outbox draining a
+    6-hour outage), written and refreshed as the ``sqlite`` sink does (``refresh_rollups_if_due``),
+    land in their 5- and 30-second rollups: every rollup equals a recompute from the readings."""
+    rng = random.Random(8)
+    path = tmp_path / "s.db"
+    recs = _fine_recs(rng, T0, 8 * 3600)
+    outage = [r for r in recs if T0 + 3600 <= r.time < T0 + 7 * 3600]
+    held = set(outage)
+    live = [r for r in recs if r not in held]
+    with SqliteStore(path) as store:
+        now = 1000.0
+        for i in range(0, len(live), 500):
+            store.write(live[i : i + 500])
+            assert store.refresh_rollups_if_due(now, 5.0) is not None
+            now += 5
+        before = _fine_rows(path)
+        for i in range(0, len(outage), 2000):  # the drain, oldest first
+            store.write(outage[i : i + 2000])
+            store.refresh_rollups_if_due(now, 5.0)
+            now += 2
+        assert store.refresh_rollups_if_due(now + 5, 5.0) is not None  # the drain's last minutes
+        after = _fine_rows(path)
+        assert len(after) > len(before)
+        _assert_rollups_equal(_rollup_rows(path), _rollups_from_readings(path))
+        start, end = T0 + 1800 + 2.5, T0 + 7.5 * 3600
+        _assert_windows(store.windows("o", "pi", start, end, 30.0), _want(recs, start, end, 30.0, None, None))
+
+
+def test_a_version_2_file_gets_the_fine_rollups_of_its_newest_day(tmp_path: Path) -> None:
+    """Test that a store file of schema version 2 (no 5- or 30-second rollups) is upgraded on open:
+    the fine rollups of its newest day of readings are computed, equal to those kept on write, and
+    windows of fine widths over older times, or across the day's start, read the readings: every
+    window equals its readings, before and after a late reading into the older times."""
+    rng = random.Random(17)
+    d0 = T0 - T0 % DAY
+    recs = [
+        Record("o", "pi", "s", q, round(rng.uniform(0, 100), 3), d0 + t * 12.5)
+        for q in ("co2", "humidity")
+        for t in range(int(1.5 * DAY / 12.5))
+    ]
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        store.write(recs)
+        store.refresh_rollups()
+    native = _fine_rows(path)
+    with sqlite3.connect(path) as conn:  # what a version-2 store left
+        conn.execute("DELETE FROM rollups WHERE width < 60")
+        conn.execute("DROP TABLE fine_rollups")
+        conn.execute("PRAGMA user_version = 2")
+    with SqliteStore(path) as store:
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+            since = conn.execute("SELECT complete_from FROM fine_rollups").fetchone()[0]
+        newest = max(r.time for r in recs)
+        assert since == math.floor((newest - DAY) / 60) * 60
+        upgraded = _fine_rows(path)
+        assert upgraded == {k: v for k, v in native.items() if k[2] >= since}
+        for start, end, every in (
+            (d0, d0 + 1.5 * DAY, 30.0),  # half before the fine rollups
+            (since - 3600 + 2, since + 3600 + 1, 25.0),  # a window across their start
+            (since - 90, since + 90, 5.0),
+        ):
+            got = store.windows("o", "pi", start, end, every)
+            _assert_windows(got, _want(recs, start, end, every, None, None))
+        late = Record("o", "pi", "s", "co2", 1000.0, since - 200.0)
+        store.write([late])
+        start, end = since - 600, since + 600
+        got = store.windows("o", "pi", start, end, 30.0)
+        _assert_windows(got, _want([*recs, late], start, end, 30.0, None, None))
+    with SqliteStore(path):  # opened again: nothing to upgrade
+        assert _fine_rows(path).keys() >= upgraded.keys()
+
+
+def test_retention_of_the_fine_rollups_follows_the_readings(tmp_path: Path) -> None:
+    """Test that the 5- and 30-second rollups are deleted with the readings (``raw_days``), the
+    window the cut-off falls in kept for the readings after it, and that windows of fine widths then
+    equal the readings left; minute and hour rollups outlive them."""
+    rng = random.Random(2)
+    now = T0 + 3 * DAY
+    recs = _fine_recs(rng, now - 2 * 3600, 2 * 3600)
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        store.write(recs)
+        store.refresh_rollups()
+        raw_days = (3600 + 17.25) / DAY  # the cut-off: 1 h 17.25 s before now, inside a window
+        store.set_retention("o", raw_days=raw_days)
+        cutoff = now - raw_days * 86_400
+        store.apply_retention(now)
+        left = [r for r in recs if r.time >= cutoff]
+        assert store.count_readings() == len(left) < len(recs)
+        _assert_rollups_equal(
+            _fine_rows(path),
+            {k: v for k, v in _rollups_from_readings(path).items() if k[1] in FINE_WIDTHS},
+        )
+        for every in (5.0, 30.0, 45.0):
+            start, end = now - 3 * 3600, now
+            got = store.windows("o", "pi", start, end, every)
+            _assert_windows(got, _want(left, start, end, every, None, None))
+        assert sum(w.count for w in store.windows("o", "pi", now - 3 * 3600, now, 60.0)) == len(recs)
+
+
+def test_fine_rollups_are_kept_two_days_and_older_windows_read_the_readings(tmp_path: Path) -> None:
+    """Test that applying retention (with or without settings) keeps the 5- and 30-second rollups
+    of the last two days only and records so: windows of fine widths before then, read by a
+    store opened before the retention ran, by one opened after, and after a late reading there,
+    equal their readings; the sink's refresh computes no fine rollup before then."""
+    rng = random.Random(12)
+    now = T0 + 4 * DAY
+    recs = [
+        Record("o", "pi", "s", q, round(rng.uniform(0, 100), 2), now - 3 * DAY + t * 20.0)
+        for q in ("co2", "humidity")
+        for t in range(int(3 * DAY / 20.0))
+    ]
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as before, SqliteStore(path) as writer:
+        writer.write(recs)
+        writer.refresh_rollups()
+        assert min(k[2] for k in _fine_rows(path)) < now - 2 * DAY - 3600
+        writer.apply_retention(now)  # no settings: the readings stay
+        horizon = math.floor((now - 2 * DAY) / 60) * 60
+        assert min(k[2] for k in _fine_rows(path)) == horizon
+        assert writer.count_readings() == len(recs)
+        late = Record("o", "pi", "s", "co2", 500.0, now - 2.5 * DAY + 7.0)
+        writer.write([late])
+        writer.refresh_rollups()
+        assert min(k[2] for k in _fine_rows(path)) == horizon
+        for store in (before, writer):
+            for start, end, every in ((now - 3 * DAY, now, 30.0), (horizon - 600 + 1, horizon + 600, 5.0)):
+                got = store.windows("o", "pi", start, end, every)
+                _assert_windows(got, _want([*recs, late], start, end, every, None, None))

@@ -8,7 +8,7 @@ from typing import cast
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.store import ROLLUP_WIDTHS, Reader, SeriesWindows, Window, series_of
+from gateway.store import FINE_WIDTHS, ROLLUP_WIDTHS, Reader, SeriesWindows, Window, series_of
 from server.charts import bucket_width, downsample
 from server.spans import DeviceSpan
 
@@ -19,7 +19,8 @@ from server.spans import DeviceSpan
 def test_a_window_width_keeps_at_least_half_the_points_and_reads_rollups(span: float, points: int) -> None:
     """Test that a chart's window width leaves at most ``points`` windows in its span (aligned or
     not) and at least half of them, in whole seconds, and a multiple of a rollup from half a
-    minute up (so the store reads rollups, not readings)."""
+    minute up (so the store reads rollups, not readings), of a 5-second one from 2.5 s up (the
+    embedded store's)."""
     every = bucket_width(span, points)
     raw = span / (points - 1)
     assert every == math.floor(every) and every >= raw
@@ -27,16 +28,21 @@ def test_a_window_width_keeps_at_least_half_the_points_and_reads_rollups(span: f
     if raw >= 30:
         assert every <= 2 * raw
         assert any(every % w == 0 for w in ROLLUP_WIDTHS)
+    if raw >= 2.5:
+        assert every <= 2 * raw
+        assert any(every % w == 0 for w in (*FINE_WIDTHS, *ROLLUP_WIDTHS))
 
 
 def test_the_page_ranges_read_a_few_rollup_rows_per_point() -> None:
     """Test the widths of the deployment page's ranges at 1,000 points: a 7-day chart reads one
-    15-minute rollup per point, a year one 12-hour rollup."""
+    15-minute rollup per point, a year one 12-hour rollup, 6 hours one 30-second rollup and an hour
+    one 5-second rollup (the embedded store's)."""
     days = 86_400.0
     widths = {r: bucket_width(s, 1000) for r, s in (("24h", days), ("7d", 7 * days), ("30d", 30 * days))}
     assert widths == {"24h": 120.0, "7d": 900.0, "30d": 3600.0}  # 2 minute rollups, 1, 1
     assert bucket_width(365 * days, 1000) == 43_200.0
-    assert bucket_width(3600.0, 1000) == 4.0  # an hour: from the readings
+    assert bucket_width(6 * 3600.0, 1000) == 30.0
+    assert bucket_width(3600.0, 1000) == 5.0
 
 
 class _Windows:
