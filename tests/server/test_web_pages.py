@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import math
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,15 +103,25 @@ def axe(page: Any) -> list[dict[str, Any]]:
     return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
+def phone_width(page: Any, most: int = 400) -> int:
+    """The page's width once laid out for a phone: charts take their new size on a later frame (was
+    read after a fixed 300 ms, which a loaded renderer can miss); at most 30 s."""
+    deadline = time.monotonic() + 30
+    while (width := int(page.evaluate("document.documentElement.scrollWidth"))) > most:
+        if time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(100)
+    return width
+
+
 def check(page: Any, errors: list[str], shots: Path, name: str, *, phone: bool = False) -> None:
     page.wait_for_timeout(250)  # let charts and maps draw
     page.screenshot(path=str(shots / f"web-{name}.png"), full_page=True)
     assert axe(page) == [], name
     if phone:
         page.set_viewport_size({"width": 390, "height": 844})
-        page.wait_for_timeout(300)
+        width = phone_width(page)
         page.screenshot(path=str(shots / f"web-{name}-phone.png"), full_page=True)
-        width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 400, f"{name} scrolls sideways on a phone ({width} px)"
         page.set_viewport_size({"width": 1280, "height": 900})
     assert errors == [], (name, errors)
