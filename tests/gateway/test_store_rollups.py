@@ -451,7 +451,11 @@ def _fine_count(store: SqliteStore) -> dict[int, int]:
         return dict(conn.execute("SELECT width, count(*) FROM rollups WHERE width < 60 GROUP BY width"))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     offset=st.one_of(
         st.floats(min_value=-100, max_value=2 * 3600, allow_nan=False).map(lambda t: round(t, 2)),
