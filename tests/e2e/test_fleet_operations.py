@@ -66,7 +66,7 @@ def stack(mosquitto: MosquittoBroker, tmp_path: Path) -> Iterator[dict[str, Any]
         with Session(app.state.resources.engine) as session:
             add_global_admin(session, ADMIN[0], ADMIN[1], now=time.time())
             session.commit()
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=10)
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60)
         login = api.post("/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]})
         assert login.status_code == 200, login.text
         api.headers["X-CSRF-Token"] = login.json()["csrf"]

@@ -124,7 +124,7 @@ def _people(app: Any, url: str) -> dict[str, Any]:
     with Session(engine) as session:
         add_global_admin(session, OPERATOR[0], OPERATOR[1], now=time.time())
         session.commit()
-    operator = httpx.Client(base_url=f"{url}/api/v1", timeout=10)
+    operator = httpx.Client(base_url=f"{url}/api/v1", timeout=60)
     login = operator.post("/auth/login", json={"email": OPERATOR[0], "password": OPERATOR[1]})
     assert login.status_code == 200, login.text
     operator.headers["X-CSRF-Token"] = login.json()["csrf"]
@@ -140,7 +140,7 @@ def _people(app: Any, url: str) -> dict[str, Any]:
         assert user.id is not None
         session.add(MembershipRow(user_id=user.id, org_id=orgs["aarhus"], role="operator"))
         session.commit()
-    staff = httpx.Client(base_url=f"{url}/api/v1", timeout=10)
+    staff = httpx.Client(base_url=f"{url}/api/v1", timeout=60)
     login = staff.post("/auth/login", json={"email": STAFF[0], "password": STAFF[1]})
     assert login.status_code == 200, login.text
     staff.headers["X-CSRF-Token"] = login.json()["csrf"]

@@ -79,7 +79,7 @@ def test_readings_of_two_devices_reach_the_api_and_bad_payloads_are_dead_lettere
         agent.start()
     try:
         started = time.time() - 5
-        with httpx.Client(base_url=stack["api"], timeout=5) as api:
+        with httpx.Client(base_url=stack["api"], timeout=60) as api:
 
             def both_have_readings() -> bool:
                 for device in devices:

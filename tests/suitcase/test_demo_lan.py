@@ -196,13 +196,13 @@ def test_a_pi_on_the_network_joins_a_lan_demo(veth: tuple[str, str, str], tmp_pa
         device = saved["device"]
 
         def joined() -> bool:
-            rows = httpx.get(f"{server}/api/v1/devices", timeout=5).json()["data"]
+            rows = httpx.get(f"{server}/api/v1/devices", timeout=30).json()["data"]
             by_id = {d["device"]: d for d in rows}
             pi = by_id.get(device)
             return "demo-pi-1" in by_id and pi is not None and bool(pi.get("online")) and pi["readings"] > 0
 
         wait_until(joined, timeout=60, every=0.5, what="the Pi in the namespace online beside demo-pi-1")
-        readings = httpx.get(f"{server}/api/v1/devices/{device}/readings", timeout=5).json()
+        readings = httpx.get(f"{server}/api/v1/devices/{device}/readings", timeout=30).json()
         assert readings["count"] > 0 and {r["quantity"] for r in readings["readings"]} >= {"temperature"}
     finally:
         if agent is not None:
