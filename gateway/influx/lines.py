@@ -11,6 +11,7 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
+from gateway.influx.influxql import quote_ident
 from kits.wire import Record
 
 __all__ = [
@@ -132,9 +133,9 @@ def seen_log_policy(meta: str) -> str:
     """The InfluxQL that creates the retention policy of the ``devices_seen_log`` points in
     ``meta`` (an hour; InfluxDB 1.x keeps no less). Readers read a full ``devices_seen`` at least
     every few minutes, so an hour of changes is more than they ask for."""
-    ident = '"' + meta.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return (
-        f'CREATE RETENTION POLICY "{SEEN_LOG_POLICY}" ON {ident} DURATION 1h REPLICATION 1 SHARD DURATION 1h'
+        f'CREATE RETENTION POLICY "{SEEN_LOG_POLICY}" ON {quote_ident(meta)} DURATION 1h REPLICATION 1 '
+        "SHARD DURATION 1h"
     )
 
 

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from gateway.influx.http import HttpClient
+from gateway.influx.influxql import quote_ident, quote_literal
 from gateway.influx.lines import (
     DEFAULT_DATABASE,
     DEFAULT_META_DATABASE,
@@ -48,16 +49,6 @@ from kits.wire import Record
 __all__ = ["InfluxDB1Sink", "from_url"]
 
 log = logging.getLogger(__name__)
-
-
-def _quote(text: str) -> str:
-    """``text`` inside an InfluxQL single-quoted string."""
-    return text.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def _ident(text: str) -> str:
-    """``text`` as an InfluxQL double-quoted identifier."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class InfluxDB1Sink:
@@ -135,8 +126,8 @@ class InfluxDB1Sink:
     def _resume_seen(self) -> None:
         """Read this writer's ``devices_seen`` points back (none in a new meta database)."""
         statement = (
-            f'SELECT "first", "last", "readings", "org", "device" FROM {_ident(self.meta)}.."devices_seen" '
-            f"WHERE \"writer\" = '{_quote(self._writer)}'"
+            'SELECT "first", "last", "readings", "org", "device" '
+            f'FROM {quote_ident(self.meta)}.."devices_seen" WHERE "writer" = {quote_literal(self._writer)}'
         )
         status, body = self.http.request("POST", "/query", {"q": statement, "epoch": "ns"})
         try:

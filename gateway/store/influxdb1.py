@@ -40,6 +40,7 @@ from operator import truediv
 from typing import Any
 
 from gateway.influx.http import HttpClient
+from gateway.influx.influxql import quote_ident, quote_literal
 from gateway.influx.lines import DEFAULT_DATABASE, DEFAULT_META_DATABASE, database_name
 from gateway.influx.urls import ServiceUrl
 from gateway.store.base import (
@@ -90,14 +91,6 @@ def _json_loads() -> Callable[[bytes], Any]:
 
 
 _loads = _json_loads()
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _ident(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _regex_any(values: Collection[str]) -> str:
@@ -257,11 +250,11 @@ class InfluxQLReader:
     ) -> list[Record]:
         """Return up to ``limit`` readings of (``org``, ``device``) in ``[start, end)``, oldest first."""
         # The org too: a database template without {org} holds every org's readings.
-        where = f'"org" = {_quote(org)} AND "device" = {_quote(device)}'
+        where = f'"org" = {quote_literal(org)} AND "device" = {quote_literal(device)}'
         where += f" AND time >= {_ns(start)} AND time < {_ns(end)}"
         if sensor:
-            where += f' AND "sensor" = {_quote(sensor)}'
-        source = f"{_ident(self._db(org))}..{_ident(quantity) if quantity else '/.*/'}"
+            where += f' AND "sensor" = {quote_literal(sensor)}'
+        source = f"{quote_ident(self._db(org))}..{quote_ident(quantity) if quantity else '/.*/'}"
         # LIMIT is per series: the first `limit` overall are among the first `limit` of each.
         statement = f'SELECT "value" FROM {source} WHERE {where} GROUP BY "sensor" LIMIT {int(limit)}'
         out = [
@@ -287,8 +280,9 @@ class InfluxQLReader:
         bound = f"time >= {_ns(since)}" if since is not None else ""
         template = 'SELECT last("value") FROM {db}../.*/{where} GROUP BY "org", "device", "sensor"'
         if devices is None:
+            where = f" WHERE {bound}" if bound else ""
             for db, org in sorted(self._org_databases().items()):
-                statements.append(template.format(db=_ident(db), where=f" WHERE {bound}" if bound else ""))
+                statements.append(template.format(db=quote_ident(db), where=where))
                 orgs.append(org)
         else:
             by_org: dict[str, set[str]] = {}
@@ -298,9 +292,9 @@ class InfluxQLReader:
                 ordered = sorted(names)
                 for i in range(0, len(ordered), _KEYS_PER_STATEMENT):
                     regex = _regex_any(ordered[i : i + _KEYS_PER_STATEMENT])
-                    where = f' WHERE "org" = {_quote(org)} AND "device" =~ {regex}'
+                    where = f' WHERE "org" = {quote_literal(org)} AND "device" =~ {regex}'
                     where += f" AND {bound}" if bound else ""
-                    statements.append(template.format(db=_ident(self._db(org)), where=where))
+                    statements.append(template.format(db=quote_ident(self._db(org)), where=where))
                     orgs.append(org)
         if not statements:
             return []
@@ -336,7 +330,10 @@ class InfluxQLReader:
         """
         if keys is None:
             return self.seen.devices(org)
-        base = f'SELECT "first", "last", "readings", "org", "device" FROM {_ident(self.meta)}.."devices_seen"'
+        base = (
+            'SELECT "first", "last", "readings", "org", "device" '
+            f'FROM {quote_ident(self.meta)}.."devices_seen"'
+        )
         by_org: dict[str, set[str]] = {}
         for key_org, device in check_keys(keys):
             if org is None or key_org == org:
@@ -346,7 +343,7 @@ class InfluxQLReader:
             ordered = sorted(names)
             for i in range(0, len(ordered), _KEYS_PER_STATEMENT):
                 regex = _regex_any(ordered[i : i + _KEYS_PER_STATEMENT])
-                statements.append(f'{base} WHERE "org" = {_quote(key_org)} AND "device" =~ {regex}')
+                statements.append(f'{base} WHERE "org" = {quote_literal(key_org)} AND "device" =~ {regex}')
         if not statements:
             return []
         merged: dict[tuple[str, str], tuple[float, float, int]] = {}
@@ -398,10 +395,10 @@ class InfluxQLReader:
         """
         check_window_width(every)
         db = self._db(org)
-        conditions = f'"org" = {_quote(org)} AND "device" = {_quote(device)}'
+        conditions = f'"org" = {quote_literal(org)} AND "device" = {quote_literal(device)}'
         if sensor:
-            conditions += f' AND "sensor" = {_quote(sensor)}'
-        measurement = _ident(quantity) if quantity else "/.*/"
+            conditions += f' AND "sensor" = {quote_literal(sensor)}'
+        measurement = quote_ident(quantity) if quantity else "/.*/"
         statements = plan_windows(
             db, measurement, conditions, start, end, every, now=self.clock(), tiers=self._tiers(db)
         )
@@ -455,7 +452,7 @@ class InfluxQLReader:
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Return up to ``limit`` dead letters, newest first."""
         statement = (
-            f'SELECT "topic", "payload", "reason", "code" FROM {_ident(self.meta)}.."dead_letters" '
+            f'SELECT "topic", "payload", "reason", "code" FROM {quote_ident(self.meta)}.."dead_letters" '
             f"ORDER BY time DESC LIMIT {int(limit)}"
         )
         out = []
@@ -468,7 +465,7 @@ class InfluxQLReader:
 
     def count_dead_letters(self) -> int:
         """Return how many dead letters the store holds."""
-        statement = f'SELECT count("reason") FROM {_ident(self.meta)}.."dead_letters"'
+        statement = f'SELECT count("reason") FROM {quote_ident(self.meta)}.."dead_letters"'
         return sum(int(rows[0][1]) for _, _, rows in self._rows(self._query([statement])))
 
     def health(self) -> None:

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.influx.influxql import quote_ident, quote_literal
 from gateway.store.base import ROLLUP_WIDTHS, StoreError
 from gateway.store.retention import Applied, Retention, RetentionSettings
 
@@ -155,14 +156,6 @@ def settle_s(width: int) -> float:
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _ns(seconds: float) -> int:
     return round(seconds * 1_000_000) * 1000
 
@@ -189,12 +182,12 @@ def aggregate_select(db: str, raw_policy: str, width: int, where: str = "", sour
         fields = (
             'sum("value") AS "sum", count("value") AS "count", min("value") AS "min", max("value") AS "max"'
         )
-        origin = f"{_ident(db)}.{_ident(raw_policy)}./.*/"
+        origin = f"{quote_ident(db)}.{quote_ident(raw_policy)}./.*/"
     else:
         fields = 'sum("sum") AS "sum", sum("count") AS "count", min("min") AS "min", max("max") AS "max"'
-        origin = f"{_ident(db)}.{_ident(ROLLUP_POLICIES[source])}./.*/"
+        origin = f"{quote_ident(db)}.{quote_ident(ROLLUP_POLICIES[source])}./.*/"
     return (
-        f"SELECT {fields} INTO {_ident(db)}.{_ident(ROLLUP_POLICIES[width])}.:MEASUREMENT "
+        f"SELECT {fields} INTO {quote_ident(db)}.{quote_ident(ROLLUP_POLICIES[width])}.:MEASUREMENT "
         f"FROM {origin}{where} GROUP BY time({_duration_text(width)}), *"
     )
 
@@ -204,7 +197,7 @@ def cq_statement(db: str, raw_policy: str, width: int) -> str:
     tier = _TIER[width]
     resample = f"RESAMPLE EVERY {_duration_text(tier.every)} FOR {_duration_text(tier.span)}"
     return (
-        f"CREATE CONTINUOUS QUERY {_ident(CQ_NAMES[width])} ON {_ident(db)} {resample} "
+        f"CREATE CONTINUOUS QUERY {quote_ident(CQ_NAMES[width])} ON {quote_ident(db)} {resample} "
         f"BEGIN {aggregate_select(db, raw_policy, width, source=tier.source)} END"
     )
 
@@ -236,7 +229,7 @@ def fold_statements(
 ) -> list[str]:
     """Recompute ``device``'s windows of every tier in ``tiers`` holding ``first`` .. ``last``
     (late readings), finest first."""
-    return recompute_statements(db, raw_policy, tiers, first, last, f'"device" = {_literal(device)}')
+    return recompute_statements(db, raw_policy, tiers, first, last, f'"device" = {quote_literal(device)}')
 
 
 def window_statement(
@@ -296,7 +289,7 @@ def plan_windows(
 
     def read(width: int | None, lo: float, hi: float) -> None:
         where = f" WHERE {conditions} AND time >= {_ns(lo)} AND time < {_ns(hi)}"
-        source = f"{_ident(db)}.{_ident(ROLLUP_POLICIES[width]) if width else ''}.{measurement}"
+        source = f"{quote_ident(db)}.{quote_ident(ROLLUP_POLICIES[width]) if width else ''}.{measurement}"
         statements.append(window_statement(source, width, every, where, group_by))
 
     cursor = start
@@ -370,7 +363,7 @@ def _day_text(epoch: float) -> str:
 
 def show_policies(db: str) -> str:
     """The statement listing ``db``'s retention policies (read by :func:`policies_from`)."""
-    return f"SHOW RETENTION POLICIES ON {_ident(db)}"
+    return f"SHOW RETENTION POLICIES ON {quote_ident(db)}"
 
 
 def policies_from(series: list[dict[str, Any]]) -> tuple[str, dict[str, int | None]]:
@@ -499,7 +492,7 @@ class InfluxDB1Rollups:
         existing = set(self.databases())
         wanted = {database_name(self.database, org) for org in settings.orgs}
         for db in sorted(wanted - existing):
-            self.query([f"CREATE DATABASE {_ident(db)}"])
+            self.query([f"CREATE DATABASE {quote_ident(db)}"])
             actions.append(f"{db}: created")
         orgs: dict[str, Retention] = {}
         for db in sorted(existing | wanted):
@@ -524,13 +517,13 @@ class InfluxDB1Rollups:
         for policy, hours in want.items():
             if policy not in durations:
                 statements.append(
-                    f"CREATE RETENTION POLICY {_ident(policy)} ON {_ident(db)} "
+                    f"CREATE RETENTION POLICY {quote_ident(policy)} ON {quote_ident(db)} "
                     f"DURATION {_duration(hours)} REPLICATION 1 SHARD DURATION {_shard(hours)}"
                 )
                 actions.append(f"retention policy {policy} created, keeps {_duration(hours)}")
             elif durations[policy] != hours:
                 statements.append(
-                    f"ALTER RETENTION POLICY {_ident(policy)} ON {_ident(db)} "
+                    f"ALTER RETENTION POLICY {quote_ident(policy)} ON {quote_ident(db)} "
                     f"DURATION {_duration(hours)} SHARD DURATION {_shard(hours)}"
                 )
                 actions.append(f"retention policy {policy} now keeps {_duration(hours)}")
@@ -544,7 +537,7 @@ class InfluxDB1Rollups:
                 continue
             change = []
             if name in queries:
-                change.append(f"DROP CONTINUOUS QUERY {_ident(name)} ON {_ident(db)}")
+                change.append(f"DROP CONTINUOUS QUERY {quote_ident(name)} ON {quote_ident(db)}")
             self.query([*change, text])
             actions.append(f"continuous query {name} {'replaced' if change else 'created'}")
         return actions

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway.influx.influxql import quote_ident, quote_literal
 from gateway.influx.lines import SEEN_LOG, SEEN_LOG_POLICY
 from gateway.store.base import DeviceKey, DeviceSeen, StoreError
 
@@ -38,14 +39,6 @@ __all__ = ["SeenReads"]
 
 Query = Callable[[list[str]], list[list[dict[str, Any]]]]
 _Values = tuple[float, float, int]  # first, last, readings of one writer
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _ident(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class _Scope:
@@ -161,8 +154,8 @@ class SeenReads:
 
     def _full(self, scope: _Scope, org: str | None, now: float) -> None:
         statement = (
-            f'SELECT "first", "last", "readings", "org", "device", "writer" FROM {_ident(self.meta)}..'
-            f'"devices_seen"' + (f' WHERE "org" = {_quote(org)}' if org is not None else "")
+            f'SELECT "first", "last", "readings", "org", "device", "writer" FROM {quote_ident(self.meta)}..'
+            f'"devices_seen"' + (f' WHERE "org" = {quote_literal(org)}' if org is not None else "")
         )
         # No GROUP BY: one series of rows (tags as columns) is a third of the JSON of 10,000 series.
         scope.replace(
@@ -176,10 +169,11 @@ class SeenReads:
 
     def _changed(self, org: str | None, since: float) -> list[tuple[str, str, str, float, float, int]] | None:
         """The log's points stamped after ``since``; None when the meta database has no log."""
-        where = f'"org" = {_quote(org)} AND ' if org is not None else ""
+        where = f'"org" = {quote_literal(org)} AND ' if org is not None else ""
         statement = (
-            f'SELECT "device", "first", "last", "readings", "org", "writer" FROM {_ident(self.meta)}.'
-            f"{_ident(SEEN_LOG_POLICY)}.{_ident(SEEN_LOG)} WHERE {where}time > {round(since * 1e6) * 1000}"
+            f'SELECT "device", "first", "last", "readings", "org", "writer" FROM {quote_ident(self.meta)}.'
+            f"{quote_ident(SEEN_LOG_POLICY)}.{quote_ident(SEEN_LOG)} "
+            f"WHERE {where}time > {round(since * 1e6) * 1000}"
         )
         try:
             answer = self.query([statement])[0]
