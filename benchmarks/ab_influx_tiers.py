@@ -28,9 +28,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from benchmarks.bench_server import NOW, _fleet, _influx_fill, _influx_post
-from gateway.store import ROLLUP_WIDTHS
 from gateway.store.influxdb1 import InfluxQLReader
-from gateway.store.influxdb1_rollups import InfluxDB1Rollups, plan_windows
+from gateway.store.influxdb1_rollups import InfluxDB1Rollups
 from gateway.store.retention import RetentionSettings
 from server.app import create_app, freeze_startup_heap
 from server.charts import bucket_width
@@ -68,6 +67,14 @@ def run(base: str, rounds: int) -> None:
     before = {"on": False}
     tiers = InfluxQLReader._tiers
     InfluxQLReader._tiers = lambda self, db: BEFORE if before["on"] else tiers(self, db)  # type: ignore[method-assign]
+    sent: list[tuple[list[str], str]] = []
+    send = InfluxQLReader._query
+
+    def recording(self: InfluxQLReader, statements: list[str], **kwargs: Any) -> Any:
+        sent.append((list(statements), kwargs.get("epoch", "ns")))
+        return send(self, statements, **kwargs)
+
+    InfluxQLReader._query = recording  # type: ignore[method-assign]
     folder = Path(tempfile.mkdtemp())
     settings = ServerSettings(
         registry_url=f"sqlite:///{folder / 'registry.db'}",
@@ -97,19 +104,7 @@ def run(base: str, rounds: int) -> None:
         for name, span, chart_range in CASES:
             every = bucket_width(chart_range, 1000)
             drawn = []
-            for label, widths in (("after", ROLLUP_WIDTHS), ("before", BEFORE)):
-                query = ";".join(
-                    plan_windows(
-                        "suitcase_bench",
-                        "/.*/",
-                        f"\"org\" = 'bench' AND \"device\" = 'bench-chart-{span}'",
-                        math.floor((NOW - chart_range) / every) * every,
-                        NOW,
-                        every,
-                        now=time.time(),  # as the server's reader plans: with the wall clock
-                        tiers=widths,
-                    )
-                )
+            for label in ("after", "before"):
 
                 def chart(
                     span: int = span, chart_range: int = chart_range, old: bool = label == "before"
@@ -125,11 +120,15 @@ def run(base: str, rounds: int) -> None:
                     assert response.status_code == 200 and response.content.count(b'"times"') == 10
                     return response.content
 
-                def bare(query: str = query) -> object:
-                    # Times in seconds, as the reader asks for windows of whole seconds.
-                    return _influx_post(base, "/query", {"q": query, "epoch": "s"})
-
+                sent.clear()
                 body = json.loads(chart())
+                # The bare aggregation the chart needs: the statements its reader sent, as it sent
+                # them (a range not on a window's edge reads its partial first window too).
+                query, epoch = next((";".join(q), e) for q, e in sent if any("GROUP BY" in x for x in q))
+
+                def bare(query: str = query, epoch: str = epoch) -> object:
+                    return _influx_post(base, "/query", {"q": query, "epoch": epoch})
+
                 assert len(body["series"]) == 10, body
                 drawn.append(_points(body))
                 bare()

@@ -198,11 +198,12 @@ def _chart_figure(
         body = json.loads(chart())
         assert len(body["series"]) == 10 and all(0 < len(s["times"]) <= 1000 for s in body["series"])
 
-        freeze_startup_heap()  # as `suitcase server run` does once its app is built
+        collector = freeze_startup_heap()  # as `suitcase server run` does once its app has started
         try:
             api = p99(chart, 40)
         finally:
             gc.unfreeze()  # this process builds more apps
+            gc.set_threshold(*collector)
     conn = sqlite3.connect(store_path)
     ids = [row[0] for row in conn.execute("SELECT id FROM series WHERE device = ?", (device,))]
 
@@ -325,11 +326,12 @@ def _influx_chart_figure(name: str, influx: str, folder: Path, span_s: int, step
         body = json.loads(chart())
         assert len(body["series"]) == 10 and all(0 < len(s["times"]) <= 1000 for s in body["series"])
 
-        freeze_startup_heap()  # as `suitcase server run` does once its app is built
+        collector = freeze_startup_heap()  # as `suitcase server run` does once its app has started
         try:
             api = p99(chart, 40)
         finally:
             gc.unfreeze()  # this process builds more apps
+            gc.set_threshold(*collector)
     # The bare aggregation the chart needs: the reader's own statements, sent over plain HTTP.
     from server.charts import bucket_width
 

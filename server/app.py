@@ -33,26 +33,49 @@ from server.untrusted import safe_json, safe_text
 from server.web import mount_web
 from server.web.errors import error_page, wants_html
 
-__all__ = ["create_app", "freeze_startup_heap"]
+__all__ = ["YOUNG_COLLECTION_EVERY", "create_app", "freeze_startup_heap"]
 
 log = logging.getLogger(__name__)
 
 
-def freeze_startup_heap() -> None:
-    """Keep what the process holds once the app is built out of the garbage collector's full passes.
+YOUNG_COLLECTION_EVERY = 20_000
+"""New container objects between two collections of the youngest generation in a serving process
+(Python's default: 700). A chart parses ~7,000 rows (lists) from InfluxDB and builds its columns:
+at 700 that was ~10 young and one middle collection per chart, each walking what the chart still
+holds; at 20,000 about one every three charts (server CPU per chart 0.76-0.90x, same run,
+``benchmarks/ab_influx_tiers.py --server``). Its garbage is freed by reference counting as
+before; only cycles wait longer (a few MB at most)."""
 
-    For a process that serves one app until it exits (``suitcase server run``): every module, the
-    app and its routes live as long as the process (~200,000 objects), and a full collection walked
-    them all, ~100 ms of CPU, about once every ten charts (a chart makes thousands of short-lived
-    objects). Collected first, so no garbage is frozen. Not for a process that builds many apps
-    (tests): what an app frozen here leaves behind later is never collected.
+
+def freeze_startup_heap() -> tuple[int, int, int]:
+    """Keep what the process holds once the app has started out of the garbage collector's passes,
+    and collect its youngest generation every :data:`YOUNG_COLLECTION_EVERY` new objects.
+
+    For a process that serves one app until it exits (``suitcase server run``, which calls this
+    once the app's startup has run: ``create_app(freeze_heap=True)``): every module, the app, its
+    routes and what its startup loaded (the registry's migrations, the catalogue) live as long as
+    the process (~200,000 objects), and a full collection walked them all, ~100 ms of CPU, about
+    once every ten charts (a chart makes thousands of short-lived objects). Collected first, so no
+    garbage is frozen. Not for a process that builds many apps (tests): what an app frozen here
+    leaves behind later is never collected.
+
+    Returns:
+        The collector's thresholds before, for a process that goes on to build other apps (a
+        benchmark) to restore with ``gc.unfreeze(); gc.set_threshold(*before)``.
     """
+    before = gc.get_threshold()
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, before[1], before[2])
+    return before
 
 
 def create_app(
-    settings: ServerSettings | None = None, *, clock: Clock = time.time, monotonic: Clock = time.monotonic
+    settings: ServerSettings | None = None,
+    *,
+    clock: Clock = time.time,
+    monotonic: Clock = time.monotonic,
+    freeze_heap: bool = False,
 ) -> FastAPI:
     """Build the server app.
 
@@ -64,6 +87,8 @@ def create_app(
         clock: UTC epoch seconds now; injected so tests control "now".
         monotonic: how old cached values are (the fleet page's index); injected apart from
             ``clock``, which tests hold still.
+        freeze_heap: once started, :func:`freeze_startup_heap` (for a process that serves this
+            one app until it exits: ``suitcase server run``).
     """
     settings = settings if settings is not None else ServerSettings()
 
@@ -88,6 +113,8 @@ def create_app(
                 from server.web.views.fleet import warm_index
 
                 warm_index(resources)
+            if freeze_heap:
+                freeze_startup_heap()
             log.info(
                 "server started",
                 extra={

@@ -65,7 +65,7 @@ def run(
     """Serve the API (/api/v1, docs at /docs) and the live readings page (/)."""
     import uvicorn
 
-    from server.app import create_app, freeze_startup_heap
+    from server.app import create_app
     from server.resources import open_resources
     from server.settings import load_settings
 
@@ -94,8 +94,7 @@ def run(
         raise typer.Exit(2) from exc
     shown = settings.store.split("?", 1)[0]  # options may hold a password or token
     typer.echo(f"serving on http://{settings.host}:{settings.port} (store {shown})", err=True)
-    app = create_app(settings)
-    freeze_startup_heap()
+    app = create_app(settings, freeze_heap=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
 
 

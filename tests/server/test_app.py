@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
+from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
@@ -85,3 +88,37 @@ def test_the_live_page_links_only_to_pages_its_policy_lets_load(client: TestClie
         assets = re.findall(r'<(?:script[^>]*\ssrc|link[^>]*\shref)="([^"]+)"', answer.text)
         outside = [a for a in assets if re.match(r"^(https?:)?//", a)]
         assert not outside, f"{href} loads {outside}, which the page's policy blocks"
+
+
+def test_a_serving_app_freezes_what_its_startup_loaded(tmp_path: Path) -> None:
+    """``create_app(freeze_heap=True)`` (``suitcase server run``) freezes the heap once its startup
+    has run (the registry's migrations and the catalogue are loaded then, not when the app is
+    built) and collects young objects less often; a test app does neither. In a child process:
+    a frozen heap is never collected, so this process's own collector is left alone."""
+    script = f"""
+import gc
+from fastapi.testclient import TestClient
+from server.app import YOUNG_COLLECTION_EVERY, create_app
+from server.settings import ServerSettings
+
+default = gc.get_threshold()
+for freeze in (False, True):
+    settings = ServerSettings(
+        registry_url="sqlite:///{tmp_path}/registry-" + str(freeze) + ".db",
+        store="{tmp_path}/store.db",
+        alert_interval_s=0,
+    )
+    app = create_app(settings, freeze_heap=freeze)
+    built = gc.get_freeze_count()
+    with TestClient(app) as client:
+        assert client.get("/api/v1/health").status_code == 200
+        started = gc.get_freeze_count()
+    print(freeze, built, started, gc.get_threshold() == (YOUNG_COLLECTION_EVERY, *default[1:]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert lines[0] == ["False", "0", "0", "False"]
+    frozen, built, started, tuned = lines[1]
+    assert (frozen, built, tuned) == ("True", "0", "True")
+    assert int(started) > 50_000  # the modules, the app and what its startup loaded
