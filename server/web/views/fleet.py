@@ -135,7 +135,6 @@ def fleet_rows(
                     col(KitRow.id).in_(kit_ids)
                 )
             )
-            .tuples()
             .all()
         )
         if kit_ids
