@@ -69,7 +69,6 @@ from gateway.store.base import (
     Window,
     check_keys,
     check_window_width,
-    series_of,
 )
 from kits.wire import Record
 
@@ -234,7 +233,7 @@ _PLAIN = "r.count, r.sum / r.count, r.min, r.max"
 # Rows of a connection's temp.window_index (0, 1, 2, ...): the windows one read may seek one by
 # one. 100,000 integers are ~1 MB of temp pages; a read of more windows groups with a sort.
 _WINDOW_INDEX_MAX = 100_000
-_WINDOW_START = operator.itemgetter(1)
+_WINDOW_START = operator.itemgetter(4)  # Window.start
 
 # Each coarser window of a marked minute, from the windows one tier below (whole, since each
 # width is a multiple of the one before).
@@ -321,40 +320,21 @@ def _fine_parts(start: float, end: float, width: int, since: float) -> list[tupl
     return parts
 
 
-_Row = tuple[int, float, int, float, float, float]  # series id, window start, count, mean, min, max
+_Row = tuple[float, int, float, float, float]  # one series' window: start, count, mean, min, max
 
 
-def _join_parts(parts: list[list[_Row]], names: dict[int, tuple[str, str, str, str]]) -> list[_Row]:
-    """Concatenate the rows of consecutive reads (each in window order), adding up the one window
-    per series that two neighbouring reads may share (the window their boundary falls in)."""
+def _join_rows(parts: list[list[_Row]]) -> list[_Row]:
+    """Concatenate one series' rows of consecutive reads (each oldest first), adding up the window
+    two neighbouring reads may share (the one their boundary falls in)."""
     out: list[_Row] = []
     for rows in parts:
-        if not rows:
-            continue
-        if not out or out[-1][1] != rows[0][1]:
+        if out and rows and out[-1][0] == rows[0][0]:
+            (w, c1, mean1, low1, high1), (_, c2, mean2, low2, high2) = out[-1], rows[0]
+            count = c1 + c2
+            out[-1] = (w, count, (mean1 * c1 + mean2 * c2) / count, min(low1, low2), max(high1, high2))
+            out += itertools.islice(rows, 1, None)
+        else:
             out += rows
-            continue
-        w = rows[0][1]
-        i, j = len(out), 0
-        while i and out[i - 1][1] == w:
-            i -= 1
-        while j < len(rows) and rows[j][1] == w:
-            j += 1
-        acc: dict[int, list[float]] = {}
-        for sid, _, count, mean, low, high in (*out[i:], *rows[:j]):
-            into = acc.get(sid)
-            if into is None:
-                acc[sid] = [count, mean * count, low, high]
-            else:
-                into[0] += count
-                into[1] += mean * count
-                into[2], into[3] = min(into[2], low), max(into[3], high)
-        out[i:] = [
-            (sid, w, int(c), total / c, low, high)
-            for sid in sorted(acc, key=names.__getitem__)
-            for c, total, low, high in [acc[sid]]
-        ]
-        out += rows[j:]
     return out
 
 
@@ -379,25 +359,6 @@ def _rollup_parts(start: float, end: float, every: float) -> list[tuple[int, flo
     if b < hi:
         parts.append((edge, b, hi))
     return parts
-
-
-def _merge_windows(
-    rows: list[tuple[int, float, int, float, float, float]], names: dict[int, tuple[str, str, str, str]]
-) -> list[tuple[int, float, int, float, float, float]]:
-    """Fold rows of the same series and window (read from two rollups) into one, in window order."""
-    acc: dict[tuple[float, int], list[float]] = {}
-    for sid, w, count, mean, low, high in rows:
-        into = acc.get((w, sid))
-        if into is None:
-            acc[(w, sid)] = [count, mean * count, low, high]
-        else:
-            into[0] += count
-            into[1] += mean * count
-            into[2], into[3] = min(into[2], low), max(into[3], high)
-    keys = sorted(acc, key=lambda k: (k[0], names[k[1]]))
-    return [
-        (sid, w, int(c), total / c, low, high) for w, sid in keys for c, total, low, high in [acc[(w, sid)]]
-    ]
 
 
 _SeriesKey = tuple[str, str, str, str]
@@ -539,6 +500,16 @@ class SqliteStore:
                 f"store {self.path}: could not {action} ({exc}): check the disk (space, permissions) "
                 "and that no other program holds the file"
             ) from exc
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+        """A read transaction: every read in it sees the file as of its first."""
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")  # nothing written: nothing to keep or undo
 
     @staticmethod
     @contextlib.contextmanager
@@ -881,77 +852,23 @@ class SqliteStore:
         """Return (``org``, ``device``)'s readings downsampled to windows of ``every`` seconds.
 
         Windows are aligned to the epoch (a window starts at a multiple of ``every``); one per
-        series and window that has readings, oldest first. A width that is a multiple of one of
-        :data:`ROLLUP_WIDTHS` reads the coarsest such rollup, anything else the readings: a year
-        of daily windows reads one row per day. With rollups, a window includes the whole
-        rollup window its ``start`` falls in. A width under a minute's multiples that is a multiple
-        of one of :data:`FINE_WIDTHS` (5, 30 s) reads that rollup between the range's first and
-        last whole rollup windows and the readings at its ends: exactly the range's readings.
+        series and window that has readings, ordered by start, sensor and quantity. A width that is
+        a multiple of one of :data:`ROLLUP_WIDTHS` reads the coarsest such rollup, anything else
+        the readings: a year of daily windows reads one row per day. With rollups, a window
+        includes the whole rollup window its ``start`` falls in. A width under a minute's multiples
+        that is a multiple of one of :data:`FINE_WIDTHS` (5, 30 s) reads that rollup between the
+        range's first and last whole rollup windows and the readings at its ends: exactly the
+        range's readings. The same windows as :meth:`series_windows`, one tuple each.
         """
-        check_window_width(every)
-        fine = _fine_width(every)
-        parts = None if fine is not None else _rollup_parts(start, end, every)
-        params: dict[str, object] = {"every": every, "device": device, "org": org, "start": start, "end": end}
-        where = ""
-        if sensor is not None:
-            where += " AND s.sensor = :sensor"
-            params["sensor"] = sensor
-        if quantity is not None:
-            where += " AND s.quantity = :quantity"
-            params["quantity"] = quantity
-        # (table and its condition, time column, aggregates of a window, from, to) of each read,
-        # oldest first.
-        reads: list[tuple[str, str, str, float, float]] = []
-        raw = "readings AS r ON r.series_id = s.id"
-        if fine is not None:
-            self.refresh_rollups()
-            since = self._complete_from()
-            for i, (width, lo, hi) in enumerate(_fine_parts(start, end, fine, since)):
-                if width is None:
-                    reads.append((raw, "time", _RAW_AGGREGATES, lo, hi))
-                    continue
-                params[f"width{i}"] = width
-                table = f"rollups AS r ON r.series_id = s.id AND r.width = :width{i}"
-                reads.append((table, "start", _PLAIN if width == every else _ROLLUP_AGGREGATES, lo, hi))
-        elif parts is None:
-            reads.append((raw, "time", _RAW_AGGREGATES, start, end))
-        else:
-            self.refresh_rollups()
-            for i, (width, lo, hi) in enumerate(parts):
-                params[f"width{i}"] = width
-                table = f"rollups AS r ON r.series_id = s.id AND r.width = :width{i}"
-                reads.append((table, "start", _PLAIN if width == every else _ROLLUP_AGGREGATES, lo, hi))
-        with self._translate(f"read windows of {device}"):
-            conn = self._conn()
-            # Series ids, not their names, per row: the names are then the same Python strings for
-            # every window of a series (a year-long chart of 10 series makes ~7,000 windows).
-            names = {
-                sid: (org, device, sensor_name, quantity_name)
-                for sid, sensor_name, quantity_name in conn.execute(
-                    "SELECT id, sensor, quantity FROM series AS s "
-                    f"WHERE s.device = :device AND s.org = :org{where}",
-                    params,
-                )
-            }
-            found_parts = []
-            for i, (table, column, aggregates, lo, hi) in enumerate(reads):
-                params.update({f"lo{i}": lo, f"hi{i}": hi})
-                sql = self._window_statement(conn, i, table, column, aggregates, lo, hi, every, where, params)
-                found = conn.execute(sql, params).fetchall()
-                if aggregates == _PLAIN:
-                    # Read in index order, series by series: a stable sort by window is cheaper
-                    # than SQLite's sorter (a 30-day chart's 7,200 rows: ~0.5 vs 2.7 ms).
-                    found.sort(key=_WINDOW_START)
-                found_parts.append(found)
-        if fine is not None:
-            rows = _join_parts(found_parts, names)  # neighbouring reads share a window at most
-        else:
-            rows = list(itertools.chain.from_iterable(found_parts))
-            if len(reads) > 1 and all(aggregates != _PLAIN for _, _, aggregates, _, _ in reads):
-                rows = _merge_windows(rows, names)  # a window may span two rollups' rows
         # tuple.__new__, not Window(...): the named tuple's own __new__ is Python, ~4x the cost.
         new = tuple.__new__
-        return [new(Window, names[row[0]] + row[1:]) for row in rows]
+        out = [
+            new(Window, head + row)
+            for head, rows in self._series_rows(org, device, start, end, every, sensor, quantity)
+            for row in rows
+        ]
+        out.sort(key=_WINDOW_START)  # stable: the series' order is kept within a start
+        return out
 
     def series_windows(
         self,
@@ -966,10 +883,82 @@ class SqliteStore:
     ) -> list[SeriesWindows]:
         """Return :meth:`windows` as columns per series, in (sensor, quantity) order.
 
-        Made from the window tuples: SQLite hands over a Python row per window anyway, and
-        grouping them costs about what a chart's strided slices of them did.
+        Each series is read on its own, oldest first, so its rows become its columns as they are
+        (one ``zip``): no Python object per window.
         """
-        return series_of(self.windows(org, device, start, end, every, sensor=sensor, quantity=quantity))
+        return [
+            SeriesWindows(*head, *map(list, zip(*rows, strict=True)))
+            for head, rows in self._series_rows(org, device, start, end, every, sensor, quantity)
+        ]
+
+    def _series_rows(
+        self,
+        org: str,
+        device: str,
+        start: float,
+        end: float,
+        every: float,
+        sensor: str | None,
+        quantity: str | None,
+    ) -> list[tuple[tuple[str, str, str, str], list[_Row]]]:
+        """The windows of :meth:`windows` per series that has any, in (sensor, quantity) order:
+        ((org, device, sensor, quantity), rows of (start, count, mean, min, max) oldest first)."""
+        check_window_width(every)
+        fine = _fine_width(every)
+        parts = None if fine is not None else _rollup_parts(start, end, every)
+        params: dict[str, object] = {"every": every, "device": device, "org": org}
+        where = ""
+        if sensor is not None:
+            where += " AND s.sensor = :sensor"
+            params["sensor"] = sensor
+        if quantity is not None:
+            where += " AND s.quantity = :quantity"
+            params["quantity"] = quantity
+        # (table, which of its rows are the series', time column, aggregates of a window, from, to)
+        # of each read, oldest first.
+        reads: list[tuple[str, str, str, str, float, float]] = []
+        raw = ("readings AS r", "r.series_id = :sid", "time")
+        if fine is not None:
+            self.refresh_rollups()
+            since = self._complete_from()
+            for i, (width, lo, hi) in enumerate(_fine_parts(start, end, fine, since)):
+                if width is None:
+                    reads.append((*raw, _RAW_AGGREGATES, lo, hi))
+                    continue
+                params[f"width{i}"] = width
+                rollup = ("rollups AS r", f"r.series_id = :sid AND r.width = :width{i}", "start")
+                reads.append((*rollup, _PLAIN if width == every else _ROLLUP_AGGREGATES, lo, hi))
+        elif parts is None:
+            reads.append((*raw, _RAW_AGGREGATES, start, end))
+        else:
+            self.refresh_rollups()
+            for i, (width, lo, hi) in enumerate(parts):
+                params[f"width{i}"] = width
+                rollup = ("rollups AS r", f"r.series_id = :sid AND r.width = :width{i}", "start")
+                reads.append((*rollup, _PLAIN if width == every else _ROLLUP_AGGREGATES, lo, hi))
+        with self._translate(f"read windows of {device}"):
+            conn = self._conn()
+            statements = []
+            for i, (table, match, column, aggregates, lo, hi) in enumerate(reads):
+                params.update({f"lo{i}": lo, f"hi{i}": hi})
+                statements.append(
+                    self._window_statement(conn, i, table, column, aggregates, lo, hi, every, match, params)
+                )
+            out = []
+            with self._snapshot(conn):  # every series as of one moment
+                series = conn.execute(
+                    "SELECT id, sensor, quantity FROM series AS s "
+                    f"WHERE s.device = :device AND s.org = :org{where} ORDER BY s.sensor, s.quantity",
+                    params,
+                ).fetchall()
+                for sid, sensor_name, quantity_name in series:
+                    params["sid"] = sid
+                    found = [conn.execute(sql, params).fetchall() for sql in statements]
+                    # Neighbouring reads share a window at most: the one their boundary falls in.
+                    rows = found[0] if len(found) == 1 else _join_rows(found)
+                    if rows:
+                        out.append(((org, device, sensor_name, quantity_name), rows))
+        return out
 
     def _window_statement(
         self,
@@ -981,43 +970,37 @@ class SqliteStore:
         lo: float,
         hi: float,
         every: float,
-        where: str,
+        match: str,
         params: dict[str, object],
     ) -> str:
-        """The SQL of read ``i`` of :meth:`windows`: one row per series and window of ``every`` s,
-        of the rows of ``table`` with ``lo <= column < hi``.
+        """The SQL of read ``i`` of :meth:`windows`: one series' windows of ``every`` s (the series
+        ``:sid``), oldest first, of the rows of ``table`` that ``match`` with ``lo <= column < hi``.
 
-        A window of one rollup row reads the rows as they are, series by series (the caller sorts
-        them by window, stably). Otherwise each window is one index seek per series on
-        ``(series_id, column)`` over the connection's ``window_index`` table (0, 1, 2, ...),
-        grouped in the order the nested loops produce, which is window, sensor and quantity:
-        SQLite never sorts the rows (grouping a 6-hour chart's 216,000 readings through its sorter
-        cost ~1.7x the seeks). Widths that are not whole seconds, and more windows than
-        ``window_index`` holds, group with ``CAST(column / every)`` and a sort, as before.
+        A window of one rollup row reads the rows as they are, in index order. Otherwise each
+        window is one index seek on ``(series_id, column)`` over the connection's ``window_index``
+        table (0, 1, 2, ...), grouped in the order the loop produces: SQLite never sorts the rows
+        (grouping a 6-hour chart's 216,000 readings through its sorter cost ~1.7x the seeks).
+        Widths that are not whole seconds, and more windows than ``window_index`` holds, group with
+        ``CAST(column / every)`` and a sort. One statement per series: the same seeks without the
+        join and grouping by series (a 24-hour chart of minute rollups: ~0.8x the SQL time).
         """
-        order = " ORDER BY w, s.sensor, s.quantity"
-        series = f"s.device = :device AND s.org = :org{where}"
-        bounds = f"r.{column} >= :lo{i} AND r.{column} < :hi{i}"
+        rows = f"{table} WHERE {match} AND r.{column} >= :lo{i} AND r.{column} < :hi{i}"
         if aggregates == _PLAIN:
-            return (
-                f"SELECT s.id, r.{column} AS w, {aggregates} "
-                f"FROM series AS s JOIN {table} WHERE {series} AND {bounds} ORDER BY s.sensor, s.quantity, w"
-            )
+            return f"SELECT r.{column}, {aggregates} FROM {rows} ORDER BY r.{column}"
         first = math.floor(lo / every)
         count = math.ceil(hi / every) - first
         if not float(every).is_integer() or not self._window_index(conn, count):
             return (
-                f"SELECT s.id, CAST(r.{column} / :every AS INTEGER) * :every AS w, {aggregates} "
-                f"FROM series AS s JOIN {table} WHERE {series} AND {bounds} GROUP BY s.id, w{order}"
+                f"SELECT CAST(r.{column} / :every AS INTEGER) * :every AS w, {aggregates} "
+                f"FROM {rows} GROUP BY w ORDER BY w"
             )
         params.update({f"first{i}": first, f"count{i}": count})
         w = f"(:first{i} + n.i) * :every"
         return (
-            f"SELECT s.id, {w} AS w, {aggregates} "
-            f"FROM temp.window_index AS n CROSS JOIN series AS s CROSS JOIN {table} "
-            f"WHERE n.i < :count{i} AND {series} "
+            f"SELECT {w}, {aggregates} FROM temp.window_index AS n CROSS JOIN {table} "
+            f"WHERE n.i < :count{i} AND {match} "
             f"AND r.{column} >= max(:lo{i}, {w}) AND r.{column} < min(:hi{i}, {w} + :every) "
-            f"GROUP BY n.i, s.sensor, s.quantity ORDER BY n.i, s.sensor, s.quantity"
+            "GROUP BY n.i ORDER BY n.i"
         )
 
     def _window_index(self, conn: sqlite3.Connection, count: int) -> bool:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.store import FINE_WIDTHS, ROLLUP_WIDTHS, SqliteStore, Window
+from gateway.store import FINE_WIDTHS, ROLLUP_WIDTHS, SqliteStore, Window, windows_of
 from kits.wire import Record
 
 DAY = 86_400.0
@@ -143,6 +143,84 @@ def test_windows_read_one_by_one_or_grouped_by_a_sort_are_the_same(
     monkeypatch.setattr(sqlite_store, "_WINDOW_INDEX_MAX", 3)
     with SqliteStore(store.path) as grouped:  # a new connection: its window_index is empty
         assert [grouped.windows("o", "pi", *case) for case in cases] == seeks
+
+
+@pytest.fixture(scope="module")
+def days_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Two days and a bit of three series at irregular times (a quarter second to five minutes
+    apart, many on a window's first instant), written in shuffled batches with redeliveries and a
+    refresh now and then."""
+    rng = random.Random(24)
+    recs = []
+    for sensor, quantity in _SERIES:
+        t = T0 + rng.randint(0, 60)
+        while t < T0 + 2.2 * DAY:
+            recs.append(Record("o", "pi", sensor, quantity, round(rng.uniform(-20, 40), 2), t))
+            t += rng.choice([0.25, 1.0, 2.0, 5.0, 17.0, 30.0, 61.0, 117.5, 300.0])
+    shuffled = recs[:]
+    rng.shuffle(shuffled)
+    store = SqliteStore(tmp_path_factory.mktemp("days") / "s.db")
+    for i in range(0, len(shuffled), 2000):
+        store.write(shuffled[i : i + 2000])
+        store.write(shuffled[i : i + 50])  # a redelivery
+        if i % 6000 == 0:
+            store.refresh_rollups()
+    yield store, recs
+    store.close()
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    offset=st.one_of(
+        st.floats(min_value=-3600, max_value=2.2 * DAY, allow_nan=False).map(lambda t: round(t, 2)),
+        st.integers(min_value=-60, max_value=3200).map(lambda n: n * 60.0),  # on a minute
+    ),
+    length=st.one_of(
+        st.floats(min_value=0.5, max_value=2.5 * DAY, allow_nan=False).map(lambda t: round(t, 2)),
+        st.integers(min_value=1, max_value=3600).map(lambda n: n * 60.0),
+    ),
+    every=st.one_of(
+        st.sampled_from([7.0, 7.5, 45.0]),  # from the readings
+        st.sampled_from([5.0, 10.0, 30.0, 90.0]),  # the 5- and 30-second rollups
+        st.sampled_from([60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0]),  # minute ones
+        st.sampled_from([3600.0, 7200.0, 10_800.0, 21_600.0, 43_200.0, DAY, 2 * DAY]),  # hour ones
+    ),
+    which=st.sampled_from([(None, None), ("bme280", None), (None, "co2"), ("scd41", "temperature")]),
+)
+def test_columns_of_every_read_equal_the_readings(
+    days_store: Any, offset: float, length: float, every: float, which: tuple[str | None, str | None]
+) -> None:
+    """Test that a series' columns (``series_windows``, what charts read: each series read on its
+    own, its reads' rows joined) hold each window's readings, for any range, width and filter:
+    from the readings (widths of no 5 s multiple), the 5- and 30-second rollups with the readings
+    at the ends, and the rollups (a range widened to its whole minutes, or hours for whole hours),
+    a window made of two reads' rows included; and that ``windows`` holds the same windows one by
+    one, ordered by start, sensor and quantity."""
+    store, recs = days_store
+    start, end = T0 + offset, T0 + offset + length
+    sensor, quantity = which
+    lo, hi = start, end
+    if every % 60 == 0:
+        edge = 3600 if every % 3600 == 0 else 60
+        lo, hi = start - start % edge, math.ceil(end / edge) * edge
+    want: dict[tuple[str, str], list[tuple[float, int, float, float, float]]] = {}
+    for w_start, w_sensor, w_quantity, *rest in _want(recs, lo, hi, every, sensor, quantity):
+        want.setdefault((w_sensor, w_quantity), []).append((w_start, *rest))  # type: ignore[arg-type]
+    got = store.series_windows("o", "pi", start, end, every, sensor=sensor, quantity=quantity)
+    assert [(s.org, s.device, s.sensor, s.quantity) for s in got] == [("o", "pi", *k) for k in sorted(want)]
+    for s in got:
+        rows = want[(s.sensor, s.quantity)]
+        assert (s.starts, s.counts, s.mins, s.maxes) == tuple(
+            [row[i] for row in rows] for i in (0, 1, 3, 4)
+        ), every
+        assert all(
+            math.isclose(a, row[2], rel_tol=1e-12, abs_tol=1e-9) for a, row in zip(s.means, rows, strict=True)
+        )
+    assert store.windows("o", "pi", start, end, every, sensor=sensor, quantity=quantity) == windows_of(got)
 
 
 def test_a_year_of_hourly_windows_reads_the_hour_rollups(tmp_path: Path) -> None:
