@@ -11,11 +11,11 @@ asked once per database and again every ``recheck_s`` seconds.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any
 
+from gateway.influx.query import Requester, post_query
 from gateway.sinks import SinkError
 from gateway.store.influxdb1_rollups import (
     LATE_AFTER_S,
@@ -30,21 +30,11 @@ from kits.wire import Record
 __all__ = ["LateFolder"]
 
 
-class _Http(Protocol):
-    """What the folder needs of the sink's HTTP client: ``POST /query`` and its base URL."""
-
-    @property
-    def base(self) -> str: ...
-    def request(
-        self, method: str, path: str, params: dict[str, str], body: bytes | None = None
-    ) -> tuple[int, bytes]: ...
-
-
 class LateFolder:
     """Recomputes the rollup windows of late readings just written to InfluxDB 1.x."""
 
     def __init__(
-        self, http: _Http, *, clock: Callable[[], float] = time.time, recheck_s: float = 300.0
+        self, http: Requester, *, clock: Callable[[], float] = time.time, recheck_s: float = 300.0
     ) -> None:
         self.http = http
         self.clock = clock
@@ -53,18 +43,17 @@ class LateFolder:
         self._raw: dict[str, tuple[tuple[str, tuple[int, ...]] | None, float]] = {}
         self.folded = 0
 
-    def _query(self, statements: list[str]) -> list[list[dict[str, object]]]:
-        status, body = self.http.request("POST", "/query", {"q": ";".join(statements)})
-        answer = json.loads(body) if status == 200 else {}
-        results = answer.get("results", [])
-        errors = [r["error"] for r in results if "error" in r]
-        if status != 200 or errors or len(results) != len(statements):
+    def _query(self, statements: list[str]) -> list[list[dict[str, Any]]]:
+        answer = post_query(self.http, statements)
+        errors = answer.errors()
+        if answer.results is None or errors or len(answer.results) != len(statements):
+            why = errors[0] if errors else answer.body[:200].decode(errors="replace")
             raise SinkError(
                 f"InfluxDB 1.x at {self.http.base} refused to fold late readings into the rollups "
-                f"(HTTP {status}: {(errors or [body[:200]])[0]!r}): give the gateway's user write "
-                "rights on the rollup_* policies"
+                f"(HTTP {answer.status}: {why!r}): give the gateway's user write rights on the rollup_* "
+                "policies"
             )
-        return [r.get("series", []) for r in results]
+        return answer.series()
 
     def _layout(self, db: str, now: float) -> tuple[str, tuple[int, ...]] | None:
         known = self._raw.get(db)

@@ -21,7 +21,6 @@ side is ``gateway/store/influxdb1.py``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -41,6 +40,7 @@ from gateway.influx.lines import (
     group_by_org,
     seen_log_policy,
 )
+from gateway.influx.query import post_query
 from gateway.sinks import REFUSED_STATUSES, SinkError, SinkRefused, parse_sink_url
 from gateway.sinks._late import LateFolder
 from gateway.store.base import DeadLetter
@@ -129,24 +129,20 @@ class InfluxDB1Sink:
             'SELECT "first", "last", "readings", "org", "device" '
             f'FROM {quote_ident(self.meta)}.."devices_seen" WHERE "writer" = {quote_literal(self._writer)}'
         )
-        status, body = self.http.request("POST", "/query", {"q": statement, "epoch": "ns"})
-        try:
-            results = json.loads(body).get("results", []) if status == 200 else None
-        except ValueError:
-            results = None
-        if results is None:
+        answer = post_query(self.http, [statement], epoch="ns")
+        if answer.results is None:
             raise SinkError(
-                f"InfluxDB 1.x at {self.http.base} answered HTTP {status} to the read of gateway "
-                f"{self._writer}'s devices seen: {body[:300].decode(errors='replace')}"
+                f"InfluxDB 1.x at {self.http.base} answered HTTP {answer.status} to the read of gateway "
+                f"{self._writer}'s devices seen: {answer.body[:300].decode(errors='replace')}"
             )
-        error = next((r["error"] for r in results if "error" in r), None)
-        if error is not None and "database not found" not in error:
+        error = next((e for e in answer.errors() if "database not found" not in e), None)
+        if error is not None:
             raise SinkError(
                 f"InfluxDB 1.x at {self.http.base} refused the read of gateway {self._writer}'s "
                 f"devices seen ({error}): give the gateway's user read rights on {self.meta}"
             )
-        for result in results:
-            for series in result.get("series", []):
+        for series_list in answer.series():
+            for series in series_list:
                 for _, first, last, count, org, device in series["values"]:
                     self._seen[org, device] = (float(first), float(last), int(count))
         self._resume = False
@@ -163,19 +159,19 @@ class InfluxDB1Sink:
                 log.warning("%s", exc)
 
     def _create(self, db: str) -> None:
-        status, body = self.http.request("POST", "/query", {"q": f'CREATE DATABASE "{db}"'})
-        if status != 200 or b'"error"' in body:
+        answer = post_query(self.http, [f"CREATE DATABASE {quote_ident(db)}"])
+        if answer.results is None or answer.errors():
             raise SinkError(
-                f"InfluxDB 1.x at {self.http.base} refused CREATE DATABASE {db} (HTTP {status}: "
-                f"{body[:200]!r}): give the gateway's user admin rights or create the database"
+                f"InfluxDB 1.x at {self.http.base} refused CREATE DATABASE {db} (HTTP {answer.status}: "
+                f"{answer.body[:200]!r}): give the gateway's user admin rights or create the database"
             )
         if db == self.meta:
-            status, body = self.http.request("POST", "/query", {"q": seen_log_policy(db)})
+            answer = post_query(self.http, [seen_log_policy(db)])
             # One an operator altered answers "already exists": it is there, which is all we need.
-            if (status != 200 or b'"error"' in body) and b"already exists" not in body:
+            if answer.results is None or any("already exists" not in e for e in answer.errors()):
                 raise SinkError(
-                    f"InfluxDB 1.x at {self.http.base} refused {seen_log_policy(db)} (HTTP {status}: "
-                    f"{body[:200]!r}): give the gateway's user admin rights or run it yourself"
+                    f"InfluxDB 1.x at {self.http.base} refused {seen_log_policy(db)} (HTTP {answer.status}: "
+                    f"{answer.body[:200]!r}): give the gateway's user admin rights or run it yourself"
                 )
         self._created.add(db)
         log.info("created InfluxDB database %s", db)
