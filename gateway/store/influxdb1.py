@@ -101,6 +101,24 @@ def _add_row(rows: list[list[Any]], row: list[Any]) -> None:
         rows[i] = [t, n + row[1], total + row[2], min(low, row[3]), max(high, row[4])]
 
 
+def _in_windows(rows: list[list[Any]], step: int) -> list[list[Any]]:
+    """``rows`` (time, count, sum, min, max) of one series as one row per window of ``step`` (in
+    the rows' time unit, epoch-aligned as influxd's GROUP BY time()), each the sum of its rows:
+    rollup points read as they are for windows a few points wide. Rows already one per window are
+    returned as they are."""
+    if not any(map(operator.mod, map(_TIME, rows), repeat(step))):
+        return rows
+    added: list[list[Any]] = []
+    for t, n, total, low, high in sorted((row for row in rows if row[1]), key=_TIME):
+        start = t - t % step
+        if added and added[-1][0] == start:
+            last = added[-1]
+            last[1:] = [last[1] + n, last[2] + total, min(last[3], low), max(last[4], high)]
+        else:
+            added.append([start, n, total, low, high])
+    return added
+
+
 def _ns(seconds: float) -> int:
     return round(seconds * 1_000_000) * 1000
 
@@ -391,6 +409,10 @@ class InfluxQLReader:
         # Each series' rows, oldest first as influxd answers them: those of the statement with the
         # most rows as they are, the few of the others (where the tiers read meet: a window may
         # come in parts from two statements) added into them in place.
+        step = int(every) if whole else _ns(every)
+        for answer in answers:  # rollup points read as they are, a few per window: added up
+            for s in answer:
+                s["values"] = _in_windows(s.get("values") or [], step)
         main = max(range(len(answers)), key=lambda i: sum(len(s["values"]) for s in answers[i]))
         series: dict[tuple[str, str], list[list[Any]]] = {}
         for name, tags, rows in self._rows(answers[main : main + 1]):
