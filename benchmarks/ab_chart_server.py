@@ -12,7 +12,9 @@ reports the server's CPU per chart (its ``/proc`` times around each call).
 
 ``--against TREE`` starts a second server from another checkout (``git archive COMMIT | tar -x
 -C TREE``) on a copy of the registry and interleaves it too: an A/B in the same run. The
-variants must answer the same bytes. Needs the data sets of ``ab_influx_tiers --fill``::
+variants must answer the same bytes. The cases are ``ab_influx_tiers``' (a year, 90 and 30 days of
+the year at 1/min, 7 days at 1 Hz) and shorter ranges (4 days and 24 hours of the year, 24, 6
+and 1 hour of the week at 1 Hz). Needs the data sets of ``ab_influx_tiers --fill``::
 
     python -m benchmarks.ab_chart_server http://127.0.0.1:8086 --rounds 50 [--against /tmp/old]
 """
@@ -37,16 +39,27 @@ from urllib.parse import urlencode, urlsplit
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from benchmarks.ab_influx_tiers import CASES
+from benchmarks.ab_influx_tiers import CASES as LONG_RANGES
 from benchmarks.bench_server import NOW, _fleet
 from gateway.store.influxdb1 import InfluxQLReader
 from server.app import create_app
 from server.settings import ServerSettings
 from server.tables import DeploymentDeviceRow, DeploymentRow, DeviceRow
 
-__all__ = ["main", "prepare"]
+__all__ = ["CASES", "main", "prepare"]
 
 HERE = Path(__file__).resolve().parent.parent
+_DAY, _WEEK, _YEAR = 86_400, 7 * 86_400, 365 * 86_400
+# name, data set (span of the device's readings), chart range: ab_influx_tiers' long ranges and the
+# short ones (a tier's points added up by the reader at 24 h and 4 d; raw readings at 6 h and 1 h).
+CASES = (
+    *LONG_RANGES,
+    ("1y/4d", _YEAR, 4 * _DAY),
+    ("1y/24h", _YEAR, _DAY),
+    ("7d/24h", _WEEK, _DAY),
+    ("7d/6h", _WEEK, 6 * 3600),
+    ("7d/1h", _WEEK, 3600),
+)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -145,7 +158,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def run(influx: str, rounds: int, against: Path | None) -> None:
+def run(influx: str, rounds: int, against: Path | None, only: list[str] | None = None) -> None:
     store = influx.replace("http://", "influxdb1://")
     folder = Path(tempfile.mkdtemp(prefix="ab-chart-server-"))
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -180,7 +193,7 @@ def run(influx: str, rounds: int, against: Path | None) -> None:
             assert answer.status == 200 and b'"error"' not in body, body[:300]
             return body
 
-        names = [name for name, _, _ in CASES]
+        names = [name for name, _, _ in CASES if not only or name in only]
         for name in names:  # the variants draw the same chart, to the byte
             bodies = {route(label, name) for label in conns}
             assert len(bodies) == 1, f"{name}: the servers answer different bodies"
@@ -241,8 +254,9 @@ def main() -> None:
     parser.add_argument("url", help="the influxd's HTTP URL, holding ab_influx_tiers' data sets")
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--against", type=Path, help="another checkout whose server to time in the same run")
+    parser.add_argument("--cases", help="comma-separated case names (default: all), e.g. 7d/7d,1y/24h")
     args = parser.parse_args()
-    run(args.url, args.rounds, args.against)
+    run(args.url, args.rounds, args.against, args.cases.split(",") if args.cases else None)
 
 
 if __name__ == "__main__":
