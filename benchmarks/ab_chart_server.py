@@ -33,15 +33,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from benchmarks.ab_influx_tiers import CASES as LONG_RANGES
+from benchmarks.ab_influx_tiers import recorded_queries
 from benchmarks.bench_server import NOW, _fleet
-from gateway.store.influxdb1 import InfluxQLReader
 from server.app import create_app
 from server.settings import ServerSettings
 from server.tables import DeploymentDeviceRow, DeploymentRow, DeviceRow
@@ -66,50 +65,35 @@ TICK = os.sysconf("SC_CLK_TCK")
 def prepare(store: str, registry: Path) -> tuple[dict[str, str], dict[int, int], dict[str, tuple[str, str]]]:
     """Make the registry (a viewer, a deployment per data set) and record the InfluxQL the reader
     sends for each case: (headers, deployment per span, case -> (statements, epoch))."""
-    sent: list[tuple[list[str], str]] = []
-    send = InfluxQLReader._query
-
-    def recording(self: InfluxQLReader, statements: list[str], **kwargs: Any) -> Any:
-        sent.append((list(statements), kwargs.get("epoch", "ns")))
-        return send(self, statements, **kwargs)
-
-    InfluxQLReader._query = recording  # type: ignore[method-assign]
     settings = ServerSettings(
         registry_url=f"sqlite:///{registry}", store=store, alert_interval_s=0, open_reads=False
     )
-    try:
-        with TestClient(create_app(settings, clock=lambda: NOW)) as client:
-            headers, org_id = _fleet(client, 0)
-            deployments: dict[int, int] = {}
-            with Session(client.app.state.resources.engine) as session:  # type: ignore[attr-defined]
-                for span in sorted({span for _, span, _ in CASES}):
-                    device = f"bench-chart-{span}"
-                    dep = DeploymentRow(
-                        org_id=org_id, name=f"bench-{span}", starts_at=NOW - span, created_at=NOW
-                    )
-                    session.add(dep)
-                    session.add(DeviceRow(id=device, org_id=org_id, registered_at=NOW))
-                    session.flush()
-                    assert dep.id is not None
-                    session.add(
-                        DeploymentDeviceRow(deployment_id=dep.id, device_id=device, from_t=NOW - span)
-                    )
-                    deployments[span] = dep.id
-                session.commit()
-            statements: dict[str, tuple[str, str]] = {}
-            for name, span, chart_range in CASES:
-                sent.clear()
-                response = client.get(
-                    f"/api/v1/deployments/{deployments[span]}/chart",
-                    params={"start": NOW - chart_range, "end": NOW, "points": 1000},
-                    headers=headers,
-                )
-                assert response.status_code == 200, response.text
-                chart = [s for s in sent if any("GROUP BY" in q for q in s[0])]
-                assert len(chart) == 1, sent
-                statements[name] = (";".join(chart[0][0]), chart[0][1])
-    finally:
-        InfluxQLReader._query = send  # type: ignore[method-assign]
+    with recorded_queries() as sent, TestClient(create_app(settings, clock=lambda: NOW)) as client:
+        headers, org_id = _fleet(client, 0)
+        deployments: dict[int, int] = {}
+        with Session(client.app.state.resources.engine) as session:  # type: ignore[attr-defined]
+            for span in sorted({span for _, span, _ in CASES}):
+                device = f"bench-chart-{span}"
+                dep = DeploymentRow(org_id=org_id, name=f"bench-{span}", starts_at=NOW - span, created_at=NOW)
+                session.add(dep)
+                session.add(DeviceRow(id=device, org_id=org_id, registered_at=NOW))
+                session.flush()
+                assert dep.id is not None
+                session.add(DeploymentDeviceRow(deployment_id=dep.id, device_id=device, from_t=NOW - span))
+                deployments[span] = dep.id
+            session.commit()
+        statements: dict[str, tuple[str, str]] = {}
+        for name, span, chart_range in CASES:
+            sent.clear()
+            response = client.get(
+                f"/api/v1/deployments/{deployments[span]}/chart",
+                params={"start": NOW - chart_range, "end": NOW, "points": 1000},
+                headers=headers,
+            )
+            assert response.status_code == 200, response.text
+            chart = [s for s in sent if any("GROUP BY" in q for q in s[0])]
+            assert len(chart) == 1, sent
+            statements[name] = (";".join(chart[0][0]), chart[0][1])
     return headers, deployments, statements
 
 

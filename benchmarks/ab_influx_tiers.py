@@ -13,6 +13,7 @@ the tiers has). Checks that both draw the same series. Prints p50 / p99 (ms) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import random
@@ -20,7 +21,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,10 @@ def _points(body: dict[str, Any]) -> list[tuple[Any, ...]]:
     ]
 
 
-def run(base: str, rounds: int) -> None:
-    before = {"on": False}
-    tiers = InfluxQLReader._tiers
-    InfluxQLReader._tiers = lambda self, db: BEFORE if before["on"] else tiers(self, db)  # type: ignore[method-assign]
+@contextlib.contextmanager
+def recorded_queries() -> Iterator[list[tuple[list[str], str]]]:
+    """Within the block, every ``InfluxQLReader`` query's statements and epoch, as sent (the bare
+    query a chart needs is exactly what its reader sent)."""
     sent: list[tuple[list[str], str]] = []
     send = InfluxQLReader._query
 
@@ -75,6 +76,16 @@ def run(base: str, rounds: int) -> None:
         return send(self, statements, **kwargs)
 
     InfluxQLReader._query = recording  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        InfluxQLReader._query = send  # type: ignore[method-assign]
+
+
+def run(base: str, rounds: int) -> None:
+    before = {"on": False}
+    tiers = InfluxQLReader._tiers
+    InfluxQLReader._tiers = lambda self, db: BEFORE if before["on"] else tiers(self, db)  # type: ignore[method-assign]
     folder = Path(tempfile.mkdtemp())
     settings = ServerSettings(
         registry_url=f"sqlite:///{folder / 'registry.db'}",
@@ -83,7 +94,7 @@ def run(base: str, rounds: int) -> None:
         open_reads=False,
     )
     calls: list[tuple[str, str, Callable[[], object]]] = []
-    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+    with recorded_queries() as sent, TestClient(create_app(settings, clock=lambda: NOW)) as client:
         headers, org_id = _fleet(client, 0)
         deployments: dict[int, int] = {}
         with Session(client.app.state.resources.engine) as session:  # type: ignore[attr-defined]
