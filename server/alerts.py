@@ -6,7 +6,8 @@ resent (unlike alert managers that repeat every minute); when it clears, one "re
 
 Several server replicas may run the alert loop: a round holds the registry lease ``alerts``
 (:class:`server.shared.Lease`), so rounds never overlap and each sees what the last committed;
-each rule's changes commit only while the lease is still held (kept in the same transaction).
+each rule's changes commit only while the lease is still ours (kept in the same transaction).
+A replica killed mid-round blocks the others for at most :data:`ALERT_LEASE_S`.
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ALERT_LEASE = "alerts"
-# A round that runs longer than this loses the lease: its rule in progress is rolled back, and
-# another replica may take over (a replica that died mid-round frees the lease the same way).
-ALERT_LEASE_S = 300.0
+# How long a round's lease holds past its last kept rule: a replica that died mid-round (kill -9,
+# a lost host) blocks every other replica's alerts this long. A live round keeps it at each rule's
+# commit; a rule slower than this still commits unless another replica took the lease meanwhile
+# (then that rule is rolled back and the round stops: the other replica evaluates it).
+ALERT_LEASE_S = 30.0
 
 KINDS = ("offline", "sensor_unhealthy", "stuck", "threshold", "calibration_due", "loan_overdue")
 

@@ -49,7 +49,7 @@ class Lease:
         name: what the lease guards (e.g. ``alerts``).
         holder: who takes it; unique per taker (a replica and a round).
         ttl_s: how long it holds without :meth:`keep`; after that another may take it (a holder
-            that died mid-round frees it this way).
+            that died mid-round frees it this way, so this is how long a dead holder blocks).
         clock: UTC epoch seconds now.
     """
 
@@ -92,19 +92,18 @@ class Lease:
         return True
 
     def keep(self, session: Session) -> bool:
-        """Extend the lease inside ``session``'s transaction; False when it is no longer ours.
+        """Extend the lease inside ``session``'s transaction; False when another holder took it.
 
         Call it just before committing work that only the holder may commit: the lease row
-        stays locked (PostgreSQL) or the database written (SQLite) until that commit.
+        stays locked (PostgreSQL) or the database written (SQLite) until that commit. A lease
+        past its expiry that nobody took is still ours (no other holder can have worked
+        meanwhile: taking it changes the holder), so a slow step does not lose its work for
+        nothing; the expiry only lets others in when the holder stops keeping it.
         """
         now = self._clock()
         kept = session.connection().execute(
             update(LeaseRow)
-            .where(
-                col(LeaseRow.name) == self.name,
-                col(LeaseRow.holder) == self.holder,
-                col(LeaseRow.expires_at) > now,
-            )
+            .where(col(LeaseRow.name) == self.name, col(LeaseRow.holder) == self.holder)
             .values(expires_at=now + self.ttl_s)
         )
         return bool(kept.rowcount == 1)

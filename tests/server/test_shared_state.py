@@ -233,3 +233,29 @@ def test_lease_release_lets_the_next_holder_in(tmp_path: Path) -> None:
     with Session(engine) as session:
         assert not a.keep(session)
     engine.dispose()
+
+
+def test_a_lease_past_its_expiry_is_kept_until_another_takes_it(tmp_path: Path) -> None:
+    """Test that a holder slower than the lease still commits when nobody took the lease (no
+    other holder worked meanwhile), and not once another has taken it; and that a dead holder
+    blocks the alert rounds of the other replicas for at most ALERT_LEASE_S (a short lease: a
+    replica killed mid-round once held every other replica's alerts back for five minutes)."""
+    from kits.catalog import CATALOG_DIR, load_catalog
+    from server.db import create_registry_engine, init_registry
+
+    assert ALERT_LEASE_S <= 60.0
+    engine = create_registry_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    init_registry(engine, load_catalog(CATALOG_DIR), upgrade=True)
+    clock = Clock()
+    slow, other = (Lease(engine, "job", name, 10.0, clock) for name in ("slow", "other"))
+    assert slow.acquire()
+    clock.now += 11.0  # its step outlived the lease; nobody else came
+    with Session(engine) as session:
+        assert slow.keep(session), "a lease nobody took was lost for nothing"
+        session.commit()
+    assert not other.acquire(), "keep did not extend the lease"
+    clock.now += 11.0
+    assert other.acquire()  # past expiry another may take it; from then on it is the other's
+    with Session(engine) as session:
+        assert not slow.keep(session)
+    engine.dispose()
