@@ -109,6 +109,7 @@ class SeriesWindows:
     The columnar form of :class:`Window` (``starts[i]``, ``counts[i]``, ... are one window): a chart
     of 10 series of 720 windows is 10 of these, not 7,200 objects, and its lists go to the
     response as they are. Only windows with readings are in it (every count is positive).
+    ``mins`` and ``maxes`` are empty when read with ``means_only`` (:meth:`Reader.series_windows`).
     """
 
     org: str
@@ -270,11 +271,15 @@ class Reader(Protocol):
         *,
         sensor: str | None = None,
         quantity: str | None = None,
+        means_only: bool = False,
     ) -> list[SeriesWindows]:
         """Return :meth:`windows`' windows as columns, one :class:`SeriesWindows` per series that
         has readings, in (sensor, quantity) order, each oldest first.
 
         What charts read: no Python object per window (a 30-day chart of 10 series has 7,200).
+        ``means_only``: the caller draws means (or sums: mean x count) only, so the ``mins`` and
+        ``maxes`` of every series are empty lists; a store then computes half the aggregates
+        (InfluxDB groups a short chart's raw readings with count and sum only).
         """
         ...
 

@@ -268,20 +268,26 @@ class DerivedReader:
         *,
         sensor: str | None = None,
         quantity: str | None = None,
+        means_only: bool = False,
     ) -> list[SeriesWindows]:
         """The inner series plus the derived quantities' series, of the same width, as columns.
 
         The measured series pass as the inner reader read them; only the inputs of a derivation
-        (a bin's distance, a clamp's voltage) are taken window by window to derive from.
+        (a bin's distance, a clamp's voltage) are taken window by window to derive from. Those are
+        read whole even for ``means_only`` (a bin's lowest fill level is its longest distance).
         """
         rules = self.rules.get((org, device))
         if not rules:
             if quantity in DERIVED_QUANTITIES:
                 return []
-            return self.inner.series_windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
+            return self.inner.series_windows(
+                org, device, start, end, every, sensor=sensor, quantity=quantity, means_only=means_only
+            )
         needed = self._inputs((org, device), quantity) if quantity is not None else None
         if quantity is not None and needed is None:
-            return self.inner.series_windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
+            return self.inner.series_windows(
+                org, device, start, end, every, sensor=sensor, quantity=quantity, means_only=means_only
+            )
         if needed == ():
             return []
         one = needed[0] if needed is not None and len(needed) == 1 else None
@@ -291,6 +297,8 @@ class DerivedReader:
         found = derived if needed is not None else [*raw, *derived]
         if quantity is not None:
             found = [s for s in found if s.quantity == quantity]
+        if means_only:
+            found = [replace(s, mins=[], maxes=[]) for s in found]
         return sorted(found, key=lambda s: (s.sensor, s.quantity))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:

@@ -83,9 +83,17 @@ def _regex_any(values: Collection[str]) -> str:
     return "/^(" + "|".join(escaped) + ")$/"
 
 
+def _combined(a: list[Any], b: list[Any]) -> list[Any]:
+    """One window's row of two of its parts, each (time, count, sum, min, max) or, read
+    ``means_only``, (time, count, sum): counts and sums add up, the min of mins, the max of maxes."""
+    if len(a) == 3:
+        return [a[0], a[1] + b[1], a[2] + b[2]]
+    return [a[0], a[1] + b[1], a[2] + b[2], min(a[3], b[3]), max(a[4], b[4])]
+
+
 def _add_row(rows: list[list[Any]], row: list[Any]) -> None:
-    """Add ``row`` (time, count, sum, min, max; a count) into ``rows``, one series' windows oldest
-    first: into the row of its window where there is one, else as that window's row."""
+    """Add ``row`` (time, count, sum[, min, max]; a count) into ``rows``, one series' windows
+    oldest first: into the row of its window where there is one, else as that window's row."""
     t = row[0]
     i = bisect.bisect_left(rows, t, key=_TIME)
     if i == len(rows) or rows[i][0] != t:
@@ -94,28 +102,23 @@ def _add_row(rows: list[list[Any]], row: list[Any]) -> None:
         if i < 0:
             rows.insert(bisect.bisect_left(rows, t, key=_TIME), row)
             return
-    _, n, total, low, high = rows[i]
-    if not n:
-        rows[i] = row
-    else:
-        rows[i] = [t, n + row[1], total + row[2], min(low, row[3]), max(high, row[4])]
+    rows[i] = _combined(rows[i], row) if rows[i][1] else row
 
 
 def _in_windows(rows: list[list[Any]], step: int) -> list[list[Any]]:
-    """``rows`` (time, count, sum, min, max) of one series as one row per window of ``step`` (in
+    """``rows`` (time, count, sum[, min, max]) of one series as one row per window of ``step`` (in
     the rows' time unit, epoch-aligned as influxd's GROUP BY time()), each the sum of its rows:
     rollup points read as they are for windows a few points wide. Rows already one per window are
     returned as they are."""
     if not any(map(operator.mod, map(_TIME, rows), repeat(step))):
         return rows
     added: list[list[Any]] = []
-    for t, n, total, low, high in sorted((row for row in rows if row[1]), key=_TIME):
-        start = t - t % step
+    for row in sorted((row for row in rows if row[1]), key=_TIME):
+        start = row[0] - row[0] % step
         if added and added[-1][0] == start:
-            last = added[-1]
-            last[1:] = [last[1] + n, last[2] + total, min(last[3], low), max(last[4], high)]
+            added[-1] = _combined(added[-1], row)
         else:
-            added.append([start, n, total, low, high])
+            added.append([start, *row[1:]])
     return added
 
 
@@ -381,9 +384,11 @@ class InfluxQLReader:
         *,
         sensor: str | None = None,
         quantity: str | None = None,
+        means_only: bool = False,
     ) -> list[SeriesWindows]:
         """Return (``org``, ``device``)'s readings as epoch-aligned windows of ``every`` seconds,
-        as columns per series in (sensor, quantity) order.
+        as columns per series in (sensor, quantity) order (``means_only``: influxd computes counts
+        and sums only; mins and maxes are empty).
 
         Where the org's database has rollups (``suitcase gateway retention apply``) and a tier's
         width divides ``every``, the windows that tier has completed are read from it
@@ -398,7 +403,15 @@ class InfluxQLReader:
             conditions += f' AND "sensor" = {quote_literal(sensor)}'
         measurement = quote_ident(quantity) if quantity else "/.*/"
         statements = plan_windows(
-            db, measurement, conditions, start, end, every, now=self.clock(), tiers=self._tiers(db)
+            db,
+            measurement,
+            conditions,
+            start,
+            end,
+            every,
+            now=self.clock(),
+            tiers=self._tiers(db),
+            means_only=means_only,
         )
         if not statements:
             return []
@@ -428,14 +441,15 @@ class InfluxQLReader:
         for (sensor_name, name), rows in sorted(series.items()):
             if not rows:
                 continue
-            times, counts, totals, lows, highs = zip(*rows, strict=True)
+            times, counts, totals, *bounds = zip(*rows, strict=True)
             # influxd answers oldest first and leaves out empty windows (fill(none)); do not rely
             # on it: a window without readings (count 0) is left out, the rows sorted by time.
             if not all(counts) or list(times) != sorted(times):
                 rows = sorted((row for row in rows if row[1]), key=_TIME)
                 if not rows:
                     continue
-                times, counts, totals, lows, highs = zip(*rows, strict=True)
+                times, counts, totals, *bounds = zip(*rows, strict=True)
+            lows, highs = bounds or ((), ())
             out.append(
                 SeriesWindows(
                     org,

@@ -239,24 +239,32 @@ def fold_statements(
 
 
 def window_statement(
-    source: str, width: int | None, every: float, where: str, group_by: str = '"sensor"'
+    source: str,
+    width: int | None,
+    every: float,
+    where: str,
+    group_by: str = '"sensor"',
+    *,
+    means_only: bool = False,
 ) -> str:
     """The statement reading windows of ``every`` s from ``source`` (a raw or rollup measurement).
 
-    Columns: time, count, sum, min, max (the mean is sum / count, divided by the reader). ``width``
-    None reads raw readings, else a rollup.
+    Columns: time, count, sum, min, max (the mean is sum / count, divided by the reader); time,
+    count, sum with ``means_only`` (influxd then computes half the aggregates: a short chart's
+    grouping of raw readings costs about half). ``width`` None reads raw readings, else a rollup.
     """
     # The sum, not the mean: a plain read of rollup points (below) has no mean to answer.
     if width is None:
-        fields = 'count("value"), sum("value"), min("value"), max("value")'
+        fields = 'count("value"), sum("value")' + ("" if means_only else ', min("value"), max("value")')
     elif every <= width * POINTS_ADDED_BY_READER:
         # A few rollup points per window and series: read the points as they are (the reader adds
         # up those of one window). influxd 1.x spends far more per window of a GROUP BY time()
         # than per point (measured: 730 windows x 10 series cost ~10x a plain SELECT of the same
         # points; a day's 1,440 minute points x 10 as 720 windows ~2x reading them).
-        return f'SELECT "count", "sum", "min", "max" FROM {source}{where} GROUP BY {group_by}'
+        fields = '"count", "sum"' + ("" if means_only else ', "min", "max"')
+        return f"SELECT {fields} FROM {source}{where} GROUP BY {group_by}"
     else:
-        fields = 'sum("count"), sum("sum"), min("min"), max("max")'
+        fields = 'sum("count"), sum("sum")' + ("" if means_only else ', min("min"), max("max")')
     return (
         f"SELECT {fields} FROM {source}{where} GROUP BY time({round(every * 1000)}ms), {group_by} fill(none)"
     )
@@ -273,13 +281,14 @@ def plan_windows(
     now: float,
     tiers: Collection[int] = (),
     group_by: str = '"sensor"',
+    means_only: bool = False,
 ) -> list[str]:
     """The statements reading windows of ``every`` s of ``db`` in ``[start, end)``.
 
     ``measurement`` is an InfluxQL source (``"temperature"`` or ``/.*/``), ``conditions`` the
     tag conditions (no time), ``tiers`` the rollup widths ``db`` holds. Each statement answers
-    time, count, sum, min, max; a window may come in parts from two statements (the reader adds
-    them up). As on the embedded store (``SqliteStore.windows``):
+    time, count, sum, min, max (time, count, sum: ``means_only``); a window may come in parts
+    from two statements (the reader adds them up). As on the embedded store (``SqliteStore.windows``):
 
     - windows of whole hours (else whole minutes) widen to the whole hour (minute) ``start`` and
       ``end`` fall in, and are read from the hour (minute) tier up to the first boundary of the
@@ -297,7 +306,7 @@ def plan_windows(
     def read(width: int | None, lo: float, hi: float) -> None:
         where = f" WHERE {conditions} AND time >= {_ns(lo)} AND time < {_ns(hi)}"
         source = f"{quote_ident(db)}.{quote_ident(ROLLUP_POLICIES[width]) if width else ''}.{measurement}"
-        statements.append(window_statement(source, width, every, where, group_by))
+        statements.append(window_statement(source, width, every, where, group_by, means_only=means_only))
 
     cursor = start
     if usable:

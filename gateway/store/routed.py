@@ -114,9 +114,12 @@ class OrgRoutedReader:
         *,
         sensor: str | None = None,
         quantity: str | None = None,
+        means_only: bool = False,
     ) -> list[SeriesWindows]:
         reader = self._for(org)
-        return reader.series_windows(org, device, start, end, every, sensor=sensor, quantity=quantity)
+        return reader.series_windows(
+            org, device, start, end, every, sensor=sensor, quantity=quantity, means_only=means_only
+        )
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         letters = [d for reader in self._all() for d in reader.dead_letters(limit)]

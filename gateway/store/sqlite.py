@@ -880,16 +880,22 @@ class SqliteStore:
         *,
         sensor: str | None = None,
         quantity: str | None = None,
+        means_only: bool = False,
     ) -> list[SeriesWindows]:
         """Return :meth:`windows` as columns per series, in (sensor, quantity) order.
 
         Each series is read on its own, oldest first, so its rows become its columns as they are
-        (one ``zip``): no Python object per window.
+        (one ``zip``): no Python object per window. ``means_only`` leaves ``mins`` and ``maxes``
+        empty (a rollup row holds them anyway: nothing less to read here).
         """
-        return [
-            SeriesWindows(*head, *map(list, zip(*rows, strict=True)))
-            for head, rows in self._series_rows(org, device, start, end, every, sensor, quantity)
-        ]
+        found = self._series_rows(org, device, start, end, every, sensor, quantity)
+        if means_only:
+            out = []
+            for head, rows in found:
+                starts, counts, means, *_ = zip(*rows, strict=True)
+                out.append(SeriesWindows(*head, list(starts), list(counts), list(means), [], []))
+            return out
+        return [SeriesWindows(*head, *map(list, zip(*rows, strict=True))) for head, rows in found]
 
     def _series_rows(
         self,

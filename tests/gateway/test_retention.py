@@ -566,6 +566,21 @@ def test_influxdb1_windows_of_every_tier_equal_the_embedded_stores(influxd: Infl
             "suitcase_o", "/.*/", "\"device\" = 'pi'", old - 3600, old, every, now=now, tiers=ROLLUP_WIDTHS
         )
         assert '"rollup_1m"' in statement and ("GROUP BY time" in statement) == grouped
+    # A chart of means asks influxd for counts and sums only, from raw readings and every tier.
+    for lo, every in ((now - 600, 5.0), (old - 3600, 120.0), (old - 3600, 360.0), (old - 20 * DAY, DAY)):
+        for statement in plan_windows(
+            "suitcase_o",
+            "/.*/",
+            "\"device\" = 'pi'",
+            lo,
+            now,
+            every,
+            now=now,
+            tiers=ROLLUP_WIDTHS,
+            means_only=True,
+        ):
+            assert "count" in statement and "sum" in statement, statement
+            assert "min" not in statement and "max" not in statement, statement
 
 
 @pytest.mark.influxdb

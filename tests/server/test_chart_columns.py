@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -273,3 +274,11 @@ def test_columns_draw_what_the_windows_drew_on_both_stores(reader: tuple[Reader,
         assert got == series_of(derived.windows("o", "d", now - 86_400, now, every))
         assert {s.quantity for s in got} >= {"fill_level", "current_a0", "dew_point", "passes"}
         assert all(type(t) is float for s in got for t in [*s.starts, *s.means, *s.mins, *s.maxes])
+    # Read for means only (a chart of means): the same counts and means, no mins or maxes, from
+    # raw readings (5 and 7 s), a tier's points added up (120 s) and grouped (900 s), whole tiers.
+    for every in (5.0, 7.0, 120.0, 900.0, 3600.0):
+        for read in (store, derived):
+            full = read.series_windows("o", "d", now - 86_400 + 12.5, now, every)
+            lean = read.series_windows("o", "d", now - 86_400 + 12.5, now, every, means_only=True)
+            assert lean == [replace(s, mins=[], maxes=[]) for s in full], (every, read)
+            assert len(full) >= 5 and all(s.mins and s.maxes for s in full)
