@@ -93,16 +93,20 @@ def _combined(a: list[Any], b: list[Any]) -> list[Any]:
 
 def _add_row(rows: list[list[Any]], row: list[Any]) -> None:
     """Add ``row`` (time, count, sum[, min, max]; a count) into ``rows``, one series' windows
-    oldest first: into the row of its window where there is one, else as that window's row."""
+    oldest first (sorted by time: the caller sorts them first): into the row of its window where
+    there is one, else as that window's row."""
     t = row[0]
     i = bisect.bisect_left(rows, t, key=_TIME)
-    if i == len(rows) or rows[i][0] != t:
-        # Not where the time order puts it: influxd answers oldest first, but do not rely on it.
-        i = next((j for j, r in enumerate(rows) if r[0] == t), -1)
-        if i < 0:
-            rows.insert(bisect.bisect_left(rows, t, key=_TIME), row)
-            return
-    rows[i] = _combined(rows[i], row) if rows[i][1] else row
+    if i < len(rows) and rows[i][0] == t:
+        rows[i] = _combined(rows[i], row) if rows[i][1] else row
+    else:
+        rows.insert(i, row)
+
+
+def _sorted_by_time(rows: list[list[Any]]) -> list[list[Any]]:
+    """``rows`` oldest first: as they are when they are (influxd answers so; do not rely on it)."""
+    times = list(map(_TIME, rows))
+    return rows if times == sorted(times) else sorted(rows, key=_TIME)
 
 
 def _in_windows(rows: list[list[Any]], step: int) -> list[list[Any]]:
@@ -431,7 +435,11 @@ class InfluxQLReader:
         for name, tags, rows in self._rows(answers[main : main + 1]):
             key = (tags["sensor"], name)
             series[key] = series[key] + rows if key in series else rows
-        for name, tags, rows in self._rows(answers[:main] + answers[main + 1 :]):
+        others = answers[:main] + answers[main + 1 :]
+        if any(others):
+            for key, rows in series.items():
+                series[key] = _sorted_by_time(rows)  # _add_row's order
+        for name, tags, rows in self._rows(others):
             into = series.setdefault((tags["sensor"], name), [])
             for row in rows:
                 if row[1]:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.influx.http import HttpClient
 from gateway.store import DeadLetter, DeviceSeen, SqliteStore, StoreError, open_reader, series_of
@@ -352,3 +354,62 @@ def test_influxdb_windows_add_up_the_parts_of_a_window_from_every_statement() ->
         assert reader.series_windows("o", "d", 0, 2400, 60) == series_of(got), case
         # A width of no whole seconds asks for times in ns (the made-up answers stay the same).
         assert reader.windows("o", "d", 0, 2400, 7.5) == got, case
+
+
+_points = st.lists(
+    st.tuples(
+        st.integers(0, 40),  # which point of the tier
+        st.integers(0, 3),  # its count (0: a point without readings)
+        st.integers(-1000, 1000),
+        st.integers(0, 50),
+        st.integers(0, 50),
+    ),
+    max_size=60,
+    unique_by=lambda p: p[0],
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _points,
+    st.sampled_from([60, 300]),
+    st.integers(1, 5),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 7),
+)
+def test_rollup_points_add_up_to_the_windows_they_fall_in(
+    points: list[tuple[int, int, int, int, int]],
+    width: int,
+    k: int,
+    shuffled: bool,
+    means_only: bool,
+    skew: int,
+) -> None:
+    """Test that a tier's points read as they are become one row per window of k points, each
+    their sum (counts and sums added, min of mins, max of maxes), whichever way they come: in
+    time order with every point (added up in slices) or with points missing, without readings,
+    out of order, at ragged ends of the range; with all four aggregates or counts and sums only."""
+    from gateway.store.influxdb1 import _in_windows
+
+    base = 1_790_000_000 - 1_790_000_000 % (width * 60) + skew * width
+    rows = [[base + i * width, n, s, s - low, s + high] for i, n, s, low, high in sorted(points)]
+    if means_only:
+        rows = [row[:3] for row in rows]
+    if shuffled:
+        random.Random(len(rows)).shuffle(rows)
+    step = width * k
+    windows: dict[int, list[int]] = {}
+    for t, n, total, *bounds in rows:
+        if n:
+            into = windows.setdefault(t - t % step, [0, 0, *bounds])
+            into[0], into[1] = into[0] + n, into[1] + total
+            into[2:] = [min(into[2], bounds[0]), max(into[3], bounds[1])] if bounds else []
+    want = [[t, *windows[t]] for t in sorted(windows)]
+    # Points each on a window's start are the windows as they are (the reader sorts them and
+    # leaves out those without readings).
+    aligned = all(row[0] % step == 0 for row in rows)
+    assert _in_windows(copy.deepcopy(rows), step) == (rows if aligned else want)
+    # What it sums is what the windows hold: every point with readings once, in its window.
+    assert sum(row[1] for row in want) == sum(row[1] for row in rows)
+    assert all(row[0] % step == 0 for row in want) and len({row[0] for row in want}) == len(want)
