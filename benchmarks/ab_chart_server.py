@@ -42,6 +42,7 @@ from benchmarks.ab_influx_tiers import CASES as LONG_RANGES
 from benchmarks.ab_influx_tiers import recorded_queries
 from benchmarks.bench_server import NOW, _fleet
 from server.app import create_app
+from server.charts import bucket_width
 from server.settings import ServerSettings
 from server.tables import DeploymentDeviceRow, DeploymentRow, DeviceRow
 
@@ -95,6 +96,19 @@ def prepare(store: str, registry: Path) -> tuple[dict[str, str], dict[int, int],
             assert len(chart) == 1, sent
             statements[name] = (";".join(chart[0][0]), chart[0][1])
     return headers, deployments, statements
+
+
+def raw_aggregation(name: str) -> str:
+    """The InfluxQL a chart of ``name`` needs without rollups: the counts and sums of the raw
+    readings grouped in the chart's windows (what a dashboard over InfluxDB alone would send)."""
+    span, chart_range = next((s, r) for n, s, r in CASES if n == name)
+    every = bucket_width(chart_range, 1000)
+    start = math.floor((NOW - chart_range) / every) * every
+    return (
+        f'SELECT count("value"), sum("value") FROM "suitcase_bench"../.*/ WHERE "org" = \'bench\' '
+        f"AND \"device\" = 'bench-chart-{span}' AND time >= {int(start)}s AND time < {int(NOW)}s "
+        f'GROUP BY time({int(every)}s), "sensor" fill(none)'
+    )
 
 
 def _cpu(pid: int) -> float:
@@ -169,8 +183,8 @@ def run(influx: str, rounds: int, against: Path | None, only: list[str] | None =
             assert answer.status == 200 and body.count(b'"times"') == 10, body[:300]
             return body
 
-        def bare(name: str) -> bytes:
-            query, epoch = statements[name]
+        def bare(name: str, raw: bool = False) -> bytes:
+            query, epoch = (raw_aggregation(name), "s") if raw else statements[name]
             influxd.request("POST", "/query?" + urlencode({"q": query, "epoch": epoch}))
             answer = influxd.getresponse()
             body = answer.read()
@@ -185,7 +199,8 @@ def run(influx: str, rounds: int, against: Path | None, only: list[str] | None =
                 for label in conns:
                     route(label, name)
                 bare(name)
-        calls = [(label, name) for name in names for label in [*conns, "bare"]]
+                bare(name, raw=True)
+        calls = [(label, name) for name in names for label in [*conns, "bare", "raw"]]
         times: dict[tuple[str, str], list[float]] = {call: [] for call in calls}
         cpu: dict[tuple[str, str], float] = dict.fromkeys(calls, 0.0)
         rng = random.Random(12)
@@ -195,7 +210,7 @@ def run(influx: str, rounds: int, against: Path | None, only: list[str] | None =
                 pid = procs[label].pid if label in procs else 0
                 before = _cpu(pid) if pid else 0.0
                 started = time.perf_counter()
-                route(label, name) if pid else bare(name)
+                route(label, name) if pid else bare(name, raw=label == "raw")
                 times[label, name].append(time.perf_counter() - started)
                 cpu[label, name] += (_cpu(pid) - before) if pid else 0.0
     finally:
@@ -226,6 +241,13 @@ def run(influx: str, rounds: int, against: Path | None, only: list[str] | None =
                 f" | {_percentile(route_, 0.99) / _percentile(bare_, 0.99):.2f}x"
                 f" | {cpu[label, name] / rounds * 1000:.1f}"
             )
+    print("case | InfluxQL over the raw readings p50 / p99 ms | route / that p50, p99")
+    for name in names:
+        route_, raw_ = times["this tree", name], times["raw", name]
+        print(
+            f"{name} | {ms(raw_)} | {statistics.median(route_) / statistics.median(raw_):.2f}x"
+            f", {_percentile(route_, 0.99) / _percentile(raw_, 0.99):.2f}x"
+        )
     if against:
         for name in names:
             a, b = cpu["this tree", name], cpu["against", name]
