@@ -209,6 +209,37 @@ def test_deploy_this_creates_a_deployment_and_an_enrollment_code(
     assert errors == []
 
 
+def test_a_late_answer_for_the_old_range_does_not_replace_the_picked_one(
+    context: Any, web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that when the range picker changes while polls of the old range are on their way, the
+    old range's answers, arriving after the new one's, are not drawn: the store answers a day's
+    windows slowly here, so 24-hour polls land after the year's answer (the page drew 24 hours
+    again and kept them until its next slow poll, a minute later)."""
+    windows = SqliteStore.series_windows
+
+    def slow_short_ranges(
+        self: SqliteStore, org: str, device: str, start: float, end: float, *a: Any, **k: Any
+    ) -> Any:
+        if end - start <= 2 * 86_400:
+            time.sleep(0.8)
+        return windows(self, org, device, start, end, *a, **k)
+
+    login(context, web, "viewer@aarhus.dk")
+    page = context.new_page()
+    errors = watch(page)
+    page.goto(f"{web.url}/deployments/{web.world.deployments['school']}?poll_ms=200&range=24h")
+    expect(page.locator("#charts")).to_have_attribute("data-range", "24h")
+    monkeypatch.setattr(SqliteStore, "series_windows", slow_short_ranges)
+    page.wait_for_timeout(500)  # 24-hour polls on their way, each answered in 0.8 s
+    page.get_by_text("1 year", exact=True).click()
+    expect(page.locator("#charts")).to_have_attribute("data-range", "1y")
+    page.wait_for_timeout(2000)  # every 24-hour poll on its way lands meanwhile
+    assert page.locator("#charts").get_attribute("data-range") == "1y"
+    assert "range=1y" in page.url
+    assert errors == []
+
+
 def test_deployment_charts_range_and_live_update(context: Any, web: Web) -> None:
     """Test that the charts have data, the range picker reloads downsampled data, and a new reading
     shows up without a reload."""

@@ -47,10 +47,20 @@
     });
   }
 
+  // The answer drawn last: an answer that arrives after a newer one, or for a range no longer
+  // picked (a poll of the old range still on its way when the picker changed), is not drawn; else
+  // a slow poll of "24h" landing after "1y" was picked showed 24 hours until the next slow poll.
+  let shown = { range: null, now: -Infinity };
+
   async function load() {
+    const asked = range;
     try {
-      const response = await fetch(config.series + "?range=" + range, { credentials: "same-origin", cache: "no-store" });
-      if (response.ok) render(await response.json());
+      const response = await fetch(config.series + "?range=" + asked, { credentials: "same-origin", cache: "no-store" });
+      if (!response.ok) return;
+      const payload = await response.json();
+      if (asked !== range || (payload.range === shown.range && payload.now < shown.now)) return;
+      shown = { range: payload.range, now: payload.now };
+      render(payload);
     } catch (e) { /* try again at the next tick */ }
   }
 
