@@ -388,8 +388,8 @@ def test_rollup_points_add_up_to_the_windows_they_fall_in(
 ) -> None:
     """Test that a tier's points read as they are become one row per window of k points, each
     their sum (counts and sums added, min of mins, max of maxes), whichever way they come: in
-    time order with every point (added up in slices) or with points missing, without readings,
-    out of order, at ragged ends of the range; with all four aggregates or counts and sums only."""
+    time order with every point or with points missing, without readings, out of order, at
+    ragged ends of the range; with all four aggregates or counts and sums only."""
     from gateway.store.influxdb1 import _in_windows
 
     base = 1_790_000_000 - 1_790_000_000 % (width * 60) + skew * width
@@ -409,7 +409,8 @@ def test_rollup_points_add_up_to_the_windows_they_fall_in(
     # Points each on a window's start are the windows as they are (the reader sorts them and
     # leaves out those without readings).
     aligned = all(row[0] % step == 0 for row in rows)
-    assert _in_windows(copy.deepcopy(rows), step) == (rows if aligned else want)
+    got = _in_windows(copy.deepcopy(rows), step)
+    assert got == (rows if aligned else want)
     # What it sums is what the windows hold: every point with readings once, in its window.
-    assert sum(row[1] for row in want) == sum(row[1] for row in rows)
-    assert all(row[0] % step == 0 for row in want) and len({row[0] for row in want}) == len(want)
+    assert sum(row[1] for row in got) == sum(row[1] for row in rows)
+    assert all(row[0] % step == 0 for row in got) and len({row[0] for row in got}) == len(got)
