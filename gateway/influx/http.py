@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
 
 from kits.errors import SuitcaseError
@@ -69,8 +69,14 @@ class HttpClient:
         params: Mapping[str, str],
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        each_line: Callable[[bytes], None] | None = None,
     ) -> tuple[int, bytes]:
         """Send one request; return (status, body).
+
+        With ``each_line``, a 200 answer's body is handed to it line by line as it arrives (each
+        line without its newline; the body returned is then empty): InfluxDB's chunked query
+        answers, so the caller works on one part while the server still makes the next.
 
         Raises:
             SuitcaseError: (``error``) the server could not be reached or did not answer in time.
@@ -81,16 +87,22 @@ class HttpClient:
             all_headers.update(headers)
         for attempt in (1, 2):
             conn = self._connection()
+            streaming = False
             try:
                 conn.request(method, url, body=body, headers=all_headers)
                 response = conn.getresponse()
-                data = response.read()
+                if each_line is not None and response.status == 200:
+                    streaming = True
+                    _read_lines(response, each_line)
+                    data = b""
+                else:
+                    data = response.read()
                 if response.will_close:
                     self.close()
                 return response.status, data
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()  # a keep-alive connection the server closed: one fresh try
-                if attempt == 2:
+                if attempt == 2 or streaming:  # (not once lines were handed over: never twice)
                     raise self.error(
                         f"{self.what} at {self.base} dropped the connection ({exc}): check that it runs"
                     ) from exc
@@ -106,9 +118,29 @@ class HttpClient:
                     f"cannot reach {self.what} at {self.base} ({exc}): check that it runs "
                     "and the host and port are right"
                 ) from exc
+            except BaseException:
+                self.close()  # ``each_line`` failed mid-answer: the rest of it is unread
+                raise
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _read_lines(response: http.client.HTTPResponse, each_line: Callable[[bytes], None]) -> None:
+    """Hand ``response``'s body to ``each_line`` line by line (empty lines left out) as it arrives."""
+    pending: list[bytes] = []  # the start of a line whose newline has not arrived yet
+    while piece := response.read1(1 << 16):
+        *lines, rest = piece.split(b"\n")
+        if lines:
+            lines[0] = b"".join([*pending, lines[0]])
+            pending = []
+            for line in lines:
+                if line:
+                    each_line(line)
+        if rest:
+            pending.append(rest)
+    if pending:
+        each_line(b"".join(pending))

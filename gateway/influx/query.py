@@ -1,6 +1,13 @@
 """InfluxQL over HTTP, shared by the sinks and the store readers: statements sent to ``/query`` in
 one request, the answer parsed into one result per statement.
 
+A caller that works on each series of a long answer (the store reader adding up a chart's
+windows) asks for it in chunks (``chunked=true``, which InfluxDB 1.x and 3.x stream as one JSON
+document per line: a series, or up to ``chunk_size`` of its rows) and works on each series as
+soon as its last chunk arrived, while InfluxDB still makes the next: the work is done by the time
+the answer ends instead of starting then. A server that does not chunk answers one document,
+which reads the same.
+
 What a caller makes of a refusal (which errors it tolerates, what it tells a person to do) is the
 caller's: this only sends and parses.
 """
@@ -22,7 +29,14 @@ class Requester(Protocol):
     def base(self) -> str: ...
 
     def request(
-        self, method: str, path: str, params: Mapping[str, str], body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        each_line: Callable[[bytes], None] | None = None,
     ) -> tuple[int, bytes]: ...
 
 
@@ -66,14 +80,42 @@ class QueryAnswer:
         return [r.get("series", []) for r in self.results or ()]
 
 
-def post_query(http: Requester, statements: Sequence[str], *, epoch: str | None = None) -> QueryAnswer:
+Rows = list[list[Any]]
+
+
+def post_query(
+    http: Requester,
+    statements: Sequence[str],
+    *,
+    epoch: str | None = None,
+    chunked: bool = False,
+    each_series_rows: Callable[[Rows], Rows] | None = None,
+    chunk_size: int | None = None,
+) -> QueryAnswer:
     """Send ``statements`` to ``/query`` in one request (times in ``epoch`` units: ``ns``, ``s``;
     InfluxDB's RFC 3339 strings when None) and parse the answer.
+
+    Args:
+        chunked: ask for the answer in chunks (module docstring). Where a statement fails,
+            InfluxDB 1.x runs none after it; unchunked, it then answers fewer results than
+            statements, the failure's own message overwritten by "not executed"; chunked, one
+            result per statement, in order.
+        each_series_rows: (chunked) each series' rows are replaced by what this makes of them as
+            soon as the series is complete.
+        chunk_size: (chunked) at most this many rows per chunk (InfluxDB's default: 10,000).
 
     Raises:
         SuitcaseError: (the client's ``error`` class) InfluxDB could not be reached.
     """
     params = {"q": ";".join(statements)} | ({"epoch": epoch} if epoch else {})
+    if chunked or each_series_rows is not None:
+        params |= {"chunked": "true"} | ({"chunk_size": str(chunk_size)} if chunk_size else {})
+        chunks = _Chunks(each_series_rows or _as_they_are)
+        status, body = http.request("POST", "/query", params, each_line=chunks.add)
+        if status != 200:
+            return QueryAnswer(status, body, None)
+        results = chunks.results()
+        return QueryAnswer(status, chunks.broken if results is None else b"", results)
     status, body = http.request("POST", "/query", params)
     results = None
     if status == 200:
@@ -81,7 +123,85 @@ def post_query(http: Requester, statements: Sequence[str], *, epoch: str | None 
             answer = _loads(body)
         except ValueError:
             answer = None
-        listed = answer.get("results", []) if isinstance(answer, dict) else None
-        if isinstance(listed, list):
-            results = [r if isinstance(r, dict) else {"error": f"not a result: {r!r}"} for r in listed]
+        results = _results_of(answer)
     return QueryAnswer(status, body, results)
+
+
+def _as_they_are(rows: Rows) -> Rows:
+    return rows
+
+
+def _results_of(answer: Any) -> list[dict[str, Any]] | None:
+    """The results of an answer's document (None when it is not an object of results)."""
+    listed = answer.get("results", []) if isinstance(answer, dict) else None
+    if not isinstance(listed, list):
+        return None
+    return [r if isinstance(r, dict) else {"error": f"not a result: {r!r}"} for r in listed]
+
+
+class _Chunks:
+    """A chunked answer put back together, one line (one JSON document) at a time.
+
+    A statement's result comes in chunks until one is no longer ``partial``; a series' rows
+    likewise (InfluxDB 1.x numbers the results of statements after a failed one oddly, so the
+    results are told apart by that flag, in order, not by their ``statement_id``).
+    """
+
+    def __init__(self, each_series_rows: Callable[[Rows], Rows]) -> None:
+        self.each_series_rows = each_series_rows
+        self.done: list[dict[str, Any]] = []
+        self.open_result = False  # the last result goes on in the next chunk
+        self.open_series: dict[str, Any] | None = None  # the series whose rows go on
+        self.broken = b""  # the line that was no document of results
+
+    def add(self, line: bytes) -> None:
+        if self.broken:
+            return
+        try:
+            document = _loads(line)
+        except ValueError:
+            document = None
+        if isinstance(document, dict) and "results" not in document and "error" in document:
+            document = {"results": [{"error": document["error"]}]}  # a failure after the first chunk
+        results = _results_of(document)
+        if results is None:
+            self.broken = line[:300]
+            return
+        for result in results:
+            self._add_result(result)
+
+    def _add_result(self, result: dict[str, Any]) -> None:
+        series = result.get("series") or []
+        if self.open_result:
+            into = self.done[-1]
+            if result.get("error") is not None:
+                into["error"] = result["error"]
+        else:
+            into = {k: v for k, v in result.items() if k not in ("series", "partial")}
+            into["series"] = []
+            self.done.append(into)
+        for s in series if isinstance(series, list) else ():
+            if not isinstance(s, dict) or not isinstance(s.get("values", []), list):
+                self.broken = repr(s)[:300].encode()
+                return
+            if self.open_series is not None:
+                self.open_series["values"].extend(s.get("values", []))
+            else:
+                self.open_series = {k: v for k, v in s.items() if k != "partial"}
+                self.open_series.setdefault("values", [])
+                into["series"].append(self.open_series)
+            if not s.get("partial"):
+                self.open_series["values"] = self.each_series_rows(self.open_series["values"])
+                self.open_series = None
+        self.open_result = bool(result.get("partial"))
+
+    def results(self) -> list[dict[str, Any]] | None:
+        """Each statement's result (None when a line was no document of results, or the answer
+        ended in the middle of a result)."""
+        if self.broken or self.open_result or self.open_series is not None:
+            self.broken = self.broken or b"the answer ended in the middle of a result"
+            return None
+        for result in self.done:
+            if not result["series"]:
+                del result["series"]  # as an unchunked answer leaves it out
+        return self.done

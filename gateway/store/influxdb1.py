@@ -175,17 +175,25 @@ class InfluxQLReader:
     # ------------------------------------------------------------------ plumbing
 
     def _query(
-        self, statements: list[str], *, missing_ok: bool = True, epoch: str = "ns"
+        self,
+        statements: list[str],
+        *,
+        missing_ok: bool = True,
+        epoch: str = "ns",
+        each_series_rows: Callable[[list[list[Any]]], list[list[Any]]] | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Run ``statements`` in one request; return each statement's series, times in ``epoch``
-        units (``ns``, or ``s`` where every time is a whole second).
+        units (``ns``, or ``s`` where every time is a whole second), each series' rows replaced by
+        what ``each_series_rows`` makes of them as they arrive (``gateway.influx.query``).
 
         A statement on a database that does not exist (an org that never sent a reading) answers
         no series when ``missing_ok``.
         """
         _log.debug("InfluxQL to %s: %s", self.http.base, ";".join(statements))
         try:
-            answer = post_query(self.http, statements, epoch=epoch)
+            answer = post_query(
+                self.http, statements, epoch=epoch, chunked=True, each_series_rows=each_series_rows
+            )
         except SuitcaseError as exc:
             raise StoreError(str(exc)) from exc
         status, body, results = answer.status, answer.body, answer.results
@@ -201,14 +209,23 @@ class InfluxQLReader:
         if results is None:
             raise StoreError(f"InfluxDB at {self.http.base} answered a query with no JSON: {body[:200]!r}")
         out: list[list[dict[str, Any]]] = []
-        for result in results:
+        for i, result in enumerate(results):
             error = result.get("error")
             if error is not None:
                 if missing_ok and str(error).startswith("database not found"):
                     out.append([])
+                    later = results[i + 1 :]
+                    if later and all(r.get("error") == "not executed" for r in later):
+                        # influxd 1.x runs no statement after a failed one: the rest once more
+                        rest = statements[i + 1 :]
+                        return out + self._query(rest, epoch=epoch, each_series_rows=each_series_rows)
                     continue
                 raise StoreError(f"InfluxDB at {self.http.base}: query failed: {error}")
             out.append(result.get("series", []))
+        if len(out) != len(statements):
+            raise StoreError(
+                f"InfluxDB at {self.http.base} answered {len(out)} results to {len(statements)} statements"
+            )
         return out
 
     def _db(self, org: str) -> str:
@@ -422,56 +439,27 @@ class InfluxQLReader:
         # Windows of whole seconds start on whole seconds: their times in seconds are exact, and
         # 10 digits instead of 19 per row (a chart's answer ~25 % shorter, to parse and to make).
         whole = float(every).is_integer()
-        answers = self._query(statements, epoch="s" if whole else "ns")
-        # Each series' rows, oldest first as influxd answers them: those of the statement with the
-        # most rows as they are, the few of the others (where the tiers read meet: a window may
-        # come in parts from two statements) added into them in place.
         step = int(every) if whole else _ns(every)
-        for answer in answers:  # rollup points read as they are, a few per window: added up
-            for s in answer:
-                s["values"] = _in_windows(s.get("values") or [], step)
-        main = max(range(len(answers)), key=lambda i: sum(len(s["values"]) for s in answers[i]))
-        series: dict[tuple[str, str], list[list[Any]]] = {}
-        for name, tags, rows in self._rows(answers[main : main + 1]):
-            key = (tags["sensor"], name)
-            series[key] = series[key] + rows if key in series else rows
-        others = answers[:main] + answers[main + 1 :]
-        if any(others):
-            for key, rows in series.items():
-                series[key] = _sorted_by_time(rows)  # _add_row's order
-        for name, tags, rows in self._rows(others):
-            into = series.setdefault((tags["sensor"], name), [])
-            for row in rows:
-                if row[1]:
-                    _add_row(into, row)
-        # Each column made by map over the transposed rows: no Python per window.
-        out: list[SeriesWindows] = []
-        for (sensor_name, name), rows in sorted(series.items()):
-            if not rows:
-                continue
-            times, counts, totals, *bounds = zip(*rows, strict=True)
-            # influxd answers oldest first and leaves out empty windows (fill(none)); do not rely
-            # on it: a window without readings (count 0) is left out, the rows sorted by time.
-            if not all(counts) or list(times) != sorted(times):
-                rows = sorted((row for row in rows if row[1]), key=_TIME)
-                if not rows:
-                    continue
-                times, counts, totals, *bounds = zip(*rows, strict=True)
-            lows, highs = bounds or ((), ())
-            out.append(
-                SeriesWindows(
-                    org,
-                    device,
-                    sensor_name,
-                    name,
-                    list(map(float, times)) if whole else list(map(truediv, times, repeat(1e9))),
-                    list(counts) if set(map(type, counts)) == _INT else list(map(int, counts)),
-                    list(map(truediv, totals, counts)),
-                    list(map(float, lows)),  # a whole number comes back as an int
-                    list(map(float, highs)),
-                )
-            )
-        return out
+
+        def added_up(rows: list[list[Any]]) -> list[list[Any]]:
+            # Rollup points read as they are (a few per window) are added up per series as it
+            # arrives, while influxd still answers the next series.
+            try:
+                return _in_windows(rows, step)
+            except (TypeError, ValueError, IndexError) as exc:
+                raise self._not_windows(exc) from exc
+
+        answers = self._query(statements, epoch="s" if whole else "ns", each_series_rows=added_up)
+        try:
+            return _series_windows(org, device, answers, whole)
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            raise self._not_windows(exc) from exc
+
+    def _not_windows(self, exc: Exception) -> StoreError:
+        return StoreError(
+            f"InfluxDB at {self.http.base} answered rows that are no (time, count, sum) windows "
+            f"({exc!r}): is the store URL an InfluxDB written by the suitcase sinks?"
+        )
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Return up to ``limit`` dead letters, newest first."""
@@ -510,6 +498,58 @@ class InfluxQLReader:
 
     def __repr__(self) -> str:
         return f"InfluxQLReader({self.http.base!r}, database={self.database!r}, meta={self.meta!r})"
+
+
+def _series_windows(
+    org: str, device: str, answers: list[list[dict[str, Any]]], whole: bool
+) -> list[SeriesWindows]:
+    """The columns per series of ``answers`` (each statement's series, their rows (time, count,
+    sum[, min, max]) one per window), in (sensor, quantity) order; times in s (``whole``) or ns."""
+    # Each series' rows, oldest first as influxd answers them: those of the statement with the
+    # most rows as they are, the few of the others (where the tiers read meet: a window may
+    # come in parts from two statements) added into them in place.
+    main = max(range(len(answers)), key=lambda i: sum(len(s["values"]) for s in answers[i]))
+    series: dict[tuple[str, str], list[list[Any]]] = {}
+    for name, tags, rows in InfluxQLReader._rows(answers[main : main + 1]):
+        key = (tags["sensor"], name)
+        series[key] = series[key] + rows if key in series else rows
+    others = answers[:main] + answers[main + 1 :]
+    if any(others):
+        for key, rows in series.items():
+            series[key] = _sorted_by_time(rows)  # _add_row's order
+    for name, tags, rows in InfluxQLReader._rows(others):
+        into = series.setdefault((tags["sensor"], name), [])
+        for row in rows:
+            if row[1]:
+                _add_row(into, row)
+    # Each column made by map over the transposed rows: no Python per window.
+    out: list[SeriesWindows] = []
+    for (sensor_name, name), rows in sorted(series.items()):
+        if not rows:
+            continue
+        times, counts, totals, *bounds = zip(*rows, strict=True)
+        # influxd answers oldest first and leaves out empty windows (fill(none)); do not rely
+        # on it: a window without readings (count 0) is left out, the rows sorted by time.
+        if not all(counts) or list(times) != sorted(times):
+            rows = sorted((row for row in rows if row[1]), key=_TIME)
+            if not rows:
+                continue
+            times, counts, totals, *bounds = zip(*rows, strict=True)
+        lows, highs = bounds or ((), ())
+        out.append(
+            SeriesWindows(
+                org,
+                device,
+                sensor_name,
+                name,
+                list(map(float, times)) if whole else list(map(truediv, times, repeat(1e9))),
+                list(counts) if set(map(type, counts)) == _INT else list(map(int, counts)),
+                list(map(truediv, totals, counts)),
+                list(map(float, lows)),  # a whole number comes back as an int
+                list(map(float, highs)),
+            )
+        )
+    return out
 
 
 def from_url(url: str) -> InfluxQLReader:

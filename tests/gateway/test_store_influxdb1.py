@@ -163,6 +163,21 @@ def test_every_read_answers_what_was_written(store: Any) -> None:
     assert store.latest(since=T0 + 100_000) == []
 
 
+def test_an_org_that_never_sent_a_reading_hides_no_other_orgs_readings(store: Any) -> None:
+    """Test that latest readings of devices in several orgs, the first of which has no data at all
+    (on InfluxDB: no database, where influxd 1.x runs no statement after the failed one), answer
+    the other orgs' readings."""
+    store.write(data())
+    keys = [("aaa-silent", "pi-1"), *KEYS, ("zzz-silent", "pi-1")]
+    expected = sorted(
+        {(r.org, r.device, r.sensor, r.quantity): r for r in sorted(data(), key=lambda r: r.time)}.values(),
+        key=lambda r: (r.device, r.sensor, r.quantity, r.org),
+    )
+    got = sorted(store.latest(keys), key=lambda r: (r.device, r.sensor, r.quantity, r.org))
+    assert got == expected
+    assert store.latest([("aaa-silent", "pi-1"), ("zzz-silent", "pi-1")]) == []
+
+
 def test_influxdb_reader_opens_from_the_sinks_urls(influxd: InfluxD) -> None:
     """Test that the 1.x sink URL and the 2.x sink URL (token, bucket) open the InfluxQL reader, and that
     a misspelt option is refused naming the right ones."""
@@ -298,14 +313,21 @@ def _reference_windows(answers: list[list[dict[str, Any]]]) -> list[tuple[Any, .
     ]
 
 
-def _in(epoch: str, answers: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-    """A fresh copy of ``answers`` (times in ns) with times in ``epoch`` units, as influxd answers."""
+def _in(
+    epoch: str,
+    answers: list[list[dict[str, Any]]],
+    each_series_rows: Callable[[list[list[Any]]], list[list[Any]]] | None = None,
+) -> list[list[dict[str, Any]]]:
+    """A fresh copy of ``answers`` (times in ns) with times in ``epoch`` units, as influxd answers,
+    each series' rows replaced by what ``each_series_rows`` makes of them, as the reader's query."""
     out = copy.deepcopy(answers)
-    if epoch == "s":
-        for answer in out:
-            for s in answer:
+    for answer in out:
+        for s in answer:
+            if epoch == "s":
                 for row in s["values"]:
                     row[0] //= 1_000_000_000
+            if each_series_rows is not None:
+                s["values"] = each_series_rows(s["values"])
     return out
 
 
@@ -342,7 +364,9 @@ def test_influxdb_windows_add_up_the_parts_of_a_window_from_every_statement() ->
             answers.append(answer)
         expected = _reference_windows(answers)
         # A fresh copy per read: the reader adds the parts of a window into the answer's rows.
-        reader._query = lambda statements, answers=answers, epoch="ns", **_: _in(epoch, answers)  # type: ignore[method-assign]
+        reader._query = lambda statements, answers=answers, epoch="ns", each_series_rows=None, **_: _in(  # type: ignore[method-assign]
+            epoch, answers, each_series_rows
+        )
         got = reader.windows("o", "d", 0, 2400, 60)
         assert [w[:6] for w in got] == [e[:6] for e in expected], case
         assert all(
@@ -354,6 +378,25 @@ def test_influxdb_windows_add_up_the_parts_of_a_window_from_every_statement() ->
         assert reader.series_windows("o", "d", 0, 2400, 60) == series_of(got), case
         # A width of no whole seconds asks for times in ns (the made-up answers stay the same).
         assert reader.windows("o", "d", 0, 2400, 7.5) == got, case
+
+
+def test_influxdb_rows_that_are_no_windows_are_the_stores_error() -> None:
+    """Test that an answer whose rows are no (time, count, sum) windows (another program's
+    measurements under the same names) is a StoreError naming the server, not a crash."""
+    reader = InfluxQLReader(HttpClient("127.0.0.1", 1, what="InfluxDB", error=StoreError), database="x")
+    reader._tiers = lambda db: (60,)  # type: ignore[method-assign]
+    for rows in (
+        [[None, 1, 2.0]],
+        [["2026-01-01T00:00:00Z", 1, 2.0]],
+        [[60, 1]],
+        [[30, "many", 2.0], [90, 1, 2.0]],
+    ):
+        answers = [[{"name": "co2", "tags": {"sensor": "a"}, "values": rows}]]
+        reader._query = lambda statements, answers=answers, epoch="ns", each_series_rows=None, **_: _in(  # type: ignore[method-assign]
+            "ns", answers, each_series_rows
+        )
+        with pytest.raises(StoreError, match=r"InfluxDB at http://127.0.0.1:1 answered rows that are no"):
+            reader.series_windows("o", "d", 0, 2400, 120)
 
 
 _points = st.lists(
