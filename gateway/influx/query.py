@@ -142,17 +142,19 @@ def _results_of(answer: Any) -> list[dict[str, Any]] | None:
 class _Chunks:
     """A chunked answer put back together, one line (one JSON document) at a time.
 
-    A statement's result comes in chunks until one is no longer ``partial``; a series' rows
-    likewise (InfluxDB 1.x numbers the results of statements after a failed one oddly, so the
-    results are told apart by that flag, in order, not by their ``statement_id``).
+    A chunk continues the previous chunk's result when it has the same ``statement_id`` and
+    neither failed, and continues its last series when it has the same name and tags. The
+    ``partial`` flags are not relied on: InfluxDB 3 does not send them (influxdata/influxdb#25014),
+    and influxd 1.x numbers the failures after a failed statement alike, so a failed result always
+    stands alone. A series is worked on once the next one starts, or the answer ends.
     """
 
     def __init__(self, each_series_rows: Callable[[Rows], Rows]) -> None:
         self.each_series_rows = each_series_rows
         self.done: list[dict[str, Any]] = []
-        self.open_result = False  # the last result goes on in the next chunk
-        self.open_series: dict[str, Any] | None = None  # the series whose rows go on
+        self.open_series: dict[str, Any] | None = None  # the last series: more rows may follow
         self.broken = b""  # the line that was no document of results
+        self.ends_open = False  # the last chunk said more of its result follows
 
     def add(self, line: bytes) -> None:
         if self.broken:
@@ -167,40 +169,54 @@ class _Chunks:
         if results is None:
             self.broken = line[:300]
             return
-        for result in results:
-            self._add_result(result)
+        for i, result in enumerate(results):
+            self._add_result(result, continues=i == 0)  # (the results of one document are not)
+        self.ends_open = bool(results and results[-1].get("partial"))
 
-    def _add_result(self, result: dict[str, Any]) -> None:
-        series = result.get("series") or []
-        if self.open_result:
-            into = self.done[-1]
-            if result.get("error") is not None:
-                into["error"] = result["error"]
+    def _add_result(self, result: dict[str, Any], *, continues: bool) -> None:
+        last = self.done[-1] if self.done and continues else None
+        if (
+            last is not None
+            and result.get("error") is None
+            and last.get("error") is None
+            and result.get("statement_id") == last.get("statement_id")
+        ):
+            into = last
         else:
+            self._close_series()
             into = {k: v for k, v in result.items() if k not in ("series", "partial")}
             into["series"] = []
             self.done.append(into)
-        for s in series if isinstance(series, list) else ():
+        series = result.get("series") or []
+        for s in series if isinstance(series, list) else [series]:
             if not isinstance(s, dict) or not isinstance(s.get("values", []), list):
                 self.broken = repr(s)[:300].encode()
                 return
-            if self.open_series is not None:
+            same = self.open_series is not None and (s.get("name"), s.get("tags")) == (
+                self.open_series.get("name"),
+                self.open_series.get("tags"),
+            )
+            if same and self.open_series is not None:
                 self.open_series["values"].extend(s.get("values", []))
             else:
+                self._close_series()
                 self.open_series = {k: v for k, v in s.items() if k != "partial"}
                 self.open_series.setdefault("values", [])
                 into["series"].append(self.open_series)
-            if not s.get("partial"):
-                self.open_series["values"] = self.each_series_rows(self.open_series["values"])
-                self.open_series = None
-        self.open_result = bool(result.get("partial"))
+
+    def _close_series(self) -> None:
+        if self.open_series is not None:
+            self.open_series["values"] = self.each_series_rows(self.open_series["values"])
+            self.open_series = None
 
     def results(self) -> list[dict[str, Any]] | None:
         """Each statement's result (None when a line was no document of results, or the answer
-        ended in the middle of a result)."""
-        if self.broken or self.open_result or self.open_series is not None:
+        ended where its last chunk said more would follow)."""
+        if self.ends_open:
             self.broken = self.broken or b"the answer ended in the middle of a result"
+        if self.broken:
             return None
+        self._close_series()
         for result in self.done:
             if not result["series"]:
                 del result["series"]  # as an unchunked answer leaves it out

@@ -207,6 +207,43 @@ def test_a_failure_after_the_first_chunks_is_the_statements_error() -> None:
     assert answer.errors() == ["query interrupted"]
 
 
+def test_chunks_without_partial_flags_are_put_back_together() -> None:
+    """Test that chunks of a server that sends no ``partial`` flags (InfluxDB 3,
+    influxdata/influxdb#25014) join by statement and series: a series cut across chunks is one,
+    worked on once, whole; a failed statement's result stands alone even where influxd 1.x gives the
+    next one the same ``statement_id``."""
+    handed: list[list[list[Any]]] = []
+
+    def keep(rows: list[list[Any]]) -> list[list[Any]]:
+        handed.append(list(rows))
+        return rows
+
+    answer = post_query(
+        _Streaming(
+            b'{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"s":"a"},"values":[[1,1],[2,2]]}]}]}',
+            b'{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"s":"a"},"values":[[3,3]]}]}]}',
+            b'{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"s":"b"},"values":[[1,9]]}]}]}',
+            b'{"results":[{"statement_id":1,"series":[{"name":"m","tags":{"s":"a"},"values":[[4,4]]}]}]}',
+            b'{"results":[{"statement_id":2,"error":"database not found: x"}]}',
+            b'{"results":[{"statement_id":2,"error":"not executed"}]}',
+        ),
+        ["A", "B", "C", "D"],
+        each_series_rows=keep,
+    )
+    assert handed == [[[1, 1], [2, 2], [3, 3]], [[1, 9]], [[4, 4]]]
+    assert [len(s) for s in answer.series()] == [2, 1, 0, 0]
+    assert answer.errors() == ["database not found: x", "not executed"]
+
+
+def test_results_of_one_document_never_join() -> None:
+    """Test that the results of one document (an unchunked answer, of a server that numbers no
+    statements) are one per statement."""
+    answer = post_query(
+        _Streaming(b'{"results":[{"series":[{"name":"m","values":[[1,2]]}]},{}]}'), ["A", "B"], chunked=True
+    )
+    assert answer.results is not None and len(answer.results) == 2
+
+
 def test_a_server_that_does_not_chunk_answers_one_document() -> None:
     """Test that an answer of one document (a server that ignores ``chunked``) reads the same."""
     http = _Streaming(
