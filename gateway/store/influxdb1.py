@@ -222,6 +222,13 @@ class InfluxQLReader:
                     continue
                 raise StoreError(f"InfluxDB at {self.http.base}: query failed: {error}")
             out.append(result.get("series", []))
+        if len(out) < len(statements) and len(statements) > 1:
+            # A server that runs only the first of several statements (InfluxDB 3's v1 API,
+            # influxdata/influxdb#24771): the rest one by one.
+            for statement in statements[len(out) :]:
+                out += self._query(
+                    [statement], missing_ok=missing_ok, epoch=epoch, each_series_rows=each_series_rows
+                )
         if len(out) != len(statements):
             raise StoreError(
                 f"InfluxDB at {self.http.base} answered {len(out)} results to {len(statements)} statements"
