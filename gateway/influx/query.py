@@ -89,7 +89,7 @@ def post_query(
     *,
     epoch: str | None = None,
     chunked: bool = False,
-    each_series_rows: Callable[[Rows], Rows] | None = None,
+    each_series_rows: Callable[[Rows], Any] | None = None,
     chunk_size: int | None = None,
 ) -> QueryAnswer:
     """Send ``statements`` to ``/query`` in one request (times in ``epoch`` units: ``ns``, ``s``;
@@ -101,7 +101,7 @@ def post_query(
             statements, the failure's own message overwritten by "not executed"; chunked, one
             result per statement, in order.
         each_series_rows: (chunked) each series' rows are replaced by what this makes of them as
-            soon as the series is complete.
+            soon as the series is complete (its ``values``: the rows, or whatever this returns).
         chunk_size: (chunked) at most this many rows per chunk (InfluxDB's default: 10,000).
 
     Raises:
@@ -149,7 +149,7 @@ class _Chunks:
     stands alone. A series is worked on once the next one starts, or the answer ends.
     """
 
-    def __init__(self, each_series_rows: Callable[[Rows], Rows]) -> None:
+    def __init__(self, each_series_rows: Callable[[Rows], Any]) -> None:
         self.each_series_rows = each_series_rows
         self.done: list[dict[str, Any]] = []
         self.open_series: dict[str, Any] | None = None  # the last series: more rows may follow

@@ -28,15 +28,14 @@ Times come back at the microsecond resolution the sink writes (``Record.time`` r
 from __future__ import annotations
 
 import base64
-import bisect
 import logging
 import operator
 import re
 import time
 from collections.abc import Callable, Collection, Iterator
-from itertools import repeat
+from itertools import pairwise, repeat
 from operator import truediv
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.influx.http import HttpClient
 from gateway.influx.influxql import quote_ident, quote_literal
@@ -89,24 +88,6 @@ def _combined(a: list[Any], b: list[Any]) -> list[Any]:
     if len(a) == 3:
         return [a[0], a[1] + b[1], a[2] + b[2]]
     return [a[0], a[1] + b[1], a[2] + b[2], min(a[3], b[3]), max(a[4], b[4])]
-
-
-def _add_row(rows: list[list[Any]], row: list[Any]) -> None:
-    """Add ``row`` (time, count, sum[, min, max]; a count) into ``rows``, one series' windows
-    oldest first (sorted by time: the caller sorts them first): into the row of its window where
-    there is one, else as that window's row."""
-    t = row[0]
-    i = bisect.bisect_left(rows, t, key=_TIME)
-    if i < len(rows) and rows[i][0] == t:
-        rows[i] = _combined(rows[i], row) if rows[i][1] else row
-    else:
-        rows.insert(i, row)
-
-
-def _sorted_by_time(rows: list[list[Any]]) -> list[list[Any]]:
-    """``rows`` oldest first: as they are when they are (influxd answers so; do not rely on it)."""
-    times = list(map(_TIME, rows))
-    return rows if times == sorted(times) else sorted(rows, key=_TIME)
 
 
 def _in_windows(rows: list[list[Any]], step: int) -> list[list[Any]]:
@@ -180,7 +161,7 @@ class InfluxQLReader:
         *,
         missing_ok: bool = True,
         epoch: str = "ns",
-        each_series_rows: Callable[[list[list[Any]]], list[list[Any]]] | None = None,
+        each_series_rows: Callable[[list[list[Any]]], Any] | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Run ``statements`` in one request; return each statement's series, times in ``epoch``
         units (``ns``, or ``s`` where every time is a whole second), each series' rows replaced by
@@ -448,17 +429,17 @@ class InfluxQLReader:
         whole = float(every).is_integer()
         step = int(every) if whole else _ns(every)
 
-        def added_up(rows: list[list[Any]]) -> list[list[Any]]:
-            # Rollup points read as they are (a few per window) are added up per series as it
-            # arrives, while influxd still answers the next series.
+        def as_part(rows: list[list[Any]]) -> _Part:
+            # Each series' rows made its columns (rollup points read as they are, a few per window,
+            # added up) as soon as it arrived, while influxd still answers the next series.
             try:
-                return _in_windows(rows, step)
+                return _part_of(rows, step, whole)
             except (TypeError, ValueError, IndexError) as exc:
                 raise self._not_windows(exc) from exc
 
-        answers = self._query(statements, epoch="s" if whole else "ns", each_series_rows=added_up)
+        answers = self._query(statements, epoch="s" if whole else "ns", each_series_rows=as_part)
         try:
-            return _series_windows(org, device, answers, whole)
+            return _series_windows(org, device, answers)
         except (TypeError, ValueError, IndexError, KeyError) as exc:
             raise self._not_windows(exc) from exc
 
@@ -507,56 +488,92 @@ class InfluxQLReader:
         return f"InfluxQLReader({self.http.base!r}, database={self.database!r}, meta={self.meta!r})"
 
 
-def _series_windows(
-    org: str, device: str, answers: list[list[dict[str, Any]]], whole: bool
-) -> list[SeriesWindows]:
-    """The columns per series of ``answers`` (each statement's series, their rows (time, count,
-    sum[, min, max]) one per window), in (sensor, quantity) order; times in s (``whole``) or ns."""
-    # Each series' rows, oldest first as influxd answers them: those of the statement with the
-    # most rows as they are, the few of the others (where the tiers read meet: a window may
-    # come in parts from two statements) added into them in place.
-    main = max(range(len(answers)), key=lambda i: sum(len(s["values"]) for s in answers[i]))
-    series: dict[tuple[str, str], list[list[Any]]] = {}
-    for name, tags, rows in InfluxQLReader._rows(answers[main : main + 1]):
-        key = (tags["sensor"], name)
-        series[key] = series[key] + rows if key in series else rows
-    others = answers[:main] + answers[main + 1 :]
-    if any(others):
-        for key, rows in series.items():
-            series[key] = _sorted_by_time(rows)  # _add_row's order
-    for name, tags, rows in InfluxQLReader._rows(others):
-        into = series.setdefault((tags["sensor"], name), [])
-        for row in rows:
-            if row[1]:
-                _add_row(into, row)
-    # Each column made by map over the transposed rows: no Python per window.
-    out: list[SeriesWindows] = []
-    for (sensor_name, name), rows in sorted(series.items()):
+class _Part(NamedTuple):
+    """One series' windows from one statement as columns, oldest first, none without readings
+    (``lows`` and ``highs`` empty when read ``means_only``)."""
+
+    times: list[float]
+    counts: list[int]
+    sums: list[float]
+    lows: list[float]
+    highs: list[float]
+
+
+def _part_of(rows: list[list[Any]], step: int, whole: bool) -> _Part:
+    """A series' rows (time, count, sum[, min, max]) of one statement as one window per row of
+    ``step`` (:func:`_in_windows`), in columns made by map over the transposed rows: no Python
+    per window. Times in s (``whole``) or ns."""
+    rows = _in_windows(rows, step)
+    if not rows:
+        return _Part([], [], [], [], [])
+    times, counts, sums, *bounds = zip(*rows, strict=True)
+    # influxd answers oldest first and leaves out empty windows (fill(none)); do not rely on it:
+    # a window without readings (count 0) is left out, the rows sorted by time.
+    if not all(counts) or list(times) != sorted(times):
+        rows = sorted((row for row in rows if row[1]), key=_TIME)
         if not rows:
-            continue
-        times, counts, totals, *bounds = zip(*rows, strict=True)
-        # influxd answers oldest first and leaves out empty windows (fill(none)); do not rely
-        # on it: a window without readings (count 0) is left out, the rows sorted by time.
-        if not all(counts) or list(times) != sorted(times):
-            rows = sorted((row for row in rows if row[1]), key=_TIME)
-            if not rows:
-                continue
-            times, counts, totals, *bounds = zip(*rows, strict=True)
-        lows, highs = bounds or ((), ())
+            return _Part([], [], [], [], [])
+        times, counts, sums, *bounds = zip(*rows, strict=True)
+    lows, highs = bounds or ((), ())
+    return _Part(
+        list(map(float, times)) if whole else list(map(truediv, times, repeat(1e9))),
+        list(counts) if set(map(type, counts)) == _INT else list(map(int, counts)),
+        list(sums),
+        list(map(float, lows)),  # a whole number comes back as an int
+        list(map(float, highs)),
+    )
+
+
+def _series_windows(org: str, device: str, answers: list[list[dict[str, Any]]]) -> list[SeriesWindows]:
+    """Each series' windows, in (sensor, quantity) order, from its parts (:class:`_Part`) in the
+    statements' answers: the tiers read meet at a window that may come in parts from two."""
+    parts: dict[tuple[str, str], list[_Part]] = {}
+    for answer in answers:
+        for s in answer:
+            part: _Part = s["values"]
+            if part.times:
+                parts.setdefault((s.get("tags", {})["sensor"], s["name"]), []).append(part)
+    out: list[SeriesWindows] = []
+    for (sensor, name), these in sorted(parts.items()):
+        part = these[0] if len(these) == 1 else _joined(these)
+        means = list(map(truediv, part.sums, part.counts))
         out.append(
-            SeriesWindows(
-                org,
-                device,
-                sensor_name,
-                name,
-                list(map(float, times)) if whole else list(map(truediv, times, repeat(1e9))),
-                list(counts) if set(map(type, counts)) == _INT else list(map(int, counts)),
-                list(map(truediv, totals, counts)),
-                list(map(float, lows)),  # a whole number comes back as an int
-                list(map(float, highs)),
-            )
+            SeriesWindows(org, device, sensor, name, part.times, part.counts, means, part.lows, part.highs)
         )
     return out
+
+
+def _joined(parts: list[_Part]) -> _Part:
+    """One series' windows from its parts in several statements, a window in two parts added up
+    (counts and sums add up, the min of mins, the max of maxes)."""
+    parts = sorted(parts, key=lambda p: p.times[0])
+    if all(a.times[-1] <= b.times[0] for a, b in pairwise(parts)):
+        # Tiers read one after another (influxd's answers): one window at most where two meet.
+        out = _Part._make(list(column) for column in parts[0])
+        for part in parts[1:]:
+            shared = 1 if out.times[-1] == part.times[0] else 0  # the window where they meet
+            if shared:
+                out.counts[-1] += part.counts[0]
+                out.sums[-1] += part.sums[0]
+                if out.lows:
+                    out.lows[-1] = min(out.lows[-1], part.lows[0])
+                    out.highs[-1] = max(out.highs[-1], part.highs[0])
+            out.times.extend(part.times[shared:])
+            out.counts.extend(part.counts[shared:])
+            out.sums.extend(part.sums[shared:])
+            out.lows.extend(part.lows[shared:])
+            out.highs.extend(part.highs[shared:])
+        return out
+    width = 5 if parts[0].lows else 3  # parts that interleave: added up window by window
+    rows = sorted((list(row) for p in parts for row in zip(*p[:width], strict=True)), key=_TIME)
+    added: list[list[Any]] = []
+    for row in rows:
+        if added and added[-1][0] == row[0]:
+            added[-1] = _combined(added[-1], row)
+        else:
+            added.append(row)
+    columns = [list(column) for column in zip(*added, strict=True)]
+    return _Part._make(columns if width == 5 else [*columns, [], []])
 
 
 def from_url(url: str) -> InfluxQLReader:

@@ -371,11 +371,16 @@ def test_influxdb_windows_add_up_the_parts_of_a_window_from_every_statement() ->
     reader._tiers = lambda db: (60,)  # type: ignore[method-assign]
     for case in range(300):
         answers: list[list[dict[str, Any]]] = []
-        for _ in range(rng.randint(1, 3)):
+        statements = rng.randint(1, 3)
+        # Half the cases as the tiers read: each statement a span of its own, the spans meeting
+        # at a window both may hold; the others anywhere.
+        edges = sorted(rng.sample(range(1, 39), statements - 1))
+        spans = list(zip([0, *edges], [*edges, 39], strict=True)) if case % 2 else [(0, 39)] * statements
+        for lo, hi in spans:
             answer = []
             for sensor in rng.sample(["a", "b", "c"], rng.randint(0, 3)):
                 for name in rng.sample(["co2", "humidity", "temperature"], rng.randint(1, 3)):
-                    times = sorted(rng.sample(range(0, 40), rng.randint(0, 12)))
+                    times = sorted(rng.sample(range(lo, hi + 1), min(hi + 1 - lo, rng.randint(0, 12))))
                     if case % 5 == 0:
                         rng.shuffle(times)  # not in time order
                     rows = [
