@@ -32,7 +32,7 @@ import logging
 import operator
 import re
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from itertools import pairwise, repeat
 from operator import truediv
 from typing import Any, NamedTuple
@@ -82,7 +82,7 @@ def _regex_any(values: Collection[str]) -> str:
     return "/^(" + "|".join(escaped) + ")$/"
 
 
-def _combined(a: list[Any], b: list[Any]) -> list[Any]:
+def _combined(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
     """One window's row of two of its parts, each (time, count, sum, min, max) or, read
     ``means_only``, (time, count, sum): counts and sums add up, the min of mins, the max of maxes."""
     if len(a) == 3:
@@ -97,9 +97,16 @@ def _in_windows(rows: list[list[Any]], step: int) -> list[list[Any]]:
     returned as they are."""
     if not any(map(operator.mod, map(_TIME, rows), repeat(step))):
         return rows
+    return _added(rows, step)
+
+
+def _added(rows: Iterable[Sequence[Any]], step: int | None = None) -> list[list[Any]]:
+    """``rows`` (time, count, sum[, min, max]) as one row per window, oldest first, those without
+    readings left out: the rows of one window (starting at ``time - time % step``, or at the row's
+    time where ``step`` is None) added up."""
     added: list[list[Any]] = []
     for row in sorted((row for row in rows if row[1]), key=_TIME):
-        start = row[0] - row[0] % step
+        start = row[0] - row[0] % step if step else row[0]
         if added and added[-1][0] == start:
             added[-1] = _combined(added[-1], row)
         else:
@@ -565,13 +572,7 @@ def _joined(parts: list[_Part]) -> _Part:
             out.highs.extend(part.highs[shared:])
         return out
     width = 5 if parts[0].lows else 3  # parts that interleave: added up window by window
-    rows = sorted((list(row) for p in parts for row in zip(*p[:width], strict=True)), key=_TIME)
-    added: list[list[Any]] = []
-    for row in rows:
-        if added and added[-1][0] == row[0]:
-            added[-1] = _combined(added[-1], row)
-        else:
-            added.append(row)
+    added = _added(row for p in parts for row in zip(*p[:width], strict=True))
     columns = [list(column) for column in zip(*added, strict=True)]
     return _Part._make(columns if width == 5 else [*columns, [], []])
 
